@@ -1,0 +1,42 @@
+#pragma once
+// Plain, obviously-correct reference kernels. The fast kernels are tested against these on odd
+// sizes; nothing on a hot path calls them.
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "fathom/kernels/matrix.hpp"
+
+namespace fathom::kernels::reference {
+
+// y[r] = sum_c W[r,c] x[c]  (double accumulation: the reference is more exact than the kernels)
+inline void gemv(const MatrixView& W, const float* x, float* y) {
+  for (size_t r = 0; r < W.rows; ++r) {
+    double acc = 0;
+    for (size_t c = 0; c < W.cols; ++c) acc += double(W.at(r, c)) * x[c];
+    y[r] = float(acc);
+  }
+}
+
+// Y[t, r] = sum_c X[t, c] W[r, c]; X: [n, W.cols], Y: [n, W.rows], both row-major.
+inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
+  for (size_t t = 0; t < n; ++t) gemv(W, X + t * W.cols, Y + t * W.rows);
+}
+
+// transformers' RMSNorm: y = w * (x / sqrt(mean(x^2) + eps)).
+inline void rmsnorm(const float* x, const float* w, float* y, size_t n, float eps) {
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+  const float inv = float(1.0 / std::sqrt(ss / double(n) + eps));
+  for (size_t i = 0; i < n; ++i) y[i] = w[i] * (x[i] * inv);
+}
+
+inline void softmax(float* x, size_t n) {
+  float m = -INFINITY;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  double s = 0;
+  for (size_t i = 0; i < n; ++i) s += std::exp(double(x[i] - m));
+  for (size_t i = 0; i < n; ++i) x[i] = float(std::exp(double(x[i] - m)) / s);
+}
+
+}  // namespace fathom::kernels::reference
