@@ -1,0 +1,25 @@
+#pragma once
+// SwiGLU MLP: down(silu(gate(x)) ⊙ up(x)).
+#include <cstddef>
+
+#include "fathom/kernels/elementwise.hpp"
+#include "fathom/kernels/linear.hpp"
+
+namespace fathom::blocks {
+
+struct SwiGLU {
+  kernels::MatrixView gate, up;  // [intermediate, hidden] each
+  kernels::MatrixView down;      // [hidden, intermediate]
+
+  size_t intermediate() const { return gate.rows; }
+
+  // x: [n, hidden] -> out: [n, hidden]; g, u: scratch [n, intermediate] each.
+  void operator()(const float* x, size_t n, float* out, float* g, float* u) const {
+    kernels::gemm(gate, x, n, g);
+    kernels::gemm(up, x, n, u);
+    kernels::swiglu(g, u, g, n * intermediate());
+    kernels::gemm(down, g, n, out);
+  }
+};
+
+}  // namespace fathom::blocks

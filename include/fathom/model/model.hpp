@@ -1,0 +1,223 @@
+#pragma once
+// A decoder-only transformer of the Llama family tree (Llama, Mistral, Qwen2, Qwen3), composed
+// from blocks and holding its weights as views into a checkpoint. The same code serves every
+// family: what differs (q/k/v bias, q/k norm, sliding window, rope scaling, tied head) is in
+// ModelConfig and in which tensors exist.
+//
+//   h_{-1} = E[token]                                   embed            [hidden]
+//   for l in layers:
+//     a    = h + Attn_l(RMSNorm_l^attn(h))               resid_mid
+//     h    = a + MLP_l(RMSNorm_l^mlp(a))                 resid_post
+//   logits = W_U · RMSNorm^final(h)                      [vocab]
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fathom/blocks/attention.hpp"
+#include "fathom/blocks/mlp.hpp"
+#include "fathom/blocks/rmsnorm.hpp"
+#include "fathom/blocks/rope.hpp"
+#include "fathom/core/error.hpp"
+#include "fathom/io/tensor_store.hpp"
+#include "fathom/kernels/linear.hpp"
+#include "fathom/model/config.hpp"
+
+namespace fathom {
+
+// How weight matrices are held in memory. AsStored keeps zero-copy views of the checkpoint.
+enum class WeightFormat : uint8_t { AsStored, F32, BF16 };
+
+struct LoadOptions {
+  WeightFormat weights = WeightFormat::AsStored;
+};
+
+struct DecoderLayer {
+  blocks::RMSNorm attn_norm;  // input_layernorm [hidden]
+  blocks::Attention attn;
+  blocks::RMSNorm mlp_norm;   // post_attention_layernorm [hidden]
+  blocks::SwiGLU mlp;
+};
+
+// The model's own final norm and unembedding: turns any residual-stream vector into logits.
+// Lenses and early-exit policies read out through this, never through family-specific code.
+struct Readout {
+  const blocks::RMSNorm* norm = nullptr;  // [hidden]
+  kernels::MatrixView unembed;            // [vocab, hidden]
+
+  size_t vocab() const { return unembed.rows; }
+  size_t hidden() const { return unembed.cols; }
+  // h: [n, hidden] -> normed: [n, hidden] (scratch, may alias h only if h may be destroyed),
+  // logits: [n, vocab]
+  void operator()(const float* h, size_t n, float* normed, float* logits) const {
+    (*norm)(h, normed, n);
+    kernels::gemm(unembed, normed, n, logits);
+  }
+};
+
+class Model {
+ public:
+  // Builds the model from a config and named tensors (Hugging Face names). Checks every tensor's
+  // presence and shape against the config; `weights` must outlive the model unless converted.
+  Model(ModelConfig config, std::shared_ptr<const io::TensorStore> weights, LoadOptions opts = {})
+      : cfg_(std::move(config)), store_(std::move(weights)) {
+    validate_config();
+    const auto H = cfg_.hidden_size, hd = cfg_.head_dim, nh = cfg_.num_attention_heads,
+               nkv = cfg_.num_key_value_heads, I = cfg_.intermediate_size, V = cfg_.vocab_size;
+    rope_ = blocks::Rope(size_t(hd), cfg_.rope_theta, cfg_.rope_scaling);
+    embed_ = store_->get("model.embed_tokens.weight", {V, H});
+    check_float(embed_);
+    final_norm_ = norm("model.norm.weight", H);
+    layers_.resize(size_t(cfg_.num_hidden_layers));
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const std::string p = "model.layers." + std::to_string(i) + ".";
+      auto& L = layers_[i];
+      L.attn_norm = norm(p + "input_layernorm.weight", H);
+      L.mlp_norm = norm(p + "post_attention_layernorm.weight", H);
+      auto& A = L.attn;
+      A.hidden = size_t(H), A.n_heads = size_t(nh), A.n_kv_heads = size_t(nkv),
+      A.head_dim = size_t(hd), A.sliding_window = cfg_.sliding_window, A.rope = &rope_;
+      A.wq = matrix(p + "self_attn.q_proj.weight", nh * hd, H, opts);
+      A.wk = matrix(p + "self_attn.k_proj.weight", nkv * hd, H, opts);
+      A.wv = matrix(p + "self_attn.v_proj.weight", nkv * hd, H, opts);
+      A.wo = matrix(p + "self_attn.o_proj.weight", H, nh * hd, opts);
+      if (cfg_.attention_bias) {
+        A.bq = load_vector(p + "self_attn.q_proj.bias", nh * hd);
+        A.bk = load_vector(p + "self_attn.k_proj.bias", nkv * hd);
+        A.bv = load_vector(p + "self_attn.v_proj.bias", nkv * hd);
+      }
+      if (cfg_.qk_norm) {
+        A.q_norm = norm(p + "self_attn.q_norm.weight", hd);
+        A.k_norm = norm(p + "self_attn.k_norm.weight", hd);
+      }
+      L.mlp.gate = matrix(p + "mlp.gate_proj.weight", I, H, opts);
+      L.mlp.up = matrix(p + "mlp.up_proj.weight", I, H, opts);
+      L.mlp.down = matrix(p + "mlp.down_proj.weight", H, I, opts);
+    }
+    const bool tied = cfg_.tie_word_embeddings || !store_->contains("lm_head.weight");
+    if (tied && !cfg_.tie_word_embeddings)
+      throw FormatError(store_->origin(), "lm_head.weight",
+                        "missing tensor (config says tie_word_embeddings=false)");
+    readout_.norm = &final_norm_;
+    readout_.unembed = tied ? matrix("model.embed_tokens.weight", V, H, opts)
+                            : matrix("lm_head.weight", V, H, opts);
+  }
+
+  Model(const Model&) = delete;  // layers hold pointers into the model (rope, norms)
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  size_t n_layers() const { return layers_.size(); }
+  size_t hidden() const { return size_t(cfg_.hidden_size); }
+  size_t vocab() const { return size_t(cfg_.vocab_size); }
+  const DecoderLayer& layer(size_t i) const { return layers_[i]; }
+  const blocks::Rope& rope() const { return rope_; }
+  const Readout& readout() const { return readout_; }
+  const blocks::RMSNorm& final_norm() const { return final_norm_; }
+
+  // Bytes of weight matrices read per decoded token at full depth (for bandwidth bounds).
+  size_t weight_bytes_per_token() const {
+    size_t b = bytes(readout_.unembed) + size_t(cfg_.hidden_size) * dtype_size(embed_.dtype);
+    for (auto& L : layers_)
+      b += bytes(L.attn.wq) + bytes(L.attn.wk) + bytes(L.attn.wv) + bytes(L.attn.wo) +
+           bytes(L.mlp.gate) + bytes(L.mlp.up) + bytes(L.mlp.down);
+    return b;
+  }
+
+  // h[hidden] = E[token] in f32.
+  void embed(int32_t token, float* h) const {
+    if (token < 0 || token >= cfg_.vocab_size)
+      throw UsageError("", "token", "id " + std::to_string(token) + " outside the vocabulary [0, " +
+                                        std::to_string(cfg_.vocab_size) + ")");
+    const size_t H = hidden(), off = size_t(token) * H;
+    switch (embed_.dtype) {
+      case DType::F32: {
+        const float* e = reinterpret_cast<const float*>(embed_.data) + off;
+        std::copy(e, e + H, h);
+        break;
+      }
+      case DType::BF16: {
+        const uint16_t* e = reinterpret_cast<const uint16_t*>(embed_.data) + off;
+        for (size_t i = 0; i < H; ++i) h[i] = bf16_to_f32(e[i]);
+        break;
+      }
+      default: {
+        const uint16_t* e = reinterpret_cast<const uint16_t*>(embed_.data) + off;
+        for (size_t i = 0; i < H; ++i) h[i] = f16_to_f32(e[i]);
+      }
+    }
+  }
+
+ private:
+  static size_t bytes(const kernels::MatrixView& m) {
+    return m.dtype == DType::Q8 ? m.rows * m.cols * 34 / 32 : m.rows * m.cols * dtype_size(m.dtype);
+  }
+
+  void validate_config() const {
+    auto bad = [&](const char* field, const std::string& why) {
+      throw ConfigError(store_->origin(), field, why);
+    };
+    if (cfg_.hidden_size <= 0) bad("hidden_size", "must be positive");
+    if (cfg_.num_hidden_layers <= 0) bad("num_hidden_layers", "must be positive");
+    if (cfg_.num_attention_heads <= 0) bad("num_attention_heads", "must be positive");
+    if (cfg_.num_key_value_heads <= 0 || cfg_.num_attention_heads % cfg_.num_key_value_heads)
+      bad("num_key_value_heads", "must divide num_attention_heads");
+    if (cfg_.head_dim <= 0 || cfg_.head_dim % 2) bad("head_dim", "must be positive and even");
+    if (cfg_.intermediate_size <= 0) bad("intermediate_size", "must be positive");
+    if (cfg_.vocab_size <= 0) bad("vocab_size", "must be positive");
+  }
+
+  void check_float(const io::TensorView& t) const {
+    if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
+      throw UnsupportedError(t.file, t.name, "dtype " + std::string(dtype_name(t.dtype)) +
+                                                 " (weights must be F32, BF16 or F16)");
+  }
+
+  std::vector<float> load_vector(const std::string& name, int64_t n) const {
+    const auto& t = store_->get(name, {n});
+    check_float(t);
+    std::vector<float> out(static_cast<size_t>(n));
+    kernels::MatrixView m{t.dtype, 1, size_t(n), t.data};
+    for (size_t i = 0; i < out.size(); ++i) out[i] = m.at(0, i);
+    return out;
+  }
+
+  blocks::RMSNorm norm(const std::string& name, int64_t n) const {
+    return blocks::RMSNorm{load_vector(name, n), float(cfg_.rms_norm_eps)};
+  }
+
+  kernels::MatrixView matrix(const std::string& name, int64_t rows, int64_t cols,
+                             const LoadOptions& opts) {
+    const auto& t = store_->get(name, {rows, cols});
+    check_float(t);
+    kernels::MatrixView m{t.dtype, size_t(rows), size_t(cols), t.data};
+    const DType want = opts.weights == WeightFormat::F32    ? DType::F32
+                       : opts.weights == WeightFormat::BF16 ? DType::BF16
+                                                            : t.dtype;
+    if (want == t.dtype) return m;
+    auto buf = std::make_shared<std::vector<uint16_t>>();
+    auto fbuf = std::make_shared<std::vector<float>>();
+    const size_t n = m.rows * m.cols;
+    if (want == DType::F32) {
+      fbuf->resize(n);
+      for (size_t i = 0; i < n; ++i) (*fbuf)[i] = m.at(i / m.cols, i % m.cols);
+      owned_.push_back(fbuf);
+      return {DType::F32, m.rows, m.cols, fbuf->data()};
+    }
+    buf->resize(n);
+    for (size_t i = 0; i < n; ++i) (*buf)[i] = f32_to_bf16(m.at(i / m.cols, i % m.cols));
+    owned_.push_back(buf);
+    return {DType::BF16, m.rows, m.cols, buf->data()};
+  }
+
+  ModelConfig cfg_;
+  std::shared_ptr<const io::TensorStore> store_;
+  std::vector<std::shared_ptr<const void>> owned_;  // converted weight buffers
+  blocks::Rope rope_;
+  io::TensorView embed_;          // [vocab, hidden]
+  blocks::RMSNorm final_norm_;    // [hidden]
+  std::vector<DecoderLayer> layers_;
+  Readout readout_;
+};
+
+}  // namespace fathom

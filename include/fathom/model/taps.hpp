@@ -1,0 +1,41 @@
+#pragma once
+// Named intermediate quantities (DESIGN.md §5). An observer receives them per layer; with the
+// default NoObserver every tap compiles away (`if constexpr (O::enabled)`).
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace fathom {
+
+enum class Tap : uint8_t {
+  embed, resid_pre, attn_norm, q, k, v, attn_out, resid_mid, mlp_norm, mlp_out, resid_post,
+  final_norm, logits
+};
+inline constexpr const char* tap_name(Tap t) {
+  constexpr const char* names[] = {"embed", "resid_pre", "attn_norm", "q", "k", "v", "attn_out",
+                                   "resid_mid", "mlp_norm", "mlp_out", "resid_post",
+                                   "final_norm", "logits"};
+  return names[size_t(t)];
+}
+
+// rows x cols values, row r belonging to the token in slot slots[r] of the forward pass.
+// q/k are seen after bias, q/k-norm and RoPE, as attention uses them.
+struct TapView {
+  const float* data;
+  size_t rows, cols;
+  std::span<const uint32_t> slots;
+  const float* row(size_t r) const { return data + r * cols; }
+};
+
+struct NoObserver {
+  static constexpr bool enabled = false;
+  void on_tap(Tap, int /*layer*/, const TapView&) {}
+};
+
+template <class O>
+concept Observer = requires(O& o, Tap tap, int layer, const TapView& v) {
+  { O::enabled } -> std::convertible_to<bool>;
+  o.on_tap(tap, layer, v);
+};
+
+}  // namespace fathom
