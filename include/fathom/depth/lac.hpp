@@ -1,0 +1,193 @@
+#pragma once
+// L2 Adaptive Computation ("Void in Language Models", DESIGN.md §1). Per token, with h_{-1} the
+// embedding output and h_l the output of layer l:
+//   n_l = ||h_l||_2,   Δ_l = n_l − n_{l−1} (signed),
+//   τ_l = α · (max_{j<l} Δ_j − min_{j<l} Δ_j)   (τ_0 = τ_1 = 0),
+//   layer l is a void  ⇔  Δ_l < τ_l.
+// Decisions are independent per layer and per token, identical in PP and RG. Every layer is
+// computed (Δ_l needs h_l); what a void means is the mode:
+//   TraceOnly   record decisions, change nothing (logits bit-identical to FullDepth);
+//   InStream    a void's update is discarded: the stream continues from h_{l−1};
+//   FinalState  the stack runs unchanged and the final norm + head read the output of the last
+//               activated layer (the embeddings if none) — the authors' released code.
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "fathom/core/error.hpp"
+#include "fathom/depth/policy.hpp"
+#include "fathom/depth/trace.hpp"
+#include "fathom/kernels/elementwise.hpp"
+
+namespace fathom {
+
+enum class LacMode : uint8_t { TraceOnly, InStream, FinalState };
+
+constexpr const char* lac_mode_name(LacMode m) {
+  return m == LacMode::TraceOnly ? "trace-only" : m == LacMode::InStream ? "in-stream" : "final-state";
+}
+
+// The decision rule alone, testable on constructed norms. deltas: Δ_0..Δ_{l-1} so far.
+struct LacRule {
+  double alpha = 0.8;
+  // τ_l from the preceding Δ_j (j < l); 0 when fewer than two precede.
+  double threshold(std::span<const double> preceding) const {
+    if (preceding.size() < 2) return 0.0;
+    auto [mn, mx] = std::minmax_element(preceding.begin(), preceding.end());
+    return alpha * (*mx - *mn);
+  }
+  bool is_void(double delta, double tau) const { return delta < tau; }
+};
+
+class LAC {
+ public:
+  static constexpr bool needs_layer_input = true;
+
+  LAC(size_t n_layers, size_t hidden, double alpha = 0.8, LacMode mode = LacMode::TraceOnly,
+      Trace* trace = nullptr)
+      : n_layers_(n_layers), hidden_(hidden), rule_{alpha}, mode_(mode), trace_(trace) {
+    if (!(alpha >= 0.0)) throw UsageError("", "alpha", "must be >= 0");
+  }
+
+  double alpha() const { return rule_.alpha; }
+  LacMode mode() const { return mode_; }
+
+  void begin_token(const TokenInfo& t) {
+    auto& s = slot(t.slot);
+    s.deltas.clear();
+    s.prev_norm = NAN;
+    s.last_active = -1;
+    if (trace_) trace_->begin(t);
+  }
+
+  Action before_layer(const TokenInfo& t, int l) {
+    if (trace_) trace_->open(t.slot).layers[size_t(l)].executed = true;
+    return Action::Run;
+  }
+
+  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
+    auto& s = slot(t.slot);
+    if (l == 0) {
+      s.prev_norm = kernels::l2_norm(in.data(), in.size());
+      if (mode_ == LacMode::FinalState) s.readout.assign(in.begin(), in.end());  // h_{-1}
+      if (trace_) trace_->open(t.slot).embed_norm = float(s.prev_norm);
+    }
+    const double n = kernels::l2_norm(out.data(), out.size());
+    const double delta = n - s.prev_norm;
+    const double tau = rule_.threshold(s.deltas);
+    const bool activated = !rule_.is_void(delta, tau);
+    s.deltas.push_back(delta);
+    if (trace_) {
+      auto& r = trace_->open(t.slot).layers[size_t(l)];
+      r.activated = activated, r.norm = float(n), r.delta = float(delta), r.tau = float(tau);
+    }
+    if (activated) {
+      s.last_active = l;
+      if (mode_ == LacMode::FinalState) s.readout.assign(out.begin(), out.end());
+    }
+    if (!activated && mode_ == LacMode::InStream) {
+      std::copy(in.begin(), in.end(), out.begin());  // discard the void's update
+      s.prev_norm = kernels::l2_norm(in.data(), in.size());
+    } else {
+      s.prev_norm = n;
+    }
+  }
+
+  std::span<const float> readout(const TokenInfo& t, std::span<const float> final_state) {
+    auto& s = slot(t.slot);
+    if (trace_)
+      trace_->open(t.slot).readout_layer =
+          mode_ == LacMode::FinalState ? s.last_active : int(n_layers_) - 1;
+    if (mode_ == LacMode::FinalState && !s.readout.empty()) return s.readout;
+    return final_state;
+  }
+
+  void end_token(const TokenInfo& t) {
+    if (trace_) trace_->end(t.slot);
+  }
+
+ private:
+  struct State {
+    std::vector<double> deltas;  // Δ_0..Δ_{l-1}
+    double prev_norm = NAN;      // n_{l-1}
+    int last_active = -1;
+    std::vector<float> readout;  // [hidden] FinalState: output of the last activated layer
+  };
+  State& slot(uint32_t i) {
+    if (slots_.size() <= i) slots_.resize(i + 1);
+    return slots_[i];
+  }
+
+  size_t n_layers_, hidden_;
+  LacRule rule_;
+  LacMode mode_;
+  Trace* trace_;
+  std::vector<State> slots_;
+};
+static_assert(DepthPolicy<LAC>);
+
+// The original LAC rule (2023) as early exit: after layer j, stop if |Δ_j| < α · (max_{i≤j} Δ_i −
+// min_{i≤j} Δ_i); the rest of the stack is skipped and the prediction is read from h_j.
+class LACEarlyExit {
+ public:
+  static constexpr bool needs_layer_input = true;
+
+  LACEarlyExit(size_t n_layers, double alpha = 0.8, int min_layers = 1, Trace* trace = nullptr)
+      : n_layers_(n_layers), alpha_(alpha), min_layers_(min_layers), trace_(trace) {}
+
+  void begin_token(const TokenInfo& t) {
+    auto& s = slot(t.slot);
+    s = State{};
+    if (trace_) trace_->begin(t);
+  }
+  Action before_layer(const TokenInfo& t, int l) {
+    auto& s = slot(t.slot);
+    if (s.exit) {
+      if (trace_) trace_->open(t.slot).exit_layer = l;
+      return Action::Exit;
+    }
+    if (trace_) trace_->open(t.slot).layers[size_t(l)].executed = true;
+    return Action::Run;
+  }
+  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
+    auto& s = slot(t.slot);
+    if (l == 0) s.prev = kernels::l2_norm(in.data(), in.size());
+    const double n = kernels::l2_norm(out.data(), out.size()), d = n - s.prev;
+    s.prev = n;
+    s.lo = std::min(s.lo, d), s.hi = std::max(s.hi, d);
+    const double tau = alpha_ * (s.hi - s.lo);
+    s.exit = l + 1 >= min_layers_ && l >= 1 && std::abs(d) < tau;
+    s.last = l;
+    if (trace_) {
+      auto& r = trace_->open(t.slot).layers[size_t(l)];
+      r.activated = true, r.norm = float(n), r.delta = float(d), r.tau = float(tau);
+    }
+  }
+  std::span<const float> readout(const TokenInfo& t, std::span<const float> final_state) {
+    if (trace_) trace_->open(t.slot).readout_layer = slot(t.slot).last;
+    return final_state;
+  }
+  void end_token(const TokenInfo& t) {
+    if (trace_) trace_->end(t.slot);
+  }
+
+ private:
+  struct State {
+    double prev = 0, lo = INFINITY, hi = -INFINITY;
+    bool exit = false;
+    int last = -1;
+  };
+  State& slot(uint32_t i) {
+    if (slots_.size() <= i) slots_.resize(i + 1);
+    return slots_[i];
+  }
+  size_t n_layers_;
+  double alpha_;
+  int min_layers_;
+  Trace* trace_;
+  std::vector<State> slots_;
+};
+static_assert(DepthPolicy<LACEarlyExit>);
+
+}  // namespace fathom

@@ -1,0 +1,76 @@
+#pragma once
+// StaticSkip: a fixed set of layers is never computed (per phase, or the same in both) — the
+// building block of ShortGPT-style layer removal and of calibrated void skipping.
+// CalibratedSkip derives those sets from a LAC trace: a layer activated for fewer than
+// `min_fraction` of a phase's calibration tokens is skipped in that phase, without computing it.
+#include <set>
+#include <vector>
+
+#include "fathom/depth/policy.hpp"
+#include "fathom/depth/trace.hpp"
+
+namespace fathom {
+
+class StaticSkip {
+ public:
+  static constexpr bool needs_layer_input = false;
+
+  explicit StaticSkip(size_t n_layers, std::set<int> skip = {}, Trace* trace = nullptr)
+      : StaticSkip(n_layers, skip, skip, trace) {}
+  StaticSkip(size_t n_layers, std::set<int> skip_pp, std::set<int> skip_rg, Trace* trace = nullptr)
+      : trace_(trace) {
+    for (int p = 0; p < 2; ++p) skip_[p].assign(n_layers, 0);
+    for (int l : skip_pp) check(l, n_layers), skip_[0][size_t(l)] = 1;
+    for (int l : skip_rg) check(l, n_layers), skip_[1][size_t(l)] = 1;
+  }
+
+  const std::vector<uint8_t>& skipped(Phase p) const { return skip_[size_t(p)]; }
+
+  void begin_token(const TokenInfo& t) {
+    if (trace_) trace_->begin(t);
+  }
+  Action before_layer(const TokenInfo& t, int l) const {
+    const bool skip = skip_[size_t(t.phase)][size_t(l)];
+    if (trace_) {
+      auto& r = trace_->open(t.slot).layers[size_t(l)];
+      r.executed = r.activated = !skip;
+    }
+    return skip ? Action::Skip : Action::Run;
+  }
+  void after_layer(const TokenInfo&, int, std::span<const float>, std::span<float>) {}
+  std::span<const float> readout(const TokenInfo& t, std::span<const float> final_state) const {
+    if (trace_) {
+      auto& r = trace_->open(t.slot);
+      for (int l = int(r.layers.size()) - 1; l >= 0; --l)
+        if (r.layers[size_t(l)].executed) { r.readout_layer = l; break; }
+    }
+    return final_state;
+  }
+  void end_token(const TokenInfo& t) {
+    if (trace_) trace_->end(t.slot);
+  }
+
+ private:
+  static void check(int l, size_t n) {
+    if (l < 0 || size_t(l) >= n)
+      throw UsageError("", "layer", std::to_string(l) + " outside [0, " + std::to_string(n) + ")");
+  }
+  std::vector<uint8_t> skip_[2];  // [phase][layers]
+  Trace* trace_;
+};
+static_assert(DepthPolicy<StaticSkip>);
+
+// Layers activated for fewer than min_fraction of the trace's tokens, per phase.
+inline StaticSkip calibrated_skip(const Trace& lac_trace, double min_fraction,
+                                  Trace* trace = nullptr) {
+  std::set<int> sets[2];
+  for (int p = 0; p < 2; ++p) {
+    const Usage u = lac_trace.usage(Phase(p));
+    if (u.tokens == 0) continue;
+    for (size_t l = 0; l < u.activated.size(); ++l)
+      if (u.activated[l] < min_fraction) sets[p].insert(int(l));
+  }
+  return StaticSkip(lac_trace.n_layers(), sets[0], sets[1], trace);
+}
+
+}  // namespace fathom
