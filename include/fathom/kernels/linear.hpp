@@ -1,13 +1,19 @@
 #pragma once
 // Matrix-vector (decode) and matrix-matrix (prefill) products with a weight matrix in any
 // supported dtype. Accumulation is in f32; work is split statically over OpenMP threads so
-// results are bit-reproducible for a given thread count.
+// results are bit-reproducible for a given thread count (in fact for any thread count: each
+// output element is summed by one thread in a fixed order).
 #include <cstddef>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "fathom/core/dtype.hpp"
 #include "fathom/core/error.hpp"
+#include "fathom/kernels/gemm.hpp"
+#include "fathom/kernels/gemv.hpp"
 #include "fathom/kernels/matrix.hpp"
+#include "fathom/kernels/parallel.hpp"
 
 namespace fathom::kernels {
 
@@ -21,39 +27,38 @@ inline float MatrixView::at(size_t r, size_t c) const {
   }
 }
 
-namespace detail {
-template <class Load>
-inline float dot_row(Load load, size_t r, size_t cols, const float* x) {
-  float acc = 0.f;
-  for (size_t c = 0; c < cols; ++c) acc += load(r * cols + c) * x[c];
-  return acc;
-}
-}  // namespace detail
-
 // y[r] = sum_c W[r,c] x[c]
 inline void gemv(const MatrixView& W, const float* x, float* y) {
-  const long rows = long(W.rows);
-  const size_t cols = W.cols;
+  const size_t rows = W.rows, cols = W.cols;
+  const int threads = detail::worker_count(rows * cols);
   switch (W.dtype) {
     case DType::F32: {
       const float* w = static_cast<const float*>(W.data);
-#pragma omp parallel for schedule(static) if (W.rows * W.cols > 65536)
-      for (long r = 0; r < rows; ++r)
-        y[r] = detail::dot_row([w](size_t i) { return w[i]; }, size_t(r), cols, x);
+      detail::parallel_chunks(rows, threads, [&](size_t b, size_t e) {
+        for (size_t r = b; r < e; ++r) y[r] = detail::dot_f32(w + r * cols, x, cols);
+      });
       return;
     }
     case DType::BF16: {
       const uint16_t* w = static_cast<const uint16_t*>(W.data);
-#pragma omp parallel for schedule(static) if (W.rows * W.cols > 65536)
-      for (long r = 0; r < rows; ++r)
-        y[r] = detail::dot_row([w](size_t i) { return bf16_to_f32(w[i]); }, size_t(r), cols, x);
+      thread_local detail::SplitVector xs;  // [cols/2] even and odd elements of x
+      xs.assign(x, cols);
+      const detail::SplitVector& xsr = xs;
+      detail::parallel_chunks(rows, threads, [&](size_t b, size_t e) {
+        for (size_t r = b; r < e; ++r) y[r] = detail::dot_bf16(w + r * cols, xsr, x, cols);
+      });
       return;
     }
     case DType::F16: {
       const uint16_t* w = static_cast<const uint16_t*>(W.data);
-#pragma omp parallel for schedule(static) if (W.rows * W.cols > 65536)
-      for (long r = 0; r < rows; ++r)
-        y[r] = detail::dot_row([w](size_t i) { return f16_to_f32(w[i]); }, size_t(r), cols, x);
+      detail::parallel_chunks(rows, threads, [&](size_t b, size_t e) {
+        thread_local std::vector<float> row;  // [cols] one widened weight row
+        row.resize(cols);
+        for (size_t r = b; r < e; ++r) {
+          detail::f16_to_f32_n(w + r * cols, row.data(), cols);
+          y[r] = detail::dot_f32(row.data(), x, cols);
+        }
+      });
       return;
     }
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemv: weight dtype");
@@ -61,8 +66,15 @@ inline void gemv(const MatrixView& W, const float* x, float* y) {
 }
 
 // Y[t, r] = sum_c X[t, c] W[r, c]; X: [n, W.cols] and Y: [n, W.rows], row-major, contiguous.
+// n == 1 is the matrix-vector product (same result as gemv).
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
-  for (size_t t = 0; t < n; ++t) gemv(W, X + t * W.cols, Y + t * W.rows);
+  if (n == 0) return;
+  if (n == 1) return gemv(W, X, Y);
+  switch (W.dtype) {
+    case DType::F32: case DType::BF16: case DType::F16:
+      return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
+    default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemm: weight dtype");
+  }
 }
 
 }  // namespace fathom::kernels

@@ -20,7 +20,7 @@ inline void gemv(const MatrixView& W, const float* x, float* y) {
 
 // Y[t, r] = sum_c X[t, c] W[r, c]; X: [n, W.cols], Y: [n, W.rows], both row-major.
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
-  for (size_t t = 0; t < n; ++t) gemv(W, X + t * W.cols, Y + t * W.rows);
+  for (size_t t = 0; t < n; ++t) reference::gemv(W, X + t * W.cols, Y + t * W.rows);
 }
 
 // transformers' RMSNorm: y = w * (x / sqrt(mean(x^2) + eps)).

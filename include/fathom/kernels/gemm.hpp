@@ -1,0 +1,143 @@
+#pragma once
+// Cache-tiled, register-blocked matrix-matrix product Y[M, N] = X[M, K] . W[N, K]^T for dense
+// weights (prefill). Layout of the work (GotoBLAS style, vectors along N):
+//   for each K block of KC:            pack X[MC, KC] into MR-row panels  Ap[k][MR]
+//     for each NR-row panel of W:      widen W to f32 and transpose it    Bp[k][NR] (L1-resident)
+//       for each MR panel of X:        MR x NR tile of Y in registers, KC rank-1 updates
+// Every Y element is summed in the same order (K blocks in order, k in order within a block)
+// whatever the thread count, so results are bit-reproducible.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "fathom/core/dtype.hpp"
+#include "fathom/kernels/convert.hpp"
+#include "fathom/kernels/parallel.hpp"
+#include "fathom/kernels/simd.hpp"
+
+namespace fathom::kernels::detail {
+
+constexpr size_t kNR = 2 * simd::W;                  // Y columns per tile (two vectors)
+constexpr size_t kMR = simd::W >= 16 ? 12 : 6;       // Y rows per tile: 2*MR accumulators
+constexpr size_t kKC = 256;                          // K block: Bp panel = KC*NR floats (32 KiB)
+constexpr size_t kMC = kMR * 32;                     // X rows per packed block (384 KiB)
+
+// C[MR, NR] (+)= Ap[kc][MR] . Bp[kc][NR]; C has leading dimension ldc.
+inline void gemm_tile(size_t kc, const float* Ap, const float* Bp, float* C, size_t ldc,
+                      bool accumulate) {
+  using simd::fvec;
+  constexpr size_t W = simd::W;
+  fvec c0[kMR], c1[kMR];
+  for (size_t i = 0; i < kMR; ++i) {
+    c0[i] = accumulate ? simd::loadu(C + i * ldc) : fvec(0.f);
+    c1[i] = accumulate ? simd::loadu(C + i * ldc + W) : fvec(0.f);
+  }
+  for (size_t k = 0; k < kc; ++k) {
+    const fvec b0 = simd::loadu(Bp + k * kNR), b1 = simd::loadu(Bp + k * kNR + W);
+#pragma GCC unroll 16
+    for (size_t i = 0; i < kMR; ++i) {
+      const fvec a(Ap[k * kMR + i]);
+      c0[i] = xsimd::fma(a, b0, c0[i]);
+      c1[i] = xsimd::fma(a, b1, c1[i]);
+    }
+  }
+  for (size_t i = 0; i < kMR; ++i) {
+    simd::storeu(C + i * ldc, c0[i]);
+    simd::storeu(C + i * ldc + W, c1[i]);
+  }
+}
+
+// Widens rows [n0, n0+nr) x cols [k0, k0+kc) of W to f32 and stores them transposed and zero
+// padded to NR columns: Bp[k][j] = W[n0+j, k0+k]. rowbuf: scratch of kc floats.
+inline void pack_weights(DType dt, const void* data, size_t K, size_t n0, size_t nr, size_t k0,
+                         size_t kc, float* Bp, float* rowbuf) {
+  for (size_t j = 0; j < kNR; ++j) {
+    const float* row = rowbuf;
+    if (j >= nr) {
+      for (size_t k = 0; k < kc; ++k) Bp[k * kNR + j] = 0.f;
+      continue;
+    }
+    const size_t off = (n0 + j) * K + k0;
+    switch (dt) {
+      case DType::F32: row = static_cast<const float*>(data) + off; break;
+      case DType::BF16: bf16_to_f32_n(static_cast<const uint16_t*>(data) + off, rowbuf, kc); break;
+      default: f16_to_f32_n(static_cast<const uint16_t*>(data) + off, rowbuf, kc); break;
+    }
+    for (size_t k = 0; k < kc; ++k) Bp[k * kNR + j] = row[k];
+  }
+}
+
+// Ap[p][k][i] = X[m0 + p*MR + i, k0 + k], zero padded past row M.
+inline void pack_inputs(const float* X, size_t K, size_t M, size_t m0, size_t mc, size_t k0,
+                        size_t kc, float* Ap) {
+  for (size_t p = 0; p * kMR < mc; ++p) {
+    float* dst = Ap + p * kMR * kc;
+    for (size_t i = 0; i < kMR; ++i) {
+      const size_t m = m0 + p * kMR + i;
+      if (m < M && p * kMR + i < mc) {
+        const float* src = X + m * K + k0;
+        for (size_t k = 0; k < kc; ++k) dst[k * kMR + i] = src[k];
+      } else {
+        for (size_t k = 0; k < kc; ++k) dst[k * kMR + i] = 0.f;
+      }
+    }
+  }
+}
+
+struct GemmScratch {
+  std::vector<float> a, b, row, tile;
+};
+inline GemmScratch& gemm_scratch() {
+  thread_local GemmScratch s;  // OpenMP keeps its threads, so the buffers are reused across calls
+  return s;
+}
+
+// Y[M, N] = X[M, K] . W[N, K]^T for dtype F32, BF16 or F16.
+inline void gemm_dense(DType dt, const void* data, size_t N, size_t K, const float* X, size_t M,
+                       float* Y) {
+  if (K == 0) {
+    std::fill(Y, Y + M * N, 0.f);
+    return;
+  }
+  const size_t panels = (N + kNR - 1) / kNR;
+  const int threads = worker_count(M * N * K);
+  parallel_chunks(panels, threads, [&](size_t pb, size_t pe) {
+    GemmScratch& s = gemm_scratch();
+    s.a.resize(kMC * kKC);
+    s.b.resize(kKC * kNR);
+    s.row.resize(kKC);
+    s.tile.resize(kMR * kNR);
+    for (size_t m0 = 0; m0 < M; m0 += kMC) {
+      const size_t mc = std::min(kMC, M - m0);
+      for (size_t k0 = 0; k0 < K; k0 += kKC) {
+        const size_t kc = std::min(kKC, K - k0);
+        const bool acc = k0 > 0;
+        pack_inputs(X, K, M, m0, mc, k0, kc, s.a.data());
+        for (size_t p = pb; p < pe; ++p) {
+          const size_t n0 = p * kNR, nr = std::min(kNR, N - n0);
+          pack_weights(dt, data, K, n0, nr, k0, kc, s.b.data(), s.row.data());
+          for (size_t i0 = 0; i0 < mc; i0 += kMR) {
+            const size_t mr = std::min(kMR, mc - i0);
+            const float* Ap = s.a.data() + (i0 / kMR) * kMR * kc;
+            float* C = Y + (m0 + i0) * N + n0;
+            if (mr == kMR && nr == kNR) {
+              gemm_tile(kc, Ap, s.b.data(), C, N, acc);
+              continue;
+            }
+            // Edge tile: go through a full-size scratch tile, copy the valid part back.
+            float* T = s.tile.data();
+            for (size_t i = 0; i < kMR; ++i)
+              for (size_t j = 0; j < kNR; ++j)
+                T[i * kNR + j] = (acc && i < mr && j < nr) ? C[i * N + j] : 0.f;
+            gemm_tile(kc, Ap, s.b.data(), T, kNR, acc);
+            for (size_t i = 0; i < mr; ++i)
+              for (size_t j = 0; j < nr; ++j) C[i * N + j] = T[i * kNR + j];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace fathom::kernels::detail

@@ -1,0 +1,52 @@
+#pragma once
+// Shared SIMD vocabulary of the kernels: xsimd batch types for the best instruction set the
+// compiler targets, horizontal sums, and bf16 widening without intrinsics.
+#include <cstddef>
+#include <cstdint>
+
+// GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 headers (the `__Y` of
+// _mm512_undefined_*, GCC bug 105593) wherever those intrinsics get inlined. The warning is
+// located in the intrinsic headers, so ignoring it while they are first included silences exactly
+// that false positive and nothing in fathom's code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#include <xsimd/xsimd.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace fathom::kernels::simd {
+
+using fvec = xsimd::batch<float>;     // widest float vector (16 lanes with AVX-512)
+using uvec = xsimd::batch<uint32_t>;  // same width, 32-bit lanes
+constexpr size_t W = fvec::size;
+
+inline fvec loadu(const float* p) { return fvec::load_unaligned(p); }
+inline void storeu(float* p, const fvec& v) { v.store_unaligned(p); }
+inline float hsum(const fvec& v) { return xsimd::hadd(v); }
+
+// 2*W consecutive bf16 values read as W 32-bit words: word i holds element 2i in its low half and
+// element 2i+1 in its high half (little endian). A bf16 is the top half of an f32, so shifting or
+// masking gives the even and the odd elements as exact f32 vectors.
+inline void bf16_split(const uint16_t* p, fvec& even, fvec& odd) {
+  const uvec u = uvec::load_unaligned(reinterpret_cast<const uint32_t*>(p));
+  even = xsimd::bitwise_cast<fvec>(u << 16);
+  odd = xsimd::bitwise_cast<fvec>(u & uvec(0xffff0000u));
+}
+
+// Rounds each f32 to bf16 (nearest even, NaN kept quiet) and returns the bits in the high half
+// of each 32-bit lane (low half zero), matching fathom::f32_to_bf16.
+inline uvec bf16_round_high(const fvec& f) {
+  const uvec u = xsimd::bitwise_cast<uvec>(f);
+  const uvec rounded = (u + uvec(0x7fffu) + ((u >> 16) & uvec(1u))) & uvec(0xffff0000u);
+  const uvec quiet = (u | uvec(0x00400000u)) & uvec(0xffff0000u);
+  const auto is_nan = (u & uvec(0x7fffffffu)) > uvec(0x7f800000u);
+  return xsimd::select(is_nan, quiet, rounded);
+}
+
+}  // namespace fathom::kernels::simd

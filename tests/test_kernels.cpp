@@ -1,0 +1,173 @@
+// Every fast kernel against kernels/reference.hpp on odd sizes (not multiples of the vector
+// width), each weight dtype, with 1 and 2 threads, plus bit-reproducibility across runs.
+// Tolerances are relative to the magnitude of the terms summed (sum |w_c x_c|), which bounds the
+// rounding error of any f32 summation order.
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "fathom/kernels/linear.hpp"
+#include "fathom/kernels/reference.hpp"
+
+using namespace fathom;
+using fathom::kernels::MatrixView;
+
+namespace {
+
+// A random weight matrix stored in `dt`, owning its bytes.
+struct TestMatrix {
+  std::vector<float> f32;
+  std::vector<uint16_t> half;
+  MatrixView view;
+  TestMatrix(DType dt, size_t rows, size_t cols, std::mt19937& rng) {
+    std::normal_distribution<float> nd(0.f, 1.f);
+    f32.resize(rows * cols);
+    for (float& v : f32) v = nd(rng);
+    if (dt == DType::BF16 || dt == DType::F16) {
+      half.resize(rows * cols);
+      for (size_t i = 0; i < f32.size(); ++i) {
+        if (dt == DType::BF16) {
+          half[i] = f32_to_bf16(f32[i]);
+        } else {  // exact f16 from a value representable in f16: a small integer / 64
+          const float q = std::round(f32[i] * 64.f) / 64.f;
+          f32[i] = q;
+          half[i] = f32_to_f16_exact(q);
+        }
+      }
+    }
+    view = MatrixView{dt, rows, cols, half.empty() ? static_cast<const void*>(f32.data()) : half.data()};
+  }
+  // q = k/64 with |k| < 2^11: exactly representable in f16.
+  static uint16_t f32_to_f16_exact(float q) {
+    if (q == 0.f) return std::signbit(q) ? 0x8000 : 0;
+    const uint16_t sign = q < 0 ? 0x8000 : 0;
+    float a = std::fabs(q);
+    int e = 0;
+    const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+    const int exp16 = e - 1 + 15;
+    const uint16_t mant = uint16_t(std::lround((m * 2.f - 1.f) * 1024.f));
+    return uint16_t(sign | (exp16 << 10) | mant);
+  }
+};
+
+std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.f) {
+  std::normal_distribution<float> nd(0.f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = nd(rng);
+  return v;
+}
+
+// |y - ref| <= rel * sum_c |W[r,c] x[c]| for every output.
+void check_close(const MatrixView& W, const float* X, size_t n, const float* Y, const float* R,
+                 double rel) {
+  for (size_t t = 0; t < n; ++t)
+    for (size_t r = 0; r < W.rows; ++r) {
+      double mag = 0;
+      for (size_t c = 0; c < W.cols; ++c) mag += std::fabs(double(W.at(r, c)) * X[t * W.cols + c]);
+      const double err = std::fabs(double(Y[t * W.rows + r]) - R[t * W.rows + r]);
+      if (!(err <= rel * mag + 1e-30)) {
+        FAIL_CHECK("row " << r << " token " << t << ": got " << Y[t * W.rows + r] << " want "
+                          << R[t * W.rows + r] << " (err " << err << ", bound " << rel * mag << ")");
+        return;
+      }
+    }
+}
+
+struct ThreadScope {
+  int saved = omp_get_max_threads();
+  explicit ThreadScope(int n) { omp_set_num_threads(n); }
+  ~ThreadScope() { omp_set_num_threads(saved); }
+};
+
+const size_t kRows[] = {1, 7, 33, 257};
+const size_t kCols[] = {1, 3, 17, 65, 1000};
+const DType kDense[] = {DType::F32, DType::BF16, DType::F16};
+
+}  // namespace
+
+TEST_CASE("gemv matches the reference for every dense dtype, odd sizes, 1 and 2 threads") {
+  std::mt19937 rng(1);
+  for (DType dt : kDense)
+    for (size_t rows : kRows)
+      for (size_t cols : kCols) {
+        CAPTURE(dtype_name(dt));
+        CAPTURE(rows);
+        CAPTURE(cols);
+        TestMatrix m(dt, rows, cols, rng);
+        const auto x = random_vec(cols, rng);
+        std::vector<float> ref(rows), y1(rows), y2(rows), y2b(rows);
+        kernels::reference::gemv(m.view, x.data(), ref.data());
+        { ThreadScope ts(1); kernels::gemv(m.view, x.data(), y1.data()); }
+        {
+          ThreadScope ts(2);
+          kernels::gemv(m.view, x.data(), y2.data());
+          kernels::gemv(m.view, x.data(), y2b.data());
+        }
+        check_close(m.view, x.data(), 1, y1.data(), ref.data(), 1e-5);
+        check_close(m.view, x.data(), 1, y2.data(), ref.data(), 1e-5);
+        CHECK(std::memcmp(y2.data(), y2b.data(), rows * 4) == 0);  // run to run
+        CHECK(std::memcmp(y1.data(), y2.data(), rows * 4) == 0);   // rows are summed by one thread
+      }
+}
+
+TEST_CASE("gemm matches the reference for every dense dtype, odd sizes, 1 and 2 threads") {
+  std::mt19937 rng(2);
+  const size_t kTokens[] = {2, 5, 13, 29};
+  for (DType dt : kDense)
+    for (size_t rows : kRows)
+      for (size_t cols : kCols)
+        for (size_t n : kTokens) {
+          if (n == 29 && rows * cols > 10000) continue;  // keep the reference cheap
+          CAPTURE(dtype_name(dt));
+          CAPTURE(rows);
+          CAPTURE(cols);
+          CAPTURE(n);
+          TestMatrix m(dt, rows, cols, rng);
+          const auto X = random_vec(n * cols, rng);
+          std::vector<float> ref(n * rows), y1(n * rows), y2(n * rows), y2b(n * rows);
+          kernels::reference::gemm(m.view, X.data(), n, ref.data());
+          { ThreadScope ts(1); kernels::gemm(m.view, X.data(), n, y1.data()); }
+          {
+            ThreadScope ts(2);
+            kernels::gemm(m.view, X.data(), n, y2.data());
+            kernels::gemm(m.view, X.data(), n, y2b.data());
+          }
+          check_close(m.view, X.data(), n, y1.data(), ref.data(), 1e-5);
+          check_close(m.view, X.data(), n, y2.data(), ref.data(), 1e-5);
+          CHECK(std::memcmp(y2.data(), y2b.data(), n * rows * 4) == 0);
+          CHECK(std::memcmp(y1.data(), y2.data(), n * rows * 4) == 0);
+        }
+}
+
+TEST_CASE("gemm spans several K and M blocks and threads (larger than one tile)") {
+  std::mt19937 rng(3);
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const size_t rows = 97, cols = 600, n = 401;  // > kKC, > kMC, ragged edges everywhere
+    TestMatrix m(dt, rows, cols, rng);
+    const auto X = random_vec(n * cols, rng);
+    std::vector<float> ref(n * rows), y1(n * rows), y2(n * rows);
+    kernels::reference::gemm(m.view, X.data(), n, ref.data());
+    { ThreadScope ts(1); kernels::gemm(m.view, X.data(), n, y1.data()); }
+    { ThreadScope ts(2); kernels::gemm(m.view, X.data(), n, y2.data()); }
+    check_close(m.view, X.data(), n, y2.data(), ref.data(), 1e-5);
+    CHECK(std::memcmp(y1.data(), y2.data(), n * rows * 4) == 0);
+  }
+}
+
+TEST_CASE("gemm with one token is gemv; empty inputs") {
+  std::mt19937 rng(4);
+  TestMatrix m(DType::BF16, 33, 65, rng);
+  const auto x = random_vec(65, rng);
+  std::vector<float> a(33), b(33);
+  kernels::gemv(m.view, x.data(), a.data());
+  kernels::gemm(m.view, x.data(), 1, b.data());
+  CHECK(std::memcmp(a.data(), b.data(), 33 * 4) == 0);
+  TestMatrix z(DType::F32, 5, 0, rng);
+  std::vector<float> y(5 * 3, 7.f);
+  kernels::gemm(z.view, nullptr, 3, y.data());
+  for (float v : y) CHECK(v == 0.f);
+}
