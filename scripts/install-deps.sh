@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages fathom needs, only those missing (idempotent; no-op when present).
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config libeigen3-dev libxsimd-dev doctest-dev
+      libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev unzip
+      clang libclang-rt-14-dev libomp-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "fathom: installing ${missing[*]}" >&2
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
