@@ -1,0 +1,157 @@
+#pragma once
+// llama2.c checkpoints (the legacy "version 0" .bin of karpathy/llama2.c run.c): seven int32
+// header fields, then f32 arrays, each holding all layers back to back:
+//   token_embedding [vocab, dim], rms_att [L, dim], wq [L, dim, dim], wk [L, kv*hs, dim],
+//   wv [L, kv*hs, dim], wo [L, dim, dim], rms_ffn [L, dim], w1 [L, hidden, dim],
+//   w2 [L, dim, hidden], w3 [L, hidden, dim], rms_final [dim],
+//   freq_cis_real, freq_cis_imag [seq_len, hs/2] (unused: RoPE is recomputed),
+//   wcls [vocab, dim] only when the header's vocab_size is negative (unshared classifier).
+// Tensors are exposed under Hugging Face Llama names, so one forward pass serves both formats.
+// llama2.c rotates interleaved pairs (2i, 2i+1) of each head while transformers rotates halves
+// (i, i + hs/2); the rows of Wq and Wk are permuted here exactly as transformers'
+// convert_llama_weights_to_hf does, and everything else is a zero-copy view of the file.
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "fathom/core/error.hpp"
+#include "fathom/io/checkpoint_data.hpp"
+#include "fathom/io/mmap.hpp"
+#include "fathom/io/tensor_store.hpp"
+#include "fathom/model/config.hpp"
+
+namespace fathom::io {
+
+namespace detail {
+
+// Rows of a [n_heads * hs, cols] projection from interleaved-pair order to rotate-half order:
+// dst row (h, j, i) = src row (h, i, j), i.e. w.view(n_heads, hs/2, 2, cols).transpose(1, 2).
+inline std::vector<std::byte> permute_rope_rows(const float* src, int64_t n_heads, int64_t hs, int64_t cols) {
+  std::vector<std::byte> out(size_t(n_heads * hs * cols) * sizeof(float));
+  auto* dst = reinterpret_cast<float*>(out.data());
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t i = 0; i < hs / 2; ++i)
+      for (int64_t j = 0; j < 2; ++j)
+        std::memcpy(dst + (h * hs + j * (hs / 2) + i) * cols, src + (h * hs + 2 * i + j) * cols,
+                    size_t(cols) * sizeof(float));
+  return out;
+}
+
+}  // namespace detail
+
+inline Checkpoint load_llama2c(const std::filesystem::path& path) {
+  const std::string file = path.string();
+  auto map = MappedFile::open(path);
+  const size_t size = map->size();
+
+  static constexpr std::array<const char*, 7> kFields = {"dim", "hidden_dim", "n_layers", "n_heads",
+                                                         "n_kv_heads", "vocab_size", "seq_len"};
+  if (size < 28)
+    throw FormatError(file, kFields[size / 4],
+                      "file is " + std::to_string(size) + " bytes and ends inside the 28-byte header");
+  std::array<int32_t, 7> h{};
+  std::memcpy(h.data(), map->data(), 28);
+  const auto [dim, hidden, n_layers, n_heads, n_kv, vocab_signed, seq_len] = h;
+  for (size_t i = 0; i < 7; ++i)
+    if (i != 5 && h[i] <= 0)
+      throw FormatError(file, kFields[i], "must be positive, got " + std::to_string(h[i]));
+  if (vocab_signed == 0 || vocab_signed == INT32_MIN)
+    throw FormatError(file, "vocab_size", "invalid value " + std::to_string(vocab_signed));
+  if (n_heads % n_kv != 0)
+    throw FormatError(file, "n_kv_heads", "n_heads " + std::to_string(n_heads) +
+                                              " is not a multiple of n_kv_heads " + std::to_string(n_kv));
+  if (dim % n_heads != 0 || (dim / n_heads) % 2 != 0)
+    throw FormatError(file, "n_heads", "dim " + std::to_string(dim) + " / n_heads " +
+                                           std::to_string(n_heads) + " is not an even head size");
+  const bool shared = vocab_signed > 0;
+  const int64_t vocab = shared ? vocab_signed : -int64_t(vocab_signed);
+  const int64_t hs = dim / n_heads, kv_dim = int64_t(n_kv) * hs, L = n_layers;
+  using u128 = unsigned __int128;
+
+  // Walks the file. Counts are products of up to three int32s (93 bits), so they are computed in
+  // 128 bits: a hostile header fails the size check instead of wrapping around.
+  size_t offset = 28;
+  auto take = [&](const char* name, const std::string& hf_name, unsigned __int128 count) -> const float* {
+    const unsigned __int128 need = count * sizeof(float);
+    if (need > size - offset)
+      throw FormatError(file, std::string(name) + " (" + hf_name + ")",
+                        "file ends at byte " + std::to_string(size) + ", inside this tensor (bytes [" +
+                            std::to_string(offset) + ", " +
+                            (need >> 64 ? std::string("beyond 2^64") : std::to_string(uint64_t(need) + offset)) +
+                            ") per the header)");
+    auto* p = reinterpret_cast<const float*>(map->data() + offset);
+    offset += size_t(need);
+    return p;
+  };
+  const std::string layers = "model.layers.*.";
+  const float* emb = take("token_embedding", "model.embed_tokens.weight", u128(vocab) * dim);
+  const float* rms_att = take("rms_att", layers + "input_layernorm.weight", u128(L) * dim);
+  const float* wq = take("wq", layers + "self_attn.q_proj.weight", u128(L) * dim * dim);
+  const float* wk = take("wk", layers + "self_attn.k_proj.weight", u128(L) * kv_dim * dim);
+  const float* wv = take("wv", layers + "self_attn.v_proj.weight", u128(L) * kv_dim * dim);
+  const float* wo = take("wo", layers + "self_attn.o_proj.weight", u128(L) * dim * dim);
+  const float* rms_ffn = take("rms_ffn", layers + "post_attention_layernorm.weight", u128(L) * dim);
+  const float* w1 = take("w1", layers + "mlp.gate_proj.weight", u128(L) * hidden * dim);
+  const float* w2 = take("w2", layers + "mlp.down_proj.weight", u128(L) * dim * hidden);
+  const float* w3 = take("w3", layers + "mlp.up_proj.weight", u128(L) * hidden * dim);
+  const float* rms_final = take("rms_final", "model.norm.weight", dim);
+  take("freq_cis_real", "unused", u128(seq_len) * hs / 2);
+  take("freq_cis_imag", "unused", u128(seq_len) * hs / 2);
+  const float* wcls = shared ? nullptr : take("wcls", "lm_head.weight", u128(vocab) * dim);
+  if (offset != size)
+    throw FormatError(file, "", std::to_string(size - offset) +
+                                    " bytes after the last tensor (the header describes a " +
+                                    std::to_string(offset) + "-byte file)");
+
+  Checkpoint ck;
+  ck.path = path;
+  auto& c = ck.config;
+  c.architecture = "llama2.c";
+  c.family = Family::Llama;
+  c.hidden_size = dim;
+  c.num_hidden_layers = n_layers;
+  c.num_attention_heads = n_heads;
+  c.num_key_value_heads = n_kv;
+  c.head_dim = hs;
+  c.intermediate_size = hidden;
+  c.vocab_size = vocab;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 10000.0;
+  c.max_position_embeddings = seq_len;
+  c.tie_word_embeddings = shared;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  c.torch_dtype = DType::F32;
+
+  auto& w = ck.weights;
+  w.set_origin(file);
+  w.keep_alive(map);
+  auto view = [&](std::string name, std::vector<int64_t> shape, const float* p) {
+    TensorView v{std::move(name), DType::F32, std::move(shape), reinterpret_cast<const std::byte*>(p), 0, file};
+    v.nbytes = v.numel() * sizeof(float);
+    w.add(std::move(v));
+  };
+  view("model.embed_tokens.weight", {vocab, dim}, emb);
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    view(p + "input_layernorm.weight", {dim}, rms_att + l * dim);
+    w.add_owned(p + "self_attn.q_proj.weight", DType::F32, {dim, dim},
+                detail::permute_rope_rows(wq + l * dim * dim, n_heads, hs, dim), file);
+    w.add_owned(p + "self_attn.k_proj.weight", DType::F32, {kv_dim, dim},
+                detail::permute_rope_rows(wk + l * kv_dim * dim, n_kv, hs, dim), file);
+    view(p + "self_attn.v_proj.weight", {kv_dim, dim}, wv + l * kv_dim * dim);
+    view(p + "self_attn.o_proj.weight", {dim, dim}, wo + l * dim * dim);
+    view(p + "post_attention_layernorm.weight", {dim}, rms_ffn + l * dim);
+    view(p + "mlp.gate_proj.weight", {hidden, dim}, w1 + l * hidden * dim);
+    view(p + "mlp.down_proj.weight", {dim, hidden}, w2 + l * dim * hidden);
+    view(p + "mlp.up_proj.weight", {hidden, dim}, w3 + l * hidden * dim);
+  }
+  view("model.norm.weight", {dim}, rms_final);
+  if (wcls) view("lm_head.weight", {vocab, dim}, wcls);
+  return ck;
+}
+
+}  // namespace fathom::io

@@ -1,0 +1,275 @@
+// config.json -> ModelConfig: transformers' per-family defaults, RoPE scaling, sliding windows,
+// generation_config.json, HF checkpoint folders, and one test per malformed config.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "fathom/io/checkpoint.hpp"
+#include "fathom/io/config.hpp"
+#include "io_test_util.hpp"
+
+using namespace fathom;
+using namespace fathom::io;
+using fathom::test::contains;
+using fathom::test::expect_error;
+using fathom::test::TempDir;
+using fathom::test::write_file;
+
+namespace {
+
+// A minimal config of the given architecture; `extra` is spliced in (",\"key\": value...").
+std::string cfg(const std::string& arch, const std::string& extra = "") {
+  return R"({"architectures":[")" + arch +
+         R"("],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"intermediate_size":96,"vocab_size":100)" +
+         extra + "}";
+}
+
+ModelConfig parse(const std::string& text) { return parse_config(text, "config.json"); }
+
+template <class E>
+E parse_error(const std::string& text) {
+  return expect_error<E>([&] { parse(text); });
+}
+
+}  // namespace
+
+TEST_CASE("config: Llama defaults follow LlamaConfig") {
+  auto c = parse(cfg("LlamaForCausalLM"));
+  CHECK(c.family == Family::Llama);
+  CHECK(c.architecture == "LlamaForCausalLM");
+  CHECK(c.num_key_value_heads == 4);  // = heads
+  CHECK(c.head_dim == 16);
+  CHECK(c.rms_norm_eps == 1e-6);
+  CHECK(c.rope_theta == 10000.0);
+  CHECK(c.rope_scaling.type == RopeScaling::Type::None);
+  CHECK(c.max_position_embeddings == 2048);
+  CHECK_FALSE(c.tie_word_embeddings);
+  CHECK(c.sliding_window == 0);
+  CHECK_FALSE(c.attention_bias);
+  CHECK_FALSE(c.qk_norm);
+  CHECK(c.bos_token_id == 1);
+  CHECK(c.eos_token_ids == std::vector<int64_t>{2});
+  CHECK(c.torch_dtype == DType::F32);
+}
+
+TEST_CASE("config: Mistral defaults (kv heads 8, window 4096) and null window") {
+  auto c = parse(cfg("MistralForCausalLM", R"(,"num_attention_heads":8)"));
+  CHECK(c.family == Family::Mistral);
+  CHECK(c.num_key_value_heads == 8);
+  CHECK(c.sliding_window == 4096);
+  CHECK(c.max_position_embeddings == 131072);
+  CHECK(c.head_dim == 8);
+  auto n = parse(cfg("MistralForCausalLM", R"(,"sliding_window":null,"num_key_value_heads":null)"));
+  CHECK(n.sliding_window == 0);
+  CHECK(n.num_key_value_heads == 4);
+  CHECK(parse(cfg("MistralForCausalLM", R"(,"sliding_window":7,"num_key_value_heads":2)")).sliding_window == 7);
+}
+
+TEST_CASE("config: Qwen2 has q/k/v bias, no bos/eos defaults, window only with use_sliding_window") {
+  auto c = parse(cfg("Qwen2ForCausalLM", R"(,"num_key_value_heads":2,"sliding_window":32,"max_window_layers":2)"));
+  CHECK(c.family == Family::Qwen2);
+  CHECK(c.attention_bias);
+  CHECK_FALSE(c.qk_norm);
+  CHECK(c.sliding_window == 0);
+  CHECK(c.bos_token_id == -1);
+  CHECK(c.eos_token_ids.empty());
+  CHECK(c.max_position_embeddings == 32768);
+  // Layers i >= max_window_layers use the window: 0 -> all of them, >= layers -> none.
+  auto all = parse(cfg("Qwen2ForCausalLM", R"(,"num_key_value_heads":2,"use_sliding_window":true,"sliding_window":32,"max_window_layers":0)"));
+  CHECK(all.sliding_window == 32);
+  auto none = parse(cfg("Qwen2ForCausalLM", R"(,"num_key_value_heads":2,"use_sliding_window":true,"sliding_window":32,"max_window_layers":2)"));
+  CHECK(none.sliding_window == 0);
+  auto lt = parse(cfg("Qwen2ForCausalLM", R"(,"num_key_value_heads":2,"use_sliding_window":true,"sliding_window":32,"layer_types":["sliding_attention","sliding_attention"])"));
+  CHECK(lt.sliding_window == 32);
+  auto e = parse_error<UnsupportedError>(cfg("Qwen2ForCausalLM", R"(,"num_key_value_heads":2,"use_sliding_window":true,"max_window_layers":1)"));
+  CHECK(e.field() == "max_window_layers");
+  // Qwen2Config's num_key_value_heads default is 32, not the head count.
+  auto kv = parse_error<ConfigError>(cfg("Qwen2ForCausalLM"));
+  CHECK(kv.field() == "num_key_value_heads");
+}
+
+TEST_CASE("config: Qwen3 has q/k norm and head_dim default 128") {
+  auto c = parse(cfg("Qwen3ForCausalLM", R"(,"num_key_value_heads":2)"));
+  CHECK(c.family == Family::Qwen3);
+  CHECK(c.qk_norm);
+  CHECK_FALSE(c.attention_bias);
+  CHECK(c.head_dim == 128);
+  CHECK(parse(cfg("Qwen3ForCausalLM", R"(,"num_key_value_heads":2,"head_dim":24)")).head_dim == 24);
+  auto b = parse_error<UnsupportedError>(cfg("Qwen3ForCausalLM", R"(,"num_key_value_heads":2,"attention_bias":true)"));
+  CHECK(b.field() == "attention_bias");
+}
+
+TEST_CASE("config: explicit fields, model_type fallback, eos list, dtype") {
+  auto c = parse(R"({"model_type":"llama","hidden_size":64,"num_hidden_layers":3,"num_attention_heads":4,
+    "num_key_value_heads":2,"head_dim":32,"intermediate_size":96,"vocab_size":100,"rms_norm_eps":1e-5,
+    "rope_theta":500000.0,"max_position_embeddings":4096,"tie_word_embeddings":true,"bos_token_id":128000,
+    "eos_token_id":[128001,128009],"torch_dtype":"bfloat16","attention_bias":false,"mlp_bias":false,"hidden_act":"silu"})");
+  CHECK(c.architecture == "LlamaForCausalLM");
+  CHECK(c.num_key_value_heads == 2);
+  CHECK(c.head_dim == 32);
+  CHECK(c.rms_norm_eps == 1e-5);
+  CHECK(c.rope_theta == 500000.0);
+  CHECK(c.max_position_embeddings == 4096);
+  CHECK(c.tie_word_embeddings);
+  CHECK(c.bos_token_id == 128000);
+  CHECK(c.eos_token_ids == std::vector<int64_t>{128001, 128009});
+  CHECK(c.torch_dtype == DType::BF16);
+  CHECK(parse(cfg("LlamaForCausalLM", R"(,"dtype":"float16","eos_token_id":null,"bos_token_id":null)")).torch_dtype == DType::F16);
+  auto n = parse(cfg("LlamaForCausalLM", R"(,"eos_token_id":null,"bos_token_id":null)"));
+  CHECK(n.eos_token_ids.empty());
+  CHECK(n.bos_token_id == -1);
+}
+
+TEST_CASE("config: rope_scaling llama3 and linear, and transformers 5 rope_parameters") {
+  auto c = parse(cfg("LlamaForCausalLM", R"(,"max_position_embeddings":131072,"rope_theta":500000.0,
+    "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192})"));
+  CHECK(c.rope_scaling.type == RopeScaling::Type::Llama3);
+  CHECK(c.rope_scaling.factor == 8.0);
+  CHECK(c.rope_scaling.low_freq_factor == 1.0);
+  CHECK(c.rope_scaling.high_freq_factor == 4.0);
+  CHECK(c.rope_scaling.original_max_position_embeddings == 8192);
+  CHECK(c.rope_theta == 500000.0);
+  // Without original_max_position_embeddings transformers uses max_position_embeddings.
+  auto d = parse(cfg("LlamaForCausalLM", R"(,"max_position_embeddings":300,
+    "rope_scaling":{"rope_type":"llama3","factor":2,"low_freq_factor":1,"high_freq_factor":2})"));
+  CHECK(d.rope_scaling.original_max_position_embeddings == 300);
+  auto l = parse(cfg("LlamaForCausalLM", R"(,"rope_scaling":{"type":"linear","factor":2.0})"));
+  CHECK(l.rope_scaling.type == RopeScaling::Type::Linear);
+  CHECK(l.rope_scaling.factor == 2.0);
+  auto p = parse(cfg("Qwen3ForCausalLM", R"(,"num_key_value_heads":2,"rope_parameters":{"rope_type":"default","rope_theta":1000000.0})"));
+  CHECK(p.rope_theta == 1000000.0);
+  CHECK(p.rope_scaling.type == RopeScaling::Type::None);
+  CHECK(parse(cfg("LlamaForCausalLM", R"(,"rope_scaling":null)")).rope_scaling.type == RopeScaling::Type::None);
+}
+
+TEST_CASE("config bad input: unsupported RoPE type or incomplete llama3 parameters") {
+  auto e = parse_error<UnsupportedError>(cfg("LlamaForCausalLM", R"(,"rope_scaling":{"rope_type":"yarn","factor":4.0})"));
+  CHECK(e.field() == "rope_scaling.rope_type");
+  CHECK(contains(e.reason(), "yarn"));
+  auto m = parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"rope_scaling":{"rope_type":"llama3","factor":8.0})"));
+  CHECK(m.field() == "rope_scaling.low_freq_factor");
+  CHECK(m.reason() == "missing");
+  auto t = parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"rope_scaling":"linear")"));
+  CHECK(t.field() == "rope_scaling");
+}
+
+TEST_CASE("config bad input: unsupported architecture names architectures") {
+  auto e = parse_error<UnsupportedError>(R"({"architectures":["GPT2LMHeadModel"],"hidden_size":64})");
+  CHECK(e.file() == "config.json");
+  CHECK(e.field() == "architectures");
+  CHECK(contains(e.reason(), "GPT2LMHeadModel"));
+  CHECK(parse_error<ConfigError>(R"({"hidden_size":64})").field() == "architectures");
+  CHECK(parse_error<ConfigError>(R"({"architectures":"LlamaForCausalLM"})").field() == "architectures");
+}
+
+TEST_CASE("config bad input: missing required field") {
+  auto e = parse_error<ConfigError>(R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_hidden_layers":2,
+    "num_attention_heads":4,"vocab_size":100})");
+  CHECK(e.field() == "intermediate_size");
+  CHECK(e.reason() == "missing");
+  auto n = parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"vocab_size":null)"));
+  CHECK(n.field() == "vocab_size");
+}
+
+TEST_CASE("config bad input: wrong JSON types") {
+  auto e = parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"hidden_size":"64")"));
+  CHECK(e.field() == "hidden_size");
+  CHECK(e.reason() == "expected integer, got string");
+  CHECK(parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"num_hidden_layers":2.5)")).reason() ==
+        "expected integer, got float");
+  CHECK(parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"tie_word_embeddings":"yes")")).reason() ==
+        "expected boolean, got string");
+  CHECK(parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"rms_norm_eps":"1e-5")")).reason() ==
+        "expected number, got string");
+  CHECK(parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"eos_token_id":"2")")).field() == "eos_token_id");
+  CHECK(parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"eos_token_id":[2,"x"])")).field() == "eos_token_id[1]");
+  CHECK(parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"vocab_size":99999999999999999999)")).field() ==
+        "vocab_size");
+  CHECK(parse_error<ConfigError>("[1,2]").reason() == "expected a JSON object, got array");
+}
+
+TEST_CASE("config bad input: heads not a multiple of kv heads") {
+  auto e = parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"num_key_value_heads":3)"));
+  CHECK(e.field() == "num_key_value_heads");
+  CHECK(contains(e.reason(), "not a multiple"));
+}
+
+TEST_CASE("config bad input: hidden size not a multiple of heads without head_dim") {
+  auto e = parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"num_attention_heads":5)"));
+  CHECK(e.field() == "head_dim");
+  CHECK(contains(e.reason(), "not a multiple of num_attention_heads 5"));
+  // With an explicit head_dim it is fine (Mistral Nemo style).
+  CHECK(parse(cfg("LlamaForCausalLM", R"(,"num_attention_heads":5,"head_dim":16)")).head_dim == 16);
+}
+
+TEST_CASE("config bad input: non-positive sizes") {
+  for (auto f : {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+                 "num_key_value_heads", "head_dim", "max_position_embeddings"}) {
+    auto e = parse_error<ConfigError>(cfg("LlamaForCausalLM", std::string(",\"") + f + "\":0"));
+    CHECK(e.field() == f);
+    CHECK(contains(e.reason(), "must be positive"));
+  }
+  CHECK(parse_error<ConfigError>(cfg("MistralForCausalLM", R"(,"num_key_value_heads":4,"sliding_window":-1)")).field() ==
+        "sliding_window");
+}
+
+TEST_CASE("config bad input: odd head_dim") {
+  auto e = parse_error<ConfigError>(cfg("LlamaForCausalLM", R"(,"head_dim":15)"));
+  CHECK(e.field() == "head_dim");
+  CHECK(contains(e.reason(), "odd"));
+}
+
+TEST_CASE("config bad input: unsupported features") {
+  CHECK(parse_error<UnsupportedError>(cfg("LlamaForCausalLM", R"(,"mlp_bias":true)")).field() == "mlp_bias");
+  CHECK(parse_error<UnsupportedError>(cfg("LlamaForCausalLM", R"(,"attention_bias":true)")).field() == "attention_bias");
+  CHECK(parse_error<UnsupportedError>(cfg("LlamaForCausalLM", R"(,"hidden_act":"gelu")")).field() == "hidden_act");
+  CHECK(parse_error<UnsupportedError>(cfg("LlamaForCausalLM", R"(,"torch_dtype":"float64")")).field() == "torch_dtype");
+  CHECK(parse_error<UnsupportedError>(cfg("LlamaForCausalLM", R"(,"partial_rotary_factor":0.5)")).field() ==
+        "partial_rotary_factor");
+}
+
+TEST_CASE("config bad input: invalid UTF-8 and syntax errors give the byte position") {
+  const auto text = cfg("LlamaForCausalLM", ",\"na\xc3\x28me\":1");  // 0xc3 must be followed by 0x80-0xbf
+  auto e = parse_error<FormatError>(text);
+  CHECK(e.file() == "config.json");
+  CHECK(e.reason() == "invalid UTF-8 at byte " + std::to_string(text.find('\xc3')));
+  auto s = parse_error<FormatError>(R"({"hidden_size": 64,})");
+  CHECK(contains(s.reason(), "invalid JSON at byte 19"));
+  CHECK(contains(parse_error<FormatError>("").reason(), "invalid JSON at byte 0"));
+}
+
+TEST_CASE("config: load_config reads a folder and generation_config.json overrides eos") {
+  TempDir d;
+  write_file(d / "config.json", cfg("LlamaForCausalLM", R"(,"eos_token_id":2)"));
+  CHECK(load_config(d.path).eos_token_ids == std::vector<int64_t>{2});
+  write_file(d / "generation_config.json", R"({"bos_token_id":5,"eos_token_id":[2,7],"do_sample":true})");
+  auto c = load_config(d / "config.json");
+  CHECK(c.eos_token_ids == std::vector<int64_t>{2, 7});
+  CHECK(c.bos_token_id == 5);
+  write_file(d / "generation_config.json", R"({"eos_token_id":"x"})");
+  auto e = expect_error<ConfigError>([&] { load_config(d.path); });
+  CHECK(contains(e.file(), "generation_config.json"));
+  CHECK(expect_error<IoError>([&] { load_config(d / "missing"); }).reason() == "config.json not found");
+}
+
+TEST_CASE("checkpoint: Hugging Face folder or .safetensors file; clear errors when absent") {
+  TempDir d;
+  write_file(d / "config.json", cfg("LlamaForCausalLM"));
+  std::vector<float> w(100 * 64, 0.5f);
+  save_safetensors(d / "model.safetensors",
+                   {TensorView{"model.embed_tokens.weight", DType::F32, {100, 64},
+                               reinterpret_cast<const std::byte*>(w.data()), w.size() * 4, {}}});
+  for (auto p : {d.path, d / "model.safetensors", d / "config.json"}) {
+    auto ck = load_checkpoint(p);
+    CHECK(ck.config.hidden_size == 64);
+    CHECK(ck.weights.get("model.embed_tokens.weight", {100, 64}).as<float>()[7] == 0.5f);
+    CHECK(ck.path == p);
+  }
+  auto e = expect_error<IoError>([&] { load_checkpoint(d / "nothing"); });
+  CHECK(contains(e.reason(), "llama2.c .bin"));
+  std::filesystem::remove(d / "config.json");
+  auto e2 = expect_error<IoError>([&] { load_checkpoint(d.path); });
+  CHECK(contains(e2.file(), "config.json"));
+  write_file(d / "weights.txt", "x");
+  CHECK(contains(expect_error<IoError>([&] { load_checkpoint(d / "weights.txt"); }).reason(), "unknown checkpoint"));
+}
