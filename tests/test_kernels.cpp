@@ -171,3 +171,128 @@ TEST_CASE("gemm with one token is gemv; empty inputs") {
   kernels::gemm(z.view, nullptr, 3, y.data());
   for (float v : y) CHECK(v == 0.f);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Q8
+
+TEST_CASE("f32_to_f16 rounds to nearest even and round-trips every finite half") {
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00u) == 0x7c00u) continue;  // inf / NaN
+    REQUIRE(kernels::detail::f32_to_f16(f16_to_f32(uint16_t(h))) == h);
+  }
+  // halfway between 1 and the next half (1 + 2^-10): ties to even (1.0)
+  CHECK(kernels::detail::f32_to_f16(1.f + 0x1p-11f) == 0x3c00);
+  CHECK(kernels::detail::f32_to_f16(1.f + 3 * 0x1p-11f) == 0x3c02);
+  CHECK(kernels::detail::f32_to_f16(1e6f) == 0x7c00);
+}
+
+TEST_CASE("quantize_q8 stores each weight within half a step of its block scale") {
+  std::mt19937 rng(5);
+  for (DType dt : kDense)
+    for (size_t cols : {size_t(1), size_t(31), size_t(33), size_t(100)}) {
+      TestMatrix m(dt, 7, cols, rng);
+      const auto q = kernels::quantize_q8(m.view);
+      const MatrixView v = q.view();
+      REQUIRE(v.dtype == DType::Q8);
+      REQUIRE(q.bytes() == 7 * kernels::q8_blocks(cols) * 34);
+      for (size_t r = 0; r < 7; ++r)
+        for (size_t b = 0; b * 32 < cols; ++b) {
+          float amax = 0.f;
+          for (size_t c = b * 32; c < std::min(cols, b * 32 + 32); ++c)
+            amax = std::max(amax, std::fabs(m.view.at(r, c)));
+          const float step = amax / 127.f;
+          for (size_t c = b * 32; c < std::min(cols, b * 32 + 32); ++c)
+            REQUIRE(std::fabs(v.at(r, c) - m.view.at(r, c)) <= 0.5f * step * 1.002f + 1e-12f);
+        }
+    }
+  std::vector<float> bad = {1.f, NAN};
+  CHECK_THROWS_AS(kernels::quantize_q8(MatrixView{DType::F32, 1, 2, bad.data()}), FormatError);
+  CHECK_THROWS_AS(kernels::quantize_q8(MatrixView{DType::I32, 1, 2, bad.data()}), UnsupportedError);
+}
+
+namespace {
+// |y_q8 - y_f32| bound from the two quantisation errors (|dw| <= step_w/2, |dx| <= step_x/2).
+double q8_error_bound(const MatrixView& W, const float* x, size_t r) {
+  const auto xq = kernels::reference::q8_activations(x, W.cols);
+  double bound = 0;
+  for (size_t b = 0; b * 32 < W.cols; ++b) {
+    float aw = 0.f, ax = 0.f;
+    const size_t e = std::min(W.cols, b * 32 + 32);
+    for (size_t c = b * 32; c < e; ++c) {
+      aw = std::max(aw, std::fabs(W.at(r, c)));
+      ax = std::max(ax, std::fabs(x[c]));
+    }
+    for (size_t c = b * 32; c < e; ++c)
+      bound += 0.5 * aw / 127 * 1.002 * std::fabs(xq[c]) + 0.5 * ax / 127 * std::fabs(W.at(r, c));
+  }
+  return bound * 1.01 + 1e-6;
+}
+}  // namespace
+
+TEST_CASE("Q8 gemv/gemm match the dequantised reference, and f32 within the quantisation bound") {
+  std::mt19937 rng(6);
+  const size_t kTokens[] = {1, 2, 5, 9};
+  for (DType dt : {DType::F32, DType::BF16})
+    for (size_t rows : kRows)
+      for (size_t cols : kCols)
+        for (size_t n : kTokens) {
+          CAPTURE(rows);
+          CAPTURE(cols);
+          CAPTURE(n);
+          TestMatrix m(dt, rows, cols, rng);
+          const auto q = kernels::quantize_q8(m.view);
+          const MatrixView W = q.view();
+          const auto X = random_vec(n * cols, rng);
+          std::vector<float> Xq;  // [n, cols] the activations as quantised
+          for (size_t t = 0; t < n; ++t) {
+            const auto v = kernels::reference::q8_activations(X.data() + t * cols, cols);
+            Xq.insert(Xq.end(), v.begin(), v.end());
+          }
+          std::vector<float> ref(n * rows), y1(n * rows), y2(n * rows), y2b(n * rows), yf(n * rows);
+          kernels::reference::gemm(W, Xq.data(), n, ref.data());
+          kernels::reference::gemm(m.view, X.data(), n, yf.data());
+          { ThreadScope ts(1); kernels::gemm(W, X.data(), n, y1.data()); }
+          {
+            ThreadScope ts(2);
+            kernels::gemm(W, X.data(), n, y2.data());
+            kernels::gemm(W, X.data(), n, y2b.data());
+          }
+          check_close(W, Xq.data(), n, y1.data(), ref.data(), 1e-5);
+          check_close(W, Xq.data(), n, y2.data(), ref.data(), 1e-5);
+          CHECK(std::memcmp(y2.data(), y2b.data(), n * rows * 4) == 0);
+          CHECK(std::memcmp(y1.data(), y2.data(), n * rows * 4) == 0);
+          for (size_t t = 0; t < n; ++t) {
+            std::vector<float> g(rows);  // gemm rows are gemv results bit for bit
+            kernels::gemv(W, X.data() + t * cols, g.data());
+            CHECK(std::memcmp(g.data(), y2.data() + t * rows, rows * 4) == 0);
+            for (size_t r = 0; r < rows; ++r)
+              REQUIRE(std::fabs(double(y2[t * rows + r]) - yf[t * rows + r]) <=
+                      q8_error_bound(m.view, X.data() + t * cols, r));
+          }
+        }
+}
+
+TEST_CASE("Q8 portable block dot (the non-VNNI path) matches the reference") {
+  std::mt19937 rng(7);
+  for (size_t cols : kCols) {
+    TestMatrix m(DType::F32, 5, cols, rng);
+    const auto q = kernels::quantize_q8(m.view);
+    const auto x = random_vec(cols, rng);
+    const auto xq = kernels::reference::q8_activations(x.data(), cols);
+    kernels::detail::Q8Acts acts;
+    acts.assign(x.data(), 1, cols);
+    const auto L = kernels::detail::q8_layout(q.view());
+    std::vector<float> ref(5), fast(5);
+    kernels::reference::gemv(q.view(), xq.data(), ref.data());
+    kernels::gemv(q.view(), x.data(), fast.data());
+    for (size_t r = 0; r < 5; ++r) {
+      const float p = kernels::detail::q8_dot_portable(L.qs + r * L.nb * 32, L.d + r * L.nb,
+                                                       acts.qs.data(), acts.d.data(), L.nb);
+      double mag = 0;
+      for (size_t c = 0; c < cols; ++c) mag += std::fabs(double(q.view().at(r, c)) * xq[c]);
+      CHECK(std::fabs(p - ref[r]) <= 1e-5 * mag + 1e-30);
+      CHECK(std::fabs(p - fast[r]) <= 2e-5 * mag + 1e-30);
+    }
+  }
+  MESSAGE("Q8 fast path: " << (kernels::detail::kQ8Vnni ? "AVX512-VNNI" : "portable"));
+}

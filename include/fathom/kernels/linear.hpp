@@ -14,6 +14,7 @@
 #include "fathom/kernels/gemv.hpp"
 #include "fathom/kernels/matrix.hpp"
 #include "fathom/kernels/parallel.hpp"
+#include "fathom/kernels/quant.hpp"
 
 namespace fathom::kernels {
 
@@ -23,6 +24,11 @@ inline float MatrixView::at(size_t r, size_t c) const {
     case DType::F32: return static_cast<const float*>(data)[i];
     case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
     case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(data)[i]);
+    case DType::Q8: {  // dequantise: q * d of the element's block
+      const detail::Q8Layout L = detail::q8_layout(*this);
+      const size_t b = c / kQ8Block;
+      return float(L.qs[r * L.nb * kQ8Block + c]) * f16_to_f32(L.d[r * L.nb + b]);
+    }
     default: throw UnsupportedError("", std::string(dtype_name(dtype)), "MatrixView::at");
   }
 }
@@ -61,18 +67,21 @@ inline void gemv(const MatrixView& W, const float* x, float* y) {
       });
       return;
     }
+    case DType::Q8: return detail::gemm_q8(W, x, 1, y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemv: weight dtype");
   }
 }
 
 // Y[t, r] = sum_c X[t, c] W[r, c]; X: [n, W.cols] and Y: [n, W.rows], row-major, contiguous.
-// n == 1 is the matrix-vector product (same result as gemv).
+// n == 1 is the matrix-vector product (same result as gemv). For Q8 weights each row of X is
+// quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit.
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
   if (n == 1) return gemv(W, X, Y);
   switch (W.dtype) {
     case DType::F32: case DType::BF16: case DType::F16:
       return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
+    case DType::Q8: return detail::gemm_q8(W, X, n, Y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemm: weight dtype");
   }
 }

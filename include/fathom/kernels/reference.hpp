@@ -1,6 +1,7 @@
 #pragma once
 // Plain, obviously-correct reference kernels. The fast kernels are tested against these on odd
 // sizes; nothing on a hot path calls them.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <vector>
@@ -37,6 +38,27 @@ inline void softmax(float* x, size_t n) {
   double s = 0;
   for (size_t i = 0; i < n; ++i) s += std::exp(double(x[i] - m));
   for (size_t i = 0; i < n; ++i) x[i] = float(std::exp(double(x[i] - m)) / s);
+}
+
+}  // namespace fathom::kernels::reference
+
+namespace fathom::kernels::reference {
+
+// The activations as the Q8 products see them: per block of 32, d = max|x| / 127 and
+// x' = clamp(round(x / d), -127, 127) * d (0 for an all-zero block).
+inline std::vector<float> q8_activations(const float* x, size_t n) {
+  std::vector<float> out(n, 0.f);
+  for (size_t b = 0; b < n; b += 32) {
+    const size_t e = std::min(n, b + 32);
+    float amax = 0.f;
+    for (size_t i = b; i < e; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.f;
+    if (d == 0.f) continue;
+    const float id = 1.f / d;
+    for (size_t i = b; i < e; ++i)
+      out[i] = std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f) * d;
+  }
+  return out;
 }
 
 }  // namespace fathom::kernels::reference

@@ -4,13 +4,14 @@
 #include <cstddef>
 #include <cstdint>
 
-// GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 headers (the `__Y` of
+// GCC 12 reports -W(maybe-)uninitialized inside its own AVX-512 headers (the `__Y` of
 // _mm512_undefined_*, GCC bug 105593) wherever those intrinsics get inlined. The warning is
 // located in the intrinsic headers, so ignoring it while they are first included silences exactly
 // that false positive and nothing in fathom's code.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -1,0 +1,28 @@
+// Matrix-matrix product (prefill of 512 tokens): compute bound, so GFLOP/s against the f32 FMA
+// peak (~117 GFLOP/s on 2 cores, docs/benchmarks.md).
+#include "bench_common.hpp"
+
+using namespace fathom;
+
+static void BM_gemm(benchmark::State& state, DType dt) {
+  const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1)), n = size_t(state.range(2));
+  bench::BenchMatrix m(dt, rows, cols);
+  const auto X = bench::bench_vector(n * cols);
+  std::vector<float> Y(n * rows);
+  for (auto _ : state) {
+    kernels::gemm(m.view, X.data(), n, Y.data());
+    benchmark::DoNotOptimize(Y.data());
+    benchmark::ClobberMemory();
+  }
+  bench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols) * double(n));
+}
+
+// The big shape takes ~0.5 s per call: a few iterations are enough.
+#define FATHOM_GEMM_BENCH(name, dt)                                                         \
+  BENCHMARK_CAPTURE(BM_gemm, name, dt)->Args({896, 4864, 512})->Args({4864, 896, 512})     \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();                                       \
+  BENCHMARK_CAPTURE(BM_gemm, name, dt)->Args({4096, 14336, 512})->Iterations(3)            \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+FATHOM_GEMM_BENCH(f32, DType::F32)
+FATHOM_GEMM_BENCH(bf16, DType::BF16)
+FATHOM_GEMM_BENCH(q8, DType::Q8)

@@ -1,0 +1,302 @@
+#pragma once
+// Q8: an 8-bit block format for weights (ggml's q8_0 idea, fathom's own layout).
+//
+// Each row of W[rows, cols] is cut into nb = ceil(cols / 32) blocks of 32 consecutive elements
+// (the last one zero padded). A block stores 32 int8 values q in [-127, 127] and one scale d as
+// IEEE half (f16); the element is q * d, with d = max|w| / 127 rounded to f16 and q = round(w / d).
+// A half scale keeps the format at 34 bytes per 32 weights (1.0625 B/weight), which is what decode
+// speed is made of; its range (6e-8 .. 65504) covers weights, whose block maxima are far from
+// either end (a block whose max|w| < 127 * 6e-8 is stored as zeros).
+//
+// Memory layout of the buffer a Q8 MatrixView's `data` points to (64-byte aligned):
+//   int8   qs[rows][nb * 32]     the quantised values, row after row (padding = 0)
+//   uint16 d [rows][nb]          the f16 scales, starting right after qs (byte rows * nb * 32)
+// Splitting values and scales keeps every row's values 32-byte aligned for vector loads.
+//
+// The products quantise the activations on the fly to the same blocks (int8 values, f32 scale)
+// and sum exact int32 block dot products, scaled in f32:  y[r] = sum_b dw[r,b] dx[b] (qw[r,b] . qx[b]).
+// With AVX512-VNNI the block dots use vpdpbusd (unsigned x signed bytes): activations are kept as
+// q + 128 (unsigned) and 128 * sum(qw) is subtracted; without it a portable integer loop does it.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fathom/core/dtype.hpp"
+#include "fathom/core/error.hpp"
+#include "fathom/kernels/convert.hpp"
+#include "fathom/kernels/matrix.hpp"
+#include "fathom/kernels/parallel.hpp"
+#include "fathom/kernels/simd.hpp"
+
+namespace fathom::kernels {
+
+constexpr size_t kQ8Block = 32;
+
+inline size_t q8_blocks(size_t cols) { return (cols + kQ8Block - 1) / kQ8Block; }
+inline size_t q8_bytes(size_t rows, size_t cols) { return rows * q8_blocks(cols) * (kQ8Block + 2); }
+
+namespace detail {
+
+// f32 -> f16 bits, round to nearest even, overflow to inf, NaN kept (Maratyszcza's FP16 method).
+inline uint16_t f32_to_f16(float f) {
+  const float scale_to_inf = 0x1.0p+112f, scale_to_zero = 0x1.0p-110f;
+  float base = (std::fabs(f) * scale_to_inf) * scale_to_zero;
+  const uint32_t w = std::bit_cast<uint32_t>(f);
+  const uint32_t shl1_w = w + w, sign = w & 0x80000000u;
+  uint32_t bias = shl1_w & 0xff000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  base = std::bit_cast<float>((bias >> 1) + 0x07800000u) + base;
+  const uint32_t bits = std::bit_cast<uint32_t>(base);
+  const uint32_t nonsign = ((bits >> 13) & 0x00007c00u) + (bits & 0x00000fffu);
+  return uint16_t((sign >> 16) | (shl1_w > 0xff000000u ? 0x7e00u : nonsign));
+}
+
+// Pointers into a Q8 matrix (see the layout above).
+struct Q8Layout {
+  const int8_t* qs;    // [rows][nb*32]
+  const uint16_t* d;   // [rows][nb]
+  size_t nb;
+};
+inline Q8Layout q8_layout(const MatrixView& W) {
+  const size_t nb = q8_blocks(W.cols);
+  const auto* base = static_cast<const int8_t*>(W.data);
+  return {base, reinterpret_cast<const uint16_t*>(base + W.rows * nb * kQ8Block), nb};
+}
+
+// Activations quantised per block: qs = q + 128 in [1, 255] (zero padding stored as 128, i.e. 0),
+// d = max|x| / 127 in f32.
+struct Q8Acts {
+  std::vector<uint8_t> qs;  // [n][nb*32]
+  std::vector<float> d;     // [n][nb]
+  size_t nb = 0;
+  void assign(const float* X, size_t n, size_t cols) {
+    nb = q8_blocks(cols);
+    qs.assign(n * nb * kQ8Block, uint8_t(128));
+    d.assign(n * nb, 0.f);
+    for (size_t t = 0; t < n; ++t)
+      for (size_t b = 0; b < nb; ++b) {
+        const float* x = X + t * cols + b * kQ8Block;
+        const size_t len = std::min(kQ8Block, cols - b * kQ8Block);
+        float amax = 0.f;
+        for (size_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[i]));
+        const float dx = amax / 127.f, id = dx > 0.f ? 1.f / dx : 0.f;
+        d[t * nb + b] = dx;
+        uint8_t* q = qs.data() + (t * nb + b) * kQ8Block;
+        for (size_t i = 0; i < len; ++i) {
+          const float v = std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f);
+          q[i] = uint8_t(int(v) + 128);
+        }
+      }
+  }
+};
+
+// Portable block dot products: out[m*RW + r] = sum_b dw[r][b] * dx[m][b] * (qw[r][b] . qx[m][b]).
+inline float q8_dot_portable(const int8_t* wq, const uint16_t* wd, const uint8_t* xq,
+                             const float* xd, size_t nb) {
+  float acc = 0.f;
+  for (size_t b = 0; b < nb; ++b) {
+    // sum (u - 128) w = sum u w - 128 sum w. Written this way on purpose: GCC 12 with AVX512-VNNI
+    // vectorises a signed x signed byte dot product into vpdpbusd (unsigned x signed) and gets it
+    // wrong; the unsigned x signed form compiles correctly.
+    int32_t s = 0, sw = 0;
+    for (size_t i = 0; i < kQ8Block; ++i) {
+      s += int32_t(xq[b * kQ8Block + i]) * int32_t(wq[b * kQ8Block + i]);
+      sw += int32_t(wq[b * kQ8Block + i]);
+    }
+    s -= 128 * sw;
+    acc += float(s) * f16_to_f32(wd[b]) * xd[b];
+  }
+  return acc;
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+constexpr bool kQ8Vnni = true;
+
+// RW weight rows x RX activation rows; each of the RW*RX results has its own accumulator and
+// the same sequence of operations, so a result does not depend on the tile it was computed in.
+// Two blocks (64 bytes) per step: int32 lanes 0-7 belong to the first, 8-15 to the second.
+template <int RW, int RX>
+inline void q8_tile_vnni(const int8_t* const* wq, const uint16_t* const* wd,
+                         const uint8_t* const* xq, const float* const* xd, size_t nb, float* out) {
+  __m512 acc[RX][RW];
+  for (int m = 0; m < RX; ++m)
+    for (int r = 0; r < RW; ++r) acc[m][r] = _mm512_setzero_ps();
+  const __m512i bias = _mm512_set1_epi8(char(0x80));  // 128 as the unsigned operand
+  const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (size_t g = 0; g < nb; g += 16) {
+    const size_t gb = std::min<size_t>(16, nb - g);  // blocks in this group of 16
+    const __mmask16 bm = __mmask16(gb == 16 ? 0xffffu : (1u << gb) - 1u);
+    __m512 sw[RW], sx[RX];
+    for (int r = 0; r < RW; ++r) sw[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd[r] + g));
+    for (int m = 0; m < RX; ++m) sx[m] = _mm512_maskz_loadu_ps(bm, xd[m] + g);
+    for (size_t j = 0; 2 * j < gb; ++j) {
+      const size_t off = (g + 2 * j) * kQ8Block;
+      const __mmask64 lm = 2 * j + 1 < gb ? ~__mmask64(0) : __mmask64(0xffffffffu);
+      const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
+      __m512i w[RW], corr[RW];
+      __m512 pw[RW];
+      for (int r = 0; r < RW; ++r) {
+        w[r] = _mm512_maskz_loadu_epi8(lm, wq[r] + off);
+        corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, w[r]));
+        pw[r] = _mm512_permutexvar_ps(idx, sw[r]);
+      }
+      for (int m = 0; m < RX; ++m) {
+        const __m512i x = _mm512_maskz_loadu_epi8(lm, xq[m] + off);
+        const __m512 px = _mm512_permutexvar_ps(idx, sx[m]);
+        for (int r = 0; r < RW; ++r) {
+          const __m512i s = _mm512_dpbusd_epi32(corr[r], x, w[r]);  // exact block dots
+          acc[m][r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), pw[r]), px, acc[m][r]);
+        }
+      }
+    }
+  }
+  for (int m = 0; m < RX; ++m)
+    for (int r = 0; r < RW; ++r) out[m * RW + r] = _mm512_reduce_add_ps(acc[m][r]);
+}
+#else
+constexpr bool kQ8Vnni = false;
+#endif
+
+// out[m*RW + r] for an RW x RX tile, VNNI when compiled in, portable otherwise.
+template <int RW, int RX>
+inline void q8_tile(const int8_t* const* wq, const uint16_t* const* wd, const uint8_t* const* xq,
+                    const float* const* xd, size_t nb, float* out) {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  q8_tile_vnni<RW, RX>(wq, wd, xq, xd, nb, out);
+#else
+  for (int m = 0; m < RX; ++m)
+    for (int r = 0; r < RW; ++r) out[m * RW + r] = q8_dot_portable(wq[r], wd[r], xq[m], xd[m], nb);
+#endif
+}
+
+// Y[t, r] for t in [0, n), r in [r0, r1): tiles of 4 weight rows x 4 activation rows, weight rows
+// in bands of 64 (~1 MB at 14336 columns, L2-resident while every activation row passes).
+inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size_t r0, size_t r1,
+                    float* Y) {
+  constexpr size_t kBand = 64;
+  const size_t nb = L.nb, stride = nb * kQ8Block;
+  for (size_t b0 = r0; b0 < r1; b0 += kBand) {
+    const size_t b1 = std::min(r1, b0 + kBand);
+    size_t t = 0;
+    auto run = [&](auto rx) {
+      constexpr int RX = decltype(rx)::value;
+      const uint8_t* xq[RX];
+      const float* xd[RX];
+      for (int m = 0; m < RX; ++m) {
+        xq[m] = A.qs.data() + (t + m) * stride;
+        xd[m] = A.d.data() + (t + m) * nb;
+      }
+      size_t r = b0;
+      for (; r + 4 <= b1; r += 4) {
+        const int8_t* wq[4] = {L.qs + r * stride, L.qs + (r + 1) * stride, L.qs + (r + 2) * stride,
+                               L.qs + (r + 3) * stride};
+        const uint16_t* wd[4] = {L.d + r * nb, L.d + (r + 1) * nb, L.d + (r + 2) * nb, L.d + (r + 3) * nb};
+        float out[4 * RX];
+        q8_tile<4, RX>(wq, wd, xq, xd, nb, out);
+        for (int m = 0; m < RX; ++m)
+          for (int k = 0; k < 4; ++k) Y[(t + m) * N + r + k] = out[m * 4 + k];
+      }
+      for (; r < b1; ++r) {
+        const int8_t* wq[1] = {L.qs + r * stride};
+        const uint16_t* wd[1] = {L.d + r * nb};
+        float out[RX];
+        q8_tile<1, RX>(wq, wd, xq, xd, nb, out);
+        for (int m = 0; m < RX; ++m) Y[(t + m) * N + r] = out[m];
+      }
+    };
+    for (; t + 4 <= n; t += 4) run(std::integral_constant<int, 4>{});
+    for (; t < n; ++t) run(std::integral_constant<int, 1>{});
+  }
+}
+
+// Y[n, rows] = X[n, cols] . W^T for a Q8 W (n == 1: gemv).
+inline void gemm_q8(const MatrixView& W, const float* X, size_t n, float* Y) {
+  thread_local Q8Acts acts;  // [n][nb*32] quantised activations, reused across calls
+  acts.assign(X, n, W.cols);
+  const Q8Layout L = q8_layout(W);
+  const Q8Acts& A = acts;
+  const size_t groups = (W.rows + 3) / 4;  // partition in whole 4-row tiles
+  const int threads = worker_count(W.rows * W.cols * n);
+  parallel_chunks(groups, threads, [&](size_t gb, size_t ge) {
+    q8_rows(L, A, n, W.rows, gb * 4, std::min(W.rows, ge * 4), Y);
+  });
+}
+
+}  // namespace detail
+
+// An owning Q8 matrix (layout above). view() is what gemv/gemm take.
+class QuantizedMatrix {
+ public:
+  QuantizedMatrix() = default;
+  QuantizedMatrix(size_t rows, size_t cols)
+      : rows_(rows), cols_(cols), buf_(alloc(q8_bytes(rows, cols))) {}
+
+  MatrixView view() const { return MatrixView{DType::Q8, rows_, cols_, buf_.get()}; }
+  size_t rows() const { return rows_; }
+  size_t cols() const { return cols_; }
+  size_t bytes() const { return q8_bytes(rows_, cols_); }
+  int8_t* values() { return reinterpret_cast<int8_t*>(buf_.get()); }                 // [rows][nb*32]
+  uint16_t* scales() {                                                              // [rows][nb]
+    return reinterpret_cast<uint16_t*>(buf_.get() + rows_ * q8_blocks(cols_) * kQ8Block);
+  }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  static uint8_t* alloc(size_t bytes) {
+    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
+    if (!p) throw std::bad_alloc();
+    std::fill(p, p + rounded, uint8_t(0));
+    return p;
+  }
+  size_t rows_ = 0, cols_ = 0;
+  std::unique_ptr<uint8_t, Free> buf_;
+};
+
+// Quantises an F32, BF16 or F16 matrix to Q8 (see the format at the top of this file).
+inline QuantizedMatrix quantize_q8(const MatrixView& W) {
+  if (W.dtype != DType::F32 && W.dtype != DType::BF16 && W.dtype != DType::F16)
+    throw UnsupportedError("", std::string(dtype_name(W.dtype)), "quantize_q8: source dtype");
+  QuantizedMatrix Q(W.rows, W.cols);
+  const size_t nb = q8_blocks(W.cols);
+  int8_t* qs = Q.values();
+  uint16_t* ds = Q.scales();
+  std::vector<float> row(nb * kQ8Block, 0.f);  // [nb*32] one widened, zero-padded row
+  for (size_t r = 0; r < W.rows; ++r) {
+    const size_t off = r * W.cols;
+    switch (W.dtype) {
+      case DType::F32: std::copy_n(static_cast<const float*>(W.data) + off, W.cols, row.data()); break;
+      case DType::BF16: detail::bf16_to_f32_n(static_cast<const uint16_t*>(W.data) + off, row.data(), W.cols); break;
+      default: detail::f16_to_f32_n(static_cast<const uint16_t*>(W.data) + off, row.data(), W.cols); break;
+    }
+    for (size_t b = 0; b < nb; ++b) {
+      const float* x = row.data() + b * kQ8Block;
+      float amax = 0.f;
+      bool finite = true;
+      for (size_t i = 0; i < kQ8Block; ++i) {
+        finite = finite && std::isfinite(x[i]);
+        amax = std::max(amax, std::fabs(x[i]));
+      }
+      if (!finite)
+        throw FormatError("", "row " + std::to_string(r), "quantize_q8: non-finite weight");
+      const uint16_t dh = detail::f32_to_f16(amax / 127.f);
+      const float d = f16_to_f32(dh), id = d > 0.f ? 1.f / d : 0.f;
+      ds[r * nb + b] = d > 0.f ? dh : 0;
+      int8_t* q = qs + (r * nb + b) * kQ8Block;
+      for (size_t i = 0; i < kQ8Block; ++i)
+        q[i] = int8_t(std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f));
+    }
+  }
+  return Q;
+}
+
+}  // namespace fathom::kernels
