@@ -1,0 +1,194 @@
+#pragma once
+// CALM-style early exit (DESIGN.md §3). After block l (l = 0..L-2) a confidence is measured on
+// the token's state h_l = hidden_states[l+1]:
+//   softmax_max    top-1 probability of the readout of h_l (through the lens, default logit lens)
+//   softmax_diff   top-1 minus top-2 probability of that readout
+//   state          cosine similarity of consecutive hidden states, cos(h_{l-1}, h_l)
+// and the token exits before block l+1 (Action::Exit; blocks l+1..L-1 are not run for it) when
+//   confidence > λ(t),   λ(t) = λ·e^(−4t/N)/10 + 0.9λ   (with decay; t = generated position
+//                                                           0..N-1, prompt tokens use t = 0)
+//   λ(t) = λ                                              (without decay, N = 0),
+// never before `min_exit` blocks have run (min_exit >= 1: the confidence needs a block's output).
+// The prediction is read from the stream it stopped at, through the same lens. Keys and values
+// of the blocks an exited token did not run are the run loop's business (SessionOptions::kv,
+// DESIGN.md §4: Propagate, Exact or None).
+//
+// The softmax measures cost one readout (a [vocab, hidden] product) per block and token; `state`
+// costs one dot product. The trace records executed blocks, exit_layer (the first block not run,
+// -1 if none) and readout_layer (the last block run).
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "fathom/core/error.hpp"
+#include "fathom/depth/policy.hpp"
+#include "fathom/depth/trace.hpp"
+#include "fathom/lens/readout.hpp"
+#include "fathom/lens/tuned_lens.hpp"
+#include "fathom/model/model.hpp"
+
+namespace fathom {
+
+enum class Confidence : uint8_t { SoftmaxMax, SoftmaxDiff, State };
+
+inline const char* confidence_name(Confidence c) {
+  return c == Confidence::SoftmaxMax ? "softmax_max" : c == Confidence::SoftmaxDiff ? "softmax_diff"
+                                                                                    : "state";
+}
+inline Confidence parse_confidence(std::string_view s) {
+  if (s == "softmax_max") return Confidence::SoftmaxMax;
+  if (s == "softmax_diff") return Confidence::SoftmaxDiff;
+  if (s == "state") return Confidence::State;
+  throw UsageError("", "confidence", "'" + std::string(s) +
+                                         "' (expected softmax_max, softmax_diff or state)");
+}
+
+struct EarlyExitOptions {
+  Confidence measure = Confidence::SoftmaxMax;
+  double threshold = 0.9;  // λ
+  int min_exit = 1;        // blocks every token runs before it may exit (>= 1)
+  int decay_tokens = 0;    // N of the decay λ(t); 0: no decay
+};
+
+// λ(t) of CALM's decaying threshold; N = 0 disables the decay.
+inline double decayed_threshold(double lambda, int64_t t, int64_t N) {
+  if (N <= 0) return lambda;
+  return lambda * std::exp(-4.0 * double(t) / double(N)) / 10.0 + 0.9 * lambda;
+}
+
+// Cosine similarity of two vectors (0 when either is zero).
+inline double cosine(std::span<const float> a, std::span<const float> b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    ab += double(a[i]) * b[i], aa += double(a[i]) * a[i], bb += double(b[i]) * b[i];
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
+}
+
+template <class Lens = lens::LogitLens>
+class EarlyExit {
+ public:
+  static constexpr bool needs_layer_input = true;
+
+  // `lens` must outlive the policy (a tuned lens is large; it is not copied).
+  EarlyExit(const Model& model, EarlyExitOptions opts, const Lens& lens, Trace* trace = nullptr)
+      : L_(model.n_layers()), H_(model.hidden()), opts_(opts), lens_(&lens), trace_(trace),
+        reader_(model), tr_(model.hidden()) {
+    if (opts.min_exit < 1)
+      throw UsageError("", "min_exit", "must be >= 1 (a confidence needs one block's output)");
+    if (opts.decay_tokens < 0) throw UsageError("", "decay_tokens", "must be >= 0");
+    if (!std::isfinite(opts.threshold)) throw UsageError("", "threshold", "must be finite");
+    exits_.assign(L_ + 1, 0);
+  }
+  // With the logit lens.
+  EarlyExit(const Model& model, EarlyExitOptions opts, Trace* trace = nullptr)
+    requires std::is_same_v<Lens, lens::LogitLens>
+      : EarlyExit(model, opts, logit_lens(), trace) {}
+
+  const EarlyExitOptions& options() const { return opts_; }
+  // Tokens by the number of blocks they ran (index L: no exit).
+  const std::vector<uint64_t>& exit_histogram() const { return exits_; }
+  uint64_t tokens() const {
+    uint64_t n = 0;
+    for (auto c : exits_) n += c;
+    return n;
+  }
+  // Mean number of blocks run per token (L for a model that never exits).
+  double mean_exit_layer() const {
+    double s = 0;
+    for (size_t i = 0; i < exits_.size(); ++i) s += double(i) * double(exits_[i]);
+    return tokens() ? s / double(tokens()) : 0.0;
+  }
+  void reset_stats() { std::fill(exits_.begin(), exits_.end(), 0); }
+
+  void begin_token(const TokenInfo& t) {
+    auto& s = slot(t.slot);
+    s.exit = false;
+    s.ran = 0;
+    if (t.phase == Phase::PP) first_rg_ = -1;
+    else if (first_rg_ < 0) first_rg_ = t.position;
+    const int64_t gen = t.phase == Phase::RG ? t.position - first_rg_ : 0;
+    s.lambda = decayed_threshold(opts_.threshold, gen, opts_.decay_tokens);
+    if (trace_) trace_->begin(t);
+  }
+
+  Action before_layer(const TokenInfo& t, int l) {
+    auto& s = slot(t.slot);
+    if (s.exit) {
+      if (trace_) trace_->open(t.slot).exit_layer = l;
+      return Action::Exit;
+    }
+    if (trace_) {
+      auto& r = trace_->open(t.slot).layers[size_t(l)];
+      r.executed = r.activated = true;
+    }
+    return Action::Run;
+  }
+
+  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
+    auto& s = slot(t.slot);
+    s.ran = size_t(l) + 1;
+    // Exiting is possible before block l+1 only if l+1 >= min_exit and a block remains.
+    if (int(s.ran) < opts_.min_exit || s.ran >= L_) return;
+    const double c = confidence(s.ran, in, out);
+    s.exit = c > s.lambda;
+  }
+
+  std::span<const float> readout(const TokenInfo& t, std::span<const float> state) {
+    auto& s = slot(t.slot);
+    if (trace_) trace_->open(t.slot).readout_layer = int(s.ran) - 1;
+    if (lens_->identity(s.ran)) return state;
+    s.buf.resize(H_);
+    lens_->translate(s.ran, state.data(), s.buf.data(), 1, H_);
+    return s.buf;
+  }
+
+  void end_token(const TokenInfo& t) {
+    ++exits_[slot(t.slot).ran];
+    if (trace_) trace_->end(t.slot);
+  }
+
+  // The confidence of state h = hidden_states[i] (i blocks ran); prev = hidden_states[i-1].
+  double confidence(size_t i, std::span<const float> prev, std::span<const float> h) {
+    if (opts_.measure == Confidence::State) return cosine(prev, h);
+    std::span<const float> v = h;
+    if (!lens_->identity(i)) {
+      lens_->translate(i, h.data(), tr_.data(), 1, H_);
+      v = tr_;
+    }
+    const auto p = lens::softmax_top2(reader_.logits(v));
+    return opts_.measure == Confidence::SoftmaxMax ? p.p1 : p.p1 - p.p2;
+  }
+
+ private:
+  struct State {
+    bool exit = false;
+    size_t ran = 0;            // blocks run so far = hidden_states index of the current state
+    double lambda = 0;         // λ(t) of this token
+    std::vector<float> buf;    // [hidden] translated readout
+  };
+  static const lens::LogitLens& logit_lens() {
+    static const lens::LogitLens l;
+    return l;
+  }
+  State& slot(uint32_t i) {
+    if (slots_.size() <= i) slots_.resize(i + 1);
+    return slots_[i];
+  }
+
+  size_t L_, H_;
+  EarlyExitOptions opts_;
+  const Lens* lens_;
+  Trace* trace_;
+  lens::Reader reader_;
+  std::vector<float> tr_;  // [hidden]
+  std::vector<State> slots_;
+  int64_t first_rg_ = -1;
+  std::vector<uint64_t> exits_;  // [L+1]
+};
+static_assert(DepthPolicy<EarlyExit<>>);
+
+}  // namespace fathom

@@ -1,0 +1,185 @@
+// Lens readouts: sites, top-k / rank on hand-made logits, logit lens at the last layer equals the
+// model's logits, a zero tuned lens equals the logit lens, lens policies agree with the
+// all-layers readout, tuned-lens save/load round trip.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "fathom/lens/policy.hpp"
+#include "fathom/model/load.hpp"
+
+using namespace fathom;
+using namespace fathom::lens;
+
+namespace {
+std::filesystem::path fixture(const char* name) {
+  return std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models" / name;
+}
+const std::vector<int32_t> kTokens = {1, 17, 99, 3, 250, 42, 7, 128};
+
+void random_lens(TunedLens& t, unsigned seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, scale);
+  for (auto& w : t.weights()) w = nd(rng);
+  for (auto& b : t.biases()) b = nd(rng);
+}
+}  // namespace
+
+TEST_CASE("sites parse and map to hidden_states indices") {
+  CHECK(Site::parse("resid_pre[0]", 4) == Site{SiteKind::resid_pre, 0});
+  CHECK(Site::parse("resid_post[3]", 4).hidden_index() == 4);
+  CHECK(Site::parse("resid_mid[2]", 4).hidden_index() == -1);
+  CHECK(Site::parse("resid_pre[2]", 4).name() == "resid_pre[2]");
+  CHECK_THROWS_AS(Site::parse("resid_pre[4]", 4), UsageError);
+  CHECK_THROWS_AS(Site::parse("resid_foo[1]", 4), UsageError);
+  CHECK_THROWS_AS(Site::parse("resid_pre[x]", 4), UsageError);
+  CHECK_THROWS_AS(Site::parse("resid_pre", 4), UsageError);
+  auto hs = hidden_state_sites(3);
+  REQUIRE(hs.size() == 4);
+  CHECK(hs[0] == Site{SiteKind::resid_pre, 0});
+  CHECK(hs[3] == Site{SiteKind::resid_post, 2});
+}
+
+TEST_CASE("rank and top-k on hand-made logits") {
+  const std::vector<float> lg = {0.5f, 3.0f, -1.0f, 3.0f, 2.0f, 0.5f};
+  CHECK(rank_of(lg, 1) == 1);
+  CHECK(rank_of(lg, 3) == 1);  // tie shares the better rank
+  CHECK(rank_of(lg, 4) == 3);
+  CHECK(rank_of(lg, 0) == 4);
+  CHECK(rank_of(lg, 2) == 6);
+  CHECK_THROWS_AS(rank_of(lg, 6), UsageError);
+  auto top = top_k(lg, 3);
+  REQUIRE(top.size() == 3);
+  CHECK(top[0].id == 1);
+  CHECK(top[1].id == 3);
+  CHECK(top[2].id == 4);
+  double z = 0;
+  for (float v : lg) z += std::exp(double(v));
+  CHECK(top[0].prob == doctest::Approx(std::exp(3.0) / z).epsilon(1e-6));
+  CHECK(top_k(lg, 10).size() == 6);
+  auto p = softmax_top2(lg);
+  CHECK(p.p1 == doctest::Approx(std::exp(3.0) / z).epsilon(1e-6));
+  CHECK(p.p2 == doctest::Approx(std::exp(3.0) / z).epsilon(1e-6));
+  auto st = readout_stats(lg, 2, std::vector<int32_t>{4, 2});
+  CHECK(st.target_ranks == std::vector<int64_t>{3, 6});
+  CHECK(st.logsumexp == doctest::Approx(std::log(z)));
+}
+
+TEST_CASE("logit lens at the last layer equals the model's logits; zero tuned lens = logit lens") {
+  for (const char* name : {"llama_f32", "qwen2_bf16", "qwen3_bf16_tied"}) {
+    CAPTURE(name);
+    auto model = load_model(fixture(name));
+    const size_t L = model->n_layers(), V = model->vocab();
+    Session ref(*model);
+    std::vector<std::vector<float>> final_logits;
+    for (size_t t = 0; t < kTokens.size(); ++t) {
+      auto lg = ref.forward(std::span(kTokens).subspan(t, 1), Phase::PP);
+      final_logits.emplace_back(lg.begin(), lg.end());
+    }
+    // [tokens, L+1, vocab]
+    auto collect = [&](const auto& lens) {
+      Session s(*model);
+      std::vector<float> all(kTokens.size() * (L + 1) * V);
+      read_all_layers(s, kTokens, lens, [&](uint32_t slot, size_t i, std::span<const float> lg) {
+        std::copy(lg.begin(), lg.end(), all.begin() + long((slot * (L + 1) + i) * V));
+      });
+      return all;
+    };
+    auto logit = collect(LogitLens{L});
+    TunedLens zero(L, model->hidden());
+    auto tuned0 = collect(zero);
+    CHECK(logit == tuned0);  // bit for bit
+    for (size_t t = 0; t < kTokens.size(); ++t)
+      for (size_t v = 0; v < V; ++v)
+        REQUIRE(logit[(t * (L + 1) + L) * V + v] ==
+                doctest::Approx(final_logits[t][v]).epsilon(1e-5).scale(1.0));
+    // Early layers differ from the final readout (the lens sees something else).
+    double diff = 0;
+    for (size_t v = 0; v < V; ++v) diff += std::abs(logit[v] - final_logits[0][v]);
+    CHECK(diff > 1e-3);
+    // A non-zero lens changes every layer but the last.
+    TunedLens rnd(L, model->hidden());
+    random_lens(rnd, 5, 0.05f);
+    auto tuned = collect(rnd);
+    for (size_t i = 0; i <= L; ++i) {
+      double d = 0;
+      for (size_t v = 0; v < V; ++v) d += std::abs(tuned[i * V + v] - logit[i * V + v]);
+      if (i == L) CHECK(d == 0.0);
+      else CHECK(d > 1e-4);
+    }
+  }
+}
+
+TEST_CASE("LensReadout policy reads out hidden_states[i] like the all-layers loop") {
+  auto model = load_model(fixture("mistral_f32"));
+  const size_t L = model->n_layers(), H = model->hidden(), V = model->vocab();
+  TunedLens lens(L, H);
+  random_lens(lens, 11, 0.03f);
+  std::vector<float> all(kTokens.size() * (L + 1) * V);
+  {
+    Session s(*model);
+    read_all_layers(s, kTokens, lens, [&](uint32_t slot, size_t i, std::span<const float> lg) {
+      std::copy(lg.begin(), lg.end(), all.begin() + long((slot * (L + 1) + i) * V));
+    });
+  }
+  for (size_t i = 0; i <= L; ++i) {
+    CAPTURE(i);
+    // Exact K/V: later positions see the unmodified stream, so every position's readout of
+    // hidden_states[i] is the lens readout of the full run.
+    Session s(*model, SessionOptions{0, KvStrategy::Exact});
+    Trace trace(L);
+    LensReadout<TunedLens> pol(lens, L, H, i, &trace);
+    auto lg = s.forward(kTokens, Phase::PP, pol, Logits::All);
+    for (size_t t = 0; t < kTokens.size(); ++t)
+      for (size_t v = 0; v < V; ++v)
+        REQUIRE(lg[t * V + v] ==
+                doctest::Approx(all[(t * (L + 1) + i) * V + v]).epsilon(1e-4).scale(1.0));
+    REQUIRE(trace.records().size() == kTokens.size());
+    CHECK(trace.records()[0].exit_layer == (i < L ? int(i) : -1));
+    CHECK(trace.records()[0].readout_layer == int(i) - 1);
+  }
+  CHECK_THROWS_AS(LensReadout<TunedLens>(lens, L, H, L + 1), UsageError);
+}
+
+TEST_CASE("SiteRecorder records named sites of running tokens") {
+  auto model = load_model(fixture("llama_f32"));
+  const size_t H = model->hidden();
+  SiteRecorder rec({Site::parse("resid_mid[1]", 4), Site::parse("resid_post[0]", 4),
+                    Site::parse("resid_pre[1]", 4)},
+                   H);
+  Session s(*model);
+  FullDepth full;
+  s.forward(kTokens, Phase::PP, full, rec);
+  REQUIRE(rec.tokens() == kTokens.size());
+  // resid_post[0] is resid_pre[1].
+  for (uint32_t t = 0; t < kTokens.size(); ++t) {
+    auto a = rec.get(1, t), b = rec.get(2, t);
+    CHECK(std::equal(a.begin(), a.end(), b.begin()));
+  }
+  rec.clear();
+  CHECK_FALSE(rec.has(0, 0));
+  CHECK_THROWS_AS(rec.get(0, 0), UsageError);
+}
+
+TEST_CASE("tuned lens save/load round trip and bad files") {
+  const auto dir = std::filesystem::temp_directory_path() / "fathom-lens-roundtrip";
+  std::filesystem::remove_all(dir);
+  TunedLens lens(3, 8);
+  random_lens(lens, 3, 1.0f);
+  lens.save(dir, "test-model");
+  auto back = TunedLens::load(dir);
+  CHECK(back.n_layers() == 3);
+  CHECK(back.hidden() == 8);
+  CHECK(back.weights() == lens.weights());
+  CHECK(back.biases() == lens.biases());
+  auto model = load_model(fixture("llama_f32"));
+  CHECK_THROWS_AS(back.check_fits(*model), ConfigError);
+  // Missing parameters.
+  std::filesystem::remove(dir / "params.safetensors");
+  CHECK_THROWS_AS(TunedLens::load(dir), IoError);
+  std::filesystem::remove_all(dir);
+  CHECK_THROWS_AS(TunedLens::load(dir), IoError);
+}
