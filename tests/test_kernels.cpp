@@ -296,3 +296,122 @@ TEST_CASE("Q8 portable block dot (the non-VNNI path) matches the reference") {
   }
   MESSAGE("Q8 fast path: " << (kernels::detail::kQ8Vnni ? "AVX512-VNNI" : "portable"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Vector kernels and attention
+
+#include "fathom/kernels/attention.hpp"
+#include "fathom/kernels/elementwise.hpp"
+
+namespace {
+const size_t kLens[] = {1, 3, 17, 33, 64, 65, 896, 1000};
+
+// max_i |a_i - b_i| <= rel * max_i |b_i| (+ abs)
+void check_vec(const float* a, const float* b, size_t n, double rel, double abs = 0) {
+  double mag = 0;
+  for (size_t i = 0; i < n; ++i) mag = std::max(mag, std::fabs(double(b[i])));
+  for (size_t i = 0; i < n; ++i)
+    if (!(std::fabs(double(a[i]) - b[i]) <= rel * mag + abs)) {
+      FAIL_CHECK("element " << i << " of " << n << ": got " << a[i] << " want " << b[i]);
+      return;
+    }
+}
+}  // namespace
+
+TEST_CASE("rmsnorm, swiglu, softmax, add, dot, l2_norm match the reference on odd lengths") {
+  std::mt19937 rng(8);
+  for (size_t n : kLens) {
+    CAPTURE(n);
+    const auto x = random_vec(n, rng, 3.f), w = random_vec(n, rng), u = random_vec(n, rng);
+    std::vector<float> y(n), r(n);
+    kernels::rmsnorm(x.data(), w.data(), y.data(), n, 1e-6f);
+    kernels::reference::rmsnorm(x.data(), w.data(), r.data(), n, 1e-6f);
+    check_vec(y.data(), r.data(), n, 2e-6);
+    std::vector<float> xa = x;  // in place (y aliases x)
+    kernels::rmsnorm(xa.data(), w.data(), xa.data(), n, 1e-6f);
+    CHECK(std::memcmp(xa.data(), y.data(), n * 4) == 0);
+
+    kernels::swiglu(x.data(), u.data(), y.data(), n);
+    kernels::reference::swiglu(x.data(), u.data(), r.data(), n);
+    check_vec(y.data(), r.data(), n, 1e-6, 1e-7);
+
+    std::vector<float> s = x, sr = x;
+    kernels::softmax(s.data(), n);
+    kernels::reference::softmax(sr.data(), n);
+    check_vec(s.data(), sr.data(), n, 1e-6, 1e-9);
+
+    std::vector<float> a = x;
+    kernels::add_inplace(a.data(), u.data(), n);
+    for (size_t i = 0; i < n; ++i) REQUIRE(a[i] == x[i] + u[i]);
+
+    double d = 0, mag = 0, ss = 0;
+    for (size_t i = 0; i < n; ++i) {
+      d += double(x[i]) * u[i];
+      mag += std::fabs(double(x[i]) * u[i]);
+      ss += double(x[i]) * x[i];
+    }
+    CHECK(std::fabs(kernels::dot(x.data(), u.data(), n) - d) <= 1e-6 * mag);
+    CHECK(kernels::l2_norm(x.data(), n) == float(std::sqrt(ss)));  // double accumulation: exact
+  }
+  // softmax with -inf entries (masked scores)
+  std::vector<float> m = {-INFINITY, 0.f, 1.f, -INFINITY, 2.f, 0.5f, 0.25f, -1.f, 3.f, 0.f, 0.f, 0.f,
+                          1.f, 1.f, 1.f, 1.f, -INFINITY, 2.f};
+  std::vector<float> mr = m;
+  kernels::softmax(m.data(), m.size());
+  kernels::reference::softmax(mr.data(), mr.size());
+  check_vec(m.data(), mr.data(), m.size(), 1e-6, 1e-9);
+  CHECK(m[0] == 0.f);
+}
+
+TEST_CASE("rope_rotate_half matches the reference for odd head sizes") {
+  std::mt19937 rng(9);
+  for (size_t hd : {size_t(2), size_t(6), size_t(34), size_t(64), size_t(128), size_t(130)}) {
+    auto v = random_vec(hd, rng), vr = v;
+    std::vector<float> c(hd / 2), s(hd / 2);
+    for (size_t i = 0; i < hd / 2; ++i) {
+      c[i] = std::cos(0.3f * float(i + 1));
+      s[i] = std::sin(0.3f * float(i + 1));
+    }
+    kernels::rope_rotate_half(v.data(), c.data(), s.data(), hd);
+    kernels::reference::rope_rotate_half(vr.data(), c.data(), s.data(), hd);
+    check_vec(v.data(), vr.data(), hd, 1e-6);
+  }
+}
+
+TEST_CASE("attend and attend_bf16 match the reference, with and without a mask") {
+  std::mt19937 rng(10);
+  for (size_t hd : {size_t(3), size_t(33), size_t(64), size_t(80)})
+    for (size_t T : {size_t(0), size_t(1), size_t(7), size_t(300)})
+      for (int masked = 0; masked < 3; ++masked) {
+        CAPTURE(hd);
+        CAPTURE(T);
+        CAPTURE(masked);
+        const size_t stride = 2 * hd + 5;  // two kv heads side by side plus padding
+        const auto q = random_vec(hd, rng);
+        const auto K = random_vec(T * stride + 1, rng), V = random_vec(T * stride + 1, rng);
+        std::vector<uint16_t> Kb(K.size()), Vb(V.size());
+        for (size_t i = 0; i < K.size(); ++i) { Kb[i] = f32_to_bf16(K[i]); Vb[i] = f32_to_bf16(V[i]); }
+        std::vector<uint8_t> mask(T);
+        for (size_t t = 0; t < T; ++t) mask[t] = masked == 2 ? 0 : uint8_t((t * 7 + 3) % 3 != 0);
+        const uint8_t* mk = masked ? mask.data() : nullptr;
+        const float scale = 1.f / std::sqrt(float(hd));
+        const size_t off = hd + 2;  // second kv head
+        std::vector<float> scores(T), out(hd, 9.f), ref(hd), outb(hd, 9.f), refb(hd);
+        kernels::attend(q.data(), K.data() + off, V.data() + off, T, stride, hd, scale, mk,
+                        scores.data(), out.data());
+        kernels::reference::attend(
+            q.data(), [&](size_t t, size_t i) { return double(K[off + t * stride + i]); },
+            [&](size_t t, size_t i) { return double(V[off + t * stride + i]); }, T, hd, scale, mk,
+            ref.data());
+        check_vec(out.data(), ref.data(), hd, 1e-5, 1e-6);
+        kernels::attend_bf16(q.data(), Kb.data() + off, Vb.data() + off, T, stride, hd, scale, mk,
+                             scores.data(), outb.data());
+        kernels::reference::attend(
+            q.data(), [&](size_t t, size_t i) { return double(bf16_to_f32(Kb[off + t * stride + i])); },
+            [&](size_t t, size_t i) { return double(bf16_to_f32(Vb[off + t * stride + i])); }, T, hd,
+            scale, mk, refb.data());
+        check_vec(outb.data(), refb.data(), hd, 1e-5, 1e-6);
+        if (T == 0 || masked == 2)
+          for (size_t i = 0; i < hd; ++i) REQUIRE((out[i] == 0.f && outb[i] == 0.f));
+      }
+}

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "fathom/kernels/matrix.hpp"
@@ -59,6 +60,51 @@ inline std::vector<float> q8_activations(const float* x, size_t n) {
       out[i] = std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f) * d;
   }
   return out;
+}
+
+}  // namespace fathom::kernels::reference
+
+namespace fathom::kernels::reference {
+
+inline void swiglu(const float* gate, const float* up, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    out[i] = float(g / (1.0 + std::exp(-g)) * up[i]);
+  }
+}
+
+inline void rope_rotate_half(float* v, const float* cos, const float* sin, size_t head_dim) {
+  const size_t h = head_dim / 2;
+  for (size_t i = 0; i < h; ++i) {
+    const double a = v[i], b = v[i + h];
+    v[i] = float(a * cos[i] - b * sin[i]);
+    v[i + h] = float(b * cos[i] + a * sin[i]);
+  }
+}
+
+// Decode attention in double (see kernels::attend for the contract); Kf/Vf give cache element i
+// of position t as f32.
+template <class KAt, class VAt>
+inline void attend(const float* q, KAt Kf, VAt Vf, size_t T, size_t hd, float scale,
+                   const uint8_t* mask, float* out) {
+  std::vector<double> s(T, -INFINITY);
+  double m = -INFINITY;
+  for (size_t t = 0; t < T; ++t) {
+    if (mask && !mask[t]) continue;
+    double d = 0;
+    for (size_t i = 0; i < hd; ++i) d += double(q[i]) * Kf(t, i);
+    s[t] = scale * d;
+    m = std::max(m, s[t]);
+  }
+  for (size_t i = 0; i < hd; ++i) out[i] = 0.f;
+  if (m == -INFINITY) return;
+  double z = 0;
+  for (size_t t = 0; t < T; ++t) z += (s[t] = std::exp(s[t] - m));
+  for (size_t i = 0; i < hd; ++i) {
+    double o = 0;
+    for (size_t t = 0; t < T; ++t) o += s[t] / z * Vf(t, i);
+    out[i] = float(o);
+  }
 }
 
 }  // namespace fathom::kernels::reference
