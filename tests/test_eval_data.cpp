@@ -1,0 +1,273 @@
+// Eval harness, data side: CSV parsing, the MMLU/BoolQ/GPQA readers (and one test per kind of
+// malformed input), answer extraction (table-driven), prompt wording and truncation.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "fathom/core/shared_path.hpp"
+#include "fathom/eval/boolq.hpp"
+#include "fathom/eval/extract.hpp"
+#include "fathom/eval/gpqa.hpp"
+#include "fathom/eval/mmlu.hpp"
+#include "fathom/eval/prompt.hpp"
+#include "test_eval_util.hpp"
+
+using namespace fathom;
+using namespace fathom::eval;
+
+namespace {
+const std::filesystem::path kFix = std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/eval";
+
+// The DataError a call throws (fails the test when none).
+template <class F>
+DataError data_error(F&& f) {
+  try {
+    f();
+  } catch (const DataError& e) {
+    return e;
+  }
+  FAIL("no DataError thrown");
+  return DataError("", "", "");
+}
+}  // namespace
+
+TEST_CASE("csv: quotes, doubled quotes, embedded commas and newlines, CRLF, line numbers") {
+  auto r = parse_csv("a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\n\"two\nlines\",z\n\nlast,\n", "t.csv");
+  REQUIRE(r.size() == 4);
+  CHECK(r[0].fields == std::vector<std::string>{"a", "b"});
+  CHECK(r[1].fields == std::vector<std::string>{"x, y", "say \"hi\""});
+  CHECK(r[2].fields == std::vector<std::string>{"two\nlines", "z"});
+  CHECK(r[3].fields == std::vector<std::string>{"last", ""});
+  CHECK(r[0].line == 1);
+  CHECK(r[2].line == 3);
+  CHECK(r[3].line == 6);  // the record after a two-line record and a blank line
+}
+
+TEST_CASE("csv malformed: unterminated quoted field") {
+  auto e = data_error([] { parse_csv("a,b\n\"open,c\n", "bad.csv"); });
+  CHECK(e.file() == "bad.csv");
+  CHECK(e.field() == "line 2");
+  CHECK(e.reason().find("unterminated") != std::string::npos);
+}
+
+TEST_CASE("csv malformed: text after a closing quote") {
+  auto e = data_error([] { parse_csv("a,b\n\"x\"y,c\n", "bad.csv"); });
+  CHECK(e.field() == "line 2");
+}
+
+TEST_CASE("mmlu: header layout with answers 0-3, subjects, dev examples") {
+  auto t = read_mmlu(kFix / "mmlu");
+  REQUIRE(t.items.size() == 6);
+  CHECK(t.items[0].subject == "arith");
+  CHECK(t.items[0].id == "arith/0");
+  CHECK(t.items[0].answer == 1);
+  CHECK(t.items[2].question == "Which is written \"two\"?");
+  CHECK(t.items[2].choices[2] == "2, or two");
+  CHECK(t.items[3].question == "A question\non two lines?");
+  CHECK(t.items[4].subject == "colors");
+  CHECK(t.dev.size() == 4);
+  auto only = read_mmlu(kFix / "mmlu", {"colors"});
+  CHECK(only.items.size() == 2);
+  CHECK_THROWS_AS(read_mmlu(kFix / "mmlu", {"nope"}), UsageError);
+}
+
+TEST_CASE("mmlu: original header-less layout with letter answers") {
+  auto items = read_mmlu_csv(kFix / "hendrycks/test/arith_test.csv");
+  REQUIRE(items.size() == 2);
+  CHECK(items[0].answer == 1);
+  CHECK(items[1].answer == 3);
+  CHECK(items[1].question == "Quoted, with comma");
+  CHECK(items[0].subject == "arith");
+}
+
+TEST_CASE("mmlu malformed: wrong number of fields") {
+  auto e = data_error([] {
+    parse_mmlu_csv("question,choice0,choice1,choice2,choice3,answer\nq,a,b,c,1\n", "m.csv", "s");
+  });
+  CHECK(e.field() == "line 2");
+  CHECK(e.reason().find("6 fields") != std::string::npos);
+}
+
+TEST_CASE("mmlu malformed: answer out of range") {
+  auto e = data_error([] {
+    parse_mmlu_csv("question,choice0,choice1,choice2,choice3,answer\nq,a,b,c,d,1\nq,a,b,c,d,4\n",
+                   "m.csv", "s");
+  });
+  CHECK(e.field() == "line 3, field answer");
+  auto e2 = data_error([] { parse_mmlu_csv("q,a,b,c,d,E\n", "h.csv", "s"); });
+  CHECK(e2.field() == "line 1, field answer");
+}
+
+TEST_CASE("mmlu malformed: empty question") {
+  auto e = data_error([] { parse_mmlu_csv("q,a,b,c,d,A\n,a,b,c,d,B\n", "h.csv", "s"); });
+  CHECK(e.field() == "line 2, field question");
+}
+
+TEST_CASE("boolq: reads question, passage, answer") {
+  auto t = read_boolq((kFix / "boolq.jsonl").string());
+  REQUIRE(t.items.size() == 2);
+  CHECK(t.items[0].answer == 0);  // true -> option 0 (True)
+  CHECK(t.items[1].answer == 1);
+  CHECK(t.items[1].passage == "Grass is green.");
+}
+
+TEST_CASE("boolq malformed: invalid JSON") {
+  auto e = data_error([] { parse_boolq_jsonl("{\"question\": \"q\"\n", "b.jsonl"); });
+  CHECK(e.field() == "line 1");
+}
+
+TEST_CASE("boolq malformed: missing field") {
+  auto e = data_error([] {
+    parse_boolq_jsonl("{\"question\":\"q\",\"answer\":true,\"passage\":\"p\"}\n{\"question\":\"q\",\"answer\":true}\n",
+                      "b.jsonl");
+  });
+  CHECK(e.field() == "line 2, field passage");
+}
+
+TEST_CASE("boolq malformed: answer not a boolean") {
+  auto e = data_error([] { parse_boolq_jsonl("{\"question\":\"q\",\"answer\":\"yes\",\"passage\":\"p\"}", "b.jsonl"); });
+  CHECK(e.field() == "line 1, field answer");
+}
+
+TEST_CASE("gpqa: seeded shuffle keeps the correct answer, correct-last order") {
+  const auto f = (kFix / "gpqa_toy.csv").string();
+  auto a = read_gpqa(f, GpqaOrder::Shuffled, 1), b = read_gpqa(f, GpqaOrder::Shuffled, 1);
+  auto c = read_gpqa(f, GpqaOrder::Shuffled, 2), last = read_gpqa(f, GpqaOrder::CorrectLast);
+  REQUIRE(a.items.size() == 4);
+  std::set<int> positions;
+  bool differs = false;
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK(a.items[i].choices[size_t(a.items[i].answer)] == "right");  // trimmed
+    CHECK(a.items[i].choices == b.items[i].choices);                   // reproducible
+    differs |= a.items[i].choices != c.items[i].choices;
+    positions.insert(a.items[i].answer);
+    CHECK(last.items[i].answer == 3);
+    CHECK(last.items[i].choices[3] == "right");
+    CHECK(last.items[i].choices[0] == "wrong a");
+  }
+  CHECK(differs);                 // the seed matters
+  CHECK(positions.size() > 1);    // not always the same position
+  CHECK(a.items[1].subject == "Chemistry");
+}
+
+TEST_CASE("gpqa malformed: missing column, short row") {
+  auto e = data_error([] { parse_gpqa_csv("Question,Correct Answer\nq,a\n", "g.csv", GpqaOrder::Shuffled, 0); });
+  CHECK(e.field() == "line 1, column Incorrect Answer 1");
+  auto e2 = data_error([] {
+    parse_gpqa_csv("Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\nq,a,b,c\n",
+                   "g.csv", GpqaOrder::Shuffled, 0);
+  });
+  CHECK(e2.field() == "line 2");
+}
+
+TEST_CASE("gpqa: the real password zip is extracted to a temporary folder and removed") {
+  const auto zip = shared_dir() / "data/gpqa/gpqa_diamond.zip";
+  if (!std::filesystem::exists(zip)) return;  // shared data absent: nothing to check
+  size_t before = 0, after = 0;
+  for (auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
+    before += e.path().filename().string().starts_with("fathom-");
+  auto t = read_gpqa(zip.string(), GpqaOrder::Shuffled, 0);
+  for (auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
+    after += e.path().filename().string().starts_with("fathom-");
+  CHECK(t.items.size() == 198);
+  for (auto& it : t.items) CHECK((it.answer >= 0 && it.answer < 4));
+  CHECK(after == before);  // no plain-text copy left behind
+  CHECK_THROWS_AS(read_gpqa(zip.string(), GpqaOrder::Shuffled, 0, "wrong-password"), IoError);
+}
+
+TEST_CASE("extract_answer: the documented rule, table-driven") {
+  const std::vector<std::string> L = {"A", "B", "C", "D"};
+  const std::vector<std::string> C = {"Paris", "London", "Rome", "Berlin"};
+  struct Case { const char* out; int want; };
+  const Case cases[] = {
+      {"[B]", 1},                                  // 1. bracketed
+      {"I think [ c ] is right", 2},               // 1. spaces, lower case
+      {"Answer: D. Berlin [A]", 0},                // 1 beats 2
+      {"The answer is C.", 2},                     // 2.
+      {"answer: (D)", 3},                          // 2.
+      {"Final answer is B because", 1},            // 2.
+      {"The correct option is A", 0},              // 2. "option"
+      {"the answer is a cat", -1},                 // 2. lower-case "a" is an article; 3. nothing
+      {"B", 1},                                    // 3. the whole reply
+      {"(C) Rome", 2},                             // 3. parenthesised
+      {"A. Paris", 0},                             // 3. letter and period
+      {"A cat sat on the mat", -1},                // 3. the article is not a label
+      {"I would say London.", 1},                  // 4. one option's text
+      {"Paris or London", -1},                     // 4. two options: no answer
+      {"", -1},
+      {"BCD", -1},                                 // letters inside a word
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.out);
+    CHECK(extract_answer(c.out, L, C) == c.want);
+  }
+  const std::vector<std::string> TF = {"True", "False"};
+  CHECK(extract_answer("[False]", TF) == 1);
+  CHECK(extract_answer("The answer is true.", TF) == 0);
+  CHECK(extract_answer("false, because", TF) == 1);
+  CHECK(extract_answer("It is untrue", TF) == -1);
+  const std::vector<std::string> YN = {"yes", "no"};
+  CHECK(extract_answer(" no", YN) == 1);
+}
+
+TEST_CASE("prompts: lm-eval and void wording, k-shot, chat-less plain text with BOS") {
+  auto tok = evaltest::byte_tokenizer();
+  auto t = read_mmlu(kFix / "mmlu");
+  const Item& it = t.items[0];
+  PromptBuilder lm(tok, TaskKind::MMLU, {Preset::LmEval, 0, true});
+  CHECK(lm.context_text(it, {}, 0) ==
+        "The following are multiple choice questions (with answers) about arith.\n\n"
+        "What is 1 + 1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:");
+  PromptBuilder vo(tok, TaskKind::MMLU, {Preset::Void, 0, true});
+  CHECK(vo.context_text(it, {}, 0) ==
+        "Question: What is 1 + 1?\nOptions: A. 1 B. 2 C. 3 D. 4\nOutput format: [Option]\n");
+  // 2-shot lm-eval: dev examples of the same subject with their answers.
+  PromptBuilder lm2(tok, TaskKind::MMLU, {Preset::LmEval, 2, true});
+  auto p = lm2.build(it, t.dev, 1000, true);
+  CHECK(p.shots == 2);
+  CHECK_FALSE(p.truncated);
+  const std::string text = tok.decode(p.tokens);
+  CHECK(text.find("What is 0 + 1?\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\nWhat is 3 + 0?") != std::string::npos);
+  CHECK(p.tokens[0] == 1);  // BOS
+  REQUIRE(p.continuations.size() == 4);
+  CHECK(tok.decode(p.continuations[2]) == " C");
+  auto v = vo.build(it, t.dev, 1000, true);
+  CHECK(tok.decode(v.continuations[3]) == "[D]");
+  // BoolQ wording.
+  auto bq = read_boolq((kFix / "boolq.jsonl").string());
+  PromptBuilder bv(tok, TaskKind::BoolQ, {Preset::Void, 0, true});
+  CHECK(bv.context_text(bq.items[0], {}, 0) ==
+        "Respond to the given question based on the passage with True or False. Passage: The sky "
+        "is blue on a clear day. Options: is the sky blue Output Format: [True/False]\n");
+  PromptBuilder bl(tok, TaskKind::BoolQ, {Preset::LmEval, 0, true});
+  auto bp = bl.build(bq.items[1], {}, 1000, true);
+  CHECK(tok.decode(bp.continuations[0]) == " yes");
+  CHECK(tok.decode(bp.tokens) == "Grass is green.\nQuestion: is grass red?\nAnswer:");
+}
+
+TEST_CASE("prompts: truncation drops examples first, then cuts from the left keeping BOS") {
+  auto tok = evaltest::byte_tokenizer();
+  auto t = read_mmlu(kFix / "mmlu");
+  const Item& it = t.items[0];
+  PromptBuilder lm2(tok, TaskKind::MMLU, {Preset::LmEval, 2, true});
+  const size_t full = lm2.build(it, t.dev, 10000, true).tokens.size();
+  const size_t zero = PromptBuilder(tok, TaskKind::MMLU, {Preset::LmEval, 0, true})
+                          .build(it, t.dev, 10000, true).tokens.size();
+  // Room for 1 example but not 2: one example dropped.
+  auto p = lm2.build(it, t.dev, full - 1 + 2, true);
+  CHECK(p.shots == 1);
+  CHECK(p.truncated);
+  CHECK(p.cut_tokens == 0);
+  // Not even zero-shot fits: left-truncated, BOS kept, the end (options + "Answer:") intact.
+  auto q = lm2.build(it, t.dev, zero - 10 + 2, true);
+  CHECK(q.shots == 0);
+  CHECK(q.truncated);
+  CHECK(q.tokens.size() == zero - 10);
+  CHECK(q.cut_tokens == 10);
+  CHECK(q.tokens[0] == 1);
+  CHECK(tok.decode(q.tokens).ends_with("What is 1 + 1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:"));
+  // shots > available examples is a usage error.
+  PromptBuilder lm5(tok, TaskKind::MMLU, {Preset::LmEval, 5, true});
+  CHECK_THROWS_AS(lm5.build(it, t.dev, 1000, true), UsageError);
+}
