@@ -1,59 +1,62 @@
 #pragma once
-// Shared helpers of the kernel benchmarks: random weights in each dtype, rate counters.
+// Shared set-up of the end-to-end benchmarks: models built once per process, decode loops that
+// keep the context length in a fixed window, and the counters every benchmark reports.
 #include <benchmark/benchmark.h>
 
-#include <cstdint>
-#include <random>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "fathom/core/dtype.hpp"
-#include "fathom/kernels/linear.hpp"
-#include "fathom/kernels/quant.hpp"
+#include "fathom/core/shared_path.hpp"
+#include "fathom/model/load.hpp"
+#include "fathom/model/random_model.hpp"
+#include "fathom/model/session.hpp"
 
-namespace fathom::bench {
+namespace bench {
 
-// A random weight matrix in f32, bf16 or Q8 (quantised from the f32 values), owning its bytes.
-struct BenchMatrix {
-  std::vector<float> f32;
-  std::vector<uint16_t> bf16;
-  kernels::QuantizedMatrix q8;
-  kernels::MatrixView view;
-  size_t bytes = 0;  // weight bytes read by one pass over the matrix
-  BenchMatrix(DType dt, size_t rows, size_t cols) {
-    std::mt19937 rng(7);
-    std::normal_distribution<float> nd(0.f, 0.05f);
-    f32.resize(rows * cols);
-    for (float& v : f32) v = nd(rng);
-    view = kernels::MatrixView{DType::F32, rows, cols, f32.data()};
-    bytes = rows * cols * 4;
-    if (dt == DType::BF16) {
-      bf16.resize(rows * cols);
-      for (size_t i = 0; i < f32.size(); ++i) bf16[i] = f32_to_bf16(f32[i]);
-      view = kernels::MatrixView{DType::BF16, rows, cols, bf16.data()};
-      bytes = rows * cols * 2;
-    } else if (dt == DType::Q8) {
-      q8 = kernels::quantize_q8(view);
-      view = q8.view();
-      bytes = q8.bytes();
+// "qwen-bf16", "qwen-q8", "qwen-f32": Qwen2.5-0.5B-shaped random model; "stories260K": the real one.
+inline const fathom::Model& model(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<fathom::Model>> cache;
+  auto& m = cache[name];
+  if (!m) {
+    if (name == "stories260K") {
+      m = fathom::load_model(fathom::shared_file("models/stories260K/stories260K.bin"));
+    } else {
+      auto cfg = fathom::qwen25_05b_config();
+      fathom::LoadOptions o;
+      if (name == "qwen-q8") o.weights = fathom::WeightFormat::Q8;
+      if (name == "qwen-f32") o.weights = fathom::WeightFormat::F32;
+      m = fathom::random_model(cfg, fathom::DType::BF16, 1, o);
     }
-    if (dt != DType::F32) std::vector<float>().swap(f32);  // don't hold the f32 copy
   }
-};
-
-inline std::vector<float> bench_vector(size_t n) {
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  std::vector<float> v(n);
-  for (float& x : v) x = nd(rng);
-  return v;
+  return *m;
 }
 
-// Reports bytes/s (weights read) and GFLOP/s (2 flops per multiply-add) for `iters` passes.
-inline void report(benchmark::State& state, double bytes_per_iter, double flops_per_iter) {
-  state.SetBytesProcessed(int64_t(bytes_per_iter * double(state.iterations())));
-  state.counters["GFLOPs"] =
-      benchmark::Counter(flops_per_iter * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
+inline std::vector<int32_t> prompt(const fathom::Model& m, size_t n) {
+  std::vector<int32_t> ids(n);
+  for (size_t i = 0; i < n; ++i) ids[i] = int32_t((i * 7919 + 13) % m.vocab());
+  return ids;
 }
 
-}  // namespace fathom::bench
+// Decodes one token per iteration after a `context`-token prefill, rewinding to `context`
+// every `window` tokens so every iteration sees a context of context..context+window.
+template <class Policy>
+void decode_loop(benchmark::State& state, const fathom::Model& m, Policy& policy,
+                 fathom::KvStrategy kv = fathom::KvStrategy::Propagate, size_t context = 64,
+                 size_t window = 64) {
+  fathom::Session s(m, {int64_t(context + window + 1), kv});
+  const auto ids = prompt(m, context);
+  s.forward(ids, fathom::Phase::PP, policy);
+  int32_t next = 1;
+  for (auto _ : state) {
+    if (s.position() >= int64_t(context + window)) s.rewind(int64_t(context));
+    auto logits = s.forward(std::span<const int32_t>(&next, 1), fathom::Phase::RG, policy);
+    benchmark::DoNotOptimize(logits.data());
+  }
+  state.counters["tok/s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["GB/s"] = benchmark::Counter(double(state.iterations()) * double(m.weight_bytes_per_token()) / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
+}  // namespace bench

@@ -21,12 +21,14 @@
 #include "fathom/core/error.hpp"
 #include "fathom/io/tensor_store.hpp"
 #include "fathom/kernels/linear.hpp"
+#include "fathom/kernels/quant.hpp"
 #include "fathom/model/config.hpp"
 
 namespace fathom {
 
-// How weight matrices are held in memory. AsStored keeps zero-copy views of the checkpoint.
-enum class WeightFormat : uint8_t { AsStored, F32, BF16 };
+// How weight matrices are held in memory. AsStored keeps zero-copy views of the checkpoint; Q8
+// quantises every matrix (not norms or biases) to the 8-bit block format at load time.
+enum class WeightFormat : uint8_t { AsStored, F32, BF16, Q8 };
 
 struct LoadOptions {
   WeightFormat weights = WeightFormat::AsStored;
@@ -150,7 +152,7 @@ class Model {
 
  private:
   static size_t bytes(const kernels::MatrixView& m) {
-    return m.dtype == DType::Q8 ? m.rows * m.cols * 34 / 32 : m.rows * m.cols * dtype_size(m.dtype);
+    return m.dtype == DType::Q8 ? kernels::q8_bytes(m.rows, m.cols) : m.rows * m.cols * dtype_size(m.dtype);
   }
 
   void validate_config() const {
@@ -191,6 +193,11 @@ class Model {
     const auto& t = store_->get(name, {rows, cols});
     check_float(t);
     kernels::MatrixView m{t.dtype, size_t(rows), size_t(cols), t.data};
+    if (opts.weights == WeightFormat::Q8) {
+      auto q = std::make_shared<kernels::QuantizedMatrix>(kernels::quantize_q8(m));
+      owned_.push_back(q);
+      return q->view();
+    }
     const DType want = opts.weights == WeightFormat::F32    ? DType::F32
                        : opts.weights == WeightFormat::BF16 ? DType::BF16
                                                             : t.dtype;

@@ -1,0 +1,32 @@
+// End-to-end tokens/s: prefill of 512 tokens and decode (at 64..128 tokens of context) on a
+// randomly initialised model with Qwen2.5-0.5B's shape (bf16, and converted to Q8 / f32 at load)
+// and on the real stories260K. GB/s is weight bytes read per decoded token × tokens/s; the
+// bandwidth bound is DRAM bandwidth ÷ weight bytes per token (docs/benchmarks.md).
+#include "bench_common.hpp"
+
+#include "fathom/depth/full_depth.hpp"
+
+static void BM_Prefill(benchmark::State& state, const std::string& name, size_t n) {
+  const auto& m = bench::model(name);
+  const auto ids = bench::prompt(m, n);
+  fathom::Session s(m, {int64_t(n)});
+  for (auto _ : state) {
+    s.reset();
+    auto logits = s.forward(ids);
+    benchmark::DoNotOptimize(logits.data());
+  }
+  state.counters["tok/s"] = benchmark::Counter(double(state.iterations() * n), benchmark::Counter::kIsRate);
+}
+
+static void BM_Decode(benchmark::State& state, const std::string& name) {
+  fathom::FullDepth full;
+  bench::decode_loop(state, bench::model(name), full);
+}
+
+BENCHMARK_CAPTURE(BM_Prefill, qwen_bf16_512, std::string("qwen-bf16"), 512)->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(BM_Prefill, qwen_q8_512, std::string("qwen-q8"), 512)->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(BM_Decode, qwen_bf16, std::string("qwen-bf16"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_Decode, qwen_q8, std::string("qwen-q8"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_Decode, qwen_f32, std::string("qwen-f32"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_Prefill, stories260K_256, std::string("stories260K"), 256)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Decode, stories260K, std::string("stories260K"))->Unit(benchmark::kMicrosecond);

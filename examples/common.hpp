@@ -1,0 +1,91 @@
+#pragma once
+// What every example program shares: default model paths under ../shared, model + tokenizer
+// loading, thread count, weight format, prompt parsing and reporting of fathom errors.
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fathom/core/error.hpp"
+#include "fathom/core/shared_path.hpp"
+#include "fathom/model/load.hpp"
+#include "fathom/tokenizer/any_tokenizer.hpp"
+
+namespace examples {
+
+inline std::string default_model() {
+  return (fathom::shared_dir() / "models" / "stories260K" / "stories260K.bin").string();
+}
+
+struct ModelArgs {
+  std::string model = default_model();
+  std::string tokenizer;  // empty: beside the model (tok512.bin) or in its folder
+  std::string weights = "as-stored";
+  int threads = 0;
+
+  void add(CLI::App& app) {
+    app.add_option("-m,--model", model,
+                   "llama2.c .bin, or a Hugging Face folder / .safetensors (default: stories260K)");
+    app.add_option("--tokenizer", tokenizer, "tokenizer folder or tok512.bin (default: beside the model)");
+    app.add_option("--weights", weights, "weight format in memory: as-stored, f32, bf16, q8")
+        ->check(CLI::IsMember({"as-stored", "f32", "bf16", "q8"}));
+    app.add_option("-t,--threads", threads, "OpenMP threads (default: all cores)");
+  }
+
+  fathom::LoadOptions load_options() const {
+    static const std::map<std::string, fathom::WeightFormat> formats = {
+        {"as-stored", fathom::WeightFormat::AsStored}, {"f32", fathom::WeightFormat::F32},
+        {"bf16", fathom::WeightFormat::BF16}, {"q8", fathom::WeightFormat::Q8}};
+    return {formats.at(weights)};
+  }
+
+  std::unique_ptr<fathom::Model> load() const {
+    if (threads > 0) omp_set_num_threads(threads);
+    return fathom::load_model(model, load_options());
+  }
+  fathom::tok::AnyTokenizer load_tokenizer() const {
+    return fathom::tok::load_tokenizer_for(model, tokenizer);
+  }
+};
+
+// "1,2,3" -> ids
+inline std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      ids.push_back(int32_t(std::stol(item, &used)));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw fathom::UsageError("", "--ids", "not an integer: '" + item + "'");
+    }
+  }
+  return ids;
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Runs main_body, turning fathom errors into a one-line message and exit code 1.
+template <class F>
+int guarded(F&& main_body) {
+  try {
+    return main_body();
+  } catch (const fathom::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace examples

@@ -1,0 +1,128 @@
+// generate — the everyday tool: run a model on a prompt (text or ids), greedy or sampled, and
+// optionally dump the prompt's logits and every layer's residual stream for comparison with
+// another implementation.
+//
+//   generate --prompt "Once upon a time" -n 64
+//   generate -m qwen2.5-0.5b/ --prompt "Hello" --chat --temperature 0.7 --seed 1
+//   generate --ids 1,403,407 --dump out.safetensors
+#include "common.hpp"
+
+#include "fathom/io/safetensors.hpp"
+#include "fathom/model/generate.hpp"
+
+namespace {
+
+// Keeps the prompt's embed / resid_post.{i} rows (every token of the prefill).
+struct DumpObserver {
+  static constexpr bool enabled = true;
+  size_t tokens = 0;
+  std::map<std::string, std::vector<float>> rows;  // name -> [tokens, hidden]
+  void on_tap(fathom::Tap t, int layer, const fathom::TapView& v) {
+    if (t != fathom::Tap::resid_post && t != fathom::Tap::embed) return;
+    auto& dst = rows[t == fathom::Tap::embed ? "embed" : "resid_post." + std::to_string(layer)];
+    dst.resize(tokens * v.cols);
+    for (size_t r = 0; r < v.rows; ++r)
+      std::copy_n(v.row(r), v.cols, dst.data() + v.slots[r] * v.cols);
+  }
+};
+
+fathom::io::TensorView f32_view(const std::string& name, const std::vector<float>& v,
+                                std::vector<int64_t> shape) {
+  return {name, fathom::DType::F32, std::move(shape), reinterpret_cast<const std::byte*>(v.data()),
+          v.size() * sizeof(float), ""};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fathom generate: text generation from a Llama/Mistral/Qwen or llama2.c model"};
+  examples::ModelArgs margs;
+  margs.add(app);
+  std::string prompt = "", ids_arg, dump;
+  bool chat = false, no_bos = false, quiet = false;
+  fathom::GenerateOptions gen;
+  gen.max_new_tokens = 128;
+  app.add_option("-p,--prompt", prompt, "prompt text");
+  app.add_option("--ids", ids_arg, "prompt as comma-separated token ids (instead of --prompt)");
+  app.add_flag("--chat", chat, "wrap the prompt as a user turn in the model's chat format");
+  app.add_flag("--no-bos", no_bos, "do not add the tokenizer's special tokens (BOS)");
+  app.add_option("-n,--max-new-tokens", gen.max_new_tokens, "tokens to generate");
+  app.add_option("--temperature", gen.sampling.temperature, "0: greedy (default)");
+  app.add_option("--top-p", gen.sampling.top_p, "nucleus sampling mass");
+  app.add_option("--seed", gen.sampling.seed, "sampling seed");
+  app.add_flag("--ignore-eos", [&](int64_t) { gen.stop_on_eos = false; }, "do not stop at eos");
+  app.add_option("--dump", dump, "write the prompt's logits, embed and resid_post.{i} (safetensors)");
+  app.add_flag("-q,--quiet", quiet, "print only the generated text");
+  CLI11_PARSE(app, argc, argv);
+
+  return examples::guarded([&] {
+    auto model = margs.load();
+    std::optional<fathom::tok::AnyTokenizer> tok;
+    std::vector<int32_t> ids;
+    if (!ids_arg.empty()) {
+      ids = examples::parse_ids(ids_arg);
+      try { tok = margs.load_tokenizer(); } catch (const fathom::Error&) {}  // ids need none
+    } else {
+      tok = margs.load_tokenizer();
+      std::string text = prompt;
+      if (chat) {
+        if (!tok->has_chat_template())
+          throw fathom::UsageError(margs.model, "--chat", "this model's tokenizer has no chat format");
+        text = tok->apply_chat_template({{"user", prompt}}, true);
+        ids = tok->encode(text, false);
+      } else {
+        ids = tok->encode(text, !no_bos);
+      }
+    }
+    if (ids.empty()) throw fathom::UsageError("", "prompt", "empty prompt (and no BOS): nothing to run");
+
+    fathom::Session session(*model);
+    if (!dump.empty()) {
+      DumpObserver obs;
+      obs.tokens = ids.size();
+      fathom::FullDepth full;
+      auto logits = session.forward(ids, fathom::Phase::PP, full, obs, fathom::Logits::All);
+      std::vector<float> l(logits.begin(), logits.end());
+      std::vector<int64_t> id64(ids.begin(), ids.end());
+      const int64_t T = int64_t(ids.size()), H = int64_t(model->hidden());
+      std::vector<fathom::io::TensorView> out = {
+          f32_view("logits", l, {T, int64_t(model->vocab())}),
+          {"input_ids", fathom::DType::I64, {T}, reinterpret_cast<const std::byte*>(id64.data()),
+           id64.size() * 8, ""}};
+      for (auto& [name, rows] : obs.rows) out.push_back(f32_view(name, rows, {T, H}));
+      fathom::io::save_safetensors(dump, out, {{"model", margs.model}});
+      if (!quiet) std::cerr << "wrote " << dump << " (logits, embed, resid_post.0.." << model->n_layers() - 1 << ")\n";
+      session.reset();
+    }
+
+    std::vector<int32_t> shown = ids;  // decode the whole text each step: UTF-8 stays whole
+    std::string printed = tok ? tok->decode(ids, true) : "";
+    if (tok && !quiet) std::cout << printed << std::flush;
+    const auto t0 = std::chrono::steady_clock::now();
+    double t_first = 0;
+    auto on_token = [&](int32_t id) {
+      if (t_first == 0) t_first = examples::seconds_since(t0);
+      shown.push_back(id);
+      if (!tok) { std::cout << id << " " << std::flush; return true; }
+      std::string text = tok->decode(shown, true);
+      if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
+        std::cout << text.substr(printed.size()) << std::flush;
+        printed = std::move(text);
+      }
+      return true;
+    };
+    fathom::FullDepth full;
+    auto g = fathom::generate(session, ids, gen, full, on_token);
+    const double total = examples::seconds_since(t0);
+    std::cout << "\n";
+    if (!quiet) {
+      const size_t n = g.tokens.size();
+      std::fprintf(stderr,
+                   "[%zu prompt tokens: %.1f tok/s | %zu generated: %.1f tok/s | %d threads%s]\n",
+                   ids.size(), double(ids.size()) / t_first, n,
+                   n > 1 ? double(n - 1) / (total - t_first) : 0.0, omp_get_max_threads(),
+                   g.stopped_on_eos ? " | stopped at eos" : "");
+    }
+    return 0;
+  });
+}
