@@ -26,3 +26,29 @@ static void BM_gemm(benchmark::State& state, DType dt) {
 FATHOM_GEMM_BENCH(f32, DType::F32)
 FATHOM_GEMM_BENCH(bf16, DType::BF16)
 FATHOM_GEMM_BENCH(q8, DType::Q8)
+
+// The limit the products are measured against, under the same conditions: f32 FMA throughput
+// with 24 independent vector accumulators per thread (no memory traffic).
+static void BM_fma_peak(benchmark::State& state) {
+  constexpr size_t kIters = 1 << 20;
+  const int threads = kernels::detail::worker_count(size_t(1) << 30);
+  for (auto _ : state) {
+    float total = 0.f;
+    kernels::detail::parallel_chunks(size_t(threads), threads, [&](size_t, size_t) {
+      using kernels::simd::fvec;
+      fvec acc[24];
+      for (int i = 0; i < 24; ++i) acc[i] = fvec(float(i));
+      const fvec a(0.999f), b(0.001f);
+      for (size_t k = 0; k < kIters; ++k)
+        for (int i = 0; i < 24; ++i) acc[i] = xsimd::fma(acc[i], a, b);
+      fvec s(0.f);
+      for (int i = 0; i < 24; ++i) s += acc[i];
+      const float v = kernels::simd::hsum(s);
+#pragma omp atomic
+      total += v;
+    });
+    benchmark::DoNotOptimize(total);
+  }
+  bench::report(state, 0.0, 2.0 * 24 * double(kernels::simd::W) * double(kIters) * threads);
+}
+BENCHMARK(BM_fma_peak)->Unit(benchmark::kMillisecond)->UseRealTime();

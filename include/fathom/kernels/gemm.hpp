@@ -21,7 +21,7 @@ namespace fathom::kernels::detail {
 constexpr size_t kNR = 2 * simd::W;                  // Y columns per tile (two vectors)
 constexpr size_t kMR = simd::W >= 16 ? 12 : 6;       // Y rows per tile: 2*MR accumulators
 constexpr size_t kKC = 256;                          // K block: Bp panel = KC*NR floats (32 KiB)
-constexpr size_t kMC = kMR * 32;                     // X rows per packed block (384 KiB)
+constexpr size_t kMC = kMR * 64;                     // X rows per packed block (768 KiB)
 
 // C[MR, NR] (+)= Ap[kc][MR] . Bp[kc][NR]; C has leading dimension ldc.
 inline void gemm_tile(size_t kc, const float* Ap, const float* Bp, float* C, size_t ldc,
@@ -48,24 +48,64 @@ inline void gemm_tile(size_t kc, const float* Ap, const float* Bp, float* C, siz
   }
 }
 
+#if defined(__AVX512F__)
+// dst[i * ld_dst + j] = src[j * ld_src + i] for a 16 x 16 block (AVX-512: xsimd 8 has no
+// cross-lane transpose; the portable path below does the same with scalar moves).
+inline void transpose16(const float* src, size_t ld_src, float* dst, size_t ld_dst) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld_src);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {  // 128-bit lanes: rows i, i+4, i+8, i+12 hold lane groups
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ld_dst, r[i]);
+}
+#endif
+
 // Widens rows [n0, n0+nr) x cols [k0, k0+kc) of W to f32 and stores them transposed and zero
-// padded to NR columns: Bp[k][j] = W[n0+j, k0+k]. rowbuf: scratch of kc floats.
+// padded to NR columns: Bp[k][j] = W[n0+j, k0+k]. rows: scratch of NR * kc floats.
 inline void pack_weights(DType dt, const void* data, size_t K, size_t n0, size_t nr, size_t k0,
-                         size_t kc, float* Bp, float* rowbuf) {
+                         size_t kc, float* Bp, float* rows) {
+  // 1. widen each row into rows[j][kc] (contiguous, vectorised conversion); zero padding rows.
   for (size_t j = 0; j < kNR; ++j) {
-    const float* row = rowbuf;
+    float* dst = rows + j * kc;
     if (j >= nr) {
-      for (size_t k = 0; k < kc; ++k) Bp[k * kNR + j] = 0.f;
+      std::fill(dst, dst + kc, 0.f);
       continue;
     }
     const size_t off = (n0 + j) * K + k0;
     switch (dt) {
-      case DType::F32: row = static_cast<const float*>(data) + off; break;
-      case DType::BF16: bf16_to_f32_n(static_cast<const uint16_t*>(data) + off, rowbuf, kc); break;
-      default: f16_to_f32_n(static_cast<const uint16_t*>(data) + off, rowbuf, kc); break;
+      case DType::F32: std::copy_n(static_cast<const float*>(data) + off, kc, dst); break;
+      case DType::BF16: bf16_to_f32_n(static_cast<const uint16_t*>(data) + off, dst, kc); break;
+      default: f16_to_f32_n(static_cast<const uint16_t*>(data) + off, dst, kc); break;
     }
-    for (size_t k = 0; k < kc; ++k) Bp[k * kNR + j] = row[k];
   }
+  // 2. transpose rows[NR][kc] -> Bp[kc][NR]
+  size_t k = 0;
+#if defined(__AVX512F__)
+  for (; k + 16 <= kc; k += 16)
+    for (size_t j = 0; j < kNR; j += 16) transpose16(rows + j * kc + k, kc, Bp + k * kNR + j, kNR);
+#endif
+  for (; k < kc; ++k)
+    for (size_t j = 0; j < kNR; ++j) Bp[k * kNR + j] = rows[j * kc + k];
 }
 
 // Ap[p][k][i] = X[m0 + p*MR + i, k0 + k], zero padded past row M.
@@ -106,7 +146,7 @@ inline void gemm_dense(DType dt, const void* data, size_t N, size_t K, const flo
     GemmScratch& s = gemm_scratch();
     s.a.resize(kMC * kKC);
     s.b.resize(kKC * kNR);
-    s.row.resize(kKC);
+    s.row.resize(kNR * kKC);
     s.tile.resize(kMR * kNR);
     for (size_t m0 = 0; m0 < M; m0 += kMC) {
       const size_t mc = std::min(kMC, M - m0);
