@@ -29,6 +29,7 @@
 #include "fathom/tokenizer/detail/added_vocab.hpp"
 #include "fathom/tokenizer/detail/bpe.hpp"
 #include "fathom/tokenizer/detail/decoder.hpp"
+#include "fathom/tokenizer/detail/json_reader.hpp"
 #include "fathom/tokenizer/detail/json_util.hpp"
 #include "fathom/tokenizer/detail/normalizer.hpp"
 #include "fathom/tokenizer/detail/pre_tokenizer.hpp"
@@ -116,7 +117,8 @@ class Tokenizer {
                                   const std::string& tokenizer_name = "tokenizer.json",
                                   const std::string& config_name = "tokenizer_config.json") {
     auto state = std::make_shared<detail::TokenizerState>();
-    load(*state, detail::parse_json_text(tokenizer_json, tokenizer_name), tokenizer_name,
+    auto tj = detail::read_tokenizer_json(tokenizer_json, tokenizer_name);
+    load(*state, tj, tokenizer_name,
          config_json.empty() ? detail::json::object() : detail::parse_json_text(config_json, config_name),
          config_name);
     Tokenizer t;
@@ -176,7 +178,7 @@ class Tokenizer {
 
   std::optional<int32_t> token_id(std::string_view piece) const {
     if (auto it = s_->added_by_content.find(piece); it != s_->added_by_content.end()) return it->second;
-    if (auto it = s_->model.vocab().find(piece); it != s_->model.vocab().end()) return it->second;
+    if (const int32_t id = s_->model.find(piece); id >= 0) return id;
     return std::nullopt;
   }
 
@@ -225,9 +227,10 @@ class Tokenizer {
     s_->pre[k]->apply(piece, at_start, detail::PieceSink(next));
   }
 
-  static void load(detail::TokenizerState& s, const detail::json& j, const std::string& file,
+  static void load(detail::TokenizerState& s, detail::TokenizerJson& tj, const std::string& file,
                    const detail::json& cfg, const std::string& cfg_file) {
     using namespace detail;
+    const json& j = tj.dom;
     s.file = file;
     const JsonCtx ctx{file};
     if (!j.is_object()) ctx.fail("", "expected a JSON object at top level");
@@ -236,7 +239,7 @@ class Tokenizer {
     s.normalizer = parse_normalizer(ctx, j.value("normalizer", json()), "normalizer");
     bool byte_level = false;
     parse_pre_tokenizer(ctx, j.value("pre_tokenizer", json()), "pre_tokenizer", s.pre, &byte_level);
-    s.model.load(ctx, ctx.at(j, "model", ""), "model", byte_level);
+    s.model.load(ctx, ctx.at(j, "model", ""), "model", byte_level, tj);
     s.decoder = parse_decoder(ctx, j.value("decoder", json()), "decoder");
 
     // Added tokens.
@@ -273,7 +276,7 @@ class Tokenizer {
     // Post-processor.
     const auto id_of = [&](const std::string& tok, const std::string& where) -> int32_t {
       if (auto it = s.added_by_content.find(tok); it != s.added_by_content.end()) return it->second;
-      if (auto it = s.model.vocab().find(tok); it != s.model.vocab().end()) return it->second;
+      if (const int32_t id = s.model.find(tok); id >= 0) return id;
       ctx.fail(where, "token \"" + tok + "\" is not in the vocabulary");
     };
     parse_post(s, ctx, j.value("post_processor", json()), "post_processor", id_of);
@@ -365,7 +368,7 @@ class Tokenizer {
     auto& st = s.chat;
     st.bos = bos;
     st.eos = eos;
-    const auto has = [&](std::string_view tok) { return s.added_by_content.count(tok) || s.model.vocab().count(tok); };
+    const auto has = [&](std::string_view tok) { return s.added_by_content.count(tok) || s.model.find(tok) >= 0; };
     const auto in_tpl = [&](std::string_view x) { return tpl.find(x) != std::string::npos; };
     if (!tpl.empty()) {
       if (in_tpl("<|im_start|>")) {

@@ -8,6 +8,7 @@
 // priority queue keyed by (rank, position). Short words use a direct scan, long ones a heap.
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "fathom/tokenizer/detail/byte_level.hpp"
+#include "fathom/tokenizer/detail/json_reader.hpp"
 #include "fathom/tokenizer/detail/json_util.hpp"
 #include "fathom/tokenizer/detail/utf8.hpp"
 
@@ -29,6 +31,60 @@ struct StringHash {
   size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
 };
 using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+inline uint64_t fast_hash(std::string_view s) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ s.size();
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  uint64_t w = 0;
+  std::memcpy(&w, s.data() + i, s.size() - i);
+  h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 29);
+}
+
+// Strings indexed by id plus an open-addressing string -> id table over them (one 64-bit slot
+// per entry: 32 hash bits | id + 1). Several times faster to build and query than a node map.
+class FlatVocab {
+ public:
+  // strings[id]; `present[id]` false for ids without a string (holes).
+  void build(std::vector<std::string> strings, const std::vector<bool>& present) {
+    strs_ = std::move(strings);
+    size_t cap = 16;
+    while (cap < strs_.size() * 2) cap <<= 1;
+    slots_.assign(cap, 0);
+    mask_ = cap - 1;
+    for (size_t id = 0; id < strs_.size(); ++id) {
+      if (!present[id]) continue;
+      const uint64_t h = fast_hash(strs_[id]);
+      size_t i = h & mask_;
+      while (slots_[i]) {
+        if (tag(slots_[i]) == (h >> 32) && strs_[idx(slots_[i])] == strs_[id]) break;  // duplicate: first id wins
+        i = (i + 1) & mask_;
+      }
+      if (!slots_[i]) slots_[i] = ((h >> 32) << 32) | (id + 1);
+    }
+  }
+  int32_t find(std::string_view s) const {  // -1 if absent
+    if (slots_.empty()) return -1;
+    const uint64_t h = fast_hash(s);
+    for (size_t i = h & mask_; slots_[i]; i = (i + 1) & mask_)
+      if (tag(slots_[i]) == (h >> 32) && strs_[idx(slots_[i])] == s) return static_cast<int32_t>(idx(slots_[i]));
+    return -1;
+  }
+  const std::vector<std::string>& strings() const { return strs_; }
+
+ private:
+  static uint64_t tag(uint64_t slot) { return slot >> 32; }
+  static size_t idx(uint64_t slot) { return size_t(slot & 0xffffffffu) - 1; }
+  std::vector<std::string> strs_;
+  std::vector<uint64_t> slots_;
+  size_t mask_ = 0;
+};
 
 // (left id, right id) -> (rank, merged id), open addressing with linear probing.
 class PairTable {
@@ -72,12 +128,13 @@ class PairTable {
 class Bpe {
  public:
   // `byte_level`: the pre-tokenizer chain ends in ByteLevel, so words arrive as raw bytes.
-  void load(const JsonCtx& ctx, const json& m, const std::string& path, bool byte_level) {
+  // `tj` holds the streamed model.vocab / model.merges; `m` the rest of the model object.
+  void load(const JsonCtx& ctx, const json& m, const std::string& path, bool byte_level, TokenizerJson& tj) {
     byte_level_ = byte_level;
     if (!m.is_object()) ctx.fail(path, "expected an object");
     const std::string type = ctx.str_or(m, "type", path, "BPE");
     if (type != "BPE") ctx.unsupported(path + ".type", "model type \"" + type + "\"");
-    if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() != 0.0)
+    if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].is_number() && m["dropout"].get<double>() != 0.0)
       ctx.unsupported(path + ".dropout", "BPE dropout (encoding would be random)");
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
       if (!ctx.str_or(m, k, path, "").empty()) ctx.unsupported(path + "." + k, std::string(k) + " in BPE");
@@ -85,33 +142,28 @@ class Bpe {
     fuse_unk_ = ctx.boolean_or(m, "fuse_unk", path, false);
     ignore_merges_ = ctx.boolean_or(m, "ignore_merges", path, false);
 
-    const json& v = ctx.at(m, "vocab", path);
-    if (!v.is_object()) ctx.fail(path + ".vocab", "expected an object {token: id}");
-    vocab_.reserve(v.size() * 2);
-    int32_t max_id = -1;
-    for (auto it = v.begin(); it != v.end(); ++it) {
-      if (!it.value().is_number_integer()) ctx.fail(path + ".vocab[\"" + it.key() + "\"]", "expected an integer id");
-      const long long id = it.value().get<long long>();
+    if (!tj.has_vocab) ctx.fail(path + ".vocab", "missing (expected an object {token: id})");
+    int64_t max_id = -1;
+    for (const auto& [tok, id] : tj.vocab) {
       if (id < 0 || id > std::numeric_limits<int32_t>::max() / 2)
-        ctx.fail(path + ".vocab[\"" + it.key() + "\"]", "id " + std::to_string(id) + " out of range");
-      vocab_.emplace(it.key(), static_cast<int32_t>(id));
-      max_id = std::max(max_id, static_cast<int32_t>(id));
+        ctx.fail(path + ".vocab[\"" + tok + "\"]", "id " + std::to_string(id) + " out of range");
+      max_id = std::max<int64_t>(max_id, id);
     }
-    id_to_token_.assign(size_t(max_id + 1), std::string());
-    std::vector<bool> seen(size_t(max_id + 1), false);
-    for (const auto& [tok, id] : vocab_) {
-      if (seen[size_t(id)]) ctx.fail(path + ".vocab", "id " + std::to_string(id) + " used twice");
-      seen[size_t(id)] = true;
-      id_to_token_[size_t(id)] = tok;
+    std::vector<std::string> by_id(size_t(max_id + 1));
+    present_.assign(size_t(max_id + 1), false);
+    for (auto& [tok, id] : tj.vocab) {
+      if (present_[size_t(id)]) ctx.fail(path + ".vocab", "id " + std::to_string(id) + " used twice");
+      present_[size_t(id)] = true;
+      by_id[size_t(id)] = std::move(tok);
     }
-    for (size_t i = 0; i < seen.size(); ++i)
-      if (!seen[i]) holes_ = true;
+    tj.vocab = {};
+    vocab_.build(std::move(by_id), present_);
+    const auto& toks = vocab_.strings();
 
     const std::string unk = ctx.str_or(m, "unk_token", path, "");
     if (!unk.empty()) {
-      auto it = vocab_.find(unk);
-      if (it == vocab_.end()) ctx.fail(path + ".unk_token", "\"" + unk + "\" is not in the vocabulary");
-      unk_id_ = it->second;
+      unk_id_ = vocab_.find(unk);
+      if (unk_id_ < 0) ctx.fail(path + ".unk_token", "\"" + unk + "\" is not in the vocabulary");
     }
 
     // Initial symbols: byte ids (byte-level) or single-character ids + <0xNN> fallback ids.
@@ -119,75 +171,85 @@ class Bpe {
     fallback_id_.fill(-1);
     if (byte_level_) {
       const auto& t = byte_level_tables();
-      for (int b = 0; b < 256; ++b)
-        if (auto it = vocab_.find(t.byte_to_utf8[b]); it != vocab_.end()) byte_id_[b] = it->second;
-      raw_vocab_.reserve(vocab_.size() * 2);
-      std::string raw;
-      for (const auto& [tok, id] : vocab_) {
-        raw.clear();
-        if (byte_level_decode(tok, raw)) raw_vocab_.emplace(raw, id);
+      for (int b = 0; b < 256; ++b) byte_id_[b] = vocab_.find(t.byte_to_utf8[b]);
+      if (ignore_merges_) {  // whole-word lookups need the raw-byte spelling of every token
+        std::vector<std::string> raw(toks.size());
+        std::vector<bool> ok(toks.size(), false);
+        for (size_t id = 0; id < toks.size(); ++id)
+          if (present_[id]) ok[id] = byte_level_decode(toks[id], raw[id]);
+        raw_vocab_.build(std::move(raw), ok);
       }
     } else {
       bmp_id_.assign(0x10000, -1);
-      for (const auto& [tok, id] : vocab_) {
-        if (tok.empty()) continue;
-        size_t n = utf8_seq_len(tok, 0);
-        if (n != tok.size()) continue;  // not exactly one character
+      for (size_t id = 0; id < toks.size(); ++id) {
+        const std::string& tok = toks[id];
+        if (!present_[id] || tok.empty() || utf8_seq_len(tok, 0) != tok.size()) continue;  // one character only
         size_t i = 0;
         const char32_t c = next_cp(tok, i);
-        if (c < 0x10000) bmp_id_[c] = id; else astral_id_[c] = id;
+        if (c < 0x10000) bmp_id_[c] = int32_t(id); else astral_id_[c] = int32_t(id);
       }
       if (byte_fallback_)
         for (int b = 0; b < 256; ++b) {
           static const char* hex = "0123456789ABCDEF";
-          const std::string name = std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">";
-          if (auto it = vocab_.find(name); it != vocab_.end()) fallback_id_[b] = it->second;
+          fallback_id_[b] = vocab_.find(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
         }
     }
 
-    const json& merges = ctx.at(m, "merges", path);
-    if (!merges.is_array()) ctx.fail(path + ".merges", "expected an array");
-    pairs_.reserve(merges.size());
-    std::string a, b, ab;
-    for (size_t r = 0; r < merges.size(); ++r) {
-      const json& e = merges[r];
-      const std::string where = path + ".merges[" + std::to_string(r) + "]";
-      if (e.is_string()) {  // "left right"
-        const std::string& s = e.get_ref<const std::string&>();
-        const size_t sp = s.find(' ');
-        if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-          ctx.fail(where, "expected \"left right\" (two tokens separated by one space), got \"" + s + "\"");
-        a.assign(s, 0, sp);
-        b.assign(s, sp + 1);
-      } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-        a = e[0].get<std::string>();
-        b = e[1].get<std::string>();
-      } else {
-        ctx.fail(where, "expected \"left right\" or [left, right]");
+    if (!tj.has_merges) ctx.fail(path + ".merges", "missing (expected an array)");
+    pairs_.reserve(tj.merges.size());
+    std::string ab;
+    bool space_inside = false;  // does some merged token have the metaspace after another character?
+    for (size_t r = 0; r < tj.merges.size(); ++r) {
+      const auto& [a, b] = tj.merges[r];
+      const int32_t ia = vocab_.find(a), ib = vocab_.find(b);
+      const auto where = [&] { return path + ".merges[" + std::to_string(r) + "]"; };
+      if (ia < 0) ctx.fail(where(), "merge names unknown token \"" + a + "\"");
+      if (ib < 0) ctx.fail(where(), "merge names unknown token \"" + b + "\"");
+      ab.assign(a).append(b);
+      const int32_t iab = vocab_.find(ab);
+      if (iab < 0) ctx.fail(where(), "merged token \"" + ab + "\" is not in the vocabulary");
+      pairs_.insert(ia, ib, static_cast<uint32_t>(r), iab);
+      if (!space_inside && !byte_level_) {
+        for (size_t k = ab.find(kMetaspace, 1); k != std::string::npos; k = ab.find(kMetaspace, k + 1))
+          if (ab.compare(k - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0) { space_inside = true; break; }
       }
-      auto ia = vocab_.find(a), ib = vocab_.find(b);
-      if (ia == vocab_.end()) ctx.fail(where, "merge names unknown token \"" + a + "\"");
-      if (ib == vocab_.end()) ctx.fail(where, "merge names unknown token \"" + b + "\"");
-      ab = a + b;
-      auto iab = vocab_.find(ab);
-      if (iab == vocab_.end()) ctx.fail(where, "merged token \"" + ab + "\" is not in the vocabulary");
-      pairs_.insert(ia->second, ib->second, static_cast<uint32_t>(r), iab->second);
     }
+    tj.merges = {};
+    // SentencePiece-style words can be cut before every "▁" that follows another character
+    // when no merge can join across such a point: identical result, and the pieces are short
+    // (cacheable, scan-merged) instead of one word per stretch of text.
+    const int32_t meta = vocab_.find(kMetaspace);
+    metaspace_split_ = !byte_level_ && !space_inside && meta >= 0;
   }
 
-  size_t size() const { return id_to_token_.size(); }
-  const std::vector<std::string>& id_to_token() const { return id_to_token_; }
-  const StringMap& vocab() const { return vocab_; }
-  bool has_id(int32_t id) const {
-    return id >= 0 && size_t(id) < id_to_token_.size() && (!holes_ || vocab_.count(id_to_token_[size_t(id)]));
-  }
+  size_t size() const { return vocab_.strings().size(); }
+  const std::vector<std::string>& id_to_token() const { return vocab_.strings(); }
+  int32_t find(std::string_view tok) const { return vocab_.find(tok); }  // -1 if absent
+  bool has_id(int32_t id) const { return id >= 0 && size_t(id) < present_.size() && present_[size_t(id)]; }
 
   // Appends the ids of one pre-tokenized word.
   void encode_word(std::string_view w, std::vector<int32_t>& out) const {
+    if (metaspace_split_ && w.size() > kMaxCachedWord) {
+      size_t b = 0;
+      for (size_t k = w.find(kMetaspace, 1); k != std::string_view::npos; k = w.find(kMetaspace, k + 1))
+        if (w.compare(k - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0) {
+          encode_piece(w.substr(b, k - b), out);
+          b = k;
+        }
+      encode_piece(w.substr(b), out);
+      return;
+    }
+    encode_piece(w, out);
+  }
+
+ private:
+  static constexpr std::string_view kMetaspace = "\xE2\x96\x81";  // ▁
+
+  void encode_piece(std::string_view w, std::vector<int32_t>& out) const {
     if (w.empty()) return;
     if (ignore_merges_) {
-      const StringMap& m = byte_level_ ? raw_vocab_ : vocab_;
-      if (auto it = m.find(w); it != m.end()) { out.push_back(it->second); return; }
+      const int32_t id = byte_level_ ? raw_vocab_.find(w) : vocab_.find(w);
+      if (id >= 0) { out.push_back(id); return; }
     }
     const bool cacheable = w.size() <= kMaxCachedWord;
     if (cacheable) {
@@ -211,7 +273,6 @@ class Bpe {
     }
   }
 
- private:
   static constexpr size_t kMaxCachedWord = 64, kMaxCacheEntries = 200000, kScanLimit = 48;
 
   static std::vector<int32_t>& scratch() {
@@ -320,10 +381,11 @@ class Bpe {
     s.resize(k);
   }
 
-  bool byte_level_ = false, byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false, holes_ = false;
+  bool byte_level_ = false, byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
+  bool metaspace_split_ = false;
   int32_t unk_id_ = -1;
-  StringMap vocab_, raw_vocab_;  // raw_vocab_: raw bytes -> id (byte-level only)
-  std::vector<std::string> id_to_token_;
+  FlatVocab vocab_, raw_vocab_;  // raw_vocab_: raw bytes -> id (byte-level with ignore_merges)
+  std::vector<bool> present_;
   std::array<int32_t, 256> byte_id_{}, fallback_id_{};
   std::vector<int32_t> bmp_id_;
   std::unordered_map<char32_t, int32_t> astral_id_;
