@@ -16,6 +16,7 @@
 // The softmax measures cost one readout (a [vocab, hidden] product) per block and token; `state`
 // costs one dot product. The trace records executed blocks, exit_layer (the first block not run,
 // -1 if none) and readout_layer (the last block run).
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -81,7 +82,7 @@ class EarlyExit {
       throw UsageError("", "min_exit", "must be >= 1 (a confidence needs one block's output)");
     if (opts.decay_tokens < 0) throw UsageError("", "decay_tokens", "must be >= 0");
     if (!std::isfinite(opts.threshold)) throw UsageError("", "threshold", "must be finite");
-    exits_.assign(L_ + 1, 0);
+    for (auto& h : exits_) h.assign(L_ + 1, 0);
   }
   // With the logit lens.
   EarlyExit(const Model& model, EarlyExitOptions opts, Trace* trace = nullptr)
@@ -89,20 +90,31 @@ class EarlyExit {
       : EarlyExit(model, opts, logit_lens(), trace) {}
 
   const EarlyExitOptions& options() const { return opts_; }
-  // Tokens by the number of blocks they ran (index L: no exit).
-  const std::vector<uint64_t>& exit_histogram() const { return exits_; }
-  uint64_t tokens() const {
+  // Tokens by the number of blocks they ran (index L: no exit), per phase.
+  const std::vector<uint64_t>& exit_histogram(Phase p) const { return exits_[size_t(p)]; }
+  uint64_t tokens(Phase p) const {
     uint64_t n = 0;
-    for (auto c : exits_) n += c;
+    for (auto c : exits_[size_t(p)]) n += c;
     return n;
   }
-  // Mean number of blocks run per token (L for a model that never exits).
-  double mean_exit_layer() const {
+  uint64_t tokens() const { return tokens(Phase::PP) + tokens(Phase::RG); }
+  // Mean number of blocks run per token of a phase (L for a model that never exits).
+  double mean_exit_layer(Phase p) const {
     double s = 0;
-    for (size_t i = 0; i < exits_.size(); ++i) s += double(i) * double(exits_[i]);
-    return tokens() ? s / double(tokens()) : 0.0;
+    const auto& h = exits_[size_t(p)];
+    for (size_t i = 0; i < h.size(); ++i) s += double(i) * double(h[i]);
+    return tokens(p) ? s / double(tokens(p)) : 0.0;
   }
-  void reset_stats() { std::fill(exits_.begin(), exits_.end(), 0); }
+  // Over both phases.
+  double mean_exit_layer() const {
+    const double n = double(tokens());
+    return n ? (mean_exit_layer(Phase::PP) * double(tokens(Phase::PP)) +
+                mean_exit_layer(Phase::RG) * double(tokens(Phase::RG))) / n
+             : 0.0;
+  }
+  void reset_stats() {
+    for (auto& h : exits_) std::fill(h.begin(), h.end(), 0);
+  }
 
   void begin_token(const TokenInfo& t) {
     auto& s = slot(t.slot);
@@ -147,7 +159,7 @@ class EarlyExit {
   }
 
   void end_token(const TokenInfo& t) {
-    ++exits_[slot(t.slot).ran];
+    ++exits_[size_t(t.phase)][slot(t.slot).ran];
     if (trace_) trace_->end(t.slot);
   }
 
@@ -187,7 +199,7 @@ class EarlyExit {
   std::vector<float> tr_;  // [hidden]
   std::vector<State> slots_;
   int64_t first_rg_ = -1;
-  std::vector<uint64_t> exits_;  // [L+1]
+  std::vector<uint64_t> exits_[2];  // per phase: [L+1]
 };
 static_assert(DepthPolicy<EarlyExit<>>);
 

@@ -130,11 +130,11 @@ class WithLens {
 
 // Runs `tokens` at full depth (appending them to the session) and calls
 //   fn(slot, i, std::span<const float> logits)
-// for every token slot and every i = 0..L, logits = readout of hidden_states[i] through the
-// lens. One [vocab] buffer is reused throughout.
+// for every token slot (only the last one with Logits::Last) and every i = 0..L, logits =
+// readout of hidden_states[i] through the lens. One [vocab] buffer is reused throughout.
 template <class Lens, class Fn>
 void read_all_layers(Session& s, std::span<const int32_t> tokens, const Lens& lens, Fn&& fn,
-                     Phase phase = Phase::PP) {
+                     Phase phase = Phase::PP, Logits which = Logits::All) {
   const Model& m = s.model();
   const size_t L = m.n_layers(), H = m.hidden();
   SiteRecorder rec(hidden_state_sites(L), H);
@@ -142,7 +142,8 @@ void read_all_layers(Session& s, std::span<const int32_t> tokens, const Lens& le
   s.forward(tokens, phase, full, rec, Logits::Last);
   Reader reader(m);
   std::vector<float> tr(H);  // [hidden] translated state
-  for (uint32_t slot = 0; slot < tokens.size(); ++slot) {
+  const uint32_t first = which == Logits::Last ? uint32_t(tokens.size() - 1) : 0;
+  for (uint32_t slot = first; slot < tokens.size(); ++slot) {
     for (size_t i = 0; i <= L; ++i) {
       auto h = rec.get(i, slot);
       if (!lens.identity(i)) {

@@ -1,0 +1,163 @@
+// Early exit (CALM-style) against FullDepth: decode tokens/s and the mean number of blocks run
+// per generated token, on the two llama2.c 260K models and on a randomly initialised model with
+// Qwen2.5-0.5B's shape (bf16, built in memory). Each iteration prefills a short prompt and
+// greedily decodes `kDecode` tokens; tok/s counts decoded tokens.
+//
+// What the figures mean: the softmax measures read out through the unembedding after every
+// block (Qwen shape: a 151936 x 896 product, ~0.27 GB of bf16, more than one block's weights),
+// so on a large vocabulary they cost more than they save unless tokens exit very early; `state`
+// costs one dot product per block. On the random model confidences are meaningless: its rows
+// show the cost of the measures and of each K/V strategy, not a quality trade-off.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fathom/core/shared_path.hpp"
+#include "fathom/depth/early_exit.hpp"
+#include "fathom/model/generate.hpp"
+#include "fathom/model/load.hpp"
+
+using namespace fathom;
+
+namespace {
+
+constexpr int kDecode = 16;
+
+// Qwen2.5-0.5B's shape with random bf16 weights (tied embeddings, q/k/v bias).
+std::unique_ptr<Model> qwen05_shaped() {
+  ModelConfig c;
+  c.architecture = "Qwen2ForCausalLM";
+  c.family = Family::Qwen2;
+  c.hidden_size = 896, c.num_hidden_layers = 24, c.num_attention_heads = 14;
+  c.num_key_value_heads = 2, c.head_dim = 64, c.intermediate_size = 4864, c.vocab_size = 151936;
+  c.rms_norm_eps = 1e-6, c.rope_theta = 1e6, c.max_position_embeddings = 32768;
+  c.tie_word_embeddings = true, c.attention_bias = true, c.torch_dtype = DType::BF16;
+  auto store = std::make_shared<io::TensorStore>();
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&] {  // xorshift64*: fast enough for half a billion weights
+    state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
+    return state * 0x2545F4914F6CDD1Dull;
+  };
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale, bool ones) {
+    size_t n = 1;
+    for (auto d : shape) n *= size_t(d);
+    std::vector<std::byte> b(n * 2);
+    auto* p = reinterpret_cast<uint16_t*>(b.data());
+    for (size_t i = 0; i < n; ++i) {
+      const float u = float(next() >> 40) * (1.0f / 16777216.0f) * 2.f - 1.f;  // [-1, 1)
+      p[i] = f32_to_bf16(ones ? 1.0f : u * scale);
+    }
+    store->add_owned(name, DType::BF16, std::move(shape), std::move(b));
+  };
+  const int64_t H = 896, Q = 14 * 64, KV = 2 * 64, I = 4864, V = 151936;
+  add("model.embed_tokens.weight", {V, H}, 0.035f, false);
+  add("model.norm.weight", {H}, 0, true);
+  for (int l = 0; l < 24; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {H}, 0, true);
+    add(p + "post_attention_layernorm.weight", {H}, 0, true);
+    add(p + "self_attn.q_proj.weight", {Q, H}, 0.035f, false);
+    add(p + "self_attn.k_proj.weight", {KV, H}, 0.035f, false);
+    add(p + "self_attn.v_proj.weight", {KV, H}, 0.035f, false);
+    add(p + "self_attn.o_proj.weight", {H, Q}, 0.035f, false);
+    add(p + "self_attn.q_proj.bias", {Q}, 0.02f, false);
+    add(p + "self_attn.k_proj.bias", {KV}, 0.02f, false);
+    add(p + "self_attn.v_proj.bias", {KV}, 0.02f, false);
+    add(p + "mlp.gate_proj.weight", {I, H}, 0.035f, false);
+    add(p + "mlp.up_proj.weight", {I, H}, 0.035f, false);
+    add(p + "mlp.down_proj.weight", {H, I}, 0.015f, false);
+  }
+  store->set_origin("<random Qwen2.5-0.5B-shaped>");
+  return std::make_unique<Model>(c, store);
+}
+
+const Model& model(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<Model>> cache;
+  auto& m = cache[name];
+  if (!m) {
+    if (name == "qwen05-shape") m = qwen05_shaped();
+    else m = load_model(shared_file("models/" + name + "/" + name + ".bin"));
+  }
+  return *m;
+}
+
+std::vector<int32_t> prompt_for(const Model& m) {
+  // BOS and a few ordinary ids (the same for every policy, so runs compare).
+  std::vector<int32_t> p = {1, 403, 261, 372, 280, 263, 1105 % int32_t(m.vocab())};
+  for (auto& t : p) t %= int32_t(m.vocab());
+  return p;
+}
+
+struct Setup {
+  const char* model;
+  const char* measure;  // "full" or a Confidence name
+  double lambda;
+  KvStrategy kv;
+};
+
+void BM_decode(benchmark::State& st, Setup s) {
+  const Model* mp = nullptr;
+  try {
+    mp = &model(s.model);
+  } catch (const Error& e) {
+    st.SkipWithError(e.what());
+    return;
+  }
+  const Model& m = *mp;
+  const auto prompt = prompt_for(m);
+  GenerateOptions go;
+  go.max_new_tokens = kDecode;
+  go.stop_on_eos = false;
+  Session sess(m, SessionOptions{256, s.kv});
+  const bool full = std::strcmp(s.measure, "full") == 0;
+  EarlyExit<> ee(m, EarlyExitOptions{full ? Confidence::State : parse_confidence(s.measure),
+                                     full ? 2.0 : s.lambda, 1, 0});
+  uint64_t decoded = 0;
+  for (auto _ : st) {
+    sess.reset();
+    if (full) {
+      FullDepth f;
+      decoded += generate(sess, prompt, go, f).tokens.size();
+    } else {
+      decoded += generate(sess, prompt, go, ee).tokens.size();
+    }
+  }
+  st.counters["tok/s"] = benchmark::Counter(double(decoded), benchmark::Counter::kIsRate);
+  // Blocks run per generated token (FullDepth runs them all).
+  st.counters["mean_exit"] = full ? double(m.n_layers()) : ee.mean_exit_layer(Phase::RG);
+  st.counters["layers"] = double(m.n_layers());
+}
+
+const char* kv_name(KvStrategy k) {
+  return k == KvStrategy::Propagate ? "propagate" : k == KvStrategy::Exact ? "exact" : "none";
+}
+
+int register_all() {
+  std::vector<Setup> setups;
+  for (const char* m : {"stories260K", "aidreams260K", "qwen05-shape"}) {
+    setups.push_back({m, "full", 0, KvStrategy::Propagate});
+    setups.push_back({m, "softmax_max", 0.9, KvStrategy::Propagate});
+    setups.push_back({m, "softmax_diff", 0.8, KvStrategy::Propagate});
+    setups.push_back({m, "state", 0.95, KvStrategy::Propagate});
+    setups.push_back({m, "state", 0.95, KvStrategy::Exact});
+    setups.push_back({m, "state", 0.95, KvStrategy::None});
+  }
+  for (const auto& s : setups) {
+    std::string name = std::string("decode/") + s.model + "/" + s.measure;
+    if (std::strcmp(s.measure, "full") != 0)
+      name += "/l" + std::to_string(int(s.lambda * 100)) + "/" + kv_name(s.kv);
+    benchmark::RegisterBenchmark(name.c_str(), BM_decode, s)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->MinTime(std::strcmp(s.model, "qwen05-shape") == 0 ? 2.0 : 0.3);
+  }
+  return 0;
+}
+const int registered = register_all();
+
+}  // namespace

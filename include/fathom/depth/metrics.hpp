@@ -1,0 +1,270 @@
+#pragma once
+// Depth metrics of "How Do LLMs Use Their Depth?" (DESIGN.md §1), computed from per-layer
+// readouts (lens/policy.hpp: read_all_layers). Readout index i = 0..L is hidden_states[i]
+// (i = 0: embeddings, i = L: the model's own output).
+//
+//   rank_i(y)         1 + #{v : p_i(v) > p_i(y)}
+//   first crossing    the first i with rank_i(y) <= k (not "stays <= k"); -1 if none
+//   earliest curve    mean first crossing over tokens/prompts that cross, for each k
+//   frequency bucket  the corpus-frequency rank of a token (1 = most frequent, counted with the
+//                     model's tokenizer): 1–10, 11–100, 101–1000, 1000+ (ranks > 1000; tokens
+//                     never seen in the corpus fall here too)
+//   bucket shares     per layer, the share of top-1 predictions in each bucket
+//   decision flip     per layer and bucket: among tokens whose layer-i top-1 is in the bucket,
+//                     the share whose layer-i top-1 differs from the final top-1
+//   option ranks      per layer, each multiple-choice option's rank in the vocabulary and among
+//                     the options (options given as strings; their first token is scored)
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <numeric>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "fathom/core/error.hpp"
+#include "fathom/io/json.hpp"
+#include "fathom/lens/policy.hpp"
+#include "fathom/lens/readout.hpp"
+
+namespace fathom::depth {
+
+inline constexpr size_t kBuckets = 4;
+inline constexpr const char* kBucketNames[kBuckets] = {"1-10", "11-100", "101-1000", "1000+"};
+
+inline size_t bucket_of_rank(int64_t freq_rank) {
+  return freq_rank <= 10 ? 0 : freq_rank <= 100 ? 1 : freq_rank <= 1000 ? 2 : 3;
+}
+
+// The first index i with ranks[i] <= k, -1 if none.
+inline int first_crossing(std::span<const int64_t> ranks, int64_t k) {
+  for (size_t i = 0; i < ranks.size(); ++i)
+    if (ranks[i] <= k) return int(i);
+  return -1;
+}
+
+// k = 1..10, 20..100 by 10, 200..1000 by 100, 2000..max by 1000 (37 points up to 10⁴).
+inline std::vector<int64_t> default_ks(int64_t max_k = 10000) {
+  std::vector<int64_t> ks;
+  for (int64_t step = 1; step <= max_k; step *= 10)
+    for (int64_t k = (step == 1 ? 1 : 2 * step); k <= 10 * step && k <= max_k; k += step)
+      ks.push_back(k);
+  return ks;
+}
+
+struct EarliestCurve {
+  std::vector<int64_t> k;
+  std::vector<double> mean_layer;  // mean first crossing over items that cross (NaN if none)
+  std::vector<size_t> crossed;     // items that reach rank <= k at some layer
+  size_t items = 0;
+};
+
+// ranks: one per-layer rank trajectory per item (token or prompt).
+inline EarliestCurve earliest_layer_curve(const std::vector<std::vector<int64_t>>& ranks,
+                                          std::span<const int64_t> ks) {
+  EarliestCurve c;
+  c.items = ranks.size();
+  for (int64_t k : ks) {
+    double s = 0;
+    size_t n = 0;
+    for (auto& r : ranks)
+      if (int i = first_crossing(r, k); i >= 0) s += i, ++n;
+    c.k.push_back(k);
+    c.mean_layer.push_back(n ? s / double(n) : NAN);
+    c.crossed.push_back(n);
+  }
+  return c;
+}
+
+// Corpus token frequencies, counted with the model's tokenizer.
+class TokenFrequency {
+ public:
+  void add(std::span<const int32_t> ids) {
+    for (int32_t t : ids) ++counts_[t];
+    ranked_ = false;
+  }
+  // Counts the tokens of a text file (encode(text, false) of any fathom tokenizer), line by line
+  // so a large corpus never becomes one huge string.
+  template <class Tokenizer>
+  void add_text_file(const Tokenizer& tok, const std::filesystem::path& path) {
+    const std::string text = io::read_text_file(path);
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      if (end > start) {
+        auto ids = tok.encode(text.substr(start, end - start), false);
+        add(std::span<const int32_t>(ids.data(), ids.size()));
+      }
+      start = end + 1;
+    }
+  }
+
+  int64_t count(int32_t id) const {
+    auto it = counts_.find(id);
+    return it == counts_.end() ? 0 : it->second;
+  }
+  size_t distinct() const { return counts_.size(); }
+  // 1-based rank by descending count (ties: lower id first); unseen tokens: distinct() + 1.
+  int64_t rank(int32_t id) const {
+    rank_all();
+    auto it = rank_.find(id);
+    return it == rank_.end() ? int64_t(counts_.size()) + 1 : it->second;
+  }
+  size_t bucket(int32_t id) const { return bucket_of_rank(rank(id)); }
+
+ private:
+  void rank_all() const {
+    if (ranked_) return;
+    std::vector<std::pair<int64_t, int32_t>> v;  // (-count, id)
+    for (auto& [id, c] : counts_) v.emplace_back(-c, id);
+    std::sort(v.begin(), v.end());
+    rank_.clear();
+    for (size_t i = 0; i < v.size(); ++i) rank_[v[i].second] = int64_t(i) + 1;
+    ranked_ = true;
+  }
+  std::unordered_map<int32_t, int64_t> counts_;
+  mutable std::unordered_map<int32_t, int64_t> rank_;
+  mutable bool ranked_ = false;
+};
+
+// Per-layer top-1 bucket shares and decision flips, accumulated token by token.
+class BucketStats {
+ public:
+  BucketStats(size_t readouts, const TokenFrequency& freq)
+      : n_(readouts), freq_(&freq), in_(readouts), flip_(readouts) {}
+
+  // top1[i]: the top-1 token of readout i = 0..n-1 for one token; top1.back() is the final one.
+  void add(std::span<const int32_t> top1) {
+    if (top1.size() != n_) throw UsageError("", "top1", "expected one id per readout");
+    const int32_t fin = top1.back();
+    for (size_t i = 0; i < n_; ++i) {
+      const size_t b = freq_->bucket(top1[i]);
+      ++in_[i][b];
+      flip_[i][b] += top1[i] != fin;
+    }
+    ++tokens_;
+  }
+
+  size_t readouts() const { return n_; }
+  size_t tokens() const { return tokens_; }
+  // Share of readout i's top-1 predictions in bucket b.
+  double share(size_t i, size_t b) const {
+    return tokens_ ? double(in_[i][b]) / double(tokens_) : NAN;
+  }
+  // Among tokens whose readout-i top-1 is in bucket b: share that differs from the final top-1.
+  double flip_ratio(size_t i, size_t b) const {
+    return in_[i][b] ? double(flip_[i][b]) / double(in_[i][b]) : NAN;
+  }
+  // Over all buckets: share of tokens whose readout-i top-1 differs from the final one.
+  double flip_ratio(size_t i) const {
+    uint64_t f = 0;
+    for (size_t b = 0; b < kBuckets; ++b) f += flip_[i][b];
+    return tokens_ ? double(f) / double(tokens_) : NAN;
+  }
+
+ private:
+  size_t n_;
+  const TokenFrequency* freq_;
+  std::vector<std::array<uint64_t, kBuckets>> in_, flip_;  // [readouts][bucket]
+  size_t tokens_ = 0;
+};
+
+// What the readouts of one token say: top-1 and the rank of the target at every readout.
+struct TokenProfile {
+  int32_t token = 0;               // the input token
+  int32_t target = -1;             // whose rank is tracked
+  std::vector<int32_t> top1;       // [L+1]
+  std::vector<int64_t> rank;       // [L+1] rank of `target`
+};
+
+enum class Target : uint8_t {
+  FinalTop1,  // the model's own prediction (the final readout's top-1)
+  NextToken,  // the next input token (the last position has none and is left out)
+};
+
+// Runs `tokens` (appended to the session) and profiles every position through the lens.
+template <class Lens>
+std::vector<TokenProfile> profile_tokens(Session& s, std::span<const int32_t> tokens,
+                                         const Lens& lens, Target target = Target::FinalTop1) {
+  const size_t L = s.model().n_layers();
+  std::vector<TokenProfile> out(tokens.size());
+  // FinalTop1: the targets come from a first full pass (then rewound), so that the per-layer
+  // pass can rank them without keeping any vocab-sized vector.
+  std::vector<int32_t> final_top1(tokens.size(), -1);
+  if (target == Target::FinalTop1) {
+    const int64_t start = s.position();
+    auto lg = s.forward(tokens, Phase::PP, Logits::All);
+    const size_t V = s.model().vocab();
+    for (size_t t = 0; t < tokens.size(); ++t)
+      final_top1[t] = lens::top_k(lg.subspan(t * V, V), 1).front().id;
+    s.rewind(start);
+  }
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    out[t].token = tokens[t];
+    out[t].target = target == Target::FinalTop1 ? final_top1[t]
+                    : t + 1 < tokens.size()     ? tokens[t + 1]
+                                                : -1;
+    out[t].top1.resize(L + 1);
+    if (out[t].target >= 0) out[t].rank.resize(L + 1);
+  }
+  lens::read_all_layers(s, tokens, lens, [&](uint32_t slot, size_t i, std::span<const float> lg) {
+    auto& p = out[slot];
+    p.top1[i] = lens::top_k(lg, 1).front().id;
+    if (p.target >= 0) p.rank[i] = lens::rank_of(lg, p.target);
+  });
+  if (target == Target::NextToken && !out.empty()) out.pop_back();
+  return out;
+}
+
+// Per-layer ranks of multiple-choice options after a prompt.
+struct OptionRanks {
+  std::vector<int32_t> option_tokens;          // first token of each option
+  std::vector<std::vector<int64_t>> vocab;     // [L+1][options] rank in the vocabulary
+  std::vector<std::vector<int>> among;         // [L+1][options] 1 = most likely option
+};
+
+// Ranks of the given option tokens after `prompt` at every readout (prompt appended to `s`).
+template <class Lens>
+OptionRanks option_ranks(Session& s, std::span<const int32_t> prompt,
+                         std::span<const int32_t> option_tokens, const Lens& lens) {
+  if (option_tokens.empty()) throw UsageError("", "options", "no options given");
+  const size_t L = s.model().n_layers();
+  OptionRanks r;
+  r.option_tokens.assign(option_tokens.begin(), option_tokens.end());
+  r.vocab.assign(L + 1, std::vector<int64_t>(option_tokens.size()));
+  r.among.assign(L + 1, std::vector<int>(option_tokens.size()));
+  const uint32_t last = uint32_t(prompt.size() - 1);
+  lens::read_all_layers(
+      s, prompt, lens,
+      [&](uint32_t slot, size_t i, std::span<const float> lg) {
+        if (slot != last) return;
+        for (size_t o = 0; o < option_tokens.size(); ++o) {
+          r.vocab[i][o] = lens::rank_of(lg, option_tokens[o]);
+          int among = 1;
+          for (size_t q = 0; q < option_tokens.size(); ++q)
+            among += lg[size_t(option_tokens[q])] > lg[size_t(option_tokens[o])];
+          r.among[i][o] = among;
+        }
+      },
+      Phase::PP, Logits::Last);
+  return r;
+}
+
+// First token of each option string (encode(option, false)); an option that encodes to nothing
+// is an error naming it.
+template <class Tokenizer>
+std::vector<int32_t> option_first_tokens(const Tokenizer& tok, const std::vector<std::string>& options) {
+  std::vector<int32_t> ids;
+  for (auto& o : options) {
+    auto e = tok.encode(o, false);
+    if (e.empty()) throw UsageError("", "option '" + o + "'", "encodes to no tokens");
+    ids.push_back(int32_t(e.front()));
+  }
+  return ids;
+}
+
+}  // namespace fathom::depth

@@ -1,0 +1,150 @@
+// Depth metrics against hand-made distributions: first crossing, earliest-layer curve, frequency
+// ranks and buckets, bucket shares, decision flips; profiles and option ranks on a tiny model
+// agree with direct readouts.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "fathom/depth/metrics.hpp"
+#include "fathom/model/load.hpp"
+
+using namespace fathom;
+using namespace fathom::depth;
+
+namespace {
+std::filesystem::path fixture(const char* name) {
+  return std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models" / name;
+}
+// A tokenizer stand-in: every character is a token (ids = byte values).
+struct CharTokenizer {
+  std::vector<int32_t> encode(const std::string& s, bool) const {
+    return std::vector<int32_t>(s.begin(), s.end());
+  }
+};
+}  // namespace
+
+TEST_CASE("first crossing and the earliest-layer curve") {
+  const std::vector<int64_t> r = {500, 40, 3, 7, 1};
+  CHECK(first_crossing(r, 1) == 4);
+  CHECK(first_crossing(r, 5) == 2);   // first crossing, although rank 7 follows
+  CHECK(first_crossing(r, 40) == 1);
+  CHECK(first_crossing(r, 10000) == 0);
+  CHECK(first_crossing(std::vector<int64_t>{9, 8}, 2) == -1);
+  const std::vector<std::vector<int64_t>> items = {{500, 40, 3, 7, 1}, {2, 1, 1, 1, 1}, {9, 9, 9, 9, 9}};
+  const std::vector<int64_t> ks = {1, 5, 9};
+  auto c = earliest_layer_curve(items, ks);
+  CHECK(c.items == 3);
+  CHECK(c.crossed == std::vector<size_t>{2, 2, 3});
+  CHECK(c.mean_layer[0] == doctest::Approx((4 + 1) / 2.0));
+  CHECK(c.mean_layer[1] == doctest::Approx((2 + 0) / 2.0));
+  CHECK(c.mean_layer[2] == doctest::Approx((2 + 0 + 0) / 3.0));
+  auto none = earliest_layer_curve({{5, 5}}, std::vector<int64_t>{1});
+  CHECK(std::isnan(none.mean_layer[0]));
+  auto ks_default = default_ks();
+  CHECK(ks_default.front() == 1);
+  CHECK(ks_default.back() == 10000);
+  CHECK(ks_default.size() == 37);
+  CHECK(std::is_sorted(ks_default.begin(), ks_default.end()));
+}
+
+TEST_CASE("frequency ranks, buckets, shares and flips") {
+  TokenFrequency f;
+  // Token id i appears (2000 - i) times for i in 0..1199: rank of id i is i + 1.
+  std::vector<int32_t> ids;
+  for (int32_t i = 0; i < 1200; ++i) ids.insert(ids.end(), size_t(2000 - i), i);
+  f.add(ids);
+  CHECK(f.rank(0) == 1);
+  CHECK(f.rank(9) == 10);
+  CHECK(f.rank(10) == 11);
+  CHECK(f.rank(1199) == 1200);
+  CHECK(f.rank(5000) == 1201);  // unseen
+  CHECK(f.bucket(9) == 0);
+  CHECK(f.bucket(10) == 1);
+  CHECK(f.bucket(99) == 1);
+  CHECK(f.bucket(100) == 2);
+  CHECK(f.bucket(999) == 2);
+  CHECK(f.bucket(1000) == 3);
+  CHECK(f.bucket(5000) == 3);
+  // Ties: lower id first.
+  TokenFrequency t;
+  t.add(std::vector<int32_t>{7, 3, 3, 7, 5});
+  CHECK(t.rank(3) == 1);
+  CHECK(t.rank(7) == 2);
+  CHECK(t.rank(5) == 3);
+
+  // Three readouts (L = 2); final top-1 is the last entry.
+  BucketStats b(3, f);
+  b.add(std::vector<int32_t>{0, 50, 50});     // buckets 0, 1, 1; layer 0 flips
+  b.add(std::vector<int32_t>{1, 2, 500});     // buckets 0, 0, 2; layers 0, 1 flip
+  b.add(std::vector<int32_t>{5000, 500, 500});  // buckets 3, 2, 2; layer 0 flips
+  b.add(std::vector<int32_t>{3, 3, 3});       // bucket 0 everywhere, no flips
+  CHECK(b.tokens() == 4);
+  CHECK(b.share(0, 0) == doctest::Approx(0.75));
+  CHECK(b.share(0, 3) == doctest::Approx(0.25));
+  CHECK(b.share(1, 0) == doctest::Approx(0.5));
+  CHECK(b.share(1, 1) == doctest::Approx(0.25));
+  CHECK(b.share(1, 2) == doctest::Approx(0.25));
+  CHECK(b.share(2, 2) == doctest::Approx(0.5));
+  CHECK(b.flip_ratio(0, 0) == doctest::Approx(2.0 / 3.0));
+  CHECK(b.flip_ratio(0, 3) == doctest::Approx(1.0));
+  CHECK(b.flip_ratio(1, 0) == doctest::Approx(0.5));
+  CHECK(std::isnan(b.flip_ratio(1, 3)));
+  CHECK(b.flip_ratio(0) == doctest::Approx(0.75));
+  CHECK(b.flip_ratio(2) == 0.0);
+  CHECK_THROWS_AS(b.add(std::vector<int32_t>{1, 2}), UsageError);
+
+  TokenFrequency c;
+  const auto path = std::filesystem::temp_directory_path() / "fathom-depth-freq.txt";
+  {
+    std::ofstream o(path);
+    o << "aab\nb\n\nbc\n";
+  }
+  c.add_text_file(CharTokenizer{}, path);
+  CHECK(c.count('b') == 3);
+  CHECK(c.count('a') == 2);
+  CHECK(c.rank('b') == 1);
+  CHECK(c.rank('c') == 3);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("token profiles and option ranks agree with direct readouts") {
+  auto model = load_model(fixture("llama_f32"));
+  const size_t L = model->n_layers(), V = model->vocab();
+  const std::vector<int32_t> toks = {1, 30, 31, 32, 99, 100};
+  lens::LogitLens ll{L};
+  Session s(*model);
+  auto prof = profile_tokens(s, toks, ll, Target::FinalTop1);
+  REQUIRE(prof.size() == toks.size());
+  Session ref(*model);
+  auto lg = ref.forward(toks, Phase::PP, Logits::All);
+  for (size_t t = 0; t < toks.size(); ++t) {
+    CAPTURE(t);
+    const auto top = lens::top_k(lg.subspan(t * V, V), 1).front().id;
+    CHECK(prof[t].target == top);
+    CHECK(prof[t].top1[L] == top);
+    CHECK(prof[t].rank[L] == 1);
+  }
+  Session s2(*model);
+  auto next = profile_tokens(s2, toks, ll, Target::NextToken);
+  REQUIRE(next.size() == toks.size() - 1);
+  CHECK(next[0].target == 30);
+  CHECK(next[0].rank[L] == lens::rank_of(lg.subspan(0, V), 30));
+
+  const std::vector<int32_t> options = {65, 66, 67, 68};
+  Session s3(*model);
+  auto r = option_ranks(s3, toks, options, ll);
+  REQUIRE(r.vocab.size() == L + 1);
+  const auto last = lg.subspan((toks.size() - 1) * V, V);
+  for (size_t o = 0; o < options.size(); ++o) CHECK(r.vocab[L][o] == lens::rank_of(last, options[o]));
+  for (size_t i = 0; i <= L; ++i) {
+    std::vector<int> among = r.among[i];
+    std::sort(among.begin(), among.end());
+    CHECK(among.front() == 1);
+  }
+  CHECK(option_first_tokens(CharTokenizer{}, {"A", "Bx"}) == std::vector<int32_t>{'A', 'B'});
+  CHECK_THROWS_AS(option_first_tokens(CharTokenizer{}, {""}), UsageError);
+}
