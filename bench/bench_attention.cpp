@@ -3,7 +3,7 @@
 // head reads its kv head's keys and values once, so bytes/s counts 14 x T x 64 x 2 elements.
 #include <cmath>
 
-#include "bench_common.hpp"
+#include "kernel_bench.hpp"
 #include "fathom/kernels/attention.hpp"
 
 using namespace fathom;
@@ -15,8 +15,8 @@ constexpr size_t kHeads = 14, kKvHeads = 2, kHeadDim = 64;
 template <bool kBf16>
 static void BM_attend(benchmark::State& state) {
   const size_t T = size_t(state.range(0)), stride = kKvHeads * kHeadDim;
-  const auto q = bench::bench_vector(kHeads * kHeadDim);
-  const auto K = bench::bench_vector(T * stride), V = bench::bench_vector(T * stride);
+  const auto q = kbench::bench_vector(kHeads * kHeadDim);
+  const auto K = kbench::bench_vector(T * stride), V = kbench::bench_vector(T * stride);
   std::vector<uint16_t> Kb(K.size()), Vb(V.size());
   for (size_t i = 0; i < K.size(); ++i) { Kb[i] = f32_to_bf16(K[i]); Vb[i] = f32_to_bf16(V[i]); }
   std::vector<float> scores(T), out(kHeads * kHeadDim);
@@ -34,7 +34,7 @@ static void BM_attend(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   const double elems = double(kHeads) * double(T) * double(kHeadDim) * 2.0;
-  bench::report(state, elems * (kBf16 ? 2.0 : 4.0), 2.0 * elems);
+  kbench::report(state, elems * (kBf16 ? 2.0 : 4.0), 2.0 * elems);
 }
 BENCHMARK_TEMPLATE(BM_attend, false)->Name("BM_attend/f32")->Arg(2048)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_attend, true)->Name("BM_attend/bf16")->Arg(2048)->Unit(benchmark::kMicrosecond);

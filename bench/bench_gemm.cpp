@@ -1,20 +1,20 @@
 // Matrix-matrix product (prefill of 512 tokens): compute bound, so GFLOP/s against the f32 FMA
 // peak (~117 GFLOP/s on 2 cores, docs/benchmarks.md).
-#include "bench_common.hpp"
+#include "kernel_bench.hpp"
 
 using namespace fathom;
 
 static void BM_gemm(benchmark::State& state, DType dt) {
   const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1)), n = size_t(state.range(2));
-  bench::BenchMatrix m(dt, rows, cols);
-  const auto X = bench::bench_vector(n * cols);
+  kbench::BenchMatrix m(dt, rows, cols);
+  const auto X = kbench::bench_vector(n * cols);
   std::vector<float> Y(n * rows);
   for (auto _ : state) {
     kernels::gemm(m.view, X.data(), n, Y.data());
     benchmark::DoNotOptimize(Y.data());
     benchmark::ClobberMemory();
   }
-  bench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols) * double(n));
+  kbench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols) * double(n));
 }
 
 // The big shape takes ~0.5 s per call: a few iterations are enough.
@@ -49,6 +49,6 @@ static void BM_fma_peak(benchmark::State& state) {
     });
     benchmark::DoNotOptimize(total);
   }
-  bench::report(state, 0.0, 2.0 * 24 * double(kernels::simd::W) * double(kIters) * threads);
+  kbench::report(state, 0.0, 2.0 * 24 * double(kernels::simd::W) * double(kIters) * threads);
 }
 BENCHMARK(BM_fma_peak)->Unit(benchmark::kMillisecond)->UseRealTime();

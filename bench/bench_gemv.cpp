@@ -1,20 +1,20 @@
 // Matrix-vector product (decode): weights streamed once per call, so the figure that matters is
 // bytes/s against the DRAM limit (~44 GB/s on 2 cores, docs/benchmarks.md).
-#include "bench_common.hpp"
+#include "kernel_bench.hpp"
 
 using namespace fathom;
 
 static void BM_gemv(benchmark::State& state, DType dt) {
   const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1));
-  bench::BenchMatrix m(dt, rows, cols);
-  const auto x = bench::bench_vector(cols);
+  kbench::BenchMatrix m(dt, rows, cols);
+  const auto x = kbench::bench_vector(cols);
   std::vector<float> y(rows);
   for (auto _ : state) {
     kernels::gemv(m.view, x.data(), y.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  bench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols));
+  kbench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols));
 }
 
 BENCHMARK_CAPTURE(BM_gemv, f32, DType::F32)->Args({896, 4864})->Args({4864, 896})->Args({4096, 14336})
@@ -47,6 +47,6 @@ static void BM_read_bandwidth(benchmark::State& state) {
     });
     benchmark::DoNotOptimize(total);
   }
-  bench::report(state, double(n) * 4.0, 0.0);
+  kbench::report(state, double(n) * 4.0, 0.0);
 }
 BENCHMARK(BM_read_bandwidth)->Unit(benchmark::kMicrosecond)->UseRealTime();
