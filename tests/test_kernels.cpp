@@ -294,7 +294,8 @@ TEST_CASE("Q8 portable block dot (the non-VNNI path) matches the reference") {
       CHECK(std::fabs(p - fast[r]) <= 2e-5 * mag + 1e-30);
     }
   }
-  MESSAGE("Q8 fast path: " << (kernels::detail::kQ8Vnni ? "AVX512-VNNI" : "portable"));
+  const std::string path = kernels::detail::kQ8Vnni ? "AVX512-VNNI" : "portable";
+  MESSAGE("Q8 fast path: " << path);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,4 +415,20 @@ TEST_CASE("attend and attend_bf16 match the reference, with and without a mask")
         if (T == 0 || masked == 2)
           for (size_t i = 0; i < hd; ++i) REQUIRE((out[i] == 0.f && outb[i] == 0.f));
       }
+}
+
+TEST_CASE("simd::hsum_rows puts row j's sum in lane j") {
+  using kernels::simd::fvec;
+  constexpr size_t W = kernels::simd::W;
+  fvec rows[W];
+  float want[W];
+  for (size_t j = 0; j < W; ++j) {
+    float lanes[W];
+    want[j] = 0.f;
+    for (size_t l = 0; l < W; ++l) want[j] += (lanes[l] = float(j * 100 + l * l));
+    rows[j] = fvec::load_unaligned(lanes);
+  }
+  float got[W];
+  kernels::simd::hsum_rows(rows).store_unaligned(got);
+  for (size_t j = 0; j < W; ++j) CHECK(got[j] == want[j]);
 }

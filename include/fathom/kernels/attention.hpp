@@ -1,6 +1,7 @@
 #pragma once
 // Decode attention of one query head against the cached keys/values of T positions, with the
 // cache in f32 (attend) or bf16 (attend_bf16).
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -31,6 +32,69 @@ inline void axpy(float p, const float* v, float* out, size_t hd) {
   for (; i + W <= hd; i += W) simd::storeu(out + i, xsimd::fma(vp, simd::loadu(v + i), simd::loadu(out + i)));
   for (; i < hd; ++i) out[i] += p * v[i];
 }
+
+// Fast paths for head sizes that are whole vectors (64, 128, ...): W positions' scores at once
+// (one horizontal reduction of W vectors, simd::hsum_rows, instead of W separate ones), and the output
+// kept in registers while the positions stream by.
+template <class RowDot>
+inline void scores_blocked(RowDot row_dot, size_t T, float scale, const uint8_t* mask,
+                           float* scores) {
+  constexpr size_t W = simd::W;
+  alignas(64) float tmp[W];
+  for (size_t t0 = 0; t0 < T; t0 += W) {
+    const size_t tb = std::min(W, T - t0);
+    simd::fvec rows[W];
+    for (size_t j = 0; j < W; ++j) rows[j] = j < tb ? row_dot(t0 + j) : simd::fvec(0.f);
+    (simd::hsum_rows(rows) * simd::fvec(scale)).store_aligned(tmp);
+    for (size_t j = 0; j < tb; ++j) scores[t0 + j] = (mask && !mask[t0 + j]) ? -INFINITY : tmp[j];
+  }
+}
+
+// out[c*W .. c*W + NV*W) = sum_t p[t] * V[t][same range], V rows given by v_at(t) (f32).
+template <size_t NV>
+inline void weighted_sum_f32(const float* p, const float* V, size_t T, size_t stride, size_t c0,
+                             float* out) {
+  constexpr size_t W = simd::W;
+  simd::fvec acc[NV];
+  for (size_t k = 0; k < NV; ++k) acc[k] = simd::fvec(0.f);
+  for (size_t t = 0; t < T; ++t) {
+    if (p[t] == 0.f) continue;
+    const simd::fvec vp(p[t]);
+    const float* v = V + t * stride + c0;
+    for (size_t k = 0; k < NV; ++k) acc[k] = xsimd::fma(vp, simd::loadu(v + k * W), acc[k]);
+  }
+  for (size_t k = 0; k < NV; ++k) simd::storeu(out + c0 + k * W, acc[k]);
+}
+
+// bf16 V: NP pairs of vectors (2W elements each) from element c0; even/odd accumulators,
+// interleaved into out at the end.
+template <size_t NP>
+inline void weighted_sum_bf16(const float* p, const uint16_t* V, size_t T, size_t stride,
+                              size_t c0, float* out) {
+  constexpr size_t W = simd::W;
+  simd::fvec ae[NP], ao[NP];
+  for (size_t k = 0; k < NP; ++k) ae[k] = ao[k] = simd::fvec(0.f);
+  for (size_t t = 0; t < T; ++t) {
+    if (p[t] == 0.f) continue;
+    const simd::fvec vp(p[t]);
+    const uint16_t* v = V + t * stride + c0;
+    for (size_t k = 0; k < NP; ++k) {
+      simd::fvec e, o;
+      simd::bf16_split(v + 2 * k * W, e, o);
+      ae[k] = xsimd::fma(vp, e, ae[k]);
+      ao[k] = xsimd::fma(vp, o, ao[k]);
+    }
+  }
+  alignas(64) float le[W], lo[W];
+  for (size_t k = 0; k < NP; ++k) {
+    ae[k].store_aligned(le);
+    ao[k].store_aligned(lo);
+    for (size_t i = 0; i < W; ++i) {
+      out[c0 + 2 * k * W + 2 * i] = le[i];
+      out[c0 + 2 * k * W + 2 * i + 1] = lo[i];
+    }
+  }
+}
 }  // namespace detail
 
 // out[hd] = sum_t softmax_t(scale * q.K[t]) V[t] over positions t in [0, T) with mask[t] != 0
@@ -39,6 +103,25 @@ inline void axpy(float p, const float* v, float* out, size_t hd) {
 // visible, out is zero.
 inline void attend(const float* q, const float* K, const float* V, size_t T, size_t stride,
                    size_t hd, float scale, const uint8_t* mask, float* scores, float* out) {
+  constexpr size_t W = simd::W;
+  if (hd % W == 0 && hd > 0) {
+    const size_t nv = hd / W;
+    detail::scores_blocked(
+        [&](size_t t) {
+          const float* k = K + t * stride;
+          simd::fvec a(0.f);
+          for (size_t i = 0; i < nv; ++i) a = xsimd::fma(simd::loadu(q + i * W), simd::loadu(k + i * W), a);
+          return a;
+        },
+        T, scale, mask, scores);
+    for (size_t i = 0; i < hd; ++i) out[i] = 0.f;
+    if (!detail::attention_weights(scores, T)) return;
+    size_t c = 0;
+    for (; c + 8 <= nv; c += 8) detail::weighted_sum_f32<8>(scores, V, T, stride, c * W, out);
+    for (; c + 4 <= nv; c += 4) detail::weighted_sum_f32<4>(scores, V, T, stride, c * W, out);
+    for (; c < nv; ++c) detail::weighted_sum_f32<1>(scores, V, T, stride, c * W, out);
+    return;
+  }
   for (size_t t = 0; t < T; ++t)
     scores[t] = (mask && !mask[t]) ? -INFINITY : scale * dot(q, K + t * stride, hd);
   for (size_t i = 0; i < hd; ++i) out[i] = 0.f;
@@ -55,6 +138,30 @@ inline void attend_bf16(const float* q, const uint16_t* K, const uint16_t* V, si
   constexpr size_t W = simd::W;
   thread_local detail::SplitVector qs;  // [hd/2] even and odd elements of q
   qs.assign(q, hd);
+  if (hd % (2 * W) == 0 && hd > 0) {
+    const size_t np = hd / (2 * W);
+    const float* qe = qs.even.data();
+    const float* qo = qs.odd.data();
+    detail::scores_blocked(
+        [&](size_t t) {
+          const uint16_t* k = K + t * stride;
+          simd::fvec a(0.f), b(0.f);
+          for (size_t i = 0; i < np; ++i) {
+            simd::fvec e, o;
+            simd::bf16_split(k + 2 * i * W, e, o);
+            a = xsimd::fma(simd::loadu(qe + i * W), e, a);
+            b = xsimd::fma(simd::loadu(qo + i * W), o, b);
+          }
+          return a + b;
+        },
+        T, scale, mask, scores);
+    for (size_t i = 0; i < hd; ++i) out[i] = 0.f;
+    if (!detail::attention_weights(scores, T)) return;
+    size_t c = 0;
+    for (; c + 4 <= np; c += 4) detail::weighted_sum_bf16<4>(scores, V, T, stride, 2 * c * W, out);
+    for (; c < np; ++c) detail::weighted_sum_bf16<1>(scores, V, T, stride, 2 * c * W, out);
+    return;
+  }
   for (size_t t = 0; t < T; ++t)
     scores[t] = (mask && !mask[t]) ? -INFINITY : scale * detail::dot_bf16(K + t * stride, qs, q, hd);
   for (size_t i = 0; i < hd; ++i) out[i] = 0.f;

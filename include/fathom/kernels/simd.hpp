@@ -31,6 +31,29 @@ inline fvec loadu(const float* p) { return fvec::load_unaligned(p); }
 inline void storeu(float* p, const fvec& v) { v.store_unaligned(p); }
 inline float hsum(const fvec& v) { return xsimd::hadd(v); }
 
+// Lane j of the result = sum of the lanes of rows[j], for W rows. (xsimd 8.1's haddp returns
+// the AVX-512 sums in a permuted lane order, so it is not used.)
+inline fvec hsum_rows(const fvec* rows) {
+#if defined(__AVX512F__)
+  if constexpr (W == 16) {
+    __m512 t[8], u[4];
+    for (int k = 0; k < 8; ++k) {  // per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3]
+      const __m512 a = rows[2 * k], b = rows[2 * k + 1];
+      t[k] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    for (int k = 0; k < 4; ++k)  // per 128-bit lane: partial sums of rows 4k .. 4k+3
+      u[k] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * k], t[2 * k + 1], 0x44),
+                           _mm512_shuffle_ps(t[2 * k], t[2 * k + 1], 0xee));
+    const __m512 w01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xdd));
+    const __m512 w23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xdd));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, 0x88), _mm512_shuffle_f32x4(w01, w23, 0xdd));
+  }
+#endif
+  alignas(64) float out[W];
+  for (size_t j = 0; j < W; ++j) out[j] = hsum(rows[j]);
+  return fvec::load_aligned(out);
+}
+
 // 2*W consecutive bf16 values read as W 32-bit words: word i holds element 2i in its low half and
 // element 2i+1 in its high half (little endian). A bf16 is the top half of an f32, so shifting or
 // masking gives the even and the odd elements as exact f32 vectors.
