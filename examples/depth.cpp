@@ -1,0 +1,252 @@
+// depth: the metrics of "How Do LLMs Use Their Depth?" for a model and a text file (and/or a
+// multiple-choice prompt file), through the logit lens or a tuned lens. Writes CSVs and SVG line
+// plots into --out. Readout index i = 0..L is hidden_states[i] (i = 0: embeddings, i = L: the
+// model's output); see docs/lenses.md.
+//
+//   depth --text ../shared/data/tinystories/TinyStories-valid-head30KB.txt --out depth_out
+//   depth -m model_dir --lens lens_dir --text wiki.txt --mc questions.jsonl
+//
+// Files: earliest_layer.{csv,svg}, target_rank.{csv,svg}, bucket_shares.{csv,svg},
+// decision_flip.{csv,svg}, and with --mc option_ranks.{csv,svg}. --mc is JSON Lines:
+//   {"prompt": "... Answer:", "options": [" A", " B", " C", " D"], "answer": 2}
+// ("answer", the index of the correct option, is optional; each option's first token is scored).
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "fathom/depth/metrics.hpp"
+#include "fathom/io/json.hpp"
+#include "fathom/lens/tuned_lens.hpp"
+#include "fathom/report/line_plot.hpp"
+
+using namespace fathom;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Args {
+  examples::ModelArgs model;
+  std::string text, freq_text, lens, mc, out = "depth_out", target = "final";
+  int context = 256, max_tokens = 2048;
+};
+
+std::ofstream open_csv(const fs::path& p) {
+  std::ofstream o(p);
+  if (!o) throw IoError(p.string(), "", "cannot open for writing");
+  return o;
+}
+
+template <class Lens>
+void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, const Lens& lens) {
+  const size_t L = m.n_layers(), R = L + 1;
+  // Token frequencies of the corpus, counted with the model's tokenizer.
+  depth::TokenFrequency freq;
+  freq.add_text_file(tok, a.freq_text.empty() ? a.text : a.freq_text);
+  std::cerr << "frequencies: " << freq.distinct() << " distinct tokens\n";
+
+  const auto text = io::read_text_file(a.text);
+  auto ids = tok.encode(text, false);
+  if (ids.size() > size_t(a.max_tokens)) ids.resize(size_t(a.max_tokens));
+  if (ids.empty()) throw DataError(a.text, "", "no tokens in the text");
+  const auto target = a.target == "next" ? depth::Target::NextToken : depth::Target::FinalTop1;
+
+  depth::BucketStats buckets(R, freq);
+  std::vector<std::vector<int64_t>> trajectories;  // per token: [R] rank of its target
+  Session s(m, SessionOptions{a.context + 1, KvStrategy::Propagate});
+  const size_t chunk = size_t(a.context) - (tok.bos_id() >= 0 ? 1 : 0);
+  for (size_t start = 0; start < ids.size(); start += chunk) {
+    std::vector<int32_t> piece;
+    if (tok.bos_id() >= 0) piece.push_back(tok.bos_id());
+    piece.insert(piece.end(), ids.begin() + long(start),
+                 ids.begin() + long(std::min(ids.size(), start + chunk)));
+    s.reset();
+    auto prof = depth::profile_tokens(s, piece, lens, target);
+    for (size_t t = tok.bos_id() >= 0 ? 1 : 0; t < prof.size(); ++t) {
+      buckets.add(prof[t].top1);
+      trajectories.push_back(prof[t].rank);
+    }
+    std::cerr << "\r" << std::min(ids.size(), start + chunk) << "/" << ids.size() << " tokens"
+              << std::flush;
+  }
+  std::cerr << "\n";
+
+  const fs::path out(a.out);
+  // Earliest layer with rank <= k.
+  const auto ks = depth::default_ks();
+  auto curve = depth::earliest_layer_curve(trajectories, ks);
+  {
+    auto o = open_csv(out / "earliest_layer.csv");
+    o << "k,mean_earliest_readout,crossed,items\n";
+    for (size_t j = 0; j < ks.size(); ++j)
+      o << curve.k[j] << "," << curve.mean_layer[j] << "," << curve.crossed[j] << "," << curve.items
+        << "\n";
+    report::Series sr{"target = " + a.target, {}, curve.mean_layer};
+    for (auto k : curve.k) sr.x.push_back(double(k));
+    report::LinePlotOptions po;
+    po.title = "Earliest readout with rank <= k";
+    po.x_label = "k", po.y_label = "readout index (hidden_states)", po.log_x = true;
+    report::write_line_plot_svg(out / "earliest_layer.svg", {sr}, po);
+  }
+  // Mean log10 rank and top-1 share of the target per readout.
+  {
+    auto o = open_csv(out / "target_rank.csv");
+    o << "readout,mean_log10_rank,median_rank,top1_share\n";
+    report::Series lr{"mean log10 rank", {}, {}}, t1{"top-1 share", {}, {}};
+    for (size_t i = 0; i < R; ++i) {
+      std::vector<int64_t> r;
+      double lg = 0, top = 0;
+      for (auto& tr : trajectories) r.push_back(tr[i]), lg += std::log10(double(tr[i])), top += tr[i] == 1;
+      std::nth_element(r.begin(), r.begin() + long(r.size() / 2), r.end());
+      const double n = double(r.size());
+      o << i << "," << lg / n << "," << r[r.size() / 2] << "," << top / n << "\n";
+      lr.x.push_back(double(i)), lr.y.push_back(lg / n);
+      t1.x.push_back(double(i)), t1.y.push_back(top / n);
+    }
+    report::LinePlotOptions po;
+    po.title = "Rank of the target per readout";
+    po.x_label = "readout index (hidden_states)", po.y_label = "value";
+    report::write_line_plot_svg(out / "target_rank.svg", {lr, t1}, po);
+  }
+  // Frequency-bucket shares of the top-1 and decision flips.
+  {
+    auto os = open_csv(out / "bucket_shares.csv");
+    auto of = open_csv(out / "decision_flip.csv");
+    os << "readout,bucket,share\n";
+    of << "readout,bucket,flip_ratio\n";
+    std::vector<report::Series> shares(depth::kBuckets), flips(depth::kBuckets + 1);
+    for (size_t b = 0; b < depth::kBuckets; ++b)
+      shares[b].name = flips[b].name = std::string("freq rank ") + depth::kBucketNames[b];
+    flips[depth::kBuckets].name = "all";
+    for (size_t i = 0; i < R; ++i) {
+      for (size_t b = 0; b < depth::kBuckets; ++b) {
+        os << i << "," << depth::kBucketNames[b] << "," << buckets.share(i, b) << "\n";
+        of << i << "," << depth::kBucketNames[b] << "," << buckets.flip_ratio(i, b) << "\n";
+        shares[b].x.push_back(double(i)), shares[b].y.push_back(buckets.share(i, b));
+        flips[b].x.push_back(double(i)), flips[b].y.push_back(buckets.flip_ratio(i, b));
+      }
+      of << i << ",all," << buckets.flip_ratio(i) << "\n";
+      flips[depth::kBuckets].x.push_back(double(i));
+      flips[depth::kBuckets].y.push_back(buckets.flip_ratio(i));
+    }
+    report::LinePlotOptions po;
+    po.x_label = "readout index (hidden_states)", po.y_min = 0, po.y_max = 1;
+    po.title = "Top-1 predictions by corpus-frequency bucket", po.y_label = "share";
+    report::write_line_plot_svg(out / "bucket_shares.svg", shares, po);
+    po.title = "Decision flips (top-1 differs from the final one)", po.y_label = "flip ratio";
+    report::write_line_plot_svg(out / "decision_flip.svg", flips, po);
+  }
+  std::cerr << "analysed " << trajectories.size() << " tokens\n";
+}
+
+template <class Lens>
+void analyse_mc(const Args& a, const Model& m, const tok::AnyTokenizer& tok, const Lens& lens) {
+  const size_t R = m.n_layers() + 1;
+  const auto text = io::read_text_file(a.mc);
+  auto o = open_csv(fs::path(a.out) / "option_ranks.csv");
+  o << "item,readout,option,token,vocab_rank,among_rank,is_answer\n";
+  std::vector<double> ans_rank(R, 0), other_rank(R, 0), ans_among(R, 0);
+  size_t n_ans = 0, n_other = 0, item = 0, line_no = 0;
+  std::istringstream lines(text);
+  std::string line;
+  Session s(m);
+  while (std::getline(lines, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = a.mc + ":" + std::to_string(line_no);
+    const io::Json j = io::parse_json(line, where);
+    if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
+      throw DataError(where, "prompt", "expected an object with a string \"prompt\"");
+    if (!j.contains("options") || !j["options"].is_array() || j["options"].empty())
+      throw DataError(where, "options", "expected a non-empty array of strings");
+    std::vector<std::string> options;
+    for (auto& v : j["options"]) {
+      if (!v.is_string()) throw DataError(where, "options", "expected strings");
+      options.push_back(v.get<std::string>());
+    }
+    int answer = -1;
+    if (j.contains("answer")) {
+      if (!j["answer"].is_number_integer() || j["answer"].get<int>() < 0 ||
+          j["answer"].get<size_t>() >= options.size())
+        throw DataError(where, "answer", "expected an index into options");
+      answer = j["answer"].get<int>();
+    }
+    auto prompt = tok.encode(j["prompt"].get<std::string>(), true);
+    if (prompt.empty()) throw DataError(where, "prompt", "encodes to no tokens");
+    if (int64_t(prompt.size()) > s.capacity())
+      throw DataError(where, "prompt", "longer than the session's context");
+    const auto opt_ids = depth::option_first_tokens(tok, options);
+    s.reset();
+    auto r = depth::option_ranks(s, prompt, opt_ids, lens);
+    for (size_t i = 0; i < R; ++i)
+      for (size_t q = 0; q < options.size(); ++q) {
+        const bool is_ans = int(q) == answer;
+        o << item << "," << i << "," << q << "," << opt_ids[q] << "," << r.vocab[i][q] << ","
+          << r.among[i][q] << "," << is_ans << "\n";
+        if (is_ans) ans_rank[i] += std::log10(double(r.vocab[i][q])), ans_among[i] += r.among[i][q];
+        else other_rank[i] += std::log10(double(r.vocab[i][q]));
+      }
+    n_ans += answer >= 0;
+    n_other += options.size() - (answer >= 0);
+    ++item;
+  }
+  if (item == 0) throw DataError(a.mc, "", "no multiple-choice items");
+  report::Series all{"options: mean log10 vocab rank", {}, {}};
+  report::Series ans{"answer: mean log10 vocab rank", {}, {}};
+  report::Series among{"answer: mean rank among options", {}, {}};
+  for (size_t i = 0; i < R; ++i) {
+    all.x.push_back(double(i)), ans.x.push_back(double(i)), among.x.push_back(double(i));
+    all.y.push_back(n_other ? other_rank[i] / double(n_other) : NAN);
+    ans.y.push_back(n_ans ? ans_rank[i] / double(n_ans) : NAN);
+    among.y.push_back(n_ans ? ans_among[i] / double(n_ans) : NAN);
+  }
+  if (n_ans) all.name = "other options: mean log10 vocab rank";
+  std::vector<report::Series> series = {all};
+  if (n_ans) series.push_back(ans), series.push_back(among);
+  report::LinePlotOptions po;
+  po.title = "Multiple-choice options per readout";
+  po.x_label = "readout index (hidden_states)", po.y_label = "rank";
+  report::write_line_plot_svg(fs::path(a.out) / "option_ranks.svg", series, po);
+  std::cerr << "scored " << item << " multiple-choice items\n";
+}
+
+template <class Lens>
+void run(const Args& a, const Model& m, const tok::AnyTokenizer& tok, const Lens& lens) {
+  if (!a.text.empty()) analyse_text(a, m, tok, lens);
+  if (!a.mc.empty()) analyse_mc(a, m, tok, lens);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Per-layer readouts: earliest layer, frequency buckets, decision flips, option ranks"};
+  Args a;
+  a.model.add(app);
+  app.add_option("--text", a.text, "text file to analyse");
+  app.add_option("--freq-text", a.freq_text, "corpus for token frequencies (default: --text)");
+  app.add_option("--lens", a.lens, "tuned-lens folder (config.json + params.safetensors); default: logit lens");
+  app.add_option("--mc", a.mc, "multiple-choice JSON Lines (prompt, options, optional answer)");
+  app.add_option("-o,--out", a.out, "output folder");
+  app.add_option("--target", a.target, "tracked token: final (model's own top-1) or next (next input token)")
+      ->check(CLI::IsMember({"final", "next"}));
+  app.add_option("--context", a.context, "tokens per chunk")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--max-tokens", a.max_tokens, "tokens of --text analysed")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+  return examples::guarded([&] {
+    if (a.text.empty() && a.mc.empty()) throw UsageError("", "--text/--mc", "give at least one");
+    auto m = a.model.load();
+    auto tok = a.model.load_tokenizer();
+    fs::create_directories(a.out);
+    if (a.lens.empty()) {
+      run(a, *m, tok, lens::LogitLens{m->n_layers()});
+    } else {
+      auto tl = lens::TunedLens::load(a.lens);
+      tl.check_fits(*m, a.lens);
+      run(a, *m, tok, tl);
+    }
+    std::cout << "wrote " << a.out << "\n";
+    return 0;
+  });
+}
