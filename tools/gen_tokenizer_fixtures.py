@@ -198,6 +198,85 @@ CONVERSATIONS = [
 ]
 
 
+# Common variants of the three families, as edits of the real files (so no vocabulary is
+# committed): the C++ test applies the same top-level replacements to the loaded JSON.
+SPM = "\u2581"
+VARIANTS = [
+    {"name": "mistral_v03_metaspace_first", "base": "mistral", "set": {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": SPM, "prepend_scheme": "first", "split": False},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": SPM}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}}},
+    {"name": "metaspace_split_always", "base": "mistral", "set": {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": SPM, "prepend_scheme": "always", "split": True},
+        "decoder": {"type": "Metaspace", "replacement": SPM, "prepend_scheme": "always", "split": True}}},
+    {"name": "mistral_unk_no_byte_fallback", "base": "mistral", "model": {"byte_fallback": False},
+     "set": {"post_processor": {"type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                   {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]},
+                           "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}}},
+    {"name": "llama3_bos_template", "base": "llama3", "set": {
+        "post_processor": {"type": "Sequence", "processors": [
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+            {"type": "TemplateProcessing",
+             "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                        {"Sequence": {"id": "A", "type_id": 0}}],
+             "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+             "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [128000],
+                                                      "tokens": ["<|begin_of_text|>"]}}}]}}},
+    {"name": "gpt2_bytelevel_prefix", "base": "qwen3", "set": {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}}},
+    {"name": "split_merged_with_next", "base": "llama3", "set": {
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False},
+            {"type": "Split", "pattern": {"Regex": "\\d"}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}}},
+    {"name": "split_removed_merged_prev", "base": "llama3", "set": {
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "[,;]"}, "behavior": "Removed", "invert": False},
+            {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "MergedWithPrevious", "invert": False},
+            {"type": "Split", "pattern": {"String": "!"}, "behavior": "Contiguous", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}}},
+    {"name": "qwen_added_strip_flags", "base": "qwen3", "added": [
+        {"content": "<|im_start|>", "rstrip": True}, {"content": "<|im_end|>", "lstrip": True},
+        {"id": 151669, "content": "hello world", "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": True, "special": False},
+        {"id": 151670, "content": "cat", "single_word": True, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": False}]},
+    {"name": "nfkc_lowercase_free", "base": "llama3", "set": {"normalizer": {"type": "NFKC"}}},
+]
+
+VARIANT_TEXTS = [
+    "Hello world", " Hello  world ", "   leading and trailing   ", "", "a\nb\r\nc\td",
+    "numbers 1234567 and 3.14, semi; colon! wow!!! yes", "I'M don't", "我爱自然语言处理",
+    "emoji 👩🏿‍💻 🇫🇷", "cafe\u0301 ﬁ ｆｕｌｌ ①", "𠀀 rare ꙮ",
+    "<s>[INST] hi [/INST]</s> <unk>", "x <|im_start|>   user\nhi   <|im_end|> y",
+    "say hello world twice: hello world", "cat concatenate cat, bobcat cat_ cat.",
+    "<|begin_of_text|>text<|eot_id|>", "▁already▁spaced ▁", "  \n\n  ",
+]
+
+
+def build_variant(shared, v):
+    j = json.loads((shared / "tokenizers" / v["base"] / "tokenizer.json").read_text(encoding="utf-8"))
+    for k, val in v.get("set", {}).items():
+        j[k] = val
+    for k, val in v.get("model", {}).items():
+        j["model"][k] = val
+    for a in v.get("added", []):
+        hit = [t for t in j["added_tokens"] if t["content"] == a["content"]]
+        if hit:
+            hit[0].update(a)
+        else:
+            j["added_tokens"].append(a)
+    return j
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
@@ -284,6 +363,20 @@ def main():
                                       "load_s": load_s}
             print(f"{name}: transformers differs on {exp['transformers_differs']}")
             print(f"{name}: {nbytes / best / 1e6:.2f} MB/s (load {load_s:.3f} s)")
+    from tokenizers import Tokenizer as _T
+    variants = {"texts": VARIANT_TEXTS, "variants": []}
+    for v in VARIANTS:
+        tok = _T.from_str(json.dumps(build_variant(shared, v)))
+        rows = []
+        for text in VARIANT_TEXTS:
+            ids = tok.encode(text, add_special_tokens=True).ids
+            rows.append({"ids": ids, "ids_no_special": tok.encode(text, add_special_tokens=False).ids,
+                         "decode": tok.decode(ids, skip_special_tokens=False),
+                         "decode_skip_special": tok.decode(ids, skip_special_tokens=True)})
+        variants["variants"].append({**v, "rows": rows})
+    (OUT / "variants.json").write_text(json.dumps(variants, ensure_ascii=False, indent=None) + "\n",
+                                       encoding="utf-8")
+
     if not args.no_bench:
         (OUT / "reference_speed.json").write_text(json.dumps(speed, indent=1) + "\n")
 

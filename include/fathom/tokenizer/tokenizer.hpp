@@ -253,6 +253,9 @@ class Tokenizer {
       if (id < 0 || id > (1ll << 30)) ctx.fail(p + ".id", "id " + std::to_string(id) + " out of range");
       t.id = int32_t(id);
       t.content = ctx.str(added[i], "content", p);
+      // The reference re-adds added tokens on load: one already in the model vocabulary takes
+      // the model's id, whatever the file says.
+      if (const int32_t mid = s.model.find(t.content); mid >= 0) t.id = mid;
       if (t.content.empty()) ctx.fail(p + ".content", "empty added token");
       t.special = ctx.boolean_or(added[i], "special", p, false);
       t.lstrip = ctx.boolean_or(added[i], "lstrip", p, false);

@@ -3,6 +3,8 @@
 // leftmost-longest like the reference's Aho-Corasick matcher, honouring lstrip / rstrip /
 // single_word. Tokens with normalized=false are matched in the raw text, those with
 // normalized=true in each normalized stretch.
+#include <utf8proc.h>
+
 #include <array>
 #include <cstdint>
 #include <string>
@@ -19,11 +21,20 @@ struct AddedToken {
   bool special = false, lstrip = false, rstrip = false, normalized = false, single_word = false;
 };
 
-// Word characters for single_word: letters, numbers and '_' (ASCII fast path + a broad
-// Unicode approximation: anything >= 0x80 that is not whitespace or punctuation-like).
+// Word characters for single_word: the reference tests `\w` (Rust regex, Unicode): letters,
+// marks, decimal and letter numbers, connector punctuation, and the joiners.
 inline bool is_word_char(char32_t c) {
   if (c < 0x80) return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-  return !is_unicode_whitespace(c);
+  if (c == 0x200C || c == 0x200D) return true;
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
+      return true;
+    default:
+      return false;
+  }
 }
 
 class AddedMatcher {
