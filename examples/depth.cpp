@@ -9,7 +9,8 @@
 // Files: earliest_layer.{csv,svg}, target_rank.{csv,svg}, bucket_shares.{csv,svg},
 // decision_flip.{csv,svg}, and with --mc option_ranks.{csv,svg}. --mc is JSON Lines:
 //   {"prompt": "... Answer:", "options": [" A", " B", " C", " D"], "answer": 2}
-// ("answer", the index of the correct option, is optional; each option's first token is scored).
+// ("answer", the index of the correct option, is optional). Each option is scored by the first
+// token it adds after the prompt: encode(prompt + option) minus encode(prompt).
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -177,7 +178,7 @@ void analyse_mc(const Args& a, const Model& m, const tok::AnyTokenizer& tok, con
     if (prompt.empty()) throw DataError(where, "prompt", "encodes to no tokens");
     if (int64_t(prompt.size()) > s.capacity())
       throw DataError(where, "prompt", "longer than the session's context");
-    const auto opt_ids = depth::option_first_tokens(tok, options);
+    const auto opt_ids = depth::option_tokens_after(tok, j["prompt"].get<std::string>(), options);
     s.reset();
     auto r = depth::option_ranks(s, prompt, opt_ids, lens);
     for (size_t i = 0; i < R; ++i)

@@ -147,4 +147,6 @@ TEST_CASE("token profiles and option ranks agree with direct readouts") {
   }
   CHECK(option_first_tokens(CharTokenizer{}, {"A", "Bx"}) == std::vector<int32_t>{'A', 'B'});
   CHECK_THROWS_AS(option_first_tokens(CharTokenizer{}, {""}), UsageError);
+  CHECK(option_tokens_after(CharTokenizer{}, "Q:", {" A", "B"}) == std::vector<int32_t>{' ', 'B'});
+  CHECK_THROWS_AS(option_tokens_after(CharTokenizer{}, "Q:", {""}), UsageError);
 }

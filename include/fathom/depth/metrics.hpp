@@ -267,4 +267,25 @@ std::vector<int32_t> option_first_tokens(const Tokenizer& tok, const std::vector
   return ids;
 }
 
+// The token each option starts with when it follows the prompt: encode(prompt + option) and take
+// the first token after encode(prompt). This respects tokenizers whose pieces depend on context
+// (a leading space merged into the word). An option that changes the prompt's own last tokens
+// cannot be scored at the prompt's last position: that is an error naming it.
+template <class Tokenizer>
+std::vector<int32_t> option_tokens_after(const Tokenizer& tok, const std::string& prompt,
+                                         const std::vector<std::string>& options,
+                                         bool add_special = true) {
+  const auto p = tok.encode(prompt, add_special);
+  std::vector<int32_t> ids;
+  for (auto& o : options) {
+    const auto e = tok.encode(prompt + o, add_special);
+    if (e.size() <= p.size() || !std::equal(p.begin(), p.end(), e.begin()))
+      throw UsageError("", "option '" + o + "'",
+                       "does not start a new token after the prompt (it merges with the prompt's "
+                       "last token or encodes to nothing)");
+    ids.push_back(int32_t(e[p.size()]));
+  }
+  return ids;
+}
+
 }  // namespace fathom::depth
