@@ -273,3 +273,31 @@ TEST_CASE("checkpoint: Hugging Face folder or .safetensors file; clear errors wh
   write_file(d / "weights.txt", "x");
   CHECK(contains(expect_error<IoError>([&] { load_checkpoint(d / "weights.txt"); }).reason(), "unknown checkpoint"));
 }
+
+TEST_CASE("checkpoint: every committed transformers fixture model loads and matches its config") {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models";
+  if (!fs::exists(root)) return;  // fixtures are committed by another area; nothing to check yet
+  int n = 0;
+  for (auto& entry : fs::directory_iterator(root)) {
+    if (!fs::exists(entry.path() / "config.json")) continue;
+    ++n;
+    CAPTURE(entry.path().string());
+    auto ck = load_checkpoint(entry.path());
+    const auto& c = ck.config;
+    const auto& w = ck.weights;
+    w.get("model.embed_tokens.weight", {c.vocab_size, c.hidden_size});
+    CHECK(w.contains("lm_head.weight") != c.tie_word_embeddings);
+    const auto q_rows = c.num_attention_heads * c.head_dim, kv_rows = c.num_key_value_heads * c.head_dim;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      const auto p = "model.layers." + std::to_string(l) + ".";
+      w.get(p + "self_attn.q_proj.weight", {q_rows, c.hidden_size});
+      w.get(p + "self_attn.k_proj.weight", {kv_rows, c.hidden_size});
+      w.get(p + "self_attn.o_proj.weight", {c.hidden_size, q_rows});
+      w.get(p + "mlp.down_proj.weight", {c.hidden_size, c.intermediate_size});
+      CHECK(w.contains(p + "self_attn.q_proj.bias") == c.attention_bias);
+      CHECK(w.contains(p + "self_attn.q_norm.weight") == c.qk_norm);
+    }
+  }
+  CHECK(n > 0);
+}

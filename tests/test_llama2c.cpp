@@ -271,3 +271,156 @@ TEST_CASE("checkpoint: a .bin goes to the llama2.c loader") {
   CHECK(ck.config.architecture == "llama2.c");
   CHECK(ck.weights.contains("model.layers.4.mlp.down_proj.weight"));
 }
+
+// ---- tok512.bin tokenizer ------------------------------------------------------------------
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "fathom/tokenizer/llama2c_tokenizer.hpp"
+
+using fathom::tok::Llama2cTokenizer;
+
+namespace {
+
+Llama2cTokenizer stories_tok() { return Llama2cTokenizer::load(shared_file("models/stories260K/tok512.bin"), 512); }
+
+// run.c's encode, transcribed literally (quadratic rescans), as the reference for the fast one.
+std::vector<int32_t> runc_encode(const Llama2cTokenizer& t, const std::string& text, bool bos) {
+  std::map<std::string, int32_t> vocab;  // run.c's sorted vocab + bsearch
+  for (size_t i = 0; i < t.vocab_size(); ++i) vocab.emplace(t.token_text(int32_t(i)), int32_t(i));
+  auto lookup = [&](const std::string& s) -> int32_t {
+    auto it = vocab.find(s);
+    return it == vocab.end() ? -1 : it->second;
+  };
+  std::vector<int32_t> tokens;
+  if (bos) tokens.push_back(1);
+  if (!text.empty()) tokens.push_back(lookup(" "));
+  std::string buf;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if ((text[i] & 0xC0) != 0x80) buf.clear();
+    buf += text[i];
+    if (i + 1 < text.size() && (text[i + 1] & 0xC0) == 0x80 && buf.size() < 4) continue;
+    int32_t id = lookup(buf);
+    if (id != -1) tokens.push_back(id);
+    else for (unsigned char b : buf) tokens.push_back(int32_t(b) + 3);
+    buf.clear();
+  }
+  while (true) {
+    float best_score = -1e10f;
+    int32_t best_id = -1, best_idx = -1;
+    for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+      int32_t id = lookup(t.token_text(tokens[i]) + t.token_text(tokens[i + 1]));
+      if (id != -1 && t.score(id) > best_score) { best_score = t.score(id); best_id = id; best_idx = int32_t(i); }
+    }
+    if (best_idx == -1) break;
+    tokens[size_t(best_idx)] = best_id;
+    tokens.erase(tokens.begin() + best_idx + 1);
+  }
+  return tokens;
+}
+
+std::string slurp(const std::filesystem::path& p) { return fathom::test::read_file(p); }
+
+}  // namespace
+
+TEST_CASE("llama2c tokenizer: hand-verified encodings of stories260K tok512.bin") {
+  auto t = stories_tok();
+  CHECK(t.vocab_size() == 512);
+  CHECK(t.max_token_length() == 7);
+  CHECK(t.bos_id() == 1);
+  CHECK(t.eos_ids() == std::vector<int32_t>{2});
+  CHECK(t.token_text(403) == " Once");
+  CHECK(t.token_text(3) == "<0x00>");
+  CHECK(t.encode("Once upon a time") == std::vector<int32_t>{1, 403, 407, 261, 378});
+  CHECK(t.encode("Once upon a time", false) == std::vector<int32_t>{403, 407, 261, 378});
+  CHECK(t.encode("Hello, world!") == std::vector<int32_t>{1, 346, 306, 414, 432, 263, 304, 341, 443});
+  CHECK(t.encode("") == std::vector<int32_t>{1});
+  CHECK(t.encode("", false).empty());
+  // é is a piece; ☃ and 🦄 are not and fall back to their UTF-8 bytes (id = byte + 3).
+  CHECK(t.encode("Lily's cat é ☃ 🦄") == std::vector<int32_t>{1, 317, 439, 419, 280, 294, 410, 485, 410, 229, 155,
+                                                              134, 410, 243, 162, 169, 135});
+  CHECK(t.encode("  two  spaces\nnewline") ==
+        std::vector<int32_t>{1, 410, 410, 259, 424, 414, 410, 262, 427, 412, 331, 419, 13, 416, 411, 424, 421, 271, 411});
+}
+
+TEST_CASE("llama2c tokenizer: fast merge equals run.c's quadratic merge on real text") {
+  auto t = stories_tok();
+  auto aid = Llama2cTokenizer::load(shared_file("models/aidreams260K/tok512.bin"), 512);
+  std::istringstream lines(slurp(shared_file("data/tinystories/TinyStories-valid-head30KB.txt")));
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    ++n;
+    line = line.substr(0, 400);  // the reference is quadratic
+    CHECK(t.encode(line) == runc_encode(t, line, true));
+    CHECK(aid.encode(line, false) == runc_encode(aid, line, false));
+  }
+  CHECK(n >= 10);
+  const std::string odd = "\xff\xfe bad \xc3 utf8 \xe2\x98 end \xf0\x9f\xa6\x84\xf0";
+  CHECK(t.encode(odd) == runc_encode(t, odd, true));
+}
+
+TEST_CASE("llama2c tokenizer: decode(encode(text)) round trips whole documents and raw bytes") {
+  auto t = stories_tok();
+  const auto story = slurp(shared_file("data/tinystories/TinyStories-valid-head30KB.txt"));
+  auto ids = t.encode(story);
+  CHECK(ids.size() * 10 < story.size() * 6);  // merges happened (~2 bytes per token)
+  CHECK(t.decode(ids) == story);
+  std::string wiki = slurp(shared_file("data/wikitext2/wikitext-2-raw-test.txt")).substr(0, 20000);
+  CHECK(t.decode(t.encode(wiki)) == wiki);
+  const std::string bytes = std::string("\x00\x01 \xff\x80 ok", 8);
+  CHECK(t.decode(t.encode(bytes)) == bytes);
+  // Without BOS the dummy-prefix space stays.
+  CHECK(t.decode(t.encode("Once", false)) == " Once");
+}
+
+TEST_CASE("llama2c tokenizer: decode details (BOS/EOS, space after BOS, byte pieces, unk)") {
+  auto t = stories_tok();
+  const std::vector<int32_t> ids{1, 403, 2, 403, 13, 1, 410, 0};
+  // BOS, EOS: nothing; a space piece right after BOS loses its space; <unk> only kept by default.
+  CHECK(t.decode(ids) == "Once Once\n<unk>");
+  CHECK(t.decode(ids, true) == "Once Once\n");
+  CHECK(t.decode(std::vector<int32_t>{1, 403, 407}) == "Once upon");
+  CHECK(t.decode(std::vector<int32_t>{1, 13}) == "\n");  // only a leading space is stripped
+  auto e = expect_error<TokenizerError>([&] { t.decode(std::vector<int32_t>{1, 512}); });
+  CHECK(e.field() == "token id");
+  CHECK(contains(e.reason(), "id 512 at position 1"));
+  expect_error<TokenizerError>([&] { t.decode(std::vector<int32_t>{-1}); });
+  expect_error<TokenizerError>([&] { t.token_text(600); });
+}
+
+TEST_CASE("llama2c tokenizer bad input: truncated and malformed files") {
+  TempDir d;
+  const auto good = slurp(shared_file("models/stories260K/tok512.bin"));
+  auto err = [&](const std::string& bytes, size_t vocab = 512) {
+    write_file(d / "tok.bin", bytes);
+    return expect_error<TokenizerError>([&] { Llama2cTokenizer::load(d / "tok.bin", vocab); });
+  };
+  auto h = err(good.substr(0, 2));
+  CHECK(h.field() == "max_token_length");
+  CHECK(h.file() == (d / "tok.bin").string());
+  CHECK(err(good.substr(0, 6)).field() == "token 0");  // inside the first score
+  CHECK(contains(err(good.substr(0, 10)).reason(), "inside the length"));
+  CHECK(contains(err(good.substr(0, 14)).reason(), "inside the piece"));
+  auto last = err(good.substr(0, good.size() - 1));
+  CHECK(last.field() == "token 511");
+  // More tokens asked for than the file holds; fewer: trailing bytes.
+  CHECK(err(good, 513).field() == "token 512");
+  CHECK(contains(err(good, 500).reason(), "more tokens than the model's vocabulary"));
+  std::string neg = good;
+  int32_t minus = -3;
+  std::memcpy(neg.data() + 8, &minus, 4);
+  CHECK(contains(err(neg).reason(), "negative length"));
+  std::string big = good;
+  int32_t zero = 0;
+  std::memcpy(big.data(), &zero, 4);
+  CHECK(err(big).field() == "max_token_length");
+  int32_t one = 1;
+  std::memcpy(big.data(), &one, 4);
+  CHECK(contains(err(big).reason(), "exceeds max_token_length"));
+  expect_error<IoError>([&] { Llama2cTokenizer::load(d / "missing.bin", 512); });
+  expect_error<UsageError>([&] { Llama2cTokenizer::load(shared_file("models/stories260K/tok512.bin"), 0); });
+}
