@@ -90,6 +90,7 @@ inline std::unique_ptr<fathom::Model> tiny_model(int64_t context = 256, uint64_t
 // model predicts exactly the scripted tokens. Runs every layer.
 struct Forcer {
   static constexpr bool needs_layer_input = false;
+  Forcer(const fathom::Model* m, std::vector<int32_t> s) : model(m), script(std::move(s)) {}
   const fathom::Model* model = nullptr;
   std::vector<int32_t> script;
   size_t k = 0;

@@ -1,0 +1,77 @@
+#pragma once
+// Perplexity of a token sequence under any DepthPolicy, with the sliding-window convention of
+// Hugging Face's perplexity guide and lm-eval: windows of `window` tokens start every `stride`
+// tokens; the first window scores all its tokens (but the very first, which has no context),
+// every later window only the tokens not scored before, each with up to window − 1 tokens of
+// context. With stride < window every token but the first is scored; stride = window gives
+// disjoint windows (cheapest), and as in the reference the first token of each later window,
+// which has no context inside its window, is then not scored (`scored` says how many were).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "fathom/core/error.hpp"
+#include "fathom/depth/policy.hpp"
+#include "fathom/model/session.hpp"
+
+namespace fathom::eval {
+
+struct PerplexityResult {
+  double nll = 0;         // Σ −log p(token | context), nats
+  size_t scored = 0;      // tokens scored (= sequence length − 1)
+  size_t windows = 0;
+  size_t tokens = 0;      // tokens run through the model (overlaps counted again)
+  double seconds = 0;
+  double mean_nll() const { return scored ? nll / double(scored) : NAN; }
+  double ppl() const { return std::exp(mean_nll()); }
+  double tokens_per_second() const { return seconds > 0 ? double(tokens) / seconds : 0; }
+};
+
+// on_window(done, total) reports progress (may be empty).
+template <DepthPolicy P>
+PerplexityResult perplexity(Session& s, std::span<const int32_t> ids, size_t window, size_t stride,
+                            P& policy,
+                            const std::function<void(size_t, size_t)>& on_window = nullptr) {
+  if (window < 2) throw UsageError("", "window", "must be at least 2 tokens");
+  if (window > size_t(s.capacity()))
+    throw UsageError("", "window", std::to_string(window) + " exceeds the session's context of " +
+                                       std::to_string(s.capacity()));
+  if (stride == 0 || stride > window) throw UsageError("", "stride", "must be in [1, window]");
+  if (ids.size() < 2) throw UsageError("", "tokens", "need at least two tokens");
+  PerplexityResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t n = ids.size();
+  const size_t total = n <= window ? 1 : 1 + (n - window + stride - 1) / stride;
+  size_t prev_end = 0;
+  for (size_t begin = 0;; begin += stride) {
+    const size_t end = std::min(begin + window, n);
+    const size_t len = end - begin;
+    // Targets are positions max(prev_end, begin + 1) .. end − 1 (a window's first token has no
+    // context inside the window).
+    const size_t first = std::max(prev_end, begin + 1);
+    s.reset();
+    const auto logits = s.forward(ids.subspan(begin, len), Phase::PP, policy, Logits::All);
+    const size_t V = logits.size() / len;
+    for (size_t t = first; t < end; ++t) {
+      const auto row = logits.subspan((t - 1 - begin) * V, V);
+      const float mx = *std::max_element(row.begin(), row.end());
+      double z = 0;
+      for (float v : row) z += std::exp(double(v) - double(mx));
+      r.nll -= double(row[size_t(ids[t])]) - double(mx) - std::log(z);
+      ++r.scored;
+    }
+    r.tokens += len;
+    ++r.windows;
+    if (on_window) on_window(r.windows, total);
+    prev_end = end;
+    if (end == n) break;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace fathom::eval
