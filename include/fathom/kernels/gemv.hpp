@@ -11,21 +11,43 @@
 
 namespace fathom::kernels::detail {
 
-// sum_c w[c] x[c], fixed summation order (4 vector accumulators, then the scalar tail).
-inline float dot_f32(const float* w, const float* x, size_t n) {
+// out[r] = sum_c w[r*ld + c] x[c] for R rows at once: the rows share every load of x (x of a
+// 14336-wide layer does not fit L1, so this halves to quarters the L2 traffic per weight byte).
+// Each row has its own 4 vector accumulators and the same operation sequence whatever R, so a
+// row's result does not depend on how rows are grouped (or split over threads).
+template <int R>
+inline void dot_f32_rows(const float* w, size_t ld, const float* x, size_t n, float* out) {
   using simd::fvec;
   constexpr size_t W = simd::W;
-  fvec a0(0.f), a1(0.f), a2(0.f), a3(0.f);
+  fvec a[R][4];
+  for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = fvec(0.f);
   size_t c = 0;
   for (; c + 4 * W <= n; c += 4 * W) {
-    a0 = xsimd::fma(simd::loadu(w + c), simd::loadu(x + c), a0);
-    a1 = xsimd::fma(simd::loadu(w + c + W), simd::loadu(x + c + W), a1);
-    a2 = xsimd::fma(simd::loadu(w + c + 2 * W), simd::loadu(x + c + 2 * W), a2);
-    a3 = xsimd::fma(simd::loadu(w + c + 3 * W), simd::loadu(x + c + 3 * W), a3);
+    const fvec x0 = simd::loadu(x + c), x1 = simd::loadu(x + c + W);
+    const fvec x2 = simd::loadu(x + c + 2 * W), x3 = simd::loadu(x + c + 3 * W);
+    for (int r = 0; r < R; ++r) {
+      const float* wr = w + r * ld + c;
+      a[r][0] = xsimd::fma(simd::loadu(wr), x0, a[r][0]);
+      a[r][1] = xsimd::fma(simd::loadu(wr + W), x1, a[r][1]);
+      a[r][2] = xsimd::fma(simd::loadu(wr + 2 * W), x2, a[r][2]);
+      a[r][3] = xsimd::fma(simd::loadu(wr + 3 * W), x3, a[r][3]);
+    }
   }
-  for (; c + W <= n; c += W) a0 = xsimd::fma(simd::loadu(w + c), simd::loadu(x + c), a0);
-  float s = simd::hsum((a0 + a1) + (a2 + a3));
-  for (; c < n; ++c) s += w[c] * x[c];
+  for (; c + W <= n; c += W) {
+    const fvec x0 = simd::loadu(x + c);
+    for (int r = 0; r < R; ++r) a[r][0] = xsimd::fma(simd::loadu(w + r * ld + c), x0, a[r][0]);
+  }
+  for (int r = 0; r < R; ++r) {
+    float s = simd::hsum((a[r][0] + a[r][1]) + (a[r][2] + a[r][3]));
+    for (size_t k = c; k < n; ++k) s += w[r * ld + k] * x[k];
+    out[r] = s;
+  }
+}
+
+// sum_c w[c] x[c], fixed summation order (4 vector accumulators, then the scalar tail).
+inline float dot_f32(const float* w, const float* x, size_t n) {
+  float s;
+  dot_f32_rows<1>(w, 0, x, n, &s);
   return s;
 }
 
@@ -40,31 +62,51 @@ struct SplitVector {
   }
 };
 
-// sum_c bf16 w[c] * x[c], with xs = x split; fixed summation order.
-inline float dot_bf16(const uint16_t* w, const SplitVector& xs, const float* x, size_t n) {
+// out[r] = sum_c bf16 w[r*ld + c] * x[c] for R rows sharing the loads of x (xs = x split);
+// per-row operation sequence independent of R, as dot_f32_rows.
+template <int R>
+inline void dot_bf16_rows(const uint16_t* w, size_t ld, const SplitVector& xs, const float* x,
+                          size_t n, float* out) {
   using simd::fvec;
   constexpr size_t W = simd::W;
   const float* xe = xs.even.data();
   const float* xo = xs.odd.data();
-  fvec a0(0.f), a1(0.f), a2(0.f), a3(0.f);
+  fvec a[R][4];
+  for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = fvec(0.f);
   size_t c = 0;
   for (; c + 4 * W <= n; c += 4 * W) {  // 4W weights: 2 x (W even + W odd)
-    fvec e0, o0, e1, o1;
-    simd::bf16_split(w + c, e0, o0);
-    simd::bf16_split(w + c + 2 * W, e1, o1);
-    a0 = xsimd::fma(e0, simd::loadu(xe + c / 2), a0);
-    a1 = xsimd::fma(o0, simd::loadu(xo + c / 2), a1);
-    a2 = xsimd::fma(e1, simd::loadu(xe + c / 2 + W), a2);
-    a3 = xsimd::fma(o1, simd::loadu(xo + c / 2 + W), a3);
+    const fvec xe0 = simd::loadu(xe + c / 2), xo0 = simd::loadu(xo + c / 2);
+    const fvec xe1 = simd::loadu(xe + c / 2 + W), xo1 = simd::loadu(xo + c / 2 + W);
+    for (int r = 0; r < R; ++r) {
+      fvec e0, o0, e1, o1;
+      simd::bf16_split(w + r * ld + c, e0, o0);
+      simd::bf16_split(w + r * ld + c + 2 * W, e1, o1);
+      a[r][0] = xsimd::fma(e0, xe0, a[r][0]);
+      a[r][1] = xsimd::fma(o0, xo0, a[r][1]);
+      a[r][2] = xsimd::fma(e1, xe1, a[r][2]);
+      a[r][3] = xsimd::fma(o1, xo1, a[r][3]);
+    }
   }
   for (; c + 2 * W <= n; c += 2 * W) {
-    fvec e0, o0;
-    simd::bf16_split(w + c, e0, o0);
-    a0 = xsimd::fma(e0, simd::loadu(xe + c / 2), a0);
-    a1 = xsimd::fma(o0, simd::loadu(xo + c / 2), a1);
+    const fvec xe0 = simd::loadu(xe + c / 2), xo0 = simd::loadu(xo + c / 2);
+    for (int r = 0; r < R; ++r) {
+      fvec e0, o0;
+      simd::bf16_split(w + r * ld + c, e0, o0);
+      a[r][0] = xsimd::fma(e0, xe0, a[r][0]);
+      a[r][1] = xsimd::fma(o0, xo0, a[r][1]);
+    }
   }
-  float s = simd::hsum((a0 + a1) + (a2 + a3));
-  for (; c < n; ++c) s += bf16_to_f32(w[c]) * x[c];
+  for (int r = 0; r < R; ++r) {
+    float s = simd::hsum((a[r][0] + a[r][1]) + (a[r][2] + a[r][3]));
+    for (size_t k = c; k < n; ++k) s += bf16_to_f32(w[r * ld + k]) * x[k];
+    out[r] = s;
+  }
+}
+
+// sum_c bf16 w[c] * x[c], with xs = x split; fixed summation order.
+inline float dot_bf16(const uint16_t* w, const SplitVector& xs, const float* x, size_t n) {
+  float s;
+  dot_bf16_rows<1>(w, 0, xs, x, n, &s);
   return s;
 }
 

@@ -41,7 +41,9 @@ inline void gemv(const MatrixView& W, const float* x, float* y) {
     case DType::F32: {
       const float* w = static_cast<const float*>(W.data);
       detail::parallel_chunks(rows, threads, [&](size_t b, size_t e) {
-        for (size_t r = b; r < e; ++r) y[r] = detail::dot_f32(w + r * cols, x, cols);
+        size_t r = b;
+        for (; r + 4 <= e; r += 4) detail::dot_f32_rows<4>(w + r * cols, cols, x, cols, y + r);
+        for (; r < e; ++r) y[r] = detail::dot_f32(w + r * cols, x, cols);
       });
       return;
     }
@@ -51,7 +53,9 @@ inline void gemv(const MatrixView& W, const float* x, float* y) {
       xs.assign(x, cols);
       const detail::SplitVector& xsr = xs;
       detail::parallel_chunks(rows, threads, [&](size_t b, size_t e) {
-        for (size_t r = b; r < e; ++r) y[r] = detail::dot_bf16(w + r * cols, xsr, x, cols);
+        size_t r = b;
+        for (; r + 4 <= e; r += 4) detail::dot_bf16_rows<4>(w + r * cols, cols, xsr, x, cols, y + r);
+        for (; r < e; ++r) y[r] = detail::dot_bf16(w + r * cols, xsr, x, cols);
       });
       return;
     }
