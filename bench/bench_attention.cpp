@@ -38,3 +38,22 @@ static void BM_attend(benchmark::State& state) {
 }
 BENCHMARK_TEMPLATE(BM_attend, false)->Name("BM_attend/f32")->Arg(2048)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_attend, true)->Name("BM_attend/bf16")->Arg(2048)->Unit(benchmark::kMicrosecond);
+
+// The same work with attend_group: the 7 query heads of a kv head in one pass over its cache.
+static void BM_attend_group_f32(benchmark::State& state) {
+  const size_t T = size_t(state.range(0)), stride = kKvHeads * kHeadDim, G = kHeads / kKvHeads;
+  const auto q = kbench::bench_vector(kHeads * kHeadDim);
+  const auto K = kbench::bench_vector(T * stride), V = kbench::bench_vector(T * stride);
+  std::vector<float> scores(G * T), out(kHeads * kHeadDim);
+  const float scale = 1.f / std::sqrt(float(kHeadDim));
+  for (auto _ : state) {
+    for (size_t kv = 0; kv < kKvHeads; ++kv)
+      kernels::attend_group(q.data() + kv * G * kHeadDim, kHeadDim, G, K.data() + kv * kHeadDim,
+                            V.data() + kv * kHeadDim, T, stride, kHeadDim, scale, nullptr,
+                            scores.data(), out.data() + kv * G * kHeadDim, kHeadDim);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double elems = double(kHeads) * double(T) * double(kHeadDim) * 2.0;
+  kbench::report(state, elems * 4.0, 2.0 * elems);
+}
+BENCHMARK(BM_attend_group_f32)->Name("BM_attend_group/f32")->Arg(2048)->Unit(benchmark::kMicrosecond);

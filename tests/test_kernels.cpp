@@ -432,3 +432,31 @@ TEST_CASE("simd::hsum_rows puts row j's sum in lane j") {
   kernels::simd::hsum_rows(rows).store_unaligned(got);
   for (size_t j = 0; j < W; ++j) CHECK(got[j] == want[j]);
 }
+
+TEST_CASE("attend_group equals attend on every head of the group, bit for bit") {
+  std::mt19937 rng(12);
+  for (size_t hd : {size_t(33), size_t(64), size_t(128)})
+    for (size_t G : {size_t(1), size_t(5), size_t(7)})
+      for (size_t T : {size_t(1), size_t(17), size_t(300)})
+        for (int masked = 0; masked < 3; ++masked) {
+          CAPTURE(hd);
+          CAPTURE(G);
+          CAPTURE(T);
+          CAPTURE(masked);
+          const size_t stride = 2 * hd;
+          const auto q = random_vec(G * (hd + 3), rng);
+          const auto K = random_vec(T * stride, rng), V = random_vec(T * stride, rng);
+          std::vector<uint8_t> mask(T);
+          for (size_t t = 0; t < T; ++t) mask[t] = masked == 2 ? 0 : uint8_t(t % 4 != 1);
+          const uint8_t* mk = masked ? mask.data() : nullptr;
+          const float scale = 0.125f;
+          std::vector<float> scores(G * T), out(G * (hd + 1), 5.f), one(hd), s1(T);
+          kernels::attend_group(q.data(), hd + 3, G, K.data() + hd, V.data() + hd, T, stride, hd,
+                                scale, mk, scores.data(), out.data(), hd + 1);
+          for (size_t g = 0; g < G; ++g) {
+            kernels::attend(q.data() + g * (hd + 3), K.data() + hd, V.data() + hd, T, stride, hd,
+                            scale, mk, s1.data(), one.data());
+            CHECK(std::memcmp(one.data(), out.data() + g * (hd + 1), hd * 4) == 0);
+          }
+        }
+}

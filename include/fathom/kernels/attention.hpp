@@ -193,4 +193,96 @@ inline void attend_bf16(const float* q, const uint16_t* K, const uint16_t* V, si
   }
 }
 
+namespace detail {
+// out_g[c0 .. c0 + NV*W) for H heads g: each V row chunk is loaded once for all of them. Per
+// head the operations are those of weighted_sum_f32 (same order over t, positions with weight 0
+// skipped), so results match attend(). H and NV are compile-time so the H*NV accumulators stay
+// in registers.
+template <size_t H, size_t NV>
+inline void weighted_sum_heads(const float* const* p, float* const* out, size_t T, const float* V,
+                               size_t stride, size_t c0) {
+  constexpr size_t W = simd::W;
+  simd::fvec acc[H][NV];
+  for (size_t g = 0; g < H; ++g)
+    for (size_t k = 0; k < NV; ++k) acc[g][k] = simd::fvec(0.f);
+  for (size_t t = 0; t < T; ++t) {
+    const float* row = V + t * stride + c0;
+    for (size_t g = 0; g < H; ++g) {
+      const float pg = p[g][t];
+      if (pg == 0.f) continue;  // masked: the cache row may hold anything
+      const simd::fvec vp(pg);
+      for (size_t k = 0; k < NV; ++k) acc[g][k] = xsimd::fma(vp, simd::loadu(row + k * W), acc[g][k]);
+    }
+  }
+  for (size_t g = 0; g < H; ++g)
+    for (size_t k = 0; k < NV; ++k) simd::storeu(out[g] + c0 + k * W, acc[g][k]);
+}
+
+template <size_t H>
+inline void weighted_sum_heads_nv(size_t nv, const float* const* p, float* const* out, size_t T,
+                                  const float* V, size_t stride, size_t c0) {
+  switch (nv) {
+    case 1: return weighted_sum_heads<H, 1>(p, out, T, V, stride, c0);
+    case 2: return weighted_sum_heads<H, 2>(p, out, T, V, stride, c0);
+    case 3: return weighted_sum_heads<H, 3>(p, out, T, V, stride, c0);
+    default: return weighted_sum_heads<H, 4>(p, out, T, V, stride, c0);
+  }
+}
+}  // namespace detail
+
+// G query heads that share one kv head (grouped-query attention), in one pass over the cache:
+// head g's query is q + g*q_stride, its output out + g*out_stride, its scores scratch
+// scores + g*T (G*T floats in all). Each head's result equals attend() on it bit for bit; the
+// keys and values are read once per group instead of once per head.
+inline void attend_group(const float* q, size_t q_stride, size_t G, const float* K, const float* V,
+                         size_t T, size_t stride, size_t hd, float scale, const uint8_t* mask,
+                         float* scores, float* out, size_t out_stride) {
+  constexpr size_t W = simd::W;
+  if (hd % W != 0 || hd == 0 || hd > 8 * W) {
+    for (size_t g = 0; g < G; ++g)
+      attend(q + g * q_stride, K, V, T, stride, hd, scale, mask, scores + g * T, out + g * out_stride);
+    return;
+  }
+  const size_t nv = hd / W;
+  for (size_t t0 = 0; t0 < T; t0 += W) {  // scores, one block of W positions for all heads
+    const size_t tb = std::min(W, T - t0);
+    for (size_t g = 0; g < G; ++g) {
+      const float* qg = q + g * q_stride;
+      detail::scores_blocked(
+          [&](size_t t) {
+            const float* k = K + (t0 + t) * stride;
+            simd::fvec a(0.f);
+            for (size_t i = 0; i < nv; ++i) a = xsimd::fma(simd::loadu(qg + i * W), simd::loadu(k + i * W), a);
+            return a;
+          },
+          tb, scale, mask ? mask + t0 : nullptr, scores + g * T + t0);
+    }
+  }
+  std::vector<bool> visible(G);
+  for (size_t g = 0; g < G; ++g) {
+    for (size_t i = 0; i < hd; ++i) out[g * out_stride + i] = 0.f;
+    visible[g] = detail::attention_weights(scores + g * T, T);
+  }
+  for (size_t g0 = 0; g0 < G; g0 += 4) {
+    const float* p[4];
+    float* o[4];
+    size_t heads = 0;
+    for (size_t g = g0; g < std::min(G, g0 + 4); ++g)
+      if (visible[g]) {
+        p[heads] = scores + g * T;
+        o[heads++] = out + g * out_stride;
+      }
+    if (heads == 0) continue;
+    for (size_t c = 0; c < nv; c += 4) {
+      const size_t cn = std::min<size_t>(4, nv - c);
+      switch (heads) {
+        case 1: detail::weighted_sum_heads_nv<1>(cn, p, o, T, V, stride, c * W); break;
+        case 2: detail::weighted_sum_heads_nv<2>(cn, p, o, T, V, stride, c * W); break;
+        case 3: detail::weighted_sum_heads_nv<3>(cn, p, o, T, V, stride, c * W); break;
+        default: detail::weighted_sum_heads_nv<4>(cn, p, o, T, V, stride, c * W); break;
+      }
+    }
+  }
+}
+
 }  // namespace fathom::kernels
