@@ -57,3 +57,23 @@ static void BM_attend_group_f32(benchmark::State& state) {
   kbench::report(state, elems * 4.0, 2.0 * elems);
 }
 BENCHMARK(BM_attend_group_f32)->Name("BM_attend_group/f32")->Arg(2048)->Unit(benchmark::kMicrosecond);
+
+static void BM_attend_group_bf16(benchmark::State& state) {
+  const size_t T = size_t(state.range(0)), stride = kKvHeads * kHeadDim, G = kHeads / kKvHeads;
+  const auto q = kbench::bench_vector(kHeads * kHeadDim);
+  const auto K = kbench::bench_vector(T * stride), V = kbench::bench_vector(T * stride);
+  std::vector<uint16_t> Kb(K.size()), Vb(V.size());
+  for (size_t i = 0; i < K.size(); ++i) { Kb[i] = f32_to_bf16(K[i]); Vb[i] = f32_to_bf16(V[i]); }
+  std::vector<float> scores(G * T), out(kHeads * kHeadDim);
+  const float scale = 1.f / std::sqrt(float(kHeadDim));
+  for (auto _ : state) {
+    for (size_t kv = 0; kv < kKvHeads; ++kv)
+      kernels::attend_group_bf16(q.data() + kv * G * kHeadDim, kHeadDim, G, Kb.data() + kv * kHeadDim,
+                                 Vb.data() + kv * kHeadDim, T, stride, kHeadDim, scale, nullptr,
+                                 scores.data(), out.data() + kv * G * kHeadDim, kHeadDim);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double elems = double(kHeads) * double(T) * double(kHeadDim) * 2.0;
+  kbench::report(state, elems * 2.0, 2.0 * elems);
+}
+BENCHMARK(BM_attend_group_bf16)->Name("BM_attend_group/bf16")->Arg(2048)->Unit(benchmark::kMicrosecond);

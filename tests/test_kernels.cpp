@@ -433,7 +433,7 @@ TEST_CASE("simd::hsum_rows puts row j's sum in lane j") {
   for (size_t j = 0; j < W; ++j) CHECK(got[j] == want[j]);
 }
 
-TEST_CASE("attend_group equals attend on every head of the group, bit for bit") {
+TEST_CASE("attend_group(_bf16) equals attend(_bf16) on every head of the group, bit for bit") {
   std::mt19937 rng(12);
   for (size_t hd : {size_t(33), size_t(64), size_t(128)})
     for (size_t G : {size_t(1), size_t(5), size_t(7)})
@@ -456,6 +456,15 @@ TEST_CASE("attend_group equals attend on every head of the group, bit for bit") 
           for (size_t g = 0; g < G; ++g) {
             kernels::attend(q.data() + g * (hd + 3), K.data() + hd, V.data() + hd, T, stride, hd,
                             scale, mk, s1.data(), one.data());
+            CHECK(std::memcmp(one.data(), out.data() + g * (hd + 1), hd * 4) == 0);
+          }
+          std::vector<uint16_t> Kb(K.size()), Vb(V.size());
+          for (size_t i = 0; i < K.size(); ++i) { Kb[i] = f32_to_bf16(K[i]); Vb[i] = f32_to_bf16(V[i]); }
+          kernels::attend_group_bf16(q.data(), hd + 3, G, Kb.data() + hd, Vb.data() + hd, T, stride,
+                                     hd, scale, mk, scores.data(), out.data(), hd + 1);
+          for (size_t g = 0; g < G; ++g) {
+            kernels::attend_bf16(q.data() + g * (hd + 3), Kb.data() + hd, Vb.data() + hd, T, stride,
+                                 hd, scale, mk, s1.data(), one.data());
             CHECK(std::memcmp(one.data(), out.data() + g * (hd + 1), hd * 4) == 0);
           }
         }

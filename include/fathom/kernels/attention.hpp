@@ -228,6 +228,47 @@ inline void weighted_sum_heads_nv(size_t nv, const float* const* p, float* const
     default: return weighted_sum_heads<H, 4>(p, out, T, V, stride, c0);
   }
 }
+
+// bf16 V: H heads x NP vector pairs from element c0, as weighted_sum_bf16 per head.
+template <size_t H, size_t NP>
+inline void weighted_sum_heads_bf16(const float* const* p, float* const* out, size_t T,
+                                    const uint16_t* V, size_t stride, size_t c0) {
+  constexpr size_t W = simd::W;
+  simd::fvec ae[H][NP], ao[H][NP];
+  for (size_t g = 0; g < H; ++g)
+    for (size_t k = 0; k < NP; ++k) ae[g][k] = ao[g][k] = simd::fvec(0.f);
+  for (size_t t = 0; t < T; ++t) {
+    const uint16_t* row = V + t * stride + c0;
+    for (size_t g = 0; g < H; ++g) {
+      const float pg = p[g][t];
+      if (pg == 0.f) continue;
+      const simd::fvec vp(pg);
+      for (size_t k = 0; k < NP; ++k) {
+        simd::fvec e, o;
+        simd::bf16_split(row + 2 * k * W, e, o);
+        ae[g][k] = xsimd::fma(vp, e, ae[g][k]);
+        ao[g][k] = xsimd::fma(vp, o, ao[g][k]);
+      }
+    }
+  }
+  alignas(64) float le[W], lo[W];
+  for (size_t g = 0; g < H; ++g)
+    for (size_t k = 0; k < NP; ++k) {
+      ae[g][k].store_aligned(le);
+      ao[g][k].store_aligned(lo);
+      for (size_t i = 0; i < W; ++i) {
+        out[g][c0 + 2 * k * W + 2 * i] = le[i];
+        out[g][c0 + 2 * k * W + 2 * i + 1] = lo[i];
+      }
+    }
+}
+
+template <size_t H>
+inline void weighted_sum_heads_bf16_np(size_t np, const float* const* p, float* const* out,
+                                       size_t T, const uint16_t* V, size_t stride, size_t c0) {
+  if (np == 1) return weighted_sum_heads_bf16<H, 1>(p, out, T, V, stride, c0);
+  return weighted_sum_heads_bf16<H, 2>(p, out, T, V, stride, c0);
+}
 }  // namespace detail
 
 // G query heads that share one kv head (grouped-query attention), in one pass over the cache:
@@ -280,6 +321,68 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
         case 2: detail::weighted_sum_heads_nv<2>(cn, p, o, T, V, stride, c * W); break;
         case 3: detail::weighted_sum_heads_nv<3>(cn, p, o, T, V, stride, c * W); break;
         default: detail::weighted_sum_heads_nv<4>(cn, p, o, T, V, stride, c * W); break;
+      }
+    }
+  }
+}
+
+// attend_group with a bf16 cache: each head's result equals attend_bf16() on it bit for bit.
+inline void attend_group_bf16(const float* q, size_t q_stride, size_t G, const uint16_t* K,
+                              const uint16_t* V, size_t T, size_t stride, size_t hd, float scale,
+                              const uint8_t* mask, float* scores, float* out, size_t out_stride) {
+  constexpr size_t W = simd::W;
+  if (hd % (2 * W) != 0 || hd == 0) {
+    for (size_t g = 0; g < G; ++g)
+      attend_bf16(q + g * q_stride, K, V, T, stride, hd, scale, mask, scores + g * T,
+                  out + g * out_stride);
+    return;
+  }
+  const size_t np = hd / (2 * W);
+  thread_local std::vector<detail::SplitVector> qs;  // [G] even/odd elements of each query
+  if (qs.size() < G) qs.resize(G);
+  for (size_t g = 0; g < G; ++g) qs[g].assign(q + g * q_stride, hd);
+  for (size_t t0 = 0; t0 < T; t0 += W) {
+    const size_t tb = std::min(W, T - t0);
+    for (size_t g = 0; g < G; ++g) {
+      const float* qe = qs[g].even.data();
+      const float* qo = qs[g].odd.data();
+      detail::scores_blocked(
+          [&](size_t t) {
+            const uint16_t* k = K + (t0 + t) * stride;
+            simd::fvec a(0.f), b(0.f);
+            for (size_t i = 0; i < np; ++i) {
+              simd::fvec e, o;
+              simd::bf16_split(k + 2 * i * W, e, o);
+              a = xsimd::fma(simd::loadu(qe + i * W), e, a);
+              b = xsimd::fma(simd::loadu(qo + i * W), o, b);
+            }
+            return a + b;
+          },
+          tb, scale, mask ? mask + t0 : nullptr, scores + g * T + t0);
+    }
+  }
+  std::vector<bool> visible(G);
+  for (size_t g = 0; g < G; ++g) {
+    for (size_t i = 0; i < hd; ++i) out[g * out_stride + i] = 0.f;
+    visible[g] = detail::attention_weights(scores + g * T, T);
+  }
+  for (size_t g0 = 0; g0 < G; g0 += 4) {
+    const float* p[4];
+    float* o[4];
+    size_t heads = 0;
+    for (size_t g = g0; g < std::min(G, g0 + 4); ++g)
+      if (visible[g]) {
+        p[heads] = scores + g * T;
+        o[heads++] = out + g * out_stride;
+      }
+    if (heads == 0) continue;
+    for (size_t c = 0; c < np; c += 2) {
+      const size_t cn = std::min<size_t>(2, np - c);
+      switch (heads) {
+        case 1: detail::weighted_sum_heads_bf16_np<1>(cn, p, o, T, V, stride, 2 * c * W); break;
+        case 2: detail::weighted_sum_heads_bf16_np<2>(cn, p, o, T, V, stride, 2 * c * W); break;
+        case 3: detail::weighted_sum_heads_bf16_np<3>(cn, p, o, T, V, stride, 2 * c * W); break;
+        default: detail::weighted_sum_heads_bf16_np<4>(cn, p, o, T, V, stride, 2 * c * W); break;
       }
     }
   }
