@@ -306,7 +306,13 @@ TEST_CASE("perplexity: sliding windows score every token once with the right con
     CHECK(r.nll == doctest::Approx(nll).epsilon(1e-5));
     CHECK(r.ppl() == doctest::Approx(std::exp(nll / double(scored))).epsilon(1e-5));
   }
-  Session s(*m);
+  // Two shards of the windows add up to the whole.
+  Session s(*m), s1(*m);
+  auto whole = perplexity(s, ids, 10, 4, full);
+  auto a = perplexity(s, ids, 10, 4, full, nullptr, 0, 2), b = perplexity(s1, ids, 10, 4, full, nullptr, 1, 2);
+  CHECK(a.scored + b.scored == whole.scored);
+  CHECK(a.windows + b.windows == whole.windows);
+  CHECK(a.nll + b.nll == doctest::Approx(whole.nll).epsilon(1e-9));
   CHECK_THROWS_AS(perplexity(s, ids, 128, 16, full), UsageError);  // window > context
   CHECK_THROWS_AS(perplexity(s, ids, 16, 17, full), UsageError);   // stride > window
 }

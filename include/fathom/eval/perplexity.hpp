@@ -31,11 +31,19 @@ struct PerplexityResult {
   double tokens_per_second() const { return seconds > 0 ? double(tokens) / seconds : 0; }
 };
 
-// on_window(done, total) reports progress (may be empty).
+// Number of windows perplexity() runs over n tokens.
+inline size_t perplexity_windows(size_t n, size_t window, size_t stride) {
+  return n <= window ? 1 : 1 + (n - window + stride - 1) / stride;
+}
+
+// on_window(done, total) reports progress (may be empty). Windows are independent, so work can
+// be split: a call with (shard, shards) runs only windows w with w % shards == shard, and the
+// shards' nll, scored, windows and tokens add up to the whole.
 template <DepthPolicy P>
 PerplexityResult perplexity(Session& s, std::span<const int32_t> ids, size_t window, size_t stride,
                             P& policy,
-                            const std::function<void(size_t, size_t)>& on_window = nullptr) {
+                            const std::function<void(size_t, size_t)>& on_window = nullptr,
+                            size_t shard = 0, size_t shards = 1) {
   if (window < 2) throw UsageError("", "window", "must be at least 2 tokens");
   if (window > size_t(s.capacity()))
     throw UsageError("", "window", std::to_string(window) + " exceeds the session's context of " +
@@ -45,13 +53,15 @@ PerplexityResult perplexity(Session& s, std::span<const int32_t> ids, size_t win
   PerplexityResult r;
   const auto t0 = std::chrono::steady_clock::now();
   const size_t n = ids.size();
-  const size_t total = n <= window ? 1 : 1 + (n - window + stride - 1) / stride;
-  size_t prev_end = 0;
-  for (size_t begin = 0;; begin += stride) {
+  const size_t total = perplexity_windows(n, window, stride);
+  if (shards == 0 || shard >= shards) throw UsageError("", "shard", "must be < shards");
+  for (size_t w = shard; w < total; w += shards) {
+    const size_t begin = w * stride;
     const size_t end = std::min(begin + window, n);
     const size_t len = end - begin;
-    // Targets are positions max(prev_end, begin + 1) .. end − 1 (a window's first token has no
-    // context inside the window).
+    // Targets are positions max(prev_end, begin + 1) .. end − 1, prev_end being where the
+    // previous window ended (a window's first token has no context inside the window).
+    const size_t prev_end = w == 0 ? 0 : std::min((w - 1) * stride + window, n);
     const size_t first = std::max(prev_end, begin + 1);
     s.reset();
     const auto logits = s.forward(ids.subspan(begin, len), Phase::PP, policy, Logits::All);
@@ -67,8 +77,6 @@ PerplexityResult perplexity(Session& s, std::span<const int32_t> ids, size_t win
     r.tokens += len;
     ++r.windows;
     if (on_window) on_window(r.windows, total);
-    prev_end = end;
-    if (end == n) break;
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

@@ -148,6 +148,34 @@ class PolicyEvaluator final : public Evaluator {
   P policy_;
 };
 
+// Calls fn(policy) with the named policy built for `m`, writing its decisions to `trace`
+// (FullDepth writes none). For work that is not item scoring, e.g. perplexity.
+template <class F>
+decltype(auto) with_policy(const Model& m, const PolicySpec& spec, Trace* trace, F&& fn) {
+  const size_t L = m.n_layers(), H = m.hidden();
+  using K = PolicySpec::Kind;
+  switch (spec.kind) {
+    case K::Lac:
+    case K::LacInStream:
+    case K::LacTrace: {
+      LAC p(L, H, spec.alpha,
+            spec.kind == K::Lac ? LacMode::FinalState
+                                : spec.kind == K::LacTrace ? LacMode::TraceOnly : LacMode::InStream,
+            trace);
+      return fn(p);
+    }
+    case K::LacExit: {
+      LACEarlyExit p(L, spec.alpha, 1, trace);
+      return fn(p);
+    }
+    case K::Full:
+    default: {
+      FullDepth p;
+      return fn(p);
+    }
+  }
+}
+
 // An evaluator for a named policy on `model`.
 inline std::unique_ptr<Evaluator> make_evaluator(const Model& m, const PolicySpec& spec,
                                                  SessionOptions so = {}) {
