@@ -9,6 +9,8 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "fathom/core/shared_path.hpp"
 #include "fathom/tokenizer/tokenizer.hpp"
@@ -46,6 +48,25 @@ void BM_Encode(benchmark::State& state, const std::string& name) {
   state.counters["tokens"] = double(n);
 }
 
+// The same text, one encode() per line (as the reference's per-line figure).
+void BM_EncodeLines(benchmark::State& state, const std::string& name) {
+  const auto& tok = tokenizer(name);
+  const std::string& text = wikitext();
+  std::vector<std::string_view> lines;
+  for (size_t b = 0; b < text.size();) {
+    size_t e = text.find('\n', b);
+    e = e == std::string::npos ? text.size() : e + 1;
+    lines.push_back(std::string_view(text).substr(b, e - b));
+    b = e;
+  }
+  for (auto _ : state)
+    for (auto line : lines) {
+      auto ids = tok.encode(line, false);
+      benchmark::DoNotOptimize(ids.data());
+    }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(text.size()));
+}
+
 void BM_Decode(benchmark::State& state, const std::string& name) {
   const auto& tok = tokenizer(name);
   const auto ids = tok.encode(wikitext(), false);
@@ -69,6 +90,9 @@ void BM_Load(benchmark::State& state, const std::string& name) {
 BENCHMARK_CAPTURE(BM_Encode, qwen3, std::string("qwen3"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_Encode, llama3, std::string("llama3"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_Encode, mistral, std::string("mistral"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_EncodeLines, qwen3, std::string("qwen3"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_EncodeLines, llama3, std::string("llama3"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK_CAPTURE(BM_EncodeLines, mistral, std::string("mistral"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_Decode, qwen3, std::string("qwen3"))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Decode, mistral, std::string("mistral"))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Load, qwen3, std::string("qwen3"))->Unit(benchmark::kMillisecond)->Iterations(3);

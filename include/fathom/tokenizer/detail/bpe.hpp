@@ -12,8 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
-#include <mutex>
-#include <shared_mutex>
+#include <atomic>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -252,9 +251,9 @@ class Bpe {
       if (id >= 0) { out.push_back(id); return; }
     }
     const bool cacheable = w.size() <= kMaxCachedWord;
-    if (cacheable) {
-      std::shared_lock lk(cache_mu_);
-      if (auto it = cache_.find(w); it != cache_.end()) {
+    WordCache* cache = cacheable ? &local_cache() : nullptr;
+    if (cache) {
+      if (auto it = cache->find(w); it != cache->end()) {
         out.insert(out.end(), it->second.begin(), it->second.end());
         return;
       }
@@ -266,14 +265,29 @@ class Bpe {
     if (sym.size() <= kScanLimit) merge_scan(sym);
     else merge_heap(sym);
     out.insert(out.end(), sym.begin(), sym.end());
-    if (cacheable) {
-      std::unique_lock lk(cache_mu_);
-      if (cache_.size() < kMaxCacheEntries)
-        cache_.emplace(std::string(w), std::vector<int32_t>(out.begin() + long(before), out.end()));
-    }
+    if (cache && cache->size() < kMaxCacheEntries)
+      cache->emplace(std::string(w), std::vector<int32_t>(out.begin() + long(before), out.end()));
   }
 
-  static constexpr size_t kMaxCachedWord = 64, kMaxCacheEntries = 200000, kScanLimit = 48;
+  static constexpr size_t kMaxCachedWord = 64, kMaxCacheEntries = 50000, kScanLimit = 48;
+
+  // Word -> ids cache, one per thread and model (no locks on the hot path). Models are told
+  // apart by a serial number, never by address, so a cache can never outlive its meaning.
+  using WordCache = std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>>;
+  WordCache& local_cache() const {
+    thread_local uint64_t last_serial = 0;
+    thread_local WordCache* last = nullptr;
+    if (last_serial != serial_ || !last) {
+      thread_local std::unordered_map<uint64_t, WordCache> caches;
+      last = &caches[serial_];
+      last_serial = serial_;
+    }
+    return *last;
+  }
+  static uint64_t next_serial() {
+    static std::atomic<uint64_t> n{0};
+    return ++n;
+  }
 
   static std::vector<int32_t>& scratch() {
     thread_local std::vector<int32_t> v;
@@ -390,8 +404,7 @@ class Bpe {
   std::vector<int32_t> bmp_id_;
   std::unordered_map<char32_t, int32_t> astral_id_;
   PairTable pairs_;
-  mutable std::shared_mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache_;
+  uint64_t serial_ = next_serial();
   static inline thread_local bool pending_unk_ = false;
 };
 

@@ -24,17 +24,42 @@ class Normalizer {
 class UnicodeNormalizer final : public Normalizer {
  public:
   explicit UnicodeNormalizer(utf8proc_option_t opts) : opts_(opts) {}
+  // Only the stretches around non-ASCII text go through utf8proc. Cutting before an ASCII
+  // character is exact for all four forms: ASCII characters are starters that never compose
+  // with what precedes them and never decompose, so normalization cannot reach across the cut.
+  // The ASCII character before a non-ASCII stretch goes with it (it may take a combining mark).
   void apply(std::string& s) const override {
-    bool ascii = true;  // all four forms leave ASCII unchanged: skip the library call
-    for (unsigned char c : s) if (c >= 0x80) { ascii = false; break; }
-    if (ascii) return;
-    utf8proc_uint8_t* out = nullptr;
-    const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
-                                static_cast<utf8proc_ssize_t>(s.size()), &out, opts_);
-    if (n < 0) throw TokenizerError("", "normalizer", std::string("utf8proc: ") + utf8proc_errmsg(n));
-    s.assign(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
-    std::free(out);
+    size_t i = 0;
+    while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+    if (i == s.size()) return;
+    std::string out;
+    out.reserve(s.size() + 16);
+    size_t copied = 0;
+    while (i < s.size()) {
+      const size_t b = i > copied ? i - 1 : i;  // include one preceding ASCII character
+      size_t e = i;
+      while (e < s.size() && static_cast<unsigned char>(s[e]) >= 0x80) ++e;
+      out.append(s, copied, b - copied);
+      normalize_into(std::string_view(s).substr(b, e - b), out);
+      copied = e;
+      i = e;
+      while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+    }
+    out.append(s, copied, std::string::npos);
+    s = std::move(out);
   }
+
+ private:
+  void normalize_into(std::string_view part, std::string& out) const {
+    utf8proc_uint8_t* res = nullptr;
+    const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(part.data()),
+                                static_cast<utf8proc_ssize_t>(part.size()), &res, opts_);
+    if (n < 0) throw TokenizerError("", "normalizer", std::string("utf8proc: ") + utf8proc_errmsg(n));
+    out.append(reinterpret_cast<const char*>(res), static_cast<size_t>(n));
+    std::free(res);
+  }
+
+ public:
 
  private:
   utf8proc_option_t opts_;

@@ -42,32 +42,17 @@ class Regex {
   bool jit_ = false;
 };
 
-// Per-call matching state. find() returns false when there is no further match.
+// Matching state: match data and a JIT stack, made once per thread and reused (creating a
+// JIT stack maps memory, far too slow to repeat for every short input).
 class Matcher {
  public:
-  explicit Matcher(const Regex& re) : re_(re) {
-    md_ = pcre2_match_data_create_from_pattern(re.code(), nullptr);
-    if (re.jit()) {
-      // Long runs of one class (e.g. 10^5 spaces) need more than the 32 KiB default stack.
-      stack_ = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, nullptr);
-      ctx_ = pcre2_match_context_create(nullptr);
-      pcre2_jit_stack_assign(ctx_, nullptr, stack_);
-    }
-  }
-  ~Matcher() {
-    pcre2_match_data_free(md_);
-    if (ctx_) pcre2_match_context_free(ctx_);
-    if (stack_) pcre2_jit_stack_free(stack_);
-  }
-  Matcher(const Matcher&) = delete;
-  Matcher& operator=(const Matcher&) = delete;
+  explicit Matcher(const Regex& re) : re_(re), st_(state()) {}
 
   // Next match in `s` starting the search at `from`; s must be valid UTF-8.
   bool find(std::string_view s, size_t from, size_t& mb, size_t& me) {
     const auto* p = reinterpret_cast<PCRE2_SPTR>(s.data());
-    int rc = re_.jit() ? pcre2_jit_match(re_.code(), p, s.size(), from, 0, md_, ctx_)
-                       : pcre2_match(re_.code(), p, s.size(), from, PCRE2_NO_UTF_CHECK, md_,
-                                     nullptr);
+    int rc = re_.jit() ? pcre2_jit_match(re_.code(), p, s.size(), from, 0, st_.md, st_.ctx)
+                       : pcre2_match(re_.code(), p, s.size(), from, PCRE2_NO_UTF_CHECK, st_.md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) return false;
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
@@ -75,17 +60,36 @@ class Matcher {
       throw TokenizerError("", "pre_tokenizer regex",
                            std::string("match failed: ") + reinterpret_cast<const char*>(msg));
     }
-    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md_);
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(st_.md);
     mb = ov[0];
     me = ov[1];
     return true;
   }
 
  private:
+  struct State {
+    pcre2_match_data* md;
+    pcre2_match_context* ctx;
+    pcre2_jit_stack* stack;
+    State() {
+      md = pcre2_match_data_create(32, nullptr);  // only the whole match is read
+      // Long runs of one class (e.g. 10^5 spaces) need more than the 32 KiB default stack.
+      stack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, nullptr);
+      ctx = pcre2_match_context_create(nullptr);
+      pcre2_jit_stack_assign(ctx, nullptr, stack);
+    }
+    ~State() {
+      pcre2_match_data_free(md);
+      pcre2_match_context_free(ctx);
+      pcre2_jit_stack_free(stack);
+    }
+  };
+  static State& state() {
+    thread_local State st;
+    return st;
+  }
   const Regex& re_;
-  pcre2_match_data* md_ = nullptr;
-  pcre2_match_context* ctx_ = nullptr;
-  pcre2_jit_stack* stack_ = nullptr;
+  State& st_;
 };
 
 // Calls on_gap(b,e) / on_match(b,e) for the alternating non-matching and matching spans of s,

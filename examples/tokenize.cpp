@@ -1,0 +1,105 @@
+// tokenize: encode text with a Hugging Face tokenizer folder, like llama.cpp's llama-tokenize.
+//
+//   tokenize --tokenizer ../shared/tokenizers/qwen3 < text.txt          -> [9707, 11, 1879]
+//   tokenize --tokenizer DIR text.txt --no-special                       (no bos/eos)
+//   tokenize --tokenizer DIR --chat messages.json                        (chat format + generation prompt)
+//   tokenize --tokenizer DIR --chat messages.json --show-text            (the rendered prompt instead)
+//   tokenize --tokenizer DIR --decode ids.json                           (JSON array of ids -> text)
+//
+// Input comes from the file argument or stdin. --chat expects [{"role": ..., "content": ...}, ...].
+// With --decode, --no-special drops special tokens from the text.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fathom/tokenizer/tokenizer.hpp"
+
+namespace {
+
+std::string read_input(const std::string& path) {
+  if (path.empty() || path == "-") {
+    return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw fathom::IoError(path, "", "cannot open");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+nlohmann::json parse_json_input(const std::string& text, const std::string& source) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw fathom::UsageError(source, "", std::string("malformed JSON: ") + e.what());
+  }
+}
+
+fathom::tok::ChatFormat parse_format(const std::string& s) {
+  using F = fathom::tok::ChatFormat;
+  for (F f : {F::Auto, F::ChatML, F::Qwen3, F::Llama3, F::Mistral, F::Llama2})
+    if (fathom::tok::chat_format_name(f) == s) return f;
+  throw fathom::UsageError("", "--format", "unknown chat format \"" + s + "\" (auto, chatml, qwen3, llama3, mistral, llama2)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Encode text (or a chat) into token ids with a Hugging Face tokenizer.json, or decode ids."};
+  std::string dir, input, format = "auto";
+  bool chat = false, decode = false, no_special = false, show_text = false;
+  app.add_option("-t,--tokenizer", dir, "folder with tokenizer.json (+ tokenizer_config.json)")->required();
+  app.add_option("input", input, "input file (default: stdin)");
+  app.add_flag("--chat", chat, "input is a JSON list of {role, content}; applies the chat format with generation prompt");
+  app.add_option("--format", format, "chat format: auto, chatml, qwen3, llama3, mistral, llama2");
+  app.add_flag("--show-text", show_text, "with --chat: print the rendered prompt instead of ids");
+  app.add_flag("--decode", decode, "input is a JSON array of ids; prints the text");
+  app.add_flag("--no-special", no_special, "do not add bos/eos (encode) / drop special tokens (decode)");
+  CLI11_PARSE(app, argc, argv);
+
+  const std::string source = input.empty() ? "<stdin>" : input;
+  try {
+    const auto tok = fathom::tok::Tokenizer::from_dir(dir);
+    const std::string text = read_input(input);
+    if (decode) {
+      const auto j = parse_json_input(text, source);
+      if (!j.is_array()) throw fathom::UsageError(source, "", "expected a JSON array of token ids");
+      std::vector<int32_t> ids;
+      for (size_t i = 0; i < j.size(); ++i) {
+        if (!j[i].is_number_integer()) throw fathom::UsageError(source, "[" + std::to_string(i) + "]", "expected an integer id");
+        ids.push_back(j[i].get<int32_t>());
+      }
+      std::cout << tok.decode(ids, no_special);
+      return 0;
+    }
+    std::vector<int32_t> ids;
+    if (chat) {
+      const auto j = parse_json_input(text, source);
+      if (!j.is_array()) throw fathom::UsageError(source, "", "expected a JSON list of {\"role\", \"content\"}");
+      std::vector<fathom::tok::ChatMessage> msgs;
+      for (size_t i = 0; i < j.size(); ++i) {
+        const auto& m = j[i];
+        if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+            !m["content"].is_string())
+          throw fathom::UsageError(source, "[" + std::to_string(i) + "]", "expected {\"role\": string, \"content\": string}");
+        msgs.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+      }
+      const std::string prompt = tok.apply_chat_template(msgs, true, parse_format(format));
+      if (show_text) { std::cout << prompt; return 0; }
+      ids = tok.encode(prompt, false);  // the template already holds bos where the family wants it
+    } else {
+      ids = tok.encode(text, !no_special);
+    }
+    std::cout << nlohmann::json(ids).dump() << "\n";
+  } catch (const fathom::Error& e) {
+    std::cerr << "tokenize: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
