@@ -91,6 +91,13 @@ TEST_CASE("threshold 0 exits at min_exit, and the readout is the lens at that po
     }
   }
   CHECK_THROWS_AS(EarlyExit<>(*model, EarlyExitOptions{Confidence::State, 0.5, 0, 0}), UsageError);
+  // exit_prompt = false: prompt tokens run every block, generated ones exit at min_exit.
+  Trace trace(L);
+  EarlyExit<> ee(*model, EarlyExitOptions{Confidence::SoftmaxMax, 0.0, 2, 0, false}, &trace);
+  run(*model, ee, KvStrategy::Propagate);
+  CHECK(ee.mean_exit_layer(Phase::PP) == double(L));
+  CHECK(ee.mean_exit_layer(Phase::RG) == 2.0);
+  for (auto& r : trace.records()) CHECK(r.exit_layer == (r.phase == Phase::PP ? -1 : 2));
 }
 
 TEST_CASE("confidence measures match direct computations; exits happen where they exceed λ") {

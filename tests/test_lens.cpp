@@ -142,6 +142,20 @@ TEST_CASE("LensReadout policy reads out hidden_states[i] like the all-layers loo
     CHECK(trace.records()[0].readout_layer == int(i) - 1);
   }
   CHECK_THROWS_AS(LensReadout<TunedLens>(lens, L, H, L + 1), UsageError);
+  // WithLens puts the tuned lens behind an exit-style policy: logit-lens exit at i + tuned lens
+  // = tuned-lens readout at i.
+  for (size_t i : {size_t(1), L}) {
+    LogitLens ll{L};
+    LensReadout<LogitLens> inner(ll, L, H, i);
+    WithLens<LensReadout<LogitLens>, TunedLens> wrapped(inner, lens, L, H);
+    Session a(*model, SessionOptions{0, KvStrategy::Exact});
+    auto got = a.forward(kTokens, Phase::PP, wrapped, Logits::All);
+    const std::vector<float> g(got.begin(), got.end());
+    LensReadout<TunedLens> direct(lens, L, H, i);
+    Session b(*model, SessionOptions{0, KvStrategy::Exact});
+    auto want = b.forward(kTokens, Phase::PP, direct, Logits::All);
+    CHECK(g == std::vector<float>(want.begin(), want.end()));
+  }
 }
 
 TEST_CASE("SiteRecorder records named sites of running tokens") {

@@ -8,7 +8,8 @@
 //   confidence > λ(t),   λ(t) = λ·e^(−4t/N)/10 + 0.9λ   (with decay; t = generated position
 //                                                           0..N-1, prompt tokens use t = 0)
 //   λ(t) = λ                                              (without decay, N = 0),
-// never before `min_exit` blocks have run (min_exit >= 1: the confidence needs a block's output).
+// never before `min_exit` blocks have run (min_exit >= 1: the confidence needs a block's output);
+// with exit_prompt = false prompt tokens always run every block (and no confidence is computed).
 // The prediction is read from the stream it stopped at, through the same lens. Keys and values
 // of the blocks an exited token did not run are the run loop's business (SessionOptions::kv,
 // DESIGN.md §4: Propagate, Exact or None).
@@ -53,6 +54,7 @@ struct EarlyExitOptions {
   double threshold = 0.9;  // λ
   int min_exit = 1;        // blocks every token runs before it may exit (>= 1)
   int decay_tokens = 0;    // N of the decay λ(t); 0: no decay
+  bool exit_prompt = true; // whether prompt (PP) tokens may exit; false: CALM's full-depth prompt
 };
 
 // λ(t) of CALM's decaying threshold; N = 0 disables the decay.
@@ -145,6 +147,7 @@ class EarlyExit {
     s.ran = size_t(l) + 1;
     // Exiting is possible before block l+1 only if l+1 >= min_exit and a block remains.
     if (int(s.ran) < opts_.min_exit || s.ran >= L_) return;
+    if (t.phase == Phase::PP && !opts_.exit_prompt) return;
     const double c = confidence(s.ran, in, out);
     s.exit = c > s.lambda;
   }
