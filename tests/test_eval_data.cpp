@@ -271,3 +271,37 @@ TEST_CASE("prompts: truncation drops examples first, then cuts from the left kee
   PromptBuilder lm5(tok, TaskKind::MMLU, {Preset::LmEval, 5, true});
   CHECK_THROWS_AS(lm5.build(it, t.dev, 1000, true), UsageError);
 }
+
+TEST_CASE("AnyTokenizer: the tokenizer of a llama2.c model is found beside it") {
+  const auto model = shared_dir() / "models/stories260K/stories260K.bin";
+  if (!std::filesystem::exists(model)) return;
+  auto tok = tok::load_tokenizer_for(model);
+  CHECK(tok.kind() == "llama2c");
+  CHECK(tok.vocab_size() == 512);
+  CHECK_FALSE(tok.has_chat_template());
+  auto ids = tok.encode("Once upon a time", true);
+  CHECK(ids.at(0) == 1);
+  CHECK(tok.decode(ids) == "Once upon a time");
+  CHECK(tok.eos_ids() == std::vector<int32_t>{2});
+  CHECK_THROWS_AS(tok::load_tokenizer_for(shared_dir() / "models/none.bin"), IoError);
+}
+
+TEST_CASE("prompts with a chat template: user turn, generation prompt, answer without a space") {
+  const auto dir = shared_dir() / "tokenizers/qwen3";
+  if (!std::filesystem::exists(dir / "tokenizer.json")) return;
+  auto tok = tok::load_tokenizer(dir);
+  REQUIRE(tok.has_chat_template());
+  auto t = read_mmlu(kFix / "mmlu");
+  PromptBuilder b(tok, TaskKind::MMLU, {Preset::LmEval, 1, true});
+  CHECK(b.uses_chat());
+  auto p = b.build(t.items[0], t.dev, 4096, true);
+  const std::string text = tok.decode(p.tokens, false);
+  CHECK(text.starts_with("<|im_start|>user\nThe following are multiple choice questions"));
+  CHECK(text.find("<|im_start|>assistant\n") != std::string::npos);
+  CHECK(text.find("Answer:<|im_end|>") != std::string::npos);
+  CHECK(text.ends_with("<|im_start|>assistant\n"));
+  CHECK(tok.decode(p.continuations[1], false) == "B");
+  // --no-chat: plain text.
+  PromptBuilder plain(tok, TaskKind::MMLU, {Preset::LmEval, 0, false});
+  CHECK_FALSE(plain.uses_chat());
+}
