@@ -2,6 +2,8 @@
 // Expected values come from tools/gen_tokenizer_fixtures.py.
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include "tokenizer_fixtures.hpp"
 
 using fathom::tok::Tokenizer;
@@ -135,4 +137,16 @@ TEST_CASE("streaming decoder emits only complete UTF-8 and adds up to decode()")
   CHECK(got.find("𠀀") == std::string::npos);
   got += sd.push(ids.back());
   CHECK(got == "𠀀");  // the first token's leading space is stripped (Strip decoder)
+}
+
+TEST_CASE("encode is safe to call from several threads at once") {
+  const auto& tok = tokfix::real("qwen3");
+  const std::string text = tokfix::random_mix(20000, 7);
+  const auto expected = tok.encode(text, false);
+  std::vector<std::vector<int32_t>> got(3);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < got.size(); ++t)
+    threads.emplace_back([&, t] { for (int k = 0; k < 3; ++k) got[t] = tok.encode(text, false); });
+  for (auto& th : threads) th.join();
+  for (const auto& g : got) CHECK(g == expected);
 }
