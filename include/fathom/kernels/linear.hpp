@@ -27,7 +27,7 @@ inline float MatrixView::at(size_t r, size_t c) const {
     case DType::Q8: {  // dequantise: q * d of the element's block
       const detail::Q8Layout L = detail::q8_layout(*this);
       const size_t b = c / kQ8Block;
-      return float(L.qs[r * L.nb * kQ8Block + c]) * f16_to_f32(L.d[r * L.nb + b]);
+      return float(int(L.qs[r * L.nb * kQ8Block + c]) - 128) * f16_to_f32(L.d[r * L.nb + b]);
     }
     default: throw UnsupportedError("", std::string(dtype_name(dtype)), "MatrixView::at");
   }

@@ -2,21 +2,24 @@
 // Q8: an 8-bit block format for weights (ggml's q8_0 idea, fathom's own layout).
 //
 // Each row of W[rows, cols] is cut into nb = ceil(cols / 32) blocks of 32 consecutive elements
-// (the last one zero padded). A block stores 32 int8 values q in [-127, 127] and one scale d as
+// (the last one zero padded). A block stores 32 8-bit values q in [-127, 127] and one scale d as
 // IEEE half (f16); the element is q * d, with d = max|w| / 127 rounded to f16 and q = round(w / d).
+// The values are stored offset by 128 (as uint8 q + 128, so 0 is stored as 128), the form the
+// unsigned operand of vpdpbusd takes.
 // A half scale keeps the format at 34 bytes per 32 weights (1.0625 B/weight), which is what decode
 // speed is made of; its range (6e-8 .. 65504) covers weights, whose block maxima are far from
 // either end (a block whose max|w| < 127 * 6e-8 is stored as zeros).
 //
 // Memory layout of the buffer a Q8 MatrixView's `data` points to (64-byte aligned):
-//   int8   qs[rows][nb * 32]     the quantised values, row after row (padding = 0)
+//   uint8  qs[rows][nb * 32]     q + 128, row after row (padding: 128, i.e. q = 0)
 //   uint16 d [rows][nb]          the f16 scales, starting right after qs (byte rows * nb * 32)
 // Splitting values and scales keeps every row's values 32-byte aligned for vector loads.
 //
 // The products quantise the activations on the fly to the same blocks (int8 values, f32 scale)
 // and sum exact int32 block dot products, scaled in f32:  y[r] = sum_b dw[r,b] dx[b] (qw[r,b] . qx[b]).
-// With AVX512-VNNI the block dots use vpdpbusd (unsigned x signed bytes): activations are kept as
-// q + 128 (unsigned) and 128 * sum(qw) is subtracted; without it a portable integer loop does it.
+// With AVX512-VNNI the block dots use vpdpbusd (unsigned weights q + 128 x signed activations),
+// starting from -128 * sum(qx), which is computed once per activation block and shared by every
+// weight row; without VNNI a portable integer loop does the same sums.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -59,25 +62,24 @@ inline uint16_t f32_to_f16(float f) {
 
 // Pointers into a Q8 matrix (see the layout above).
 struct Q8Layout {
-  const int8_t* qs;    // [rows][nb*32]
+  const uint8_t* qs;   // [rows][nb*32] q + 128
   const uint16_t* d;   // [rows][nb]
   size_t nb;
 };
 inline Q8Layout q8_layout(const MatrixView& W) {
   const size_t nb = q8_blocks(W.cols);
-  const auto* base = static_cast<const int8_t*>(W.data);
+  const auto* base = static_cast<const uint8_t*>(W.data);
   return {base, reinterpret_cast<const uint16_t*>(base + W.rows * nb * kQ8Block), nb};
 }
 
-// Activations quantised per block: qs = q + 128 in [1, 255] (zero padding stored as 128, i.e. 0),
-// d = max|x| / 127 in f32.
+// Activations quantised per block: qs = q in [-127, 127] (padding 0), d = max|x| / 127 in f32.
 struct Q8Acts {
-  std::vector<uint8_t> qs;  // [n][nb*32]
+  std::vector<int8_t> qs;   // [n][nb*32]
   std::vector<float> d;     // [n][nb]
   size_t nb = 0;
   void assign(const float* X, size_t n, size_t cols) {
     nb = q8_blocks(cols);
-    qs.assign(n * nb * kQ8Block, uint8_t(128));
+    qs.assign(n * nb * kQ8Block, int8_t(0));
     d.assign(n * nb, 0.f);
     for (size_t t = 0; t < n; ++t)
       for (size_t b = 0; b < nb; ++b) {
@@ -87,29 +89,27 @@ struct Q8Acts {
         for (size_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[i]));
         const float dx = amax / 127.f, id = dx > 0.f ? 1.f / dx : 0.f;
         d[t * nb + b] = dx;
-        uint8_t* q = qs.data() + (t * nb + b) * kQ8Block;
-        for (size_t i = 0; i < len; ++i) {
-          const float v = std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f);
-          q[i] = uint8_t(int(v) + 128);
-        }
+        int8_t* q = qs.data() + (t * nb + b) * kQ8Block;
+        for (size_t i = 0; i < len; ++i)
+          q[i] = int8_t(std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f));
       }
   }
 };
 
 // Portable block dot products: out[m*RW + r] = sum_b dw[r][b] * dx[m][b] * (qw[r][b] . qx[m][b]).
-inline float q8_dot_portable(const int8_t* wq, const uint16_t* wd, const uint8_t* xq,
+inline float q8_dot_portable(const uint8_t* wq, const uint16_t* wd, const int8_t* xq,
                              const float* xd, size_t nb) {
   float acc = 0.f;
   for (size_t b = 0; b < nb; ++b) {
-    // sum (u - 128) w = sum u w - 128 sum w. Written this way on purpose: GCC 12 with AVX512-VNNI
+    // sum (u - 128) x = sum u x - 128 sum x. Written this way on purpose: GCC 12 with AVX512-VNNI
     // vectorises a signed x signed byte dot product into vpdpbusd (unsigned x signed) and gets it
     // wrong; the unsigned x signed form compiles correctly.
-    int32_t s = 0, sw = 0;
+    int32_t s = 0, sx = 0;
     for (size_t i = 0; i < kQ8Block; ++i) {
-      s += int32_t(xq[b * kQ8Block + i]) * int32_t(wq[b * kQ8Block + i]);
-      sw += int32_t(wq[b * kQ8Block + i]);
+      s += int32_t(wq[b * kQ8Block + i]) * int32_t(xq[b * kQ8Block + i]);
+      sx += int32_t(xq[b * kQ8Block + i]);
     }
-    s -= 128 * sw;
+    s -= 128 * sx;
     acc += float(s) * f16_to_f32(wd[b]) * xd[b];
   }
   return acc;
@@ -120,10 +120,12 @@ constexpr bool kQ8Vnni = true;
 
 // RW weight rows x RX activation rows; each of the RW*RX results has its own accumulator and
 // the same sequence of operations, so a result does not depend on the tile it was computed in.
-// Two blocks (64 bytes) per step: int32 lanes 0-7 belong to the first, 8-15 to the second.
+// Two blocks (64 bytes) per step: int32 lanes 0-7 belong to the first, 8-15 to the second. Per
+// 16 blocks the two scales are multiplied once (sc = dw * dx); per step and result: one
+// vpdpbusd, one conversion, one permute of sc, one FMA.
 template <int RW, int RX>
-inline void q8_tile_vnni(const int8_t* const* wq, const uint16_t* const* wd,
-                         const uint8_t* const* xq, const float* const* xd, size_t nb, float* out) {
+inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
+                         const int8_t* const* xq, const float* const* xd, size_t nb, float* out) {
   __m512 acc[RX][RW];
   for (int m = 0; m < RX; ++m)
     for (int r = 0; r < RW; ++r) acc[m][r] = _mm512_setzero_ps();
@@ -132,27 +134,27 @@ inline void q8_tile_vnni(const int8_t* const* wq, const uint16_t* const* wd,
   for (size_t g = 0; g < nb; g += 16) {
     const size_t gb = std::min<size_t>(16, nb - g);  // blocks in this group of 16
     const __mmask16 bm = __mmask16(gb == 16 ? 0xffffu : (1u << gb) - 1u);
-    __m512 sw[RW], sx[RX];
-    for (int r = 0; r < RW; ++r) sw[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd[r] + g));
-    for (int m = 0; m < RX; ++m) sx[m] = _mm512_maskz_loadu_ps(bm, xd[m] + g);
+    __m512 sc[RX][RW];
+    for (int m = 0; m < RX; ++m) {
+      const __m512 sx = _mm512_maskz_loadu_ps(bm, xd[m] + g);
+      for (int r = 0; r < RW; ++r)
+        sc[m][r] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd[r] + g)), sx);
+    }
     for (size_t j = 0; 2 * j < gb; ++j) {
       const size_t off = (g + 2 * j) * kQ8Block;
       const __mmask64 lm = 2 * j + 1 < gb ? ~__mmask64(0) : __mmask64(0xffffffffu);
       const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
-      __m512i w[RW], corr[RW];
-      __m512 pw[RW];
-      for (int r = 0; r < RW; ++r) {
-        w[r] = _mm512_maskz_loadu_epi8(lm, wq[r] + off);
-        corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, w[r]));
-        pw[r] = _mm512_permutexvar_ps(idx, sw[r]);
+      __m512i x[RX], corr[RX];
+      for (int m = 0; m < RX; ++m) {  // -128 * sum(qx) per lane: removes the weights' offset
+        x[m] = _mm512_maskz_loadu_epi8(lm, xq[m] + off);
+        corr[m] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, x[m]));
       }
-      for (int m = 0; m < RX; ++m) {
-        const __m512i x = _mm512_maskz_loadu_epi8(lm, xq[m] + off);
-        const __m512 px = _mm512_permutexvar_ps(idx, sx[m]);
-        for (int r = 0; r < RW; ++r) {
-          const __m512i s = _mm512_dpbusd_epi32(corr[r], x, w[r]);  // exact block dots
-          acc[m][r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), pw[r]), px, acc[m][r]);
+      for (int r = 0; r < RW; ++r) {
+        const __m512i w = _mm512_maskz_loadu_epi8(lm, wq[r] + off);
+        for (int m = 0; m < RX; ++m) {
+          const __m512i s = _mm512_dpbusd_epi32(corr[m], w, x[m]);  // exact block dots
+          acc[m][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_permutexvar_ps(idx, sc[m][r]), acc[m][r]);
         }
       }
     }
@@ -166,7 +168,7 @@ constexpr bool kQ8Vnni = false;
 
 // out[m*RW + r] for an RW x RX tile, VNNI when compiled in, portable otherwise.
 template <int RW, int RX>
-inline void q8_tile(const int8_t* const* wq, const uint16_t* const* wd, const uint8_t* const* xq,
+inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const int8_t* const* xq,
                     const float* const* xd, size_t nb, float* out) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   q8_tile_vnni<RW, RX>(wq, wd, xq, xd, nb, out);
@@ -176,7 +178,7 @@ inline void q8_tile(const int8_t* const* wq, const uint16_t* const* wd, const ui
 #endif
 }
 
-// Y[t, r] for t in [0, n), r in [r0, r1): tiles of 4 weight rows x 4 activation rows, weight rows
+// Y[t, r] for t in [0, n), r in [r0, r1): tiles of 4 weight rows x 2 activation rows, weight rows
 // in bands of 64 (~1 MB at 14336 columns, L2-resident while every activation row passes).
 inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size_t r0, size_t r1,
                     float* Y) {
@@ -187,7 +189,7 @@ inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size
     size_t t = 0;
     auto run = [&](auto rx) {
       constexpr int RX = decltype(rx)::value;
-      const uint8_t* xq[RX];
+      const int8_t* xq[RX];
       const float* xd[RX];
       for (int m = 0; m < RX; ++m) {
         xq[m] = A.qs.data() + (t + m) * stride;
@@ -195,7 +197,7 @@ inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size
       }
       size_t r = b0;
       for (; r + 4 <= b1; r += 4) {
-        const int8_t* wq[4] = {L.qs + r * stride, L.qs + (r + 1) * stride, L.qs + (r + 2) * stride,
+        const uint8_t* wq[4] = {L.qs + r * stride, L.qs + (r + 1) * stride, L.qs + (r + 2) * stride,
                                L.qs + (r + 3) * stride};
         const uint16_t* wd[4] = {L.d + r * nb, L.d + (r + 1) * nb, L.d + (r + 2) * nb, L.d + (r + 3) * nb};
         float out[4 * RX];
@@ -204,14 +206,14 @@ inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size
           for (int k = 0; k < 4; ++k) Y[(t + m) * N + r + k] = out[m * 4 + k];
       }
       for (; r < b1; ++r) {
-        const int8_t* wq[1] = {L.qs + r * stride};
+        const uint8_t* wq[1] = {L.qs + r * stride};
         const uint16_t* wd[1] = {L.d + r * nb};
         float out[RX];
         q8_tile<1, RX>(wq, wd, xq, xd, nb, out);
         for (int m = 0; m < RX; ++m) Y[(t + m) * N + r] = out[m];
       }
     };
-    for (; t + 4 <= n; t += 4) run(std::integral_constant<int, 4>{});
+    for (; t + 2 <= n; t += 2) run(std::integral_constant<int, 2>{});
     for (; t < n; ++t) run(std::integral_constant<int, 1>{});
   }
 }
@@ -236,13 +238,15 @@ class QuantizedMatrix {
  public:
   QuantizedMatrix() = default;
   QuantizedMatrix(size_t rows, size_t cols)
-      : rows_(rows), cols_(cols), buf_(alloc(q8_bytes(rows, cols))) {}
+      : rows_(rows), cols_(cols), buf_(alloc(q8_bytes(rows, cols))) {
+    std::fill(values(), values() + rows * q8_blocks(cols) * kQ8Block, uint8_t(128));  // q = 0
+  }
 
   MatrixView view() const { return MatrixView{DType::Q8, rows_, cols_, buf_.get()}; }
   size_t rows() const { return rows_; }
   size_t cols() const { return cols_; }
   size_t bytes() const { return q8_bytes(rows_, cols_); }
-  int8_t* values() { return reinterpret_cast<int8_t*>(buf_.get()); }                 // [rows][nb*32]
+  uint8_t* values() { return buf_.get(); }  // [rows][nb*32] q + 128
   uint16_t* scales() {                                                              // [rows][nb]
     return reinterpret_cast<uint16_t*>(buf_.get() + rows_ * q8_blocks(cols_) * kQ8Block);
   }
@@ -268,7 +272,7 @@ inline QuantizedMatrix quantize_q8(const MatrixView& W) {
     throw UnsupportedError("", std::string(dtype_name(W.dtype)), "quantize_q8: source dtype");
   QuantizedMatrix Q(W.rows, W.cols);
   const size_t nb = q8_blocks(W.cols);
-  int8_t* qs = Q.values();
+  uint8_t* qs = Q.values();
   uint16_t* ds = Q.scales();
   std::vector<float> row(nb * kQ8Block, 0.f);  // [nb*32] one widened, zero-padded row
   for (size_t r = 0; r < W.rows; ++r) {
@@ -291,9 +295,9 @@ inline QuantizedMatrix quantize_q8(const MatrixView& W) {
       const uint16_t dh = detail::f32_to_f16(amax / 127.f);
       const float d = f16_to_f32(dh), id = d > 0.f ? 1.f / d : 0.f;
       ds[r * nb + b] = d > 0.f ? dh : 0;
-      int8_t* q = qs + (r * nb + b) * kQ8Block;
+      uint8_t* q = qs + (r * nb + b) * kQ8Block;
       for (size_t i = 0; i < kQ8Block; ++i)
-        q[i] = int8_t(std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f));
+        q[i] = uint8_t(int(std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f)) + 128);
     }
   }
   return Q;
