@@ -158,7 +158,7 @@ TEST_CASE("gemm spans several K and M blocks and threads (larger than one tile)"
   }
 }
 
-TEST_CASE("gemm with one token is gemv; empty inputs") {
+TEST_CASE("gemm with one token is gemv; empty inputs; bad views throw") {
   std::mt19937 rng(4);
   TestMatrix m(DType::BF16, 33, 65, rng);
   const auto x = random_vec(65, rng);
@@ -166,6 +166,11 @@ TEST_CASE("gemm with one token is gemv; empty inputs") {
   kernels::gemv(m.view, x.data(), a.data());
   kernels::gemm(m.view, x.data(), 1, b.data());
   CHECK(std::memcmp(a.data(), b.data(), 33 * 4) == 0);
+  std::vector<float> in(8), out(8);
+  CHECK_THROWS_AS(kernels::gemv(MatrixView{DType::F32, 2, 4, nullptr}, in.data(), out.data()), UsageError);
+  CHECK_THROWS_AS(kernels::gemm(MatrixView{DType::BF16, 2, 4, nullptr}, in.data(), 2, out.data()), UsageError);
+  CHECK_THROWS_AS(kernels::gemv(MatrixView{DType::I32, 2, 4, in.data()}, in.data(), out.data()), UnsupportedError);
+  CHECK_THROWS_AS(kernels::gemm(MatrixView{DType::U8, 2, 4, in.data()}, in.data(), 2, out.data()), UnsupportedError);
   TestMatrix z(DType::F32, 5, 0, rng);
   std::vector<float> y(5 * 3, 7.f);
   kernels::gemm(z.view, nullptr, 3, y.data());

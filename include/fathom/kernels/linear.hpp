@@ -33,8 +33,15 @@ inline float MatrixView::at(size_t r, size_t c) const {
   }
 }
 
+namespace detail {
+inline void check_matrix(const MatrixView& W, const char* who) {
+  if (W.rows && W.cols && !W.data) throw UsageError("", "MatrixView.data", std::string(who) + ": null data");
+}
+}  // namespace detail
+
 // y[r] = sum_c W[r,c] x[c]
 inline void gemv(const MatrixView& W, const float* x, float* y) {
+  detail::check_matrix(W, "gemv");
   const size_t rows = W.rows, cols = W.cols;
   const int threads = detail::worker_count(rows * cols);
   switch (W.dtype) {
@@ -82,6 +89,7 @@ inline void gemv(const MatrixView& W, const float* x, float* y) {
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
   if (n == 1) return gemv(W, X, Y);
+  detail::check_matrix(W, "gemm");
   switch (W.dtype) {
     case DType::F32: case DType::BF16: case DType::F16:
       return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
