@@ -277,6 +277,20 @@ TEST_CASE("Q8 gemv/gemm match the dequantised reference, and f32 within the quan
         }
 }
 
+TEST_CASE("Q8 products of non-finite activations are NaN (no undefined conversion)") {
+  std::mt19937 rng(13);
+  TestMatrix m(DType::F32, 9, 70, rng);
+  const auto q = kernels::quantize_q8(m.view);
+  auto x = random_vec(70, rng);
+  x[40] = INFINITY;
+  std::vector<float> y(9);
+  kernels::gemv(q.view(), x.data(), y.data());
+  for (float v : y) CHECK(std::isnan(v));
+  x[40] = NAN;
+  kernels::gemv(q.view(), x.data(), y.data());
+  for (float v : y) CHECK(std::isnan(v));
+}
+
 TEST_CASE("Q8 portable block dot (the non-VNNI path) matches the reference") {
   std::mt19937 rng(7);
   for (size_t cols : kCols) {

@@ -86,7 +86,15 @@ struct Q8Acts {
         const float* x = X + t * cols + b * kQ8Block;
         const size_t len = std::min(kQ8Block, cols - b * kQ8Block);
         float amax = 0.f;
-        for (size_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[i]));
+        bool finite = true;
+        for (size_t i = 0; i < len; ++i) {
+          finite = finite && std::isfinite(x[i]);
+          amax = std::max(amax, std::fabs(x[i]));
+        }
+        if (!finite) {  // inf/NaN activations: the block's products become NaN, as in f32
+          d[t * nb + b] = NAN;
+          continue;
+        }
         const float dx = amax / 127.f, id = dx > 0.f ? 1.f / dx : 0.f;
         d[t * nb + b] = dx;
         int8_t* q = qs.data() + (t * nb + b) * kQ8Block;
