@@ -186,36 +186,33 @@ enum class Target : uint8_t {
   NextToken,  // the next input token (the last position has none and is left out)
 };
 
-// Runs `tokens` (appended to the session) and profiles every position through the lens.
+// Runs `tokens` (appended to the session) and profiles every position through the lens. Per
+// token the final readout is taken first (it may be the target), then every other readout; one
+// [vocab] vector exists at a time.
 template <class Lens>
 std::vector<TokenProfile> profile_tokens(Session& s, std::span<const int32_t> tokens,
                                          const Lens& lens, Target target = Target::FinalTop1) {
   const size_t L = s.model().n_layers();
+  const lens::SiteRecorder rec = lens::record_hidden_states(s, tokens);
+  lens::Reader reader(s.model());
+  std::vector<float> scratch;
   std::vector<TokenProfile> out(tokens.size());
-  // FinalTop1: the targets come from a first full pass (then rewound), so that the per-layer
-  // pass can rank them without keeping any vocab-sized vector.
-  std::vector<int32_t> final_top1(tokens.size(), -1);
-  if (target == Target::FinalTop1) {
-    const int64_t start = s.position();
-    auto lg = s.forward(tokens, Phase::PP, Logits::All);
-    const size_t V = s.model().vocab();
-    for (size_t t = 0; t < tokens.size(); ++t)
-      final_top1[t] = lens::top_k(lg.subspan(t * V, V), 1).front().id;
-    s.rewind(start);
+  for (uint32_t t = 0; t < tokens.size(); ++t) {
+    auto& p = out[t];
+    p.token = tokens[t];
+    p.top1.resize(L + 1);
+    auto fin = lens::lens_logits(reader, lens, rec, t, L, scratch);
+    p.top1[L] = lens::top_k(fin, 1).front().id;
+    p.target = target == Target::FinalTop1 ? p.top1[L] : t + 1 < tokens.size() ? tokens[t + 1] : -1;
+    if (p.target < 0) continue;
+    p.rank.resize(L + 1);
+    p.rank[L] = lens::rank_of(fin, p.target);
+    for (size_t i = 0; i < L; ++i) {
+      auto lg = lens::lens_logits(reader, lens, rec, t, i, scratch);
+      p.top1[i] = lens::top_k(lg, 1).front().id;
+      p.rank[i] = lens::rank_of(lg, p.target);
+    }
   }
-  for (size_t t = 0; t < tokens.size(); ++t) {
-    out[t].token = tokens[t];
-    out[t].target = target == Target::FinalTop1 ? final_top1[t]
-                    : t + 1 < tokens.size()     ? tokens[t + 1]
-                                                : -1;
-    out[t].top1.resize(L + 1);
-    if (out[t].target >= 0) out[t].rank.resize(L + 1);
-  }
-  lens::read_all_layers(s, tokens, lens, [&](uint32_t slot, size_t i, std::span<const float> lg) {
-    auto& p = out[slot];
-    p.top1[i] = lens::top_k(lg, 1).front().id;
-    if (p.target >= 0) p.rank[i] = lens::rank_of(lg, p.target);
-  });
   if (target == Target::NextToken && !out.empty()) out.pop_back();
   return out;
 }

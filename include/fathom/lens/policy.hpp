@@ -128,6 +128,29 @@ class WithLens {
   detail::SlotBuffers buf_;
 };
 
+// Runs `tokens` at full depth (appended to the session), recording hidden_states[0..L] of every
+// token: SiteRecorder site i is hidden_states[i].
+inline SiteRecorder record_hidden_states(Session& s, std::span<const int32_t> tokens,
+                                         Phase phase = Phase::PP) {
+  const Model& m = s.model();
+  SiteRecorder rec(hidden_state_sites(m.n_layers()), m.hidden());
+  FullDepth full;
+  s.forward(tokens, phase, full, rec, Logits::Last);
+  return rec;
+}
+
+// Logits of hidden_states[i] of the token in `slot` through the lens (valid until the reader's
+// next call); `scratch` is a [hidden] buffer.
+template <class Lens>
+std::span<const float> lens_logits(Reader& reader, const Lens& lens, const SiteRecorder& rec,
+                                   uint32_t slot, size_t i, std::vector<float>& scratch) {
+  auto h = rec.get(i, slot);
+  if (lens.identity(i)) return reader.logits(h);
+  scratch.resize(h.size());
+  lens.translate(i, h.data(), scratch.data(), 1, h.size());
+  return reader.logits(scratch);
+}
+
 // Runs `tokens` at full depth (appending them to the session) and calls
 //   fn(slot, i, std::span<const float> logits)
 // for every token slot (only the last one with Logits::Last) and every i = 0..L, logits =
@@ -135,24 +158,13 @@ class WithLens {
 template <class Lens, class Fn>
 void read_all_layers(Session& s, std::span<const int32_t> tokens, const Lens& lens, Fn&& fn,
                      Phase phase = Phase::PP, Logits which = Logits::All) {
-  const Model& m = s.model();
-  const size_t L = m.n_layers(), H = m.hidden();
-  SiteRecorder rec(hidden_state_sites(L), H);
-  FullDepth full;
-  s.forward(tokens, phase, full, rec, Logits::Last);
-  Reader reader(m);
-  std::vector<float> tr(H);  // [hidden] translated state
+  const size_t L = s.model().n_layers();
+  const SiteRecorder rec = record_hidden_states(s, tokens, phase);
+  Reader reader(s.model());
+  std::vector<float> tr;  // [hidden] translated state
   const uint32_t first = which == Logits::Last ? uint32_t(tokens.size() - 1) : 0;
-  for (uint32_t slot = first; slot < tokens.size(); ++slot) {
-    for (size_t i = 0; i <= L; ++i) {
-      auto h = rec.get(i, slot);
-      if (!lens.identity(i)) {
-        lens.translate(i, h.data(), tr.data(), 1, H);
-        h = tr;
-      }
-      fn(slot, i, reader.logits(h));
-    }
-  }
+  for (uint32_t slot = first; slot < tokens.size(); ++slot)
+    for (size_t i = 0; i <= L; ++i) fn(slot, i, lens_logits(reader, lens, rec, slot, i, tr));
 }
 
 }  // namespace fathom::lens
