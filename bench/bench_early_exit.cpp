@@ -2,7 +2,8 @@
 // per generated token, on the two llama2.c 260K models and on a randomly initialised model with
 // Qwen2.5-0.5B's shape (bf16, built in memory). Each iteration prefills a short prompt at full
 // depth (untimed; prompt tokens never exit, as in CALM) and greedily decodes `kDecode` tokens
-// (timed); tok/s counts decoded tokens, mean_exit the blocks run per decoded token.
+// (timed); tok/s counts decoded tokens, mean_exit the blocks run per decoded token, agree the
+// share of 64 decode steps whose greedy token equals FullDepth's (teacher-forced, 260K models).
 //
 // What the figures mean: the softmax measures read out through the unembedding after every
 // block (Qwen shape: a 151936 x 896 product, ~0.27 GB of bf16, more than one block's weights),
@@ -29,6 +30,7 @@ using namespace fathom;
 namespace {
 
 constexpr int kDecode = 16;
+constexpr int kAgree = 64;  // teacher-forced steps of the quality check
 
 // Qwen2.5-0.5B's shape with random bf16 weights (tied embeddings, q/k/v bias).
 std::unique_ptr<Model> qwen05_shaped() {
@@ -133,9 +135,28 @@ void BM_decode(benchmark::State& st, Setup s) {
     if (full) decode(f);
     else decode(ee);
   }
+  const double mean_exit = full ? double(m.n_layers()) : ee.mean_exit_layer(Phase::RG);
+  // Quality (untimed, not on the random model): share of decode steps whose greedy token equals
+  // FullDepth's, teacher-forced on FullDepth's greedy continuation.
+  if (!full && std::strcmp(s.model, "qwen05-shape") != 0) {
+    std::vector<int32_t> ref;
+    Session rs(m, SessionOptions{256, s.kv});
+    auto lg = rs.forward(prompt, Phase::PP, f);
+    for (int i = 0; i < kAgree; ++i) {
+      ref.push_back(argmax(lg));
+      lg = rs.forward(std::span<const int32_t>(&ref.back(), 1), Phase::RG, f);
+    }
+    sess.reset();
+    lg = sess.forward(prompt, Phase::PP, ee);
+    int agree = 0;
+    for (int i = 0; i < kAgree; ++i) {
+      agree += argmax(lg) == ref[size_t(i)];
+      lg = sess.forward(std::span<const int32_t>(&ref[size_t(i)], 1), Phase::RG, ee);
+    }
+    st.counters["agree"] = double(agree) / kAgree;
+  }
   st.counters["tok/s"] = benchmark::Counter(double(decoded), benchmark::Counter::kIsRate);
-  // Blocks run per generated token (FullDepth runs them all).
-  st.counters["mean_exit"] = full ? double(m.n_layers()) : ee.mean_exit_layer(Phase::RG);
+  st.counters["mean_exit"] = mean_exit;  // blocks run per timed decode token
   st.counters["layers"] = double(m.n_layers());
 }
 
