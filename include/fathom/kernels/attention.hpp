@@ -299,10 +299,11 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
           tb, scale, mask ? mask + t0 : nullptr, scores + g * T + t0);
     }
   }
-  std::vector<bool> visible(G);
+  thread_local std::vector<uint8_t> visible;  // [G] does head g see any position?
+  visible.assign(G, 0);
   for (size_t g = 0; g < G; ++g) {
     for (size_t i = 0; i < hd; ++i) out[g * out_stride + i] = 0.f;
-    visible[g] = detail::attention_weights(scores + g * T, T);
+    visible[g] = detail::attention_weights(scores + g * T, T) ? 1 : 0;
   }
   for (size_t g0 = 0; g0 < G; g0 += 4) {
     const float* p[4];
@@ -361,10 +362,11 @@ inline void attend_group_bf16(const float* q, size_t q_stride, size_t G, const u
           tb, scale, mask ? mask + t0 : nullptr, scores + g * T + t0);
     }
   }
-  std::vector<bool> visible(G);
+  thread_local std::vector<uint8_t> visible;  // [G] does head g see any position?
+  visible.assign(G, 0);
   for (size_t g = 0; g < G; ++g) {
     for (size_t i = 0; i < hd; ++i) out[g * out_stride + i] = 0.f;
-    visible[g] = detail::attention_weights(scores + g * T, T);
+    visible[g] = detail::attention_weights(scores + g * T, T) ? 1 : 0;
   }
   for (size_t g0 = 0; g0 < G; g0 += 4) {
     const float* p[4];
