@@ -10,10 +10,16 @@
 // so on a large vocabulary they cost more than they save unless tokens exit very early; `state`
 // costs one dot product per block. On the random model confidences are meaningless: its rows
 // show the cost of the measures and of each K/V strategy, not a quality trade-off.
+//
+// With FATHOM_BENCH_LENS=<dir> (a tuned lens for stories260K, e.g. from examples/train_lens) the
+// softmax measures are also run through that lens on stories260K.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <map>
 #include <memory>
 #include <string>
@@ -102,25 +108,32 @@ struct Setup {
   const char* measure;  // "full" or a Confidence name
   double lambda;
   KvStrategy kv;
+  bool tuned = false;   // read out through the tuned lens in $FATHOM_BENCH_LENS
 };
 
-void BM_decode(benchmark::State& st, Setup s) {
-  const Model* mp = nullptr;
-  try {
-    mp = &model(s.model);
-  } catch (const Error& e) {
-    st.SkipWithError(e.what());
-    return;
+// The tuned lens named by $FATHOM_BENCH_LENS (a train_lens output for stories260K), if any.
+const lens::TunedLens* bench_lens() {
+  static std::unique_ptr<lens::TunedLens> l;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    if (const char* p = std::getenv("FATHOM_BENCH_LENS"); p && *p) {
+      try {
+        l = std::make_unique<lens::TunedLens>(lens::TunedLens::load(p));
+      } catch (const Error& e) {
+        std::fprintf(stderr, "FATHOM_BENCH_LENS ignored: %s\n", e.what());
+      }
+    }
   }
-  const Model& m = *mp;
+  return l.get();
+}
+
+template <class P>
+void measure(benchmark::State& st, const Model& m, const Setup& s, P& policy) {
   const auto prompt = prompt_for(m);
   Session sess(m, SessionOptions{256, s.kv});
-  const bool full = std::strcmp(s.measure, "full") == 0;
-  EarlyExit<> ee(m, EarlyExitOptions{full ? Confidence::State : parse_confidence(s.measure),
-                                     full ? 2.0 : s.lambda, 1, 0, /*exit_prompt=*/false});
-  FullDepth f;
   uint64_t decoded = 0;
-  auto decode = [&](auto& policy) {
+  for (auto _ : st) {
     st.PauseTiming();
     sess.reset();
     auto logits = sess.forward(prompt, Phase::PP, policy);
@@ -130,15 +143,13 @@ void BM_decode(benchmark::State& st, Setup s) {
       logits = sess.forward(std::span<const int32_t>(&next, 1), Phase::RG, policy);
     }
     decoded += kDecode;
-  };
-  for (auto _ : st) {
-    if (full) decode(f);
-    else decode(ee);
   }
-  const double mean_exit = full ? double(m.n_layers()) : ee.mean_exit_layer(Phase::RG);
+  double mean_exit = double(m.n_layers());
+  if constexpr (!std::is_same_v<P, FullDepth>) mean_exit = policy.mean_exit_layer(Phase::RG);
   // Quality (untimed, not on the random model): share of decode steps whose greedy token equals
   // FullDepth's, teacher-forced on FullDepth's greedy continuation.
-  if (!full && std::strcmp(s.model, "qwen05-shape") != 0) {
+  if (!std::is_same_v<P, FullDepth> && std::strcmp(s.model, "qwen05-shape") != 0) {
+    FullDepth f;
     std::vector<int32_t> ref;
     Session rs(m, SessionOptions{256, s.kv});
     auto lg = rs.forward(prompt, Phase::PP, f);
@@ -147,17 +158,44 @@ void BM_decode(benchmark::State& st, Setup s) {
       lg = rs.forward(std::span<const int32_t>(&ref.back(), 1), Phase::RG, f);
     }
     sess.reset();
-    lg = sess.forward(prompt, Phase::PP, ee);
+    lg = sess.forward(prompt, Phase::PP, policy);
     int agree = 0;
     for (int i = 0; i < kAgree; ++i) {
       agree += argmax(lg) == ref[size_t(i)];
-      lg = sess.forward(std::span<const int32_t>(&ref[size_t(i)], 1), Phase::RG, ee);
+      lg = sess.forward(std::span<const int32_t>(&ref[size_t(i)], 1), Phase::RG, policy);
     }
     st.counters["agree"] = double(agree) / kAgree;
   }
   st.counters["tok/s"] = benchmark::Counter(double(decoded), benchmark::Counter::kIsRate);
   st.counters["mean_exit"] = mean_exit;  // blocks run per timed decode token
   st.counters["layers"] = double(m.n_layers());
+}
+
+void BM_decode(benchmark::State& st, Setup s) {
+  const Model* mp = nullptr;
+  const lens::TunedLens* tl = nullptr;
+  try {
+    mp = &model(s.model);
+    if (s.tuned) {
+      tl = bench_lens();
+      if (tl) tl->check_fits(*mp);
+    }
+  } catch (const Error& e) {
+    st.SkipWithError(e.what());
+    return;
+  }
+  const Model& m = *mp;
+  if (std::strcmp(s.measure, "full") == 0) {
+    FullDepth f;
+    return measure(st, m, s, f);
+  }
+  const EarlyExitOptions o{parse_confidence(s.measure), s.lambda, 1, 0, /*exit_prompt=*/false};
+  if (s.tuned) {
+    EarlyExit<lens::TunedLens> ee(m, o, *tl);
+    return measure(st, m, s, ee);
+  }
+  EarlyExit<> ee(m, o);
+  measure(st, m, s, ee);
 }
 
 const char* kv_name(KvStrategy k) {
@@ -174,10 +212,18 @@ int register_all() {
     setups.push_back({m, "state", 0.95, KvStrategy::Exact});
     setups.push_back({m, "state", 0.95, KvStrategy::None});
   }
+  // Lower thresholds on stories260K, through the logit lens and (if given) a tuned lens.
+  for (bool tuned : {false, true}) {
+    if (tuned && !bench_lens()) break;
+    for (double l : {0.9, 0.5, 0.3})
+      if (tuned || l != 0.9) setups.push_back({"stories260K", "softmax_max", l, KvStrategy::Propagate, tuned});
+    if (tuned) setups.push_back({"stories260K", "softmax_diff", 0.8, KvStrategy::Propagate, tuned});
+  }
   for (const auto& s : setups) {
     std::string name = std::string("decode/") + s.model + "/" + s.measure;
     if (std::strcmp(s.measure, "full") != 0)
-      name += "/l" + std::to_string(int(s.lambda * 100)) + "/" + kv_name(s.kv);
+      name += "/l" + std::to_string(int(s.lambda * 100)) + "/" + kv_name(s.kv) +
+              (s.tuned ? "/tuned-lens" : "");
     benchmark::RegisterBenchmark(name.c_str(), BM_decode, s)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime()

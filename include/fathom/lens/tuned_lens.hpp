@@ -90,6 +90,7 @@ class TunedLens {
   // beside it).
   static TunedLens load(const std::filesystem::path& path) {
     namespace fs = std::filesystem;
+    if (!fs::exists(path)) throw IoError(path.string(), "", "lens folder or file not found");
     const fs::path dir = fs::is_directory(path) ? path : path.parent_path();
     const fs::path params = fs::is_directory(path) ? dir / "params.safetensors" : path;
     const fs::path cfg_path = dir / "config.json";
