@@ -173,6 +173,27 @@ TEST_CASE("SiteRecorder records named sites of running tokens") {
     auto a = rec.get(1, t), b = rec.get(2, t);
     CHECK(std::equal(a.begin(), a.end(), b.begin()));
   }
+  // read_sites: resid_post[L-1] is the model's output; resid_mid[1] reads out what the recorder
+  // holds.
+  const std::vector<Site> sites = {Site::parse("resid_mid[1]", 4), Site::parse("resid_post[3]", 4)};
+  Session s2(*model);
+  Session ref(*model);
+  auto final_lg = ref.forward(kTokens, Phase::PP, Logits::All);
+  const std::vector<float> fin(final_lg.begin(), final_lg.end());
+  Reader reader(*model);
+  const size_t V = model->vocab();
+  size_t calls = 0;
+  read_sites(s2, kTokens, sites, [&](uint32_t slot, size_t k, std::span<const float> lg) {
+    ++calls;
+    if (k == 0) {
+      auto want = reader.logits(rec.get(0, slot));
+      CHECK(std::equal(lg.begin(), lg.end(), want.begin()));
+    } else {
+      for (size_t v = 0; v < V; ++v)
+        REQUIRE(lg[v] == doctest::Approx(fin[slot * V + v]).epsilon(1e-5).scale(1.0));
+    }
+  });
+  CHECK(calls == 2 * kTokens.size());
   rec.clear();
   CHECK_FALSE(rec.has(0, 0));
   CHECK_THROWS_AS(rec.get(0, 0), UsageError);

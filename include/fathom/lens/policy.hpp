@@ -167,4 +167,23 @@ void read_all_layers(Session& s, std::span<const int32_t> tokens, const Lens& le
     for (size_t i = 0; i <= L; ++i) fn(slot, i, lens_logits(reader, lens, rec, slot, i, tr));
 }
 
+// Runs `tokens` at full depth (appended to the session) and calls fn(slot, site_index, logits)
+// for every token slot and every requested site (any resid_pre/resid_mid/resid_post), read out
+// through the model's own final norm and unembedding (the logit lens: tuned-lens translators
+// exist only for hidden_states). One [vocab] buffer is reused throughout.
+template <class Fn>
+void read_sites(Session& s, std::span<const int32_t> tokens, const std::vector<Site>& sites,
+                Fn&& fn, Phase phase = Phase::PP) {
+  const Model& m = s.model();
+  for (auto& site : sites)
+    if (site.layer < 0 || size_t(site.layer) >= m.n_layers())
+      throw UsageError("", "site " + site.name(), "layer outside the model");
+  SiteRecorder rec(sites, m.hidden());
+  FullDepth full;
+  s.forward(tokens, phase, full, rec, Logits::Last);
+  Reader reader(m);
+  for (uint32_t slot = 0; slot < tokens.size(); ++slot)
+    for (size_t k = 0; k < sites.size(); ++k) fn(slot, k, reader.logits(rec.get(k, slot)));
+}
+
 }  // namespace fathom::lens
