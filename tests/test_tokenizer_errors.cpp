@@ -139,7 +139,10 @@ TEST_CASE("ids out of range on decode raise TokenizerError") {
     CHECK(std::string(e.what()).find("1000") != std::string::npos);
   }
   fathom::tok::StreamDecoder sd(t);
+  CHECK(sd.push(0) == "a");
   CHECK_THROWS_AS(sd.push(12345), fathom::TokenizerError);
+  CHECK(sd.push(1) == "b");  // the bad id left no trace
+  CHECK(sd.flush().empty());
 }
 
 TEST_CASE("missing files raise IoError; config problems are typed") {

@@ -420,6 +420,7 @@ class StreamDecoder {
   explicit StreamDecoder(const Tokenizer& tok, bool skip_special = false) : tok_(tok), skip_(skip_special) {}
 
   std::string push(int32_t id) {
+    (void)tok_.token_text(id);  // an id out of range throws here, before the state changes
     ids_.push_back(id);
     std::string text = tok_.decode(ids_, skip_);
     if (text.size() > prefix_.size() && !text.ends_with(detail::kReplacementChar) &&

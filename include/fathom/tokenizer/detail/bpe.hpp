@@ -218,7 +218,7 @@ class Bpe {
     // when no merge can join across such a point: identical result, and the pieces are short
     // (cacheable, scan-merged) instead of one word per stretch of text.
     const int32_t meta = vocab_.find(kMetaspace);
-    metaspace_split_ = !byte_level_ && !space_inside && meta >= 0;
+    metaspace_split_ = !byte_level_ && !space_inside && meta >= 0 && !ignore_merges_;
   }
 
   size_t size() const { return vocab_.strings().size(); }
