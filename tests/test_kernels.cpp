@@ -277,6 +277,18 @@ TEST_CASE("Q8 gemv/gemm match the dequantised reference, and f32 within the quan
         }
 }
 
+TEST_CASE("Q8 activation quantisation (vector path) equals the reference rounding exactly") {
+  std::mt19937 rng(14);
+  for (size_t n : {size_t(1), size_t(31), size_t(32), size_t(100), size_t(4096)}) {
+    auto x = random_vec(n, rng, 2.f);
+    if (n >= 32) std::fill(x.begin(), x.begin() + 32, 0.f);  // an all-zero block
+    kernels::detail::Q8Acts a;
+    a.assign(x.data(), 1, n);
+    const auto ref = kernels::reference::q8_activations(x.data(), n);
+    for (size_t i = 0; i < n; ++i) REQUIRE(float(a.qs[i]) * a.d[i / 32] == ref[i]);
+  }
+}
+
 TEST_CASE("Q8 products of non-finite activations are NaN (no undefined conversion)") {
   std::mt19937 rng(13);
   TestMatrix m(DType::F32, 9, 70, rng);

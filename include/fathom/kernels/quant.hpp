@@ -74,6 +74,38 @@ inline Q8Layout q8_layout(const MatrixView& W) {
 
 // Activations quantised per block: qs = q in [-127, 127] (padding 0), d = max|x| / 127 in f32.
 struct Q8Acts {
+  // A whole, finite block with vectors: the same arithmetic as the scalar loop below (max is
+  // exact, then x * (1/d) rounded to nearest even), so the same q. False: use the scalar loop.
+  static bool assign_block_simd(const float* x, int8_t* q, float& dx) {
+    using simd::fvec;
+    constexpr size_t W = simd::W;
+    if constexpr (kQ8Block % W != 0) {
+      return false;
+    } else {
+      fvec amax(0.f);
+      auto finite = fvec(0.f) == fvec(0.f);
+      for (size_t i = 0; i < kQ8Block; i += W) {
+        const fvec a = xsimd::abs(simd::loadu(x + i));
+        finite = finite && (a <= fvec(3.402823466e38f));  // false for inf and NaN
+        amax = xsimd::max(amax, a);
+      }
+      if (!xsimd::all(finite)) return false;  // the scalar path turns the block into NaN
+      alignas(64) float lanes[W];
+      amax.store_aligned(lanes);
+      float m = 0.f;
+      for (size_t i = 0; i < W; ++i) m = std::max(m, lanes[i]);
+      dx = m / 127.f;
+      const float id = dx > 0.f ? 1.f / dx : 0.f;
+      alignas(64) float r[kQ8Block];
+      for (size_t i = 0; i < kQ8Block; i += W) {
+        const fvec v = xsimd::nearbyint(simd::loadu(x + i) * fvec(id));
+        xsimd::min(xsimd::max(v, fvec(-127.f)), fvec(127.f)).store_aligned(r + i);
+      }
+      for (size_t i = 0; i < kQ8Block; ++i) q[i] = int8_t(r[i]);
+      return true;
+    }
+  }
+
   std::vector<int8_t> qs;   // [n][nb*32]
   std::vector<float> d;     // [n][nb]
   size_t nb = 0;
@@ -85,6 +117,8 @@ struct Q8Acts {
       for (size_t b = 0; b < nb; ++b) {
         const float* x = X + t * cols + b * kQ8Block;
         const size_t len = std::min(kQ8Block, cols - b * kQ8Block);
+        if (len == kQ8Block && assign_block_simd(x, qs.data() + (t * nb + b) * kQ8Block, d[t * nb + b]))
+          continue;
         float amax = 0.f;
         bool finite = true;
         for (size_t i = 0; i < len; ++i) {
