@@ -57,10 +57,12 @@ class AddedMatcher {
       const auto& bucket = buckets_[static_cast<unsigned char>(s[i])];
       const AddedToken* best = nullptr;
       for (const AddedToken* t : bucket)
-        if (s.compare(i, t->content.size(), t->content) == 0 && (!best || t->content.size() > best->content.size()) &&
-            single_word_ok(s, i, i + t->content.size(), *t))
+        if (s.compare(i, t->content.size(), t->content) == 0 && (!best || t->content.size() > best->content.size()))
           best = t;
       if (!best) { ++i; continue; }
+      // Like the reference: a single_word match inside a word is dropped and the search goes on
+      // after it (the matched text stays ordinary text; shorter tokens there are not retried).
+      if (!single_word_ok(s, i, i + best->content.size(), *best)) { i += best->content.size(); continue; }
       size_t mb = i, me = i + best->content.size();
       if (best->lstrip)
         while (mb > text_begin) {
