@@ -195,6 +195,17 @@ CONVERSATIONS = [
     {"name": "assistant_think", "messages": [
         {"role": "user", "content": "Think first"},
         {"role": "assistant", "content": "<think>\nsome reasoning\n</think>\n\nThe answer."}]},
+    {"name": "tool_turns", "messages": [
+        {"role": "user", "content": "What's the weather?"},
+        {"role": "assistant", "content": "Let me check."},
+        {"role": "tool", "content": "{\"temp\": 21}"},
+        {"role": "tool", "content": "{\"sky\": \"clear\"}"}]},
+    {"name": "system_only", "messages": [{"role": "system", "content": "Be terse."}]},
+    {"name": "reasoning_mid_conversation", "messages": [
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "<think>r1</think>A1"},
+        {"role": "user", "content": "Q2"},
+        {"role": "assistant", "content": "\n\n<think>\nr2\n\n</think>\n\nA2"}]},
 ]
 
 
