@@ -146,6 +146,8 @@ TEST_CASE("early exit with a tuned lens and in generation") {
   EarlyExit<lens::TunedLens> a(*model, EarlyExitOptions{Confidence::SoftmaxDiff, 0.0, 2, 0}, zero);
   EarlyExit<> b(*model, EarlyExitOptions{Confidence::SoftmaxDiff, 0.0, 2, 0});
   CHECK(run(*model, a, KvStrategy::Propagate) == run(*model, b, KvStrategy::Propagate));
+  lens::TunedLens wrong(L + 1, H);
+  CHECK_THROWS_AS(EarlyExit<lens::TunedLens>(*model, EarlyExitOptions{}, wrong), ConfigError);
   // Generation with the decaying threshold runs and exits.
   Session s(*model);
   Trace trace(L);

@@ -84,6 +84,7 @@ class EarlyExit {
       throw UsageError("", "min_exit", "must be >= 1 (a confidence needs one block's output)");
     if (opts.decay_tokens < 0) throw UsageError("", "decay_tokens", "must be >= 0");
     if (!std::isfinite(opts.threshold)) throw UsageError("", "threshold", "must be finite");
+    if constexpr (requires { lens.check_fits(model); }) lens.check_fits(model);
     for (auto& h : exits_) h.assign(L_ + 1, 0);
   }
   // With the logit lens.
