@@ -13,6 +13,7 @@
 
 #include "fathom/eval/mmlu.hpp"
 #include "fathom/eval/perplexity.hpp"
+#include "fathom/eval/report.hpp"
 #include "fathom/eval/runner.hpp"
 #include "test_eval_util.hpp"
 
@@ -261,7 +262,20 @@ TEST_CASE("resume: interrupted, crashed mid-line, and --limit runs end identical
   CHECK(S[2].pp_layers(m->n_layers()) < 1.0);
   auto recs = by_key(ResultsFile(whole, settings(o)).records());
   for (auto& it : task.items) CHECK(recs["full|" + it.id].pred == recs["lac-trace:0.5|" + it.id].pred);
-  for (auto& f : {whole, part, crash, lim, thr, junk}) std::filesystem::remove(f);
+  // Reports: the comparison table and the α plot.
+  const std::string table = summary_table(S, m->n_layers()).str();
+  CHECK(table.find("lac-trace:0.5") != std::string::npos);
+  CHECK(table.find("100.0") != std::string::npos);  // FullDepth's PP layers
+  CHECK(subject_table(S).str().find("colors") != std::string::npos);
+  const auto svg = tmp_file("alpha.svg");
+  REQUIRE(write_alpha_svg(svg, specs, S, m->n_layers(), "toy <mmlu>"));
+  const std::string text = read_text_file(svg);
+  CHECK(text.starts_with("<svg"));
+  CHECK(text.ends_with("</svg>\n"));
+  CHECK(text.find("lac accuracy") != std::string::npos);
+  CHECK(text.find("toy &lt;mmlu&gt;") != std::string::npos);
+  CHECK_FALSE(write_alpha_svg(svg, {specs[0]}, {S[0]}, m->n_layers(), "no alpha"));
+  for (auto& f : {whole, part, crash, lim, thr, junk, svg}) std::filesystem::remove(f);
 }
 
 TEST_CASE("policy names") {

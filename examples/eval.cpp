@@ -1,0 +1,217 @@
+// eval: benchmark accuracy (MMLU, BoolQ, GPQA Diamond) or perplexity of a model under one or more
+// depth policies, with layer-usage accounting and resumable JSON Lines results.
+//
+//   eval --model ../shared/models/stories260K/stories260K.bin --task mmlu
+//        --policies full,lac:0.8 --out out/mmlu-stories.jsonl
+//   eval --model ~/Qwen2.5-7B-Instruct --task mmlu --preset void --scoring generate
+//        --policies full,lac:0.8 --threads 1 --out out/qwen-mmlu.jsonl
+//   eval --model ../shared/models/stories260K/stories260K.bin --task perplexity
+//        --data ../shared/data/wikitext2/wikitext-2-raw-test.txt --stride 256
+//
+// Rerunning with the same --out resumes. See docs/evaluation.md.
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "fathom/core/shared_path.hpp"
+#include "fathom/eval/boolq.hpp"
+#include "fathom/eval/gpqa.hpp"
+#include "fathom/eval/mmlu.hpp"
+#include "fathom/eval/perplexity.hpp"
+#include "fathom/eval/report.hpp"
+#include "fathom/eval/runner.hpp"
+#include "fathom/model/load.hpp"
+#include "fathom/tokenizer/any_tokenizer.hpp"
+
+using namespace fathom;
+using namespace fathom::eval;
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t a = 0;
+  while (a <= s.size()) {
+    size_t b = s.find(',', a);
+    if (b == std::string::npos) b = s.size();
+    if (b > a) out.push_back(s.substr(a, b - a));
+    a = b + 1;
+  }
+  return out;
+}
+
+struct Args {
+  std::string model, tokenizer, task = "mmlu", data, split = "test", preset = "lm-eval";
+  std::string scoring = "loglik", policies = "full", out, subjects, gpqa_order = "shuffled", svg;
+  int shots = 0, threads = 2, max_new = 50;
+  size_t limit = 0, window = 0, stride = 0;
+  uint64_t seed = 0;
+  float temperature = 0.6f, top_p = 0.9f;
+  bool greedy = false, no_chat = false, no_progress = false, per_subject = false;
+};
+
+int run_perplexity(const Args& a, const Model& model, const tok::AnyTokenizer& tok,
+                   const std::vector<PolicySpec>& specs) {
+  const std::string path = a.data.empty()
+                               ? shared_file("data/wikitext2/wikitext-2-raw-test.txt").string()
+                               : a.data;
+  const std::string text = read_text_file(path);
+  const auto ids = tok.encode(text, true);
+  const size_t ctx = size_t(std::min<int64_t>(model.config().max_position_embeddings, 4096));
+  const size_t window = a.window ? a.window : ctx;
+  const size_t stride = a.stride ? a.stride : window / 2;
+  std::fprintf(stderr, "%s: %zu tokens, window %zu, stride %zu, %zu windows\n", path.c_str(),
+               ids.size(), window, stride, perplexity_windows(ids.size(), window, stride));
+  report::TextTable t({"policy", "ppl", "nll/token", "scored", "PP layers %", "tokens", "tok/s", "wall s"});
+  const int workers = std::max(1, a.threads);
+  for (const auto& spec : specs) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<PerplexityResult> parts(static_cast<size_t>(workers));
+    std::vector<Trace> traces(static_cast<size_t>(workers), Trace(model.n_layers(), false));
+    std::mutex mu;
+    size_t done = 0;
+    const size_t total = perplexity_windows(ids.size(), window, stride);
+    ProgressBar bar(total, 0, !a.no_progress);
+    auto work = [&](int w) {
+      if (workers > 1) omp_set_num_threads(1);
+      Session s(model, SessionOptions{int64_t(window), KvStrategy::Propagate});
+      with_policy(model, spec, &traces[size_t(w)], [&](auto& pol) {
+        parts[size_t(w)] = perplexity(s, ids, window, stride, pol, [&](size_t, size_t) {
+          std::lock_guard<std::mutex> l(mu);
+          ++done;
+          bar.tick(spec.name);
+        }, size_t(w), size_t(workers));
+      });
+    };
+    std::vector<std::thread> ts;
+    for (int w = 0; w < workers; ++w) ts.emplace_back(work, w);
+    for (auto& th : ts) th.join();
+    bar.finish();
+    PerplexityResult r;
+    Trace all(model.n_layers(), false);
+    for (int w = 0; w < workers; ++w) {
+      r.nll += parts[size_t(w)].nll, r.scored += parts[size_t(w)].scored;
+      r.tokens += parts[size_t(w)].tokens, r.windows += parts[size_t(w)].windows;
+      all.merge(traces[size_t(w)]);
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double layers = spec.kind == PolicySpec::Kind::Full ? 1.0 : all.usage(Phase::PP).mean_activated();
+    t.add_row({spec.name, report::fixed(r.ppl(), 3), report::fixed(r.mean_nll(), 4),
+               std::to_string(r.scored), pct(layers, 1), std::to_string(r.tokens),
+               report::fixed(r.tokens_per_second(), 0), report::fixed(r.seconds, 1)});
+  }
+  std::cout << t.str();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fathom eval: MMLU / BoolQ / GPQA accuracy or perplexity under depth policies"};
+  Args a;
+  app.add_option("--model", a.model, "llama2.c .bin or Hugging Face folder")->required();
+  app.add_option("--tokenizer", a.tokenizer, "tokenizer file/folder (default: found beside the model)");
+  app.add_option("--task", a.task, "mmlu | boolq | gpqa | perplexity")
+      ->check(CLI::IsMember({"mmlu", "boolq", "gpqa", "perplexity"}));
+  app.add_option("--data", a.data, "dataset folder/file (default: the shared copy)");
+  app.add_option("--split", a.split, "MMLU split folder (test, dev)");
+  app.add_option("--shots", a.shots, "k-shot examples (MMLU dev set)")->check(CLI::Range(0, 5));
+  app.add_option("--preset", a.preset, "prompt wording: lm-eval | void")
+      ->check(CLI::IsMember({"lm-eval", "void"}));
+  app.add_option("--scoring", a.scoring, "loglik | generate")->check(CLI::IsMember({"loglik", "generate"}));
+  app.add_option("--policies", a.policies, "comma list: full, lac:α, lac-instream:α, lac-trace:α, lac-exit:α");
+  app.add_option("--out", a.out, "results JSON Lines (resumed when it exists)");
+  app.add_option("--limit", a.limit, "only the first N items");
+  app.add_option("--subjects", a.subjects, "comma list of MMLU subjects");
+  app.add_option("--seed", a.seed, "sampling / GPQA shuffle seed");
+  app.add_option("--threads", a.threads, "worker threads over items (1: one item at a time, "
+                                         "OpenMP inside the model — better for large models)");
+  app.add_option("--temperature", a.temperature, "generation temperature");
+  app.add_option("--top-p", a.top_p, "generation nucleus");
+  app.add_option("--max-new-tokens", a.max_new, "generation length limit");
+  app.add_flag("--greedy", a.greedy, "greedy generation instead of sampling");
+  app.add_flag("--no-chat", a.no_chat, "plain text even when the tokenizer has a chat template");
+  app.add_option("--gpqa-order", a.gpqa_order, "shuffled | correct-last (the Void paper's code)")
+      ->check(CLI::IsMember({"shuffled", "correct-last"}));
+  app.add_option("--svg", a.svg, "accuracy / layer usage vs α plot (default: <out>.svg with LAC policies)");
+  app.add_option("--window", a.window, "perplexity window (default: the model's context)");
+  app.add_option("--stride", a.stride, "perplexity stride (default: window / 2)");
+  app.add_flag("--no-progress", a.no_progress, "no progress bar");
+  app.add_flag("--per-subject", a.per_subject, "print accuracy per subject");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    const auto specs = parse_policies(a.policies);
+    auto model = load_model(a.model);
+    auto tok = tok::load_tokenizer_for(a.model, a.tokenizer);
+    if (tok.vocab_size() > model->vocab())
+      throw UsageError(a.tokenizer, "vocab", "tokenizer has " + std::to_string(tok.vocab_size()) +
+                                                 " tokens, the model " + std::to_string(model->vocab()));
+    if (a.task == "perplexity") return run_perplexity(a, *model, tok, specs);
+
+    Task task;
+    std::string data = a.data;
+    const uint64_t seed = a.seed;
+    const GpqaOrder order = a.gpqa_order == "correct-last" ? GpqaOrder::CorrectLast : GpqaOrder::Shuffled;
+    if (a.task == "mmlu") {
+      if (data.empty()) data = shared_file("data/mmlu").string();
+      task = read_mmlu(data, split_list(a.subjects), a.split);
+    } else if (a.task == "boolq") {
+      if (data.empty()) data = shared_file("data/boolq/dev.jsonl").string();
+      task = read_boolq(data);
+    } else {
+      if (data.empty()) data = shared_file("data/gpqa/gpqa_diamond.zip").string();
+      task = read_gpqa(data, order, seed);
+    }
+    if (!a.subjects.empty() && a.task != "mmlu") {
+      const auto keep = split_list(a.subjects);
+      std::erase_if(task.items, [&](const Item& it) {
+        return std::find(keep.begin(), keep.end(), it.subject) == keep.end();
+      });
+    }
+
+    EvalOptions o;
+    o.prompt = {parse_preset(a.preset), a.shots, !a.no_chat};
+    o.scoring.scoring = parse_scoring(a.scoring);
+    o.scoring.generation = {a.max_new, a.greedy ? 0.f : a.temperature, a.top_p};
+    o.seed = seed;
+    o.limit = a.limit;
+    o.threads = a.threads;
+    o.progress = !a.no_progress;
+    o.out = a.out.empty() ? "out/eval-" + a.task + ".jsonl" : a.out;
+    if (auto dir = std::filesystem::path(o.out).parent_path(); !dir.empty())
+      std::filesystem::create_directories(dir);
+    std::vector<std::string> names;
+    for (auto& s : specs) names.push_back(s.name);
+    nlohmann::json extra = {{"split", a.split}};
+    if (a.task == "gpqa") extra["gpqa_order"] = a.gpqa_order;
+    const auto settings = run_settings(task.kind, std::filesystem::weakly_canonical(a.model).string(),
+                                       std::filesystem::weakly_canonical(data).string(), names, o, extra);
+    const bool chat = o.prompt.chat && tok.has_chat_template();
+    std::fprintf(stderr, "%s: %zu items, %s preset, %d-shot, %s, %s scoring, context %lld, %zu policies -> %s\n",
+                 task_name(task.kind), o.limit ? std::min(o.limit, task.items.size()) : task.items.size(),
+                 preset_name(o.prompt.preset), a.shots, chat ? "chat template" : "plain text",
+                 scoring_name(o.scoring.scoring),
+                 (long long)std::min<int64_t>(model->config().max_position_embeddings, 4096),
+                 specs.size(), o.out.c_str());
+
+    auto run = run_eval(task, tok, *model, specs, o, settings);
+    if (a.per_subject) std::cout << subject_table(run.summaries).str() << "\n";
+    std::cout << summary_table(run.summaries, model->n_layers()).str();
+    std::printf("%zu items%s; this call: %zu results computed, %zu resumed, wall %.1f s\n", run.items,
+                run.complete ? "" : " (INCOMPLETE)", run.computed, run.resumed, run.wall_seconds);
+    const std::string svg = a.svg.empty() ? o.out + ".svg" : a.svg;
+    if (write_alpha_svg(svg, specs, run.summaries, model->n_layers(),
+                        std::string(task_name(task.kind)) + ": accuracy and layers used vs α"))
+      std::printf("plot: %s\n", svg.c_str());
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
