@@ -69,8 +69,9 @@ inline uvec bf16_round_high(const fvec& f) {
   const uvec u = xsimd::bitwise_cast<uvec>(f);
   const uvec rounded = (u + uvec(0x7fffu) + ((u >> 16) & uvec(1u))) & uvec(0xffff0000u);
   const uvec quiet = (u | uvec(0x00400000u)) & uvec(0xffff0000u);
-  const auto is_nan = (u & uvec(0x7fffffffu)) > uvec(0x7f800000u);
-  return xsimd::select(is_nan, quiet, rounded);
+  // select on floats: xsimd 8's uint32 select does not compile for AVX-512BW without -O.
+  return xsimd::bitwise_cast<uvec>(xsimd::select(xsimd::isnan(f), xsimd::bitwise_cast<fvec>(quiet),
+                                                 xsimd::bitwise_cast<fvec>(rounded)));
 }
 
 }  // namespace fathom::kernels::simd

@@ -120,7 +120,7 @@ class Session {
   std::vector<float> q_, k_, v_, ctx_;  // [m, q_dim], [m, kv_dim] x2, [m, q_dim]
   std::vector<float> tmp_;            // [m, hidden]
   std::vector<float> g_, u_;          // [m, intermediate]
-  std::vector<float> scores_;         // [threads, capacity]
+  std::vector<float> scores_;         // [threads, heads per kv head, capacity]
   std::vector<float> final_, normed_, logits_;  // [r, hidden] x2, [r, vocab]
   std::vector<uint32_t> out_slots_;
 };
@@ -135,7 +135,8 @@ inline void Session::prepare(size_t n) {
   x_.resize(n * H);
   cos_.resize(n * half);
   sin_.resize(n * half);
-  const size_t need_scores = size_t(omp_get_max_threads()) * cache_.capacity();
+  const size_t group = L0.attn.n_heads / L0.attn.n_kv_heads;
+  const size_t need_scores = size_t(omp_get_max_threads()) * group * cache_.capacity();
   if (scores_.size() < need_scores) scores_.resize(need_scores);
 }
 
@@ -321,22 +322,25 @@ inline void Session::kv_only_rows(size_t l) {
   }
 }
 
-// ctx[r, h] = softmax(scale q[r,h] · K^T) V over the positions row r may see at layer l.
+// ctx[r, h] = softmax(scale q[r,h] · K^T) V over the positions row r may see at layer l. The
+// query heads sharing a key/value head are done in one pass over the cache.
 inline void Session::attend_rows(size_t l, const float* q, float* ctx, size_t m) {
   const auto& A = m_->layer(l).attn;
-  const size_t nh = A.n_heads, hd = A.head_dim, stride = A.kv_dim();
+  const size_t nh = A.n_heads, nkv = A.n_kv_heads, G = nh / nkv, hd = A.head_dim,
+               stride = A.kv_dim();
   const uint8_t* mask = cache_.mask(l);
-  const long jobs = long(m * nh);
+  const long jobs = long(m * nkv);
   const int64_t last = info_[run_[m - 1]].position;
-  const bool threaded = size_t(jobs) * size_t(last + 1) * hd > (1u << 15);
+  const bool threaded = size_t(jobs) * G * size_t(last + 1) * hd > (1u << 15);
 #pragma omp parallel for schedule(static) if (threaded)
   for (long j = 0; j < jobs; ++j) {
-    const size_t r = size_t(j) / nh, h = size_t(j) % nh, g = A.kv_head(h);
+    const size_t r = size_t(j) / nkv, g = size_t(j) % nkv;
     const int64_t p = info_[run_[r]].position, lo = A.window_start(p);
-    float* scores = scores_.data() + size_t(omp_get_thread_num()) * cache_.capacity();
-    kernels::attend(q + (r * nh + h) * hd, cache_.k(l, lo) + g * hd, cache_.v(l, lo) + g * hd,
-                    size_t(p - lo + 1), stride, hd, A.scale(), mask ? mask + lo : nullptr, scores,
-                    ctx + (r * nh + h) * hd);
+    float* scores = scores_.data() + size_t(omp_get_thread_num()) * G * cache_.capacity();
+    const size_t h0 = g * G;  // first query head of this group
+    kernels::attend_group(q + (r * nh + h0) * hd, hd, G, cache_.k(l, lo) + g * hd,
+                          cache_.v(l, lo) + g * hd, size_t(p - lo + 1), stride, hd, A.scale(),
+                          mask ? mask + lo : nullptr, scores, ctx + (r * nh + h0) * hd, hd);
   }
 }
 
