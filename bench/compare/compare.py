@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Peer comparison: fathom vs llama.cpp vs transformers on one Qwen2.5-0.5B-shaped model.
+
+Not run in CI (it installs peers from PyPI and takes tens of minutes on 2 cores).
+
+    python bench/compare/compare.py --build build-cmp            # everything
+    python bench/compare/compare.py --engines fathom,transformers --threads 1 --until 05:10
+
+What it does, in order:
+  1. creates ONE randomly initialised model with Qwen2.5-0.5B's config (transformers, bf16) and
+     saves it as a Hugging Face folder under <build>/compare/qwen-random (never in the repo);
+  2. installs llama-cpp-python from its PyPI source distribution if it is not importable
+     (CMAKE_ARGS=-DGGML_NATIVE=ON, built under `nice`), and converts the model to GGUF bf16 and
+     q8_0 with the `convert_hf_to_gguf.py` shipped inside that source distribution;
+  3. measures prefill-512 and decode-128 tokens/s for fathom (`examples/generate`), llama.cpp
+     (the Python binding: `Llama.eval`) and transformers (eager attention, bf16 and f32), at 1 and
+     2 threads. Every measurement is a fresh process (load, one 512-token prefill, 128 single-token
+     decode steps, no warm-up for anyone), so OpenMP pools of different runtimes never share a
+     process. Configurations are interleaved round-robin and each is repeated --reps times;
+     medians are reported, with fathom ÷ peer ratios at equal precision and thread count.
+
+The same 512 prompt ids (seeded) go to every engine; decode feeds back the argmax token.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PREFILL = 512
+DECODE = 128
+VOCAB_REAL = 151643  # ids below this are real Qwen2 BPE tokens (the rest is padding/special)
+LLAMA_CPP_PKG = "llama-cpp-python"
+
+
+def log(*a):
+    print("[compare]", *a, file=sys.stderr, flush=True)
+
+
+def prompt_ids(seed: int = 1234) -> list[int]:
+    import random
+    rng = random.Random(seed)
+    return [rng.randrange(0, VOCAB_REAL) for _ in range(PREFILL)]
+
+
+# ---------------------------------------------------------------- 1. the model
+def make_model(model_dir: Path, shared: Path | None) -> None:
+    if (model_dir / "model.safetensors").exists():
+        log("model exists:", model_dir)
+        return
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    # Qwen2.5-0.5B's config.json, except that the weights are random.
+    cfg = Qwen2Config(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu",
+        bos_token_id=151643, eos_token_id=151643, use_sliding_window=False, attention_dropout=0.0,
+        torch_dtype="bfloat16")
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(model_dir, safe_serialization=True)
+    # convert_hf_to_gguf.py needs the tokenizer; Qwen3's tokenizer.json has Qwen2.5's BPE vocab.
+    if shared is not None and (shared / "tokenizers" / "qwen3" / "tokenizer.json").exists():
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(shared / "tokenizers" / "qwen3" / f, model_dir / f)
+    log("saved random Qwen2.5-0.5B-shaped model to", model_dir)
+
+
+# ---------------------------------------------------------------- 2. llama.cpp
+def llama_cpp_importable() -> bool:
+    return subprocess.run([sys.executable, "-c", "import llama_cpp"],
+                          capture_output=True).returncode == 0
+
+
+def llama_cpp_sdist(work: Path) -> Path:
+    """Unpacked llama-cpp-python source distribution (contains llama.cpp + convert script)."""
+    peers = work / "peers"
+    peers.mkdir(parents=True, exist_ok=True)
+    found = sorted(p for p in peers.glob("llama_cpp_python-*") if p.is_dir())
+    if found:
+        return found[-1]
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                    LLAMA_CPP_PKG, "-d", str(peers)], check=True)
+    tarball = sorted(peers.glob("llama_cpp_python-*.tar.gz"))[-1]
+    shutil.unpack_archive(tarball, peers)
+    return sorted(p for p in peers.glob("llama_cpp_python-*") if p.is_dir())[-1]
+
+
+def install_llama_cpp(src: Path) -> None:
+    if llama_cpp_importable():
+        return
+    env = dict(os.environ, CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF "
+               "-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF", CMAKE_BUILD_PARALLEL_LEVEL="2")
+    subprocess.run([sys.executable, "-m", "pip", "install", "scikit-build-core"], check=True)
+    log("building llama-cpp-python from source (long on 2 cores)...")
+    subprocess.run(["nice", "-n", "10", sys.executable, "-m", "pip", "install",
+                    "--no-build-isolation", str(src)], env=env, check=True)
+
+
+def convert_gguf(src: Path, model_dir: Path, out: Path, outtype: str) -> None:
+    if out.exists():
+        return
+    script = src / "vendor" / "llama.cpp" / "convert_hf_to_gguf.py"
+    log("converting to", out.name)
+    # Qwen2's vocab step tries sentencepiece first and fails on the import if it is missing
+    subprocess.run([sys.executable, "-m", "pip", "install", "sentencepiece"], check=True)
+    # the script puts its own gguf-py on sys.path
+    subprocess.run([sys.executable, str(script), str(model_dir), "--outtype", outtype,
+                    "--outfile", str(out)], check=True)
+
+
+# ---------------------------------------------------------------- 3. workers (one per process)
+def worker_llama(gguf: str, threads: int, ids: list[int]) -> dict:
+    import numpy as np
+    from llama_cpp import Llama
+    llm = Llama(model_path=gguf, n_ctx=1024, n_batch=PREFILL, n_ubatch=PREFILL, n_threads=threads,
+                n_threads_batch=threads, logits_all=False, verbose=False)
+    # without logits_all, eval() keeps no scores: read the last token's logits from the context
+    last = lambda: int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))))
+    t0 = time.perf_counter()
+    llm.eval(ids)
+    nxt = last()
+    t1 = time.perf_counter()
+    for _ in range(DECODE):
+        llm.eval([nxt])
+        nxt = last()
+    t2 = time.perf_counter()
+    return {"prefill": PREFILL / (t1 - t0), "decode": DECODE / (t2 - t1)}
+
+
+def worker_hf(model_dir: str, dtype: str, threads: int, ids: list[int]) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype={"bf16": torch.bfloat16, "f32": torch.float32}[dtype],
+        attn_implementation="eager")
+    model.eval()
+    x = torch.tensor([ids])
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        out = model(input_ids=x, use_cache=True, logits_to_keep=1)
+        nxt = out.logits[0, -1].argmax()
+        t1 = time.perf_counter()
+        past = out.past_key_values
+        for _ in range(DECODE):
+            out = model(input_ids=nxt.view(1, 1), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            nxt = out.logits[0, -1].argmax()
+        t2 = time.perf_counter()
+    return {"prefill": PREFILL / (t1 - t0), "decode": DECODE / (t2 - t1)}
+
+
+STATS = re.compile(r"\[(\d+) prompt tokens: ([\d.]+) tok/s \| (\d+) generated: ([\d.]+) tok/s")
+
+
+def run_fathom(generate: Path, model_dir: Path, weights: str, threads: int, ids: list[int]) -> dict:
+    # generate's prefill rate is prompt tokens ÷ time to the first token; its decode rate covers
+    # the 127 single-token forwards after it.
+    r = subprocess.run([str(generate), "-m", str(model_dir), "--ids", ",".join(map(str, ids)),
+                        "-n", str(DECODE), "--ignore-eos", "--weights", weights, "-t", str(threads)],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    m = STATS.search(r.stderr)
+    if r.returncode != 0 or not m:
+        raise RuntimeError(f"fathom generate failed ({r.returncode}): {r.stderr[-2000:]}")
+    if int(m.group(3)) != DECODE:
+        raise RuntimeError(f"fathom generated {m.group(3)} tokens, not {DECODE}")
+    return {"prefill": float(m.group(2)), "decode": float(m.group(4))}
+
+
+def run_worker(args: list[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    r = subprocess.run([sys.executable, __file__, "worker", *args], capture_output=True, text=True,
+                       env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"worker {args} failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- report
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def table(results: dict) -> str:
+    """results: key (engine, precision, threads) -> list of {prefill, decode}."""
+    def med(key, what):
+        return median([r[what] for r in results.get(key, [])])
+
+    # fathom's counterpart at equal precision: bf16 ↔ bf16, q8 ↔ q8_0; transformers f32 is
+    # compared with fathom bf16 (fathom's default for a bf16 checkpoint).
+    fathom_of = {"bf16": "bf16", "q8_0": "q8", "f32": "bf16"}
+    lines = ["| engine | weights | threads | runs | prefill-512 tok/s | decode-128 tok/s | "
+             "fathom ÷ it, prefill | fathom ÷ it, decode |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(results, key=lambda k: (k[2], {"fathom": 0, "llama.cpp": 1, "transformers": 2}[k[0]], k[1])):
+        eng, prec, th = key
+        runs = results[key]
+        p, d = med(key, "prefill"), med(key, "decode")
+        span = lambda w: f"{min(r[w] for r in runs):.1f}–{max(r[w] for r in runs):.1f}"
+        if eng == "fathom":
+            rp = rd = "—"
+        else:
+            fk = ("fathom", fathom_of[prec], th)
+            rp = f"{med(fk, 'prefill') / p:.2f}×" if fk in results else "n/a"
+            rd = f"{med(fk, 'decode') / d:.2f}×" if fk in results else "n/a"
+        lines.append(f"| {eng} | {prec} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "
+                     f"| {rp} | {rd} |")
+    lines.append("\nMedians over the runs (min–max in brackets); ratios compare medians.")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        w = argparse.ArgumentParser()
+        w.add_argument("engine", choices=["llama", "hf"])
+        w.add_argument("path")
+        w.add_argument("precision")
+        w.add_argument("threads", type=int)
+        a = w.parse_args(sys.argv[2:])
+        ids = prompt_ids()
+        res = (worker_llama(a.path, a.threads, ids) if a.engine == "llama"
+               else worker_hf(a.path, a.precision, a.threads, ids))
+        print(json.dumps(res))
+        return 0
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=str(REPO / "build-cmp"), help="fathom build dir (examples/generate)")
+    ap.add_argument("--work", default=None, help="scratch dir (default: <build>/compare)")
+    ap.add_argument("--engines", default="fathom,llama.cpp,transformers")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-install", action="store_true", help="do not build llama-cpp-python")
+    ap.add_argument("--until", default=None,
+                    help="HH:MM (UTC): start no run after this time; medians of what finished")
+    a = ap.parse_args()
+
+    build = Path(a.build).resolve()
+    work = Path(a.work).resolve() if a.work else build / "compare"
+    work.mkdir(parents=True, exist_ok=True)
+    engines = a.engines.split(",")
+    threads = [int(t) for t in a.threads.split(",")]
+    shared = Path(os.environ.get("FATHOM_SHARED", REPO.parent / "shared"))
+    model_dir = work / "qwen-random"
+    make_model(model_dir, shared if shared.exists() else None)
+
+    generate = build / "examples" / "generate"
+    if "fathom" in engines and not generate.exists():
+        log("building fathom's generate...")
+        subprocess.run(["cmake", "--build", str(build), "--target", "generate", "-j2"], check=True)
+
+    ggufs = {}
+    if "llama.cpp" in engines:
+        src = llama_cpp_sdist(work)
+        if not a.no_install:
+            install_llama_cpp(src)
+        if not llama_cpp_importable():
+            log("llama_cpp is not importable: llama.cpp left out")
+            engines.remove("llama.cpp")
+        else:
+            for outtype in ("bf16", "q8_0"):
+                ggufs[outtype] = work / f"qwen-random-{outtype}.gguf"
+                convert_gguf(src, model_dir, ggufs[outtype], outtype)
+
+    configs = []  # (key, runner)
+    ids = prompt_ids()
+    for th in threads:
+        if "fathom" in engines:
+            for w, name in (("as-stored", "bf16"), ("q8", "q8")):
+                configs.append((("fathom", name, th),
+                                lambda w=w, th=th: run_fathom(generate, model_dir, w, th, ids)))
+        if "llama.cpp" in engines:
+            for prec, path in ggufs.items():
+                configs.append((("llama.cpp", prec, th),
+                                lambda p=path, pr=prec, th=th: run_worker(["llama", str(p), pr, str(th)], th)))
+        if "transformers" in engines:
+            for prec in ("bf16", "f32"):
+                configs.append((("transformers", prec, th),
+                                lambda pr=prec, th=th: run_worker(["hf", str(model_dir), pr, str(th)], th)))
+
+    results: dict = {}
+    raw = work / "results.jsonl"
+    def out_of_time() -> bool:
+        if not a.until:
+            return False
+        now = time.gmtime()
+        return f"{now.tm_hour:02d}:{now.tm_min:02d}" >= a.until
+
+    for rep in range(a.reps):
+        # rotate the start so no configuration always runs first / after the same neighbour
+        order = configs[rep % len(configs):] + configs[:rep % len(configs)]
+        for key, fn in order:
+            if out_of_time():
+                log("--until reached: no more runs")
+                break
+            t = time.perf_counter()
+            r = fn()
+            results.setdefault(key, []).append(r)
+            log(f"rep {rep} {key}: prefill {r['prefill']:.1f} tok/s, decode {r['decode']:.1f} tok/s "
+                f"({time.perf_counter() - t:.0f} s)")
+            with raw.open("a") as f:
+                f.write(json.dumps({"rep": rep, "key": key, **r, "time": time.time()}) + "\n")
+    text = table(results)
+    (work / f"results-{'+'.join(engines)}.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
