@@ -472,3 +472,199 @@ TEST_CASE("TextTable alignment and errors") {
   CHECK(!report::TextTable::looks_numeric("1.2.3"));
   CHECK(!report::TextTable::looks_numeric("e5"));
 }
+
+// ---- SVG ---------------------------------------------------------------------------------------
+
+#include "fathom/report/heatmap.hpp"
+#include "fathom/report/line_plot.hpp"
+
+namespace {
+
+size_t count(const std::string& s, const std::string& part) {
+  size_t n = 0;
+  for (size_t at = s.find(part); at != std::string::npos; at = s.find(part, at + 1)) ++n;
+  return n;
+}
+
+// Minimal XML well-formedness check: balanced tags, quoted attributes, only the five named
+// entities or numeric ones, no raw '<' or '&' in text, no forbidden control characters.
+bool well_formed(const std::string& s, std::string& why) {
+  std::vector<std::string> stack;
+  size_t i = 0;
+  auto entity_ok = [&](size_t at) {
+    const size_t semi = s.find(';', at);
+    if (semi == std::string::npos) return false;
+    const std::string e = s.substr(at + 1, semi - at - 1);
+    return e == "amp" || e == "lt" || e == "gt" || e == "quot" || e == "apos" ||
+           (e.size() > 1 && e[0] == '#');
+  };
+  if (s.rfind("<?xml", 0) == 0) i = s.find("?>") + 2;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 && c != '\n' && c != '\t' && c != '\r') return why = "control char", false;
+    if (c == '&') {
+      if (!entity_ok(i)) return why = "bad entity at " + std::to_string(i), false;
+      ++i;
+      continue;
+    }
+    if (c != '<') { ++i; continue; }
+    const size_t end = s.find('>', i);
+    if (end == std::string::npos) return why = "unclosed tag", false;
+    std::string tag = s.substr(i + 1, end - i - 1);
+    // quotes in attributes must pair, and no '<' inside a tag
+    if (count(tag, "\"") % 2 || tag.find('<') != std::string::npos)
+      return why = "bad tag: " + tag, false;
+    for (size_t q = tag.find('&'); q != std::string::npos; q = tag.find('&', q + 1))
+      if (!entity_ok(i + 1 + q)) return why = "bad entity in tag: " + tag, false;
+    if (tag[0] == '/') {
+      const std::string name = tag.substr(1);
+      if (stack.empty() || stack.back() != name)
+        return why = "mismatched </" + name + ">", false;
+      stack.pop_back();
+    } else if (tag.back() != '/') {
+      stack.push_back(tag.substr(0, tag.find_first_of(" \n\t")));
+    }
+    i = end + 1;
+  }
+  if (!stack.empty()) return why = "unclosed <" + stack.back() + ">", false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("xml_escape and visible_text") {
+  CHECK(report::xml_escape("a<b>&\"c'") == "a&lt;b&gt;&amp;&quot;c&apos;");
+  CHECK(report::xml_escape(std::string("x\x01y\xFFz")) == "x\\x01y\\xFFz");
+  CHECK(report::visible_text(" a\nb\t") == "\u00B7a\u21B5b\u21E5");
+  CHECK(report::visible_text("abcdefgh", 5) == "abcd\u2026");
+  CHECK(report::visible_text("\xCE\x94\xCE\x94\xCE\x94", 3) == "\xCE\x94\xCE\x94\xCE\x94");
+  CHECK(report::visible_text(std::string("\xE2\x82"), 0) == "\\xE2\\x82");
+  CHECK(report::visible_text("a b\nc", 0, false) == "a b c");
+  std::string why;
+  CHECK(!well_formed("<a><b></a>", why));  // the checker itself can fail
+  CHECK(!well_formed("<a>x & y</a>", why));
+  CHECK(well_formed("<a x=\"1\"><b/>t &amp; u</a>", why));
+}
+
+TEST_CASE("heatmap: well-formed SVG with one cell per token x layer and escaped text") {
+  const Trace t = sample_trace();
+  report::HeatmapOptions o;
+  o.model = "tiny & <test>";
+  o.alpha = 0.8;
+  const std::string svg = report::heatmap_svg(t, o, sample_text);
+  std::string why;
+  CHECK_MESSAGE(well_formed(svg, why), why);
+  // 5 tokens × 4 layers: 7 + 4 activated, 7 void, 2 not executed (the last token exited).
+  CHECK(count(svg, "<rect class=\"a\"") == 11);
+  CHECK(count(svg, "<rect class=\"v\"") == 7);
+  CHECK(count(svg, "<rect class=\"x\"") == 2);
+  CHECK(count(svg, "<title>") == 20);  // one tooltip per cell
+  CHECK(svg.find("tiny &amp; &lt;test&gt;") != std::string::npos);
+  CHECK(svg.find("\u03B1 = 0.80") != std::string::npos);
+  CHECK(svg.find("PP: 58.3% of layers used (3 tokens)") != std::string::npos);
+  CHECK(svg.find("RG: 50.0% of layers used (2 tokens)") != std::string::npos);
+  // Token text along the axis: escaped, whitespace visible, bad bytes as \xNN.
+  CHECK(svg.find(">say\u00B7&quot;hi&quot;</text>") != std::string::npos);
+  CHECK(svg.find(">line\u21B5break</text>") != std::string::npos);
+  CHECK(svg.find(">&lt;&amp;&gt;\u00B7&apos;x&apos;</text>") != std::string::npos);
+  CHECK(svg.find(">\\xE2\\x82!</text>") != std::string::npos);
+  CHECK(svg.find("Only the first") == std::string::npos);  // nothing was cut
+  // Layer numbers 0..3 on the axis.
+  for (int l = 0; l < 4; ++l)
+    CHECK(svg.find("text-anchor=\"end\">" + std::to_string(l) + "</text>") != std::string::npos);
+}
+
+TEST_CASE("heatmap: token cap, continuous colours, errors") {
+  Trace t(3, true);
+  for (int i = 0; i < 30; ++i) add_token(t, i < 20 ? 0 : 1, i, i < 10 ? Phase::PP : Phase::RG, 5, "111", "101");
+  report::HeatmapOptions o;
+  o.max_tokens = 8;
+  o.continuous = true;
+  o.tooltips = false;
+  const std::string svg = report::heatmap_svg(t, o);
+  std::string why;
+  CHECK_MESSAGE(well_formed(svg, why), why);
+  CHECK(count(svg, "<rect class=\"k\"") == 2 * 8 * 3);  // 8 tokens per phase drawn
+  CHECK(count(svg, "<title>") == 0);
+  CHECK(svg.find("first 8 of 10 tokens") != std::string::npos);
+  CHECK(svg.find("first 8 of 20 tokens") != std::string::npos);
+  CHECK(svg.find("Only the first 8 tokens") != std::string::npos);
+  CHECK(svg.find(">#5</text>") != std::string::npos);  // no text callback: the id
+  // Diverging scale: Δ/τ = 0 orange, 1 white, 2 and τ = 0 with Δ ≥ 0 blue.
+  CHECK(report::ratio_colour(-1, 1).hex() == "#d95f02");
+  CHECK(report::ratio_colour(1, 1).hex() == "#ffffff");
+  CHECK(report::ratio_colour(5, 1).hex() == "#1b4f9c");
+  CHECK(report::ratio_colour(0.0, 0.0).hex() == "#1b4f9c");
+  CHECK(report::ratio_colour(-0.1, 0.0).hex() == "#d95f02");
+  o.max_tokens = 0;
+  CHECK_THROWS_AS(report::heatmap_svg(t, o), UsageError);
+  CHECK_THROWS_AS(report::heatmap_svg(Trace(3, false)), UsageError);
+  // An empty phase still gives a valid figure.
+  Trace pp_only(2, true);
+  add_token(pp_only, 0, 0, Phase::PP, 1, "11", "11");
+  const std::string one = report::heatmap_svg(pp_only);
+  CHECK(well_formed(one, why));
+  CHECK(one.find("no tokens") != std::string::npos);
+}
+
+TEST_CASE("line plot: series, legend, ticks, gaps, log-x, errors") {
+  std::vector<report::Series> s = {{"acc <MMLU>", {0, 5, 10}, {0, 0.5, 1}},
+                                   {"usage", {0, 5, 10}, {1, NAN, 0.2}}};
+  report::LinePlotOptions o;
+  o.title = "accuracy & usage";
+  o.x_label = "\u03B1";
+  o.x_min = 0, o.x_max = 10, o.y_min = 0, o.y_max = 1;
+  const std::string svg = report::line_plot_svg(s, o);
+  std::string why;
+  CHECK_MESSAGE(well_formed(svg, why), why);
+  CHECK(count(svg, "<polyline") == 1);  // the second series is broken by NaN into single points
+  CHECK(count(svg, "<circle") == 5);    // markers for the 5 finite points
+  CHECK(svg.find(">acc &lt;MMLU&gt;</text>") != std::string::npos);
+  CHECK(svg.find(">accuracy &amp; usage</text>") != std::string::npos);
+  for (const char* tick : {">0</text>", ">2</text>", ">10</text>", ">0.0</text>", ">1.0</text>"})
+    CHECK_MESSAGE(svg.find(tick) != std::string::npos, tick);
+  // The first series runs from the lower-left to the upper-right corner of the plot area.
+  const size_t a = svg.find("<rect class=\"area\"");
+  REQUIRE(a != std::string::npos);
+  auto attr = [&](size_t from, const std::string& name) {
+    const size_t at = svg.find(" " + name + "=\"", from) + name.size() + 3;
+    return std::stod(svg.substr(at, svg.find('"', at) - at));
+  };
+  const double x = attr(a, "x"), y = attr(a, "y"), w = attr(a, "width"), h = attr(a, "height");
+  const size_t p = svg.find("points=\"", svg.find("<polyline")) + 8;
+  std::istringstream pts(svg.substr(p, svg.find('"', p) - p));
+  std::vector<std::pair<double, double>> xy;
+  for (std::string pair; pts >> pair;)
+    xy.emplace_back(std::stod(pair.substr(0, pair.find(','))), std::stod(pair.substr(pair.find(',') + 1)));
+  REQUIRE(xy.size() == 3);
+  CHECK(xy[0].first == doctest::Approx(x).epsilon(0.01));
+  CHECK(xy[0].second == doctest::Approx(y + h).epsilon(0.01));
+  CHECK(xy[1].first == doctest::Approx(x + w / 2).epsilon(0.01));
+  CHECK(xy[2].first == doctest::Approx(x + w).epsilon(0.01));
+  CHECK(xy[2].second == doctest::Approx(y).epsilon(0.01));
+
+  report::LinePlotOptions lo;
+  lo.log_x = true;
+  const std::vector<report::Series> r = {{"rank", {1, 10, 100}, {3, 2, 1}}};
+  const std::string log_svg = report::line_plot_svg(r, lo);
+  CHECK(well_formed(log_svg, why));
+  for (const char* tick : {">1</text>", ">10</text>", ">100</text>", ">2</text>"})
+    CHECK_MESSAGE(log_svg.find(tick) != std::string::npos, tick);
+  // Log-x maps 10 halfway between 1 and 100.
+  const size_t lp = log_svg.find("points=\"") + 8;
+  std::istringstream lpts(log_svg.substr(lp, log_svg.find('"', lp) - lp));
+  std::vector<double> lx;
+  for (std::string pair; lpts >> pair;) lx.push_back(std::stod(pair.substr(0, pair.find(','))));
+  REQUIRE(lx.size() == 3);
+  CHECK(lx[1] - lx[0] == doctest::Approx(lx[2] - lx[1]).epsilon(0.01));
+
+  const std::vector<report::Series> bad_log = {{"r", {0, 1}, {1, 2}}};
+  CHECK_THROWS_AS(report::line_plot_svg(bad_log, lo), UsageError);
+  const std::vector<report::Series> ragged = {{"r", {0, 1}, {1}}};
+  CHECK_THROWS_AS(report::line_plot_svg(ragged), UsageError);
+  CHECK(well_formed(report::line_plot_svg({}), why));  // no data: empty axes
+
+  TmpDir dir;
+  report::write_line_plot_svg(dir / "p.svg", s, o);
+  CHECK(slurp(dir / "p.svg") == svg);
+}

@@ -4,8 +4,15 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+
+namespace fathom::report {
+// Token id → its text (e.g. [&](int32_t id) { return tok.decode({id}, false); }); used by the
+// trace writers and the heatmap. An empty function means "no text".
+using TokenText = std::function<std::string(int32_t)>;
+}  // namespace fathom::report
 
 namespace fathom::report::detail {
 

@@ -37,9 +37,6 @@
 
 namespace fathom::report {
 
-// Token id → its text (e.g. [&](int32_t id) { return tok.decode({id}, false); }).
-using TokenText = std::function<std::string(int32_t)>;
-
 // ---- JSON Lines ------------------------------------------------------------------------------
 
 // One record as a single JSON line (no trailing newline).
