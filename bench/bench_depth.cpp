@@ -70,9 +70,9 @@ static void BM_ExitHalfway(benchmark::State& state) {
   bench::decode_loop(state, m, p, kv);
 }
 
-BENCHMARK(BM_FullDepth)->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK(BM_StaticSkipNone)->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK(BM_LacTraceOnly)->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK(BM_StaticSkip)->Arg(25)->Arg(50)->Arg(75)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(BM_FullDepth)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK(BM_StaticSkipNone)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK(BM_LacTraceOnly)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK(BM_StaticSkip)->Arg(25)->Arg(50)->Arg(75)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
 BENCHMARK(BM_ExitHalfway)->Arg(int(fathom::KvStrategy::Propagate))->Arg(int(fathom::KvStrategy::Exact))
-    ->Arg(int(fathom::KvStrategy::None))->Unit(benchmark::kMillisecond)->MinTime(2.0);
+    ->Arg(int(fathom::KvStrategy::None))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();

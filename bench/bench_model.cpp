@@ -23,10 +23,10 @@ static void BM_Decode(benchmark::State& state, const std::string& name) {
   bench::decode_loop(state, bench::model(name), full);
 }
 
-BENCHMARK_CAPTURE(BM_Prefill, qwen_bf16_512, std::string("qwen-bf16"), 512)->Unit(benchmark::kMillisecond)->Iterations(2);
-BENCHMARK_CAPTURE(BM_Prefill, qwen_q8_512, std::string("qwen-q8"), 512)->Unit(benchmark::kMillisecond)->Iterations(2);
-BENCHMARK_CAPTURE(BM_Decode, qwen_bf16, std::string("qwen-bf16"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK_CAPTURE(BM_Decode, qwen_q8, std::string("qwen-q8"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK_CAPTURE(BM_Decode, qwen_f32, std::string("qwen-f32"))->Unit(benchmark::kMillisecond)->MinTime(2.0);
-BENCHMARK_CAPTURE(BM_Prefill, stories260K_256, std::string("stories260K"), 256)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Decode, stories260K, std::string("stories260K"))->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Prefill, qwen_bf16_512, std::string("qwen-bf16"), 512)->Unit(benchmark::kMillisecond)->Iterations(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Prefill, qwen_q8_512, std::string("qwen-q8"), 512)->Unit(benchmark::kMillisecond)->Iterations(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, qwen_bf16, std::string("qwen-bf16"))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, qwen_q8, std::string("qwen-q8"))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, qwen_f32, std::string("qwen-f32"))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Prefill, stories260K_256, std::string("stories260K"), 256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, stories260K, std::string("stories260K"))->Unit(benchmark::kMicrosecond)->UseRealTime();
