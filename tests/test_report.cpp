@@ -411,7 +411,7 @@ TEST_CASE("csv_field quoting rules") {
   CHECK(report::csv_field(" lead") == "\" lead\"");
 }
 
-// ---- usage table ---------------------------------------------------------------------------------
+// ---- usage table -------------------------------------------------------------------------------
 
 TEST_CASE("usage table: numbers against hand-computed usage") {
   const Trace t = sample_trace();
@@ -576,7 +576,8 @@ TEST_CASE("heatmap: well-formed SVG with one cell per token x layer and escaped 
 
 TEST_CASE("heatmap: token cap, continuous colours, errors") {
   Trace t(3, true);
-  for (int i = 0; i < 30; ++i) add_token(t, i < 20 ? 0 : 1, i, i < 10 ? Phase::PP : Phase::RG, 5, "111", "101");
+  for (int i = 0; i < 30; ++i)
+    add_token(t, i < 20 ? 0 : 1, i, i < 10 ? Phase::PP : Phase::RG, 5, "111", "101");
   report::HeatmapOptions o;
   o.max_tokens = 8;
   o.continuous = true;
@@ -635,7 +636,8 @@ TEST_CASE("line plot: series, legend, ticks, gaps, log-x, errors") {
   std::istringstream pts(svg.substr(p, svg.find('"', p) - p));
   std::vector<std::pair<double, double>> xy;
   for (std::string pair; pts >> pair;)
-    xy.emplace_back(std::stod(pair.substr(0, pair.find(','))), std::stod(pair.substr(pair.find(',') + 1)));
+    xy.emplace_back(std::stod(pair.substr(0, pair.find(','))),
+                    std::stod(pair.substr(pair.find(',') + 1)));
   REQUIRE(xy.size() == 3);
   CHECK(xy[0].first == doctest::Approx(x).epsilon(0.01));
   CHECK(xy[0].second == doctest::Approx(y + h).epsilon(0.01));
@@ -667,4 +669,54 @@ TEST_CASE("line plot: series, legend, ticks, gaps, log-x, errors") {
   TmpDir dir;
   report::write_line_plot_svg(dir / "p.svg", s, o);
   CHECK(slurp(dir / "p.svg") == svg);
+}
+
+// ---- end to end: a real LAC trace from stories260K ----------------------------------------------
+
+#include "fathom/core/shared_path.hpp"
+#include "fathom/depth/lac.hpp"
+#include "fathom/model/generate.hpp"
+#include "fathom/model/load.hpp"
+
+TEST_CASE("reports of a real LAC run (stories260K): JSONL round trip, usage, heatmap") {
+  const fs::path bin = shared_dir() / "models/stories260K/stories260K.bin";
+  if (!fs::exists(bin)) {
+    MESSAGE("skipped: " << bin << " not found");
+    return;
+  }
+  const auto model = load_model(bin);
+  const size_t L = size_t(model->n_layers());
+  Trace trace(L, true);
+  LAC lac(L, size_t(model->hidden()), 0.8, LacMode::TraceOnly, &trace);
+  Session s(*model);
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
+  GenerateOptions g;
+  g.max_new_tokens = 12;
+  g.stop_on_eos = false;
+  TmpDir dir;
+  report::TraceJsonlWriter live(dir / "live.jsonl");
+  generate(s, prompt, g, lac, [&](int32_t) {
+    live.sync(trace);
+    return true;
+  });
+  live.sync(trace);
+  const auto pp = trace.usage(Phase::PP), rg = trace.usage(Phase::RG);
+  CHECK(pp.tokens == prompt.size());
+  CHECK(rg.tokens == 11);  // the 12th token is chosen but never fed back
+  const auto f = report::read_trace_jsonl(dir / "live.jsonl");
+  CHECK(f.n_layers == L);
+  REQUIRE(f.records.size() == trace.records().size());
+  const Trace back = f.to_trace();
+  CHECK(back.usage(Phase::PP).activated == pp.activated);
+  CHECK(back.usage(Phase::RG).activated == rg.activated);
+  // Usage row in the table equals the trace's own mean.
+  const auto lines = lines_of(report::usage_text(trace));
+  CHECK(lines[lines.size() - 2].find(report::fixed(100 * pp.mean_activated(), 1)) !=
+        std::string::npos);
+  const std::string svg = report::heatmap_svg(trace);
+  std::string why;
+  CHECK_MESSAGE(well_formed(svg, why), why);
+  CHECK(count(svg, "<rect class=\"a\"") + count(svg, "<rect class=\"v\"") +
+            count(svg, "<rect class=\"x\"") ==
+        (prompt.size() + 11) * L);
 }

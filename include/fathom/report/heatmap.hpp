@@ -153,7 +153,8 @@ inline std::string heatmap_svg(std::span<const TokenRecord> records, size_t n_la
   double lx = 8;
   const double ly = 52;
   auto swatch = [&](std::string_view fill, const std::string& label) {
-    svg.rect(lx, ly, 12, 12, {}, "fill=\"" + std::string(fill) + "\" stroke=\"#888888\" stroke-width=\"0.5\"");
+    svg.rect(lx, ly, 12, 12, {},
+             "fill=\"" + std::string(fill) + "\" stroke=\"#888888\" stroke-width=\"0.5\"");
     svg.text(lx + 16, ly + 10, label, "l");
     lx += 16 + double(label.size()) * 5.6 + 14;
   };
@@ -216,7 +217,8 @@ inline std::string heatmap_svg(std::span<const TokenRecord> records, size_t n_la
         }
       }
       if (r.readout_layer >= 0 && size_t(r.readout_layer) + 1 < n_layers)
-        svg.circle(x + cw / 2, top_grid + double(n_layers - 1 - size_t(r.readout_layer)) * ch + ch / 2,
+        svg.circle(x + cw / 2,
+                   top_grid + double(n_layers - 1 - size_t(r.readout_layer)) * ch + ch / 2,
                    std::min(cw, ch) / 4, "ro");
       if (i > 0 && r.sequence != recs[i - 1]->sequence)
         svg.line(x, top_grid - 2, x, top_grid + grid_h + 2, "sep");
@@ -225,7 +227,8 @@ inline std::string heatmap_svg(std::span<const TokenRecord> records, size_t n_la
     }
     svg.rect(x0[p], top_grid, double(recs.size()) * cw, grid_h, "box");
   }
-  svg.text(left, foot_y, "tokens in order (text along the axis; \u00B7 space, \u21B5 newline)", "f");
+  svg.text(left, foot_y, "tokens in order (text along the axis; \u00B7 space, \u21B5 newline)",
+           "f");
   if (cut)
     svg.text(left, foot_y + 14,
              "Only the first " + std::to_string(o.max_tokens) +

@@ -3,7 +3,8 @@
 // optional logarithmic x axis. Used for accuracy / layer usage vs α and rank per layer plots.
 //
 //   report::Series acc{"MMLU", {0.2, 0.5, 0.8}, {0.61, 0.60, 0.55}};
-//   report::LinePlotOptions o;  o.title = "Accuracy vs α";  o.x_label = "α";  o.y_label = "accuracy";
+//   report::LinePlotOptions o;
+//   o.title = "Accuracy vs α";  o.x_label = "α";  o.y_label = "accuracy";
 //   report::write_line_plot_svg("acc.svg", {acc}, o);
 //
 // Points are joined in the order given; a non-finite y (NaN) breaks the line. Axis ranges come
@@ -94,7 +95,8 @@ inline Axis log_axis(double dmin, double dmax, double fix_lo, double fix_hi) {
   a.log = true;
   double lo = std::isnan(fix_lo) ? dmin : fix_lo, hi = std::isnan(fix_hi) ? dmax : fix_hi;
   if (!std::isfinite(lo) || !std::isfinite(hi)) lo = 1, hi = 10;
-  if (!(lo > 0) || !(hi > 0)) throw UsageError("", "x_min/x_max", "a log axis needs positive limits");
+  if (!(lo > 0) || !(hi > 0))
+    throw UsageError("", "x_min/x_max", "a log axis needs positive limits");
   if (hi < lo) std::swap(lo, hi);
   if (std::isnan(fix_lo)) lo = std::pow(10.0, std::floor(std::log10(lo) + 1e-9));
   if (std::isnan(fix_hi)) hi = std::pow(10.0, std::ceil(std::log10(hi) - 1e-9));

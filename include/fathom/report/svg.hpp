@@ -62,7 +62,8 @@ inline std::string visible_text(std::string_view s, size_t max_chars = 0,
     else if (cp == '\n') units.emplace_back("\u21B5");
     else if (cp == '\t') units.emplace_back("\u21E5");
     else if (cp == '\r') units.emplace_back("\u240D");
-    else if (cp < 0x20 || cp == 0x7F) units.push_back(detail::hex_byte(static_cast<unsigned char>(cp)));
+    else if (cp < 0x20 || cp == 0x7F)
+      units.push_back(detail::hex_byte(static_cast<unsigned char>(cp)));
     else units.emplace_back(s.substr(start, i - start));
   }
   if (max_chars && units.size() > max_chars) {
@@ -110,7 +111,11 @@ class Svg {
   double width() const { return width_; }
   double height() const { return height_; }
 
-  void style(std::string_view css) { defs_ += "<style>"; defs_ += xml_escape(css); defs_ += "</style>"; }
+  void style(std::string_view css) {
+    defs_ += "<style>";
+    defs_ += xml_escape(css);
+    defs_ += "</style>";
+  }
   void defs(std::string_view raw) { defs_ += raw; }  // patterns, gradients (library markup)
 
   void rect(double x, double y, double w, double h, std::string_view cls = {},
@@ -156,7 +161,8 @@ class Svg {
     if (!cls.empty()) attr("class", cls);
     body_ += " x=\"" + svg_num(x) + "\" y=\"" + svg_num(y) + '"';
     if (rotate != 0)
-      body_ += " transform=\"rotate(" + svg_num(rotate) + ' ' + svg_num(x) + ' ' + svg_num(y) + ")\"";
+      body_ += " transform=\"rotate(" + svg_num(rotate) + ' ' + svg_num(x) + ' ' + svg_num(y) +
+               ")\"";
     if (!extra.empty()) body_ += ' ', body_ += extra;
     body_ += '>';
     body_ += xml_escape(content);
