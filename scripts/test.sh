@@ -9,6 +9,17 @@ FATHOM_BUILD_DIR=$build bash "$root/scripts/build.sh" \
   -DFATHOM_BUILD_TESTS=ON -DFATHOM_BUILD_BENCH=ON -DFATHOM_BUILD_EXAMPLES=ON
 export FATHOM_SHARED=${FATHOM_SHARED:-$(cd "$root/.." && pwd)/shared}
 ctest --test-dir "$build" --output-on-failure -j2
+# The parsers, the run loop and the depth policies again under AddressSanitizer + UBSan.
+asan_tests=(test_safetensors test_config test_llama2c test_tokenizer_errors test_model_fixtures
+            test_depth test_early_exit test_report test_eval_data)
+cmake -S "$root" -B "$build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFATHOM_SANITIZE=ON \
+  -DFATHOM_BUILD_BENCH=OFF -DFATHOM_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$build-asan" -j"$(nproc)" --target "${asan_tests[@]}"
+for t in "${asan_tests[@]}"; do
+  (cd "$root/tests" && OMP_NUM_THREADS=2 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+     "$build-asan/tests/$t" --minimal) || { echo "sanitizer run failed: $t" >&2; exit 1; }
+done
+echo "sanitizers: ${#asan_tests[@]} test programs clean under ASan + UBSan"
 if [[ -x $root/scripts/fuzz-smoke.sh ]]; then
   bash "$root/scripts/fuzz-smoke.sh" "$build-fuzz"
 fi
