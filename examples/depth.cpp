@@ -21,7 +21,7 @@
 #include "fathom/depth/metrics.hpp"
 #include "fathom/io/json.hpp"
 #include "fathom/lens/tuned_lens.hpp"
-#include "fathom/lens/line_svg.hpp"
+#include "fathom/report/line_plot.hpp"
 
 using namespace fathom;
 namespace fs = std::filesystem;
@@ -84,18 +84,19 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
     for (size_t j = 0; j < ks.size(); ++j)
       o << curve.k[j] << "," << curve.mean_layer[j] << "," << curve.crossed[j] << "," << curve.items
         << "\n";
-    fathom::lens::PlotSeries sr{"target = " + a.target, {}, curve.mean_layer};
+    fathom::report::Series sr{"target = " + a.target, {}, curve.mean_layer};
     for (auto k : curve.k) sr.x.push_back(double(k));
-    fathom::lens::PlotOptions po;
+    fathom::report::LinePlotOptions po;
+    po.markers = false;
     po.title = "Earliest readout with rank <= k";
     po.x_label = "k", po.y_label = "readout index (hidden_states)", po.log_x = true;
-    fathom::lens::write_line_plot(out / "earliest_layer.svg", {sr}, po);
+    fathom::report::write_line_plot_svg(out / "earliest_layer.svg", {sr}, po);
   }
   // Mean log10 rank and top-1 share of the target per readout.
   {
     auto o = open_csv(out / "target_rank.csv");
     o << "readout,mean_log10_rank,median_rank,top1_share\n";
-    fathom::lens::PlotSeries lr{"mean log10 rank", {}, {}}, t1{"top-1 share", {}, {}};
+    fathom::report::Series lr{"mean log10 rank", {}, {}}, t1{"top-1 share", {}, {}};
     for (size_t i = 0; i < R; ++i) {
       std::vector<int64_t> r;
       double lg = 0, top = 0;
@@ -106,10 +107,11 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
       lr.x.push_back(double(i)), lr.y.push_back(lg / n);
       t1.x.push_back(double(i)), t1.y.push_back(top / n);
     }
-    fathom::lens::PlotOptions po;
+    fathom::report::LinePlotOptions po;
+    po.markers = false;
     po.title = "Rank of the target per readout";
     po.x_label = "readout index (hidden_states)", po.y_label = "value";
-    fathom::lens::write_line_plot(out / "target_rank.svg", {lr, t1}, po);
+    fathom::report::write_line_plot_svg(out / "target_rank.svg", {lr, t1}, po);
   }
   // Frequency-bucket shares of the top-1 and decision flips.
   {
@@ -117,7 +119,7 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
     auto of = open_csv(out / "decision_flip.csv");
     os << "readout,bucket,share\n";
     of << "readout,bucket,flip_ratio\n";
-    std::vector<fathom::lens::PlotSeries> shares(depth::kBuckets), flips(depth::kBuckets + 1);
+    std::vector<fathom::report::Series> shares(depth::kBuckets), flips(depth::kBuckets + 1);
     for (size_t b = 0; b < depth::kBuckets; ++b)
       shares[b].name = flips[b].name = std::string("freq rank ") + depth::kBucketNames[b];
     flips[depth::kBuckets].name = "all";
@@ -132,12 +134,13 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
       flips[depth::kBuckets].x.push_back(double(i));
       flips[depth::kBuckets].y.push_back(buckets.flip_ratio(i));
     }
-    fathom::lens::PlotOptions po;
+    fathom::report::LinePlotOptions po;
+    po.markers = false;
     po.x_label = "readout index (hidden_states)", po.y_min = 0, po.y_max = 1;
     po.title = "Top-1 predictions by corpus-frequency bucket", po.y_label = "share";
-    fathom::lens::write_line_plot(out / "bucket_shares.svg", shares, po);
+    fathom::report::write_line_plot_svg(out / "bucket_shares.svg", shares, po);
     po.title = "Decision flips (top-1 differs from the final one)", po.y_label = "flip ratio";
-    fathom::lens::write_line_plot(out / "decision_flip.svg", flips, po);
+    fathom::report::write_line_plot_svg(out / "decision_flip.svg", flips, po);
   }
   std::cerr << "analysed " << trajectories.size() << " tokens\n";
 }
@@ -194,9 +197,9 @@ void analyse_mc(const Args& a, const Model& m, const tok::AnyTokenizer& tok, con
     ++item;
   }
   if (item == 0) throw DataError(a.mc, "", "no multiple-choice items");
-  fathom::lens::PlotSeries all{"options: mean log10 vocab rank", {}, {}};
-  fathom::lens::PlotSeries ans{"answer: mean log10 vocab rank", {}, {}};
-  fathom::lens::PlotSeries among{"answer: mean rank among options", {}, {}};
+  fathom::report::Series all{"options: mean log10 vocab rank", {}, {}};
+  fathom::report::Series ans{"answer: mean log10 vocab rank", {}, {}};
+  fathom::report::Series among{"answer: mean rank among options", {}, {}};
   for (size_t i = 0; i < R; ++i) {
     all.x.push_back(double(i)), ans.x.push_back(double(i)), among.x.push_back(double(i));
     all.y.push_back(n_other ? other_rank[i] / double(n_other) : NAN);
@@ -204,12 +207,13 @@ void analyse_mc(const Args& a, const Model& m, const tok::AnyTokenizer& tok, con
     among.y.push_back(n_ans ? ans_among[i] / double(n_ans) : NAN);
   }
   if (n_ans) all.name = "other options: mean log10 vocab rank";
-  std::vector<fathom::lens::PlotSeries> series = {all};
+  std::vector<fathom::report::Series> series = {all};
   if (n_ans) series.push_back(ans), series.push_back(among);
-  fathom::lens::PlotOptions po;
+  fathom::report::LinePlotOptions po;
+  po.markers = false;
   po.title = "Multiple-choice options per readout";
   po.x_label = "readout index (hidden_states)", po.y_label = "rank";
-  fathom::lens::write_line_plot(fs::path(a.out) / "option_ranks.svg", series, po);
+  fathom::report::write_line_plot_svg(fs::path(a.out) / "option_ranks.svg", series, po);
   std::cerr << "scored " << item << " multiple-choice items\n";
 }
 

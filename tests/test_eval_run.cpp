@@ -270,7 +270,7 @@ TEST_CASE("resume: interrupted, crashed mid-line, and --limit runs end identical
   const auto svg = tmp_file("alpha.svg");
   REQUIRE(write_alpha_svg(svg, specs, S, m->n_layers(), "toy <mmlu>"));
   const std::string text = read_text_file(svg);
-  CHECK(text.starts_with("<svg"));
+  CHECK(text.find("<svg") != std::string::npos);  // after the XML prolog
   CHECK(text.ends_with("</svg>\n"));
   CHECK(text.find("lac accuracy") != std::string::npos);
   CHECK(text.find("toy &lt;mmlu&gt;") != std::string::npos);
