@@ -35,14 +35,7 @@ class ReplaceDecoder final : public Decoder {
   ReplaceDecoder(std::string from, std::string to) : from_(std::move(from)), to_(std::move(to)) {}
   void apply(Tokens& t) const override {
     if (from_.empty()) return;
-    for (auto& s : t) {
-      std::string out;
-      size_t pos = 0;
-      for (size_t hit; (hit = s.find(from_, pos)) != std::string::npos; pos = hit + from_.size())
-        out.append(s, pos, hit - pos).append(to_);
-      out.append(s, pos, std::string::npos);
-      s = std::move(out);
-    }
+    for (auto& s : t) s = replace_all(s, from_, to_);
   }
 
  private:

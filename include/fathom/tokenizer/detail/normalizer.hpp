@@ -12,6 +12,7 @@
 
 #include "fathom/tokenizer/detail/json_util.hpp"
 #include "fathom/tokenizer/detail/pcre.hpp"
+#include "fathom/tokenizer/detail/utf8.hpp"
 
 namespace fathom::tok::detail {
 
@@ -85,11 +86,7 @@ class ReplaceNormalizer final : public Normalizer {
                   [&](size_t, size_t) { out += to_; });
     } else {
       if (from_.empty() || s.find(from_) == std::string::npos) return;
-      out.reserve(s.size() + s.size() / 4);
-      size_t pos = 0;
-      for (size_t hit; (hit = s.find(from_, pos)) != std::string::npos; pos = hit + from_.size())
-        out.append(s, pos, hit - pos).append(to_);
-      out.append(s, pos, std::string::npos);
+      out = replace_all(s, from_, to_);
     }
     s = std::move(out);
   }

@@ -46,6 +46,18 @@ inline size_t utf8_seq_len(std::string_view s, size_t i, size_t* bad_len = nullp
   return need;
 }
 
+// s with every occurrence of `from` (non-empty) replaced by `to` (byte-wise; Replace steps of
+// normalizers and decoders).
+inline std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+  std::string out;
+  out.reserve(s.size() + s.size() / 4);
+  size_t pos = 0;
+  for (size_t hit; (hit = s.find(from, pos)) != std::string_view::npos; pos = hit + from.size())
+    out.append(s.substr(pos, hit - pos)).append(to);
+  out.append(s.substr(pos));
+  return out;
+}
+
 inline bool is_valid_utf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     if (static_cast<unsigned char>(s[i]) < 0x80) { ++i; continue; }
