@@ -327,3 +327,12 @@ TEST_CASE("tensor store: missing or wrongly shaped tensor names it") {
   CHECK(e2.field() == "w");
   CHECK(contains(e2.reason(), "shape [2], expected [1, 2]"));
 }
+
+TEST_CASE("safetensors: a header number that overflows is a FormatError, not a crash") {
+  const std::string header = R"({"a":{"dtype":"F32","shape":[175E55555555555555555555],"data_offsets":[0,4]}})";
+  std::vector<std::byte> bytes(8 + header.size());
+  uint64_t n = header.size();
+  std::memcpy(bytes.data(), &n, 8);
+  std::memcpy(bytes.data() + 8, header.data(), header.size());
+  CHECK_THROWS_AS(fathom::io::parse_safetensors_header(bytes, "overflow.safetensors"), fathom::FormatError);
+}

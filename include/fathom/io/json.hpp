@@ -72,6 +72,10 @@ inline Json parse_json(std::string_view text, const std::string& label) {
     if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
     throw FormatError(label, "",
                       "invalid JSON at byte " + std::to_string(e.byte ? e.byte - 1 : 0) + ": " + what);
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number that overflows (found by fuzzing)
+    std::string what = e.what();
+    if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
+    throw FormatError(label, "", "invalid JSON: " + what);
   }
 }
 
