@@ -1,10 +1,16 @@
-// Matrix-vector product (decode): weights streamed once per call, so the figure that matters is
-// bytes/s against the DRAM limit (~44 GB/s on 2 cores, docs/benchmarks.md).
+// Matrix-vector product (decode). Decode reads every weight once from DRAM, so the cold
+// benchmarks cycle through copies of a matrix larger than the caches together and report GB/s of
+// weights against the read bandwidth measured in the same program (bandwidth.hpp). The hot ones
+// repeat one matrix that stays in L3: the kernels' compute ceiling.
+//
+//   OMP_NUM_THREADS=2 build/bench/bench_gemv --benchmark_repetitions=5
+//     --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
+#include "bandwidth.hpp"
 #include "kernel_bench.hpp"
 
 using namespace fathom;
 
-static void BM_gemv(benchmark::State& state, DType dt) {
+static void BM_gemv_hot(benchmark::State& state, DType dt) {
   const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1));
   kbench::BenchMatrix m(dt, rows, cols);
   const auto x = kbench::bench_vector(cols);
@@ -17,36 +23,55 @@ static void BM_gemv(benchmark::State& state, DType dt) {
   kbench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols));
 }
 
-BENCHMARK_CAPTURE(BM_gemv, f32, DType::F32)->Args({896, 4864})->Args({4864, 896})->Args({4096, 14336})
-    ->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_gemv, bf16, DType::BF16)->Args({896, 4864})->Args({4864, 896})->Args({4096, 14336})
-    ->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_gemv, q8, DType::Q8)->Args({896, 4864})->Args({4864, 896})->Args({4096, 14336})
-    ->Unit(benchmark::kMicrosecond)->UseRealTime();
-
-// The limit the products are measured against, under the same conditions: streaming read of a
-// buffer as large as the 4096x14336 bf16 matrix (117 MB), split over the threads like gemv.
-static void BM_read_bandwidth(benchmark::State& state) {
-  const size_t n = size_t(4096) * 14336 / 2;  // floats: 117 MB
-  std::vector<float> a(n, 1.f);
+static void BM_gemv(benchmark::State& state, DType dt) {
+  const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1));
+  kbench::ColdMatrices set(dt, rows, cols);
+  const auto x = kbench::bench_vector(cols);
+  std::vector<float> y(rows);
   for (auto _ : state) {
-    float total = 0.f;
-    kernels::detail::parallel_chunks(64, kernels::detail::worker_count(n), [&](size_t b, size_t e) {
-      using kernels::simd::fvec;
-      constexpr size_t W = kernels::simd::W;
-      fvec a0(0.f), a1(0.f), a2(0.f), a3(0.f);
-      for (size_t i = n * b / 64; i + 4 * W <= n * e / 64; i += 4 * W) {
-        a0 += kernels::simd::loadu(&a[i]);
-        a1 += kernels::simd::loadu(&a[i + W]);
-        a2 += kernels::simd::loadu(&a[i + 2 * W]);
-        a3 += kernels::simd::loadu(&a[i + 3 * W]);
-      }
-      const float s = kernels::simd::hsum((a0 + a1) + (a2 + a3));
-#pragma omp atomic
-      total += s;
-    });
-    benchmark::DoNotOptimize(total);
+    kernels::gemv(set.next().view, x.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
   }
-  kbench::report(state, double(n) * 4.0, 0.0);
+  kbench::report(state, double(set.copies[0]->bytes), 2.0 * double(rows) * double(cols));
 }
-BENCHMARK(BM_read_bandwidth)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// Shapes: Llama-8B's FFN (the target), Qwen2.5-0.5B's MLP and its 151,936-row LM head.
+#define FATHOM_GEMV_BENCH(name, dt)                                                                \
+  BENCHMARK_CAPTURE(BM_gemv, name, dt)->Args({4096, 14336})->Args({4864, 896})->Args({896, 4864}) \
+      ->Args({151936, 896})->Unit(benchmark::kMicrosecond)->UseRealTime();                          \
+  BENCHMARK_CAPTURE(BM_gemv_hot, name, dt)->Args({896, 4864})->Args({4864, 896})                   \
+      ->Unit(benchmark::kMicrosecond)->UseRealTime();
+FATHOM_GEMV_BENCH(f32, DType::F32)
+FATHOM_GEMV_BENCH(bf16, DType::BF16)
+FATHOM_GEMV_BENCH(q8, DType::Q8)
+
+// A layer's q, k and v (Qwen2.5-0.5B: 896, 128, 128 rows x 896) as three gemv calls or as one
+// gemv_fused call (one parallel region; k and v alone are too small to split over threads).
+static void BM_qkv(benchmark::State& state, DType dt, bool fused) {
+  kbench::ColdMatrices q(dt, 896, 896), k(dt, 128, 896), v(dt, 128, 896);
+  const auto x = kbench::bench_vector(896);
+  std::vector<float> yq(896), yk(128), yv(128);
+  double bytes = 0;
+  for (auto _ : state) {
+    const auto &Wq = q.next(), &Wk = k.next(), &Wv = v.next();
+    if (fused) {
+      kernels::gemv_fused({{&Wq.view, yq.data()}, {&Wk.view, yk.data()}, {&Wv.view, yv.data()}}, x.data());
+    } else {
+      kernels::gemv(Wq.view, x.data(), yq.data());
+      kernels::gemv(Wk.view, x.data(), yk.data());
+      kernels::gemv(Wv.view, x.data(), yv.data());
+    }
+    benchmark::ClobberMemory();
+    bytes = double(Wq.bytes + Wk.bytes + Wv.bytes);
+  }
+  kbench::report(state, bytes, 2.0 * 1152 * 896);
+}
+BENCHMARK_CAPTURE(BM_qkv, bf16_separate, DType::BF16, false)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_qkv, bf16_fused, DType::BF16, true)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_qkv, q8_separate, DType::Q8, false)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_qkv, q8_fused, DType::Q8, true)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+using bench::BM_read_bandwidth;
+BENCHMARK_CAPTURE(BM_read_bandwidth, plain, false)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_read_bandwidth, prefetch, true)->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -2,6 +2,7 @@
 // randomly initialised model with Qwen2.5-0.5B's shape (bf16, and converted to Q8 / f32 at load)
 // and on the real stories260K. GB/s is weight bytes read per decoded token × tokens/s; the
 // bandwidth bound is DRAM bandwidth ÷ weight bytes per token (docs/benchmarks.md).
+#include "bandwidth.hpp"
 #include "bench_common.hpp"
 
 #include "fathom/depth/full_depth.hpp"
@@ -30,3 +31,8 @@ BENCHMARK_CAPTURE(BM_Decode, qwen_q8, std::string("qwen-q8"))->Unit(benchmark::k
 BENCHMARK_CAPTURE(BM_Decode, qwen_f32, std::string("qwen-f32"))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, stories260K_256, std::string("stories260K"), 256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, stories260K, std::string("stories260K"))->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// The decode bound: read bandwidth measured in the same program (bandwidth.hpp).
+using bench::BM_read_bandwidth;
+BENCHMARK_CAPTURE(BM_read_bandwidth, plain, false)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_read_bandwidth, prefetch, true)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -10,21 +11,23 @@
 #include "fathom/core/dtype.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
+#include "fathom/model/random_model.hpp"  // detail::FastNormal
 
 namespace fathom::kbench {
 
 // A random weight matrix in f32, bf16 or Q8 (quantised from the f32 values), owning its bytes.
+// Different seeds give different bytes (identical pages could be merged by the host, see
+// bandwidth.hpp).
 struct BenchMatrix {
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
   kernels::QuantizedMatrix q8;
   kernels::MatrixView view;
   size_t bytes = 0;  // weight bytes read by one pass over the matrix
-  BenchMatrix(DType dt, size_t rows, size_t cols) {
-    std::mt19937 rng(7);
-    std::normal_distribution<float> nd(0.f, 0.05f);
+  BenchMatrix(DType dt, size_t rows, size_t cols, uint32_t seed = 7) {
+    fathom::detail::FastNormal rng{seed};  // fast: the cold sets hold 256 MiB of weights
     f32.resize(rows * cols);
-    for (float& v : f32) v = nd(rng);
+    for (float& v : f32) v = 0.05f * rng();
     view = kernels::MatrixView{DType::F32, rows, cols, f32.data()};
     bytes = rows * cols * 4;
     if (dt == DType::BF16) {
@@ -41,6 +44,21 @@ struct BenchMatrix {
   }
 };
 
+// Enough different copies of one matrix shape (>= 256 MiB, 8x an L3 of 32 MiB) that cycling
+// through them reads every weight from DRAM, as decode does: next() returns them in turn.
+struct ColdMatrices {
+  std::vector<std::unique_ptr<BenchMatrix>> copies;
+  size_t i = 0;
+  ColdMatrices(DType dt, size_t rows, size_t cols) {
+    size_t total = 0;
+    for (uint32_t seed = 7; total < (size_t(256) << 20) || copies.size() < 2; ++seed) {
+      copies.push_back(std::make_unique<BenchMatrix>(dt, rows, cols, seed));
+      total += copies.back()->bytes;
+    }
+  }
+  const BenchMatrix& next() { return *copies[i++ % copies.size()]; }
+};
+
 inline std::vector<float> bench_vector(size_t n) {
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -49,9 +67,13 @@ inline std::vector<float> bench_vector(size_t n) {
   return v;
 }
 
-// Reports bytes/s (weights read) and GFLOP/s (2 flops per multiply-add) for `iters` passes.
+// Reports bytes/s (weights read; Google Benchmark's column is in GiB/s, the GB/s counter in
+// 10^9 bytes/s as docs/benchmarks.md quotes) and GFLOP/s (2 flops per multiply-add).
 inline void report(benchmark::State& state, double bytes_per_iter, double flops_per_iter) {
   state.SetBytesProcessed(int64_t(bytes_per_iter * double(state.iterations())));
+  if (bytes_per_iter > 0)
+    state.counters["GB/s"] =
+        benchmark::Counter(bytes_per_iter * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
   state.counters["GFLOPs"] =
       benchmark::Counter(flops_per_iter * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
 }

@@ -177,6 +177,96 @@ TEST_CASE("gemm with one token is gemv; empty inputs; bad views throw") {
   for (float v : y) CHECK(v == 0.f);
 }
 
+TEST_CASE("gemv_fused equals one gemv per matrix bit for bit; mixed dtypes and widths") {
+  std::mt19937 rng(15);
+  for (DType dt : {DType::F32, DType::BF16, DType::F16, DType::Q8})
+    for (size_t cols : {size_t(17), size_t(65), size_t(1000)}) {
+      CAPTURE(dtype_name(dt));
+      CAPTURE(cols);
+      const DType src = dt == DType::Q8 ? DType::F32 : dt;
+      TestMatrix a(src, 33, cols, rng), b(src, 7, cols, rng), c(src, 2, cols, rng);
+      kernels::QuantizedMatrix qa, qb, qc;
+      MatrixView va = a.view, vb = b.view, vc = c.view;
+      if (dt == DType::Q8) {
+        qa = kernels::quantize_q8(va), qb = kernels::quantize_q8(vb), qc = kernels::quantize_q8(vc);
+        va = qa.view(), vb = qb.view(), vc = qc.view();
+      }
+      const auto x = random_vec(cols, rng);
+      std::vector<float> ya(33), yb(7), yc(2), fa(33), fb(7), fc(2);
+      for (int threads : {1, 2}) {
+        ThreadScope ts(threads);
+        kernels::gemv(va, x.data(), ya.data());
+        kernels::gemv(vb, x.data(), yb.data());
+        kernels::gemv(vc, x.data(), yc.data());
+        kernels::gemv_fused({{&va, fa.data()}, {&vb, fb.data()}, {&vc, fc.data()}}, x.data());
+        CHECK(std::memcmp(ya.data(), fa.data(), 33 * 4) == 0);
+        CHECK(std::memcmp(yb.data(), fb.data(), 7 * 4) == 0);
+        CHECK(std::memcmp(yc.data(), fc.data(), 2 * 4) == 0);
+      }
+    }
+  // different dtypes / widths in one call: each product still equals its own gemv
+  TestMatrix f(DType::F32, 9, 40, rng), h(DType::BF16, 5, 40, rng), w(DType::F32, 3, 41, rng);
+  const auto x = random_vec(41, rng);
+  std::vector<float> yf(9), yh(5), yw(3), gf(9), gh(5), gw(3);
+  kernels::gemv(f.view, x.data(), yf.data());
+  kernels::gemv(h.view, x.data(), yh.data());
+  kernels::gemv(w.view, x.data(), yw.data());
+  kernels::gemv_fused({{&f.view, gf.data()}, {&h.view, gh.data()}, {&w.view, gw.data()}}, x.data());
+  CHECK(std::memcmp(yf.data(), gf.data(), 9 * 4) == 0);
+  CHECK(std::memcmp(yh.data(), gh.data(), 5 * 4) == 0);
+  CHECK(std::memcmp(yw.data(), gw.data(), 3 * 4) == 0);
+  // prompts: gemm_fused runs one gemm per matrix
+  const auto X = random_vec(3 * 40, rng);
+  std::vector<float> Yf(3 * 9), Yh(3 * 5), Gf(3 * 9), Gh(3 * 5);
+  kernels::gemm(f.view, X.data(), 3, Yf.data());
+  kernels::gemm(h.view, X.data(), 3, Yh.data());
+  kernels::gemm_fused({{&f.view, Gf.data()}, {&h.view, Gh.data()}}, X.data(), 3);
+  CHECK(std::memcmp(Yf.data(), Gf.data(), Yf.size() * 4) == 0);
+  CHECK(std::memcmp(Yh.data(), Gh.data(), Yh.size() * 4) == 0);
+  std::vector<float> in(8), out(8);
+  const MatrixView null{DType::F32, 2, 4, nullptr};
+  CHECK_THROWS_AS(kernels::gemv_fused({{&f.view, gf.data()}, {&null, out.data()}}, in.data()), UsageError);
+}
+
+// The gemv kernels read tiles of R rows side by side in 64-byte loads and ask for lines `ahead`
+// bytes further (TilePrefetch::tile at the start of every 256-byte step, prime() at the start of
+// a range). Replaying that order: every line a kernel reads was asked for before it is
+// read (rows of 100 bytes, less than one step, to the 9728-byte rows of bf16 x 4864; row starts
+// not on line boundaries).
+TEST_CASE("TilePrefetch asks for every line of a range of tiles before the kernel reads it") {
+  constexpr int R = 4;
+  for (size_t stride : {size_t(100), size_t(896), size_t(1000), size_t(1792), size_t(9728)})
+    for (size_t ahead : {size_t(1024), size_t(4096)}) {
+      CAPTURE(stride);
+      CAPTURE(ahead);
+      const size_t tiles = 24, bytes = tiles * R * stride;
+      const uintptr_t base = uintptr_t(1) << 20;  // a 64-byte aligned fake address, never read
+      const kernels::detail::TilePrefetch pf(ahead, stride, R);
+      std::vector<char> asked(bytes / 64 + 2, 0);
+      auto ask = [&](uintptr_t a) {
+        REQUIRE(a >= base);
+        if (a - base < bytes) asked[(a - base) / 64] = 1;
+      };
+      pf.for_primed(reinterpret_cast<const void*>(base), ask);
+      size_t missed = 0;
+      for (size_t t = 0; t < tiles; ++t) {
+        const auto* first = reinterpret_cast<const void*>(base + t * R * stride);
+        for (size_t off = 0; off < stride; off += 64) {
+          if (off % 256 == 0)
+            for (size_t b = 0; b < 256 && off + b < stride; b += 64)  // (past the row end: unused)
+              for (int r = 0; r < R; ++r) ask(pf.target(first, off + b) + r * stride);
+          for (int r = 0; r < R; ++r) {  // the load: bytes [p, p + min(64, row end))
+            const size_t p = (t * R + size_t(r)) * stride + off;
+            const size_t e = std::min(p + 64, (t * R + size_t(r) + 1) * stride);
+            for (size_t line = p / 64; line <= (e - 1) / 64; ++line) missed += !asked[line];
+          }
+        }
+      }
+      CHECK(missed == 0);
+    }
+  CHECK_FALSE(bool(kernels::detail::TilePrefetch()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Q8
 

@@ -36,13 +36,10 @@ struct Attention {
   // q: [n, q_dim] (may be null: keys/values only), k, v: [n, kv_dim].
   void project(const float* xn, size_t n, const float* cos, const float* sin, float* q, float* k,
                float* v) const {
-    if (q) {
-      kernels::gemm(wq, xn, n, q);
-      finish(q, n, n_heads, bq, q_norm, cos, sin);
-    }
-    kernels::gemm(wk, xn, n, k);
+    if (q) kernels::gemm_fused({{&wq, q}, {&wk, k}, {&wv, v}}, xn, n);
+    else kernels::gemm_fused({{&wk, k}, {&wv, v}}, xn, n);
+    if (q) finish(q, n, n_heads, bq, q_norm, cos, sin);
     finish(k, n, n_kv_heads, bk, k_norm, cos, sin);
-    kernels::gemm(wv, xn, n, v);
     if (!bv.empty())
       for (size_t r = 0; r < n; ++r) kernels::add_inplace(v + r * kv_dim(), bv.data(), kv_dim());
   }

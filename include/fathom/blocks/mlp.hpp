@@ -15,8 +15,7 @@ struct SwiGLU {
 
   // x: [n, hidden] -> out: [n, hidden]; g, u: scratch [n, intermediate] each.
   void operator()(const float* x, size_t n, float* out, float* g, float* u) const {
-    kernels::gemm(gate, x, n, g);
-    kernels::gemm(up, x, n, u);
+    kernels::gemm_fused({{&gate, g}, {&up, u}}, x, n);
     kernels::swiglu(g, u, g, n * intermediate());
     kernels::gemm(down, g, n, out);
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fathom/kernels/convert.hpp"
+#include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
 
 namespace fathom::kernels::detail {
@@ -14,15 +15,18 @@ namespace fathom::kernels::detail {
 // out[r] = sum_c w[r*ld + c] x[c] for R rows at once: the rows share every load of x (x of a
 // 14336-wide layer does not fit L1, so this halves to quarters the L2 traffic per weight byte).
 // Each row has its own 4 vector accumulators and the same operation sequence whatever R, so a
-// row's result does not depend on how rows are grouped (or split over threads).
+// row's result does not depend on how rows are grouped (or split over threads). `pf` prefetches
+// the rows ahead (decode, prefetch.hpp).
 template <int R>
-inline void dot_f32_rows(const float* w, size_t ld, const float* x, size_t n, float* out) {
+inline void dot_f32_rows(const float* w, size_t ld, const float* x, size_t n, float* out,
+                         const TilePrefetch& pf = {}) {
   using simd::fvec;
   constexpr size_t W = simd::W;
   fvec a[R][4];
   for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = fvec(0.f);
   size_t c = 0;
   for (; c + 4 * W <= n; c += 4 * W) {
+    pf.tile<R>(w, c * sizeof(float), 4 * W * sizeof(float));
     const fvec x0 = simd::loadu(x + c), x1 = simd::loadu(x + c + W);
     const fvec x2 = simd::loadu(x + c + 2 * W), x3 = simd::loadu(x + c + 3 * W);
     for (int r = 0; r < R; ++r) {
@@ -62,11 +66,30 @@ struct SplitVector {
   }
 };
 
+// One step of dot_bf16_rows: 4W weights of each of R rows (2 x (W even + W odd)).
+template <int R>
+[[gnu::always_inline]] inline void bf16_rows_step(const uint16_t* w, size_t ld, const float* xe,
+                                                  const float* xo, size_t c, simd::fvec (&a)[R][4]) {
+  using simd::fvec;
+  constexpr size_t W = simd::W;
+  const fvec xe0 = simd::loadu(xe + c / 2), xo0 = simd::loadu(xo + c / 2);
+  const fvec xe1 = simd::loadu(xe + c / 2 + W), xo1 = simd::loadu(xo + c / 2 + W);
+  for (int r = 0; r < R; ++r) {
+    fvec e0, o0, e1, o1;
+    simd::bf16_split(w + r * ld + c, e0, o0);
+    simd::bf16_split(w + r * ld + c + 2 * W, e1, o1);
+    a[r][0] = xsimd::fma(e0, xe0, a[r][0]);
+    a[r][1] = xsimd::fma(o0, xo0, a[r][1]);
+    a[r][2] = xsimd::fma(e1, xe1, a[r][2]);
+    a[r][3] = xsimd::fma(o1, xo1, a[r][3]);
+  }
+}
+
 // out[r] = sum_c bf16 w[r*ld + c] * x[c] for R rows sharing the loads of x (xs = x split);
 // per-row operation sequence independent of R, as dot_f32_rows.
 template <int R>
 inline void dot_bf16_rows(const uint16_t* w, size_t ld, const SplitVector& xs, const float* x,
-                          size_t n, float* out) {
+                          size_t n, float* out, const TilePrefetch& pf = {}) {
   using simd::fvec;
   constexpr size_t W = simd::W;
   const float* xe = xs.even.data();
@@ -74,19 +97,12 @@ inline void dot_bf16_rows(const uint16_t* w, size_t ld, const SplitVector& xs, c
   fvec a[R][4];
   for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = fvec(0.f);
   size_t c = 0;
-  for (; c + 4 * W <= n; c += 4 * W) {  // 4W weights: 2 x (W even + W odd)
-    const fvec xe0 = simd::loadu(xe + c / 2), xo0 = simd::loadu(xo + c / 2);
-    const fvec xe1 = simd::loadu(xe + c / 2 + W), xo1 = simd::loadu(xo + c / 2 + W);
-    for (int r = 0; r < R; ++r) {
-      fvec e0, o0, e1, o1;
-      simd::bf16_split(w + r * ld + c, e0, o0);
-      simd::bf16_split(w + r * ld + c + 2 * W, e1, o1);
-      a[r][0] = xsimd::fma(e0, xe0, a[r][0]);
-      a[r][1] = xsimd::fma(o0, xo0, a[r][1]);
-      a[r][2] = xsimd::fma(e1, xe1, a[r][2]);
-      a[r][3] = xsimd::fma(o1, xo1, a[r][3]);
-    }
+  for (; c + 8 * W <= n; c += 8 * W) {  // prefetch 256 bytes of every row, then read them
+    pf.tile<R>(w, c * sizeof(uint16_t), 8 * W * sizeof(uint16_t));
+    bf16_rows_step<R>(w, ld, xe, xo, c, a);
+    bf16_rows_step<R>(w, ld, xe, xo, c + 4 * W, a);
   }
+  for (; c + 4 * W <= n; c += 4 * W) bf16_rows_step<R>(w, ld, xe, xo, c, a);
   for (; c + 2 * W <= n; c += 2 * W) {
     const fvec xe0 = simd::loadu(xe + c / 2), xo0 = simd::loadu(xo + c / 2);
     for (int r = 0; r < R; ++r) {

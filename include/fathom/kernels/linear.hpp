@@ -5,6 +5,8 @@
 // output element is summed by one thread in a fixed order).
 #include <cstddef>
 #include <cstring>
+#include <initializer_list>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,51 +39,115 @@ namespace detail {
 inline void check_matrix(const MatrixView& W, const char* who) {
   if (W.rows && W.cols && !W.data) throw UsageError("", "MatrixView.data", std::string(who) + ": null data");
 }
-}  // namespace detail
 
-// y[r] = sum_c W[r,c] x[c]
-inline void gemv(const MatrixView& W, const float* x, float* y) {
-  detail::check_matrix(W, "gemv");
-  const size_t rows = W.rows, cols = W.cols;
-  const int threads = detail::worker_count(rows * cols);
+// The input vector x in the form W's row kernels read it, made once per call and shared by all
+// matrices of a fused product: bf16 weights read x split into even/odd elements, Q8 weights read
+// x quantised to int8 blocks.
+struct PreparedInput {
+  const float* x = nullptr;           // [cols]
+  const SplitVector* split = nullptr; // BF16
+  const Q8Acts* q8 = nullptr;         // Q8
+};
+inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
+  PreparedInput in{x};
+  if (dt == DType::BF16) {
+    thread_local SplitVector xs;  // [cols/2] even and odd elements of x
+    xs.assign(x, cols);
+    in.split = &xs;
+  } else if (dt == DType::Q8) {
+    thread_local Q8Acts acts;     // [nb*32] int8 values, [nb] scales
+    acts.assign(x, 1, cols);
+    in.q8 = &acts;
+  }
+  return in;
+}
+
+// y[r] = W[r,:] . x for r in [r0, r1); r0 is a multiple of 4 (whole tiles of 4 rows). Rows are
+// prefetched ahead (prefetch.hpp), starting with the first tile of the range.
+inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, size_t r1, float* y) {
+  const size_t cols = W.cols;
   switch (W.dtype) {
     case DType::F32: {
       const float* w = static_cast<const float*>(W.data);
-      detail::parallel_chunks(rows, threads, [&](size_t b, size_t e) {
-        size_t r = b;
-        for (; r + 4 <= e; r += 4) detail::dot_f32_rows<4>(w + r * cols, cols, x, cols, y + r);
-        for (; r < e; ++r) y[r] = detail::dot_f32(w + r * cols, x, cols);
-      });
+      const TilePrefetch pf(kPrefetchAhead, cols * sizeof(float), 4);
+      pf.prime(w + r0 * cols);
+      size_t r = r0;
+      for (; r + 4 <= r1; r += 4) dot_f32_rows<4>(w + r * cols, cols, in.x, cols, y + r, pf);
+      for (; r < r1; ++r) y[r] = dot_f32(w + r * cols, in.x, cols);
       return;
     }
     case DType::BF16: {
       const uint16_t* w = static_cast<const uint16_t*>(W.data);
-      thread_local detail::SplitVector xs;  // [cols/2] even and odd elements of x
-      xs.assign(x, cols);
-      const detail::SplitVector& xsr = xs;
-      detail::parallel_chunks(rows, threads, [&](size_t b, size_t e) {
-        size_t r = b;
-        for (; r + 4 <= e; r += 4) detail::dot_bf16_rows<4>(w + r * cols, cols, xsr, x, cols, y + r);
-        for (; r < e; ++r) y[r] = detail::dot_bf16(w + r * cols, xsr, x, cols);
-      });
+      const TilePrefetch pf(kPrefetchAhead, cols * sizeof(uint16_t), 4);
+      pf.prime(w + r0 * cols);
+      size_t r = r0;
+      for (; r + 4 <= r1; r += 4) dot_bf16_rows<4>(w + r * cols, cols, *in.split, in.x, cols, y + r, pf);
+      for (; r < r1; ++r) y[r] = dot_bf16(w + r * cols, *in.split, in.x, cols);
       return;
     }
     case DType::F16: {
       const uint16_t* w = static_cast<const uint16_t*>(W.data);
-      detail::parallel_chunks(rows, threads, [&](size_t b, size_t e) {
-        thread_local std::vector<float> row;  // [cols] one widened weight row
-        row.resize(cols);
-        for (size_t r = b; r < e; ++r) {
-          detail::f16_to_f32_n(w + r * cols, row.data(), cols);
-          y[r] = detail::dot_f32(row.data(), x, cols);
-        }
-      });
+      thread_local std::vector<float> row;  // [cols] one widened weight row
+      row.resize(cols);
+      for (size_t r = r0; r < r1; ++r) {
+        f16_to_f32_n(w + r * cols, row.data(), cols);
+        y[r] = dot_f32(row.data(), in.x, cols);
+      }
       return;
     }
-    case DType::Q8: return detail::gemm_q8(W, x, 1, y);
+    case DType::Q8: return q8_rows(q8_layout(W), *in.q8, 1, W.rows, r0, r1, y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemv: weight dtype");
   }
 }
+}  // namespace detail
+
+// One matrix-vector product of a fused call: y = W x.
+struct Product {
+  const MatrixView* W;
+  float* y;  // [W->rows]
+};
+
+// y_i = W_i x for several matrices that read the same x (a layer's q/k/v, gate/up), in one
+// parallel region: the threads fork and join once, split the 4-row tiles of all matrices between
+// them, and even a matrix too small to split alone is shared. Each y_i equals gemv(W_i, x)
+// bit for bit. Matrices of different dtype or width are run one after the other.
+inline void gemv_fused(std::span<const Product> products, const float* x) {
+  if (products.empty()) return;
+  const MatrixView& W0 = *products[0].W;
+  size_t tiles = 0, work = 0;
+  bool uniform = true;
+  for (const Product& p : products) {
+    detail::check_matrix(*p.W, "gemv");
+    uniform = uniform && p.W->dtype == W0.dtype && p.W->cols == W0.cols;
+    tiles += (p.W->rows + 3) / 4;
+    work += p.W->rows * p.W->cols;
+  }
+  if (!uniform) {
+    for (const Product& p : products) gemv_fused(std::span<const Product>(&p, 1), x);
+    return;
+  }
+  switch (W0.dtype) {
+    case DType::F32: case DType::BF16: case DType::F16: case DType::Q8: break;
+    default: throw UnsupportedError("", std::string(dtype_name(W0.dtype)), "gemv: weight dtype");
+  }
+  const detail::PreparedInput in = detail::prepare_input(W0.dtype, x, W0.cols);
+  detail::parallel_chunks(tiles, detail::worker_count(work), [&](size_t b, size_t e) {
+    size_t first = 0;  // tile index of products[i]'s first tile
+    for (const Product& p : products) {
+      const size_t n = (p.W->rows + 3) / 4;
+      const size_t lo = std::max(b, first), hi = std::min(e, first + n);
+      if (lo < hi)
+        detail::gemv_rows(*p.W, in, (lo - first) * 4, std::min(p.W->rows, (hi - first) * 4), p.y);
+      first += n;
+    }
+  });
+}
+inline void gemv_fused(std::initializer_list<Product> products, const float* x) {
+  gemv_fused(std::span<const Product>(products.begin(), products.size()), x);
+}
+
+// y[r] = sum_c W[r,c] x[c]
+inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&W, y}}, x); }
 
 // Y[t, r] = sum_c X[t, c] W[r, c]; X: [n, W.cols] and Y: [n, W.rows], row-major, contiguous.
 // n == 1 is the matrix-vector product (same result as gemv). For Q8 weights each row of X is
@@ -96,6 +162,17 @@ inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
     case DType::Q8: return detail::gemm_q8(W, X, n, Y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemm: weight dtype");
   }
+}
+
+// Y_i = X W_i^T for matrices that read the same X: [n, cols]; Product::y is then [n, W->rows].
+// A single token (decode) runs as one gemv_fused; prompts run one gemm per matrix (each is
+// compute bound and long enough to split alone).
+inline void gemm_fused(std::span<const Product> products, const float* X, size_t n) {
+  if (n == 1) return gemv_fused(products, X);
+  for (const Product& p : products) gemm(*p.W, X, n, p.y);
+}
+inline void gemm_fused(std::initializer_list<Product> products, const float* X, size_t n) {
+  gemm_fused(std::span<const Product>(products.begin(), products.size()), X, n);
 }
 
 }  // namespace fathom::kernels

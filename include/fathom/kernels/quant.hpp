@@ -35,6 +35,7 @@
 #include "fathom/kernels/convert.hpp"
 #include "fathom/kernels/matrix.hpp"
 #include "fathom/kernels/parallel.hpp"
+#include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
 
 namespace fathom::kernels {
@@ -164,10 +165,12 @@ constexpr bool kQ8Vnni = true;
 // the same sequence of operations, so a result does not depend on the tile it was computed in.
 // Two blocks (64 bytes) per step: int32 lanes 0-7 belong to the first, 8-15 to the second. Per
 // 16 blocks the two scales are multiplied once (sc = dw * dx); per step and result: one
-// vpdpbusd, one conversion, one permute of sc, one FMA.
+// vpdpbusd, one conversion, one permute of sc, one FMA. pf / pfd prefetch the values / scales of
+// the rows ahead (prefetch.hpp).
 template <int RW, int RX>
 inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
-                         const int8_t* const* xq, const float* const* xd, size_t nb, float* out) {
+                         const int8_t* const* xq, const float* const* xd, size_t nb, float* out,
+                         const TilePrefetch& pf, const TilePrefetch& pfd) {
   __m512 acc[RX][RW];
   for (int m = 0; m < RX; ++m)
     for (int r = 0; r < RW; ++r) acc[m][r] = _mm512_setzero_ps();
@@ -182,8 +185,10 @@ inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
       for (int r = 0; r < RW; ++r)
         sc[m][r] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd[r] + g)), sx);
     }
+    pfd.tile<RW>(wd[0], g * sizeof(uint16_t), 64);
     for (size_t j = 0; 2 * j < gb; ++j) {
       const size_t off = (g + 2 * j) * kQ8Block;
+      if (j % 4 == 0) pf.tile<RW>(wq[0], off, 4 * 2 * kQ8Block);  // 4 pairs ahead (prefetch.hpp)
       const __mmask64 lm = 2 * j + 1 < gb ? ~__mmask64(0) : __mmask64(0xffffffffu);
       const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
       __m512i x[RX], corr[RX];
@@ -211,21 +216,30 @@ constexpr bool kQ8Vnni = false;
 // out[m*RW + r] for an RW x RX tile, VNNI when compiled in, portable otherwise.
 template <int RW, int RX>
 inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const int8_t* const* xq,
-                    const float* const* xd, size_t nb, float* out) {
+                    const float* const* xd, size_t nb, float* out, const TilePrefetch& pf = {},
+                    const TilePrefetch& pfd = {}) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  q8_tile_vnni<RW, RX>(wq, wd, xq, xd, nb, out);
+  q8_tile_vnni<RW, RX>(wq, wd, xq, xd, nb, out, pf, pfd);
 #else
+  (void)pf, (void)pfd;
   for (int m = 0; m < RX; ++m)
     for (int r = 0; r < RW; ++r) out[m * RW + r] = q8_dot_portable(wq[r], wd[r], xq[m], xd[m], nb);
 #endif
 }
 
 // Y[t, r] for t in [0, n), r in [r0, r1): tiles of 4 weight rows x 2 activation rows, weight rows
-// in bands of 64 (~1 MB at 14336 columns, L2-resident while every activation row passes).
+// in bands of 64 (~1 MB at 14336 columns, L2-resident while every activation row passes). The
+// first pass over a band, which reads it from memory, prefetches ahead.
 inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size_t r0, size_t r1,
                     float* Y) {
   constexpr size_t kBand = 64;
   const size_t nb = L.nb, stride = nb * kQ8Block;
+  const TilePrefetch pf(kPrefetchAhead, stride, 4);
+  const TilePrefetch pfd(kPrefetchAhead / 16, nb * sizeof(uint16_t), 4);  // 2 scale bytes per 32 values
+  if (r0 < r1) {
+    pf.prime(L.qs + r0 * stride);
+    pfd.prime(L.d + r0 * nb);
+  }
   for (size_t b0 = r0; b0 < r1; b0 += kBand) {
     const size_t b1 = std::min(r1, b0 + kBand);
     size_t t = 0;
@@ -243,7 +257,8 @@ inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size
                                L.qs + (r + 3) * stride};
         const uint16_t* wd[4] = {L.d + r * nb, L.d + (r + 1) * nb, L.d + (r + 2) * nb, L.d + (r + 3) * nb};
         float out[4 * RX];
-        q8_tile<4, RX>(wq, wd, xq, xd, nb, out);
+        if (t == 0) q8_tile<4, RX>(wq, wd, xq, xd, nb, out, pf, pfd);
+        else q8_tile<4, RX>(wq, wd, xq, xd, nb, out);
         for (int m = 0; m < RX; ++m)
           for (int k = 0; k < 4; ++k) Y[(t + m) * N + r + k] = out[m * 4 + k];
       }

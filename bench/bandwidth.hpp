@@ -1,0 +1,73 @@
+#pragma once
+// The limit decode is measured against: how fast this machine streams bytes from DRAM, measured
+// in the same program (and, with --benchmark_enable_random_interleaving, in the same minutes) as
+// the products, because on a shared virtual machine it changes from run to run.
+//
+// The buffer is 512 MiB (16x an L3 of 32 MiB) of random bytes. Constant fills (e.g. 1.0f) let the
+// host merge identical pages, after which a "DRAM" read hits in cache (seen on this machine class:
+// 109 GB/s "read" of a constant buffer against 45-77 GB/s of random bytes).
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "fathom/kernels/parallel.hpp"
+#include "fathom/kernels/prefetch.hpp"
+#include "fathom/kernels/simd.hpp"
+
+namespace bench {
+
+// splitmix64 output: every page different.
+inline void fill_random(void* data, size_t bytes, uint64_t seed) {
+  auto* p = static_cast<unsigned char*>(data);
+  uint64_t s = seed * 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < bytes; i += 8) {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    for (size_t k = 0; k < 8 && i + k < bytes; ++k) p[i + k] = static_cast<unsigned char>(z >> (8 * k));
+  }
+}
+
+// Reads the buffer once per iteration with all threads, each streaming one contiguous part (as
+// gemv splits rows), summing 32-bit integers; with `prefetch`, also software prefetch at the
+// kernels' distance. The better of the two is the machine's read bandwidth.
+inline void BM_read_bandwidth(benchmark::State& state, bool prefetch) {
+  using uvec = fathom::kernels::simd::uvec;
+  namespace kd = fathom::kernels::detail;
+  constexpr size_t kBytes = size_t(512) << 20, kStep = 4 * uvec::size * sizeof(uint32_t);
+  static const std::vector<uint32_t> buf = [] {
+    std::vector<uint32_t> b(kBytes / sizeof(uint32_t));
+    fill_random(b.data(), kBytes, 42);
+    return b;
+  }();
+  const size_t steps = kBytes / kStep;
+  const int threads = kd::worker_count(kBytes);
+  for (auto _ : state) {
+    uint32_t total = 0;
+    kd::parallel_chunks(steps, threads, [&](size_t b, size_t e) {
+      uvec a0(0u), a1(0u), a2(0u), a3(0u);
+      for (size_t i = b; i < e; ++i) {
+        const uint32_t* p = buf.data() + i * kStep / sizeof(uint32_t);
+        if (prefetch)
+          for (size_t l = 0; l < kStep; l += 64)
+            kd::prefetch_line(reinterpret_cast<uintptr_t>(p) + kd::kPrefetchAhead + l);
+        a0 += uvec::load_unaligned(p);
+        a1 += uvec::load_unaligned(p + uvec::size);
+        a2 += uvec::load_unaligned(p + 2 * uvec::size);
+        a3 += uvec::load_unaligned(p + 3 * uvec::size);
+      }
+      const uint32_t s = xsimd::hadd((a0 + a1) + (a2 + a3));
+#pragma omp atomic
+      total += s;
+    });
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(int64_t(kBytes) * int64_t(state.iterations()));
+  state.counters["GB/s"] = benchmark::Counter(double(kBytes) * double(state.iterations()) / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
+}  // namespace bench

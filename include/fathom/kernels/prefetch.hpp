@@ -1,0 +1,96 @@
+#pragma once
+// Software prefetching for the matrix-vector products.
+//
+// Decode reads every weight byte once, straight from DRAM. The row kernels read R rows side by
+// side (so the rows share the loads of x), i.e. R interleaved streams per thread; the hardware
+// prefetchers follow them too late, and a 2-core machine then gets 20-50 % of its read bandwidth
+// (measured: docs/benchmarks.md). The kernels therefore ask for each cache line a fixed distance
+// ahead of the line they are reading, in the order in which they will read it.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+namespace fathom::kernels::detail {
+
+// Bytes along a row between the line a kernel reads and the line it prefetches. With 4-row tiles
+// this keeps 16 KiB of weights in flight per thread: enough to cover DRAM latency at ~40 GB/s per
+// core, little enough that the lines are still in L1/L2 when read. Tuned by interleaved runs of
+// 1-16 KiB on the decode shapes (docs/benchmarks.md).
+constexpr size_t kPrefetchAhead = 4096;
+
+// Asks for the cache line at `addr` in every cache level. A hint: it never faults, so addresses
+// past the end of a buffer are harmless. On x86-64 it is an asm statement because GCC 12 deletes
+// __builtin_prefetch (and _mm_prefetch) behind a condition at -O2/-O3 (checked with objdump:
+// `if (on) __builtin_prefetch(p + a * b)` compiles to nothing).
+inline void prefetch_line(uintptr_t addr) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  asm volatile("prefetcht0 (%0)" : : "r"(addr));
+#else
+  __builtin_prefetch(reinterpret_cast<const void*>(addr), /*rw=*/0, /*locality=*/3);
+#endif
+}
+
+// Prefetching for a kernel that reads tiles of R consecutive rows (row pitch `stride` bytes) side
+// by side, front to back, then moves on to the next R rows. Seen from one row of a tile, the
+// kernel reads a stream: that row, then the same row of the next tile, and so on. While reading
+// byte `off` of a row it asks for the line `ahead` bytes further along that stream: further along
+// the same row, or past its end in the same row of a later tile. The target is rounded down to
+// the kernel's own 64-byte load offsets within its row, so that every line of a thread's range of
+// rows is asked for (a line shared by two rows through the next row's start) before it is read.
+// Kernels issue a tile's prefetches for a step of 256 bytes per row before that step's loads:
+// measured on the decode shapes, that sustains 10-30 % more bandwidth than one prefetch beside
+// each load (docs/benchmarks.md). A default-constructed TilePrefetch does nothing.
+class TilePrefetch {
+ public:
+  TilePrefetch() = default;
+  TilePrefetch(size_t ahead, size_t stride, size_t R)
+      : on_(ahead > 0 && stride > 0), ahead_(ahead), stride_(stride), R_(R),
+        rem_(on_ ? ahead % stride : 0),
+        near_(on_ ? R * (ahead / stride) * stride : 0),
+        far_(on_ ? R * (ahead / stride + 1) * stride : 0) {}
+
+  explicit operator bool() const { return on_; }
+
+  // Lines [off, off + bytes) of the tile's R rows (the first starting at `first_row`), `ahead`
+  // bytes further along. The address arithmetic is in integers: it may point past the buffer.
+  template <int R>
+  void tile(const void* first_row, size_t off, size_t bytes) const {
+    if (!on_) return;
+    for (size_t b = 0; b < bytes; b += 64) {
+      const uintptr_t at = target(first_row, off + b);
+      for (int r = 0; r < R; ++r) prefetch_line(at + size_t(r) * stride_);
+    }
+  }
+
+  // The address prefetched for byte `off` (< stride) of the tile's first row (row r: + r*stride).
+  uintptr_t target(const void* first_row, size_t off) const {
+    size_t o = off + rem_, rows = near_;
+    if (o >= stride_) o -= stride_, rows = far_;
+    return reinterpret_cast<uintptr_t>(first_row) + rows + (o & ~size_t(63));
+  }
+
+  // What the kernel reads before its own prefetches reach it: the first `ahead` bytes of each
+  // stream, from the tile whose first row starts at `first_row`. Called where a thread starts on
+  // a range of rows, so that a short matrix does not begin with a stall on every line.
+  void prime(const void* first_row) const { for_primed(first_row, prefetch_line); }
+  // Calls f(address) for each line prime() prefetches.
+  template <class F>
+  void for_primed(const void* first_row, F&& f) const {
+    if (!on_) return;
+    const auto base = reinterpret_cast<uintptr_t>(first_row);
+    for (size_t t = 0; t * stride_ < ahead_; ++t) {
+      const size_t len = std::min(stride_, ahead_ - t * stride_);
+      for (size_t r = 0; r < R_; ++r) {
+        const uintptr_t b = base + (t * R_ + r) * stride_;
+        for (uintptr_t line = b & ~uintptr_t(63); line < b + len; line += 64) f(line);
+      }
+    }
+  }
+
+ private:
+  bool on_ = false;
+  size_t ahead_ = 0, stride_ = 0, R_ = 1;
+  size_t rem_ = 0, near_ = 0, far_ = 0;  // ahead % stride; bytes to the same row k, k+1 tiles on
+};
+
+}  // namespace fathom::kernels::detail
