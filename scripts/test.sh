@@ -10,7 +10,7 @@ FATHOM_BUILD_DIR=$build bash "$root/scripts/build.sh" \
 export FATHOM_SHARED=${FATHOM_SHARED:-$(cd "$root/.." && pwd)/shared}
 ctest --test-dir "$build" --output-on-failure -j2
 # The parsers, the run loop and the depth policies again under AddressSanitizer + UBSan.
-asan_tests=(test_safetensors test_config test_llama2c test_tokenizer_errors test_model_fixtures
+asan_tests=(test_safetensors test_config test_llama2c test_tokenizer_errors test_model_fixtures test_q8_checkpoint
             test_depth test_early_exit test_report test_eval_data)
 cmake -S "$root" -B "$build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFATHOM_SANITIZE=ON \
   -DFATHOM_BUILD_BENCH=OFF -DFATHOM_BUILD_EXAMPLES=OFF >/dev/null

@@ -301,3 +301,58 @@ TEST_CASE("checkpoint: every committed transformers fixture model loads and matc
   }
   CHECK(n > 0);
 }
+
+namespace {
+void check_same(const ModelConfig& a, const ModelConfig& b) {
+  CHECK(a.family == b.family);
+  CHECK(a.hidden_size == b.hidden_size);
+  CHECK(a.num_hidden_layers == b.num_hidden_layers);
+  CHECK(a.num_attention_heads == b.num_attention_heads);
+  CHECK(a.num_key_value_heads == b.num_key_value_heads);
+  CHECK(a.head_dim == b.head_dim);
+  CHECK(a.intermediate_size == b.intermediate_size);
+  CHECK(a.vocab_size == b.vocab_size);
+  CHECK(a.rms_norm_eps == b.rms_norm_eps);
+  CHECK(a.rope_theta == b.rope_theta);
+  CHECK(a.rope_scaling.type == b.rope_scaling.type);
+  if (a.rope_scaling.type != RopeScaling::Type::None) {
+    CHECK(a.rope_scaling.factor == b.rope_scaling.factor);
+    if (a.rope_scaling.type == RopeScaling::Type::Llama3) {
+      CHECK(a.rope_scaling.low_freq_factor == b.rope_scaling.low_freq_factor);
+      CHECK(a.rope_scaling.high_freq_factor == b.rope_scaling.high_freq_factor);
+      CHECK(a.rope_scaling.original_max_position_embeddings == b.rope_scaling.original_max_position_embeddings);
+    }
+  }
+  CHECK(a.max_position_embeddings == b.max_position_embeddings);
+  CHECK(a.tie_word_embeddings == b.tie_word_embeddings);
+  CHECK(a.sliding_window == b.sliding_window);
+  CHECK(a.attention_bias == b.attention_bias);
+  CHECK(a.qk_norm == b.qk_norm);
+  CHECK(a.bos_token_id == b.bos_token_id);
+  CHECK(a.eos_token_ids == b.eos_token_ids);
+  CHECK(a.torch_dtype == b.torch_dtype);
+}
+}  // namespace
+
+TEST_CASE("config_to_json: parse_config reads every kind of config back unchanged") {
+  std::vector<ModelConfig> configs;
+  namespace fs = std::filesystem;
+  for (auto& e : fs::directory_iterator(fs::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models"))
+    if (fs::exists(e.path() / "config.json")) configs.push_back(load_config(e.path()));
+  REQUIRE(configs.size() >= 7);
+  configs.push_back(parse(cfg("MistralForCausalLM", R"(,"num_key_value_heads":2,"sliding_window":null,"eos_token_id":[])")));
+  configs.push_back(parse(cfg("Qwen2ForCausalLM", R"(,"num_key_value_heads":4,"use_sliding_window":true,"sliding_window":6,"max_window_layers":0)")));
+  configs.push_back(parse(cfg("LlamaForCausalLM", R"(,"bos_token_id":null,"torch_dtype":"float16",)"
+                                                  R"("rope_scaling":{"rope_type":"linear","factor":2.5})")));
+  ModelConfig l2c = configs.front();  // as a llama2.c header gives it
+  l2c.architecture = "llama2.c";
+  l2c.family = Family::Llama;
+  l2c.attention_bias = l2c.qk_norm = false;
+  configs.push_back(l2c);
+  for (const ModelConfig& c : configs) {
+    CAPTURE(c.architecture);
+    const std::string text = config_to_json(c).dump(2);
+    CAPTURE(text);
+    check_same(parse(text), c);
+  }
+}

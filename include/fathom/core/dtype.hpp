@@ -8,7 +8,7 @@
 
 namespace fathom {
 
-enum class DType : uint8_t { F32, BF16, F16, Q8, I64, I32, U8, BOOL };
+enum class DType : uint8_t { F32, BF16, F16, Q8, I64, I32, I8, U8, BOOL };
 
 constexpr std::string_view dtype_name(DType t) {
   switch (t) {
@@ -18,6 +18,7 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::Q8: return "Q8";
     case DType::I64: return "I64";
     case DType::I32: return "I32";
+    case DType::I8: return "I8";
     case DType::U8: return "U8";
     case DType::BOOL: return "BOOL";
   }
@@ -30,7 +31,7 @@ constexpr size_t dtype_size(DType t) {
     case DType::F32: case DType::I32: return 4;
     case DType::BF16: case DType::F16: return 2;
     case DType::I64: return 8;
-    case DType::U8: case DType::BOOL: return 1;
+    case DType::I8: case DType::U8: case DType::BOOL: return 1;
     case DType::Q8: return 0;
   }
   return 0;

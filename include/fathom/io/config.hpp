@@ -262,6 +262,55 @@ inline ModelConfig parse_config(std::string_view json_text, const std::string& l
   return c;
 }
 
+// The config.json of `c` that parse_config reads back as `c` (and transformers as the same model:
+// fields named as in its configuration classes; a llama2.c model is written as Llama).
+inline nlohmann::ordered_json config_to_json(const ModelConfig& c) {
+  nlohmann::ordered_json j;
+  const char* arch = c.family == Family::Llama     ? "LlamaForCausalLM"
+                     : c.family == Family::Mistral ? "MistralForCausalLM"
+                     : c.family == Family::Qwen2   ? "Qwen2ForCausalLM"
+                                                   : "Qwen3ForCausalLM";
+  j["architectures"] = {arch};
+  j["model_type"] = family_name(c.family);
+  j["hidden_act"] = "silu";
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim;
+  j["vocab_size"] = c.vocab_size;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rope_theta"] = c.rope_theta;
+  switch (c.rope_scaling.type) {
+    case RopeScaling::Type::None: j["rope_scaling"] = nullptr; break;
+    case RopeScaling::Type::Linear:
+      j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_scaling.factor}};
+      break;
+    case RopeScaling::Type::Llama3:
+      j["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", c.rope_scaling.factor},
+                           {"low_freq_factor", c.rope_scaling.low_freq_factor},
+                           {"high_freq_factor", c.rope_scaling.high_freq_factor},
+                           {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+      break;
+  }
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  if (c.family == Family::Mistral) {
+    j["sliding_window"] = c.sliding_window > 0 ? nlohmann::ordered_json(c.sliding_window) : nullptr;
+  } else if (c.family != Family::Llama) {  // Qwen: the window on every layer, or on none
+    j["use_sliding_window"] = c.sliding_window > 0;
+    j["sliding_window"] = c.sliding_window > 0 ? nlohmann::ordered_json(c.sliding_window) : nullptr;
+    j["max_window_layers"] = 0;
+  }
+  if (c.family == Family::Llama || c.family == Family::Qwen3) j["attention_bias"] = false;
+  j["bos_token_id"] = c.bos_token_id >= 0 ? nlohmann::ordered_json(c.bos_token_id) : nullptr;
+  j["eos_token_id"] = c.eos_token_ids;
+  j["torch_dtype"] = c.torch_dtype == DType::BF16 ? "bfloat16" : c.torch_dtype == DType::F16 ? "float16" : "float32";
+  return j;
+}
+
 // generation_config.json: its bos/eos ids are the ones generate() stops on, so they override
 // config.json's when present.
 inline void apply_generation_config(ModelConfig& c, std::string_view json_text, const std::string& label) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -54,6 +55,7 @@ inline std::optional<DType> safetensors_dtype(std::string_view s) {
   if (s == "F16") return DType::F16;
   if (s == "I64") return DType::I64;
   if (s == "I32") return DType::I32;
+  if (s == "I8") return DType::I8;
   if (s == "U8") return DType::U8;
   if (s == "BOOL") return DType::BOOL;
   return std::nullopt;
@@ -89,7 +91,7 @@ inline SafetensorsEntry parse_safetensors_entry(const std::string& file, const s
   auto parsed = safetensors_dtype(dts);
   if (!parsed)
     throw UnsupportedError(file, name, "dtype " + dts +
-                                           " is not supported (F32, BF16, F16, I64, I32, U8, BOOL are)");
+                                           " is not supported (F32, BF16, F16, I64, I32, I8, U8, BOOL are)");
   e.dtype = *parsed;
 
   auto sh = v.find("shape");
@@ -272,9 +274,19 @@ inline TensorStore load_safetensors(const std::filesystem::path& path) {
   return store;
 }
 
+// A tensor to be written whose bytes are produced while writing (e.g. converted row by row), so
+// that saving a large model needs no second copy of it in memory.
+struct TensorSource {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  size_t nbytes = 0;
+  std::function<void(std::ostream&)> write;  // writes exactly nbytes bytes
+};
+
 // Writes tensors in the given order after a header padded with spaces to a multiple of 8 bytes
 // (so every tensor of a file we write starts 8-byte aligned when offsets are multiples of 8).
-inline void save_safetensors(const std::filesystem::path& path, const std::vector<TensorView>& tensors,
+inline void write_safetensors(const std::filesystem::path& path, const std::vector<TensorSource>& tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
   const std::string file = path.string();
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -289,13 +301,16 @@ inline void save_safetensors(const std::filesystem::path& path, const std::vecto
     if (t.name == "__metadata__" || !seen.insert(t.name).second)
       throw UsageError(file, t.name, "duplicate or reserved tensor name");
     if (t.dtype == DType::Q8)
-      throw UnsupportedError(file, t.name, "Q8 tensors have no safetensors dtype");
-    for (auto d : t.shape)
+      throw UnsupportedError(file, t.name, "Q8 tensors have no safetensors dtype (write int8 values and scales)");
+    size_t numel = 1;
+    for (auto d : t.shape) {
       if (d < 0) throw UsageError(file, t.name, "negative dimension in shape " + shape_string(t.shape));
-    if (t.numel() * dtype_size(t.dtype) != t.nbytes)
+      numel *= size_t(d);
+    }
+    if (numel * dtype_size(t.dtype) != t.nbytes)
       throw UsageError(file, t.name, std::to_string(t.nbytes) + " bytes do not match shape " +
                                          shape_string(t.shape) + " of " + std::string(dtype_name(t.dtype)));
-    if (t.nbytes && !t.data) throw UsageError(file, t.name, "no data");
+    if (t.nbytes && !t.write) throw UsageError(file, t.name, "no data");
     auto& e = header[t.name];
     e["dtype"] = std::string(dtype_name(t.dtype));
     e["shape"] = t.shape;
@@ -316,9 +331,32 @@ inline void save_safetensors(const std::filesystem::path& path, const std::vecto
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t(text.size()) >> (8 * i));
   out.write(reinterpret_cast<const char*>(len), 8);
   out.write(text.data(), std::streamsize(text.size()));
-  for (auto& t : tensors) out.write(reinterpret_cast<const char*>(t.data), std::streamsize(t.nbytes));
+  for (auto& t : tensors) {
+    if (!t.nbytes) continue;
+    const auto before = out.tellp();
+    t.write(out);
+    if (out && out.tellp() - before != std::streamoff(t.nbytes))
+      throw UsageError(file, t.name, "writer produced " + std::to_string(out.tellp() - before) +
+                                         " bytes instead of " + std::to_string(t.nbytes));
+  }
   out.flush();
   if (!out) throw IoError(file, "", "write failed");
+}
+
+// Tensors already in memory.
+inline void save_safetensors(const std::filesystem::path& path, const std::vector<TensorView>& tensors,
+                             const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<TensorSource> src;
+  src.reserve(tensors.size());
+  for (const TensorView& t : tensors) {
+    TensorSource s{t.name, t.dtype, t.shape, t.nbytes, nullptr};
+    if (t.data)
+      s.write = [data = t.data, n = t.nbytes](std::ostream& o) {
+        o.write(reinterpret_cast<const char*>(data), std::streamsize(n));
+      };
+    src.push_back(std::move(s));
+  }
+  write_safetensors(path, src, metadata);
 }
 
 // Element conversions for tests, lenses and dumps (not for hot loops).

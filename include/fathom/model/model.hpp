@@ -23,11 +23,14 @@
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
 #include "fathom/model/config.hpp"
+#include "fathom/model/q8_checkpoint.hpp"
 
 namespace fathom {
 
-// How weight matrices are held in memory. AsStored keeps zero-copy views of the checkpoint; Q8
-// quantises every matrix (not norms or biases) to the 8-bit block format at load time.
+// How weight matrices are held in memory. AsStored keeps zero-copy views of the checkpoint (a Q8
+// checkpoint's matrices are unpacked into Q8); Q8 quantises every matrix (not norms or biases,
+// not the embedding rows) to the 8-bit block format at load time; F32 / BF16 convert (a Q8
+// checkpoint is dequantised).
 enum class WeightFormat : uint8_t { AsStored, F32, BF16, Q8 };
 
 struct LoadOptions {
@@ -116,6 +119,8 @@ class Model {
   const blocks::Rope& rope() const { return rope_; }
   const Readout& readout() const { return readout_; }
   const blocks::RMSNorm& final_norm() const { return final_norm_; }
+  // The token embedding as stored ([vocab, hidden], F32, BF16 or F16).
+  const io::TensorView& embedding() const { return embed_; }
 
   // Bytes of weight matrices read per decoded token at full depth (for bandwidth bounds).
   size_t weight_bytes_per_token() const {
@@ -191,27 +196,34 @@ class Model {
   kernels::MatrixView matrix(const std::string& name, int64_t rows, int64_t cols,
                              const LoadOptions& opts) {
     const auto& t = store_->get(name, {rows, cols});
-    check_float(t);
-    kernels::MatrixView m{t.dtype, size_t(rows), size_t(cols), t.data};
+    kernels::MatrixView m;
+    if (t.dtype == DType::I8) {  // a Q8 checkpoint (model/q8_checkpoint.hpp)
+      auto q = std::make_shared<kernels::QuantizedMatrix>(
+          q8_from_tensors(t, store_->get(name + kQ8ScaleSuffix)));
+      owned_.push_back(q);
+      m = q->view();
+    } else {
+      check_float(t);
+      m = {t.dtype, size_t(rows), size_t(cols), t.data};
+    }
     if (opts.weights == WeightFormat::Q8) {
+      if (m.dtype == DType::Q8) return m;
       auto q = std::make_shared<kernels::QuantizedMatrix>(kernels::quantize_q8(m));
       owned_.push_back(q);
       return q->view();
     }
     const DType want = opts.weights == WeightFormat::F32    ? DType::F32
                        : opts.weights == WeightFormat::BF16 ? DType::BF16
-                                                            : t.dtype;
-    if (want == t.dtype) return m;
-    auto buf = std::make_shared<std::vector<uint16_t>>();
-    auto fbuf = std::make_shared<std::vector<float>>();
+                                                            : m.dtype;
+    if (want == m.dtype) return m;
     const size_t n = m.rows * m.cols;
     if (want == DType::F32) {
-      fbuf->resize(n);
+      auto fbuf = std::make_shared<std::vector<float>>(n);
       for (size_t i = 0; i < n; ++i) (*fbuf)[i] = m.at(i / m.cols, i % m.cols);
       owned_.push_back(fbuf);
       return {DType::F32, m.rows, m.cols, fbuf->data()};
     }
-    buf->resize(n);
+    auto buf = std::make_shared<std::vector<uint16_t>>(n);
     for (size_t i = 0; i < n; ++i) (*buf)[i] = f32_to_bf16(m.at(i / m.cols, i % m.cols));
     owned_.push_back(buf);
     return {DType::BF16, m.rows, m.cols, buf->data()};
