@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "fathom/core/dtype.hpp"
@@ -108,20 +109,38 @@ inline void pack_weights(DType dt, const void* data, size_t K, size_t n0, size_t
     for (size_t j = 0; j < kNR; ++j) Bp[k * kNR + j] = rows[j * kc + k];
 }
 
-// Ap[p][k][i] = X[m0 + p*MR + i, k0 + k], zero padded past row M.
+// Ap[p][k][i] = X[m0 + p*MR + i, k0 + k], zero padded past row M. Ap needs 16 floats of slack
+// past its end (AVX-512 path below).
 inline void pack_inputs(const float* X, size_t K, size_t M, size_t m0, size_t mc, size_t k0,
                         size_t kc, float* Ap) {
+  static const float zeros[16] = {};
   for (size_t p = 0; p * kMR < mc; ++p) {
     float* dst = Ap + p * kMR * kc;
+    const float* src[kMR];  // the panel's rows at column k0 (a zero row past M)
+    bool zero[kMR];
     for (size_t i = 0; i < kMR; ++i) {
       const size_t m = m0 + p * kMR + i;
-      if (m < M && p * kMR + i < mc) {
-        const float* src = X + m * K + k0;
-        for (size_t k = 0; k < kc; ++k) dst[k * kMR + i] = src[k];
-      } else {
-        for (size_t k = 0; k < kc; ++k) dst[k * kMR + i] = 0.f;
+      zero[i] = !(m < M && p * kMR + i < mc);
+      src[i] = zero[i] ? zeros : X + m * K + k0;
+    }
+    size_t k = 0;
+#if defined(__AVX512F__)
+    if constexpr (kMR <= 16) {
+      // 16 columns at a time: rows -> a 16x16 block -> transposed, column j stored at
+      // dst[(k+j)*MR] as 16 lanes. Lanes MR..15 spill into column j+1's first lanes, which the
+      // next store overwrites with the right values (and the last one into the slack).
+      for (; k + 16 <= kc; k += 16) {
+        alignas(64) float block[16 * 16];
+        for (size_t i = 0; i < 16; ++i)
+          _mm512_store_ps(block + i * 16, i < kMR && !zero[i] ? _mm512_loadu_ps(src[i] + k) : _mm512_setzero_ps());
+        alignas(64) float t[16 * 16];
+        transpose16(block, 16, t, 16);
+        for (size_t j = 0; j < 16; ++j) _mm512_storeu_ps(dst + (k + j) * kMR, _mm512_load_ps(t + j * 16));
       }
     }
+#endif
+    for (; k < kc; ++k)
+      for (size_t i = 0; i < kMR; ++i) dst[k * kMR + i] = zero[i] ? 0.f : src[i][k];
   }
 }
 
@@ -133,18 +152,27 @@ inline GemmScratch& gemm_scratch() {
   return s;
 }
 
-// Y[M, N] = X[M, K] . W[N, K]^T for dtype F32, BF16 or F16.
-inline void gemm_dense(DType dt, const void* data, size_t N, size_t K, const float* X, size_t M,
-                       float* Y) {
-  if (K == 0) {
-    std::fill(Y, Y + M * N, 0.f);
-    return;
+// One product of gemm_dense: Y[M, N] = X . W[N, K]^T.
+struct DenseProduct {
+  const void* data;  // W [N, K] in the call's dtype
+  size_t N;
+  float* Y;          // [M, N]
+};
+
+// Y_j[M, N_j] = X[M, K] . W_j[N_j, K]^T for products that share X and a dtype (F32, BF16, F16):
+// each K block of X is packed once for all of them, and the threads split the 32-row panels of
+// all the W_j (so small matrices such as k and v are shared too).
+inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<const DenseProduct> products) {
+  size_t panels = 0, work = 0;
+  for (const DenseProduct& p : products) {
+    if (K == 0) std::fill(p.Y, p.Y + M * p.N, 0.f);
+    panels += (p.N + kNR - 1) / kNR;
+    work += M * p.N * K;
   }
-  const size_t panels = (N + kNR - 1) / kNR;
-  const int threads = worker_count(M * N * K);
-  parallel_chunks(panels, threads, [&](size_t pb, size_t pe) {
+  if (K == 0) return;
+  parallel_chunks(panels, worker_count(work), [&](size_t pb, size_t pe) {
     GemmScratch& s = gemm_scratch();
-    s.a.resize(kMC * kKC);
+    s.a.resize(kMC * kKC + 16);  // + slack for pack_inputs
     s.b.resize(kKC * kNR);
     s.row.resize(kNR * kKC);
     s.tile.resize(kMR * kNR);
@@ -154,13 +182,16 @@ inline void gemm_dense(DType dt, const void* data, size_t N, size_t K, const flo
         const size_t kc = std::min(kKC, K - k0);
         const bool acc = k0 > 0;
         pack_inputs(X, K, M, m0, mc, k0, kc, s.a.data());
+        size_t j = 0, first = 0;  // product of panel p, and that product's first panel
         for (size_t p = pb; p < pe; ++p) {
-          const size_t n0 = p * kNR, nr = std::min(kNR, N - n0);
-          pack_weights(dt, data, K, n0, nr, k0, kc, s.b.data(), s.row.data());
+          while (p >= first + (products[j].N + kNR - 1) / kNR) first += (products[j++].N + kNR - 1) / kNR;
+          const DenseProduct& P = products[j];
+          const size_t N = P.N, n0 = (p - first) * kNR, nr = std::min(kNR, N - n0);
+          pack_weights(dt, P.data, K, n0, nr, k0, kc, s.b.data(), s.row.data());
           for (size_t i0 = 0; i0 < mc; i0 += kMR) {
             const size_t mr = std::min(kMR, mc - i0);
             const float* Ap = s.a.data() + (i0 / kMR) * kMR * kc;
-            float* C = Y + (m0 + i0) * N + n0;
+            float* C = P.Y + (m0 + i0) * N + n0;
             if (mr == kMR && nr == kNR) {
               gemm_tile(kc, Ap, s.b.data(), C, N, acc);
               continue;
@@ -168,16 +199,23 @@ inline void gemm_dense(DType dt, const void* data, size_t N, size_t K, const flo
             // Edge tile: go through a full-size scratch tile, copy the valid part back.
             float* T = s.tile.data();
             for (size_t i = 0; i < kMR; ++i)
-              for (size_t j = 0; j < kNR; ++j)
-                T[i * kNR + j] = (acc && i < mr && j < nr) ? C[i * N + j] : 0.f;
+              for (size_t jj = 0; jj < kNR; ++jj)
+                T[i * kNR + jj] = (acc && i < mr && jj < nr) ? C[i * N + jj] : 0.f;
             gemm_tile(kc, Ap, s.b.data(), T, kNR, acc);
             for (size_t i = 0; i < mr; ++i)
-              for (size_t j = 0; j < nr; ++j) C[i * N + j] = T[i * kNR + j];
+              for (size_t jj = 0; jj < nr; ++jj) C[i * N + jj] = T[i * kNR + jj];
           }
         }
       }
     }
   });
+}
+
+// Y[M, N] = X[M, K] . W[N, K]^T for dtype F32, BF16 or F16.
+inline void gemm_dense(DType dt, const void* data, size_t N, size_t K, const float* X, size_t M,
+                       float* Y) {
+  const DenseProduct p{data, N, Y};
+  gemm_dense(dt, K, X, M, std::span<const DenseProduct>(&p, 1));
 }
 
 }  // namespace fathom::kernels::detail

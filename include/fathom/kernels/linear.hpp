@@ -165,10 +165,21 @@ inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
 }
 
 // Y_i = X W_i^T for matrices that read the same X: [n, cols]; Product::y is then [n, W->rows].
-// A single token (decode) runs as one gemv_fused; prompts run one gemm per matrix (each is
-// compute bound and long enough to split alone).
+// A single token (decode) runs as one gemv_fused; a prompt with dense weights as one gemm that
+// packs X once for all matrices and splits all their panels between the threads (Q8 and mixed
+// dtypes: one gemm per matrix). Every Y_i equals gemm(W_i, X) bit for bit.
 inline void gemm_fused(std::span<const Product> products, const float* X, size_t n) {
   if (n == 1) return gemv_fused(products, X);
+  if (n == 0 || products.empty()) return;
+  const MatrixView& W0 = *products[0].W;
+  bool dense = W0.dtype == DType::F32 || W0.dtype == DType::BF16 || W0.dtype == DType::F16;
+  std::vector<detail::DenseProduct> dp;
+  for (const Product& p : products) {
+    detail::check_matrix(*p.W, "gemm");
+    dense = dense && p.W->dtype == W0.dtype && p.W->cols == W0.cols;
+    dp.push_back({p.W->data, p.W->rows, p.y});
+  }
+  if (dense) return detail::gemm_dense(W0.dtype, W0.cols, X, n, dp);
   for (const Product& p : products) gemm(*p.W, X, n, p.y);
 }
 inline void gemm_fused(std::initializer_list<Product> products, const float* X, size_t n) {

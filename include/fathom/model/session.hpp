@@ -323,7 +323,10 @@ inline void Session::kv_only_rows(size_t l) {
 }
 
 // ctx[r, h] = softmax(scale q[r,h] · K^T) V over the positions row r may see at layer l. The
-// query heads sharing a key/value head are done in one pass over the cache.
+// query heads sharing a key/value head are done in one pass over the cache. Jobs are handed out
+// dynamically: in a causal prompt row r attends to r + 1 positions, so contiguous static chunks
+// would leave the first thread idle while the last works through the long rows. Each job writes
+// only its own outputs, so the result does not depend on which thread runs it.
 inline void Session::attend_rows(size_t l, const float* q, float* ctx, size_t m) {
   const auto& A = m_->layer(l).attn;
   const size_t nh = A.n_heads, nkv = A.n_kv_heads, G = nh / nkv, hd = A.head_dim,
@@ -332,7 +335,7 @@ inline void Session::attend_rows(size_t l, const float* q, float* ctx, size_t m)
   const long jobs = long(m * nkv);
   const int64_t last = info_[run_[m - 1]].position;
   const bool threaded = size_t(jobs) * G * size_t(last + 1) * hd > (1u << 15);
-#pragma omp parallel for schedule(static) if (threaded)
+#pragma omp parallel for schedule(dynamic) if (threaded)
   for (long j = 0; j < jobs; ++j) {
     const size_t r = size_t(j) / nkv, g = size_t(j) % nkv;
     const int64_t p = info_[run_[r]].position, lo = A.window_start(p);
