@@ -3,18 +3,19 @@
 // in the same program (and, with --benchmark_enable_random_interleaving, in the same minutes) as
 // the products, because on a shared virtual machine it changes from run to run.
 //
-// The buffer is 512 MiB (16x an L3 of 32 MiB) of random bytes. Constant fills (e.g. 1.0f) let the
-// host merge identical pages, after which a "DRAM" read hits in cache (seen on this machine class:
-// 109 GB/s "read" of a constant buffer against 45-77 GB/s of random bytes).
+// The buffer is 512 MiB (16x an L3 of 32 MiB) of random bytes in a WeightBuffer (huge pages, as
+// the kernels' weights in the benchmarks). Constant fills (e.g. 1.0f) let the host merge identical
+// pages, after which a "DRAM" read hits in cache (seen on this machine class: 109 GB/s "read" of a
+// constant buffer against 45-77 GB/s of random bytes).
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "fathom/kernels/parallel.hpp"
 #include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
+#include "fathom/kernels/weight_buffer.hpp"
 
 namespace bench {
 
@@ -38,8 +39,8 @@ inline void BM_read_bandwidth(benchmark::State& state, bool prefetch) {
   using uvec = fathom::kernels::simd::uvec;
   namespace kd = fathom::kernels::detail;
   constexpr size_t kBytes = size_t(512) << 20, kStep = 4 * uvec::size * sizeof(uint32_t);
-  static const std::vector<uint32_t> buf = [] {
-    std::vector<uint32_t> b(kBytes / sizeof(uint32_t));
+  static const fathom::kernels::WeightBuffer buf = [] {
+    fathom::kernels::WeightBuffer b(kBytes);
     fill_random(b.data(), kBytes, 42);
     return b;
   }();
@@ -50,7 +51,7 @@ inline void BM_read_bandwidth(benchmark::State& state, bool prefetch) {
     kd::parallel_chunks(steps, threads, [&](size_t b, size_t e) {
       uvec a0(0u), a1(0u), a2(0u), a3(0u);
       for (size_t i = b; i < e; ++i) {
-        const uint32_t* p = buf.data() + i * kStep / sizeof(uint32_t);
+        const uint32_t* p = buf.as<uint32_t>() + i * kStep / sizeof(uint32_t);
         if (prefetch)
           for (size_t l = 0; l < kStep; l += 64)
             kd::prefetch_line(reinterpret_cast<uintptr_t>(p) + kd::kPrefetchAhead + l);

@@ -11,36 +11,39 @@
 #include "fathom/core/dtype.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/weight_buffer.hpp"
 #include "fathom/model/random_model.hpp"  // detail::FastNormal
 
 namespace fathom::kbench {
 
-// A random weight matrix in f32, bf16 or Q8 (quantised from the f32 values), owning its bytes.
-// Different seeds give different bytes (identical pages could be merged by the host, see
-// bandwidth.hpp).
+// A random weight matrix in f32, bf16 or Q8 (quantised from the f32 values), owning its bytes in
+// a WeightBuffer (huge pages, like the weights fathom converts or quantises at load). Different
+// seeds give different bytes (identical pages could be merged by the host, see bandwidth.hpp).
 struct BenchMatrix {
-  std::vector<float> f32;
-  std::vector<uint16_t> bf16;
+  kernels::WeightBuffer dense;  // F32 or BF16 elements
   kernels::QuantizedMatrix q8;
   kernels::MatrixView view;
   size_t bytes = 0;  // weight bytes read by one pass over the matrix
   BenchMatrix(DType dt, size_t rows, size_t cols, uint32_t seed = 7) {
     fathom::detail::FastNormal rng{seed};  // fast: the cold sets hold 256 MiB of weights
-    f32.resize(rows * cols);
-    for (float& v : f32) v = 0.05f * rng();
-    view = kernels::MatrixView{DType::F32, rows, cols, f32.data()};
-    bytes = rows * cols * 4;
-    if (dt == DType::BF16) {
-      bf16.resize(rows * cols);
-      for (size_t i = 0; i < f32.size(); ++i) bf16[i] = f32_to_bf16(f32[i]);
-      view = kernels::MatrixView{DType::BF16, rows, cols, bf16.data()};
-      bytes = rows * cols * 2;
-    } else if (dt == DType::Q8) {
-      q8 = kernels::quantize_q8(view);
+    kernels::WeightBuffer f32(rows * cols * sizeof(float));
+    float* f = f32.as<float>();
+    for (size_t i = 0; i < rows * cols; ++i) f[i] = 0.05f * rng();
+    if (dt == DType::Q8) {
+      q8 = kernels::quantize_q8({DType::F32, rows, cols, f});
       view = q8.view();
       bytes = q8.bytes();
+    } else if (dt == DType::BF16) {
+      dense = kernels::WeightBuffer(rows * cols * 2);
+      uint16_t* h = dense.as<uint16_t>();
+      for (size_t i = 0; i < rows * cols; ++i) h[i] = f32_to_bf16(f[i]);
+      view = {DType::BF16, rows, cols, h};
+      bytes = rows * cols * 2;
+    } else {
+      dense = std::move(f32);
+      view = {DType::F32, rows, cols, dense.data()};
+      bytes = rows * cols * 4;
     }
-    if (dt != DType::F32) std::vector<float>().swap(f32);  // don't hold the f32 copy
   }
 };
 

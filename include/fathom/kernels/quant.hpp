@@ -25,8 +25,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,6 +35,7 @@
 #include "fathom/kernels/parallel.hpp"
 #include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
+#include "fathom/kernels/weight_buffer.hpp"
 
 namespace fathom::kernels {
 
@@ -294,33 +293,22 @@ inline void gemm_q8(const MatrixView& W, const float* X, size_t n, float* Y) {
 class QuantizedMatrix {
  public:
   QuantizedMatrix() = default;
-  QuantizedMatrix(size_t rows, size_t cols)
-      : rows_(rows), cols_(cols), buf_(alloc(q8_bytes(rows, cols))) {
+  QuantizedMatrix(size_t rows, size_t cols) : rows_(rows), cols_(cols), buf_(q8_bytes(rows, cols)) {
     std::fill(values(), values() + rows * q8_blocks(cols) * kQ8Block, uint8_t(128));  // q = 0
   }
 
-  MatrixView view() const { return MatrixView{DType::Q8, rows_, cols_, buf_.get()}; }
+  MatrixView view() const { return MatrixView{DType::Q8, rows_, cols_, buf_.data()}; }
   size_t rows() const { return rows_; }
   size_t cols() const { return cols_; }
   size_t bytes() const { return q8_bytes(rows_, cols_); }
-  uint8_t* values() { return buf_.get(); }  // [rows][nb*32] q + 128
-  uint16_t* scales() {                                                              // [rows][nb]
-    return reinterpret_cast<uint16_t*>(buf_.get() + rows_ * q8_blocks(cols_) * kQ8Block);
+  uint8_t* values() { return buf_.as<uint8_t>(); }  // [rows][nb*32] q + 128
+  uint16_t* scales() {                               // [rows][nb]
+    return reinterpret_cast<uint16_t*>(values() + rows_ * q8_blocks(cols_) * kQ8Block);
   }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const { std::free(p); }
-  };
-  static uint8_t* alloc(size_t bytes) {
-    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-    auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
-    if (!p) throw std::bad_alloc();
-    std::fill(p, p + rounded, uint8_t(0));
-    return p;
-  }
   size_t rows_ = 0, cols_ = 0;
-  std::unique_ptr<uint8_t, Free> buf_;
+  WeightBuffer buf_;
 };
 
 // Quantises an F32, BF16 or F16 matrix to Q8 (see the format at the top of this file).

@@ -217,16 +217,16 @@ class Model {
                                                             : m.dtype;
     if (want == m.dtype) return m;
     const size_t n = m.rows * m.cols;
-    if (want == DType::F32) {
-      auto fbuf = std::make_shared<std::vector<float>>(n);
-      for (size_t i = 0; i < n; ++i) (*fbuf)[i] = m.at(i / m.cols, i % m.cols);
-      owned_.push_back(fbuf);
-      return {DType::F32, m.rows, m.cols, fbuf->data()};
-    }
-    auto buf = std::make_shared<std::vector<uint16_t>>(n);
-    for (size_t i = 0; i < n; ++i) (*buf)[i] = f32_to_bf16(m.at(i / m.cols, i % m.cols));
+    auto buf = std::make_shared<kernels::WeightBuffer>(n * dtype_size(want));
     owned_.push_back(buf);
-    return {DType::BF16, m.rows, m.cols, buf->data()};
+    if (want == DType::F32) {
+      float* f = buf->as<float>();
+      for (size_t i = 0; i < n; ++i) f[i] = m.at(i / m.cols, i % m.cols);
+    } else {
+      uint16_t* h = buf->as<uint16_t>();
+      for (size_t i = 0; i < n; ++i) h[i] = f32_to_bf16(m.at(i / m.cols, i % m.cols));
+    }
+    return {want, m.rows, m.cols, buf->data()};
   }
 
   ModelConfig cfg_;
