@@ -12,11 +12,11 @@
 
 namespace fathom::kernels::detail {
 
-// Bytes along a row between the line a kernel reads and the line it prefetches. With 4-row tiles
-// this keeps 16 KiB of weights in flight per thread: enough to cover DRAM latency at ~40 GB/s per
-// core, little enough that the lines are still in L1/L2 when read. Tuned by interleaved runs of
-// 1-16 KiB on the decode shapes (docs/benchmarks.md).
-constexpr size_t kPrefetchAhead = 4096;
+// Bytes along a row between the line a kernel reads and the line it prefetches: with 4-row tiles,
+// 8 KiB of weights in flight per thread. Interleaved runs of 1-16 KiB per row on the decode
+// shapes (docs/benchmarks.md): 1-2 KiB is best on huge pages (where the hardware prefetchers
+// also run ahead), 2-4 KiB on 4 KiB pages (mapped checkpoints); 16 KiB is worse on both.
+constexpr size_t kPrefetchAhead = 2048;
 
 // Asks for the cache line at `addr` in every cache level. A hint: it never faults, so addresses
 // past the end of a buffer are harmless. On x86-64 it is an asm statement because GCC 12 deletes
