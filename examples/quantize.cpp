@@ -145,7 +145,15 @@ int main(int argc, char** argv) {
 
     if (!out.empty()) {
       save_model(*q8, out);
-      std::printf("saved       %s (load it as stored: no quantisation at load)\n", out.c_str());
+      // the tokenizer files of a Hugging Face folder go along (a llama2.c model's tok512.bin is
+      // given with --tokenizer)
+      namespace fs = std::filesystem;
+      const fs::path src = fs::is_directory(margs.model) ? fs::path(margs.model) : fs::path(margs.model).parent_path();
+      for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                            "special_tokens_map.json"})
+        if (fs::exists(src / f) && fs::is_directory(margs.model))
+          fs::copy_file(src / f, fs::path(out) / f, fs::copy_options::overwrite_existing);
+      std::printf("saved       %s (loads as Q8 without quantising again)\n", out.c_str());
     }
     return 0;
   });

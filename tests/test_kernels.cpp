@@ -234,30 +234,31 @@ TEST_CASE("gemv_fused equals one gemv per matrix bit for bit; mixed dtypes and w
 // read (rows of 100 bytes, less than one step, to the 9728-byte rows of bf16 x 4864; row starts
 // not on line boundaries).
 TEST_CASE("TilePrefetch asks for every line of a range of tiles before the kernel reads it") {
-  constexpr int R = 4;
+  for (int R : {1, 4})
   for (size_t stride : {size_t(100), size_t(896), size_t(1000), size_t(1792), size_t(9728)})
     for (size_t ahead : {size_t(1024), size_t(4096)}) {
+      CAPTURE(R);
       CAPTURE(stride);
       CAPTURE(ahead);
-      const size_t tiles = 24, bytes = tiles * R * stride;
+      const size_t tiles = 24, bytes = tiles * size_t(R) * stride;
       const uintptr_t base = uintptr_t(1) << 20;  // a 64-byte aligned fake address, never read
-      const kernels::detail::TilePrefetch pf(ahead, stride, R);
+      const kernels::detail::TilePrefetch pf(ahead, stride, size_t(R));
       std::vector<char> asked(bytes / 64 + 2, 0);
       auto ask = [&](uintptr_t a) {
         REQUIRE(a >= base);
-        if (a - base < bytes) asked[(a - base) / 64] = 1;
+        if ((a - base) / 64 < asked.size()) asked[(a - base) / 64] = 1;  // a line reaching into the range
       };
       pf.for_primed(reinterpret_cast<const void*>(base), ask);
       size_t missed = 0;
       for (size_t t = 0; t < tiles; ++t) {
-        const auto* first = reinterpret_cast<const void*>(base + t * R * stride);
+        const auto* first = reinterpret_cast<const void*>(base + t * size_t(R) * stride);
         for (size_t off = 0; off < stride; off += 64) {
           if (off % 256 == 0)
             for (size_t b = 0; b < 256 && off + b < stride; b += 64)  // (past the row end: unused)
-              for (int r = 0; r < R; ++r) ask(pf.target(first, off + b) + r * stride);
+              for (int r = 0; r < R; ++r) ask(pf.target(first, off + b) + size_t(r) * stride);
           for (int r = 0; r < R; ++r) {  // the load: bytes [p, p + min(64, row end))
-            const size_t p = (t * R + size_t(r)) * stride + off;
-            const size_t e = std::min(p + 64, (t * R + size_t(r) + 1) * stride);
+            const size_t p = (t * size_t(R) + size_t(r)) * stride + off;
+            const size_t e = std::min(p + 64, (t * size_t(R) + size_t(r) + 1) * stride);
             for (size_t line = p / 64; line <= (e - 1) / 64; ++line) missed += !asked[line];
           }
         }

@@ -62,29 +62,40 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
   return in;
 }
 
-// y[r] = W[r,:] . x for r in [r0, r1); r0 is a multiple of 4 (whole tiles of 4 rows). Rows are
-// prefetched ahead (prefetch.hpp), starting with the first tile of the range.
+// Rows per tile of the dense gemv kernels. Several rows side by side share the loads of x, which
+// matters once x no longer fits L1 (4 rows); below that, one row at a time makes each thread read
+// a single stream, which the memory system serves faster with 2 threads (measured on 896- to
+// 4096-wide rows: +10-20 % with 2 threads, equal with 1; 4-row tiles win by 15-60 % on
+// 4864- and 14336-wide rows, docs/benchmarks.md). Results do not depend on the choice.
+inline int gemv_row_tile(size_t cols) { return cols * sizeof(float) <= (size_t(16) << 10) ? 1 : 4; }
+
+template <int R>
+inline void dense_rows(const MatrixView& W, const PreparedInput& in, size_t r0, size_t r1, float* y) {
+  const size_t cols = W.cols;
+  if (W.dtype == DType::F32) {
+    const float* w = static_cast<const float*>(W.data);
+    const TilePrefetch pf(kPrefetchAhead, cols * sizeof(float), R);
+    pf.prime(w + r0 * cols);
+    size_t r = r0;
+    for (; r + R <= r1; r += R) dot_f32_rows<R>(w + r * cols, cols, in.x, cols, y + r, pf);
+    for (; r < r1; ++r) y[r] = dot_f32(w + r * cols, in.x, cols);
+  } else {
+    const uint16_t* w = static_cast<const uint16_t*>(W.data);
+    const TilePrefetch pf(kPrefetchAhead, cols * sizeof(uint16_t), R);
+    pf.prime(w + r0 * cols);
+    size_t r = r0;
+    for (; r + R <= r1; r += R) dot_bf16_rows<R>(w + r * cols, cols, *in.split, in.x, cols, y + r, pf);
+    for (; r < r1; ++r) y[r] = dot_bf16(w + r * cols, *in.split, in.x, cols);
+  }
+}
+
+// y[r] = W[r,:] . x for r in [r0, r1), rows prefetched ahead (prefetch.hpp) from the first one on.
 inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, size_t r1, float* y) {
   const size_t cols = W.cols;
   switch (W.dtype) {
-    case DType::F32: {
-      const float* w = static_cast<const float*>(W.data);
-      const TilePrefetch pf(kPrefetchAhead, cols * sizeof(float), 4);
-      pf.prime(w + r0 * cols);
-      size_t r = r0;
-      for (; r + 4 <= r1; r += 4) dot_f32_rows<4>(w + r * cols, cols, in.x, cols, y + r, pf);
-      for (; r < r1; ++r) y[r] = dot_f32(w + r * cols, in.x, cols);
-      return;
-    }
-    case DType::BF16: {
-      const uint16_t* w = static_cast<const uint16_t*>(W.data);
-      const TilePrefetch pf(kPrefetchAhead, cols * sizeof(uint16_t), 4);
-      pf.prime(w + r0 * cols);
-      size_t r = r0;
-      for (; r + 4 <= r1; r += 4) dot_bf16_rows<4>(w + r * cols, cols, *in.split, in.x, cols, y + r, pf);
-      for (; r < r1; ++r) y[r] = dot_bf16(w + r * cols, *in.split, in.x, cols);
-      return;
-    }
+    case DType::F32:
+    case DType::BF16:
+      return gemv_row_tile(cols) == 1 ? dense_rows<1>(W, in, r0, r1, y) : dense_rows<4>(W, in, r0, r1, y);
     case DType::F16: {
       const uint16_t* w = static_cast<const uint16_t*>(W.data);
       thread_local std::vector<float> row;  // [cols] one widened weight row

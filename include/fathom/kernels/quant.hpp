@@ -165,7 +165,7 @@ constexpr bool kQ8Vnni = true;
 // Two blocks (64 bytes) per step: int32 lanes 0-7 belong to the first, 8-15 to the second. Per
 // 16 blocks the two scales are multiplied once (sc = dw * dx); per step and result: one
 // vpdpbusd, one conversion, one permute of sc, one FMA. pf / pfd prefetch the values / scales of
-// the rows ahead (prefetch.hpp).
+// the rows ahead (prefetch.hpp; the RW rows of a tile are one row stride apart).
 template <int RW, int RX>
 inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
                          const int8_t* const* xq, const float* const* xd, size_t nb, float* out,
@@ -226,19 +226,34 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 #endif
 }
 
+// Y[r] for r in [r0, r1) and one activation row (decode): one weight row at a time, each a single
+// prefetched stream. Measured against 4-row tiles on the decode shapes: 46-48 GB/s instead of
+// 31-35 with 2 threads, at the read bandwidth (docs/benchmarks.md); the extra per-row work (the
+// activations' offset correction) is hidden behind memory.
+inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r1, float* y) {
+  if (r0 >= r1) return;
+  const size_t nb = L.nb, stride = nb * kQ8Block;
+  const TilePrefetch pf(kPrefetchAhead, stride, 1);
+  const TilePrefetch pfd(kPrefetchAhead / 16, nb * sizeof(uint16_t), 1);  // 2 scale bytes per 32 values
+  pf.prime(L.qs + r0 * stride);
+  pfd.prime(L.d + r0 * nb);
+  const int8_t* xq[1] = {A.qs.data()};
+  const float* xd[1] = {A.d.data()};
+  for (size_t r = r0; r < r1; ++r) {
+    const uint8_t* wq[1] = {L.qs + r * stride};
+    const uint16_t* wd[1] = {L.d + r * nb};
+    q8_tile<1, 1>(wq, wd, xq, xd, nb, y + r, pf, pfd);
+  }
+}
+
 // Y[t, r] for t in [0, n), r in [r0, r1): tiles of 4 weight rows x 2 activation rows, weight rows
-// in bands of 64 (~1 MB at 14336 columns, L2-resident while every activation row passes). The
-// first pass over a band, which reads it from memory, prefetches ahead.
+// in bands of 64 (~1 MB at 14336 columns, L2-resident while every activation row passes). n == 1
+// is q8_rows_gemv.
 inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size_t r0, size_t r1,
                     float* Y) {
+  if (n == 1) return q8_rows_gemv(L, A, r0, r1, Y);
   constexpr size_t kBand = 64;
   const size_t nb = L.nb, stride = nb * kQ8Block;
-  const TilePrefetch pf(kPrefetchAhead, stride, 4);
-  const TilePrefetch pfd(kPrefetchAhead / 16, nb * sizeof(uint16_t), 4);  // 2 scale bytes per 32 values
-  if (r0 < r1) {
-    pf.prime(L.qs + r0 * stride);
-    pfd.prime(L.d + r0 * nb);
-  }
   for (size_t b0 = r0; b0 < r1; b0 += kBand) {
     const size_t b1 = std::min(r1, b0 + kBand);
     size_t t = 0;
@@ -256,8 +271,7 @@ inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size
                                L.qs + (r + 3) * stride};
         const uint16_t* wd[4] = {L.d + r * nb, L.d + (r + 1) * nb, L.d + (r + 2) * nb, L.d + (r + 3) * nb};
         float out[4 * RX];
-        if (t == 0) q8_tile<4, RX>(wq, wd, xq, xd, nb, out, pf, pfd);
-        else q8_tile<4, RX>(wq, wd, xq, xd, nb, out);
+        q8_tile<4, RX>(wq, wd, xq, xd, nb, out);
         for (int m = 0; m < RX; ++m)
           for (int k = 0; k < 4; ++k) Y[(t + m) * N + r + k] = out[m * 4 + k];
       }
