@@ -63,11 +63,14 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
 }
 
 // Rows per tile of the dense gemv kernels. Several rows side by side share the loads of x, which
-// matters once x no longer fits L1 (4 rows); below that, one row at a time makes each thread read
-// a single stream, which the memory system serves faster with 2 threads (measured on 896- to
-// 4096-wide rows: +10-20 % with 2 threads, equal with 1; 4-row tiles win by 15-60 % on
-// 4864- and 14336-wide rows, docs/benchmarks.md). Results do not depend on the choice.
-inline int gemv_row_tile(size_t cols) { return cols * sizeof(float) <= (size_t(16) << 10) ? 1 : 4; }
+// matters once x no longer fits L1; below that, with 2 or more threads, one row at a time makes
+// each thread read a single stream, which the shared memory system serves faster. Measured on
+// this machine class (docs/benchmarks.md), 2 threads: one row +10-20 % on 896- to 4096-wide
+// rows, four rows +15-60 % on 4864- and 14336-wide ones; 1 thread: four rows equal or better
+// (up to 35 % on the 151,936 x 896 LM head). Results do not depend on the choice.
+inline int gemv_row_tile(size_t cols, int threads) {
+  return threads >= 2 && cols * sizeof(float) <= (size_t(16) << 10) ? 1 : 4;
+}
 
 template <int R>
 inline void dense_rows(const MatrixView& W, const PreparedInput& in, size_t r0, size_t r1, float* y) {
@@ -90,12 +93,14 @@ inline void dense_rows(const MatrixView& W, const PreparedInput& in, size_t r0, 
 }
 
 // y[r] = W[r,:] . x for r in [r0, r1), rows prefetched ahead (prefetch.hpp) from the first one on.
-inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, size_t r1, float* y) {
+inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, size_t r1, float* y,
+                      int threads) {
   const size_t cols = W.cols;
   switch (W.dtype) {
     case DType::F32:
     case DType::BF16:
-      return gemv_row_tile(cols) == 1 ? dense_rows<1>(W, in, r0, r1, y) : dense_rows<4>(W, in, r0, r1, y);
+      return gemv_row_tile(cols, threads) == 1 ? dense_rows<1>(W, in, r0, r1, y)
+                                               : dense_rows<4>(W, in, r0, r1, y);
     case DType::F16: {
       const uint16_t* w = static_cast<const uint16_t*>(W.data);
       thread_local std::vector<float> row;  // [cols] one widened weight row
@@ -142,13 +147,14 @@ inline void gemv_fused(std::span<const Product> products, const float* x) {
     default: throw UnsupportedError("", std::string(dtype_name(W0.dtype)), "gemv: weight dtype");
   }
   const detail::PreparedInput in = detail::prepare_input(W0.dtype, x, W0.cols);
-  detail::parallel_chunks(tiles, detail::worker_count(work), [&](size_t b, size_t e) {
+  const int threads = detail::worker_count(work);
+  detail::parallel_chunks(tiles, threads, [&](size_t b, size_t e) {
     size_t first = 0;  // tile index of products[i]'s first tile
     for (const Product& p : products) {
       const size_t n = (p.W->rows + 3) / 4;
       const size_t lo = std::max(b, first), hi = std::min(e, first + n);
       if (lo < hi)
-        detail::gemv_rows(*p.W, in, (lo - first) * 4, std::min(p.W->rows, (hi - first) * 4), p.y);
+        detail::gemv_rows(*p.W, in, (lo - first) * 4, std::min(p.W->rows, (hi - first) * 4), p.y, threads);
       first += n;
     }
   });
