@@ -47,14 +47,16 @@ struct BenchMatrix {
   }
 };
 
-// Enough different copies of one matrix shape (>= 256 MiB, 8x an L3 of 32 MiB) that cycling
-// through them reads every weight from DRAM, as decode does: next() returns them in turn.
+// Enough different copies of one matrix shape (by default >= 256 MiB, 8x an L3 of 32 MiB) that
+// cycling through them reads every weight from DRAM, as decode does: next() returns them in turn.
+// (min_bytes 0, min_copies 1: one matrix, repeated, which stays in cache.)
 struct ColdMatrices {
   std::vector<std::unique_ptr<BenchMatrix>> copies;
   size_t i = 0;
-  ColdMatrices(DType dt, size_t rows, size_t cols) {
+  ColdMatrices(DType dt, size_t rows, size_t cols, size_t min_bytes = size_t(256) << 20,
+               size_t min_copies = 2) {
     size_t total = 0;
-    for (uint32_t seed = 7; total < (size_t(256) << 20) || copies.size() < 2; ++seed) {
+    for (uint32_t seed = 7; total < min_bytes || copies.size() < min_copies; ++seed) {
       copies.push_back(std::make_unique<BenchMatrix>(dt, rows, cols, seed));
       total += copies.back()->bytes;
     }
