@@ -16,18 +16,16 @@
 #include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
 #include "fathom/kernels/weight_buffer.hpp"
+#include "fathom/model/random_model.hpp"  // detail::FastNormal (splitmix64)
 
 namespace bench {
 
-// splitmix64 output: every page different.
+// splitmix64 output (the generator of random_model): every page different.
 inline void fill_random(void* data, size_t bytes, uint64_t seed) {
   auto* p = static_cast<unsigned char*>(data);
-  uint64_t s = seed * 0x9e3779b97f4a7c15ull;
+  fathom::detail::FastNormal rng{seed};
   for (size_t i = 0; i < bytes; i += 8) {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    const uint64_t z = rng.next();
     for (size_t k = 0; k < 8 && i + k < bytes; ++k) p[i + k] = static_cast<unsigned char>(z >> (8 * k));
   }
 }

@@ -8,7 +8,7 @@
 
 #include <set>
 
-#include "fathom/depth/full_depth.hpp"
+#include "fathom/model/full_depth.hpp"
 #include "fathom/depth/lac.hpp"
 #include "fathom/depth/static_skip.hpp"
 

@@ -5,7 +5,7 @@
 #include "bandwidth.hpp"
 #include "bench_common.hpp"
 
-#include "fathom/depth/full_depth.hpp"
+#include "fathom/model/full_depth.hpp"
 
 static void BM_Prefill(benchmark::State& state, const std::string& name, size_t n) {
   const auto& m = bench::model(name);

@@ -16,7 +16,7 @@
 #include <fstream>
 #include <random>
 
-#include "fathom/depth/full_depth.hpp"
+#include "fathom/model/full_depth.hpp"
 #include "fathom/eval/perplexity.hpp"
 #include "fathom/model/save.hpp"
 #include "fathom/model/session.hpp"

@@ -5,6 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FATHOM_BUILD_DIR:-$root/build}
 bash "$root/scripts/install-deps.sh"
+bash "$root/scripts/check-includes.sh"
 FATHOM_BUILD_DIR=$build bash "$root/scripts/build.sh" \
   -DFATHOM_BUILD_TESTS=ON -DFATHOM_BUILD_BENCH=ON -DFATHOM_BUILD_EXAMPLES=ON
 export FATHOM_SHARED=${FATHOM_SHARED:-$(cd "$root/.." && pwd)/shared}

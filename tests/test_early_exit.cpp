@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "fathom/depth/early_exit.hpp"
-#include "fathom/lens/policy.hpp"
+#include "fathom/depth/lens_policy.hpp"
 #include "fathom/model/generate.hpp"
 #include "fathom/model/load.hpp"
 

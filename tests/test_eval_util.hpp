@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 #include "fathom/io/tensor_store.hpp"
 #include "fathom/model/model.hpp"
 #include "fathom/tokenizer/any_tokenizer.hpp"

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "fathom/lens/policy.hpp"
+#include "fathom/depth/lens_policy.hpp"
 #include "fathom/model/load.hpp"
 
 using namespace fathom;

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "fathom/io/safetensors.hpp"
-#include "fathom/lens/policy.hpp"
+#include "fathom/depth/lens_policy.hpp"
 #include "fathom/model/load.hpp"
 
 using namespace fathom;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "fathom/kernels/elementwise.hpp"
-#include "fathom/model/config.hpp"
+#include "fathom/core/model_config.hpp"
 
 namespace fathom::blocks {
 

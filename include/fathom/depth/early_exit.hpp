@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 #include "fathom/depth/trace.hpp"
 #include "fathom/lens/readout.hpp"
 #include "fathom/lens/tuned_lens.hpp"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 #include "fathom/depth/trace.hpp"
 #include "fathom/kernels/elementwise.hpp"
 

@@ -1,6 +1,6 @@
 #pragma once
 // Depth metrics of "How Do LLMs Use Their Depth?" (DESIGN.md §1), computed from per-layer
-// readouts (lens/policy.hpp: read_all_layers). Readout index i = 0..L is hidden_states[i]
+// readouts (depth/lens_policy.hpp: read_all_layers). Readout index i = 0..L is hidden_states[i]
 // (i = 0: embeddings, i = L: the model's own output).
 //
 //   rank_i(y)         1 + #{v : p_i(v) > p_i(y)}
@@ -27,7 +27,7 @@
 
 #include "fathom/core/error.hpp"
 #include "fathom/io/json.hpp"
-#include "fathom/lens/policy.hpp"
+#include "fathom/depth/lens_policy.hpp"
 #include "fathom/lens/readout.hpp"
 
 namespace fathom::depth {

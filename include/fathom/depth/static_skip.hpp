@@ -6,7 +6,7 @@
 #include <set>
 #include <vector>
 
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 #include "fathom/depth/trace.hpp"
 
 namespace fathom {

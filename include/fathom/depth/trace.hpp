@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 
 namespace fathom {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 #include "fathom/model/session.hpp"
 
 namespace fathom::eval {

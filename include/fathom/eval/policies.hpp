@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
-#include "fathom/depth/full_depth.hpp"
+#include "fathom/model/full_depth.hpp"
 #include "fathom/depth/lac.hpp"
 #include "fathom/depth/trace.hpp"
 #include "fathom/eval/scoring.hpp"

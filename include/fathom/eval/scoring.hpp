@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 #include "fathom/eval/extract.hpp"
 #include "fathom/eval/prompt.hpp"
 #include "fathom/model/generate.hpp"

@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "fathom/io/tensor_store.hpp"
-#include "fathom/model/config.hpp"
+#include "fathom/core/model_config.hpp"
 
 namespace fathom::io {
 

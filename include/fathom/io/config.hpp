@@ -12,7 +12,7 @@
 
 #include "fathom/core/error.hpp"
 #include "fathom/io/json.hpp"
-#include "fathom/model/config.hpp"
+#include "fathom/core/model_config.hpp"
 
 namespace fathom::io {
 

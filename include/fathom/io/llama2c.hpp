@@ -21,7 +21,7 @@
 #include "fathom/io/checkpoint_data.hpp"
 #include "fathom/io/mmap.hpp"
 #include "fathom/io/tensor_store.hpp"
-#include "fathom/model/config.hpp"
+#include "fathom/core/model_config.hpp"
 
 namespace fathom::io {
 

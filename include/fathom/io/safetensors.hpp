@@ -343,19 +343,21 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
   if (!out) throw IoError(file, "", "write failed");
 }
 
+// A TensorSource whose bytes are already in memory (no data: write_safetensors reports it).
+inline TensorSource bytes_source(std::string name, DType dt, std::vector<int64_t> shape,
+                                 const void* data, size_t nbytes) {
+  TensorSource s{std::move(name), dt, std::move(shape), nbytes, nullptr};
+  if (data)
+    s.write = [data, nbytes](std::ostream& o) { o.write(static_cast<const char*>(data), std::streamsize(nbytes)); };
+  return s;
+}
+
 // Tensors already in memory.
 inline void save_safetensors(const std::filesystem::path& path, const std::vector<TensorView>& tensors,
                              const std::map<std::string, std::string>& metadata = {}) {
   std::vector<TensorSource> src;
   src.reserve(tensors.size());
-  for (const TensorView& t : tensors) {
-    TensorSource s{t.name, t.dtype, t.shape, t.nbytes, nullptr};
-    if (t.data)
-      s.write = [data = t.data, n = t.nbytes](std::ostream& o) {
-        o.write(reinterpret_cast<const char*>(data), std::streamsize(n));
-      };
-    src.push_back(std::move(s));
-  }
+  for (const TensorView& t : tensors) src.push_back(bytes_source(t.name, t.dtype, t.shape, t.data, t.nbytes));
   write_safetensors(path, src, metadata);
 }
 

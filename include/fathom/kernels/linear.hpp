@@ -111,7 +111,7 @@ inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, s
       }
       return;
     }
-    case DType::Q8: return q8_rows(q8_layout(W), *in.q8, 1, W.rows, r0, r1, y);
+    case DType::Q8: return q8_rows_gemv(q8_layout(W), *in.q8, r0, r1, y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemv: weight dtype");
   }
 }

@@ -12,8 +12,8 @@
 
 namespace fathom::kernels::detail {
 
-// Bytes along a row between the line a kernel reads and the line it prefetches: with 4-row tiles,
-// 8 KiB of weights in flight per thread. Interleaved runs of 1-16 KiB per row on the decode
+// Bytes along a row between the line a kernel reads and the line it prefetches (2 KiB per row in
+// flight per thread with 1-row tiles, 8 KiB with 4-row tiles). Interleaved runs of 1-16 KiB per row on the decode
 // shapes (docs/benchmarks.md): 1-2 KiB is best on huge pages (where the hardware prefetchers
 // also run ahead), 2-4 KiB on 4 KiB pages (mapped checkpoints); 16 KiB is worse on both.
 constexpr size_t kPrefetchAhead = 2048;

@@ -247,11 +247,10 @@ inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r
 }
 
 // Y[t, r] for t in [0, n), r in [r0, r1): tiles of 4 weight rows x 2 activation rows, weight rows
-// in bands of 64 (~1 MB at 14336 columns, L2-resident while every activation row passes). n == 1
-// is q8_rows_gemv.
+// in bands of 64 (~1 MB at 14336 columns, L2-resident while every activation row passes). Prompts;
+// a single activation row (decode) goes through q8_rows_gemv.
 inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size_t r0, size_t r1,
                     float* Y) {
-  if (n == 1) return q8_rows_gemv(L, A, r0, r1, Y);
   constexpr size_t kBand = 64;
   const size_t nb = L.nb, stride = nb * kQ8Block;
   for (size_t b0 = r0; b0 < r1; b0 += kBand) {
@@ -288,7 +287,7 @@ inline void q8_rows(const Q8Layout& L, const Q8Acts& A, size_t n, size_t N, size
   }
 }
 
-// Y[n, rows] = X[n, cols] . W^T for a Q8 W (n == 1: gemv).
+// Y[n, rows] = X[n, cols] . W^T for a Q8 W (gemm; gemv runs q8_rows_gemv).
 inline void gemm_q8(const MatrixView& W, const float* X, size_t n, float* Y) {
   thread_local Q8Acts acts;  // [n][nb*32] quantised activations, reused across calls
   acts.assign(X, n, W.cols);

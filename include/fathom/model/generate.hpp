@@ -7,7 +7,7 @@
 #include <span>
 #include <vector>
 
-#include "fathom/depth/full_depth.hpp"
+#include "fathom/model/full_depth.hpp"
 #include "fathom/model/sampler.hpp"
 #include "fathom/model/session.hpp"
 

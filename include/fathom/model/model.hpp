@@ -22,7 +22,7 @@
 #include "fathom/io/tensor_store.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
-#include "fathom/model/config.hpp"
+#include "fathom/core/model_config.hpp"
 #include "fathom/model/q8_checkpoint.hpp"
 
 namespace fathom {

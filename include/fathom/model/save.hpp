@@ -20,16 +20,9 @@ namespace fathom {
 
 namespace detail {
 
-inline io::TensorSource bytes_source(std::string name, DType dt, std::vector<int64_t> shape,
-                                     const void* data, size_t nbytes) {
-  return {std::move(name), dt, std::move(shape), nbytes, [data, nbytes](std::ostream& o) {
-            o.write(static_cast<const char*>(data), std::streamsize(nbytes));
-          }};
-}
-
 inline void add_vector(std::vector<io::TensorSource>& out, std::string name, const std::vector<float>& v) {
   if (!v.empty())
-    out.push_back(bytes_source(std::move(name), DType::F32, {int64_t(v.size())}, v.data(), v.size() * 4));
+    out.push_back(io::bytes_source(std::move(name), DType::F32, {int64_t(v.size())}, v.data(), v.size() * 4));
 }
 
 inline void add_matrix(std::vector<io::TensorSource>& out, const std::string& name,
@@ -38,7 +31,7 @@ inline void add_matrix(std::vector<io::TensorSource>& out, const std::string& na
     for (auto& s : q8_tensor_sources(name, m)) out.push_back(std::move(s));
     return;
   }
-  out.push_back(bytes_source(name, m.dtype, {int64_t(m.rows), int64_t(m.cols)}, m.data,
+  out.push_back(io::bytes_source(name, m.dtype, {int64_t(m.rows), int64_t(m.cols)}, m.data,
                              m.rows * m.cols * dtype_size(m.dtype)));
 }
 
@@ -53,7 +46,7 @@ inline void save_model(const Model& model, const std::filesystem::path& dir) {
   ModelConfig cfg = model.config();
   std::vector<io::TensorSource> t;
   const io::TensorView& E = model.embedding();
-  t.push_back(detail::bytes_source("model.embed_tokens.weight", E.dtype, E.shape, E.data, E.nbytes));
+  t.push_back(io::bytes_source("model.embed_tokens.weight", E.dtype, E.shape, E.data, E.nbytes));
   for (size_t i = 0; i < model.n_layers(); ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     const DecoderLayer& L = model.layer(i);

@@ -21,8 +21,8 @@
 #include <omp.h>
 
 #include "fathom/core/error.hpp"
-#include "fathom/depth/full_depth.hpp"
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/full_depth.hpp"
+#include "fathom/model/depth_policy.hpp"
 #include "fathom/kernels/attention.hpp"
 #include "fathom/model/kv_cache.hpp"
 #include "fathom/model/model.hpp"

@@ -16,7 +16,7 @@
 #include <span>
 #include <vector>
 
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 #include "fathom/depth/trace.hpp"
 #include "fathom/lens/readout.hpp"
 #include "fathom/lens/site.hpp"

@@ -1,7 +1,7 @@
 #pragma once
 // FullDepth: every layer for every token, read out after the last. Everything is constexpr or
 // empty, so a run with FullDepth compiles to the plain forward pass.
-#include "fathom/depth/policy.hpp"
+#include "fathom/model/depth_policy.hpp"
 
 namespace fathom {
 
