@@ -1,5 +1,5 @@
 #pragma once
-// CALM-style early exit (DESIGN.md §3). After block l (l = 0..L-2) a confidence is measured on
+// CALM-style early exit (Schuster et al. 2022; docs/policies.md). After block l (l = 0..L-2) a confidence is measured on
 // the token's state h_l = hidden_states[l+1]:
 //   softmax_max    top-1 probability of the readout of h_l (through the lens, default logit lens)
 //   softmax_diff   top-1 minus top-2 probability of that readout
@@ -12,7 +12,7 @@
 // with exit_prompt = false prompt tokens always run every block (and no confidence is computed).
 // The prediction is read from the stream it stopped at, through the same lens. Keys and values
 // of the blocks an exited token did not run are the run loop's business (SessionOptions::kv,
-// DESIGN.md §4: Propagate, Exact or None).
+// docs/policies.md: Propagate, Exact or None).
 //
 // The softmax measures cost one readout (a [vocab, hidden] product) per block and token; `state`
 // costs one dot product. The trace records executed blocks, exit_layer (the first block not run,

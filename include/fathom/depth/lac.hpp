@@ -1,5 +1,5 @@
 #pragma once
-// L2 Adaptive Computation ("Void in Language Models", DESIGN.md §1). Per token, with h_{-1} the
+// L2 Adaptive Computation ("Void in Language Models", Shemiranifar 2025; docs/policies.md). Per token, with h_{-1} the
 // embedding output and h_l the output of layer l:
 //   n_l = ||h_l||_2,   Δ_l = n_l − n_{l−1} (signed),
 //   τ_l = α · (max_{j<l} Δ_j − min_{j<l} Δ_j)   (τ_0 = τ_1 = 0),

@@ -1,5 +1,5 @@
 #pragma once
-// Depth metrics of "How Do LLMs Use Their Depth?" (DESIGN.md §1), computed from per-layer
+// Depth metrics of "How Do LLMs Use Their Depth?" (Gupta et al., 2025; docs/lenses.md), computed from per-layer
 // readouts (depth/lens_policy.hpp: read_all_layers). Readout index i = 0..L is hidden_states[i]
 // (i = 0: embeddings, i = L: the model's own output).
 //

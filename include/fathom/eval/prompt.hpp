@@ -3,7 +3,7 @@
 // format, and left truncation to the model's context.
 //
 // Presets (MC = MMLU and GPQA; labels A-D):
-//   void    the Void paper's wording (DESIGN.md §1), answered as "[A]":
+//   void    the Void paper's wording (docs/evaluation.md), answered as "[A]":
 //             MC:    "Question: {q}\nOptions: A. {c0} B. {c1} C. {c2} D. {c3}\nOutput format: [Option]"
 //             BoolQ: "Respond to the given question based on the passage with True or False.
 //                     Passage: {p} Options: {q} Output Format: [True/False]"   (one line; answers

@@ -5,7 +5,7 @@
 //   resid_pre[i]   input of block i            = hidden_states[i]   (resid_pre[0] = embeddings)
 //   resid_mid[i]   after block i's attention   (no hidden_states index)
 //   resid_post[i]  output of block i           = hidden_states[i+1] (before the final norm)
-// "hidden_states" follows the tuned-lens 0.2 convention (DESIGN.md §2): hidden_states[i] is the
+// "hidden_states" follows the tuned-lens 0.2 convention (docs/lenses.md): hidden_states[i] is the
 // input of block i, for i = 0..L, with hidden_states[L] the output of the last block.
 #include <cstddef>
 #include <cstdint>

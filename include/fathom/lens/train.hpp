@@ -1,5 +1,5 @@
 #pragma once
-// Tuned-lens training (DESIGN.md §2), the recipe of the reference package (tuned-lens 0.2):
+// Tuned-lens training (docs/lenses.md), the recipe of the reference package (tuned-lens 0.2):
 //   loss_i   = mean over tokens of KL(p_final ‖ p_lens,i),  p_lens,i = softmax(W_U · norm(h + A_i h + b_i)),
 //              h = hidden_states[i] (translator i reads the input of block i)
 //   gradient = Σ_i ∇loss_i, clipped to global norm 1.0 over all translators

@@ -1,5 +1,5 @@
 #pragma once
-// Logit lens and tuned lens (DESIGN.md §2) as translators of residual-stream vectors; the
+// Logit lens and tuned lens (docs/lenses.md) as translators of residual-stream vectors; the
 // model's own Readout (final norm + unembedding) turns the translated vector into logits:
 //   logit lens:  logits = W_U · norm(h)
 //   tuned lens:  logits = W_U · norm(h + A_i h + b_i)

@@ -28,7 +28,7 @@ enum class Action : uint8_t {
   Exit,  // stop here: this and all later layers are not computed for the token
 };
 
-// What a position owes later tokens at layers it did not run (DESIGN.md §4).
+// What a position owes later tokens at layers it did not run (docs/policies.md, "Keys and values").
 enum class KvStrategy : uint8_t {
   Propagate,  // K/V projections of the hidden state that reached the layer
   Exact,      // exited tokens keep running the rest of the stack (full cost) for their K/V

@@ -1,5 +1,5 @@
 #pragma once
-// Named intermediate quantities (DESIGN.md §5). An observer receives them per layer; with the
+// Named intermediate quantities (docs/architecture.md). An observer receives them per layer; with the
 // default NoObserver every tap compiles away (`if constexpr (O::enabled)`).
 #include <cstddef>
 #include <cstdint>
