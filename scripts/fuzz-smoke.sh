@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Short bounded libFuzzer runs of fathom's input parsers (safetensors header, config.json).
+# Short bounded libFuzzer runs of fathom's input parsers (safetensors header, config.json, GGUF).
 # Usage: scripts/fuzz-smoke.sh BUILD_DIR [SECONDS]
 # Configures BUILD_DIR with clang++ and -DFATHOM_BUILD_FUZZ=ON (tests/bench/examples off), builds
 # every fuzz/fuzz_*.cpp target, runs each for SECONDS (default 15) starting from a small seed
@@ -20,7 +20,7 @@ cmake --build "$build" --target "${targets[@]}" -j2
 # Seeds: valid inputs the fuzzer can mutate from (written here, nothing committed or downloaded).
 seeds=$build/fuzz-seeds
 rm -rf "$seeds"
-mkdir -p "$seeds/fuzz_safetensors" "$seeds/fuzz_config"
+mkdir -p "$seeds/fuzz_safetensors" "$seeds/fuzz_config" "$seeds/fuzz_gguf"
 printf '{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":100,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0},"eos_token_id":[1,2]}' \
   >"$seeds/fuzz_config/llama.json"
 printf '{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":100,"use_sliding_window":true,"max_window_layers":0,"sliding_window":16}' \
@@ -36,6 +36,9 @@ hdr = json.dumps({"__metadata__": {"format": "pt"},
 hdr += b" " * (-len(hdr) % 8)
 open(sys.argv[1], "wb").write(struct.pack("<Q", len(hdr)) + hdr + bytes(22))
 PY
+
+# GGUF: the small file gguf.GGUFWriter wrote for the tests (every value type, several tensor types).
+cp "$root/tests/fixtures/gguf/writer.gguf" "$seeds/fuzz_gguf/writer.gguf"
 
 status=0
 for t in "${targets[@]}"; do
