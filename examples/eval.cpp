@@ -48,7 +48,7 @@ std::vector<std::string> split_list(const std::string& s) {
 struct Args {
   std::string model, tokenizer, task = "mmlu", data, split = "test", preset = "lm-eval";
   std::string scoring = "loglik", policies = "full", out, subjects, gpqa_order = "shuffled", svg;
-  int shots = 0, threads = 2, max_new = 50;
+  int shots = 0, threads = 2, max_new = 51, print_prompts = 0;
   size_t limit = 0, window = 0, stride = 0;
   uint64_t seed = 0;
   float temperature = 0.6f, top_p = 0.9f;
@@ -109,6 +109,26 @@ int run_perplexity(const Args& a, const Model& model, const tok::AnyTokenizer& t
   return 0;
 }
 
+// The prompts exactly as the run would feed them (same budget, truncation and encoding), so they
+// can be diffed against another implementation's.
+void print_prompts(const Task& task, const tok::AnyTokenizer& tok, const EvalOptions& o,
+                   const Model& model, size_t n) {
+  const int64_t ctx = Session(model).capacity();
+  const bool loglik = o.scoring.scoring == Scoring::Loglik;
+  const size_t reserve = prompt_reserve(o.scoring, ctx);
+  PromptBuilder builder(tok, task.kind, o.prompt);
+  for (size_t i = 0; i < std::min(n, task.items.size()); ++i) {
+    const Item& it = task.items[i];
+    const Prompt p = builder.build(it, task.dev, size_t(ctx) - reserve, loglik);
+    std::printf("=== %s: %zu tokens, %d-shot%s\n", it.id.c_str(), p.tokens.size(), p.shots,
+                p.truncated ? ", truncated" : "");
+    std::printf("--- text (%zu bytes)\n%s\n--- ids\n", p.text.size(), p.text.c_str());
+    for (size_t k = 0; k < p.tokens.size(); ++k) std::printf("%s%d", k ? " " : "", p.tokens[k]);
+    std::printf("\n");
+    if (p.cut_tokens) std::printf("(left-truncated: the first %zu tokens after BOS dropped)\n", p.cut_tokens);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -133,7 +153,9 @@ int main(int argc, char** argv) {
                                          "OpenMP inside the model — better for large models)");
   app.add_option("--temperature", a.temperature, "generation temperature");
   app.add_option("--top-p", a.top_p, "generation nucleus");
-  app.add_option("--max-new-tokens", a.max_new, "generation length limit");
+  app.add_option("--max-new-tokens", a.max_new,
+                 "new tokens at most, the one sampled from the prompt pass included (51: the "
+                 "Void paper's first token + 50 loop steps)");
   app.add_flag("--greedy", a.greedy, "greedy generation instead of sampling");
   app.add_flag("--no-chat", a.no_chat, "plain text even when the tokenizer has a chat template");
   app.add_option("--gpqa-order", a.gpqa_order, "shuffled | correct-last (the Void paper's code)")
@@ -141,6 +163,9 @@ int main(int argc, char** argv) {
   app.add_option("--svg", a.svg, "accuracy / layer usage vs α plot (default: <out>.svg with LAC policies)");
   app.add_option("--window", a.window, "perplexity window (default: the model's context)");
   app.add_option("--stride", a.stride, "perplexity stride (default: window / 2)");
+  app.add_option("--print-prompts", a.print_prompts,
+                 "print the first N fully rendered prompts (text and token ids) and exit "
+                 "without running the model");
   app.add_flag("--no-progress", a.no_progress, "no progress bar");
   app.add_flag("--per-subject", a.per_subject, "print accuracy per subject");
   CLI11_PARSE(app, argc, argv);
@@ -200,6 +225,10 @@ int main(int argc, char** argv) {
                  (long long)std::min<int64_t>(model->config().max_position_embeddings, 4096),
                  specs.size(), o.out.c_str());
 
+    if (a.print_prompts > 0) {
+      print_prompts(task, tok, o, *model, size_t(a.print_prompts));
+      return 0;
+    }
     auto run = run_eval(task, tok, *model, specs, o, settings);
     if (a.per_subject) std::cout << subject_table(run.summaries).str() << "\n";
     std::cout << summary_table(run.summaries, model->n_layers()).str();

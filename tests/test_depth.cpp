@@ -336,3 +336,35 @@ TEST_CASE("KV strategies on a 2-token example") {
     }
   }
 }
+
+// Taps under in-stream LAC show the stream as it continues: resid_post of layer l is what layer
+// l+1 receives (h_{l-1} again after a void), and the last one is what the readout reads.
+TEST_CASE("observer under lac-instream: resid_post is the continued stream, not the discarded update") {
+  auto model = load_model(fixtures::model_dir("llama_f32"));
+  fixtures::Expected ex(fixtures::model_dir("llama_f32") / "expected.safetensors");
+  const auto ids = ex.ids("input_ids");
+  const size_t L = model->n_layers(), H = model->hidden();
+  Session s(*model);
+  Trace trace(L);
+  LAC lac(L, H, 0.5, LacMode::InStream, &trace);
+  fixtures::Recorder rec;
+  rec.n = ids.size();
+  s.forward(ids, Phase::PP, lac, rec, Logits::All);
+  size_t voids = 0;
+  for (auto& r : trace.records())
+    for (size_t l = 0; l + 1 < L; ++l) voids += !r.layers[l].activated;
+  REQUIRE(voids > 0);  // else the test would show nothing
+  for (size_t l = 0; l + 1 < L; ++l) {
+    CAPTURE(l);
+    CHECK(bit_equal(rec.taps.at("resid_post." + std::to_string(l)),
+                    rec.taps.at("resid_pre." + std::to_string(l + 1))));
+  }
+  // A void's resid_post equals its resid_pre (the update was discarded).
+  for (size_t i = 0; i < ids.size(); ++i)
+    for (size_t l = 0; l < L; ++l) {
+      if (trace.records()[i].layers[l].activated) continue;
+      const auto& pre = rec.taps.at("resid_pre." + std::to_string(l));
+      const auto& post = rec.taps.at("resid_post." + std::to_string(l));
+      CHECK(bit_equal(std::span(pre).subspan(i * H, H), std::span(post).subspan(i * H, H)));
+    }
+}

@@ -159,3 +159,23 @@ TEST_CASE("early exit with a tuned lens and in generation") {
   CHECK(ee.tokens() > 0);
   CHECK(ee.mean_exit_layer() < double(L));
 }
+
+// CALM counts generation steps from 1: the prompt pass (which yields the first new token) is
+// t = 0, the forward pass of the token sampled from it is t = 1. Checked on the λ(t) each token
+// of a real prefill + decode gets, with the fixture model.
+TEST_CASE("decay: prompt tokens use t = 0, the first generated step after the prompt t = 1") {
+  auto model = load_model(fixture("llama_f32"));
+  const int N = 8;
+  EarlyExit<> ee(*model, EarlyExitOptions{Confidence::SoftmaxMax, 0.9, 1, N});
+  for (int round = 0; round < 2; ++round) {  // a second sequence starts counting again
+    Session s(*model);
+    s.forward(kPrompt, Phase::PP, ee);
+    for (uint32_t i = 0; i < kPrompt.size(); ++i) CHECK(ee.threshold_of(i) == 0.9);
+    for (size_t k = 0; k < kNext.size(); ++k) {
+      s.forward(std::span(&kNext[k], 1), Phase::RG, ee);
+      CAPTURE(k);
+      CHECK(ee.threshold_of(0) == doctest::Approx(decayed_threshold(0.9, int64_t(k) + 1, N)));
+      CHECK(ee.threshold_of(0) < 0.9);
+    }
+  }
+}

@@ -220,8 +220,7 @@ TEST_CASE("prompts: lm-eval and void wording, k-shot, chat-less plain text with 
         "The following are multiple choice questions (with answers) about arith.\n\n"
         "What is 1 + 1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:");
   PromptBuilder vo(tok, TaskKind::MMLU, {Preset::Void, 0, true});
-  CHECK(vo.context_text(it, {}, 0) ==
-        "Question: What is 1 + 1?\nOptions: A. 1 B. 2 C. 3 D. 4\nOutput format: [Option]\n");
+  CHECK(vo.context_text(it, {}, 0) == item_text(TaskKind::MMLU, Preset::Void, it));
   // 2-shot lm-eval: dev examples of the same subject with their answers.
   PromptBuilder lm2(tok, TaskKind::MMLU, {Preset::LmEval, 2, true});
   auto p = lm2.build(it, t.dev, 1000, true);
@@ -237,9 +236,7 @@ TEST_CASE("prompts: lm-eval and void wording, k-shot, chat-less plain text with 
   // BoolQ wording.
   auto bq = read_boolq((kFix / "boolq.jsonl").string());
   PromptBuilder bv(tok, TaskKind::BoolQ, {Preset::Void, 0, true});
-  CHECK(bv.context_text(bq.items[0], {}, 0) ==
-        "Respond to the given question based on the passage with True or False. Passage: The sky "
-        "is blue on a clear day. Options: is the sky blue Output Format: [True/False]\n");
+  CHECK(bv.context_text(bq.items[0], {}, 0) == item_text(TaskKind::BoolQ, Preset::Void, bq.items[0]));
   PromptBuilder bl(tok, TaskKind::BoolQ, {Preset::LmEval, 0, true});
   auto bp = bl.build(bq.items[1], {}, 1000, true);
   CHECK(tok.decode(bp.continuations[0]) == " yes");
@@ -304,4 +301,88 @@ TEST_CASE("prompts with a chat template: user turn, generation prompt, answer wi
   // --no-chat: plain text.
   PromptBuilder plain(tok, TaskKind::MMLU, {Preset::LmEval, 0, false});
   CHECK_FALSE(plain.uses_chat());
+}
+
+// The released eval.py builds the user content as an indented triple-quoted f-string: a newline
+// first, four spaces before every later line, the options joined by bare newlines.
+TEST_CASE("void preset: the released prompt bytes for MMLU, GPQA (correct answer last) and BoolQ") {
+  auto t = read_mmlu(kFix / "mmlu");
+  CHECK(item_text(TaskKind::MMLU, Preset::Void, t.items[0]) ==
+        "\n    Question:\n    What is 1 + 1?\n\n    Options:\n    A. 1\nB. 2\nC. 3\nD. 4\n\n"
+        "    Output format:\n    [Option]\n\n    ");
+  auto g = read_gpqa((kFix / "gpqa_toy.csv").string(), GpqaOrder::CorrectLast);
+  CHECK(item_text(TaskKind::GPQA, Preset::Void, g.items[1]) ==
+        "\n    Question:\n    Toy question two?\n\n    Options:\n    A. wrong a\nB. wrong b\n"
+        "C. wrong c\nD. right\n\n    Output format:\n    [Option]\n\n    ");
+  auto b = read_boolq((kFix / "boolq.jsonl").string());
+  CHECK(item_text(TaskKind::BoolQ, Preset::Void, b.items[0]) ==
+        "\n    Respond to the given question based on the passage with True or False.\n"
+        "    Passage:\n    The sky is blue on a clear day.\n\n    Options:\n    is the sky blue\n\n"
+        "    Output Format:\n    [True/False]\n    ");
+  // Answers follow the content directly: "[B]" is the continuation scored.
+  auto tok = evaltest::byte_tokenizer();
+  auto p = PromptBuilder(tok, TaskKind::MMLU, {Preset::Void, 0, true}).build(t.items[0], {}, 1000, true);
+  CHECK(tok.decode(p.continuations[1]) == "[B]");
+}
+
+namespace {
+// A byte tokenizer with a toy chat template, to check what the prompt builder keeps whole.
+struct ChatBytes : evaltest::ByteTokenizer {
+  bool has_chat_template() const { return true; }
+  std::string apply_chat_template(const std::vector<tok::ChatMessage>& m, bool gen) const {
+    std::string s = "<|sys|>default<|end|>";
+    for (auto& x : m) s += "<|" + x.role + "|>" + x.content + "<|end|>";
+    return gen ? s + "<|assistant|>" : s;
+  }
+};
+}  // namespace
+
+TEST_CASE("void preset with a chat template: one user turn with the generation prompt") {
+  tok::AnyTokenizer tok{ChatBytes{}};
+  auto t = read_mmlu(kFix / "mmlu");
+  PromptBuilder b(tok, TaskKind::MMLU, {Preset::Void, 0, true});
+  REQUIRE(b.uses_chat());
+  auto p = b.build(t.items[0], t.dev, 1000, true);
+  CHECK(p.text == "<|sys|>default<|end|><|user|>" + item_text(TaskKind::MMLU, Preset::Void, t.items[0]) +
+                      "<|end|><|assistant|>");
+  // Encoded as the released code does: the tokenizer's special tokens added (here BOS).
+  CHECK(p.tokens == tok.encode(p.text, true));
+  CHECK_FALSE(p.truncated);
+}
+
+TEST_CASE("chat truncation: the passage, then the question, are shortened; the template stays") {
+  tok::AnyTokenizer tok{ChatBytes{}};
+  auto bq = read_boolq((kFix / "boolq.jsonl").string());
+  Item it = bq.items[0];
+  it.passage = std::string(300, 'p');
+  it.question = std::string(100, 'q');
+  PromptBuilder b(tok, TaskKind::BoolQ, {Preset::Void, 0, true});
+  const size_t whole = b.build(it, {}, 10000, false).tokens.size();
+  // 120 tokens too many: the passage loses exactly 120 bytes (1 byte = 1 token here).
+  auto p = b.build(it, {}, whole - 120, false);
+  CHECK(p.truncated);
+  CHECK(p.tokens.size() == whole - 120);
+  CHECK(p.cut_passage == 120);
+  CHECK(p.cut_question == 0);
+  CHECK(p.cut_tokens == 0);
+  CHECK(p.text.starts_with("<|sys|>default<|end|><|user|>\n    Respond to the given question"));
+  CHECK(p.text.find("Passage:\n    " + std::string(180, 'p') + "\n\n    Options:") != std::string::npos);
+  CHECK(p.text.ends_with("    [True/False]\n    <|end|><|assistant|>"));
+  // 350 too many: the passage goes entirely, the question loses 50 bytes.
+  auto q = b.build(it, {}, whole - 350, false);
+  CHECK(q.tokens.size() == whole - 350);
+  CHECK(q.cut_passage == 300);
+  CHECK(q.cut_question == 50);
+  CHECK(q.text.find("Options:\n    " + std::string(50, 'q') + "\n\n    Output Format:") != std::string::npos);
+  CHECK(q.text.ends_with("<|end|><|assistant|>"));
+  CHECK(q.tokens[0] == 1);  // BOS kept
+  // Too small even for the template, the options and the answer cue: a usage error.
+  CHECK_THROWS_AS(b.build(it, {}, whole - 410, false), UsageError);
+  // UTF-8: a cut never splits a character (2-byte 'é' everywhere, budget one byte short).
+  it.passage.clear();
+  for (int i = 0; i < 100; ++i) it.passage += "\xc3\xa9";
+  const size_t w2 = b.build(it, {}, 10000, false).tokens.size();
+  auto u = b.build(it, {}, w2 - 3, false);
+  CHECK(u.cut_passage == 4);
+  CHECK(u.tokens.size() == w2 - 4);
 }

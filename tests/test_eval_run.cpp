@@ -330,3 +330,30 @@ TEST_CASE("perplexity: sliding windows score every token once with the right con
   CHECK_THROWS_AS(perplexity(s, ids, 128, 16, full), UsageError);  // window > context
   CHECK_THROWS_AS(perplexity(s, ids, 16, 17, full), UsageError);   // stride > window
 }
+
+// The Void paper's loop: one token sampled from the prompt pass, then 50 loop steps, so a reply
+// that never reaches eos has 51 new tokens, 50 of them fed back through the model.
+TEST_CASE("generate scoring: the first token from the prompt pass + 50 steps = 51 new tokens") {
+  auto m = evaltest::tiny_model();
+  auto tok = evaltest::byte_tokenizer();
+  auto task = read_mmlu(kFix / "mmlu");
+  const GenerationSettings g;  // the defaults are the paper's
+  CHECK(g.max_new_tokens == 51);
+  CHECK(g.temperature == 0.6f);
+  CHECK(g.top_p == 0.9f);
+  PromptBuilder b(tok, task.kind, {Preset::Void, 0, false});
+  const Prompt p = b.build(task.items[0], {}, 200, false);
+  Session s(*m);
+  Forcer never_eos{m.get(), {int32_t('x') + 3}};
+  auto r = score_generate(s, tok, p, task.items[0], GenerationSettings{51, 0.f, 1.f}, 0, never_eos);
+  CHECK(r.output == std::string(51, 'x'));
+  CHECK(r.rg_tokens == 50);
+  CHECK(r.pp_tokens == p.tokens.size());
+  CHECK(s.position() == int64_t(p.tokens.size() + 50));
+  // eos ends it early: "[B]" then eos is 4 new tokens, 3 of them fed back.
+  Forcer stops{m.get(), {int32_t('[') + 3, int32_t('B') + 3, int32_t(']') + 3, 2}};
+  auto q = score_generate(s, tok, p, task.items[0], GenerationSettings{}, 0, stops);
+  CHECK(q.output == "[B]");
+  CHECK(q.rg_tokens == 3);
+  CHECK(q.pred == 1);
+}

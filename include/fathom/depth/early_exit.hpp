@@ -5,8 +5,10 @@
 //   softmax_diff   top-1 minus top-2 probability of that readout
 //   state          cosine similarity of consecutive hidden states, cos(h_{l-1}, h_l)
 // and the token exits before block l+1 (Action::Exit; blocks l+1..L-1 are not run for it) when
-//   confidence > λ(t),   λ(t) = λ·e^(−4t/N)/10 + 0.9λ   (with decay; t = generated position
-//                                                           0..N-1, prompt tokens use t = 0)
+//   confidence > λ(t),   λ(t) = λ·e^(−4t/N)/10 + 0.9λ   (with decay; CALM's eq. with τ = 4)
+// where t counts generation steps as CALM does: the prompt pass (which yields the first new
+// token) is t = 0 for every prompt token, the first generated step after it — the forward pass
+// of the token sampled from the prompt's logits — is t = 1, the next t = 2, and so on;
 //   λ(t) = λ                                              (without decay, N = 0),
 // never before `min_exit` blocks have run (min_exit >= 1: the confidence needs a block's output);
 // with exit_prompt = false prompt tokens always run every block (and no confidence is computed).
@@ -115,6 +117,8 @@ class EarlyExit {
                 mean_exit_layer(Phase::RG) * double(tokens(Phase::RG))) / n
              : 0.0;
   }
+  // λ(t) in force for the token in `slot` of the current (or last) forward pass.
+  double threshold_of(uint32_t slot) const { return slots_.at(slot).lambda; }
   void reset_stats() {
     for (auto& h : exits_) std::fill(h.begin(), h.end(), 0);
   }
@@ -125,7 +129,8 @@ class EarlyExit {
     s.ran = 0;
     if (t.phase == Phase::PP) first_rg_ = -1;
     else if (first_rg_ < 0) first_rg_ = t.position;
-    const int64_t gen = t.phase == Phase::RG ? t.position - first_rg_ : 0;
+    // The first RG forward pass after the prompt is generation step t = 1 (t = 0: the prompt).
+    const int64_t gen = t.phase == Phase::RG ? t.position - first_rg_ + 1 : 0;
     s.lambda = decayed_threshold(opts_.threshold, gen, opts_.decay_tokens);
     if (trace_) trace_->begin(t);
   }

@@ -1,13 +1,21 @@
 #pragma once
 // Prompts for the eval harness: the wording presets, k-shot examples, the model family's chat
-// format, and left truncation to the model's context.
+// format, and truncation to the model's context.
 //
 // Presets (MC = MMLU and GPQA; labels A-D):
-//   void    the Void paper's wording (docs/evaluation.md), answered as "[A]":
-//             MC:    "Question: {q}\nOptions: A. {c0} B. {c1} C. {c2} D. {c3}\nOutput format: [Option]"
-//             BoolQ: "Respond to the given question based on the passage with True or False.
-//                     Passage: {p} Options: {q} Output Format: [True/False]"   (one line; answers
-//                     "[True]" / "[False]")
+//   void    the Void paper's released prompt, byte for byte (docs/evaluation.md). The user content
+//           is an indented multi-line string: it starts with a newline and every line after the
+//           first keeps four spaces of indentation; the option lines are joined by bare
+//           newlines, so only the first option is indented (⏎ newline, · space):
+//             MC:    ⏎····Question:⏎····{q}⏎⏎····Options:⏎····A. {c0}⏎B. {c1}⏎C. {c2}⏎D. {c3}
+//                    ⏎⏎····Output format:⏎····[Option]⏎⏎····
+//             BoolQ: ⏎····Respond to the given question based on the passage with True or False.
+//                    ⏎····Passage:⏎····{p}⏎⏎····Options:⏎····{q}⏎⏎····Output Format:⏎····
+//                    [True/False]⏎····
+//           answered as "[A]" / "[True]". With a chat template it is ONE user turn, no system
+//           turn, with the generation prompt, and the rendered text is encoded as the released
+//           code encodes it: with the tokenizer's own special tokens added (a template that
+//           writes BOS itself then gets a second one, exactly as there).
 //   lm-eval the lm-evaluation-harness wording, answered as " A" (" yes"/" no" for BoolQ):
 //             MC:    "The following are multiple choice questions (with answers) about {subject}.\n\n"
 //                    then per example "{q}\nA. {c0}\nB. {c1}\nC. {c2}\nD. {c3}\nAnswer:"
@@ -18,9 +26,14 @@
 // answer continuation carries no leading space. Without one (the 260K models) it is plain text
 // that starts with the tokenizer's BOS.
 //
-// Truncation: a prompt longer than its budget first drops k-shot examples (from the first), then
-// loses tokens from the left (after BOS), so the end — the question's options and the answer cue —
-// survives. Either counts the item as truncated.
+// Truncation, when a prompt is longer than its budget: k-shot examples are dropped first (from
+// the first). Then
+//   - a chat prompt shortens the user content, never the template: the passage loses text from
+//     its end first, then the question; the template's header and special tokens, the options
+//     and the answer cue stay whole (a context too small even for those is a UsageError);
+//   - a plain-text prompt loses tokens from the left (after BOS), so the end — the options and
+//     the answer cue — survives.
+// Any of these counts the item as truncated.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -48,12 +61,14 @@ struct PromptOptions {
 };
 
 struct Prompt {
+  std::string text;                                // the rendered context before any token cut
   std::vector<int32_t> tokens;                     // the context, BOS included
   std::vector<std::vector<int32_t>> continuations; // per option: its answer's tokens (loglik)
   std::vector<std::string> labels;                 // per option: "A", "True", "yes", ...
   int shots = 0;                                   // examples kept
   bool truncated = false;                          // examples dropped or tokens cut
-  size_t cut_tokens = 0;                           // tokens removed from the left
+  size_t cut_tokens = 0;                           // tokens removed from the left (plain text)
+  size_t cut_passage = 0, cut_question = 0;        // bytes removed from their ends (chat)
 };
 
 // Option labels of an item under a preset.
@@ -83,17 +98,19 @@ inline std::string item_text(TaskKind kind, Preset preset, const Item& it) {
   const auto labels = option_labels(kind, preset, it.choices.size());
   if (kind == TaskKind::BoolQ) {
     if (preset == Preset::Void)
-      return "Respond to the given question based on the passage with True or False. Passage: " +
-             it.passage + " Options: " + it.question + " Output Format: [True/False]";
+      return "\n    Respond to the given question based on the passage with True or False."
+             "\n    Passage:\n    " + it.passage + "\n\n    Options:\n    " + it.question +
+             "\n\n    Output Format:\n    [True/False]\n    ";
     return it.passage + "\nQuestion: " + it.question + "?\nAnswer:";
   }
-  std::string s;
   if (preset == Preset::Void) {
-    s = "Question: " + it.question + "\nOptions:";
-    for (size_t i = 0; i < it.choices.size(); ++i) s += " " + labels[i] + ". " + it.choices[i];
-    return s + "\nOutput format: [Option]";
+    std::string options;  // "A. c0\nB. c1\n...": bare newlines, no indentation
+    for (size_t i = 0; i < it.choices.size(); ++i)
+      options += (i ? "\n" : "") + labels[i] + ". " + it.choices[i];
+    return "\n    Question:\n    " + it.question + "\n\n    Options:\n    " + options +
+           "\n\n    Output format:\n    [Option]\n\n    ";
   }
-  s = detail::strip(it.question);
+  std::string s = detail::strip(it.question);
   for (size_t i = 0; i < it.choices.size(); ++i) s += "\n" + labels[i] + ". " + it.choices[i];
   return s + "\nAnswer:";
 }
@@ -136,14 +153,14 @@ class PromptBuilder {
     std::string s = head;
     for (size_t i = 0; i < k; ++i)
       s += item_text(kind_, o_.preset, *shots[i]) + sep() + ex_answer(*shots[i]) + "\n\n";
-    s += item_text(kind_, o_.preset, it);
-    if (o_.preset == Preset::Void) s += "\n";
-    return s;
+    return s + item_text(kind_, o_.preset, it);
   }
 
-  // Tokens of a context text.
+  // Tokens of a context text: plain text gets the tokenizer's special tokens (BOS); a rendered
+  // chat has them in its text already, except under the void preset, which encodes it as the
+  // released code does (the tokenizer's special tokens added on top).
   std::vector<int32_t> encode_context(const std::string& text) const {
-    return tok_->encode(text, !chat_);
+    return tok_->encode(text, add_special());
   }
 
   // Builds the prompt for `it` within `budget` tokens of context; `reserve_continuation` adds
@@ -159,31 +176,21 @@ class PromptBuilder {
                                         it.subject + "', found " + std::to_string(shots.size()));
     Prompt p;
     p.labels = option_labels(kind_, o_.preset, it.choices.size());
+    size_t room = 0;
     for (size_t k = shots.size() + 1; k-- > 0;) {
-      const std::string ctx = context_text(it, shots, k);
-      p.tokens = encode_context(ctx);
-      p.shots = int(k);
-      if (reserve_continuation) {
-        p.continuations.clear();
-        const bool space = !chat_ && o_.preset == Preset::LmEval;
-        for (auto& l : p.labels)
-          p.continuations.push_back(continuation(ctx, p.tokens, (space ? " " : "") + answer_text(o_.preset, l)));
-      }
-      size_t longest = 0;
-      for (auto& c : p.continuations) longest = std::max(longest, c.size());
-      const size_t room = budget > longest ? budget - longest : 1;
-      if (p.tokens.size() <= room) break;
+      room = render(p, it, shots, k, budget, reserve_continuation);
+      if (p.tokens.size() <= room) return p;
       p.truncated = true;
-      if (k == 0) {  // still too long without examples: cut from the left, keep BOS
-        const bool bos = !p.tokens.empty() && p.tokens[0] == tok_->bos_id() && room > 1;
-        const size_t keep = room - (bos ? 1 : 0);
-        p.cut_tokens = p.tokens.size() - room;
-        std::vector<int32_t> t;
-        if (bos) t.push_back(p.tokens[0]);
-        t.insert(t.end(), p.tokens.end() - std::ptrdiff_t(keep), p.tokens.end());
-        p.tokens = std::move(t);
-      }
     }
+    if (chat_) return shorten_content(std::move(p), it, budget, reserve_continuation);
+    // Plain text, still too long without examples: cut from the left, keep BOS.
+    const bool bos = !p.tokens.empty() && p.tokens[0] == tok_->bos_id() && room > 1;
+    const size_t keep = room - (bos ? 1 : 0);
+    p.cut_tokens = p.tokens.size() - room;
+    std::vector<int32_t> t;
+    if (bos) t.push_back(p.tokens[0]);
+    t.insert(t.end(), p.tokens.end() - std::ptrdiff_t(keep), p.tokens.end());
+    p.tokens = std::move(t);
     return p;
   }
 
@@ -192,12 +199,73 @@ class PromptBuilder {
   // context's own tokens, so merges at the boundary are tokenised as the model would see them.
   std::vector<int32_t> continuation(const std::string& ctx, const std::vector<int32_t>& ctx_ids,
                                     const std::string& answer) const {
-    auto whole = tok_->encode(ctx + answer, !chat_);
+    auto whole = tok_->encode(ctx + answer, add_special());
     if (whole.size() > ctx_ids.size() && std::equal(ctx_ids.begin(), ctx_ids.end(), whole.begin()))
       return std::vector<int32_t>(whole.begin() + std::ptrdiff_t(ctx_ids.size()), whole.end());
     return tok_->encode(answer, false);  // the boundary merged: score the answer on its own
   }
-  std::string sep() const { return o_.preset == Preset::Void ? "\n" : " "; }
+  // The void text ends in a newline and indentation already: an example's answer follows it.
+  std::string sep() const { return o_.preset == Preset::Void ? "" : " "; }
+  bool add_special() const { return !chat_ || o_.preset == Preset::Void; }
+
+  // Renders `it` with the first k examples into p (text, tokens, continuations, shots); returns
+  // the room the context has within `budget` once the longest continuation is reserved.
+  size_t render(Prompt& p, const Item& it, const std::vector<const Item*>& shots, size_t k,
+                size_t budget, bool reserve_continuation) const {
+    p.text = context_text(it, shots, k);
+    p.tokens = encode_context(p.text);
+    p.shots = int(k);
+    if (reserve_continuation) {
+      p.continuations.clear();
+      const bool space = !chat_ && o_.preset == Preset::LmEval;
+      for (auto& l : p.labels)
+        p.continuations.push_back(
+            continuation(p.text, p.tokens, (space ? " " : "") + answer_text(o_.preset, l)));
+    }
+    size_t longest = 0;
+    for (auto& c : p.continuations) longest = std::max(longest, c.size());
+    return budget > longest ? budget - longest : 1;
+  }
+
+  // A chat prompt that does not fit zero-shot: the passage, then the question, loses bytes from
+  // its end (at UTF-8 character boundaries) until the rendered prompt fits; the template, its
+  // special tokens, the options and the answer cue are never cut. Binary search on the length
+  // kept (the token count grows with it).
+  Prompt shorten_content(Prompt p, const Item& it, size_t budget, bool reserve) const {
+    Item cut = it;
+    const auto fits = [&](Prompt& q) {
+      const size_t room = render(q, cut, {}, 0, budget, reserve);
+      return q.tokens.size() <= room;
+    };
+    for (std::string Item::*field : {&Item::passage, &Item::question}) {
+      const std::string whole = it.*field;
+      (cut.*field).clear();
+      Prompt q = p;
+      if (!fits(q)) continue;  // does not fit even without this field: the next one is cut too
+      size_t lo = 0, hi = whole.size();  // a prefix of lo bytes fits, hi does not
+      while (hi - lo > 1) {
+        const size_t mid = utf8_floor(whole, lo + (hi - lo) / 2);
+        if (mid <= lo) break;
+        cut.*field = whole.substr(0, mid);
+        Prompt r = p;
+        (fits(r) ? lo : hi) = mid;
+      }
+      cut.*field = whole.substr(0, lo);
+      render(p, cut, {}, 0, budget, reserve);
+      p.cut_passage = it.passage.size() - cut.passage.size();
+      p.cut_question = it.question.size() - cut.question.size();
+      p.truncated = true;
+      return p;
+    }
+    throw UsageError("", "context", "the prompt of '" + it.id + "' does not fit a context of " +
+                                        std::to_string(budget) +
+                                        " tokens even with an empty passage and question");
+  }
+  // The largest UTF-8 character boundary <= i.
+  static size_t utf8_floor(const std::string& s, size_t i) {
+    while (i > 0 && i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i;
+    return i;
+  }
 
   const tok::AnyTokenizer* tok_;
   TaskKind kind_;

@@ -69,6 +69,13 @@ inline nlohmann::json run_settings(TaskKind task, const std::string& model, cons
   return s;
 }
 
+// Context a prompt leaves free: room for the reply in generate scoring (at most a quarter of
+// the context); log-likelihood scoring reserves its continuations inside PromptBuilder::build.
+inline size_t prompt_reserve(const ScoringSettings& s, int64_t ctx) {
+  if (s.scoring == Scoring::Loglik) return 0;
+  return size_t(std::min<int64_t>(s.generation.max_new_tokens, ctx / 4));
+}
+
 inline uint64_t item_seed(uint64_t seed, const std::string& id) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a of the id
   for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
@@ -121,8 +128,7 @@ inline EvalRun run_eval(const Task& task, const tok::AnyTokenizer& tok,
       for (size_t p = 0; p < policies.size(); ++p) ev.push_back(make(p));
       const int64_t ctx = ev[0]->context();
       const bool loglik = o.scoring.scoring == Scoring::Loglik;
-      const size_t reserve =
-          loglik ? 0 : size_t(std::min<int64_t>(o.scoring.generation.max_new_tokens, ctx / 4));
+      const size_t reserve = prompt_reserve(o.scoring, ctx);
       PromptBuilder builder(tok, task.kind, o.prompt);
       for (;;) {
         if (stop) return;

@@ -30,8 +30,10 @@ inline Scoring parse_scoring(const std::string& s) {
 }
 constexpr const char* scoring_name(Scoring s) { return s == Scoring::Loglik ? "loglik" : "generate"; }
 
+// The Void paper's sampling: the first token is sampled from the prompt pass's logits, then the
+// loop runs 50 more steps, so a reply has up to 51 new tokens (fewer when eos comes first).
 struct GenerationSettings {
-  int max_new_tokens = 50;
+  int max_new_tokens = 51;  // all new tokens, the one sampled from the prompt pass included
   float temperature = 0.6f;  // 0: greedy
   float top_p = 0.9f;
 };

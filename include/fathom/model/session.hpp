@@ -287,7 +287,6 @@ void Session::run_layer(size_t l, P& policy, O& obs, size_t n) {
   L.mlp(xn_.data(), m, tmp_.data(), g_.data(), u_.data());
   tap(obs, Tap::mlp_out, int(l), tmp_.data(), m, H, slots);
   kernels::add_inplace(x, tmp_.data(), m * H);
-  tap(obs, Tap::resid_post, int(l), x, m, H, slots);
 
   // 5. The policy sees each result (and may discard it), then rows go back to the stream.
   if constexpr (sees) {
@@ -298,6 +297,9 @@ void Session::run_layer(size_t l, P& policy, O& obs, size_t n) {
                          std::span<float>(x + r * H, H));
     }
   }
+  // resid_post is the stream as it continues: after a policy rewrote the output (an in-stream
+  // void is h_{l-1} again), not the update it discarded.
+  tap(obs, Tap::resid_post, int(l), x, m, H, slots);
   if (!whole)
     for (size_t r = 0; r < m; ++r) std::copy_n(x + r * H, H, x_.data() + run_[r] * H);
 }
