@@ -19,6 +19,7 @@
 #include "fathom/blocks/rmsnorm.hpp"
 #include "fathom/blocks/rope.hpp"
 #include "fathom/core/error.hpp"
+#include "fathom/core/weight_format.hpp"
 #include "fathom/io/tensor_store.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
@@ -26,12 +27,6 @@
 #include "fathom/model/q8_checkpoint.hpp"
 
 namespace fathom {
-
-// How weight matrices are held in memory. AsStored keeps zero-copy views of the checkpoint (a Q8
-// checkpoint's matrices are unpacked into Q8); Q8 quantises every matrix (not norms or biases,
-// not the embedding rows) to the 8-bit block format at load time; F32 / BF16 convert (a Q8
-// checkpoint is dequantised).
-enum class WeightFormat : uint8_t { AsStored, F32, BF16, Q8 };
 
 struct LoadOptions {
   WeightFormat weights = WeightFormat::AsStored;
@@ -70,8 +65,7 @@ class Model {
     const auto H = cfg_.hidden_size, hd = cfg_.head_dim, nh = cfg_.num_attention_heads,
                nkv = cfg_.num_key_value_heads, I = cfg_.intermediate_size, V = cfg_.vocab_size;
     rope_ = blocks::Rope(size_t(hd), cfg_.rope_theta, cfg_.rope_scaling);
-    embed_ = store_->get("model.embed_tokens.weight", {V, H});
-    check_float(embed_);
+    embed_ = embedding_tensor(V, H);
     final_norm_ = norm("model.norm.weight", H);
     layers_.resize(size_t(cfg_.num_hidden_layers));
     for (size_t i = 0; i < layers_.size(); ++i) {
@@ -104,8 +98,7 @@ class Model {
       throw FormatError(store_->origin(), "lm_head.weight",
                         "missing tensor (config says tie_word_embeddings=false)");
     readout_.norm = &final_norm_;
-    readout_.unembed = tied ? matrix("model.embed_tokens.weight", V, H, opts)
-                            : matrix("lm_head.weight", V, H, opts);
+    readout_.unembed = tied ? matrix(embed_, opts) : matrix("lm_head.weight", V, H, opts);
   }
 
   Model(const Model&) = delete;  // layers hold pointers into the model (rope, norms)
@@ -119,12 +112,13 @@ class Model {
   const blocks::Rope& rope() const { return rope_; }
   const Readout& readout() const { return readout_; }
   const blocks::RMSNorm& final_norm() const { return final_norm_; }
-  // The token embedding as stored ([vocab, hidden], F32, BF16 or F16).
+  // The token embedding as held ([vocab, hidden]: F32, BF16 or F16 as stored, or Q8 in
+  // kernels/quant.hpp's layout).
   const io::TensorView& embedding() const { return embed_; }
 
   // Bytes of weight matrices read per decoded token at full depth (for bandwidth bounds).
   size_t weight_bytes_per_token() const {
-    size_t b = bytes(readout_.unembed) + size_t(cfg_.hidden_size) * dtype_size(embed_.dtype);
+    size_t b = bytes(readout_.unembed) + bytes({embed_.dtype, 1, size_t(cfg_.hidden_size), nullptr});
     for (auto& L : layers_)
       b += bytes(L.attn.wq) + bytes(L.attn.wk) + bytes(L.attn.wv) + bytes(L.attn.wo) +
            bytes(L.mlp.gate) + bytes(L.mlp.up) + bytes(L.mlp.down);
@@ -146,6 +140,13 @@ class Model {
       case DType::BF16: {
         const uint16_t* e = reinterpret_cast<const uint16_t*>(embed_.data) + off;
         for (size_t i = 0; i < H; ++i) h[i] = bf16_to_f32(e[i]);
+        break;
+      }
+      case DType::Q8: {  // q * d of the row's blocks: the exact value (GGUF Q8_0 dequantises so)
+        const auto L = kernels::detail::q8_layout({DType::Q8, vocab(), H, embed_.data});
+        const uint8_t* q = L.qs + size_t(token) * L.nb * kernels::kQ8Block;
+        const uint16_t* d = L.d + size_t(token) * L.nb;
+        for (size_t i = 0; i < H; ++i) h[i] = float(int(q[i]) - 128) * f16_to_f32(d[i / kernels::kQ8Block]);
         break;
       }
       default: {
@@ -193,18 +194,52 @@ class Model {
     return blocks::RMSNorm{load_vector(name, n), float(cfg_.rms_norm_eps)};
   }
 
+  // A Q8 tensor a loader already holds in kernels/quant.hpp's layout (GGUF Q8_0, io/gguf_weights.hpp).
+  void check_q8(const io::TensorView& t) const {
+    const size_t want = kernels::q8_bytes(size_t(t.shape.at(0)), size_t(t.shape.at(1)));
+    if (t.nbytes != want)
+      throw FormatError(t.file, t.name, "Q8 matrix of " + std::to_string(t.nbytes) + " bytes, expected " +
+                                            std::to_string(want) + " for " + io::shape_string(t.shape));
+  }
+
+  // The token embedding [vocab, hidden]: F32/BF16/F16 as stored, or Q8 (a GGUF Q8_0 embedding,
+  // or a Q8 checkpoint's int8 values + scales unpacked once here and shared with a tied head).
+  io::TensorView embedding_tensor(int64_t V, int64_t H) {
+    io::TensorView t = store_->get("model.embed_tokens.weight", {V, H});
+    if (t.dtype == DType::I8) {
+      auto q = std::make_shared<kernels::QuantizedMatrix>(
+          q8_from_tensors(t, store_->get(t.name + kQ8ScaleSuffix)));
+      owned_.push_back(q);
+      t.dtype = DType::Q8;
+      t.data = static_cast<const std::byte*>(q->view().data);
+      t.nbytes = q->bytes();
+    } else if (t.dtype == DType::Q8) {
+      check_q8(t);
+    } else {
+      check_float(t);
+    }
+    return t;
+  }
+
   kernels::MatrixView matrix(const std::string& name, int64_t rows, int64_t cols,
                              const LoadOptions& opts) {
-    const auto& t = store_->get(name, {rows, cols});
+    return matrix(store_->get(name, {rows, cols}), opts);
+  }
+
+  kernels::MatrixView matrix(const io::TensorView& t, const LoadOptions& opts) {
+    const size_t rows = size_t(t.shape.at(0)), cols = size_t(t.shape.at(1));
     kernels::MatrixView m;
     if (t.dtype == DType::I8) {  // a Q8 checkpoint (model/q8_checkpoint.hpp)
       auto q = std::make_shared<kernels::QuantizedMatrix>(
-          q8_from_tensors(t, store_->get(name + kQ8ScaleSuffix)));
+          q8_from_tensors(t, store_->get(t.name + kQ8ScaleSuffix)));
       owned_.push_back(q);
       m = q->view();
+    } else if (t.dtype == DType::Q8) {
+      check_q8(t);
+      m = {DType::Q8, rows, cols, t.data};
     } else {
       check_float(t);
-      m = {t.dtype, size_t(rows), size_t(cols), t.data};
+      m = {t.dtype, rows, cols, t.data};
     }
     if (opts.weights == WeightFormat::Q8) {
       if (m.dtype == DType::Q8) return m;

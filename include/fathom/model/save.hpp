@@ -1,9 +1,9 @@
 #pragma once
 // Writes a Model as a Hugging Face folder (config.json + model.safetensors) holding every tensor in
 // the form the model holds it: matrices as F32, BF16, F16 or Q8 (int8 values + f16 block scales,
-// model/q8_checkpoint.hpp), norms and biases as F32, the embedding as stored. Loading the folder
-// gives the same model, logits equal bit for bit: a model quantised once at load can be saved and
-// reloaded without quantising again.
+// model/q8_checkpoint.hpp), norms and biases as F32, the embedding as held (a Q8 one like a Q8
+// matrix). Loading the folder gives the same model, logits equal bit for bit: a model quantised
+// once at load can be saved and reloaded without quantising again.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -46,7 +46,11 @@ inline void save_model(const Model& model, const std::filesystem::path& dir) {
   ModelConfig cfg = model.config();
   std::vector<io::TensorSource> t;
   const io::TensorView& E = model.embedding();
-  t.push_back(io::bytes_source("model.embed_tokens.weight", E.dtype, E.shape, E.data, E.nbytes));
+  if (E.dtype == DType::Q8)  // a GGUF Q8_0 embedding: int8 values + f16 scales, as every Q8 matrix
+    detail::add_matrix(t, "model.embed_tokens.weight",
+                       {DType::Q8, size_t(E.shape.at(0)), size_t(E.shape.at(1)), E.data});
+  else
+    t.push_back(io::bytes_source("model.embed_tokens.weight", E.dtype, E.shape, E.data, E.nbytes));
   for (size_t i = 0; i < model.n_layers(); ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     const DecoderLayer& L = model.layer(i);

@@ -1,0 +1,109 @@
+#pragma once
+// A GGUF file (llama.cpp's model format) as a Checkpoint: its ModelConfig from the metadata
+// (io/gguf_config.hpp) and its tensors under the Hugging Face names the Model reads, converted to
+// the requested in-memory form (io/gguf_weights.hpp), llama files' Q/K rows un-permuted:
+//
+//   token_embd.weight          model.embed_tokens.weight
+//   output_norm.weight         model.norm.weight
+//   output.weight              lm_head.weight (absent: tied to the embedding)
+//   blk.N.attn_norm.weight     model.layers.N.input_layernorm.weight
+//   blk.N.ffn_norm.weight      model.layers.N.post_attention_layernorm.weight
+//   blk.N.attn_{q,k,v}.*       model.layers.N.self_attn.{q,k,v}_proj.*   (weight, bias)
+//   blk.N.attn_output.weight   model.layers.N.self_attn.o_proj.weight
+//   blk.N.attn_{q,k}_norm.*    model.layers.N.self_attn.{q,k}_norm.weight
+//   blk.N.ffn_{gate,up,down}.* model.layers.N.mlp.{gate,up,down}_proj.weight
+//
+// A tensor outside this table is an UnsupportedError naming it: a part of the model fathom would
+// silently leave out.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fathom/core/error.hpp"
+#include "fathom/core/weight_format.hpp"
+#include "fathom/io/checkpoint_data.hpp"
+#include "fathom/io/gguf.hpp"
+#include "fathom/io/gguf_config.hpp"
+#include "fathom/io/gguf_weights.hpp"
+
+namespace fathom::io {
+
+namespace detail {
+
+// The Hugging Face name of GGUF tensor `n`, or nullopt. A block index must be < n_layers.
+inline std::optional<std::string> gguf_hf_name(std::string_view n, int64_t n_layers) {
+  if (n == "token_embd.weight") return "model.embed_tokens.weight";
+  if (n == "output_norm.weight") return "model.norm.weight";
+  if (n == "output.weight") return "lm_head.weight";
+  if (!n.starts_with("blk.")) return std::nullopt;
+  n.remove_prefix(4);
+  const size_t dot = n.find('.');
+  if (dot == 0 || dot == std::string_view::npos || dot > 6) return std::nullopt;
+  int64_t layer = 0;
+  for (char ch : n.substr(0, dot)) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    layer = layer * 10 + (ch - '0');
+  }
+  if (layer >= n_layers) return std::nullopt;
+  const std::string_view rest = n.substr(dot + 1);
+  static constexpr std::pair<std::string_view, std::string_view> kSuffixes[] = {
+      {"attn_norm.weight", "input_layernorm.weight"},
+      {"ffn_norm.weight", "post_attention_layernorm.weight"},
+      {"attn_q.weight", "self_attn.q_proj.weight"},
+      {"attn_k.weight", "self_attn.k_proj.weight"},
+      {"attn_v.weight", "self_attn.v_proj.weight"},
+      {"attn_q.bias", "self_attn.q_proj.bias"},
+      {"attn_k.bias", "self_attn.k_proj.bias"},
+      {"attn_v.bias", "self_attn.v_proj.bias"},
+      {"attn_output.weight", "self_attn.o_proj.weight"},
+      {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+      {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+      {"ffn_gate.weight", "mlp.gate_proj.weight"},
+      {"ffn_up.weight", "mlp.up_proj.weight"},
+      {"ffn_down.weight", "mlp.down_proj.weight"},
+  };
+  for (auto [g, hf] : kSuffixes)
+    if (rest == g) return "model.layers." + std::to_string(layer) + "." + std::string(hf);
+  return std::nullopt;
+}
+
+}  // namespace detail
+
+// Loads a .gguf file; quantised matrices are converted to the form `want` asks for (the table
+// in io/gguf_weights.hpp). Views into the file keep it mapped as long as the store lives.
+inline Checkpoint load_gguf(const std::filesystem::path& path, WeightFormat want = WeightFormat::AsStored) {
+  const GgufFile f = GgufFile::open(path);
+  Checkpoint ck;
+  ck.path = path;
+  ck.config = gguf_config(f);
+  const ModelConfig& c = ck.config;
+  TensorStore& store = ck.weights;
+  store.set_origin(path.string());
+  const bool llama_file = f.get_string("general.architecture") == "llama";
+  const size_t hd = size_t(c.head_dim);
+
+  bool viewed = false;
+  for (const GgufTensor& t : f.tensors()) {
+    const auto hf = detail::gguf_hf_name(t.name, c.num_hidden_layers);
+    if (!hf) throw UnsupportedError(f.path(), t.name, "tensor not part of a llama / qwen2 / qwen3 model as fathom runs it");
+    std::vector<int64_t> shape = t.shape();
+    if (shape.size() != 1 && shape.size() != 2)
+      throw FormatError(f.path(), t.name, "expected 1 or 2 dimensions, got " + std::to_string(shape.size()));
+    detail::RowMap src = [](size_t r) { return r; };
+    const bool q = hf->find("self_attn.q_proj.") != std::string::npos;
+    if (llama_file && (q || hf->find("self_attn.k_proj.") != std::string::npos)) {
+      const int64_t heads = q ? c.num_attention_heads : c.num_key_value_heads;
+      if (shape[0] != heads * c.head_dim)  // the permutation needs whole heads
+        throw FormatError(f.path(), t.name, std::to_string(shape[0]) + " rows, expected " +
+                                                std::to_string(heads) + " heads x " + std::to_string(c.head_dim));
+      src = [hd](size_t r) { return llama_qk_file_row(r, hd); };
+    }
+    const GgufHeld held = gguf_held_as(t.type, want, shape.size() == 2);
+    viewed = add_gguf_tensor(store, f, t, *hf, std::move(shape), held, src) || viewed;
+  }
+  if (viewed) store.keep_alive(f.keep_alive());
+  return ck;
+}
+
+}  // namespace fathom::io

@@ -1,0 +1,126 @@
+// GGUF models: the real SmolLM2-135M-Instruct file against transformers (tools/gen_gguf_reference.py
+// wrote tests/fixtures/gguf/smollm2_reference.safetensors from the same file).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "fathom/core/shared_path.hpp"
+#include "fathom/model/generate.hpp"
+#include "fathom/model/load.hpp"
+#include "fathom/model/session.hpp"
+#include "fixture_util.hpp"
+
+using namespace fathom;
+
+namespace {
+
+const char* kSmolLM2 = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+struct Reference {
+  fixtures::Expected ex{std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/gguf/smollm2_reference.safetensors"};
+  std::vector<int32_t> prompt = ex.ids("prompt_ids");
+  std::vector<int32_t> topk_ids = ex.ids("topk_ids");      // [T, 64]
+  std::vector<float> topk_values = ex.f32("topk_values");  // [T, 64]
+  std::vector<float> last_logits = ex.f32("last_logits");  // [V]
+  std::vector<float> resid_norms = ex.f32("resid_norms");  // [L, T]
+  std::vector<int32_t> greedy = ex.ids("greedy");          // [24]
+  size_t T() const { return prompt.size(); }
+  static constexpr size_t K = 64;
+};
+
+// Prompt logits [T, V] and every layer's resid_post [L][T, hidden] of one prefill.
+struct Run {
+  std::vector<float> logits;
+  fixtures::Recorder rec;
+};
+Run prefill(const Model& m, const std::vector<int32_t>& ids) {
+  Run r;
+  r.rec.n = ids.size();
+  Session s(m);
+  FullDepth full;
+  auto l = s.forward(ids, Phase::PP, full, r.rec, Logits::All);
+  r.logits.assign(l.begin(), l.end());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("gguf model: SmolLM2 with f32 weights matches transformers (logits, resid norms, greedy)") {
+  const auto path = shared_file(kSmolLM2);
+  Reference ref;
+  auto model = load_model(path, LoadOptions{WeightFormat::F32});
+  const size_t T = ref.T(), V = model->vocab(), H = model->hidden(), K = Reference::K;
+  REQUIRE(V == ref.last_logits.size());
+  Run run = prefill(*model, ref.prompt);
+
+  // Logits: per position, max |Δ| over the reference's top-64 ids / max |ref| of that row's top 64;
+  // the last row in full.
+  double worst = 0;
+  for (size_t t = 0; t < T; ++t) {
+    double d = 0, m = 0;
+    for (size_t j = 0; j < K; ++j) {
+      const float want = ref.topk_values[t * K + j], got = run.logits[t * V + size_t(ref.topk_ids[t * K + j])];
+      d = std::max(d, double(std::abs(got - want)));
+      m = std::max(m, double(std::abs(want)));
+    }
+    worst = std::max(worst, d / m);
+    // The top id is the same.
+    const float* row = run.logits.data() + t * V;
+    CHECK(std::max_element(row, row + V) - row == ref.topk_ids[t * K]);
+  }
+  double dl = 0, ml = 0;
+  for (size_t v = 0; v < V; ++v) {
+    dl = std::max(dl, double(std::abs(run.logits[(T - 1) * V + v] - ref.last_logits[v])));
+    ml = std::max(ml, double(std::abs(ref.last_logits[v])));
+  }
+  MESSAGE("max relative logit error: top-64 rows " << worst << ", last row " << dl / ml);
+  CHECK(worst <= 1e-4);
+  CHECK(dl / ml <= 1e-4);
+
+  // resid_post L2 norms of every layer and position.
+  double worst_norm = 0;
+  for (size_t l = 0; l < model->n_layers(); ++l) {
+    const auto& h = run.rec.taps["resid_post." + std::to_string(l)];  // [T, hidden]
+    REQUIRE(h.size() == T * H);
+    for (size_t t = 0; t < T; ++t) {
+      double s = 0;
+      for (size_t i = 0; i < H; ++i) s += double(h[t * H + i]) * h[t * H + i];
+      const double want = ref.resid_norms[l * T + t];
+      worst_norm = std::max(worst_norm, std::abs(std::sqrt(s) - want) / want);
+    }
+  }
+  MESSAGE("max relative resid_post norm error: " << worst_norm);
+  CHECK(worst_norm <= 1e-4);
+
+  // 24 greedy tokens, not stopped at eos.
+  Session s(*model);
+  GenerateOptions opt;
+  opt.max_new_tokens = int(ref.greedy.size());
+  opt.stop_on_eos = false;
+  CHECK(generate(s, ref.prompt, opt).tokens == ref.greedy);
+}
+
+TEST_CASE("gguf model: SmolLM2 held as Q8 keeps top-1 agreement >= 97 % over the prompt") {
+  const auto path = shared_file(kSmolLM2);
+  Reference ref;
+  const size_t T = ref.T(), K = Reference::K;
+  for (auto [w, label] : {std::pair<WeightFormat, std::string>{WeightFormat::AsStored, "as-stored (Q8)"}, {WeightFormat::Q8, "q8"},
+                          {WeightFormat::BF16, "bf16"}}) {
+    CAPTURE(label);
+    auto model = load_model(path, LoadOptions{w});
+    const size_t V = model->vocab();
+    Run run = prefill(*model, ref.prompt);
+    size_t agree = 0;
+    for (size_t t = 0; t < T; ++t) {
+      const float* row = run.logits.data() + t * V;
+      agree += std::max_element(row, row + V) - row == ref.topk_ids[t * K];
+    }
+    const double rate = double(agree) / double(T);
+    MESSAGE(label << ": top-1 agreement " << agree << "/" << T << " = " << rate);
+    CHECK(rate >= 0.97);
+  }
+}
