@@ -5,6 +5,12 @@
 //
 //   depth --text ../shared/data/tinystories/TinyStories-valid-head30KB.txt --out depth_out
 //   depth -m model_dir --lens lens_dir --text wiki.txt --mc questions.jsonl
+//   depth -m model_dir --text wiki.txt --freq-text big_corpus.txt --freq-counts counts.txt
+//
+// Readouts run a block of --block-rows tokens per matrix product (lens/batch_readout.hpp);
+// --per-token reads one token at a time (the slow reference path, for timing and checks).
+// --freq-counts FILE: load token counts from FILE if it exists, else count --freq-text (or
+// --text) and save them there, so a large corpus is tokenized once.
 //
 // Files: earliest_layer.{csv,svg}, target_rank.{csv,svg}, bucket_shares.{csv,svg},
 // decision_flip.{csv,svg}, and with --mc option_ranks.{csv,svg}. --mc is JSON Lines:
@@ -30,8 +36,9 @@ namespace {
 
 struct Args {
   examples::ModelArgs model;
-  std::string text, freq_text, lens, mc, out = "depth_out", target = "final";
-  int context = 256, max_tokens = 2048;
+  std::string text, freq_text, freq_counts, lens, mc, out = "depth_out", target = "final";
+  int context = 256, max_tokens = 2048, block_rows = int(lens::BatchReader::kDefaultRows);
+  bool per_token = false;
 };
 
 std::ofstream open_csv(const fs::path& p) {
@@ -43,9 +50,16 @@ std::ofstream open_csv(const fs::path& p) {
 template <class Lens>
 void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, const Lens& lens) {
   const size_t L = m.n_layers(), R = L + 1;
-  // Token frequencies of the corpus, counted with the model's tokenizer.
+  // Token frequencies of the corpus, counted with the model's tokenizer (or loaded, counted once).
   depth::TokenFrequency freq;
-  freq.add_text_file(tok, a.freq_text.empty() ? a.text : a.freq_text);
+  const std::string corpus = a.freq_text.empty() ? a.text : a.freq_text;
+  if (!a.freq_counts.empty() && fs::exists(a.freq_counts)) {
+    freq = depth::TokenFrequency::load(a.freq_counts, m.vocab());
+    std::cerr << "frequencies: loaded " << a.freq_counts << "\n";
+  } else {
+    freq.add_text_file(tok, corpus);
+    if (!a.freq_counts.empty()) freq.save(a.freq_counts, m.vocab(), fs::path(corpus).filename().string());
+  }
   std::cerr << "frequencies: " << freq.distinct() << " distinct tokens\n";
 
   const auto text = io::read_text_file(a.text);
@@ -58,13 +72,17 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
   std::vector<std::vector<int64_t>> trajectories;  // per token: [R] rank of its target
   Session s(m, SessionOptions{a.context + 1, KvStrategy::Propagate});
   const size_t chunk = size_t(a.context) - (tok.bos_id() >= 0 ? 1 : 0);
+  double readout_s = 0;  // forward passes + readouts + statistics
   for (size_t start = 0; start < ids.size(); start += chunk) {
     std::vector<int32_t> piece;
     if (tok.bos_id() >= 0) piece.push_back(tok.bos_id());
     piece.insert(piece.end(), ids.begin() + long(start),
                  ids.begin() + long(std::min(ids.size(), start + chunk)));
     s.reset();
-    auto prof = depth::profile_tokens(s, piece, lens, target);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto prof = a.per_token ? depth::profile_tokens_per_token(s, piece, lens, target)
+                            : depth::profile_tokens(s, piece, lens, target, size_t(a.block_rows));
+    readout_s += examples::seconds_since(t0);
     for (size_t t = tok.bos_id() >= 0 ? 1 : 0; t < prof.size(); ++t) {
       buckets.add(prof[t].top1);
       trajectories.push_back(prof[t].rank);
@@ -72,7 +90,8 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
     std::cerr << "\r" << std::min(ids.size(), start + chunk) << "/" << ids.size() << " tokens"
               << std::flush;
   }
-  std::cerr << "\n";
+  std::cerr << "\nreadouts (" << (a.per_token ? "per token" : "batched") << "): " << readout_s
+            << " s for " << ids.size() << " tokens x " << R << " readouts\n";
 
   const fs::path out(a.out);
   // Earliest layer with rank <= k.
@@ -231,6 +250,10 @@ int main(int argc, char** argv) {
   a.model.add(app);
   app.add_option("--text", a.text, "text file to analyse");
   app.add_option("--freq-text", a.freq_text, "corpus for token frequencies (default: --text)");
+  app.add_option("--freq-counts", a.freq_counts,
+                 "token counts file: loaded if it exists, else counted from the corpus and saved");
+  app.add_option("--block-rows", a.block_rows, "tokens per readout product")->check(CLI::Range(1, 1 << 16));
+  app.add_flag("--per-token", a.per_token, "read one token at a time (slow reference path)");
   app.add_option("--lens", a.lens, "tuned-lens folder (config.json + params.safetensors); default: logit lens");
   app.add_option("--mc", a.mc, "multiple-choice JSON Lines (prompt, options, optional answer)");
   app.add_option("-o,--out", a.out, "output folder");

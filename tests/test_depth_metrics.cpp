@@ -150,3 +150,48 @@ TEST_CASE("token profiles and option ranks agree with direct readouts") {
   CHECK(option_tokens_after(CharTokenizer{}, "Q:", {" A", "B"}) == std::vector<int32_t>{' ', 'B'});
   CHECK_THROWS_AS(option_tokens_after(CharTokenizer{}, "Q:", {""}), UsageError);
 }
+
+TEST_CASE("token counts save and load round trip") {
+  TokenFrequency f;
+  f.add(std::vector<int32_t>{5, 5, 5, 2, 9, 9, 0});
+  const auto path = std::filesystem::temp_directory_path() / "fathom-token-counts.txt";
+  f.save(path, 16, "test\ncorpus");
+  auto g = TokenFrequency::load(path, 16);
+  CHECK(g.distinct() == 4);
+  for (int32_t id : {0, 2, 5, 9, 7}) {
+    CAPTURE(id);
+    CHECK(g.count(id) == f.count(id));
+    CHECK(g.rank(id) == f.rank(id));
+  }
+  std::filesystem::remove(path);
+}
+
+namespace {
+void write_counts(const std::filesystem::path& p, const std::string& body) {
+  std::ofstream o(p);
+  o << body;
+}
+}  // namespace
+
+TEST_CASE("token counts: bad files are typed errors naming the field") {
+  const auto p = std::filesystem::temp_directory_path() / "fathom-token-counts-bad.txt";
+  const std::string head = "fathom-token-counts 1\nvocab 16\nsource x\n";
+  CHECK_THROWS_AS(TokenFrequency::load(p.string() + ".missing", 16), IoError);
+  write_counts(p, "something else\n");
+  CHECK_THROWS_AS(TokenFrequency::load(p, 16), FormatError);
+  write_counts(p, "fathom-token-counts 1\n");
+  CHECK_THROWS_AS(TokenFrequency::load(p, 16), FormatError);
+  write_counts(p, "fathom-token-counts 1\nvocab 32\nsource x\n1 2\n");
+  CHECK_THROWS_AS(TokenFrequency::load(p, 16), UsageError);  // counted with another tokenizer
+  write_counts(p, head + "16 3\n");
+  CHECK_THROWS_AS(TokenFrequency::load(p, 16), FormatError);  // id outside the vocabulary
+  write_counts(p, head + "3 0\n");
+  CHECK_THROWS_AS(TokenFrequency::load(p, 16), FormatError);  // count not positive
+  write_counts(p, head + "3 x\n");
+  CHECK_THROWS_AS(TokenFrequency::load(p, 16), FormatError);
+  write_counts(p, head + "3 4\n3 5\n");
+  CHECK_THROWS_AS(TokenFrequency::load(p, 16), FormatError);  // listed twice
+  write_counts(p, head + "3 4\n");
+  CHECK(TokenFrequency::load(p, 16).count(3) == 4);
+  std::filesystem::remove(p);
+}

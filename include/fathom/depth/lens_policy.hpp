@@ -12,12 +12,15 @@
 //                                layer the token stopped before.
 //   read_all_layers(...)         one FullDepth pass, then every hidden_states[i] of every token
 //                                through the lens, one [vocab] vector at a time.
+//   read_all_layers_blocks(...)  the same readouts, a block of tokens per matrix product
+//                                (lens/batch_readout.hpp): what the depth metrics use.
 #include <cstddef>
 #include <span>
 #include <vector>
 
 #include "fathom/model/depth_policy.hpp"
 #include "fathom/depth/trace.hpp"
+#include "fathom/lens/batch_readout.hpp"
 #include "fathom/lens/readout.hpp"
 #include "fathom/lens/site.hpp"
 #include "fathom/lens/tuned_lens.hpp"
@@ -165,6 +168,46 @@ void read_all_layers(Session& s, std::span<const int32_t> tokens, const Lens& le
   const uint32_t first = which == Logits::Last ? uint32_t(tokens.size() - 1) : 0;
   for (uint32_t slot = first; slot < tokens.size(); ++slot)
     for (size_t i = 0; i <= L; ++i) fn(slot, i, lens_logits(reader, lens, rec, slot, i, tr));
+}
+
+// Readouts of hidden_states[i] through the lens for the recorded slots [first, end), in blocks
+// of up to reader.max_rows() slots: fn(i, slot0, block) with block = [n, vocab] logits of slots
+// slot0 .. slot0+n-1 (valid during the call). Readout L (the model's output) comes first, so its
+// results can serve as targets for the others; then i = 0..L-1.
+template <class Lens, class Fn>
+void read_recorded_blocks(const SiteRecorder& rec, const Lens& lens, BatchReader& reader,
+                          uint32_t first, uint32_t end, Fn&& fn) {
+  const size_t L = rec.sites().size() - 1, H = reader.hidden();
+  std::vector<float> tr;  // [rows, hidden] translated states
+  for (size_t k = 0; k <= L; ++k) {
+    const size_t i = k == 0 ? L : k - 1;
+    for (uint32_t s0 = first; s0 < end; s0 += uint32_t(reader.max_rows())) {
+      const size_t n = std::min<size_t>(reader.max_rows(), end - s0);
+      auto h = rec.rows(i, s0, n);
+      const float* x = h.data();
+      if (!lens.identity(i)) {
+        tr.resize(n * H);
+        lens.translate(i, h.data(), tr.data(), n, H);
+        x = tr.data();
+      }
+      fn(i, s0, reader.logits(x, n));
+    }
+  }
+}
+
+// Runs `tokens` at full depth (appended to the session) and calls fn(i, slot0, block) for every
+// readout i = 0..L (readout L first) and every block of up to `block_rows` token slots (only the
+// last slot with Logits::Last); block = [n, vocab] logits. Equal to read_all_layers up to the
+// summation order of the products (lens/batch_readout.hpp), many times faster.
+template <class Lens, class Fn>
+void read_all_layers_blocks(Session& s, std::span<const int32_t> tokens, const Lens& lens, Fn&& fn,
+                            Phase phase = Phase::PP, Logits which = Logits::All,
+                            size_t block_rows = BatchReader::kDefaultRows) {
+  if (tokens.empty()) return;
+  const SiteRecorder rec = record_hidden_states(s, tokens, phase);
+  BatchReader reader(s.model(), block_rows);
+  const uint32_t first = which == Logits::Last ? uint32_t(tokens.size() - 1) : 0;
+  read_recorded_blocks(rec, lens, reader, first, uint32_t(tokens.size()), fn);
 }
 
 // Runs `tokens` at full depth (appended to the session) and calls fn(slot, site_index, logits)

@@ -18,7 +18,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <span>
 #include <string>
@@ -28,6 +30,7 @@
 #include "fathom/core/error.hpp"
 #include "fathom/io/json.hpp"
 #include "fathom/depth/lens_policy.hpp"
+#include "fathom/lens/batch_readout.hpp"
 #include "fathom/lens/readout.hpp"
 
 namespace fathom::depth {
@@ -101,6 +104,58 @@ class TokenFrequency {
       }
       start = end + 1;
     }
+  }
+
+  // Saved counts, so a large corpus is tokenized once and reused. A small text file:
+  //   fathom-token-counts 1
+  //   vocab <V>                  the tokenizer's vocabulary size (checked on load)
+  //   source <free text>         what was counted (informational)
+  //   <id> <count>               one line per seen token, ascending id
+  void save(const std::filesystem::path& path, size_t vocab, const std::string& source) const {
+    std::vector<std::pair<int32_t, int64_t>> v(counts_.begin(), counts_.end());
+    std::sort(v.begin(), v.end());
+    std::ofstream o(path);
+    if (!o) throw IoError(path.string(), "", "cannot open for writing");
+    std::string src = source;
+    std::replace(src.begin(), src.end(), '\n', ' ');
+    o << "fathom-token-counts 1\nvocab " << vocab << "\nsource " << src << "\n";
+    for (auto& [id, c] : v) o << id << " " << c << "\n";
+    if (!o) throw IoError(path.string(), "", "write failed");
+  }
+  // Loads counts written by save(); `vocab` must be the vocabulary they were counted with.
+  static TokenFrequency load(const std::filesystem::path& path, size_t vocab) {
+    const std::string f = path.string();
+    std::ifstream in(path);
+    if (!in) throw IoError(f, "", "token counts not found or unreadable");
+    std::string line;
+    auto next = [&](const char* field) {
+      if (!std::getline(in, line)) throw FormatError(f, field, "missing (file ends early)");
+      return line;
+    };
+    if (next("header") != "fathom-token-counts 1")
+      throw FormatError(f, "header", "expected 'fathom-token-counts 1' (not a counts file)");
+    const std::string vl = next("vocab");
+    if (vl.rfind("vocab ", 0) != 0) throw FormatError(f, "vocab", "expected 'vocab <size>'");
+    if (vl.substr(6) != std::to_string(vocab))
+      throw UsageError(f, "vocab", "counted with a vocabulary of " + vl.substr(6) +
+                                       " tokens, the model has " + std::to_string(vocab));
+    if (next("source").rfind("source", 0) != 0) throw FormatError(f, "source", "expected 'source ...'");
+    TokenFrequency t;
+    size_t line_no = 3;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.empty()) continue;
+      long long id = -1, c = -1;
+      char extra = 0;
+      if (std::sscanf(line.c_str(), "%lld %lld %c", &id, &c, &extra) != 2 || id < 0 ||
+          size_t(id) >= vocab || c <= 0)
+        throw FormatError(f, "line " + std::to_string(line_no),
+                          "expected '<id> <count>' with id < " + std::to_string(vocab) +
+                              " and a positive count");
+      if (!t.counts_.emplace(int32_t(id), int64_t(c)).second)
+        throw FormatError(f, "line " + std::to_string(line_no), "token id listed twice");
+    }
+    return t;
   }
 
   int64_t count(int32_t id) const {
@@ -186,12 +241,53 @@ enum class Target : uint8_t {
   NextToken,  // the next input token (the last position has none and is left out)
 };
 
-// Runs `tokens` (appended to the session) and profiles every position through the lens. Per
-// token the final readout is taken first (it may be the target), then every other readout; one
-// [vocab] vector exists at a time.
+// Runs `tokens` (appended to the session) and profiles every position through the lens: per
+// readout, a block of up to `block_rows` tokens is read out with one matrix product
+// (lens::read_recorded_blocks) and reduced to top-1 and target rank row by row, so no more than
+// one [block_rows, vocab] block of logits exists at a time. The final readout comes first (it
+// may be the target). Equal to profile_tokens_per_token up to the summation order of the
+// products (lens/batch_readout.hpp).
 template <class Lens>
 std::vector<TokenProfile> profile_tokens(Session& s, std::span<const int32_t> tokens,
-                                         const Lens& lens, Target target = Target::FinalTop1) {
+                                         const Lens& lens, Target target = Target::FinalTop1,
+                                         size_t block_rows = lens::BatchReader::kDefaultRows) {
+  const size_t L = s.model().n_layers(), V = s.model().vocab();
+  std::vector<TokenProfile> out(tokens.size());
+  if (tokens.empty()) return out;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    out[t].token = tokens[t];
+    out[t].top1.resize(L + 1);
+    if (target == Target::NextToken && t + 1 < tokens.size()) {
+      if (tokens[t + 1] < 0 || size_t(tokens[t + 1]) >= V)  // checked here: rows run in threads
+        throw UsageError("", "tokens", "token id " + std::to_string(tokens[t + 1]) +
+                                           " outside the vocabulary");
+      out[t].target = tokens[t + 1];
+    }
+  }
+  const lens::SiteRecorder rec = lens::record_hidden_states(s, tokens);
+  lens::BatchReader reader(s.model(), block_rows);
+  lens::read_recorded_blocks(
+      rec, lens, reader, 0, uint32_t(tokens.size()),
+      [&](size_t i, uint32_t s0, std::span<const float> block) {
+        lens::for_each_row(block, V, [&](size_t j, std::span<const float> lg) {
+          auto& p = out[s0 + j];
+          p.top1[i] = lens::top1_id(lg);
+          if (i == L && target == Target::FinalTop1) p.target = p.top1[L];
+          if (p.target < 0) return;
+          if (i == L) p.rank.resize(L + 1);
+          p.rank[i] = lens::rank_of(lg, p.target);
+        });
+      });
+  if (target == Target::NextToken) out.pop_back();
+  return out;
+}
+
+// The same profiles one [vocab] readout at a time (a matrix-vector product per token and
+// readout): the reference the batched profile_tokens is tested and timed against.
+template <class Lens>
+std::vector<TokenProfile> profile_tokens_per_token(Session& s, std::span<const int32_t> tokens,
+                                                   const Lens& lens,
+                                                   Target target = Target::FinalTop1) {
   const size_t L = s.model().n_layers();
   const lens::SiteRecorder rec = lens::record_hidden_states(s, tokens);
   lens::Reader reader(s.model());
@@ -234,20 +330,32 @@ OptionRanks option_ranks(Session& s, std::span<const int32_t> prompt,
   r.option_tokens.assign(option_tokens.begin(), option_tokens.end());
   r.vocab.assign(L + 1, std::vector<int64_t>(option_tokens.size()));
   r.among.assign(L + 1, std::vector<int>(option_tokens.size()));
+  for (int32_t o : option_tokens)
+    if (o < 0 || size_t(o) >= s.model().vocab())
+      throw UsageError("", "options", "token id " + std::to_string(o) + " outside the vocabulary");
+  if (prompt.empty()) throw UsageError("", "prompt", "no tokens");
+  // The L+1 readouts of the last token, translated, then one [L+1, vocab] product.
+  const lens::SiteRecorder rec = lens::record_hidden_states(s, prompt);
+  const size_t H = s.model().hidden();
   const uint32_t last = uint32_t(prompt.size() - 1);
-  lens::read_all_layers(
-      s, prompt, lens,
-      [&](uint32_t slot, size_t i, std::span<const float> lg) {
-        if (slot != last) return;
-        for (size_t o = 0; o < option_tokens.size(); ++o) {
-          r.vocab[i][o] = lens::rank_of(lg, option_tokens[o]);
-          int among = 1;
-          for (size_t q = 0; q < option_tokens.size(); ++q)
-            among += lg[size_t(option_tokens[q])] > lg[size_t(option_tokens[o])];
-          r.among[i][o] = among;
-        }
-      },
-      Phase::PP, Logits::Last);
+  std::vector<float> states((L + 1) * H);  // [L+1, hidden] translated hidden_states[i]
+  for (size_t i = 0; i <= L; ++i) {
+    auto h = rec.get(i, last);
+    if (lens.identity(i)) std::copy(h.begin(), h.end(), states.begin() + long(i * H));
+    else lens.translate(i, h.data(), states.data() + i * H, 1, H);
+  }
+  lens::BatchReader reader(s.model(), L + 1);
+  reader.logits(states.data(), L + 1);
+  for (size_t i = 0; i <= L; ++i) {
+    const auto lg = reader.row(i);
+    for (size_t o = 0; o < option_tokens.size(); ++o) {
+      r.vocab[i][o] = lens::rank_of(lg, option_tokens[o]);
+      int among = 1;
+      for (size_t q = 0; q < option_tokens.size(); ++q)
+        among += lg[size_t(option_tokens[q])] > lg[size_t(option_tokens[o])];
+      r.among[i][o] = among;
+    }
+  }
   return r;
 }
 

@@ -125,6 +125,15 @@ class SiteRecorder {
                        "no row recorded for slot " + std::to_string(slot));
     return {data_[site].data() + size_t(slot) * hidden_, hidden_};
   }
+  // [n, hidden] the recorded rows of `site` for slots slot0 .. slot0+n-1 (contiguous: one block
+  // for a batched readout); every one of them must be recorded.
+  std::span<const float> rows(size_t site, uint32_t slot0, size_t n) const {
+    for (size_t j = 0; j < n; ++j)
+      if (!has(site, uint32_t(slot0 + j)))
+        throw UsageError("", "site " + sites_[site].name(),
+                         "no row recorded for slot " + std::to_string(slot0 + j));
+    return {data_[site].data() + size_t(slot0) * hidden_, n * hidden_};
+  }
 
  private:
   void grow(size_t n) {
