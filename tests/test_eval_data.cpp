@@ -386,3 +386,56 @@ TEST_CASE("chat truncation: the passage, then the question, are shortened; the t
   CHECK(u.cut_passage == 4);
   CHECK(u.tokens.size() == w2 - 4);
 }
+
+// Small models repeat the prompt: what a reply copies from it must not be read as an answer.
+TEST_CASE("extract_answer: echoes of the prompt, late answers, words, two letters, none") {
+  Item it;
+  it.question = "What is the capital of England?";
+  it.choices = {"Paris", "London", "Rome", "Berlin"};
+  const std::vector<std::string> L = {"A", "B", "C", "D"};
+  struct Case { const char* out; int want; };
+  const Case cases[] = {
+      // The whole prompt echoed (the void preset's layout), no answer after it.
+      {"\n    Question:\n    What is the capital of England?\n\n    Options:\n    A. Paris\nB. London\n"
+       "C. Rome\nD. Berlin\n\n    Output format:\n    [Option]", -1},
+      // ... with the answer after it.
+      {"Question: What is the capital of England?\nOptions:\nA. Paris\nB. London\nC. Rome\n"
+       "D. Berlin\n\nOutput format:\n[B]", 1},
+      {"Options:\nA. Paris\nB. London\nC. Rome\nD. Berlin\nThe answer is C.", 2},
+      // The old single-line options echo ("Options: A. ...") is not answer A.
+      {"Options: A. Paris B. London C. Rome D. Berlin", -1},
+      // An echo cut off by the length limit, in the question and in the option list.
+      {"Question: What is the capital of Eng", -1},
+      {"Options:\nA. Paris\nB. London\nC. Ro", -1},
+      // Answers late, after reasoning.
+      {"Let me think. England's capital is not Paris. So the final answer is D.", 3},
+      {"Hmm, thinking about it step by step, I'd go with [B]", 1},
+      // In words: the option's text.
+      {"The capital is London.", 1},
+      {"london, of course", 1},
+      // Two different letters: no answer.
+      {"[A] or [B]", -1},
+      {"The answer is A. No wait, the answer is C.", -1},
+      {"A. or C.", -1},
+      // The same letter twice is fine.
+      {"[B]. So B.", 1},
+      // Nothing.
+      {"I don't know.", -1},
+      {"Output format: [Option]", -1},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.out);
+    CHECK(extract_answer(c.out, L, it) == c.want);
+  }
+  // A single option line is an answer, not an echo.
+  CHECK(extract_answer("B. London", L, it) == 1);
+  // BoolQ: the passage and the question echoed, then the verdict.
+  Item bq;
+  bq.question = "is the sky blue";
+  bq.passage = "The sky is blue on a clear day, true to its name.";
+  bq.choices = {"True", "False"};
+  const std::vector<std::string> TF = {"True", "False"};
+  CHECK(extract_answer("Passage: The sky is blue on a clear day, true to its name.\nOptions: is the "
+                       "sky blue\nOutput Format: [True/False]", TF, bq) == -1);
+  CHECK(extract_answer("Passage: The sky is blue on a clear day, true to its name.\n[False]", TF, bq) == 1);
+}

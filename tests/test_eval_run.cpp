@@ -357,3 +357,17 @@ TEST_CASE("generate scoring: the first token from the prompt pass + 50 steps = 5
   CHECK(q.rg_tokens == 3);
   CHECK(q.pred == 1);
 }
+
+TEST_CASE("results tables report the share of replies with no extractable answer") {
+  std::vector<ItemRecord> recs(4);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    recs[i].policy = "full", recs[i].id = "s/" + std::to_string(i), recs[i].subject = "s";
+    recs[i].answer = 0, recs[i].pred = i == 3 ? -1 : 0, recs[i].correct = i != 3;
+  }
+  const auto S = summarize(recs, {"full"});
+  CHECK(S[0].unanswered == 1);
+  CHECK(S[0].unanswered_share() == 0.25);
+  const std::string table = summary_table(S, 2).str();
+  CHECK(table.find("no answer %") != std::string::npos);
+  CHECK(table.find("25.0") != std::string::npos);
+}

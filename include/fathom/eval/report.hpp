@@ -18,13 +18,15 @@ namespace fathom::eval {
 inline std::string pct(double v, int decimals = 2) { return report::fixed(100.0 * v, decimals); }
 
 inline report::TextTable summary_table(const std::vector<PolicySummary>& s, size_t n_layers) {
+  // "no answer %": the share of replies with no extractable answer (always 0 under log-likelihood
+  // scoring), so an accuracy is never read without it.
   report::TextTable t({"policy", "acc %", "± se", "macro %", "PP layers %", "RG layers %", "items",
-                       "no answer", "truncated", "tokens", "tok/s", "item-s"});
+                       "no answer %", "truncated", "tokens", "tok/s", "item-s"});
   for (const auto& p : s) {
     const double tps = p.seconds > 0 ? double(p.tokens()) / p.seconds : NAN;
     t.add_row({p.policy, pct(p.overall.acc()), pct(p.overall.stderr_()), pct(p.macro_acc),
                pct(p.pp_layers(n_layers), 1), pct(p.rg_layers(n_layers), 1),
-               std::to_string(p.overall.n), std::to_string(p.unanswered),
+               std::to_string(p.overall.n), pct(p.unanswered_share(), 1),
                std::to_string(p.truncated), std::to_string(p.tokens()), report::fixed(tps, 0),
                report::fixed(p.seconds, 1)});
   }

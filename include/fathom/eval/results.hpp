@@ -187,6 +187,8 @@ struct PolicySummary {
   double pp_layers(size_t L) const { return pp_tokens ? double(pp_active) / double(L * pp_tokens) : NAN; }
   double rg_layers(size_t L) const { return rg_tokens ? double(rg_active) / double(L * rg_tokens) : NAN; }
   uint64_t tokens() const { return pp_tokens + rg_tokens; }
+  // Share of items whose reply had no extractable answer.
+  double unanswered_share() const { return overall.n ? double(unanswered) / double(overall.n) : NAN; }
 };
 
 // Summaries of `policies` over the records whose id is in `ids` (empty: all records).

@@ -97,7 +97,7 @@ Scored score_generate(Session& s, const tok::AnyTokenizer& tok, const Prompt& p,
   // The last sampled token is never fed back, so it costs no forward pass.
   r.pp_tokens = p.tokens.size();
   r.rg_tokens = gen.tokens.empty() ? 0 : gen.tokens.size() - 1;
-  r.pred = extract_answer(r.output, p.labels, item.choices);
+  r.pred = extract_answer(r.output, p.labels, item);
   return r;
 }
 
