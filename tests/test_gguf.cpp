@@ -365,6 +365,14 @@ TEST_CASE("gguf: tensor info cut off by the end of the file") {
   CHECK(contains(e.reason(), "runs past the end of the file"));
 }
 
+TEST_CASE("gguf: empty tensor name") {
+  GgufBuilder b = with_tensor();
+  b.tensor("", kTypeF32, {4}, f32_bytes({1, 2, 3, 4}));
+  auto e = parse_error<FormatError>(b.build());
+  CHECK(e.field() == "tensor[1]");
+  CHECK(e.reason() == "empty tensor name");
+}
+
 TEST_CASE("gguf: unknown tensor type") {
   GgufBuilder b;
   b.info("blk.0.attn_q.weight", 77, {32}, 0);

@@ -389,7 +389,9 @@ class GgufFile {
     tensors_.reserve(size_t(n_tensors));
     for (uint64_t k = 0; k < n_tensors; ++k) {
       GgufTensor t;
-      t.name = c.read_string("tensor[" + std::to_string(k) + "]", "tensor name");
+      const std::string where = "tensor[" + std::to_string(k) + "]";
+      t.name = c.read_string(where, "tensor name");
+      if (t.name.empty()) throw FormatError(file, where, "empty tensor name");  // nothing could refer to it
       const auto nd = c.read<uint32_t>(t.name, "n_dims");
       if (nd == 0 || nd > 4)
         throw FormatError(file, t.name, "n_dims " + std::to_string(nd) + " (expected 1 to 4)");
