@@ -18,6 +18,7 @@
 
 #include "fathom/core/error.hpp"
 #include "fathom/tokenizer/chat.hpp"
+#include "fathom/tokenizer/gguf_tokenizer.hpp"
 #include "fathom/tokenizer/llama2c_tokenizer.hpp"
 #include "fathom/tokenizer/tokenizer.hpp"
 
@@ -34,7 +35,7 @@ class AnyTokenizer {
       : impl_(std::make_shared<Model<std::decay_t<T>>>(std::move(tok))), kind_(std::move(kind)) {}
 
   bool valid() const { return impl_ != nullptr; }
-  const std::string& kind() const { return kind_; }  // "hf", "llama2c", "custom"
+  const std::string& kind() const { return kind_; }  // "hf", "gguf", "llama2c", "custom"
 
   std::vector<int32_t> encode(std::string_view text, bool add_special = true) const {
     return get().encode(text, add_special);
@@ -121,12 +122,14 @@ inline size_t llama2c_vocab(const std::filesystem::path& bin) {
 }
 }  // namespace detail
 
-// Loads a tokenizer file or folder: a folder or tokenizer.json (Hugging Face) or a llama2.c
-// tokenizer .bin (needs `vocab`, the model's vocabulary size).
+// Loads a tokenizer file or folder: a folder or tokenizer.json (Hugging Face), a .gguf file (the
+// tokenizer in its metadata, tok::tokenizer_from_gguf) or a llama2.c tokenizer .bin (needs `vocab`,
+// the model's vocabulary size).
 inline AnyTokenizer load_tokenizer(const std::filesystem::path& path, size_t vocab = 0) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw IoError(path.string(), "", "tokenizer not found");
   if (fs::is_directory(path)) return AnyTokenizer(Tokenizer::from_dir(path), "hf");
+  if (path.extension() == ".gguf") return AnyTokenizer(tokenizer_from_gguf(path), "gguf");  // from its metadata
   if (path.extension() == ".json") {
     const auto cfg = path.parent_path() / "tokenizer_config.json";
     return AnyTokenizer(Tokenizer::from_file(path, fs::exists(cfg) ? cfg : fs::path{}), "hf");
@@ -137,13 +140,15 @@ inline AnyTokenizer load_tokenizer(const std::filesystem::path& path, size_t voc
 }
 
 // The tokenizer of a model: `explicit_path` when given, else tok512.bin beside a llama2.c .bin
-// checkpoint, else tokenizer.json in a Hugging Face model folder (or beside a .safetensors).
+// checkpoint, the metadata of a .gguf model, else tokenizer.json in a Hugging Face model folder
+// (or beside a .safetensors).
 inline AnyTokenizer load_tokenizer_for(const std::filesystem::path& model,
                                        const std::filesystem::path& explicit_path = {}) {
   namespace fs = std::filesystem;
   const bool llama2c = fs::is_regular_file(model) && model.extension() == ".bin";
   const size_t vocab = llama2c ? detail::llama2c_vocab(model) : 0;
   if (!explicit_path.empty()) return load_tokenizer(explicit_path, vocab);
+  if (fs::is_regular_file(model) && model.extension() == ".gguf") return load_tokenizer(model);
   if (llama2c) {
     const auto t = model.parent_path() / "tok512.bin";
     if (!fs::exists(t))
