@@ -152,7 +152,11 @@ TEST_CASE("missing files raise IoError; config problems are typed") {
   CHECK_THROWS_AS(Tokenizer::from_json_text(text, R"({"tokenizer_class": "LlamaTokenizer", "add_bos_token": true})"),
                   fathom::TokenizerError);  // add_bos_token without a bos_token
   CHECK_THROWS_AS(Tokenizer::from_json_text(text, R"({"bos_token": "<missing>"})"), fathom::TokenizerError);
-  CHECK_THROWS_AS(Tokenizer::from_json_text(text, R"({"chat_template": "{{ foo }}"})"), fathom::UnsupportedError);
+  // A template of no known family is rendered as it is (foo is undefined: prints nothing)...
+  CHECK(Tokenizer::from_json_text(text, R"({"chat_template": "{{ foo }}x"})").apply_chat_template({{"user", "hi"}}, true) == "x");
+  // ...but one that does not parse fails at load, naming the config and the spot.
+  CHECK_THROWS_AS(Tokenizer::from_json_text(text, R"({"chat_template": "{% if x %}"})"), fathom::tok::jinja::SyntaxError);
+  CHECK_THROWS_AS(Tokenizer::from_json_text(text, R"({"chat_template": 5})"), fathom::TokenizerError);
   // A tokenizer of no known chat family refuses chat instead of guessing.
   const auto t = load(base());
   CHECK_THROWS_AS(t.apply_chat_template({{"user", "hi"}}, true), fathom::UnsupportedError);

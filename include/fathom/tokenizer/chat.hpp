@@ -1,11 +1,15 @@
 #pragma once
-// Chat formats, rendered exactly as each family's Jinja chat_template renders them (checked
+// Built-in chat formats, used when a tokenizer has no chat template of its own or when one is
+// asked for explicitly (the model's own template is rendered by chat_template.hpp). Each is
+// rendered exactly as its family's Jinja chat_template renders it (checked
 // byte for byte against transformers' apply_chat_template in tests/test_tokenizer_chat.cpp):
 //   ChatML  Qwen2/2.5 (optional default system prompt)        <|im_start|>role\n...<|im_end|>\n
 //   Qwen3   ChatML plus Qwen3's <think> handling of assistant turns after the last user query
 //   Llama3  <|start_header_id|>role<|end_header_id|>\n\n{content|trim}<|eot_id|>
 //   Mistral Mistral-7B-Instruct-v0.1: <s>[INST] u [/INST]a</s>   (no system role)
 //   Llama2  Llama-2-chat: <s>[INST] <<SYS>>\ns\n<</SYS>>\n\nu [/INST] a </s>
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +22,10 @@ namespace fathom::tok {
 struct ChatMessage {
   std::string role;     // "system", "user", "assistant" (Qwen also "tool")
   std::string content;
+  // Further fields the model's own template may read, in order: tool_calls, tool_call_id, name,
+  // reasoning_content... A "content" here replaces `content` (null: no content). The built-in
+  // formats ignore them.
+  nlohmann::ordered_json fields = nlohmann::ordered_json::object();
 };
 
 enum class ChatFormat { Auto, ChatML, Qwen3, Llama3, Mistral, Llama2 };

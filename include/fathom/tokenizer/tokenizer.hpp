@@ -26,6 +26,7 @@
 
 #include "fathom/core/error.hpp"
 #include "fathom/tokenizer/chat.hpp"
+#include "fathom/tokenizer/chat_template.hpp"
 #include "fathom/tokenizer/detail/added_vocab.hpp"
 #include "fathom/tokenizer/detail/bpe.hpp"
 #include "fathom/tokenizer/detail/decoder.hpp"
@@ -91,6 +92,10 @@ struct TokenizerState {
   std::optional<int32_t> bos;
   std::vector<int32_t> eos;
   ChatStyle chat;
+  // The model's own chat templates by name ("default", "tool_use"...; a single template is
+  // "default"), and the special-token variables they see.
+  std::vector<std::pair<std::string, ChatTemplate>> templates;
+  SpecialTokens special_tokens;
   size_t vocab_size = 0;
 };
 
@@ -98,29 +103,38 @@ struct TokenizerState {
 
 class Tokenizer {
  public:
-  // A folder holding tokenizer.json and (optionally) tokenizer_config.json.
+  // A folder holding tokenizer.json and (optionally) tokenizer_config.json and chat_template.jinja.
   static Tokenizer from_dir(const std::filesystem::path& dir) {
     const auto cfg = dir / "tokenizer_config.json";
     return from_file(dir / "tokenizer.json", std::filesystem::exists(cfg) ? cfg : std::filesystem::path{});
   }
 
+  // chat_template.jinja beside tokenizer.json, when present, is the chat template (it takes
+  // precedence over tokenizer_config.json's chat_template, as in transformers).
   static Tokenizer from_file(const std::filesystem::path& tokenizer_json,
                              const std::filesystem::path& config = {}) {
     const std::string text = detail::read_text_file(tokenizer_json);
     std::string cfg_text;
     if (!config.empty()) cfg_text = detail::read_text_file(config);
-    return from_json_text(text, cfg_text, tokenizer_json.string(), config.string());
+    const auto jinja_file = tokenizer_json.parent_path() / "chat_template.jinja";
+    std::string tpl;
+    if (std::filesystem::exists(jinja_file)) tpl = detail::read_text_file(jinja_file);
+    return from_json_text(text, cfg_text, tokenizer_json.string(), config.string(), tpl,
+                          tpl.empty() ? std::string() : jinja_file.string());
   }
 
-  // From the contents of the two files (config may be empty); the names are for messages.
+  // From the contents of the files (config and chat template may be empty); the names are for
+  // messages. A non-empty `chat_template` replaces the config's chat_template.
   static Tokenizer from_json_text(const std::string& tokenizer_json, const std::string& config_json = {},
                                   const std::string& tokenizer_name = "tokenizer.json",
-                                  const std::string& config_name = "tokenizer_config.json") {
+                                  const std::string& config_name = "tokenizer_config.json",
+                                  const std::string& chat_template = {},
+                                  const std::string& chat_template_name = "chat_template.jinja") {
     auto state = std::make_shared<detail::TokenizerState>();
     auto tj = detail::read_tokenizer_json(tokenizer_json, tokenizer_name);
     load(*state, tj, tokenizer_name,
          config_json.empty() ? detail::json::object() : detail::parse_json_text(config_json, config_name),
-         config_name);
+         config_name, chat_template, chat_template_name);
     Tokenizer t;
     t.s_ = std::move(state);
     return t;
@@ -189,13 +203,34 @@ class Tokenizer {
   std::vector<int32_t> eos_ids() const { return s_->eos; }
   bool is_special(int32_t id) const { return s_->special_ids.count(id) != 0; }
 
+  // The built-in format of the tokenizer's family (Auto: none known).
   ChatFormat chat_format() const { return s_->chat.format; }
-  std::string apply_chat_template(const std::vector<ChatMessage>& msgs, bool add_generation_prompt) const {
-    return render_chat(s_->chat, msgs, add_generation_prompt);
+  // The model's own template, or failing that a built-in format.
+  bool has_chat_template() const { return !s_->templates.empty() || s_->chat.format != ChatFormat::Auto; }
+  bool has_own_chat_template() const { return !s_->templates.empty(); }
+  // What apply_chat_template uses: the template's source (a file, "<config>: chat_template"),
+  // "built-in <format> format", or "" when there is neither.
+  std::string chat_template_source() const {
+    if (!s_->templates.empty()) return template_named("", false).source();
+    if (s_->chat.format != ChatFormat::Auto) return "built-in " + std::string(chat_format_name(s_->chat.format)) + " format";
+    return {};
   }
-  // With an explicit family (e.g. Llama2 for a Llama-2 tokenizer whose config has no template).
+  const SpecialTokens& special_tokens() const { return s_->special_tokens; }
+
+  // The prompt text for `msgs` (special tokens as text: encode it with add_special = false),
+  // with the model's own template when it has one, else its family's built-in format.
+  std::string apply_chat_template(const std::vector<ChatMessage>& msgs, bool add_generation_prompt) const {
+    return apply_chat_template(msgs, add_generation_prompt, ChatFormat::Auto);
+  }
+  // format Auto: as above; another format: that built-in format, whatever the tokenizer has
+  // (e.g. Llama2 for a Llama-2 tokenizer whose config has no template).
   std::string apply_chat_template(const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
                                   ChatFormat format) const {
+    if (format == ChatFormat::Auto && !s_->templates.empty()) {
+      ChatOptions o;
+      o.add_generation_prompt = add_generation_prompt;
+      return apply_chat_template(chat_messages_json(msgs), o);
+    }
     ChatStyle st = s_->chat;
     if (format != ChatFormat::Auto && format != st.format) {
       st.format = format;
@@ -204,9 +239,51 @@ class Tokenizer {
     }
     return render_chat(st, msgs, add_generation_prompt);
   }
+  // The general form: messages as JSON ([{role, content, tool_calls...}]), tools, documents and
+  // extra template variables. `template_name` picks one of several named templates (default:
+  // "tool_use" when tools are given and there is one, else "default"). Without a template of
+  // its own, the tokenizer's built-in format renders role/content (options other than the
+  // generation prompt are then ignored).
+  std::string apply_chat_template(const ordered_json& messages, const ChatOptions& o,
+                                  const std::string& template_name = {}) const {
+    if (!s_->templates.empty())
+      return template_named(template_name, !o.tools.is_null()).render(messages, o, s_->special_tokens);
+    if (s_->chat.format == ChatFormat::Auto)
+      throw UsageError(s_->file, "chat_template", "this tokenizer has no chat template and no built-in chat format");
+    if (!messages.is_array()) throw UsageError(s_->file, "messages", "must be a list of messages");
+    std::vector<ChatMessage> msgs;
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const auto& m = messages[i];
+      const std::string w = "messages[" + std::to_string(i) + "]";
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+        throw UsageError(s_->file, w + ".role", "a message needs a string role");
+      if (!m.contains("content") || !m["content"].is_string())
+        throw UsageError(s_->file, w + ".content", "the built-in chat formats need string content");
+      msgs.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    }
+    return render_chat(s_->chat, msgs, o.add_generation_prompt);
+  }
 
  private:
   Tokenizer() = default;
+
+  const ChatTemplate& template_named(const std::string& name, bool tools) const {
+    const auto& ts = s_->templates;
+    const auto find = [&](const std::string& n) -> const ChatTemplate* {
+      for (const auto& [k, t] : ts) if (k == n) return &t;
+      return nullptr;
+    };
+    if (!name.empty()) {
+      if (const ChatTemplate* t = find(name)) return *t;
+      std::string names;
+      for (const auto& [k, t] : ts) names += (names.empty() ? "" : ", ") + k;
+      throw UsageError(s_->file, "chat_template", "no chat template named \"" + name + "\" (have: " + names + ")");
+    }
+    if (tools)
+      if (const ChatTemplate* t = find("tool_use")) return *t;
+    if (const ChatTemplate* t = find("default")) return *t;
+    throw UsageError(s_->file, "chat_template", "several named chat templates and none is \"default\": pick one by name");
+  }
 
   std::string text_of(int32_t id, size_t pos) const {
     const auto& s = *s_;
@@ -228,7 +305,8 @@ class Tokenizer {
   }
 
   static void load(detail::TokenizerState& s, detail::TokenizerJson& tj, const std::string& file,
-                   const detail::json& cfg, const std::string& cfg_file) {
+                   const detail::json& cfg, const std::string& cfg_file, const std::string& jinja_text,
+                   const std::string& jinja_name) {
     using namespace detail;
     const json& j = tj.dom;
     s.file = file;
@@ -306,7 +384,10 @@ class Tokenizer {
       if (add_eos) s.post.push_back({false, {s.eos.front()}});
       if (!add_bos && !add_eos) s.post.clear();
     }
-    load_chat(s, cctx, cfg, bos, eos, cls);
+    // The variables transformers' special_tokens_map gives a chat template.
+    for (const char* k : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"})
+      if (std::string v = config_token(cctx, cfg, k); !v.empty()) s.special_tokens.emplace_back(k, std::move(v));
+    load_chat(s, cctx, cfg, bos, eos, cls, jinja_text, jinja_name);
   }
 
   template <class IdOf>
@@ -357,16 +438,37 @@ class Tokenizer {
     if (!have_seq) ctx.fail(path + ".single", "template without the sequence $A");
   }
 
+  // Template source order as transformers: chat_template.jinja, then the config's chat_template
+  // (a string, or a list of {name, template}). The built-in family format is detected from the
+  // template text (or the vocabulary when there is none): it gives the end-of-turn ids, and is
+  // the fallback when there is no template.
   static void load_chat(detail::TokenizerState& s, const detail::JsonCtx& cctx, const detail::json& cfg,
-                        const std::string& bos, const std::string& eos, const std::string& cls) {
+                        const std::string& bos, const std::string& eos, const std::string& cls,
+                        const std::string& jinja_text, const std::string& jinja_name) {
     std::string tpl;
-    if (cfg.contains("chat_template")) {
+    if (!jinja_text.empty()) {
+      s.templates.emplace_back("default", ChatTemplate::parse(jinja_text, jinja_name));
+      tpl = jinja_text;
+    } else if (cfg.contains("chat_template") && !cfg["chat_template"].is_null()) {
       const auto& ct = cfg["chat_template"];
-      if (ct.is_string()) tpl = ct.get<std::string>();
-      else if (ct.is_array())
-        for (const auto& e : ct)
-          if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
-            tpl = e["template"].get<std::string>();
+      if (ct.is_string()) {
+        tpl = ct.get<std::string>();
+        s.templates.emplace_back("default", ChatTemplate::parse(tpl, cctx.file + ": chat_template"));
+      } else if (ct.is_array()) {
+        for (size_t i = 0; i < ct.size(); ++i) {
+          const std::string w = "chat_template[" + std::to_string(i) + "]";
+          const auto& e = ct[i];
+          if (!e.is_object() || !e.contains("name") || !e["name"].is_string() || !e.contains("template") ||
+              !e["template"].is_string())
+            cctx.fail(w, "expected {\"name\": string, \"template\": string}");
+          const std::string name = e["name"].get<std::string>();
+          s.templates.emplace_back(name, ChatTemplate::parse(e["template"].get<std::string>(),
+                                                             cctx.file + ": chat_template[" + name + "]"));
+          if (name == "default") tpl = e["template"].get<std::string>();
+        }
+      } else {
+        cctx.fail("chat_template", "expected a string or a list of {name, template}");
+      }
     }
     auto& st = s.chat;
     st.bos = bos;
@@ -385,9 +487,7 @@ class Tokenizer {
         st.format = ChatFormat::Llama2;
       } else if (in_tpl("[INST]")) {
         st.format = ChatFormat::Mistral;
-      } else {
-        throw UnsupportedError(cctx.file, "chat_template", "unsupported: a chat template of no known family");
-      }
+      }  // else: no built-in family; the template itself is used
     } else if (has("<|im_start|>")) {
       st.format = ChatFormat::ChatML;
     } else if (has("<|start_header_id|>")) {
