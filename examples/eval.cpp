@@ -52,7 +52,7 @@ struct Args {
   size_t limit = 0, window = 0, stride = 0;
   uint64_t seed = 0;
   float temperature = 0.6f, top_p = 0.9f;
-  bool greedy = false, no_chat = false, no_progress = false, per_subject = false;
+  bool greedy = false, no_chat = false, no_progress = false, per_subject = false, separate = false;
 };
 
 int run_perplexity(const Args& a, const Model& model, const tok::AnyTokenizer& tok,
@@ -166,6 +166,9 @@ int main(int argc, char** argv) {
   app.add_option("--print-prompts", a.print_prompts,
                  "print the first N fully rendered prompts (text and token ids) and exit "
                  "without running the model");
+  app.add_flag("--separate-passes", a.separate,
+               "one forward pass per policy (default: full, lac:α and lac-trace:α share one pass "
+               "per item; the results are identical)");
   app.add_flag("--no-progress", a.no_progress, "no progress bar");
   app.add_flag("--per-subject", a.per_subject, "print accuracy per subject");
   CLI11_PARSE(app, argc, argv);
@@ -208,6 +211,7 @@ int main(int argc, char** argv) {
     o.limit = a.limit;
     o.threads = a.threads;
     o.progress = !a.no_progress;
+    o.share_pass = !a.separate;
     o.out = a.out.empty() ? "out/eval-" + a.task + ".jsonl" : a.out;
     if (auto dir = std::filesystem::path(o.out).parent_path(); !dir.empty())
       std::filesystem::create_directories(dir);
@@ -220,7 +224,8 @@ int main(int argc, char** argv) {
     const bool chat = o.prompt.chat && tok.has_chat_template();
     std::fprintf(stderr, "%s: %zu items, %s preset, %d-shot, %s, %s scoring, context %lld, %zu policies -> %s\n",
                  task_name(task.kind), o.limit ? std::min(o.limit, task.items.size()) : task.items.size(),
-                 preset_name(o.prompt.preset), a.shots, chat ? "chat template" : "plain text",
+                 preset_name(o.prompt.preset), a.shots,
+                 chat ? ("chat template: " + tok.chat_template_source()).c_str() : "plain text",
                  scoring_name(o.scoring.scoring),
                  (long long)std::min<int64_t>(model->config().max_position_embeddings, 4096),
                  specs.size(), o.out.c_str());

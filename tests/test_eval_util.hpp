@@ -40,14 +40,15 @@ inline fathom::tok::AnyTokenizer byte_tokenizer() { return fathom::tok::AnyToken
 
 constexpr int64_t kHidden = 64, kVocab = 259;
 
-// A 2-layer Llama-style model with random weights (seeded). lm_head rows are ±1/sqrt(H), the
+// A Llama-style model (2 layers unless asked) with random weights (seeded). lm_head rows are ±1/sqrt(H), the
 // final norm weight is 4, so feeding row t to the readout gives token t a logit ≈ 32 and every
 // other token |logit| ≲ 14.
-inline std::unique_ptr<fathom::Model> tiny_model(int64_t context = 256, uint64_t seed = 7) {
+inline std::unique_ptr<fathom::Model> tiny_model(int64_t context = 256, uint64_t seed = 7,
+                                                 int layers = 2) {
   using namespace fathom;
   ModelConfig c;
   c.architecture = "LlamaForCausalLM";
-  c.hidden_size = kHidden, c.num_hidden_layers = 2, c.num_attention_heads = 4;
+  c.hidden_size = kHidden, c.num_hidden_layers = layers, c.num_attention_heads = 4;
   c.num_key_value_heads = 2, c.head_dim = 16, c.intermediate_size = 96, c.vocab_size = kVocab;
   c.rms_norm_eps = 1e-5, c.max_position_embeddings = context, c.tie_word_embeddings = false;
   c.bos_token_id = 1, c.eos_token_ids = {2};
@@ -70,7 +71,7 @@ inline std::unique_ptr<fathom::Model> tiny_model(int64_t context = 256, uint64_t
   add("model.embed_tokens.weight", {kVocab, H}, gauss(1.f));
   add("model.norm.weight", {H}, [](size_t) { return 4.f; });
   add("lm_head.weight", {kVocab, H}, [&](size_t) { return (rng() & 1) ? s : -s; });
-  for (int l = 0; l < 2; ++l) {
+  for (int l = 0; l < layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     add(p + "input_layernorm.weight", {H}, ones);
     add(p + "post_attention_layernorm.weight", {H}, ones);

@@ -12,6 +12,7 @@
 //               activated layer (the embeddings if none) — the authors' released code.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -39,6 +40,27 @@ struct LacRule {
   }
   bool is_void(double delta, double tau) const { return delta < tau; }
 };
+
+// LAC's decisions for one token from its norms n_{-1}..n_{L-1} when the stream is not changed
+// (trace-only and final-state), with exactly the arithmetic of LAC::after_layer, so that many α
+// can be derived from one recorded pass. activated: [L] 0/1. Returns the last activated layer
+// (-1: none), the layer final-state substitution reads out.
+inline int lac_decisions(std::span<const double> norms, double alpha, std::vector<uint8_t>& activated) {
+  const LacRule rule{alpha};
+  const size_t L = norms.empty() ? 0 : norms.size() - 1;
+  activated.assign(L, 0);
+  std::vector<double> deltas;  // Δ_0..Δ_{l-1}
+  deltas.reserve(L);
+  int last = -1;
+  for (size_t l = 0; l < L; ++l) {
+    const double delta = norms[l + 1] - norms[l];
+    const bool a = !rule.is_void(delta, rule.threshold(deltas));
+    deltas.push_back(delta);
+    activated[l] = a;
+    if (a) last = int(l);
+  }
+  return last;
+}
 
 class LAC {
  public:

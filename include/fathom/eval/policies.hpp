@@ -104,6 +104,33 @@ class Evaluator {
   virtual int64_t context() const = 0;
 };
 
+// Several policies scored together on one item (e.g. from one shared forward pass,
+// shared_pass.hpp); one outcome per policy, in the group's order.
+class GroupEvaluator {
+ public:
+  virtual ~GroupEvaluator() = default;
+  virtual std::vector<ItemOutcome> evaluate(const Prompt& p, const Item& item,
+                                            const tok::AnyTokenizer& tok, const ScoringSettings& s,
+                                            uint64_t seed) = 0;
+  virtual int64_t context() const = 0;
+  virtual size_t size() const = 0;
+};
+
+// A group of one.
+class SingleEvaluator final : public GroupEvaluator {
+ public:
+  explicit SingleEvaluator(std::unique_ptr<Evaluator> e) : e_(std::move(e)) {}
+  std::vector<ItemOutcome> evaluate(const Prompt& p, const Item& item, const tok::AnyTokenizer& tok,
+                                    const ScoringSettings& s, uint64_t seed) override {
+    return {e_->evaluate(p, item, tok, s, seed)};
+  }
+  int64_t context() const override { return e_->context(); }
+  size_t size() const override { return 1; }
+
+ private:
+  std::unique_ptr<Evaluator> e_;
+};
+
 template <DepthPolicy P>
 class PolicyEvaluator final : public Evaluator {
  public:

@@ -23,6 +23,7 @@
 #include "fathom/eval/progress.hpp"
 #include "fathom/eval/prompt.hpp"
 #include "fathom/eval/results.hpp"
+#include "fathom/eval/shared_pass.hpp"
 #include "fathom/eval/task.hpp"
 
 namespace fathom::eval {
@@ -36,6 +37,9 @@ struct EvalOptions {
   std::string out;             // results JSONL (required)
   bool progress = true;
   size_t stop_after = 0;       // testing aid: stop after this many new (item, policy) results
+  // Policies that never change the stream (full, lac:α, lac-trace:α) share one forward pass per
+  // item (shared_pass.hpp; identical results). false: one pass per policy.
+  bool share_pass = true;
 };
 
 struct EvalRun {
@@ -82,11 +86,13 @@ inline uint64_t item_seed(uint64_t seed, const std::string& id) {
   return detail::splitmix64(seed ^ h);
 }
 
-// make(p) returns a fresh evaluator for policy p (called once per policy per worker).
-inline EvalRun run_eval(const Task& task, const tok::AnyTokenizer& tok,
-                        const std::vector<std::string>& policies,
-                        const std::function<std::unique_ptr<Evaluator>(size_t)>& make,
-                        const EvalOptions& o, const nlohmann::json& settings) {
+// groups: a partition of the policy indices; make_group(g) returns a fresh evaluator for group
+// g that scores its policies together (called once per group per worker).
+inline EvalRun run_eval_groups(const Task& task, const tok::AnyTokenizer& tok,
+                               const std::vector<std::string>& policies,
+                               const std::vector<std::vector<size_t>>& groups,
+                               const std::function<std::unique_ptr<GroupEvaluator>(size_t)>& make_group,
+                               const EvalOptions& o, const nlohmann::json& settings) {
   if (o.out.empty()) throw UsageError("", "out", "a results file is required");
   if (task.items.empty()) throw UsageError("", "items", "no items selected");
   const auto t0 = std::chrono::steady_clock::now();
@@ -124,8 +130,8 @@ inline EvalRun run_eval(const Task& task, const tok::AnyTokenizer& tok,
   auto work = [&]() {
     try {
       if (workers > 1) omp_set_num_threads(1);  // parallel over items, not inside the tiny GEMMs
-      std::vector<std::unique_ptr<Evaluator>> ev;
-      for (size_t p = 0; p < policies.size(); ++p) ev.push_back(make(p));
+      std::vector<std::unique_ptr<GroupEvaluator>> ev;
+      for (size_t g = 0; g < groups.size(); ++g) ev.push_back(make_group(g));
       const int64_t ctx = ev[0]->context();
       const bool loglik = o.scoring.scoring == Scoring::Loglik;
       const size_t reserve = prompt_reserve(o.scoring, ctx);
@@ -138,22 +144,30 @@ inline EvalRun run_eval(const Task& task, const tok::AnyTokenizer& tok,
         if (complete(it)) continue;
         const Prompt pr = builder.build(it, task.dev, size_t(ctx) - reserve, loglik);
         const uint64_t seed = item_seed(o.seed, it.id);
-        for (size_t p = 0; p < policies.size(); ++p) {
-          if (file.done(policies[p], it.id)) continue;
+        for (size_t g = 0; g < groups.size(); ++g) {
+          bool todo = false;
+          for (size_t p : groups[g]) todo |= !file.done(policies[p], it.id);
+          if (!todo) continue;
           if (o.stop_after && computed >= o.stop_after) { stop = true; return; }
-          const ItemOutcome out = ev[p]->evaluate(pr, it, tok, o.scoring, seed);
-          ItemRecord r;
-          r.policy = policies[p], r.id = it.id, r.subject = it.subject;
-          r.answer = it.answer, r.pred = out.scored.pred, r.correct = r.pred == it.answer;
-          r.logprobs = out.scored.logprobs, r.output = out.scored.output;
-          r.prompt_tokens = pr.tokens.size(), r.shots = pr.shots, r.truncated = pr.truncated;
-          r.pp_tokens = out.pp_tokens, r.pp_active = out.pp_active;
-          r.rg_tokens = out.rg_tokens, r.rg_active = out.rg_active;
-          r.seconds = out.seconds;
-          file.append(r);
-          ++computed;
-          std::lock_guard<std::mutex> lock(mu);
-          ++seen[p], right[p] += r.correct;
+          const std::vector<ItemOutcome> outs = ev[g]->evaluate(pr, it, tok, o.scoring, seed);
+          for (size_t m = 0; m < groups[g].size(); ++m) {
+            const size_t p = groups[g][m];
+            if (file.done(policies[p], it.id)) continue;
+            if (o.stop_after && computed >= o.stop_after) { stop = true; return; }
+            const ItemOutcome& out = outs[m];
+            ItemRecord r;
+            r.policy = policies[p], r.id = it.id, r.subject = it.subject;
+            r.answer = it.answer, r.pred = out.scored.pred, r.correct = r.pred == it.answer;
+            r.logprobs = out.scored.logprobs, r.output = out.scored.output;
+            r.prompt_tokens = pr.tokens.size(), r.shots = pr.shots, r.truncated = pr.truncated;
+            r.pp_tokens = out.pp_tokens, r.pp_active = out.pp_active;
+            r.rg_tokens = out.rg_tokens, r.rg_active = out.rg_active;
+            r.seconds = out.seconds;
+            file.append(r);
+            ++computed;
+            std::lock_guard<std::mutex> lock(mu);
+            ++seen[p], right[p] += r.correct;
+          }
         }
         std::lock_guard<std::mutex> lock(mu);
         std::string extra;
@@ -189,14 +203,43 @@ inline EvalRun run_eval(const Task& task, const tok::AnyTokenizer& tok,
   return run;
 }
 
-// The usual case: named policies on one model.
+// make(p) returns a fresh evaluator for policy p (called once per policy per worker).
+inline EvalRun run_eval(const Task& task, const tok::AnyTokenizer& tok,
+                        const std::vector<std::string>& policies,
+                        const std::function<std::unique_ptr<Evaluator>(size_t)>& make,
+                        const EvalOptions& o, const nlohmann::json& settings) {
+  std::vector<std::vector<size_t>> groups;
+  for (size_t p = 0; p < policies.size(); ++p) groups.push_back({p});
+  return run_eval_groups(
+      task, tok, policies, groups,
+      [&](size_t g) { return std::make_unique<SingleEvaluator>(make(groups[g][0])); }, o, settings);
+}
+
+// The usual case: named policies on one model. With o.share_pass, the policies that never
+// change the stream form one group scored from one pass per item; the others run on their own.
 inline EvalRun run_eval(const Task& task, const tok::AnyTokenizer& tok, const Model& model,
                         const std::vector<PolicySpec>& specs, const EvalOptions& o,
                         const nlohmann::json& settings) {
   std::vector<std::string> names;
   for (auto& s : specs) names.push_back(s.name);
-  return run_eval(
-      task, tok, names, [&](size_t p) { return make_evaluator(model, specs[p]); }, o, settings);
+  std::vector<std::vector<size_t>> groups;
+  std::vector<size_t> shared;
+  for (size_t p = 0; p < specs.size(); ++p) {
+    if (o.share_pass && observe_only(specs[p])) shared.push_back(p);
+    else groups.push_back({p});
+  }
+  if (shared.size() == 1) groups.push_back(shared);
+  else if (shared.size() > 1) groups.insert(groups.begin(), shared);
+  return run_eval_groups(
+      task, tok, names, groups,
+      [&](size_t g) -> std::unique_ptr<GroupEvaluator> {
+        if (groups[g].size() == 1)
+          return std::make_unique<SingleEvaluator>(make_evaluator(model, specs[groups[g][0]]));
+        std::vector<PolicySpec> members;
+        for (size_t p : groups[g]) members.push_back(specs[p]);
+        return std::make_unique<SharedPassEvaluator>(model, members);
+      },
+      o, settings);
 }
 
 }  // namespace fathom::eval

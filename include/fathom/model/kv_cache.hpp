@@ -1,6 +1,7 @@
 #pragma once
 // Keys and values of every position at every layer, plus which positions each layer may attend
 // to (a position that skipped a layer under KvStrategy::None is masked there).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -34,6 +35,20 @@ class KvCache {
   bool visible(size_t layer, int64_t pos) const { return visible_[layer][size_t(pos)] != 0; }
   // nullptr when every position of the layer is visible (the attention kernel then skips masking)
   const uint8_t* mask(size_t layer) const { return masked_[layer] ? visible_[layer].data() : nullptr; }
+
+  // Positions [0, n) of every layer copied from `o` (same shape), e.g. a prompt's keys and
+  // values shared by several continuations.
+  void copy_prefix(const KvCache& o, int64_t n) {
+    for (size_t l = 0; l < k_.size(); ++l) {
+      std::copy_n(o.k_[l].data(), size_t(n) * kv_dim_, k_[l].data());
+      std::copy_n(o.v_[l].data(), size_t(n) * kv_dim_, v_[l].data());
+      for (size_t p = 0; p < size_t(n); ++p) {
+        if (!o.visible_[l][p] && visible_[l][p]) ++masked_[l];
+        if (o.visible_[l][p] && !visible_[l][p]) --masked_[l];
+        visible_[l][p] = o.visible_[l][p];
+      }
+    }
+  }
 
   // Forget positions >= pos (a new sequence, or a rewind).
   void truncate(int64_t pos) {

@@ -64,6 +64,15 @@ class Session {
 
   // Start a new sequence (the cache is overwritten as positions are reused).
   void reset() { rewind(0); }
+  // Continue from another session's first `n` positions (same model and capacity): their keys
+  // and values are copied, so a prompt processed once can be continued under several policies.
+  void continue_from(const Session& other, int64_t n) {
+    if (other.m_ != m_ || other.capacity() != capacity() || n < 0 || n > other.pos_)
+      throw UsageError("", "continue_from", "needs a session of the same model and capacity, n <= its position");
+    cache_.copy_prefix(other.cache_, n);
+    cache_.truncate(n);
+    pos_ = n;
+  }
   // Forget positions >= pos, e.g. to score several continuations of one prompt.
   void rewind(int64_t pos) {
     if (pos < 0 || pos > pos_) throw UsageError("", "pos", "rewind target outside [0, position]");
