@@ -53,11 +53,16 @@ fathom::tok::ChatFormat parse_format(const std::string& s) {
 int main(int argc, char** argv) {
   CLI::App app{"Encode text (or a chat) into token ids with a Hugging Face tokenizer.json, or decode ids."};
   std::string dir, input, format = "auto";
-  bool chat = false, decode = false, no_special = false, show_text = false;
+  std::string kwargs, tools;
+  bool chat = false, decode = false, no_special = false, show_text = false, no_gen_prompt = false;
   app.add_option("-t,--tokenizer", dir, "folder with tokenizer.json (+ tokenizer_config.json)")->required();
   app.add_option("input", input, "input file (default: stdin)");
-  app.add_flag("--chat", chat, "input is a JSON list of {role, content}; applies the chat format with generation prompt");
-  app.add_option("--format", format, "chat format: auto, chatml, qwen3, llama3, mistral, llama2");
+  app.add_flag("--chat", chat, "input is a JSON list of messages; applies the chat template (with generation prompt)");
+  app.add_option("--format", format, "chat format: auto (the model's own template, else its family's built-in format), "
+                 "or a built-in one: chatml, qwen3, llama3, mistral, llama2");
+  app.add_option("--kwargs", kwargs, "with --chat: extra template variables as JSON, e.g. '{\"enable_thinking\": false}'");
+  app.add_option("--tools", tools, "with --chat: JSON file with a list of tool schemas");
+  app.add_flag("--no-generation-prompt", no_gen_prompt, "with --chat: no assistant header at the end");
   app.add_flag("--show-text", show_text, "with --chat: print the rendered prompt instead of ids");
   app.add_flag("--decode", decode, "input is a JSON array of ids; prints the text");
   app.add_flag("--no-special", no_special, "do not add bos/eos (encode) / drop special tokens (decode)");
@@ -80,17 +85,39 @@ int main(int argc, char** argv) {
     }
     std::vector<int32_t> ids;
     if (chat) {
-      const auto j = parse_json_input(text, source);
-      if (!j.is_array()) throw fathom::UsageError(source, "", "expected a JSON list of {\"role\", \"content\"}");
-      std::vector<fathom::tok::ChatMessage> msgs;
-      for (size_t i = 0; i < j.size(); ++i) {
-        const auto& m = j[i];
-        if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
-            !m["content"].is_string())
-          throw fathom::UsageError(source, "[" + std::to_string(i) + "]", "expected {\"role\": string, \"content\": string}");
-        msgs.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+      // Messages keep every field (tool_calls, reasoning_content...) for the model's own template.
+      const auto j = fathom::tok::ordered_json::parse(text, nullptr, false);
+      if (j.is_discarded() || !j.is_array())
+        throw fathom::UsageError(source, "", "expected a JSON list of {\"role\", \"content\", ...}");
+      const auto fmt = parse_format(format);
+      fathom::tok::ChatOptions opt;
+      opt.add_generation_prompt = !no_gen_prompt;
+      if (!kwargs.empty()) {
+        opt.kwargs = fathom::tok::ordered_json::parse(kwargs, nullptr, false);
+        if (opt.kwargs.is_discarded() || !opt.kwargs.is_object())
+          throw fathom::UsageError("", "--kwargs", "expected a JSON object, e.g. {\"enable_thinking\": false}");
       }
-      const std::string prompt = tok.apply_chat_template(msgs, true, parse_format(format));
+      if (!tools.empty()) {
+        opt.tools = fathom::tok::ordered_json::parse(read_input(tools), nullptr, false);
+        if (opt.tools.is_discarded() || !opt.tools.is_array())
+          throw fathom::UsageError(tools, "", "expected a JSON list of tool schemas");
+      }
+      std::string prompt;
+      if (fmt == fathom::tok::ChatFormat::Auto) {
+        std::cerr << "chat template: " << tok.chat_template_source() << "\n";
+        prompt = tok.apply_chat_template(j, opt);
+      } else {
+        std::cerr << "chat template: built-in " << format << " format (--format)\n";
+        std::vector<fathom::tok::ChatMessage> msgs;
+        for (size_t i = 0; i < j.size(); ++i) {
+          const auto& m = j[i];
+          if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+              !m["content"].is_string())
+            throw fathom::UsageError(source, "[" + std::to_string(i) + "]", "expected {\"role\": string, \"content\": string}");
+          msgs.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+        }
+        prompt = tok.apply_chat_template(msgs, opt.add_generation_prompt, fmt);
+      }
       if (show_text) { std::cout << prompt; return 0; }
       ids = tok.encode(prompt, false);  // the template already holds bos where the family wants it
     } else {
