@@ -6,10 +6,14 @@
 //   train_lens ... --out lens_dir --resume            (continue from lens_dir's checkpoint)
 //   train_lens ... --out lens_dir --eval-lens other   (only evaluate another lens on the same data)
 //
-// The text is tokenized with the model's tokenizer and cut into sequences of --context tokens
-// (BOS + text); the last --eval-fraction of them are held out. The sequences are written to
-// <out>/data.safetensors ("train", "eval": [n, context] I32) so that another trainer
-// (tools/train_reference_lens.py) can use exactly the same tokens, steps and order.
+// Data (lens/train_data.hpp): every non-empty line of the text is a document, tokenized and
+// followed by EOS; the stream is cut into sequences of --seq-len tokens (BOS first when the
+// tokenizer has one), the last --eval-fraction of them held out, the training sequences shuffled
+// with --seed. Step k uses training sequences k·S .. k·S+S−1 (mod n), S = --tokens-per-step /
+// --seq-len. The sequences are written to <out>/data.safetensors ("train" in the order used,
+// "eval": [n, seq_len] I32) so that another trainer (tools/train_reference_lens.py) uses exactly
+// the same tokens, steps and order. Training throughput (tokens/s, held-out evaluation excluded)
+// is printed at the end.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -19,46 +23,17 @@
 #include "common.hpp"
 #include "fathom/io/safetensors.hpp"
 #include "fathom/lens/train.hpp"
+#include "fathom/lens/train_data.hpp"
 
 using namespace fathom;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Data {
-  size_t context = 0;
-  std::vector<int32_t> train, eval;  // [n, context]
-  std::vector<std::span<const int32_t>> seqs(const std::vector<int32_t>& v) const {
-    std::vector<std::span<const int32_t>> s;
-    for (size_t i = 0; i + context <= v.size(); i += context) s.emplace_back(v.data() + i, context);
-    return s;
-  }
-};
-
-Data make_data(const std::vector<int32_t>& ids, int32_t bos, size_t context, double eval_fraction,
-               const std::string& file) {
-  Data d;
-  d.context = context;
-  const size_t body = context - (bos >= 0 ? 1 : 0);
-  std::vector<int32_t> all;
-  size_t n = 0;
-  for (size_t start = 0; start + body <= ids.size(); start += body, ++n) {
-    if (bos >= 0) all.push_back(bos);
-    all.insert(all.end(), ids.begin() + long(start), ids.begin() + long(start + body));
-  }
-  const size_t n_eval = size_t(double(n) * eval_fraction + 0.5);
-  if (n < 2 || n_eval == 0 || n_eval >= n)
-    throw DataError(file, "", "text too short: " + std::to_string(n) + " sequences of " +
-                                  std::to_string(context) + " tokens (need a train and an eval part)");
-  d.train.assign(all.begin(), all.begin() + long((n - n_eval) * context));
-  d.eval.assign(all.begin() + long((n - n_eval) * context), all.end());
-  return d;
-}
-
-void save_data(const Data& d, const fs::path& path) {
-  auto view = [&](const char* name, const std::vector<int32_t>& v) {
-    return io::TensorView{name, DType::I32, {int64_t(v.size() / d.context), int64_t(d.context)},
-                          reinterpret_cast<const std::byte*>(v.data()), v.size() * 4, {}};
+void save_data(const lens::TrainData& d, const fs::path& path) {
+  auto view = [&](const char* name, const lens::SequenceSet& v) {
+    return io::TensorView{name, DType::I32, {int64_t(v.size()), int64_t(v.seq_len)},
+                          reinterpret_cast<const std::byte*>(v.ids.data()), v.ids.size() * 4, {}};
   };
   io::save_safetensors(path, {view("train", d.train), view("eval", d.eval)});
 }
@@ -91,14 +66,20 @@ int main(int argc, char** argv) {
   margs.add(app);
   std::string text, out = "lens_out", eval_lens;
   lens::TrainOptions o;
-  int context = 128, checkpoint_every = 50;
+  int seq_len = 128, checkpoint_every = 50;
+  size_t tokens_per_step = 0;
+  uint64_t seed = 42;
   double eval_fraction = 0.1;
   bool resume = false;
-  app.add_option("--text", text, "training text file")->required();
+  app.add_option("--text", text, "training text file (one document per non-empty line)")->required();
   app.add_option("-o,--out", out, "output folder: lens, checkpoints, data, heldout_kl.csv");
   app.add_option("--steps", o.steps, "optimizer steps")->check(CLI::PositiveNumber);
   app.add_option("--seqs-per-step", o.seqs_per_step, "sequences per step")->check(CLI::PositiveNumber);
-  app.add_option("--context", context, "tokens per sequence")->check(CLI::Range(2, 1 << 16));
+  app.add_option("--tokens-per-step", tokens_per_step,
+                 "tokens per step (a multiple of --seq-len; overrides --seqs-per-step)");
+  app.add_option("--seq-len,--context", seq_len, "tokens per sequence")->check(CLI::Range(2, 1 << 16));
+  app.add_option("--seed", seed, "shuffle seed of the training sequences");
+  app.add_option("--block-rows", o.rows_per_block, "tokens per product (bounds memory)")->check(CLI::PositiveNumber);
   app.add_option("--eval-fraction", eval_fraction, "share of sequences held out")->check(CLI::Range(0.01, 0.9));
   app.add_option("--lr-scale", o.lr_scale, "lr = lr_scale * (1 - momentum)");
   app.add_option("--weight-decay", o.weight_decay, "weight decay");
@@ -109,13 +90,25 @@ int main(int argc, char** argv) {
   return examples::guarded([&] {
     auto model = margs.load();
     auto tok = margs.load_tokenizer();
-    const auto ids = tok.encode(io::read_text_file(text), false);
-    const Data data = make_data(ids, tok.bos_id(), size_t(context), eval_fraction, text);
-    const auto train = data.seqs(data.train), held = data.seqs(data.eval);
+    if (tokens_per_step) {
+      if (tokens_per_step % size_t(seq_len))
+        throw UsageError("", "--tokens-per-step", "must be a multiple of --seq-len");
+      o.seqs_per_step = tokens_per_step / size_t(seq_len);
+    }
+    lens::DataOptions dopt;
+    dopt.seq_len = size_t(seq_len);
+    dopt.bos = tok.bos_id();
+    const auto eos = tok.eos_ids();
+    dopt.eos = eos.empty() ? -1 : eos.front();
+    dopt.eval_fraction = eval_fraction;
+    dopt.seed = seed;
+    const lens::TrainData data = lens::load_train_data(tok, text, dopt);
+    const auto train = data.train.spans(), held = data.eval.spans();
     fs::create_directories(out);
     save_data(data, fs::path(out) / "data.safetensors");
-    std::cerr << ids.size() << " tokens: " << train.size() << " training and " << held.size()
-              << " held-out sequences of " << context << "\n";
+    std::cerr << data.documents << " documents, " << data.stream_tokens << " tokens: "
+              << train.size() << " training and " << held.size() << " held-out sequences of "
+              << seq_len << ", " << o.seqs_per_step * size_t(seq_len) << " tokens per step\n";
     const size_t L = model->n_layers(), H = model->hidden();
 
     if (!eval_lens.empty()) {
@@ -133,6 +126,7 @@ int main(int argc, char** argv) {
       t.resume(out);
       std::cerr << "resumed at step " << t.step() << "\n";
     }
+    const int start_step = t.step();
     const auto t0 = std::chrono::steady_clock::now();
     while (t.step() < o.steps) {
       std::vector<std::span<const int32_t>> batch;
@@ -144,7 +138,12 @@ int main(int argc, char** argv) {
       progress(t.step(), o.steps, mean, examples::seconds_since(t0));
       if (checkpoint_every > 0 && t.step() % checkpoint_every == 0) t.save(out, margs.model);
     }
+    const double secs = examples::seconds_since(t0);
+    const int ran = o.steps - start_step;
     std::cerr << "\n";
+    if (ran > 0)
+      std::cout << "training: " << ran << " steps, " << double(ran) * double(o.seqs_per_step * size_t(seq_len)) / secs
+                << " tokens/s (" << secs << " s)\n";
     t.save(out, margs.model);
     lens::TunedLens zero(L, H);
     lens::LensTrainer tz(*model, zero, o);

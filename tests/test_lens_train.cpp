@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "fathom/lens/train.hpp"
+#include "fathom/lens/train_data.hpp"
+#include <fstream>
+#include <set>
 #include "fathom/model/load.hpp"
 
 using namespace fathom;
@@ -120,4 +123,95 @@ TEST_CASE("training lowers held-out KL; resume equals an uninterrupted run") {
   LensTrainer td(*model, d, other);
   CHECK_THROWS_AS(td.resume(dir), UsageError);
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+// A tokenizer stand-in: every character is a token (ids = byte values).
+struct CharTokenizer {
+  std::vector<int32_t> encode(const std::string& s, bool) const {
+    return std::vector<int32_t>(s.begin(), s.end());
+  }
+};
+}  // namespace
+
+TEST_CASE("training data: documents joined with eos, held-out tail, seeded shuffle") {
+  const auto path = std::filesystem::temp_directory_path() / "fathom-lens-train-data.txt";
+  {
+    std::ofstream o(path);
+    o << "abcdefg\n\n  \nhijklmn\r\nopqrstu\nvwxyzAB\n";  // 4 documents of 7 characters
+  }
+  DataOptions o;
+  o.seq_len = 5;
+  o.bos = 1;
+  o.eos = 2;
+  o.eval_fraction = 0.25;
+  o.seed = 7;
+  const auto d = load_train_data(CharTokenizer{}, path, o);
+  CHECK(d.documents == 4);
+  CHECK(d.stream_tokens == 32);  // (7 + eos) x 4
+  // 32 tokens / 4 per sequence (BOS + 4) = 8 sequences: 2 held out (the stream's end), 6 train.
+  REQUIRE(d.train.size() == 6);
+  REQUIRE(d.eval.size() == 2);
+  CHECK(std::vector<int32_t>(d.eval[0].begin(), d.eval[0].end()) ==
+        std::vector<int32_t>{1, 'v', 'w', 'x', 'y'});
+  CHECK(std::vector<int32_t>(d.eval[1].begin(), d.eval[1].end()) ==
+        std::vector<int32_t>{1, 'z', 'A', 'B', 2});
+  // The training sequences are a permutation of the stream's first 6, fixed by the seed.
+  std::set<std::vector<int32_t>> got, want;
+  for (size_t i = 0; i < 6; ++i) {
+    got.insert(std::vector<int32_t>(d.train[i].begin(), d.train[i].end()));
+    CHECK(d.train[i][0] == 1);
+  }
+  const std::string stream = "abcdefg\x02hijklmn\x02opqrstu\x02";
+  for (size_t k = 0; k < 6; ++k) {
+    std::vector<int32_t> s = {1};
+    for (size_t j = 0; j < 4; ++j) s.push_back(stream[k * 4 + j]);
+    want.insert(s);
+  }
+  CHECK(got == want);
+  const auto again = load_train_data(CharTokenizer{}, path, o);
+  CHECK(again.train.ids == d.train.ids);
+  o.seed = 8;
+  CHECK(load_train_data(CharTokenizer{}, path, o).train.ids != d.train.ids);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("training data: bad options and texts are typed errors") {
+  const auto path = std::filesystem::temp_directory_path() / "fathom-lens-train-short.txt";
+  {
+    std::ofstream o(path);
+    o << "abc\n";
+  }
+  DataOptions o;
+  o.seq_len = 4;
+  CHECK_THROWS_AS(load_train_data(CharTokenizer{}, path, o), DataError);  // 1 sequence only
+  CHECK_THROWS_AS(load_train_data(CharTokenizer{}, path.string() + ".missing", o), IoError);
+  o.seq_len = 1;
+  CHECK_THROWS_AS(load_train_data(CharTokenizer{}, path, o), UsageError);
+  o.seq_len = 2;
+  o.eval_fraction = 1.0;
+  CHECK_THROWS_AS(load_train_data(CharTokenizer{}, path, o), UsageError);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("block size changes no result beyond summation order") {
+  auto model = load_model(kModel);
+  const size_t L = model->n_layers(), H = model->hidden();
+  const auto data = sequences(3, 20, model->vocab(), 5);
+  TunedLens lens(L, H);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0.f, 0.1f);
+  for (auto& w : lens.weights()) w = nd(rng);
+  TrainOptions a, b;
+  a.rows_per_block = 256;  // all three sequences in one block
+  b.rows_per_block = 7;    // one sequence per micro-batch, ragged blocks
+  LensTrainer ta(*model, lens, a), tb(*model, lens, b);
+  const auto la = ta.gradients(spans(data)), lb = tb.gradients(spans(data));
+  for (size_t i = 0; i < L; ++i) CHECK(la[i] == doctest::Approx(lb[i]).epsilon(1e-5));
+  double worst = 0, scale = 0;
+  for (size_t k = 0; k < ta.grad_w().size(); ++k) {
+    worst = std::max(worst, double(std::abs(ta.grad_w()[k] - tb.grad_w()[k])));
+    scale = std::max(scale, double(std::abs(ta.grad_w()[k])));
+  }
+  CHECK(worst <= 1e-5 * scale);
 }

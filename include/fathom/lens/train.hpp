@@ -6,11 +6,17 @@
 //   SGD with Nesterov momentum 0.9, lr = lr_scale · (1 − 0.9) with lr_scale 1.0, weight decay 1e-3
 //   (added to the gradient, as torch.optim.SGD does), linear decay of lr to 0 over `steps`.
 // Data: token sequences; step k uses sequences k·S .. k·S+S−1 (mod the number of sequences), so
-// a resumed run sees exactly what an uninterrupted one would.
+// a resumed run sees exactly what an uninterrupted one would (lens/train_data.hpp packs and
+// shuffles them).
 //
 // Backward pass for one token (z = h + A h + b, r = 1/sqrt(mean(z²) + eps), n = g ⊙ z · r):
 //   dlogits = (q − p) / tokens,  dn = W_Uᵀ dlogits,
 //   dz = r · (g ⊙ dn) − r³ · z · Σ_j(g_j dn_j z_j) / H,   dA += dz hᵀ,   db += dz.
+// Every step of it runs on a block of up to `rows_per_block` tokens at once: the products
+// (translator, unembedding, W_Uᵀ dlogits, Σ_t dz_t h_tᵀ) are kernels::gemm calls (threaded,
+// bit-reproducible whatever the thread count), the per-token parts (KL row, RMSNorm backward)
+// run row-parallel. Hidden states and final distributions are computed per micro-batch of
+// sequences and dropped after use: memory is bounded by the block, not by the step.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -24,6 +30,7 @@
 #include "fathom/core/error.hpp"
 #include "fathom/io/json.hpp"
 #include "fathom/io/safetensors.hpp"
+#include "fathom/kernels/kl_row.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/lens/readout.hpp"
 #include "fathom/lens/site.hpp"
@@ -39,108 +46,145 @@ struct TrainOptions {
   double momentum = 0.9;
   double weight_decay = 1e-3;
   double clip = 1.0;          // global gradient-norm clip
+  size_t rows_per_block = 256;  // tokens per product: bounds the [rows, vocab] scratch (not saved:
+                                // it changes no result beyond summation order)
 };
 
-// Hidden states and final log-probabilities of one sequence.
+// Hidden states and final distributions of a run of tokens (one or several sequences).
 struct SequenceStates {
   size_t tokens = 0;
-  std::vector<float> hidden;    // [L, tokens, H]: hidden_states[i], i < L
-  std::vector<float> log_p;     // [tokens, V] log softmax of the model's logits
+  std::vector<float> hidden;       // [L, tokens, H]: hidden_states[i], i < L
+  std::vector<float> p;            // [tokens, V] softmax of the model's logits
+  std::vector<double> neg_entropy; // [tokens] Σ_v p log p
+  std::vector<double> p_sum;       // [tokens] Σ_v p (1 up to rounding)
 };
 
-inline SequenceStates sequence_states(const Model& m, std::span<const int32_t> seq) {
-  const size_t L = m.n_layers(), H = m.hidden(), V = m.vocab(), T = seq.size();
+// Appends the states of `seq` (one forward pass) to `st`, whose hidden states are laid out for
+// `total` tokens ([L, total, H]; `st.tokens` is where this sequence starts).
+inline void append_sequence_states(const Model& m, std::span<const int32_t> seq, size_t total,
+                                   SequenceStates& st) {
+  const size_t L = m.n_layers(), H = m.hidden(), V = m.vocab(), T = seq.size(), t0 = st.tokens;
+  if (t0 + T > total) throw UsageError("", "sequences", "more tokens than the batch was laid out for");
   std::vector<Site> sites;
   for (size_t i = 0; i < L; ++i) sites.push_back(hidden_state_site(i, L));
   SiteRecorder rec(sites, H);
   Session s(m, SessionOptions{int64_t(T), KvStrategy::Propagate});
   FullDepth full;
   auto lg = s.forward(seq, Phase::PP, full, rec, Logits::All);
-  SequenceStates st;
-  st.tokens = T;
-  st.hidden.resize(L * T * H);
-  for (size_t i = 0; i < L; ++i)
-    for (uint32_t t = 0; t < T; ++t) {
-      auto h = rec.get(i, t);
-      std::copy(h.begin(), h.end(), st.hidden.begin() + long((i * T + t) * H));
-    }
-  st.log_p.assign(lg.begin(), lg.end());
-  for (size_t t = 0; t < T; ++t) {
-    float* r = st.log_p.data() + t * V;
-    const double lse = logsumexp(std::span<const float>(r, V));
-    for (size_t v = 0; v < V; ++v) r[v] = float(double(r[v]) - lse);
+  st.hidden.resize(L * total * H);
+  st.p.resize(total * V);
+  st.neg_entropy.resize(total);
+  st.p_sum.resize(total);
+  for (size_t i = 0; i < L; ++i) {
+    auto rows = rec.rows(i, 0, T);
+    std::copy(rows.begin(), rows.end(), st.hidden.begin() + long((i * total + t0) * H));
   }
+#pragma omp parallel for schedule(static)
+  for (long t = 0; t < long(T); ++t) {
+    const float* r = lg.data() + size_t(t) * V;
+    float* p = st.p.data() + (t0 + size_t(t)) * V;
+    const double lse = logsumexp(std::span<const float>(r, V));
+    double ne = 0, ps = 0;
+    for (size_t v = 0; v < V; ++v) {
+      const float lp = float(double(r[v]) - lse);  // the f32 log-probability, as before
+      p[v] = std::exp(lp);
+      ne += double(p[v]) * lp, ps += p[v];
+    }
+    st.neg_entropy[t0 + size_t(t)] = ne;
+    st.p_sum[t0 + size_t(t)] = ps;
+  }
+  st.tokens = t0 + T;
+}
+
+inline SequenceStates sequence_states(const Model& m, std::span<const int32_t> seq) {
+  SequenceStates st;
+  append_sequence_states(m, seq, seq.size(), st);
   return st;
 }
 
-// Loss and gradients of translator i of `lens` (the model's readout gives norm and W_U).
+// Loss and gradients of translator i of `lens` (the model's readout gives norm and W_U), for a
+// block of tokens at a time.
 class LensObjective {
  public:
   explicit LensObjective(const Model& m) : m_(&m), H_(m.hidden()), V_(m.vocab()) {
     const auto& U = m.readout().unembed;
+    // f32 W_U [V, H] for the forward product (exact gradients need the same matrix both ways)
+    // and W_Uᵀ [H, V] for dn = W_Uᵀ dlogits as a product (gemm multiplies by a transposed W).
     if (U.dtype == DType::F32) {
       u_ = static_cast<const float*>(U.data);
-    } else {  // the backward pass needs W_Uᵀ products: one f32 copy
+    } else {
       uf_.resize(V_ * H_);
       for (size_t v = 0; v < V_; ++v)
         for (size_t c = 0; c < H_; ++c) uf_[v * H_ + c] = U.at(v, c);
       u_ = uf_.data();
     }
+    ut_.resize(H_ * V_);
+    for (size_t v = 0; v < V_; ++v)
+      for (size_t c = 0; c < H_; ++c) ut_[c * V_ + v] = u_[v * H_ + c];
   }
 
-  // Mean-over-`scale_tokens` KL(p ‖ lens) of h [n, H] against log_p [n, V]; when gw/gb are given,
-  // adds the gradient of (Σ_t KL_t) / scale_tokens to gw [H, H] and gb [H]. Returns Σ_t KL_t.
-  double run(const TunedLens& lens, size_t i, const float* h, const float* log_p, size_t n,
-             double scale_tokens, float* gw, float* gb) {
+  // Σ_t KL(p_t ‖ lens_i(h_t)) over a block of n tokens: h [n, H], p [n, V] with neg_entropy
+  // and p_sum [n] (SequenceStates). When gw/gb are given, adds the gradient of
+  // (Σ_t KL_t) / scale_tokens to gw [H, H] and gb [H].
+  double run(const TunedLens& lens, size_t i, const float* h, const float* p,
+             const double* neg_entropy, const double* p_sum, size_t n, double scale_tokens,
+             float* gw, float* gb) {
+    using kernels::MatrixView;
     const size_t H = H_, V = V_;
     const auto& norm = *m_->readout().norm;
-    z_.resize(n * H), nrm_.resize(n * H), lg_.resize(n * V);
-    lens.translate(i, h, z_.data(), n, H);                       // z = h + A h + b   [n, H]
-    norm(z_.data(), nrm_.data(), n);                             // n = norm(z)       [n, H]
-    kernels::gemm(kernels::MatrixView{DType::F32, V, H, u_}, nrm_.data(), n, lg_.data());  // [n, V]
+    const bool grad = gw != nullptr;
+    z_.resize(n * H), nrm_.resize(n * H), lg_.resize(n * V), kl_.resize(n);
+    lens.translate(i, h, z_.data(), n, H);                                   // z = h + A h + b  [n, H]
+    norm(z_.data(), nrm_.data(), n);                                         // norm(z)          [n, H]
+    kernels::gemm(MatrixView{DType::F32, V, H, u_}, nrm_.data(), n, lg_.data());  // logits   [n, V]
+    const float inv = float(1.0 / scale_tokens);
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (long t = 0; t < long(n); ++t) {  // KL row; logits become dlogits = (q − p) / scale
+      const auto r = kernels::kl_row(lg_.data() + size_t(t) * V, p + size_t(t) * V, V, grad, inv);
+      kl_[size_t(t)] = neg_entropy[t] - r.p_dot_logits + r.lse * p_sum[t];
+    }
     double total = 0;
-    dn_.assign(n * H, 0.f);
-    for (size_t t = 0; t < n; ++t) {
-      float* lg = lg_.data() + t * V;
-      const float* lp = log_p + t * V;
-      const double lse = logsumexp(std::span<const float>(lg, V));
-      double kl = 0;
-      for (size_t v = 0; v < V; ++v) {
-        const double logq = double(lg[v]) - lse, p = std::exp(double(lp[v]));
-        kl += p * (double(lp[v]) - logq);
-        lg[v] = float((std::exp(logq) - p) / scale_tokens);    // dlogits
-      }
-      total += kl;
-      if (!gw) continue;
-      float* dn = dn_.data() + t * H;                           // dn = W_Uᵀ dlogits
-      for (size_t v = 0; v < V; ++v) {
-        const float d = lg[v];
-        const float* u = u_ + v * H;
-        for (size_t c = 0; c < H; ++c) dn[c] += d * u[c];
-      }
-      const float* z = z_.data() + t * H;
+    for (size_t t = 0; t < n; ++t) total += kl_[t];
+    if (!grad) return total;
+    dn_.resize(n * H), dz_.resize(n * H);
+    kernels::gemm(MatrixView{DType::F32, H, V, ut_.data()}, lg_.data(), n, dn_.data());  // [n, H]
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (long t = 0; t < long(n); ++t) {  // RMSNorm backward: dz [n, H]
+      const float* z = z_.data() + size_t(t) * H;
+      const float* dn = dn_.data() + size_t(t) * H;
       double ms = 0, gdz = 0;
       for (size_t c = 0; c < H; ++c)
         ms += double(z[c]) * z[c], gdz += double(norm.weight[c]) * dn[c] * z[c];
       const double r = 1.0 / std::sqrt(ms / double(H) + double(norm.eps));
       const double k = r * r * r * gdz / double(H);
-      const float* x = h + t * H;
-      for (size_t row = 0; row < H; ++row) {
-        const float dz = float(r * norm.weight[row] * dn[row] - k * z[row]);
-        gb[row] += dz;
-        float* g = gw + row * H;
-        for (size_t c = 0; c < H; ++c) g[c] += dz * x[c];
-      }
+      float* dz = dz_.data() + size_t(t) * H;
+      for (size_t c = 0; c < H; ++c) dz[c] = float(r * norm.weight[c] * dn[c] - k * z[c]);
     }
+    // db += Σ_t dz_t; dA += Σ_t dz_t h_tᵀ = dzᵀ h as a product of the transposes:
+    // gemm(W = hᵀ [H, n], X = dzᵀ [H, n]) gives Y[a][b] = Σ_t dz[t][a] h[t][b].
+    dzt_.resize(H * n), ht_.resize(H * n), da_.resize(H * H);
+    for (size_t t = 0; t < n; ++t)
+      for (size_t c = 0; c < H; ++c) {
+        gb[c] += dz_[t * H + c];
+        dzt_[c * n + t] = dz_[t * H + c];
+        ht_[c * n + t] = h[t * H + c];
+      }
+    kernels::gemm(MatrixView{DType::F32, H, n, ht_.data()}, dzt_.data(), H, da_.data());  // [H, H]
+    for (size_t k = 0; k < H * H; ++k) gw[k] += da_[k];
     return total;
   }
 
  private:
   const Model* m_;
   size_t H_, V_;
-  const float* u_ = nullptr;       // [V, H] f32 unembedding
-  std::vector<float> uf_;          // [V, H] converted copy when stored in bf16/f16
-  std::vector<float> z_, nrm_, dn_, lg_;
+  const float* u_ = nullptr;  // [V, H] f32 unembedding
+  std::vector<float> uf_;     // [V, H] converted copy when stored in bf16/f16/Q8
+  std::vector<float> ut_;     // [H, V] its transpose
+  std::vector<float> z_, nrm_, dn_, dz_;  // [n, H]
+  std::vector<float> lg_;                 // [n, V] logits, then dlogits
+  std::vector<double> kl_;                // [n]
+  std::vector<float> dzt_, ht_;           // [H, n]
+  std::vector<float> da_;                 // [H, H]
 };
 
 // SGD-Nesterov trainer with the reference hyperparameters; state saved beside the lens.
@@ -168,25 +212,9 @@ class LensTrainer {
   // Gradients of Σ_i loss_i over `seqs` (mean over their tokens) into grad_w()/grad_b();
   // returns the per-layer mean KL.
   std::vector<double> gradients(const std::vector<std::span<const int32_t>>& seqs) {
-    const size_t L = lens_->n_layers(), H = m_->hidden(), V = m_->vocab();
     std::fill(gw_.begin(), gw_.end(), 0.f);
     std::fill(gb_.begin(), gb_.end(), 0.f);
-    size_t total = 0;
-    for (auto& s : seqs) total += s.size();
-    std::vector<double> loss(L, 0.0);
-    for (auto& s : seqs) {
-      const auto st = sequence_states(*m_, s);
-      const size_t T = st.tokens;
-      for (size_t i = 0; i < L; ++i)
-        for (size_t t0 = 0; t0 < T; t0 += kChunk) {
-          const size_t n = std::min(kChunk, T - t0);
-          loss[i] += obj_.run(*lens_, i, st.hidden.data() + (i * T + t0) * H,
-                              st.log_p.data() + t0 * V, n, double(total),
-                              gw_.data() + i * H * H, gb_.data() + i * H);
-        }
-    }
-    for (auto& l : loss) l /= double(total);
-    return loss;
+    return accumulate(seqs, true);
   }
   std::vector<float>& grad_w() { return gw_; }  // [L, H, H]
   std::vector<float>& grad_b() { return gb_; }  // [L, H]
@@ -216,22 +244,7 @@ class LensTrainer {
 
   // Per-layer mean KL over `seqs` (no update).
   std::vector<double> evaluate(const std::vector<std::span<const int32_t>>& seqs) {
-    const size_t L = lens_->n_layers(), H = m_->hidden(), V = m_->vocab();
-    std::vector<double> loss(L, 0.0);
-    size_t total = 0;
-    for (auto& s : seqs) {
-      const auto st = sequence_states(*m_, s);
-      const size_t T = st.tokens;
-      total += T;
-      for (size_t i = 0; i < L; ++i)
-        for (size_t t0 = 0; t0 < T; t0 += kChunk) {
-          const size_t n = std::min(kChunk, T - t0);
-          loss[i] += obj_.run(*lens_, i, st.hidden.data() + (i * T + t0) * H,
-                              st.log_p.data() + t0 * V, n, 1.0, nullptr, nullptr);
-        }
-    }
-    for (auto& l : loss) l /= double(std::max<size_t>(total, 1));
-    return loss;
+    return accumulate(seqs, false);
   }
 
   // Checkpoint: the lens (config.json + params.safetensors, the import layout) plus
@@ -291,7 +304,34 @@ class LensTrainer {
   }
 
  private:
-  static constexpr size_t kChunk = 64;  // tokens per readout product (bounds [n, vocab] scratch)
+  // Per-layer mean KL over `seqs`; with `grad`, adds the gradients of their sum into gw_/gb_.
+  // Sequences are taken in micro-batches of about rows_per_block tokens (one forward pass each),
+  // whose states are read out layer by layer in blocks of at most rows_per_block tokens.
+  std::vector<double> accumulate(const std::vector<std::span<const int32_t>>& seqs, bool grad) {
+    const size_t L = lens_->n_layers(), H = m_->hidden(), V = m_->vocab();
+    const size_t rows = std::max<size_t>(opts_.rows_per_block, 1);
+    size_t total = 0;
+    for (auto& s : seqs) total += s.size();
+    std::vector<double> loss(L, 0.0);
+    for (size_t s0 = 0; s0 < seqs.size();) {
+      size_t s1 = s0, n = 0;
+      while (s1 < seqs.size() && (n == 0 || n + seqs[s1].size() <= rows)) n += seqs[s1++].size();
+      SequenceStates st;
+      for (size_t k = s0; k < s1; ++k) append_sequence_states(*m_, seqs[k], n, st);
+      for (size_t i = 0; i < L; ++i)
+        for (size_t t0 = 0; t0 < n; t0 += rows) {
+          const size_t b = std::min(rows, n - t0);
+          loss[i] += obj_.run(*lens_, i, st.hidden.data() + (i * n + t0) * H, st.p.data() + t0 * V,
+                              st.neg_entropy.data() + t0, st.p_sum.data() + t0, b,
+                              grad ? double(total) : 1.0, grad ? gw_.data() + i * H * H : nullptr,
+                              grad ? gb_.data() + i * H : nullptr);
+        }
+      s0 = s1;
+    }
+    for (auto& l : loss) l /= double(std::max<size_t>(total, 1));
+    return loss;
+  }
+
   const Model* m_;
   TunedLens* lens_;
   TrainOptions opts_;

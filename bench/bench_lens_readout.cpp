@@ -1,0 +1,92 @@
+// Depth-metric readouts of 512 tokens at every layer on a SmolLM2-135M-shaped random model
+// (30 layers, hidden 576, vocabulary 49,152, tied embeddings): one [vocab] product per token and
+// readout (depth::profile_tokens_per_token) against a block of tokens per product
+// (depth::profile_tokens), with an f32 and a Q8 unembedding. BM_Forward is the full-depth pass
+// both include. One iteration each: the per-token path takes minutes.
+//
+//   OMP_NUM_THREADS=1 bench_lens_readout
+#include <benchmark/benchmark.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fathom/depth/metrics.hpp"
+#include "fathom/model/random_model.hpp"
+
+namespace {
+
+constexpr size_t kTokens = 512;
+
+fathom::ModelConfig smollm2_135m_config() {
+  fathom::ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.family = fathom::Family::Llama;
+  c.hidden_size = 576;
+  c.num_hidden_layers = 30;
+  c.num_attention_heads = 9;
+  c.num_key_value_heads = 3;
+  c.head_dim = 64;
+  c.intermediate_size = 1536;
+  c.vocab_size = 49152;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 100000.0;
+  c.max_position_embeddings = 8192;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  c.torch_dtype = fathom::DType::BF16;
+  return c;
+}
+
+const fathom::Model& model(bool q8) {
+  static std::map<bool, std::unique_ptr<fathom::Model>> cache;
+  auto& m = cache[q8];
+  if (!m) {
+    fathom::LoadOptions o;
+    o.weights = q8 ? fathom::WeightFormat::Q8 : fathom::WeightFormat::F32;
+    m = fathom::random_model(smollm2_135m_config(), fathom::DType::BF16, 1, o);
+  }
+  return *m;
+}
+
+std::vector<int32_t> tokens(const fathom::Model& m) {
+  std::vector<int32_t> ids(kTokens);
+  for (size_t i = 0; i < kTokens; ++i) ids[i] = int32_t((i * 7919 + 13) % m.vocab());
+  return ids;
+}
+
+template <bool Batched>
+void BM_Profile(benchmark::State& state) {
+  const auto& m = model(state.range(0) != 0);
+  const auto ids = tokens(m);
+  fathom::lens::LogitLens ll{m.n_layers()};
+  for (auto _ : state) {
+    fathom::Session s(m, {int64_t(kTokens), fathom::KvStrategy::Propagate});
+    auto p = Batched ? fathom::depth::profile_tokens(s, ids, ll)
+                     : fathom::depth::profile_tokens_per_token(s, ids, ll);
+    benchmark::DoNotOptimize(p.data());
+  }
+  state.SetLabel(state.range(0) ? "Q8 unembedding" : "f32 unembedding");
+  const double flop = 2.0 * double(kTokens) * double(m.n_layers() + 1) * double(m.hidden()) *
+                      double(m.vocab());
+  state.counters["readout GFLOP/s"] =
+      benchmark::Counter(flop / 1e9 * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void BM_Forward(benchmark::State& state) {
+  const auto& m = model(state.range(0) != 0);
+  const auto ids = tokens(m);
+  for (auto _ : state) {
+    fathom::Session s(m, {int64_t(kTokens), fathom::KvStrategy::Propagate});
+    auto rec = fathom::lens::record_hidden_states(s, ids);
+    benchmark::DoNotOptimize(&rec);
+  }
+}
+
+}  // namespace
+
+BENCHMARK(BM_Forward)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Profile, true)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Profile, false)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
