@@ -75,4 +75,5 @@
 #include "fathom/eval/results.hpp"
 #include "fathom/eval/runner.hpp"
 #include "fathom/eval/scoring.hpp"
+#include "fathom/eval/shared_pass.hpp"
 #include "fathom/eval/task.hpp"
