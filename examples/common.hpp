@@ -33,8 +33,9 @@ struct ModelArgs {
 
   void add(CLI::App& app) {
     app.add_option("-m,--model", model,
-                   "llama2.c .bin, or a Hugging Face folder / .safetensors (default: stories260K)");
-    app.add_option("--tokenizer", tokenizer, "tokenizer folder or tok512.bin (default: beside the model)");
+                   "llama2.c .bin, llama.cpp .gguf, or a Hugging Face folder / .safetensors (default: stories260K)");
+    app.add_option("--tokenizer", tokenizer,
+                   "tokenizer folder, .gguf or tok512.bin (default: beside the model, or a .gguf model's own)");
     app.add_option("--weights", weights, "weight format in memory: as-stored, f32, bf16, q8")
         ->check(CLI::IsMember({"as-stored", "f32", "bf16", "q8"}));
     app.add_option("-t,--threads", threads, "OpenMP threads (default: all cores)");
