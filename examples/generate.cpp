@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
         if (!tok->has_chat_template())
           throw fathom::UsageError(margs.model, "--chat", "this model's tokenizer has no chat format");
         text = tok->apply_chat_template({{"user", prompt}}, true);
+        if (!quiet) std::cerr << "chat template: " << tok->chat_template_source() << "\n";
         ids = tok->encode(text, false);
       } else {
         ids = tok->encode(text, !no_bos);

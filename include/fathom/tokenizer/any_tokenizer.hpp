@@ -54,6 +54,9 @@ class AnyTokenizer {
       throw UsageError("", "chat_template", "this tokenizer has no chat template");
     return get().apply_chat_template(msgs, add_generation_prompt);
   }
+  // What apply_chat_template renders with: the model's own template (its source), a built-in
+  // format ("built-in chatml format"), or "" when neither — for programs to say which is used.
+  std::string chat_template_source() const { return get().chat_template_source(); }
 
  private:
   struct Concept {
@@ -65,6 +68,7 @@ class AnyTokenizer {
     virtual size_t vocab_size() const = 0;
     virtual bool has_chat_template() const = 0;
     virtual std::string apply_chat_template(const std::vector<ChatMessage>&, bool) const = 0;
+    virtual std::string chat_template_source() const = 0;
   };
   template <class T>
   struct Model final : Concept {
@@ -96,6 +100,10 @@ class AnyTokenizer {
         return tok.apply_chat_template(m, gen);
       else
         throw UsageError("", "chat_template", "this tokenizer has no chat template");
+    }
+    std::string chat_template_source() const override {
+      if constexpr (requires { tok.chat_template_source(); }) return tok.chat_template_source();
+      else return has_chat_template() ? "the tokenizer's chat format" : "";
     }
     T tok;
   };
