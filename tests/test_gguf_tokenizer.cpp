@@ -113,6 +113,30 @@ TEST_CASE("SmolLM2 GGUF (gpt2, pre smollm): corpus equals transformers' GGUF tok
   CHECK(tok.chat_format() == fathom::tok::ChatFormat::ChatML);
 }
 
+TEST_CASE("SmolLM2 GGUF: chat prompts equal transformers' apply_chat_template") {
+  // SmolLM2's template is ChatML plus a default system prompt when the chat has no system turn;
+  // the conversations that open with a system turn are rendered identically by every renderer of
+  // that template, the others need the template itself (the Jinja renderer).
+  const auto exp = tokfix::load_json("gguf_smollm2.json");
+  const Tokenizer tok = fathom::tok::tokenizer_from_gguf(fathom::shared_file(kSmolLM2));
+  size_t n = 0;
+  const auto chats = tokfix::load_json("chat_qwen3.json");  // the project's conversations
+  for (const auto& conv : chats["conversations"]) {
+    std::vector<fathom::tok::ChatMessage> msgs;
+    for (const auto& m : conv["messages"]) msgs.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    if (msgs.front().role != "system") continue;
+    for (bool gen : {false, true}) {
+      const std::string key = conv["name"].get<std::string>() + (gen ? "/gen" : "/nogen");
+      CAPTURE(key);
+      const auto& e = exp["chat"][key];
+      REQUIRE(e.contains("text"));
+      CHECK(tok.apply_chat_template(msgs, gen) == e["text"].get<std::string>());
+      ++n;
+    }
+  }
+  CHECK(n == 6);
+}
+
 TEST_CASE("Mistral vocabulary as a llama (SentencePiece) GGUF: merges from scores equal transformers") {
   const auto exp = tokfix::load_json("gguf_mistral_spm.json");
   const GgufFile f = made_file("mistral_spm");

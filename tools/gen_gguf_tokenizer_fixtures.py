@@ -32,6 +32,9 @@ How the made files fill the metadata, following llama.cpp's convert_hf_to_gguf.p
   - bos/eos/unk/pad ids, add_bos_token/add_eos_token and the chat template as SpecialVocab writes
     them (values listed in SPECS).
 
+For files with a chat template, transformers' apply_chat_template of the conversations of
+gen_tokenizer_fixtures.py (with and without generation prompt) is recorded too.
+
 Cases whose ids are longer than 256 are stored as count + FNV-1a of the ids + first/last 16 ids; the
 two generated 1 MB inputs of gen_tokenizer_fixtures.py (WikiText-2 head, LCG random mix) as count
 and hashes of ids and decode.
@@ -52,8 +55,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fixtures" / "tokenizer"
 sys.path.insert(0, str(ROOT / "tools"))
-from gen_tokenizer_fixtures import (case_text, fnv1a_bytes, fnv1a_ids, gen_random_mix,  # noqa: E402
-                                    wikitext_1mb)
+from gen_tokenizer_fixtures import (CONVERSATIONS, case_text, fnv1a_bytes, fnv1a_ids,  # noqa: E402
+                                    gen_random_mix, wikitext_1mb)
 
 LONG = 256  # ids beyond this many are stored as a hash
 
@@ -180,6 +183,17 @@ def record(folder, file, shared, cases, big):
             out["decode_differs_from_backend"].append(case["name"])
         out["cases"][case["name"]] = {"ids": ids_entry(ids), "ids_no_special": ids_entry(plain),
                                       "decode": dec, "decode_skip_special": dec_skip}
+    # The file's chat template rendered by transformers (conversations of gen_tokenizer_fixtures.py).
+    out["chat"] = {}
+    if tpl:
+        for conv in CONVERSATIONS:
+            for gen in (False, True):
+                key = f"{conv['name']}/{'gen' if gen else 'nogen'}"
+                try:
+                    out["chat"][key] = {"text": hf.apply_chat_template(conv["messages"], tokenize=False,
+                                                                       add_generation_prompt=gen)}
+                except Exception as e:  # the template refuses the conversation: record it
+                    out["chat"][key] = {"error": str(e)}
     for bname, text in big.items():
         ids = hf(text, add_special_tokens=False)["input_ids"]
         out["big"][bname] = {"count": len(ids), "fnv1a": fnv1a_ids(ids),
