@@ -74,6 +74,9 @@ int main(int argc, char** argv) {
   return examples::guarded([&] {
     using namespace fathom;
     if (margs.threads > 0) omp_set_num_threads(margs.threads);
+    // A GGUF file held as stored is already Q8: compare with its exact (dequantised) f32 weights.
+    const bool gguf = std::filesystem::path(margs.model).extension() == ".gguf";
+    if (gguf && margs.weights == "as-stored") margs.weights = "f32";
     auto ref = load_model(margs.model, margs.load_options());
     auto q8 = load_model(margs.model, {WeightFormat::Q8});
 
@@ -154,6 +157,8 @@ int main(int argc, char** argv) {
         if (fs::exists(src / f) && fs::is_directory(margs.model))
           fs::copy_file(src / f, fs::path(out) / f, fs::copy_options::overwrite_existing);
       std::printf("saved       %s (loads as Q8 without quantising again)\n", out.c_str());
+      if (gguf)  // the tokenizer lives in the GGUF's metadata; load_tokenizer reads it from there
+        std::printf("tokenizer   not copied: load it with --tokenizer %s\n", margs.model.c_str());
     }
     return 0;
   });
