@@ -273,6 +273,14 @@ class Parser {
     return out;
   }
 
+  int64_t to_int64(const Token& t) const {
+    int64_t v = 0;
+    for (char c : t.text)
+      if (__builtin_mul_overflow(v, int64_t(10), &v) || __builtin_add_overflow(v, int64_t(c - '0'), &v))
+        unsupported(t.pos, "integer literal", "beyond 64 bits");
+    return v;
+  }
+
   ExprP make(Expr::K k, Pos p) {
     auto e = std::make_unique<Expr>();
     e->k = k;
@@ -418,11 +426,7 @@ class Parser {
       case Tok::Int: {
         ++i_;
         auto e = make(Expr::K::Literal, t.pos);
-        int64_t v = 0;
-        for (char c : t.text)
-          if (__builtin_mul_overflow(v, int64_t(10), &v) || __builtin_add_overflow(v, int64_t(c - '0'), &v))
-            unsupported(t.pos, "integer literal", "beyond 64 bits");
-        e->lit = Value::integer(v);
+        e->lit = Value::integer(to_int64(t));
         return e;
       }
       case Tok::Float: {
@@ -480,7 +484,7 @@ class Parser {
         else if (cur().type == Tok::Int) {  // x.0 is x[0]
           a->k = Expr::K::Item;
           auto idx = make(Expr::K::Literal, cur().pos);
-          idx->lit = Value::integer(std::stoll(take().text));
+          idx->lit = Value::integer(to_int64(take()));
           a->kids.push_back(std::move(e));
           a->kids.push_back(std::move(idx));
           e = std::move(a);
