@@ -82,6 +82,7 @@ TEST_CASE("constructs this renderer does not implement are UnsupportedConstruct"
   CHECK(error_at<E>([] { render("{{ 'a{}'.format(1) }}"); }) == "line 1, column 9");
   CHECK(error_at<E>([] { render("{{ 9223372036854775807 + 1 }}"); }) == "line 1, column 24");
   CHECK(error_at<E>([] { render("{{ f(*x) }}"); }) == "line 1, column 6");
+  CHECK(error_at<E>([] { render("{{ m.99999999999999999999 }}"); }) == "line 1, column 6");  // found by fuzzing
   CHECK(error_at<E>([] { render("{{ cycler(1) }}"); }) == "line 1, column 10");
 }
 
