@@ -18,6 +18,9 @@ Output: OUT/config.json + OUT/params.pt (the package's layout) and OUT/fathom/ (
 tools/convert_tuned_lens.py), plus OUT/heldout_kl.csv computed here in torch.
 
 Usage:  python tools/train_reference_lens.py HF_MODEL DATA.safetensors OUT --steps 250 --seqs-per-step 8
+        python tools/train_reference_lens.py ../shared/models/smollm2-135m-instruct DATA OUT \
+            --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf --steps 4 --seqs-per-step 4 --threads 1
+It prints the training throughput (tokens/s over the training loop, model loading excluded).
 """
 from __future__ import annotations
 
@@ -56,11 +59,18 @@ def main():
     ap.add_argument("out", type=Path)
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--seqs-per-step", type=int, default=8)
+    ap.add_argument("--gguf-file", help="load the model from this .gguf file inside HF_MODEL's folder "
+                    "(transformers dequantises it to f32; needs the gguf package)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     from tuned_lens.nn.lenses import TunedLens
 
-    model = AutoModelForCausalLM.from_pretrained(str(a.model), torch_dtype=torch.float32).eval()
+    extra = {"gguf_file": a.gguf_file} if a.gguf_file else {}
+    model = AutoModelForCausalLM.from_pretrained(str(a.model), torch_dtype=torch.float32,
+                                                 **extra).eval()
     model.requires_grad_(False)
     data = load_file(str(a.data))
     train, held = data["train"].long(), data["eval"].long()
@@ -89,6 +99,10 @@ def main():
         print(f"\rstep {step + 1}/{a.steps}  mean KL {total / len(lens):.4f}  {time.time() - t0:.1f}s",
               end="", file=sys.stderr)
     print(file=sys.stderr)
+    secs = time.time() - t0
+    tokens = a.steps * a.seqs_per_step * train.shape[1]
+    print(f"training: {a.steps} steps, {tokens / secs:.1f} tokens/s ({secs:.1f} s, "
+          f"process CPU {time.process_time():.1f} s)")
     a.out.mkdir(parents=True, exist_ok=True)
     lens.save(a.out)
     convert(a.out, a.out / "fathom")
