@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages fathom needs, only those missing (idempotent; no-op when present).
+# libeigen3-dev is not needed by any header today (the CMake config does not ask for it); it stays
+# installed for lens-training work to come. xtl-dev satisfies Debian's xsimd CMake config.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libeigen3-dev libxsimd-dev doctest-dev
       libbenchmark-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libutf8proc-dev unzip

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds everything (tests, benchmarks, examples),
-# runs the whole doctest/CTest suite, then short bounded fuzzing runs of the input parsers.
+# The test command: installs what is missing, builds everything (the test program, every public
+# header alone, benchmarks, examples), runs the whole doctest/CTest suite (one CTest test per
+# tests/test_*.cpp), the consumer test (tests/consumer/run.sh: find_package, add_subdirectory,
+# fathom::tokenizer alone), the sanitizer runs, then short bounded fuzzing runs of the parsers.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FATHOM_BUILD_DIR:-$root/build}
@@ -10,7 +12,9 @@ FATHOM_BUILD_DIR=$build bash "$root/scripts/build.sh" \
   -DFATHOM_BUILD_TESTS=ON -DFATHOM_BUILD_BENCH=ON -DFATHOM_BUILD_EXAMPLES=ON
 export FATHOM_SHARED=${FATHOM_SHARED:-$(cd "$root/.." && pwd)/shared}
 ctest --test-dir "$build" --output-on-failure -j2
-# The parsers, the run loop and the depth policies again under AddressSanitizer + UBSan.
+bash "$root/tests/consumer/run.sh"
+# The parsers, the run loop and the depth policies again under AddressSanitizer + UBSan (each
+# tests/test_<area>.cpp is also a program of its own, test_<area>, built only when named).
 asan_tests=(test_safetensors test_config test_llama2c test_tokenizer_errors test_model_fixtures test_q8_checkpoint
             test_depth test_early_exit test_report test_eval_data test_gguf test_gguf_quants
             test_gguf_checkpoint)

@@ -22,8 +22,15 @@ using namespace fathom::eval;
 using evaltest::Forcer;
 
 namespace {
-// The test model is tiny: OpenMP teams only add overhead (and stall on a loaded machine).
-const int kOneThread = (omp_set_num_threads(1), 0);
+// The test model is tiny: OpenMP teams only add overhead (and stall on a loaded machine). One
+// thread per test case, restored afterwards: other files' tests may run in the same process.
+struct OneThread {
+  int saved = omp_get_max_threads();
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(saved); }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+};
 const std::filesystem::path kFix = std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/eval";
 
 std::string tmp_file(const std::string& name) {
@@ -109,7 +116,7 @@ void check_same(const std::string& a_path, const std::string& b_path, const std:
 }
 }  // namespace
 
-TEST_CASE("forcing policy: the readout really decides the prediction") {
+TEST_CASE_FIXTURE(OneThread, "forcing policy: the readout really decides the prediction") {
   auto m = evaltest::tiny_model();
   Session s(*m);
   for (int32_t t : {3, 68, 200}) {
@@ -121,7 +128,7 @@ TEST_CASE("forcing policy: the readout really decides the prediction") {
   }
 }
 
-TEST_CASE("loglik and generation scoring through the runner: known accuracy") {
+TEST_CASE_FIXTURE(OneThread, "loglik and generation scoring through the runner: known accuracy") {
   auto m = evaltest::tiny_model();
   auto tok = evaltest::byte_tokenizer();
   auto task = read_mmlu(kFix / "mmlu");
@@ -155,7 +162,7 @@ TEST_CASE("loglik and generation scoring through the runner: known accuracy") {
   }
 }
 
-TEST_CASE("loglik scoring: shared prefill with rewind equals scoring each option from scratch") {
+TEST_CASE_FIXTURE(OneThread, "loglik scoring: shared prefill with rewind equals scoring each option from scratch") {
   auto m = evaltest::tiny_model();
   auto tok = evaltest::byte_tokenizer();
   auto task = read_mmlu(kFix / "mmlu");
@@ -181,7 +188,7 @@ TEST_CASE("loglik scoring: shared prefill with rewind equals scoring each option
   CHECK(sc.pred == int(std::max_element(sc.logprobs.begin(), sc.logprobs.end()) - sc.logprobs.begin()));
 }
 
-TEST_CASE("resume: interrupted, crashed mid-line, and --limit runs end identical to one run") {
+TEST_CASE_FIXTURE(OneThread, "resume: interrupted, crashed mid-line, and --limit runs end identical to one run") {
   auto m = evaltest::tiny_model();
   auto tok = evaltest::byte_tokenizer();
   auto task = read_mmlu(kFix / "mmlu");
@@ -278,7 +285,7 @@ TEST_CASE("resume: interrupted, crashed mid-line, and --limit runs end identical
   for (auto& f : {whole, part, crash, lim, thr, junk, svg}) std::filesystem::remove(f);
 }
 
-TEST_CASE("policy names") {
+TEST_CASE_FIXTURE(OneThread, "policy names") {
   auto p = parse_policies("full,lac:0.80,lac-instream:0.6,lac-exit:0.9,lac-trace:1");
   REQUIRE(p.size() == 5);
   CHECK(p[1].name == "lac:0.8");
@@ -290,7 +297,7 @@ TEST_CASE("policy names") {
   CHECK_THROWS_AS(parse_policies("nope"), UsageError);
 }
 
-TEST_CASE("perplexity: sliding windows score every token once with the right context") {
+TEST_CASE_FIXTURE(OneThread, "perplexity: sliding windows score every token once with the right context") {
   auto m = evaltest::tiny_model(64);
   std::vector<int32_t> ids;
   for (char c : std::string("Once upon a time there was a tiny model that could count.")) ids.push_back(int32_t(c) + 3);
@@ -333,7 +340,7 @@ TEST_CASE("perplexity: sliding windows score every token once with the right con
 
 // The Void paper's loop: one token sampled from the prompt pass, then 50 loop steps, so a reply
 // that never reaches eos has 51 new tokens, 50 of them fed back through the model.
-TEST_CASE("generate scoring: the first token from the prompt pass + 50 steps = 51 new tokens") {
+TEST_CASE_FIXTURE(OneThread, "generate scoring: the first token from the prompt pass + 50 steps = 51 new tokens") {
   auto m = evaltest::tiny_model();
   auto tok = evaltest::byte_tokenizer();
   auto task = read_mmlu(kFix / "mmlu");
@@ -358,7 +365,7 @@ TEST_CASE("generate scoring: the first token from the prompt pass + 50 steps = 5
   CHECK(q.pred == 1);
 }
 
-TEST_CASE("results tables report the share of replies with no extractable answer") {
+TEST_CASE_FIXTURE(OneThread, "results tables report the share of replies with no extractable answer") {
   std::vector<ItemRecord> recs(4);
   for (size_t i = 0; i < recs.size(); ++i) {
     recs[i].policy = "full", recs[i].id = "s/" + std::to_string(i), recs[i].subject = "s";
@@ -374,7 +381,7 @@ TEST_CASE("results tables report the share of replies with no extractable answer
 
 // full, trace-only and final-state LAC at several α from one pass per item must give exactly
 // what one pass per policy gives: predictions, log-probabilities bit for bit, replies, usage.
-TEST_CASE("shared pass: observe-only policies scored from one pass equal separate runs") {
+TEST_CASE_FIXTURE(OneThread, "shared pass: observe-only policies scored from one pass equal separate runs") {
   auto m = evaltest::tiny_model(256, 11, 6);
   auto tok = evaltest::byte_tokenizer();
   auto task = read_mmlu(kFix / "mmlu");

@@ -2,6 +2,9 @@
 // reproduces its known greedy continuation from BOS, token for token and as text.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "fathom/core/shared_path.hpp"
 #include "fathom/depth/lac.hpp"
 #include "fathom/model/generate.hpp"
@@ -40,7 +43,12 @@ TEST_CASE("stories260K greedy from BOS reproduces the known story") {
 }
 
 TEST_CASE("a missing shared folder is reported with where it looked") {
+  // Restored afterwards: the tests of other files may run next in the same process.
+  const char* was = std::getenv("FATHOM_SHARED");
+  const std::string saved = was ? was : "";
   setenv("FATHOM_SHARED", "/nonexistent/shared", 1);
   CHECK_THROWS_WITH_AS(shared_file("models/stories260K/stories260K.bin"),
                        doctest::Contains("/nonexistent/shared"), IoError);
+  if (was) setenv("FATHOM_SHARED", saved.c_str(), 1);
+  else unsetenv("FATHOM_SHARED");
 }

@@ -6,6 +6,7 @@
 #include <set>
 #include <vector>
 
+#include "fathom/core/error.hpp"
 #include "fathom/model/depth_policy.hpp"
 #include "fathom/depth/trace.hpp"
 

@@ -7,6 +7,7 @@
 //   resid_post[i]  output of block i           = hidden_states[i+1] (before the final norm)
 // "hidden_states" follows the tuned-lens 0.2 convention (docs/lenses.md): hidden_states[i] is the
 // input of block i, for i = 0..L, with hidden_states[L] the output of the last block.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
