@@ -11,6 +11,7 @@ bash "$root/scripts/check-includes.sh"
 FATHOM_BUILD_DIR=$build bash "$root/scripts/build.sh" \
   -DFATHOM_BUILD_TESTS=ON -DFATHOM_BUILD_BENCH=ON -DFATHOM_BUILD_EXAMPLES=ON
 export FATHOM_SHARED=${FATHOM_SHARED:-$(cd "$root/.." && pwd)/shared}
+cmake --build "$build" -j"$(nproc)" --target fathom_header_check  # every public header alone
 ctest --test-dir "$build" --output-on-failure -j2
 bash "$root/tests/consumer/run.sh"
 # The parsers, the run loop and the depth policies again under AddressSanitizer + UBSan (each
