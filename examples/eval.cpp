@@ -25,6 +25,7 @@
 #include "fathom/eval/perplexity.hpp"
 #include "fathom/eval/report.hpp"
 #include "fathom/eval/runner.hpp"
+#include "fathom/eval/subset.hpp"
 #include "fathom/model/load.hpp"
 #include "fathom/tokenizer/any_tokenizer.hpp"
 
@@ -48,9 +49,10 @@ std::vector<std::string> split_list(const std::string& s) {
 struct Args {
   std::string model, tokenizer, task = "mmlu", data, split = "test", preset = "lm-eval";
   std::string scoring = "loglik", policies = "full", out, subjects, gpqa_order = "shuffled", svg;
+  std::string weights = "as-stored";
   int shots = 0, threads = 2, max_new = 51, print_prompts = 0;
-  size_t limit = 0, window = 0, stride = 0;
-  uint64_t seed = 0;
+  size_t limit = 0, window = 0, stride = 0, subset = 0;
+  uint64_t seed = 0, subset_seed = 0;
   float temperature = 0.6f, top_p = 0.9f;
   bool greedy = false, no_chat = false, no_progress = false, per_subject = false, separate = false;
 };
@@ -135,6 +137,8 @@ int main(int argc, char** argv) {
   CLI::App app{"fathom eval: MMLU / BoolQ / GPQA accuracy or perplexity under depth policies"};
   Args a;
   app.add_option("--model", a.model, "llama2.c .bin or Hugging Face folder")->required();
+  app.add_option("--weights", a.weights, "weight format in memory: as-stored, f32, bf16, q8")
+      ->check(CLI::IsMember({"as-stored", "f32", "bf16", "q8"}));
   app.add_option("--tokenizer", a.tokenizer, "tokenizer file/folder (default: found beside the model)");
   app.add_option("--task", a.task, "mmlu | boolq | gpqa | perplexity")
       ->check(CLI::IsMember({"mmlu", "boolq", "gpqa", "perplexity"}));
@@ -144,9 +148,15 @@ int main(int argc, char** argv) {
   app.add_option("--preset", a.preset, "prompt wording: lm-eval | void")
       ->check(CLI::IsMember({"lm-eval", "void"}));
   app.add_option("--scoring", a.scoring, "loglik | generate")->check(CLI::IsMember({"loglik", "generate"}));
-  app.add_option("--policies", a.policies, "comma list: full, lac:α, lac-instream:α, lac-trace:α, lac-exit:α");
+  app.add_option("--policies", a.policies,
+                 "comma list: full, lac:α, lac-instream:α, lac-trace:α, lac-exit:α, "
+                 "static:pp=1,4;rg=2 (layers never computed, per phase)");
   app.add_option("--out", a.out, "results JSON Lines (resumed when it exists)");
   app.add_option("--limit", a.limit, "only the first N items");
+  app.add_option("--subset", a.subset,
+                 "a fixed stratified sample of N items (each subject in proportion to its size, "
+                 "seeded by --subset-seed, kept in the task's order; --limit applies after it)");
+  app.add_option("--subset-seed", a.subset_seed, "seed of the --subset sample");
   app.add_option("--subjects", a.subjects, "comma list of MMLU subjects");
   app.add_option("--seed", a.seed, "sampling / GPQA shuffle seed");
   app.add_option("--threads", a.threads, "worker threads over items (1: one item at a time, "
@@ -175,7 +185,11 @@ int main(int argc, char** argv) {
 
   try {
     const auto specs = parse_policies(a.policies);
-    auto model = load_model(a.model);
+    const WeightFormat wf = a.weights == "q8"    ? WeightFormat::Q8
+                            : a.weights == "bf16" ? WeightFormat::BF16
+                            : a.weights == "f32"  ? WeightFormat::F32
+                                                  : WeightFormat::AsStored;
+    auto model = load_model(a.model, LoadOptions{wf});
     auto tok = tok::load_tokenizer_for(a.model, a.tokenizer);
     if (tok.vocab_size() > model->vocab())
       throw UsageError(a.tokenizer, "vocab", "tokenizer has " + std::to_string(tok.vocab_size()) +
@@ -194,7 +208,8 @@ int main(int argc, char** argv) {
       task = read_boolq(data);
     } else {
       if (data.empty()) data = shared_file("data/gpqa/gpqa_diamond.zip").string();
-      task = read_gpqa(data, order, seed);
+      // The released Void code uses GPQA's answer strings untrimmed; so does the void preset.
+      task = read_gpqa(data, order, seed, {}, a.preset == "void" ? GpqaText::AsIs : GpqaText::Trimmed);
     }
     if (!a.subjects.empty() && a.task != "mmlu") {
       const auto keep = split_list(a.subjects);
@@ -202,6 +217,8 @@ int main(int argc, char** argv) {
         return std::find(keep.begin(), keep.end(), it.subject) == keep.end();
       });
     }
+
+    if (a.subset) task.items = stratified_subset(task.items, a.subset, a.subset_seed);
 
     EvalOptions o;
     o.prompt = {parse_preset(a.preset), a.shots, !a.no_chat};
@@ -218,7 +235,12 @@ int main(int argc, char** argv) {
     std::vector<std::string> names;
     for (auto& s : specs) names.push_back(s.name);
     nlohmann::json extra = {{"split", a.split}};
-    if (a.task == "gpqa") extra["gpqa_order"] = a.gpqa_order;
+    if (a.weights != "as-stored") extra["weights"] = a.weights;  // absent: as stored (older files)
+    if (a.task == "gpqa") {
+      extra["gpqa_order"] = a.gpqa_order;
+      extra["gpqa_text"] = a.preset == "void" ? "as-is" : "trimmed";
+    }
+    if (a.subset) extra["subset"] = {{"n", a.subset}, {"seed", a.subset_seed}};
     const auto settings = run_settings(task.kind, std::filesystem::weakly_canonical(a.model).string(),
                                        std::filesystem::weakly_canonical(data).string(), names, o, extra);
     const bool chat = o.prompt.chat && tok.has_chat_template();

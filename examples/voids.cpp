@@ -1,20 +1,48 @@
 // voids — the LAC void analysis ("Void in Language Models"): run prompt processing (PP) and
 // response generation (RG) under L2 Adaptive Computation, print which layers each phase used,
-// and write the per-token trace (JSONL, CSV), the usage summary and a tokens × layers heatmap.
-// With --calibrate, turn the voids into real speed: derive a per-phase static skip set from the
-// trace and time decoding without those layers against full depth.
+// and write the per-token trace (JSONL, CSV), the usage summary, a tokens × layers heatmap and
+// the layer usage by position over all prompts (usage-buckets.svg).
 //
-//   voids                                         # stories260K, "Once upon a time", α = 0.8
-//   voids -m qwen2.5-7b-instruct/ --chat --prompts prompts.txt --alpha 0.8 --out out/qwen
+// Two sources of prompts:
+//   --prompt / --prompts   free text (stories260K's default "Once upon a time"), greedy by default;
+//   --task mmlu|boolq      benchmark questions through eval's prompt path (--preset void: the
+//                          released prompt bytes, the model's chat template with the generation
+//                          prompt), the paper's sampling (temperature 0.6, top-p 0.9, 51 new tokens,
+//                          stop at eos; per-item seeds as eval's), and eval's answer extraction:
+//                          each question is printed with the reply, the extracted label and
+//                          whether it is right. --items N picks N questions spread over subjects.
+// Skip sets and speed (docs/policies.md, "Calibrated skipping"):
+//   --calibrate c1,c2,...  per threshold c, the static skip set of layers activated for fewer
+//                          than c of the tokens (per phase), and ShortGPT's set of the same sizes
+//                          (the layers whose input and output are most similar by cosine over the
+//                          same tokens); printed and written to calibration.csv as eval policies
+//                          ("static:pp=...;rg=..."), then timed unless --no-timing;
+//   --time-policy P        decode tokens/s of policy P (repeatable; eval's policy names), with
+//                          full depth as the reference, into timing.csv;
+//   --frontier DIR         no model run: join DIR/calibration.csv, DIR/timing.csv and eval results
+//                          DIR/mmlu.jsonl, DIR/boolq.jsonl into DIR/frontier.csv and .svg.
+//
+//   voids                                                   # stories260K, "Once upon a time"
+//   voids -m smollm2.gguf --weights q8 --task mmlu --items 5 --preset void
+//   voids -m smollm2.gguf --weights q8 --task mmlu --split dev --items 57 --calibrate 0.1,0.3
 #include "common.hpp"
 
+#include <ctime>
 #include <fstream>
 
 #include "fathom/depth/lac.hpp"
+#include "fathom/depth/layer_similarity.hpp"
 #include "fathom/depth/static_skip.hpp"
+#include "fathom/eval/boolq.hpp"
+#include "fathom/eval/frontier.hpp"
+#include "fathom/eval/mmlu.hpp"
+#include "fathom/eval/policies.hpp"
+#include "fathom/eval/runner.hpp"
+#include "fathom/eval/subset.hpp"
 #include "fathom/model/generate.hpp"
 #include "fathom/report/heatmap.hpp"
 #include "fathom/report/trace_io.hpp"
+#include "fathom/report/usage_buckets.hpp"
 #include "fathom/report/usage_table.hpp"
 
 namespace {
@@ -32,11 +60,57 @@ std::vector<std::string> read_prompts(const std::string& file) {
   return out;
 }
 
-std::string set_string(const std::vector<uint8_t>& skipped) {
-  std::string s;
+std::string set_string(const std::set<int>& s) {
+  std::string o;
+  for (int l : s) {
+    if (!o.empty()) o += ',';
+    o += std::to_string(l);
+  }
+  return o.empty() ? "none" : o;
+}
+
+std::set<int> as_set(const std::vector<uint8_t>& skipped) {
+  std::set<int> s;
   for (size_t l = 0; l < skipped.size(); ++l)
-    if (skipped[l]) s += (s.empty() ? "" : ",") + std::to_string(l);
-  return s.empty() ? "none" : s;
+    if (skipped[l]) s.insert(int(l));
+  return s;
+}
+
+// The eval policy that skips these sets ("static:pp=...;rg=...", canonical).
+std::string static_policy(const std::set<int>& pp, const std::set<int>& rg) {
+  auto list = [](const std::set<int>& s) { return s.empty() ? std::string() : set_string(s); };
+  return fathom::eval::parse_policy("static:pp=" + list(pp) + ";rg=" + list(rg)).name;
+}
+
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+std::string one_line(std::string s, size_t max_chars) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  if (s.size() > max_chars) s = s.substr(0, max_chars) + "…";
+  return s;
+}
+
+// Joins calibration, timing and eval results in `dir` into frontier.csv / frontier.svg.
+int frontier(const std::string& dir_name) {
+  namespace fs = std::filesystem;
+  const fs::path dir(dir_name);
+  const auto rows = fathom::eval::read_calibration_csv((dir / "calibration.csv").string());
+  const auto tps = fathom::eval::read_timing_csv((dir / "timing.csv").string());
+  std::vector<fathom::eval::FrontierTask> tasks;
+  for (const char* t : {"mmlu", "boolq"})
+    if (fs::exists(dir / (std::string(t) + ".jsonl")))
+      tasks.push_back({t, fathom::eval::read_results_records((dir / (std::string(t) + ".jsonl")).string())});
+  const std::string csv = fathom::eval::frontier_csv(rows, tasks, tps);
+  fathom::report::write_text_file(dir / "frontier.csv", csv);
+  fathom::eval::write_frontier_svg(dir / "frontier.svg", fathom::eval::frontier_series(rows, tasks, tps),
+                                   "Skipping layers: accuracy vs decode speed");
+  std::cout << csv << "wrote " << (dir / "frontier.csv").string() << ", frontier.svg\n";
+  return 0;
 }
 
 }  // namespace
@@ -46,114 +120,248 @@ int main(int argc, char** argv) {
   examples::ModelArgs margs;
   margs.add(app);
   std::string prompt = "Once upon a time", prompts_file, out_dir = "voids-out", mode = "final-state",
-              kv = "propagate";
-  double alpha = 0.8, calibrate = -1;
-  bool chat = false;
-  size_t heatmap_tokens = 96;
+              kv = "propagate", task_name, data, split = "test", preset = "void", frontier_dir;
+  double alpha = 0.8;
+  std::vector<double> calibrate;
+  std::vector<std::string> time_policies;
+  bool chat = false, no_chat = false, no_timing = false;
+  size_t heatmap_tokens = 96, n_items = 5, buckets = 10, time_prompts = 3, time_repeats = 3;
   fathom::GenerateOptions gen;
   gen.max_new_tokens = 48;
   app.add_option("-p,--prompt", prompt, "prompt text");
   app.add_option("--prompts", prompts_file, "file with one prompt per line (instead of --prompt)");
   app.add_flag("--chat", chat, "wrap each prompt in the model's chat format (generation prompt)");
+  app.add_option("--task", task_name, "benchmark questions instead of prompts: mmlu, boolq")
+      ->check(CLI::IsMember({"mmlu", "boolq"}));
+  app.add_option("--items", n_items, "--task: questions, spread over the subjects (MMLU)");
+  app.add_option("--split", split, "--task mmlu: split folder (test, dev)");
+  app.add_option("--data", data, "--task: dataset folder/file (default: the shared copy)");
+  app.add_option("--preset", preset, "--task: prompt wording, void (default) or lm-eval")
+      ->check(CLI::IsMember({"void", "lm-eval"}));
+  app.add_flag("--no-chat", no_chat, "--task: plain text even when the model has a chat template");
   app.add_option("-a,--alpha", alpha, "LAC α: a layer is a void when Δ_l < α·range(Δ_{<l})");
   app.add_option("--mode", mode, "what a void means: final-state (the authors' code), in-stream, trace-only")
       ->check(CLI::IsMember({"final-state", "in-stream", "trace-only"}));
   app.add_option("--kv", kv, "K/V of positions that skipped a layer: propagate, exact, none")
       ->check(CLI::IsMember({"propagate", "exact", "none"}));
-  app.add_option("-n,--max-new-tokens", gen.max_new_tokens, "tokens to generate per prompt");
-  app.add_option("--temperature", gen.sampling.temperature, "0: greedy (default)");
-  app.add_option("--top-p", gen.sampling.top_p, "nucleus sampling mass");
-  app.add_option("--seed", gen.sampling.seed, "sampling seed");
-  app.add_option("-o,--out", out_dir, "folder for trace.jsonl, trace.csv, usage.csv, heatmap.svg");
+  app.add_option("-n,--max-new-tokens", gen.max_new_tokens,
+                 "tokens to generate per prompt (default 48; --task: 51, the paper's)");
+  app.add_option("--temperature", gen.sampling.temperature, "0: greedy (default; --task: 0.6)");
+  app.add_option("--top-p", gen.sampling.top_p, "nucleus sampling mass (--task: 0.9)");
+  app.add_option("--seed", gen.sampling.seed, "sampling seed (--task: mixed with each item's id, as eval)");
+  app.add_option("-o,--out", out_dir, "folder for trace.jsonl, trace.csv, usage.csv, heatmap.svg, ...");
   app.add_option("--heatmap-tokens", heatmap_tokens, "tokens per phase drawn in the heatmap");
+  app.add_option("--buckets", buckets, "position buckets of usage-buckets.svg");
   app.add_option("--calibrate", calibrate,
-                 "skip layers activated for fewer than this fraction of tokens (per phase) and time "
-                 "decoding against full depth");
+                 "thresholds c (comma list): skip layers activated for fewer than c of the tokens "
+                 "(per phase), plus ShortGPT's set of the same size; eval policies into calibration.csv")
+      ->delimiter(',');
+  app.add_option("--time-policy", time_policies,
+                 "time decoding under this eval policy (repeatable), against full depth")
+      ->take_all();
+  app.add_flag("--no-timing", no_timing, "--calibrate: do not time the derived policies");
+  app.add_option("--time-prompts", time_prompts, "prompts decoded per timed policy (the first N)");
+  app.add_option("--time-repeats", time_repeats,
+                 "timing rounds over all policies in turn; each policy keeps its fastest round");
+  app.add_option("--frontier", frontier_dir,
+                 "join DIR/calibration.csv, timing.csv, mmlu.jsonl, boolq.jsonl into frontier.csv/.svg");
   CLI11_PARSE(app, argc, argv);
 
   return examples::guarded([&] {
+    using namespace fathom;
+    if (!frontier_dir.empty()) return frontier(frontier_dir);
+    for (double c : calibrate)
+      if (!(c >= 0 && c <= 1)) throw UsageError("", "--calibrate", "a threshold must be in [0, 1]");
+    const bool task_mode = !task_name.empty();
+    if (task_mode) {  // the paper's sampling unless asked otherwise
+      if (!app.count("--max-new-tokens")) gen.max_new_tokens = 51;
+      if (!app.count("--temperature")) gen.sampling.temperature = 0.6f;
+      if (!app.count("--top-p")) gen.sampling.top_p = 0.9f;
+    }
+    const double cpu0 = cpu_seconds();
+    const auto t_start = std::chrono::steady_clock::now();
     auto model = margs.load();
     auto tok = margs.load_tokenizer();
-    const auto prompts = prompts_file.empty() ? std::vector<std::string>{prompt} : read_prompts(prompts_file);
-    const fathom::LacMode lac_mode = mode == "in-stream"    ? fathom::LacMode::InStream
-                                     : mode == "trace-only" ? fathom::LacMode::TraceOnly
-                                                            : fathom::LacMode::FinalState;
-    const fathom::KvStrategy kv_strategy = kv == "exact" ? fathom::KvStrategy::Exact
-                                           : kv == "none" ? fathom::KvStrategy::None
-                                                          : fathom::KvStrategy::Propagate;
+    const LacMode lac_mode = mode == "in-stream"    ? LacMode::InStream
+                             : mode == "trace-only" ? LacMode::TraceOnly
+                                                    : LacMode::FinalState;
+    const KvStrategy kv_strategy = kv == "exact" ? KvStrategy::Exact
+                                   : kv == "none" ? KvStrategy::None
+                                                  : KvStrategy::Propagate;
     std::filesystem::create_directories(out_dir);
     const std::filesystem::path out(out_dir);
     auto token_text = [&](int32_t id) { return tok.decode({id}, false); };
 
-    fathom::Trace trace(model->n_layers());
-    fathom::LAC lac(model->n_layers(), model->hidden(), alpha, lac_mode, &trace);
-    fathom::report::TraceJsonlWriter jsonl(out / "trace.jsonl", token_text);
+    Trace trace(model->n_layers());
+    LAC lac(model->n_layers(), model->hidden(), alpha, lac_mode, &trace);
+    // ShortGPT's similarity is measured in the same pass (final-state LAC leaves the stream alone).
+    LayerCosines cosines(model->n_layers());
+    LayerSimilarity<LAC> policy(lac, cosines);
+    report::TraceJsonlWriter jsonl(out / "trace.jsonl", token_text);
     std::vector<std::vector<int32_t>> encoded;
     std::ofstream texts(out / "generations.txt", std::ios::binary);
-    std::cout << "model " << margs.model << " (" << model->n_layers() << " layers), α = " << alpha
-              << ", " << mode << ", kv " << kv << "\n";
-    if (chat) std::cout << "chat template: " << tok.chat_template_source() << "\n";
-    std::cout << "\n";
+    std::cout << "model " << margs.model << " (" << model->n_layers() << " layers, weights "
+              << margs.weights << "), α = " << alpha << ", " << mode << ", kv " << kv << "\n";
     const auto t0 = std::chrono::steady_clock::now();
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      const std::string text = chat ? tok.apply_chat_template({{"user", prompts[i]}}, true) : prompts[i];
-      auto ids = tok.encode(text, !chat);
-      if (ids.empty()) throw fathom::UsageError("", "prompt", "prompt " + std::to_string(i) + " is empty");
-      encoded.push_back(ids);
-      fathom::Session session(*model, {0, kv_strategy});
-      trace.set_sequence(int64_t(i));
-      auto g = fathom::generate(session, ids, gen, lac);
-      jsonl.sync(trace);  // every record on disk as soon as its prompt is done
-      const std::string answer = tok.decode(g.tokens, true);
-      std::cout << "[" << i << "] " << prompts[i] << " ▸ " << answer << "\n";
-      texts << prompts[i] << "\t" << answer << "\n" << std::flush;
+    std::string what;  // for the figures' subtitles
+    if (task_mode) {
+      eval::Task task;
+      if (task_name == "mmlu") {
+        task = eval::read_mmlu(data.empty() ? shared_file("data/mmlu").string() : data, {}, split);
+      } else {
+        task = eval::read_boolq(data.empty() ? shared_file("data/boolq/dev.jsonl").string() : data);
+      }
+      const auto items = eval::spread_items(task.items, n_items);
+      eval::PromptBuilder builder(tok, task.kind, {eval::parse_preset(preset), 0, !no_chat});
+      Session session(*model, {0, kv_strategy});
+      eval::ScoringSettings ss;
+      ss.scoring = eval::Scoring::Generate;
+      ss.generation = {gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p};
+      const size_t budget = size_t(session.capacity()) - eval::prompt_reserve(ss, session.capacity());
+      std::cout << eval::task_name(task.kind) << " " << split << ", " << items.size() << " items, " << preset
+                << " preset, "
+                << (builder.uses_chat() ? "chat template: " + tok.chat_template_source() : "plain text")
+                << ", temperature " << gen.sampling.temperature << ", top-p " << gen.sampling.top_p
+                << ", up to " << gen.max_new_tokens << " new tokens, seed " << gen.sampling.seed << "\n\n";
+      size_t right = 0, none = 0;
+      for (size_t i = 0; i < items.size(); ++i) {
+        const eval::Item& it = items[i];
+        const eval::Prompt p = builder.build(it, task.dev, budget, false);
+        encoded.push_back(p.tokens);
+        trace.set_sequence(int64_t(i));
+        const auto sc = eval::score_generate(session, tok, p, it, ss.generation,
+                                             eval::item_seed(gen.sampling.seed, it.id), policy);
+        jsonl.sync(trace);
+        const bool ok = sc.pred == it.answer;
+        right += ok, none += sc.pred < 0;
+        std::cout << "[" << i << "] " << it.id << " (" << p.tokens.size() << " prompt tokens"
+                  << (p.truncated ? ", truncated" : "") << "): " << one_line(it.question, 100) << "\n"
+                  << "    reply: " << one_line(sc.output, 160) << "\n"
+                  << "    extracted: " << (sc.pred < 0 ? std::string("none") : p.labels[size_t(sc.pred)])
+                  << ", answer " << p.labels[size_t(it.answer)] << " -> " << (ok ? "right" : "wrong") << "\n";
+        texts << it.id << "\t" << sc.output << "\n" << std::flush;
+      }
+      std::printf("\n%zu / %zu right, %zu without an extractable answer\n", right, items.size(), none);
+      what = std::to_string(items.size()) + " " + eval::task_name(task.kind) + " " + split + " prompts";
+    } else {
+      if (chat) std::cout << "chat template: " << tok.chat_template_source() << "\n";
+      std::cout << "\n";
+      const auto prompts = prompts_file.empty() ? std::vector<std::string>{prompt} : read_prompts(prompts_file);
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        const std::string text = chat ? tok.apply_chat_template({{"user", prompts[i]}}, true) : prompts[i];
+        auto ids = tok.encode(text, !chat);
+        if (ids.empty()) throw UsageError("", "prompt", "prompt " + std::to_string(i) + " is empty");
+        encoded.push_back(ids);
+        Session session(*model, {0, kv_strategy});
+        trace.set_sequence(int64_t(i));
+        auto g = generate(session, ids, gen, policy);
+        jsonl.sync(trace);  // every record on disk as soon as its prompt is done
+        const std::string answer = tok.decode(g.tokens, true);
+        std::cout << "[" << i << "] " << prompts[i] << " ▸ " << answer << "\n";
+        texts << prompts[i] << "\t" << answer << "\n" << std::flush;
+      }
+      what = std::to_string(prompts.size()) + " prompts";
     }
     const double secs = examples::seconds_since(t0);
 
-    std::cout << "\n" << fathom::report::usage_text(trace) << "\n";
-    const auto pp = trace.usage(fathom::Phase::PP), rg = trace.usage(fathom::Phase::RG);
+    std::cout << "\n" << report::usage_text(trace) << "\n";
+    const auto pp = trace.usage(Phase::PP), rg = trace.usage(Phase::RG);
     std::printf("%% of layers used: PP %.1f%%, RG %.1f%% (%zu + %zu tokens, %.2f s)\n",
                 100 * pp.mean_activated(), 100 * rg.mean_activated(), pp.tokens, rg.tokens, secs);
 
-    fathom::report::write_trace_csv(out / "trace.csv", trace, token_text);
-    std::ofstream(out / "usage.csv", std::ios::binary) << fathom::report::usage_csv(trace);
-    fathom::report::HeatmapOptions hopt;
+    report::write_trace_csv(out / "trace.csv", trace, token_text);
+    std::ofstream(out / "usage.csv", std::ios::binary) << report::usage_csv(trace);
+    report::HeatmapOptions hopt;
     hopt.model = std::filesystem::path(margs.model).filename().string();
     hopt.alpha = alpha;
     hopt.note = "LAC " + mode + ", KV " + kv;
     hopt.max_tokens = heatmap_tokens;
-    fathom::report::write_heatmap_svg(out / "heatmap.svg", trace, hopt, token_text);
+    report::write_heatmap_svg(out / "heatmap.svg", trace, hopt, token_text);
+    char note[160];
+    std::snprintf(note, sizeof note, "LAC %s, α = %g, %s", mode.c_str(), alpha, what.c_str());
+    report::write_usage_buckets_svg(out / "usage-buckets.svg",
+                                    report::bucket_usage(trace.records(), model->n_layers(), buckets),
+                                    {hopt.model, note});
     std::cout << "wrote " << (out / "trace.jsonl").string() << ", trace.csv, usage.csv, heatmap.svg, "
-              << "generations.txt\n";
+              << "usage-buckets.svg, generations.txt\n";
 
-    if (calibrate >= 0) {
-      // Calibrated skip: the layers LAC found to be voids for most tokens are not computed at all.
-      auto skip = fathom::calibrated_skip(trace, calibrate);
-      std::cout << "\ncalibrated skip (activated < " << calibrate << "): PP skips {"
-                << set_string(skip.skipped(fathom::Phase::PP)) << "}, RG skips {"
-                << set_string(skip.skipped(fathom::Phase::RG)) << "}\n";
-      auto time_decode = [&](auto& policy) {
-        size_t n = 0;
-        double t = 0;
-        for (const auto& ids : encoded) {
-          fathom::Session s(*model, {0, kv_strategy});
-          fathom::GenerateOptions o = gen;
-          o.stop_on_eos = false;
-          o.max_new_tokens = std::min<int>(gen.max_new_tokens, int(s.capacity() - int64_t(ids.size())));
-          s.forward(ids, fathom::Phase::PP, policy);
-          const auto t1 = std::chrono::steady_clock::now();
-          int32_t next = 1;
-          for (int k = 0; k < o.max_new_tokens; ++k, ++n)
-            s.forward(std::span<const int32_t>(&next, 1), fathom::Phase::RG, policy);
-          t += examples::seconds_since(t1);
+    // Skip sets derived from this run's tokens.
+    std::vector<std::string> to_time = time_policies;
+    if (!calibrate.empty()) {
+      std::ofstream cal(out / "calibration.csv", std::ios::binary);
+      cal << "c,method,skipped_pp,skipped_rg,policy\n";
+      std::cout << "\nskip sets from " << pp.tokens << " PP + " << rg.tokens << " RG tokens:\n";
+      for (double c : calibrate) {
+        const StaticSkip skip = calibrated_skip(trace, c);
+        const std::set<int> spp = as_set(skip.skipped(Phase::PP)), srg = as_set(skip.skipped(Phase::RG));
+        const std::set<int> gpp = shortgpt_layers(cosines, spp.size()), grg = shortgpt_layers(cosines, srg.size());
+        char cs[32];
+        std::snprintf(cs, sizeof cs, "%g", c);
+        for (const auto& [method, a, b] : {std::tuple{"calibrated", spp, srg}, std::tuple{"shortgpt", gpp, grg}}) {
+          const std::string pol = static_policy(a, b);
+          cal << cs << "," << method << "," << a.size() << "," << b.size() << "," << report::csv_field(pol) << "\n";
+          std::printf("  c = %-5s %-10s PP skips %2zu {%s}, RG skips %2zu {%s}\n             policy %s\n", cs,
+                      method, a.size(), set_string(a).c_str(), b.size(), set_string(b).c_str(), pol.c_str());
+          if (!no_timing && std::find(to_time.begin(), to_time.end(), pol) == to_time.end()) to_time.push_back(pol);
         }
-        return double(n) / t;
-      };
-      fathom::FullDepth full;
-      const double full_tps = time_decode(full), skip_tps = time_decode(skip);
-      std::printf("decode: full depth %.0f tok/s, calibrated skip %.0f tok/s (%.2fx)\n", full_tps,
-                  skip_tps, skip_tps / full_tps);
+      }
+      std::cout << "wrote " << (out / "calibration.csv").string() << "\n";
     }
+
+    if (!to_time.empty()) {
+      // Decode speed: each prompt's PP under the policy, then max_new_tokens RG steps (token 1 fed
+      // back, no eos stop), on the first --time-prompts prompts. Rounds go over all policies in
+      // turn and each keeps its fastest round, so a burst of load on a shared machine hits one
+      // round of every policy rather than all rounds of one.
+      std::vector<eval::PolicySpec> specs = {eval::parse_policy("full")};
+      for (const auto& p : to_time) {
+        auto s = eval::parse_policy(p);
+        if (s.name != "full") specs.push_back(s);
+      }
+      std::ofstream tcsv(out / "timing.csv", std::ios::binary);
+      tcsv << "policy,tokens,seconds,cpu_seconds,tok_s\n";
+      const size_t np = std::min(time_prompts, encoded.size());
+      double full_tps = 0;
+      std::printf("\ndecode speed (%zu prompts x %d steps, %d threads, best of %zu rounds):\n", np,
+                  gen.max_new_tokens, omp_get_max_threads(), time_repeats);
+      struct Best {
+        size_t n = 0;
+        double t = INFINITY, cpu = 0;
+      };
+      std::vector<Best> best(specs.size());
+      for (size_t round = 0; round < std::max<size_t>(1, time_repeats); ++round)
+      for (size_t k = 0; k < specs.size(); ++k) {
+        const auto& spec = specs[k];
+        size_t n = 0;
+        double t = 0, cpu = 0;
+        eval::with_policy(*model, spec, nullptr, [&](auto& pol) {
+          for (size_t i = 0; i < np; ++i) {
+            const auto& ids = encoded[i];
+            Session s(*model, {0, kv_strategy});
+            const int steps = std::min<int>(gen.max_new_tokens, int(s.capacity() - int64_t(ids.size())));
+            s.forward(ids, Phase::PP, pol);
+            const auto t1 = std::chrono::steady_clock::now();
+            const double c1 = cpu_seconds();
+            int32_t next = 1;
+            for (int k = 0; k < steps; ++k, ++n) s.forward(std::span<const int32_t>(&next, 1), Phase::RG, pol);
+            t += examples::seconds_since(t1);
+            cpu += cpu_seconds() - c1;
+          }
+        });
+        if (t < best[k].t) best[k] = {n, t, cpu};
+      }
+      for (size_t k = 0; k < specs.size(); ++k) {
+        const auto& b = best[k];
+        const double tps = b.t > 0 && std::isfinite(b.t) ? double(b.n) / b.t : 0;
+        if (specs[k].name == "full") full_tps = tps;
+        tcsv << report::csv_field(specs[k].name) << "," << b.n << "," << b.t << "," << b.cpu << "," << tps << "\n";
+        std::printf("  %7.1f tok/s (%.2fx)  %s\n", tps, full_tps > 0 ? tps / full_tps : 0.0,
+                    specs[k].name.c_str());
+      }
+      std::cout << "wrote " << (out / "timing.csv").string() << "\n";
+    }
+    std::printf("total (loading included): wall %.1f s, CPU %.1f s\n", examples::seconds_since(t_start),
+                cpu_seconds() - cpu0);
     return 0;
   });
 }

@@ -5,6 +5,11 @@
 // float rounding (torch computes Δ and τ in float32, fathom in double from float norms); such
 // cases are counted and printed, and none occurs in the committed fixtures (smallest recorded
 // |Δ − τ|: 1.1e-4 on qwen2_f32, far above rounding).
+// SmolLM2-135M-Instruct (the shared GGUF, its Q4_1 weights dequantised to float32 on both sides;
+// 30 layers, real prompts, α 0.8): Δ must agree within 1e-4·max(1, n_l) and a decision may differ
+// only where |Δ − τ| ≤ 1e-4·max(1, n_l) — 30 layers of float32 sums in different orders drift by
+// about that much on norms of up to a few hundred. Such decisions are counted and printed, not
+// failed; every other decision and every greedy token must be identical.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -13,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fathom/core/shared_path.hpp"
 #include "fathom/depth/lac.hpp"
 #include "fathom/io/json.hpp"
 #include "fathom/model/generate.hpp"
@@ -26,9 +32,15 @@ const std::filesystem::path kRoot = std::filesystem::path(FATHOM_SOURCE_DIR) / "
 // Within float rounding of τ: the two implementations may legitimately disagree there.
 bool near_tie(double delta, double tau) { return std::abs(delta - tau) <= 1e-5 * std::max(1.0, std::abs(tau)); }
 
-void check_model(const std::string& name) {
+// How a real model's decisions are compared (see the header): bounds relative to the norm n_l.
+struct RealModelTolerance {
+  double rel = 0;  // 0: the fixture models' rules
+};
+
+void check_model(const std::string& name, std::unique_ptr<Model> model = nullptr,
+                 RealModelTolerance tol = {}) {
   const auto doc = nlohmann::json::parse(io::read_text_file(kRoot / "lac_parity" / (name + ".json")));
-  auto model = load_model(kRoot / "models" / name);
+  if (!model) model = load_model(kRoot / "models" / name);
   const size_t L = model->n_layers(), steps = doc.at("steps").get<size_t>();
   size_t decisions = 0, voids = 0, ties = 0;
   for (const auto& c : doc.at("cases")) {
@@ -61,9 +73,11 @@ void check_model(const std::string& name) {
           for (size_t l = 0; l < L; ++l) {
             const auto& got = recs[base + i].layers[l];
             ++decisions, voids += want[i][l] == 0;
-            CHECK(got.delta == doctest::Approx(delta[i][l]).epsilon(1e-4));
+            const double bound = tol.rel * std::max(1.0, std::abs(double(got.norm)));
+            if (tol.rel > 0) CHECK(std::abs(double(got.delta) - delta[i][l]) <= bound);
+            else CHECK(got.delta == doctest::Approx(delta[i][l]).epsilon(1e-4));
             if (bool(want[i][l]) == got.activated) continue;
-            if (near_tie(delta[i][l], tau[i][l])) {
+            if (tol.rel > 0 ? std::abs(delta[i][l] - tau[i][l]) <= bound : near_tie(delta[i][l], tau[i][l])) {
               ++ties;
               std::printf("%s %s α=%g %s token %zu layer %zu: Δ=%.9g τ=%.9g (within rounding)\n",
                           name.c_str(), mode.c_str(), alpha, phase, i, l, delta[i][l], tau[i][l]);
@@ -80,7 +94,7 @@ void check_model(const std::string& name) {
   std::printf("%s: %zu decisions (%zu voids) identical to the transformers reference, %zu within "
               "rounding of τ\n", name.c_str(), decisions, voids, ties);
   CHECK(voids > 0);  // the fixture exercises both outcomes
-  CHECK(ties == 0);
+  if (tol.rel == 0) CHECK(ties == 0);
 }
 }  // namespace
 
@@ -92,4 +106,10 @@ TEST_CASE("LAC decisions and greedy tokens equal the released logic in transform
 }
 TEST_CASE("LAC decisions and greedy tokens equal the released logic in transformers: mistral_f32") {
   check_model("mistral_f32");
+}
+
+TEST_CASE("LAC decisions and greedy tokens equal the released logic in transformers: SmolLM2-135M-Instruct") {
+  // The shared GGUF (a missing file fails with the path looked at), as float32 like transformers'.
+  const auto gguf = shared_file("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+  check_model("smollm2", load_model(gguf, LoadOptions{WeightFormat::F32}), RealModelTolerance{1e-4});
 }

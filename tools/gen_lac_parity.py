@@ -19,7 +19,13 @@ layer's decision, Δ and τ (float32, as torch computes them). The C++ test
 (tests/test_lac_parity.cpp) requires identical decisions and tokens; a decision whose |Δ − τ| is
 within float rounding is reported there, never silently accepted.
 
-Usage:  python tools/gen_lac_parity.py [--out tests/fixtures/lac_parity]
+SmolLM2-135M-Instruct (the GGUF in the shared folder, $FATHOM_SHARED or ../shared) is recorded too
+when present (--smollm2 only / --no-smollm2 to skip): transformers dequantises its Q4_1 weights to
+float32 (from_pretrained(dir, gguf_file=..., torch_dtype=float32)), fathom loads the same values
+as f32. Three real prompts (a chat-rendered question, two plain sentences; their ids are stored),
+α 0.8, 8 RG steps; Δ and τ are stored with 7 significant digits to keep the file small.
+
+Usage:  python tools/gen_lac_parity.py [--out tests/fixtures/lac_parity] [--smollm2 | --no-smollm2]
 Deterministic (one thread, fixed prompts); the output is small JSON.
 """
 from __future__ import annotations
@@ -47,6 +53,13 @@ PROMPTS = [
 ]
 ALPHAS = [0.8, 0.4]
 STEPS = 8  # RG loop steps after the token sampled from the prompt pass
+SMOLLM2 = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_TEXTS = ["The capital of France is", "def fibonacci(n):\n    if n < 2:"]
+SMOLLM2_CHAT = "What is the boiling point of water at sea level?"
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("FATHOM_SHARED") or ROOT.parent / "shared")
 
 
 class Lac:
@@ -117,13 +130,54 @@ def run(model, lac: Lac, prompt):
             "rg": rg, "rg_delta": rg_d, "rg_tau": rg_t}
 
 
+def r7(x):
+    """Nested lists of floats rounded to 7 significant digits (float32 precision)."""
+    return [r7(v) for v in x] if isinstance(x, list) else float(f"{x:.7g}")
+
+
+def smollm2(out: Path):
+    from transformers import AutoTokenizer
+    gguf = shared_dir() / SMOLLM2
+    if not gguf.exists():
+        raise SystemExit(f"SmolLM2 GGUF not found at {gguf} (set FATHOM_SHARED)")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    chat = tok.apply_chat_template([{"role": "user", "content": SMOLLM2_CHAT}], tokenize=False,
+                                   add_generation_prompt=True)
+    prompts = [tok(chat, add_special_tokens=False)["input_ids"]] + \
+              [tok(t, add_special_tokens=False)["input_ids"] for t in SMOLLM2_TEXTS]
+    cases = []
+    for mode in ["trace", "final"]:
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                     torch_dtype=torch.float32,
+                                                     attn_implementation="eager").eval()
+        lac = Lac(model, 0.8, mode == "final")
+        with torch.no_grad():
+            runs = [run(model, lac, p) for p in prompts]
+        for r in runs:
+            for k in ["pp_delta", "pp_tau", "rg_delta", "rg_tau"]:
+                r[k] = r7(r[k])
+        cases.append({"mode": mode, "alpha": 0.8, "runs": runs})
+    doc = {"model": "smollm2-135m-instruct", "gguf": SMOLLM2, "steps": STEPS,
+           "transformers": transformers.__version__, "torch": torch.__version__, "cases": cases}
+    path = out / "smollm2.json"
+    path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    voids = sum(1 - a for c in cases for r in c["runs"] for row in r["pp"] + r["rg"] for a in row)
+    print(f"{path}: {len(cases)} cases, {voids} void decisions, {path.stat().st_size} bytes")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "tests/fixtures/lac_parity"))
+    ap.add_argument("--smollm2", action="store_true", help="only SmolLM2")
+    ap.add_argument("--no-smollm2", action="store_true", help="only the fixture models")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not args.no_smollm2:
+        smollm2(out)
+    if args.smollm2:
+        return
     for name in MODELS:
         cases = []
         for mode in ["trace", "final"]:

@@ -11,6 +11,10 @@
 //   CorrectLast  incorrect 1, 2, 3, then the correct answer (always D) — the order of the Void
 //                paper's released code, kept only to compare with it: a model biased to "D"
 //                scores 100 % there.
+// Text: Trimmed strips surrounding whitespace from the question and answers; AsIs keeps them
+// exactly as the dataset has them (some answers carry a leading space or a trailing newline) —
+// the released Void code does, so the void preset reads GPQA AsIs. Empty-after-trimming is an
+// error either way.
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -31,6 +35,7 @@
 namespace fathom::eval {
 
 enum class GpqaOrder : uint8_t { Shuffled, CorrectLast };
+enum class GpqaText : uint8_t { Trimmed, AsIs };
 
 namespace detail {
 inline uint64_t splitmix64(uint64_t x) {
@@ -102,7 +107,9 @@ inline std::string gpqa_password() {
 
 // Items of a GPQA CSV text (official column names).
 inline std::vector<Item> parse_gpqa_csv(std::string_view text, const std::string& file,
-                                        GpqaOrder order, uint64_t seed) {
+                                        GpqaOrder order, uint64_t seed,
+                                        GpqaText text_mode = GpqaText::Trimmed) {
+  const auto keep = [&](const std::string& f) { return text_mode == GpqaText::AsIs ? f : detail::trim(f); };
   auto recs = parse_csv(text, file);
   if (recs.empty()) throw DataError(file, "line 1", "empty file (no header)");
   std::map<std::string, size_t> col;
@@ -126,12 +133,12 @@ inline std::vector<Item> parse_gpqa_csv(std::string_view text, const std::string
     Item it;
     it.id = "gpqa/" + std::to_string(out.size());
     it.subject = dom != col.end() ? detail::trim(rec.fields[dom->second]) : "gpqa";
-    it.question = detail::trim(rec.fields[q]);
-    if (it.question.empty()) throw DataError(file, where + ", field Question", "empty");
-    std::vector<std::string> opts = {detail::trim(rec.fields[c]), detail::trim(rec.fields[i1]),
-                                     detail::trim(rec.fields[i2]), detail::trim(rec.fields[i3])};
+    it.question = keep(rec.fields[q]);
+    if (detail::trim(it.question).empty()) throw DataError(file, where + ", field Question", "empty");
+    std::vector<std::string> opts = {keep(rec.fields[c]), keep(rec.fields[i1]), keep(rec.fields[i2]),
+                                     keep(rec.fields[i3])};
     for (size_t k = 0; k < 4; ++k)
-      if (opts[k].empty())
+      if (detail::trim(opts[k]).empty())
         throw DataError(file, where + ", field " + (k ? "Incorrect Answer " + std::to_string(k)
                                                       : std::string("Correct Answer")),
                         "empty");
@@ -156,11 +163,12 @@ inline std::vector<Item> parse_gpqa_csv(std::string_view text, const std::string
 
 // Reads GPQA from the password zip (or a plain .csv, e.g. a test fixture).
 inline Task read_gpqa(const std::string& path, GpqaOrder order = GpqaOrder::Shuffled,
-                      uint64_t seed = 0, const std::string& password = {}) {
+                      uint64_t seed = 0, const std::string& password = {},
+                      GpqaText text_mode = GpqaText::Trimmed) {
   Task t;
   t.kind = TaskKind::GPQA;
   if (std::filesystem::path(path).extension() != ".zip") {
-    t.items = parse_gpqa_csv(read_text_file(path), path, order, seed);
+    t.items = parse_gpqa_csv(read_text_file(path), path, order, seed, text_mode);
     return t;
   }
   if (!std::filesystem::exists(path)) throw IoError(path, "", "not found");
@@ -170,7 +178,7 @@ inline Task read_gpqa(const std::string& path, GpqaOrder order = GpqaOrder::Shuf
     if (e.path().extension() == ".csv") {
       // Errors name the zip and its member, never the temporary path.
       const std::string name = path + ":" + e.path().filename().string();
-      t.items = parse_gpqa_csv(read_text_file(e.path().string()), name, order, seed);
+      t.items = parse_gpqa_csv(read_text_file(e.path().string()), name, order, seed, text_mode);
       return t;
     }
   throw DataError(path, "", "the zip holds no .csv file");

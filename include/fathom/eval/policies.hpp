@@ -6,13 +6,20 @@
 //   lac-instream:α     LAC, a void's update discarded from the stream
 //   lac-trace:α        LAC decisions recorded, nothing changed (logits identical to full)
 //   lac-exit:α         the original LAC early-exit rule
+//   static:pp=1,4,7;rg=2,3   StaticSkip: those layers are never computed in that phase (a
+//                      calibrated void set or a ShortGPT set); `static:1,4` skips the same set in
+//                      both phases, `pp=` / `rg=` with no layers skips nothing there. Its commas
+//                      do not split a policy list: a list item that starts with a digit continues
+//                      the static set before it.
 // Layer usage per item: activated layer-token pairs and tokens per phase, so a summary over any
 // set of items is exact (Σ activated / (layers · Σ tokens) = the paper's "% of layers used").
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <type_traits>
 #include <string>
 #include <vector>
@@ -20,6 +27,7 @@
 #include "fathom/core/error.hpp"
 #include "fathom/model/full_depth.hpp"
 #include "fathom/depth/lac.hpp"
+#include "fathom/depth/static_skip.hpp"
 #include "fathom/depth/trace.hpp"
 #include "fathom/eval/scoring.hpp"
 #include "fathom/model/model.hpp"
@@ -28,10 +36,71 @@
 namespace fathom::eval {
 
 struct PolicySpec {
-  enum class Kind : uint8_t { Full, Lac, LacInStream, LacTrace, LacExit } kind = Kind::Full;
+  enum class Kind : uint8_t { Full, Lac, LacInStream, LacTrace, LacExit, Static } kind = Kind::Full;
   double alpha = 0.8;
-  std::string name = "full";  // as written, canonical ("lac:0.8")
+  std::set<int> skip_pp, skip_rg;  // Static: layers not computed per phase
+  std::string name = "full";  // as written, canonical ("lac:0.8", "static:pp=1,4;rg=4")
 };
+
+namespace detail {
+// "1,4,7" (or "") -> {1, 4, 7}; `whole` names the policy in errors.
+inline std::set<int> parse_layer_set(const std::string& s, const std::string& whole) {
+  std::set<int> out;
+  size_t a = 0;
+  while (a < s.size()) {
+    size_t b = s.find(',', a);
+    if (b == std::string::npos) b = s.size();
+    const std::string n = s.substr(a, b - a);
+    size_t used = 0;
+    long v = -1;
+    try {
+      v = std::stol(n, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (n.empty() || used != n.size() || v < 0 || v > 100000)
+      throw UsageError("", "policies", "bad layer '" + n + "' in '" + whole + "' (want layer numbers >= 0)");
+    out.insert(int(v));
+    a = b + 1;
+  }
+  return out;
+}
+inline std::string layer_list(const std::set<int>& s) {
+  std::string o;
+  for (int l : s) {
+    if (!o.empty()) o += ',';
+    o += std::to_string(l);
+  }
+  return o;
+}
+// "static:pp=1,4;rg=2" or "static:1,4" -> spec.
+inline PolicySpec parse_static(const std::string& s, const std::string& body) {
+  PolicySpec p;
+  p.kind = PolicySpec::Kind::Static;
+  if (body.find('=') == std::string::npos) {
+    p.skip_pp = p.skip_rg = parse_layer_set(body, s);
+  } else {
+    bool seen[2] = {false, false};
+    size_t a = 0;
+    while (a <= body.size()) {
+      size_t b = body.find(';', a);
+      if (b == std::string::npos) b = body.size();
+      const std::string part = body.substr(a, b - a);
+      const size_t eq = part.find('=');
+      const std::string key = part.substr(0, eq);
+      const int k = key == "pp" ? 0 : key == "rg" ? 1 : -1;
+      if (eq == std::string::npos || k < 0 || seen[k])
+        throw UsageError("", "policies", "bad static set '" + part + "' in '" + s +
+                                             "' (want pp=l,l,...;rg=l,l,... each at most once)");
+      seen[k] = true;
+      (k == 0 ? p.skip_pp : p.skip_rg) = parse_layer_set(part.substr(eq + 1), s);
+      a = b + 1;
+    }
+  }
+  p.name = "static:pp=" + layer_list(p.skip_pp) + ";rg=" + layer_list(p.skip_rg);
+  return p;
+}
+}  // namespace detail
 
 inline PolicySpec parse_policy(const std::string& s) {
   PolicySpec p;
@@ -41,13 +110,18 @@ inline PolicySpec parse_policy(const std::string& s) {
     if (colon != std::string::npos) throw UsageError("", "policies", "'full' takes no α: " + s);
     return p;
   }
+  if (head == "static") {
+    if (colon == std::string::npos) throw UsageError("", "policies", "'static' needs its layers: " + s);
+    return detail::parse_static(s, s.substr(colon + 1));
+  }
   if (head == "lac") p.kind = PolicySpec::Kind::Lac;
   else if (head == "lac-instream") p.kind = PolicySpec::Kind::LacInStream;
   else if (head == "lac-trace") p.kind = PolicySpec::Kind::LacTrace;
   else if (head == "lac-exit") p.kind = PolicySpec::Kind::LacExit;
   else
     throw UsageError("", "policies", "unknown policy '" + s +
-                                         "' (full, lac:α, lac-instream:α, lac-trace:α, lac-exit:α)");
+                                         "' (full, lac:α, lac-instream:α, lac-trace:α, lac-exit:α, "
+                                         "static:pp=...;rg=...)");
   if (colon != std::string::npos) {
     const std::string a = s.substr(colon + 1);
     size_t used = 0;
@@ -66,14 +140,22 @@ inline PolicySpec parse_policy(const std::string& s) {
 }
 
 inline std::vector<PolicySpec> parse_policies(const std::string& list) {
-  std::vector<PolicySpec> out;
+  // Split at commas, then glue back the pieces that continue a static set ("static:1,4,full").
+  std::vector<std::string> parts;
   size_t a = 0;
   while (a <= list.size()) {
     size_t b = list.find(',', a);
     if (b == std::string::npos) b = list.size();
-    if (b > a) out.push_back(parse_policy(list.substr(a, b - a)));
+    const std::string piece = list.substr(a, b - a);
+    const bool continues = !parts.empty() && parts.back().starts_with("static:") && !piece.empty() &&
+                           (std::isdigit(static_cast<unsigned char>(piece[0])) || piece.starts_with("rg=") ||
+                            piece.starts_with("pp="));
+    if (continues) parts.back() += "," + piece;
+    else if (!piece.empty()) parts.push_back(piece);
     a = b + 1;
   }
+  std::vector<PolicySpec> out;
+  for (const auto& p : parts) out.push_back(parse_policy(p));
   if (out.empty()) throw UsageError("", "policies", "no policy given");
   for (size_t i = 0; i < out.size(); ++i)
     for (size_t j = 0; j < i; ++j)
@@ -195,6 +277,10 @@ decltype(auto) with_policy(const Model& m, const PolicySpec& spec, Trace* trace,
       LACEarlyExit p(L, spec.alpha, 1, trace);
       return fn(p);
     }
+    case K::Static: {
+      StaticSkip p(L, spec.skip_pp, spec.skip_rg, trace);
+      return fn(p);
+    }
     case K::Full:
     default: {
       FullDepth p;
@@ -224,6 +310,9 @@ inline std::unique_ptr<Evaluator> make_evaluator(const Model& m, const PolicySpe
     case K::LacExit:
       return std::make_unique<PolicyEvaluator<LACEarlyExit>>(
           m, [=](Trace* t) { return LACEarlyExit(L, a, 1, t); }, so);
+    case K::Static:
+      return std::make_unique<PolicyEvaluator<StaticSkip>>(
+          m, [=](Trace* t) { return StaticSkip(L, spec.skip_pp, spec.skip_rg, t); }, so);
   }
   throw UsageError("", "policy", "unknown kind");
 }

@@ -364,9 +364,11 @@ inline GgufTokenizerFiles gguf_tokenizer_files(const io::GgufFile& f) {
 
 inline Tokenizer tokenizer_from_gguf(const io::GgufFile& f) {
   const auto files = gguf_tokenizer_files(f);
-  // Messages name the GGUF file and the synthesized part, e.g. "x.gguf (tokenizer.json)".
+  // Messages name the GGUF file and the synthesized part, e.g. "x.gguf (tokenizer.json)"; the
+  // chat template is named by its GGUF key ("x.gguf: tokenizer.chat_template").
+  const std::string tpl = f.has("tokenizer.chat_template") ? f.get_string("tokenizer.chat_template") : "";
   return Tokenizer::from_json_text(files.tokenizer_json, files.config_json, f.path() + " (tokenizer.json)",
-                                   f.path() + " (tokenizer_config.json)");
+                                   f.path() + " (tokenizer_config.json)", tpl, f.path() + ": tokenizer.chat_template");
 }
 
 inline Tokenizer tokenizer_from_gguf(const std::filesystem::path& path) {
