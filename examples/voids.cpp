@@ -17,6 +17,7 @@
 //                          (the layers whose input and output are most similar by cosine over the
 //                          same tokens); printed and written to calibration.csv as eval policies
 //                          ("static:pp=...;rg=..."), then timed unless --no-timing;
+//   --shortgpt k1,k2,...   ShortGPT's k layers alone (same set in PP and RG), into the same file;
 //   --time-policy P        decode tokens/s of policy P (repeatable; eval's policy names), with
 //                          full depth as the reference, into timing.csv;
 //   --frontier DIR         no model run: join DIR/calibration.csv, DIR/timing.csv and eval results
@@ -123,6 +124,7 @@ int main(int argc, char** argv) {
               kv = "propagate", task_name, data, split = "test", preset = "void", frontier_dir;
   double alpha = 0.8;
   std::vector<double> calibrate;
+  std::vector<size_t> shortgpt;
   std::vector<std::string> time_policies;
   bool chat = false, no_chat = false, no_timing = false;
   size_t heatmap_tokens = 96, n_items = 5, buckets = 10, time_prompts = 3, time_repeats = 3;
@@ -155,6 +157,10 @@ int main(int argc, char** argv) {
   app.add_option("--calibrate", calibrate,
                  "thresholds c (comma list): skip layers activated for fewer than c of the tokens "
                  "(per phase), plus ShortGPT's set of the same size; eval policies into calibration.csv")
+      ->delimiter(',');
+  app.add_option("--shortgpt", shortgpt,
+                 "ShortGPT sets of these sizes k (comma list; the same k layers in both phases), "
+                 "printed and added to calibration.csv")
       ->delimiter(',');
   app.add_option("--time-policy", time_policies,
                  "time decoding under this eval policy (repeatable), against full depth")
@@ -287,7 +293,7 @@ int main(int argc, char** argv) {
 
     // Skip sets derived from this run's tokens.
     std::vector<std::string> to_time = time_policies;
-    if (!calibrate.empty()) {
+    if (!calibrate.empty() || !shortgpt.empty()) {
       std::ofstream cal(out / "calibration.csv", std::ios::binary);
       cal << "c,method,skipped_pp,skipped_rg,policy\n";
       std::cout << "\nskip sets from " << pp.tokens << " PP + " << rg.tokens << " RG tokens:\n";
@@ -304,6 +310,14 @@ int main(int argc, char** argv) {
                       method, a.size(), set_string(a).c_str(), b.size(), set_string(b).c_str(), pol.c_str());
           if (!no_timing && std::find(to_time.begin(), to_time.end(), pol) == to_time.end()) to_time.push_back(pol);
         }
+      }
+      for (size_t k : shortgpt) {
+        const std::set<int> g = shortgpt_layers(cosines, k);
+        const std::string pol = static_policy(g, g);
+        cal << ",shortgpt," << k << "," << k << "," << report::csv_field(pol) << "\n";
+        std::printf("  k = %-5zu shortgpt   skips {%s}\n             policy %s\n", k, set_string(g).c_str(),
+                    pol.c_str());
+        if (!no_timing && std::find(to_time.begin(), to_time.end(), pol) == to_time.end()) to_time.push_back(pol);
       }
       std::cout << "wrote " << (out / "calibration.csv").string() << "\n";
     }
