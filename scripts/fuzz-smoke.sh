@@ -20,8 +20,8 @@ cmake --build "$build" --target "${targets[@]}" -j2
 # Seeds: valid inputs the fuzzer can mutate from (written here, nothing committed or downloaded).
 seeds=$build/fuzz-seeds
 rm -rf "$seeds"
-mkdir -p "$seeds/fuzz_safetensors" "$seeds/fuzz_config" "$seeds/fuzz_jinja"
-cp "$root"/tests/fixtures/chat_templates/*.jinja "$seeds/fuzz_jinja/" "$seeds/fuzz_gguf"
+mkdir -p "$seeds/fuzz_safetensors" "$seeds/fuzz_config" "$seeds/fuzz_jinja" "$seeds/fuzz_gguf"
+cp "$root"/tests/fixtures/chat_templates/*.jinja "$seeds/fuzz_jinja/"
 printf '{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":100,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0},"eos_token_id":[1,2]}' \
   >"$seeds/fuzz_config/llama.json"
 printf '{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":96,"vocab_size":100,"use_sliding_window":true,"max_window_layers":0,"sliding_window":16}' \
