@@ -4,8 +4,9 @@
 # an interrupted run continues where it stopped when started again.
 # Usage: scripts/void-results.sh [out-dir] [stage...]   (default out/results, all stages)
 # Stages: mmlu-loglik gpqa boolq mmlu-generate heatmap frontier q8-vs-f32
-# Sizes from the environment: MMLU_N (2000, stratified), BOOLQ_N (1000, first rows),
-#   GEN_N (300, stratified), HEAT_N (100), FRONTIER_MMLU_N (500), FRONTIER_BOOLQ_N (300),
+# Sizes from the environment: MMLU_N (all: the 14,042 test questions; N: a stratified N),
+#   BOOLQ_N (all: the 3,270 validation questions; N: the first N), GEN_N (2000, stratified),
+#   HEAT_N (100), FRONTIER_MMLU_N (500), FRONTIER_BOOLQ_N (300),
 #   CHECK_N (300), THREADS (2), FATHOM_BUILD_DIR (build).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +19,9 @@ stages=("$@")
 ((${#stages[@]})) || stages=(mmlu-loglik gpqa boolq mmlu-generate heatmap frontier q8-vs-f32)
 threads=${THREADS:-2}
 mkdir -p "$out"
+# "all" selects the whole set, N a stratified sample (MMLU) or the first N items (BoolQ).
+mmlu_n=${MMLU_N:-all}; mmlu_sel=(); [[ $mmlu_n == all ]] || mmlu_sel=(--subset "$mmlu_n")
+boolq_n=${BOOLQ_N:-all}; boolq_sel=(); [[ $boolq_n == all ]] || boolq_sel=(--limit "$boolq_n")
 eval_=("$build/examples/eval" --model "$model" --preset void --threads "$threads" --seed 0 --no-progress)
 sweep=full,lac:0.2,lac:0.4,lac:0.6,lac:0.8,lac:1.0,lac-instream:0.8
 run() { echo "== $*" >&2; local t0=$SECONDS; "$@"; echo "   wall $((SECONDS - t0)) s" >&2; }
@@ -25,7 +29,7 @@ run() { echo "== $*" >&2; local t0=$SECONDS; "$@"; echo "   wall $((SECONDS - t0
 for s in "${stages[@]}"; do
   case $s in
     mmlu-loglik)  # log-likelihood of the answer letter; full and every final-state α share one pass
-      run "${eval_[@]}" --task mmlu --subset "${MMLU_N:-2000}" --scoring loglik --policies "$sweep" \
+      run "${eval_[@]}" --task mmlu "${mmlu_sel[@]}" --scoring loglik --policies "$sweep" \
         --per-subject --out "$out/mmlu_loglik.jsonl" --svg "$out/mmlu_alpha.svg" | tee "$out/mmlu_loglik.txt" ;;
     gpqa)  # GPQA Diamond, the paper's order (correct answer last) and shuffled
       for order in correct-last shuffled; do
@@ -33,10 +37,10 @@ for s in "${stages[@]}"; do
           --policies full,lac:0.8,lac-instream:0.8 --out "$out/gpqa_${order}.jsonl" | tee "$out/gpqa_${order}.txt"
       done ;;
     boolq)
-      run "${eval_[@]}" --task boolq --limit "${BOOLQ_N:-1000}" --scoring loglik \
+      run "${eval_[@]}" --task boolq "${boolq_sel[@]}" --scoring loglik \
         --policies full,lac:0.8,lac-instream:0.8 --out "$out/boolq_loglik.jsonl" | tee "$out/boolq_loglik.txt" ;;
     mmlu-generate)  # the paper's protocol: sampled replies (T 0.6, top-p 0.9, 51 tokens), letter extracted
-      run "${eval_[@]}" --task mmlu --subset "${GEN_N:-300}" --scoring generate \
+      run "${eval_[@]}" --task mmlu --subset "${GEN_N:-2000}" --scoring generate \
         --policies full,lac:0.8,lac-instream:0.8 --out "$out/mmlu_generate.jsonl" | tee "$out/mmlu_generate.txt" ;;
     heatmap)  # layer usage by position over many MMLU prompts and their replies (PP and RG)
       run "$build/examples/voids" -m "$model" -t "$threads" --task mmlu --items "${HEAT_N:-100}" \

@@ -138,27 +138,55 @@ struct Q8Acts {
   }
 };
 
-// Portable block dot products: out[m*RW + r] = sum_b dw[r][b] * dx[m][b] * (qw[r][b] . qx[m][b]).
+// Sum of 16 lanes in a fixed tree: halves of 8, then 4, then pairs (lanes 0+2 and 1+3), then the
+// two. The VNNI kernel reduces its accumulator in exactly this order (q8_lanes_sum), so that the
+// portable and vector kernels give the same bits.
+inline float q8_tree_sum(const float* a) {
+  float t3[8], t6[4];
+  for (int i = 0; i < 8; ++i) t3[i] = a[i] + a[8 + i];
+  for (int i = 0; i < 4; ++i) t6[i] = t3[i] + t3[4 + i];
+  return (t6[0] + t6[2]) + (t6[1] + t6[3]);
+}
+
+// Portable block dot product: sum_b dw[b] * dx[b] * (qw[b] . qx[b]), with the VNNI kernel's
+// arithmetic step for step, because a result must not depend on the machine's instruction set
+// (the same model, prompt and seed give the same tokens on every CPU): 16 float lanes; lane
+// 8 * (b mod 2) + i accumulates, by a fused multiply-add, the exact int32 dot of block b's bytes
+// 4i..4i+3 times the block's scale dw * dx; the lanes are summed by q8_tree_sum.
 inline float q8_dot_portable(const uint8_t* wq, const uint16_t* wd, const int8_t* xq,
                              const float* xd, size_t nb) {
-  float acc = 0.f;
+  float acc[16] = {};
   for (size_t b = 0; b < nb; ++b) {
-    // sum (u - 128) x = sum u x - 128 sum x. Written this way on purpose: GCC 12 with AVX512-VNNI
-    // vectorises a signed x signed byte dot product into vpdpbusd (unsigned x signed) and gets it
-    // wrong; the unsigned x signed form compiles correctly.
-    int32_t s = 0, sx = 0;
-    for (size_t i = 0; i < kQ8Block; ++i) {
-      s += int32_t(wq[b * kQ8Block + i]) * int32_t(xq[b * kQ8Block + i]);
-      sx += int32_t(xq[b * kQ8Block + i]);
+    const float sc = f16_to_f32(wd[b]) * xd[b];
+    const uint8_t* w = wq + b * kQ8Block;
+    const int8_t* x = xq + b * kQ8Block;
+    float* lane = acc + 8 * (b % 2);
+    for (size_t i = 0; i < 8; ++i) {
+      // sum (u - 128) x = sum u x - 128 sum x. Written this way on purpose: GCC 12 with
+      // AVX512-VNNI vectorises a signed x signed byte dot product into vpdpbusd (unsigned x
+      // signed) and gets it wrong; the unsigned x signed form compiles correctly.
+      int32_t s = 0, sx = 0;
+      for (size_t k = 4 * i; k < 4 * i + 4; ++k) {
+        s += int32_t(w[k]) * int32_t(x[k]);
+        sx += int32_t(x[k]);
+      }
+      lane[i] = std::fma(float(s - 128 * sx), sc, lane[i]);
     }
-    s -= 128 * sx;
-    acc += float(s) * f16_to_f32(wd[b]) * xd[b];
   }
-  return acc;
+  return q8_tree_sum(acc);
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 constexpr bool kQ8Vnni = true;
+
+// q8_tree_sum on a register (not _mm512_reduce_add_ps, whose order is the compiler's choice).
+inline float q8_lanes_sum(__m512 a) {
+  const __m256 t3 = _mm256_add_ps(_mm512_castps512_ps256(a),
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+  const __m128 t6 = _mm_add_ps(_mm256_castps256_ps128(t3), _mm256_extractf128_ps(t3, 1));
+  const __m128 t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));  // lanes 0, 1: t6[0]+t6[2], t6[1]+t6[3]
+  return _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps(t8, t8, 1));
+}
 
 // RW weight rows x RX activation rows; each of the RW*RX results has its own accumulator and
 // the same sequence of operations, so a result does not depend on the tile it was computed in.
@@ -206,7 +234,7 @@ inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
     }
   }
   for (int m = 0; m < RX; ++m)
-    for (int r = 0; r < RW; ++r) out[m * RW + r] = _mm512_reduce_add_ps(acc[m][r]);
+    for (int r = 0; r < RW; ++r) out[m * RW + r] = q8_lanes_sum(acc[m][r]);
 }
 #else
 constexpr bool kQ8Vnni = false;

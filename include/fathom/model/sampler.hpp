@@ -3,6 +3,7 @@
 // temperature + nucleus (top-p) sampling with a seeded generator, so runs are reproducible.
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -39,17 +40,24 @@ class Sampler {
     for (size_t i = 0; i < V; ++i) sum += probs_[i] = std::exp(double(logits[i] - mx) / o_.temperature);
     order_.resize(V);
     std::iota(order_.begin(), order_.end(), 0);
-    // Nucleus: sort by probability (ties by id for determinism), keep until mass >= top_p.
-    std::sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
+    // Nucleus: tokens by probability (ties by id, a total order), kept until their mass reaches
+    // top_p. Only that head needs ordering, and it is short next to a 50k-150k vocabulary: the k
+    // most probable are partially sorted, k growing until the mass is reached. The order of the
+    // head (and so the draw) is exactly that of a full sort.
+    const auto before = [&](int32_t a, int32_t b) {
       return probs_[a] != probs_[b] ? probs_[a] > probs_[b] : a < b;
-    });
+    };
     size_t keep = V;
-    if (o_.top_p < 1.f) {
+    for (size_t k = o_.top_p < 1.f ? std::min<size_t>(V, 64) : V;; k = std::min(V, 4 * k)) {
+      std::partial_sort(order_.begin(), order_.begin() + std::ptrdiff_t(k), order_.end(), before);
       double acc = 0;
-      for (size_t i = 0; i < V; ++i) {
+      size_t reached = 0;
+      for (size_t i = 0; i < k && o_.top_p < 1.f; ++i) {
         acc += probs_[order_[i]] / sum;
-        if (acc >= o_.top_p) { keep = i + 1; break; }
+        if (acc >= o_.top_p) { reached = i + 1; break; }
       }
+      if (reached) { keep = reached; break; }
+      if (k == V) break;
     }
     double kept = 0;
     for (size_t i = 0; i < keep; ++i) kept += probs_[order_[i]];
