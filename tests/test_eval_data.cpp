@@ -2,8 +2,13 @@
 // malformed input), answer extraction (table-driven), prompt wording and truncation.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <iterator>
 #include <set>
+#include <string>
+
+#include <unistd.h>
 
 #include "fathom/core/shared_path.hpp"
 #include "fathom/eval/boolq.hpp"
@@ -164,15 +169,27 @@ TEST_CASE("gpqa malformed: missing column, short row") {
 TEST_CASE("gpqa: the real password zip is extracted to a temporary folder and removed") {
   const auto zip = shared_dir() / "data/gpqa/gpqa_diamond.zip";
   if (!std::filesystem::exists(zip)) return;  // shared data absent: nothing to check
-  size_t before = 0, after = 0;
-  for (auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
-    before += e.path().filename().string().starts_with("fathom-");
+  // A private temporary folder: other tests running at the same time create their own
+  // "fathom-" files in the shared one.
+  namespace fs = std::filesystem;
+  const fs::path own = fs::temp_directory_path() / ("gpqa-zip-check-" + std::to_string(::getpid()));
+  fs::create_directories(own);
+  const char* old_tmp = std::getenv("TMPDIR");
+  const std::string saved = old_tmp ? old_tmp : "";
+  struct Restore {
+    const fs::path& dir; bool had; const std::string& value;
+    ~Restore() {
+      if (had) ::setenv("TMPDIR", value.c_str(), 1); else ::unsetenv("TMPDIR");
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } restore{own, old_tmp != nullptr, saved};
+  ::setenv("TMPDIR", own.c_str(), 1);
   auto t = read_gpqa(zip.string(), GpqaOrder::Shuffled, 0);
-  for (auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
-    after += e.path().filename().string().starts_with("fathom-");
+  const auto after = std::distance(fs::directory_iterator(own), fs::directory_iterator());
   CHECK(t.items.size() == 198);
   for (auto& it : t.items) CHECK((it.answer >= 0 && it.answer < 4));
-  CHECK(after == before);  // no plain-text copy left behind
+  CHECK(after == 0);  // no plain-text copy left behind
   CHECK_THROWS_AS(read_gpqa(zip.string(), GpqaOrder::Shuffled, 0, "wrong-password"), IoError);
 }
 
