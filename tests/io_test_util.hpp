@@ -1,10 +1,11 @@
 #pragma once
-// Helpers for the io tests: a private temp folder per test, raw file writing, and catching a
-// typed fathom error to inspect its file / field / reason.
+// Helpers for the io tests: a private temp folder per test, an environment variable set for one
+// scope, raw file writing, and catching a typed fathom error to inspect its file / field / reason.
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -27,6 +28,29 @@ struct TempDir {
     std::filesystem::remove_all(path, ec);
   }
   std::filesystem::path operator/(const std::string& name) const { return path / name; }
+};
+
+// Sets `name` for the enclosing scope and restores it (or its absence) after, failure or not:
+// the tests of other files may run next in the same process.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    const char* was = std::getenv(name);
+    had_ = was != nullptr;
+    if (had_) saved_ = was;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (had_) ::setenv(name_, saved_.c_str(), 1);
+    else ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string saved_;
 };
 
 inline void write_file(const std::filesystem::path& p, const std::string& bytes) {

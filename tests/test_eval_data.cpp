@@ -2,13 +2,9 @@
 // malformed input), answer extraction (table-driven), prompt wording and truncation.
 #include <doctest/doctest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <iterator>
 #include <set>
-#include <string>
-
-#include <unistd.h>
 
 #include "fathom/core/shared_path.hpp"
 #include "fathom/eval/boolq.hpp"
@@ -16,6 +12,7 @@
 #include "fathom/eval/gpqa.hpp"
 #include "fathom/eval/mmlu.hpp"
 #include "fathom/eval/prompt.hpp"
+#include "io_test_util.hpp"
 #include "test_eval_util.hpp"
 
 using namespace fathom;
@@ -171,22 +168,11 @@ TEST_CASE("gpqa: the real password zip is extracted to a temporary folder and re
   if (!std::filesystem::exists(zip)) return;  // shared data absent: nothing to check
   // A private temporary folder: other tests running at the same time create their own
   // "fathom-" files in the shared one.
-  namespace fs = std::filesystem;
-  const fs::path own = fs::temp_directory_path() / ("gpqa-zip-check-" + std::to_string(::getpid()));
-  fs::create_directories(own);
-  const char* old_tmp = std::getenv("TMPDIR");
-  const std::string saved = old_tmp ? old_tmp : "";
-  struct Restore {
-    const fs::path& dir; bool had; const std::string& value;
-    ~Restore() {
-      if (had) ::setenv("TMPDIR", value.c_str(), 1); else ::unsetenv("TMPDIR");
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } restore{own, old_tmp != nullptr, saved};
-  ::setenv("TMPDIR", own.c_str(), 1);
+  const test::TempDir own;
+  const test::ScopedEnv tmpdir("TMPDIR", own.path.string());
   auto t = read_gpqa(zip.string(), GpqaOrder::Shuffled, 0);
-  const auto after = std::distance(fs::directory_iterator(own), fs::directory_iterator());
+  const auto after = std::distance(std::filesystem::directory_iterator(own.path),
+                                   std::filesystem::directory_iterator());
   CHECK(t.items.size() == 198);
   for (auto& it : t.items) CHECK((it.answer >= 0 && it.answer < 4));
   CHECK(after == 0);  // no plain-text copy left behind

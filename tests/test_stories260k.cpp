@@ -2,7 +2,6 @@
 // reproduces its known greedy continuation from BOS, token for token and as text.
 #include <doctest/doctest.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "fathom/core/shared_path.hpp"
@@ -10,6 +9,7 @@
 #include "fathom/model/generate.hpp"
 #include "fathom/model/load.hpp"
 #include "fathom/tokenizer/llama2c_tokenizer.hpp"
+#include "io_test_util.hpp"
 
 using namespace fathom;
 
@@ -43,12 +43,7 @@ TEST_CASE("stories260K greedy from BOS reproduces the known story") {
 }
 
 TEST_CASE("a missing shared folder is reported with where it looked") {
-  // Restored afterwards: the tests of other files may run next in the same process.
-  const char* was = std::getenv("FATHOM_SHARED");
-  const std::string saved = was ? was : "";
-  setenv("FATHOM_SHARED", "/nonexistent/shared", 1);
+  const test::ScopedEnv shared("FATHOM_SHARED", "/nonexistent/shared");
   CHECK_THROWS_WITH_AS(shared_file("models/stories260K/stories260K.bin"),
                        doctest::Contains("/nonexistent/shared"), IoError);
-  if (was) setenv("FATHOM_SHARED", saved.c_str(), 1);
-  else unsetenv("FATHOM_SHARED");
 }
