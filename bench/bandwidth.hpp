@@ -12,18 +12,18 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "fathom/core/splitmix.hpp"
 #include "fathom/kernels/parallel.hpp"
 #include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
 #include "fathom/kernels/weight_buffer.hpp"
-#include "fathom/model/random_model.hpp"  // detail::FastNormal (splitmix64)
 
 namespace bench {
 
-// splitmix64 output (the generator of random_model): every page different.
+// splitmix64 output (core/splitmix.hpp, as random_model uses): every page different.
 inline void fill_random(void* data, size_t bytes, uint64_t seed) {
   auto* p = static_cast<unsigned char*>(data);
-  fathom::detail::FastNormal rng{seed};
+  fathom::SplitMix64 rng{seed};
   for (size_t i = 0; i < bytes; i += 8) {
     const uint64_t z = rng.next();
     for (size_t k = 0; k < 8 && i + k < bytes; ++k) p[i + k] = static_cast<unsigned char>(z >> (8 * k));

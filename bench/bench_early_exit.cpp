@@ -27,7 +27,9 @@
 
 #include "fathom/core/shared_path.hpp"
 #include "fathom/depth/early_exit.hpp"
+#include "fathom/io/tensor_names.hpp"
 #include "fathom/model/load.hpp"
+#include "fathom/model/random_model.hpp"
 #include "fathom/model/sampler.hpp"
 #include "fathom/model/session.hpp"
 
@@ -38,15 +40,10 @@ namespace {
 constexpr int kDecode = 16;
 constexpr int kAgree = 64;  // teacher-forced steps of the quality check
 
-// Qwen2.5-0.5B's shape with random bf16 weights (tied embeddings, q/k/v bias).
+// Qwen2.5-0.5B's shape with random bf16 weights (tied embeddings, q/k/v bias), uniform rather
+// than random_model's normal values.
 std::unique_ptr<Model> qwen05_shaped() {
-  ModelConfig c;
-  c.architecture = "Qwen2ForCausalLM";
-  c.family = Family::Qwen2;
-  c.hidden_size = 896, c.num_hidden_layers = 24, c.num_attention_heads = 14;
-  c.num_key_value_heads = 2, c.head_dim = 64, c.intermediate_size = 4864, c.vocab_size = 151936;
-  c.rms_norm_eps = 1e-6, c.rope_theta = 1e6, c.max_position_embeddings = 32768;
-  c.tie_word_embeddings = true, c.attention_bias = true, c.torch_dtype = DType::BF16;
+  const ModelConfig c = qwen25_05b_config();
   auto store = std::make_shared<io::TensorStore>();
   uint64_t state = 0x9E3779B97F4A7C15ull;
   auto next = [&] {  // xorshift64*: fast enough for half a billion weights
@@ -64,23 +61,10 @@ std::unique_ptr<Model> qwen05_shaped() {
     }
     store->add_owned(name, DType::BF16, std::move(shape), std::move(b));
   };
-  const int64_t H = 896, Q = 14 * 64, KV = 2 * 64, I = 4864, V = 151936;
-  add("model.embed_tokens.weight", {V, H}, 0.035f, false);
-  add("model.norm.weight", {H}, 0, true);
-  for (int l = 0; l < 24; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {H}, 0, true);
-    add(p + "post_attention_layernorm.weight", {H}, 0, true);
-    add(p + "self_attn.q_proj.weight", {Q, H}, 0.035f, false);
-    add(p + "self_attn.k_proj.weight", {KV, H}, 0.035f, false);
-    add(p + "self_attn.v_proj.weight", {KV, H}, 0.035f, false);
-    add(p + "self_attn.o_proj.weight", {H, Q}, 0.035f, false);
-    add(p + "self_attn.q_proj.bias", {Q}, 0.02f, false);
-    add(p + "self_attn.k_proj.bias", {KV}, 0.02f, false);
-    add(p + "self_attn.v_proj.bias", {KV}, 0.02f, false);
-    add(p + "mlp.gate_proj.weight", {I, H}, 0.035f, false);
-    add(p + "mlp.up_proj.weight", {I, H}, 0.035f, false);
-    add(p + "mlp.down_proj.weight", {H, I}, 0.015f, false);
+  for (const auto& t : io::hf_tensors(c)) {
+    const io::HfRole role = io::hf_role(t.kind);
+    const float scale = role == io::HfRole::Bias ? 0.02f : t.kind == io::HfTensor::Down ? 0.015f : 0.035f;
+    add(t.name, t.shape, scale, role == io::HfRole::Norm);
   }
   store->set_origin("<random Qwen2.5-0.5B-shaped>");
   return std::make_unique<Model>(c, store);

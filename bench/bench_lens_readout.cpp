@@ -19,34 +19,13 @@ namespace {
 
 constexpr size_t kTokens = 512;
 
-fathom::ModelConfig smollm2_135m_config() {
-  fathom::ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.family = fathom::Family::Llama;
-  c.hidden_size = 576;
-  c.num_hidden_layers = 30;
-  c.num_attention_heads = 9;
-  c.num_key_value_heads = 3;
-  c.head_dim = 64;
-  c.intermediate_size = 1536;
-  c.vocab_size = 49152;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 100000.0;
-  c.max_position_embeddings = 8192;
-  c.tie_word_embeddings = true;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  c.torch_dtype = fathom::DType::BF16;
-  return c;
-}
-
 const fathom::Model& model(bool q8) {
   static std::map<bool, std::unique_ptr<fathom::Model>> cache;
   auto& m = cache[q8];
   if (!m) {
     fathom::LoadOptions o;
     o.weights = q8 ? fathom::WeightFormat::Q8 : fathom::WeightFormat::F32;
-    m = fathom::random_model(smollm2_135m_config(), fathom::DType::BF16, 1, o);
+    m = fathom::random_model(fathom::smollm2_135m_config(), fathom::DType::BF16, 1, o);
   }
   return *m;
 }

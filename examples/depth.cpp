@@ -7,13 +7,16 @@
 //   depth -m model_dir --lens lens_dir --text wiki.txt --mc questions.jsonl
 //   depth -m model_dir --text wiki.txt --freq-text big_corpus.txt --freq-counts counts.txt
 //
-// Readouts run a block of --block-rows tokens per matrix product (lens/batch_readout.hpp);
-// --per-token reads one token at a time (the slow reference path, for timing and checks).
+// --text is read in windows of --context tokens, BOS first (lens::TokenWindows, as lens training
+// cuts its data). Readouts run a block of --block-rows tokens per matrix product
+// (lens/batch_readout.hpp); --per-token reads one token at a time (the slow reference path, for
+// timing and checks).
 // --freq-counts FILE: load token counts from FILE if it exists, else count --freq-text (or
 // --text) and save them there, so a large corpus is tokenized once.
 //
 // Files: earliest_layer.{csv,svg}, target_rank.{csv,svg}, bucket_shares.{csv,svg},
-// decision_flip.{csv,svg}, and with --mc option_ranks.{csv,svg}. --mc is JSON Lines:
+// decision_flip.{csv,svg}, and with --mc option_ranks.{csv,svg}. --mc is JSON Lines
+// (eval/mc_prompts.hpp):
 //   {"prompt": "... Answer:", "options": [" A", " B", " C", " D"], "answer": 2}
 // ("answer", the index of the correct option, is optional). Each option is scored by the first
 // token it adds after the prompt: encode(prompt + option) minus encode(prompt).
@@ -24,8 +27,11 @@
 #include <vector>
 
 #include "common.hpp"
+#include "fathom/core/text_file.hpp"
 #include "fathom/depth/metrics.hpp"
-#include "fathom/io/json.hpp"
+#include "fathom/eval/mc_prompts.hpp"
+#include "fathom/eval/rank_summary.hpp"
+#include "fathom/lens/train_data.hpp"
 #include "fathom/lens/tuned_lens.hpp"
 #include "fathom/report/line_plot.hpp"
 
@@ -62,7 +68,7 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
   }
   std::cerr << "frequencies: " << freq.distinct() << " distinct tokens\n";
 
-  const auto text = io::read_text_file(a.text);
+  const auto text = read_text_file(a.text);
   auto ids = tok.encode(text, false);
   if (ids.size() > size_t(a.max_tokens)) ids.resize(size_t(a.max_tokens));
   if (ids.empty()) throw DataError(a.text, "", "no tokens in the text");
@@ -71,13 +77,10 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
   depth::BucketStats buckets(R, freq);
   std::vector<std::vector<int64_t>> trajectories;  // per token: [R] rank of its target
   Session s(m, SessionOptions{a.context + 1, KvStrategy::Propagate});
-  const size_t chunk = size_t(a.context) - (tok.bos_id() >= 0 ? 1 : 0);
+  const lens::TokenWindows windows{ids, size_t(a.context), tok.bos_id()};
   double readout_s = 0;  // forward passes + readouts + statistics
-  for (size_t start = 0; start < ids.size(); start += chunk) {
-    std::vector<int32_t> piece;
-    if (tok.bos_id() >= 0) piece.push_back(tok.bos_id());
-    piece.insert(piece.end(), ids.begin() + long(start),
-                 ids.begin() + long(std::min(ids.size(), start + chunk)));
+  for (size_t k = 0; k < windows.count(/*keep_tail=*/true); ++k) {
+    const std::vector<int32_t> piece = windows[k];
     s.reset();
     const auto t0 = std::chrono::steady_clock::now();
     auto prof = a.per_token ? depth::profile_tokens_per_token(s, piece, lens, target)
@@ -87,8 +90,7 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
       buckets.add(prof[t].top1);
       trajectories.push_back(prof[t].rank);
     }
-    std::cerr << "\r" << std::min(ids.size(), start + chunk) << "/" << ids.size() << " tokens"
-              << std::flush;
+    std::cerr << "\r" << windows.end(k) << "/" << ids.size() << " tokens" << std::flush;
   }
   std::cerr << "\nreadouts (" << (a.per_token ? "per token" : "batched") << "): " << readout_s
             << " s for " << ids.size() << " tokens x " << R << " readouts\n";
@@ -113,18 +115,15 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
   }
   // Mean log10 rank and top-1 share of the target per readout.
   {
+    const auto sum = eval::summarize_target_ranks(trajectories);
     auto o = open_csv(out / "target_rank.csv");
     o << "readout,mean_log10_rank,median_rank,top1_share\n";
     fathom::report::Series lr{"mean log10 rank", {}, {}}, t1{"top-1 share", {}, {}};
     for (size_t i = 0; i < R; ++i) {
-      std::vector<int64_t> r;
-      double lg = 0, top = 0;
-      for (auto& tr : trajectories) r.push_back(tr[i]), lg += std::log10(double(tr[i])), top += tr[i] == 1;
-      std::nth_element(r.begin(), r.begin() + long(r.size() / 2), r.end());
-      const double n = double(r.size());
-      o << i << "," << lg / n << "," << r[r.size() / 2] << "," << top / n << "\n";
-      lr.x.push_back(double(i)), lr.y.push_back(lg / n);
-      t1.x.push_back(double(i)), t1.y.push_back(top / n);
+      o << i << "," << sum.mean_log10_rank[i] << "," << sum.median_rank[i] << ","
+        << sum.top1_share[i] << "\n";
+      lr.x.push_back(double(i)), lr.y.push_back(sum.mean_log10_rank[i]);
+      t1.x.push_back(double(i)), t1.y.push_back(sum.top1_share[i]);
     }
     fathom::report::LinePlotOptions po;
     po.markers = false;
@@ -167,73 +166,45 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
 template <class Lens>
 void analyse_mc(const Args& a, const Model& m, const tok::AnyTokenizer& tok, const Lens& lens) {
   const size_t R = m.n_layers() + 1;
-  const auto text = io::read_text_file(a.mc);
+  const auto items = eval::read_mc_jsonl(a.mc);
   auto o = open_csv(fs::path(a.out) / "option_ranks.csv");
   o << "item,readout,option,token,vocab_rank,among_rank,is_answer\n";
-  std::vector<double> ans_rank(R, 0), other_rank(R, 0), ans_among(R, 0);
-  size_t n_ans = 0, n_other = 0, item = 0, line_no = 0;
-  std::istringstream lines(text);
-  std::string line;
+  eval::OptionRankSummary sum(R);
   Session s(m);
-  while (std::getline(lines, line)) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = a.mc + ":" + std::to_string(line_no);
-    const io::Json j = io::parse_json(line, where);
-    if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
-      throw DataError(where, "prompt", "expected an object with a string \"prompt\"");
-    if (!j.contains("options") || !j["options"].is_array() || j["options"].empty())
-      throw DataError(where, "options", "expected a non-empty array of strings");
-    std::vector<std::string> options;
-    for (auto& v : j["options"]) {
-      if (!v.is_string()) throw DataError(where, "options", "expected strings");
-      options.push_back(v.get<std::string>());
-    }
-    int answer = -1;
-    if (j.contains("answer")) {
-      if (!j["answer"].is_number_integer() || j["answer"].get<int>() < 0 ||
-          j["answer"].get<size_t>() >= options.size())
-        throw DataError(where, "answer", "expected an index into options");
-      answer = j["answer"].get<int>();
-    }
-    auto prompt = tok.encode(j["prompt"].get<std::string>(), true);
-    if (prompt.empty()) throw DataError(where, "prompt", "encodes to no tokens");
+  for (size_t item = 0; item < items.size(); ++item) {
+    const eval::McPrompt& mc = items[item];
+    auto prompt = tok.encode(mc.prompt, true);
+    if (prompt.empty()) throw DataError(mc.where, "prompt", "encodes to no tokens");
     if (int64_t(prompt.size()) > s.capacity())
-      throw DataError(where, "prompt", "longer than the session's context");
-    const auto opt_ids = depth::option_tokens_after(tok, j["prompt"].get<std::string>(), options);
+      throw DataError(mc.where, "prompt", "longer than the session's context");
+    const auto opt_ids = depth::option_tokens_after(tok, mc.prompt, mc.options);
     s.reset();
-    auto r = depth::option_ranks(s, prompt, opt_ids, lens);
+    const auto r = depth::option_ranks(s, prompt, opt_ids, lens);
     for (size_t i = 0; i < R; ++i)
-      for (size_t q = 0; q < options.size(); ++q) {
-        const bool is_ans = int(q) == answer;
+      for (size_t q = 0; q < mc.options.size(); ++q)
         o << item << "," << i << "," << q << "," << opt_ids[q] << "," << r.vocab[i][q] << ","
-          << r.among[i][q] << "," << is_ans << "\n";
-        if (is_ans) ans_rank[i] += std::log10(double(r.vocab[i][q])), ans_among[i] += r.among[i][q];
-        else other_rank[i] += std::log10(double(r.vocab[i][q]));
-      }
-    n_ans += answer >= 0;
-    n_other += options.size() - (answer >= 0);
-    ++item;
+          << r.among[i][q] << "," << (int(q) == mc.answer) << "\n";
+    sum.add(r, mc.answer);
   }
-  if (item == 0) throw DataError(a.mc, "", "no multiple-choice items");
-  fathom::report::Series all{"options: mean log10 vocab rank", {}, {}};
+  const bool answers = sum.answers() > 0;
+  fathom::report::Series all{
+      std::string(answers ? "other options" : "options") + ": mean log10 vocab rank", {}, {}};
   fathom::report::Series ans{"answer: mean log10 vocab rank", {}, {}};
   fathom::report::Series among{"answer: mean rank among options", {}, {}};
   for (size_t i = 0; i < R; ++i) {
     all.x.push_back(double(i)), ans.x.push_back(double(i)), among.x.push_back(double(i));
-    all.y.push_back(n_other ? other_rank[i] / double(n_other) : NAN);
-    ans.y.push_back(n_ans ? ans_rank[i] / double(n_ans) : NAN);
-    among.y.push_back(n_ans ? ans_among[i] / double(n_ans) : NAN);
+    all.y.push_back(sum.other_log10_rank(i));
+    ans.y.push_back(sum.answer_log10_rank(i));
+    among.y.push_back(sum.answer_among_rank(i));
   }
-  if (n_ans) all.name = "other options: mean log10 vocab rank";
   std::vector<fathom::report::Series> series = {all};
-  if (n_ans) series.push_back(ans), series.push_back(among);
+  if (answers) series.push_back(ans), series.push_back(among);
   fathom::report::LinePlotOptions po;
   po.markers = false;
   po.title = "Multiple-choice options per readout";
   po.x_label = "readout index (hidden_states)", po.y_label = "rank";
   fathom::report::write_line_plot_svg(fs::path(a.out) / "option_ranks.svg", series, po);
-  std::cerr << "scored " << item << " multiple-choice items\n";
+  std::cerr << "scored " << sum.items() << " multiple-choice items\n";
 }
 
 template <class Lens>

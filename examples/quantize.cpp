@@ -12,51 +12,14 @@
 //   quantize -m tests/fixtures/models/llama_f32 --random-ids 64   # no tokenizer: random ids
 #include "common.hpp"
 
-#include <cmath>
-#include <fstream>
 #include <random>
 
-#include "fathom/model/full_depth.hpp"
+#include "fathom/core/text_file.hpp"
+#include "fathom/eval/model_diff.hpp"
 #include "fathom/eval/perplexity.hpp"
+#include "fathom/model/full_depth.hpp"
 #include "fathom/model/save.hpp"
 #include "fathom/model/session.hpp"
-
-namespace {
-
-struct Matrices {  // every weight matrix of a model, in a fixed order
-  std::vector<const fathom::kernels::MatrixView*> all;
-  explicit Matrices(const fathom::Model& m) {
-    for (size_t l = 0; l < m.n_layers(); ++l) {
-      const auto& L = m.layer(l);
-      for (auto* w : {&L.attn.wq, &L.attn.wk, &L.attn.wv, &L.attn.wo, &L.mlp.gate, &L.mlp.up, &L.mlp.down})
-        all.push_back(w);
-    }
-    all.push_back(&m.readout().unembed);
-  }
-};
-
-// sqrt(sum (q - w)^2 / sum w^2) over one matrix.
-double relative_rms_error(const fathom::kernels::MatrixView& w, const fathom::kernels::MatrixView& q) {
-  double num = 0, den = 0;
-  for (size_t r = 0; r < w.rows; ++r)
-    for (size_t c = 0; c < w.cols; ++c) {
-      const double a = w.at(r, c), d = q.at(r, c) - a;
-      num += d * d, den += a * a;
-    }
-  return den > 0 ? std::sqrt(num / den) : 0;
-}
-
-std::vector<double> softmax(const float* z, size_t n) {
-  double mx = z[0];
-  for (size_t i = 1; i < n; ++i) mx = std::max(mx, double(z[i]));
-  std::vector<double> p(n);
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(double(z[i]) - mx);
-  for (double& v : p) v /= sum;
-  return p;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"fathom quantize: the cost of Q8 weights (logits, perplexity) and a Q8 checkpoint"};
@@ -85,59 +48,35 @@ int main(int argc, char** argv) {
       std::mt19937 rng(1);
       for (size_t i = 0; i < random_ids; ++i) ids.push_back(int32_t(rng() % ref->vocab()));
     } else {
-      std::ifstream in(text, std::ios::binary);
-      if (!in) throw IoError(text, "", "cannot open the text (give --text, or --random-ids N)");
-      const std::string s{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+      std::string s;
+      try {
+        s = read_text_file(text);
+      } catch (const IoError& e) {
+        throw IoError(e.file(), e.field(), e.reason() + " (give --text, or --random-ids N)");
+      }
       ids = margs.load_tokenizer().encode(s, true);
     }
     if (ids.size() < 2) throw UsageError("", "--text", "fewer than two tokens");
     window = std::min({window, ids.size(), size_t(ref->config().max_position_embeddings)});
 
     // 1. Weights.
-    const Matrices wr(*ref), wq(*q8);
-    size_t bytes_ref = 0, bytes_q8 = 0;
-    double err_sum = 0, err_max = 0;
-    for (size_t i = 0; i < wr.all.size(); ++i) {
-      const auto &a = *wr.all[i], &b = *wq.all[i];
-      bytes_ref += a.rows * a.cols * dtype_size(a.dtype);
-      bytes_q8 += kernels::q8_bytes(b.rows, b.cols);
-      const double e = relative_rms_error(a, b);
-      err_sum += e, err_max = std::max(err_max, e);
-    }
+    const auto wd = eval::weight_diff(*ref, *q8);
     std::printf("model       %s (%zu layers, hidden %zu, vocab %zu), weights as %s\n", margs.model.c_str(),
                 ref->n_layers(), ref->hidden(), ref->vocab(), margs.weights.c_str());
-    std::printf("matrices    %.2f MB -> %.2f MB in Q8 (%.3fx)\n", bytes_ref / 1e6, bytes_q8 / 1e6,
-                double(bytes_q8) / double(bytes_ref));
-    std::printf("weights     relative RMS error per matrix: mean %.4f, max %.4f\n",
-                err_sum / double(wr.all.size()), err_max);
+    std::printf("matrices    %.2f MB -> %.2f MB in Q8 (%.3fx)\n", wd.bytes_a / 1e6, wd.bytes_b / 1e6,
+                double(wd.bytes_b) / double(wd.bytes_a));
+    std::printf("weights     relative RMS error per matrix: mean %.4f, max %.4f\n", wd.mean_error,
+                wd.max_error);
 
     // 2. Logits of every position of the first window.
     const std::vector<int32_t> first(ids.begin(), ids.begin() + std::ptrdiff_t(window));
     Session sr(*ref, {int64_t(window)}), sq(*q8, {int64_t(window)});
-    const auto lr = sr.forward(first, Phase::PP, Logits::All);
-    const auto lq = sq.forward(first, Phase::PP, Logits::All);
-    const size_t V = ref->vocab();
-    double max_abs = 0, max_dev = 0, kl = 0;
-    size_t agree = 0;
-    for (size_t t = 0; t < window; ++t) {
-      const float* a = lr.data() + t * V;
-      const float* b = lq.data() + t * V;
-      size_t ia = 0, ib = 0;
-      for (size_t v = 0; v < V; ++v) {
-        max_abs = std::max(max_abs, double(std::fabs(a[v])));
-        max_dev = std::max(max_dev, double(std::fabs(a[v] - b[v])));
-        if (a[v] > a[ia]) ia = v;
-        if (b[v] > b[ib]) ib = v;
-      }
-      agree += ia == ib;
-      const auto p = softmax(a, V), q = softmax(b, V);
-      for (size_t v = 0; v < V; ++v)
-        if (p[v] > 0) kl += p[v] * (std::log(p[v]) - std::log(std::max(q[v], 1e-300)));
-    }
+    const auto ld = eval::logit_diff(sr.forward(first, Phase::PP, Logits::All),
+                                     sq.forward(first, Phase::PP, Logits::All), ref->vocab());
     std::printf("logits      %zu positions: max |dlogit| %.4g (%.3g of max |logit| %.3g), top-1 agreement %.1f %%, "
                 "mean KL %.3g nats\n",
-                window, max_dev, max_dev / std::max(1.0, max_abs), max_abs, 100.0 * double(agree) / double(window),
-                kl / double(window));
+                window, ld.max_dev, ld.max_dev / std::max(1.0, ld.max_abs), ld.max_abs,
+                100.0 * ld.top1_agreement(), ld.mean_kl());
 
     // 3. Perplexity of the whole text.
     FullDepth full;

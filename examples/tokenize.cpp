@@ -11,13 +11,12 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <iostream>
 #include <iterator>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "fathom/core/text_file.hpp"
 #include "fathom/tokenizer/tokenizer.hpp"
 
 namespace {
@@ -26,11 +25,7 @@ std::string read_input(const std::string& path) {
   if (path.empty() || path == "-") {
     return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw fathom::IoError(path, "", "cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  return fathom::read_text_file(path);
 }
 
 nlohmann::json parse_json_input(const std::string& text, const std::string& source) {

@@ -1,11 +1,15 @@
 // config.json -> ModelConfig: transformers' per-family defaults, RoPE scaling, sliding windows,
-// generation_config.json, HF checkpoint folders, and one test per malformed config.
+// generation_config.json, HF checkpoint folders, and one test per malformed config; the table of
+// Hugging Face tensor names against transformers' own checkpoints; read_text_file.
 #include <doctest/doctest.h>
 
+#include <map>
 #include <string>
 
+#include "fathom/core/text_file.hpp"
 #include "fathom/io/checkpoint.hpp"
 #include "fathom/io/config.hpp"
+#include "fathom/io/tensor_names.hpp"
 #include "io_test_util.hpp"
 
 using namespace fathom;
@@ -300,6 +304,57 @@ TEST_CASE("checkpoint: every committed transformers fixture model loads and matc
     }
   }
   CHECK(n > 0);
+}
+
+TEST_CASE("tensor names: the table spells transformers' names") {
+  CHECK(hf_name(HfTensor::Embed) == "model.embed_tokens.weight");
+  CHECK(hf_name(HfTensor::FinalNorm) == "model.norm.weight");
+  CHECK(hf_name(HfTensor::LmHead) == "lm_head.weight");
+  CHECK(hf_name(HfTensor::AttnNorm, 0) == "model.layers.0.input_layernorm.weight");
+  CHECK(hf_name(HfTensor::MlpNorm, 7) == "model.layers.7.post_attention_layernorm.weight");
+  CHECK(hf_name(HfTensor::Wq, 12) == "model.layers.12.self_attn.q_proj.weight");
+  CHECK(hf_name(HfTensor::Bv, 1) == "model.layers.1.self_attn.v_proj.bias");
+  CHECK(hf_name(HfTensor::KNorm, 2) == "model.layers.2.self_attn.k_norm.weight");
+  CHECK(hf_name(HfTensor::Down, 3) == "model.layers.3.mlp.down_proj.weight");
+  CHECK(hf_layer_name(HfTensor::Up, "*") == "model.layers.*.mlp.up_proj.weight");
+  CHECK(hf_role(HfTensor::QNorm) == HfRole::Norm);
+  CHECK(hf_role(HfTensor::Bq) == HfRole::Bias);
+  CHECK(hf_role(HfTensor::LmHead) == HfRole::Matrix);
+  CHECK_THROWS_AS(hf_name(HfTensor::Wq), UsageError);  // a per-layer tensor without its layer
+}
+
+TEST_CASE("tensor names: hf_tensors lists exactly the tensors of every transformers fixture") {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models";
+  int n = 0;
+  for (auto& entry : fs::directory_iterator(root)) {
+    if (!fs::exists(entry.path() / "config.json")) continue;
+    ++n;
+    CAPTURE(entry.path().string());
+    const auto ck = load_checkpoint(entry.path());
+    std::map<std::string, std::vector<int64_t>> want;
+    for (const auto& t : hf_tensors(ck.config)) want[t.name] = t.shape;
+    const auto names = ck.weights.names();
+    CHECK(names.size() == want.size());
+    for (const auto& name : names) {
+      CAPTURE(name);
+      REQUIRE(want.count(name) == 1);
+      CHECK(ck.weights.get(name).shape == want[name]);
+    }
+  }
+  CHECK(n > 0);
+}
+
+TEST_CASE("read_text_file: the bytes as they are; a missing file is an IoError naming it") {
+  TempDir d;
+  const std::string bytes("line 1\r\nline 2\n\0\xff end", 21);
+  write_file(d / "t.txt", bytes);
+  CHECK(read_text_file(d / "t.txt") == bytes);
+  write_file(d / "empty.txt", "");
+  CHECK(read_text_file(d / "empty.txt").empty());
+  auto e = expect_error<IoError>([&] { read_text_file(d / "missing.txt"); });
+  CHECK(contains(e.file(), "missing.txt"));
+  CHECK(io::read_text_file(d / "t.txt") == bytes);  // the io:: spelling is the same function
 }
 
 namespace {

@@ -1,6 +1,6 @@
 // Depth metrics against hand-made distributions: first crossing, earliest-layer curve, frequency
 // ranks and buckets, bucket shares, decision flips; profiles and option ranks on a tiny model
-// agree with direct readouts.
+// agree with direct readouts; their per-readout summaries and the multiple-choice prompt file.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "fathom/depth/metrics.hpp"
+#include "fathom/eval/mc_prompts.hpp"
+#include "fathom/eval/rank_summary.hpp"
 #include "fathom/model/load.hpp"
 
 using namespace fathom;
@@ -194,4 +196,80 @@ TEST_CASE("token counts: bad files are typed errors naming the field") {
   write_counts(p, head + "3 4\n");
   CHECK(TokenFrequency::load(p, 16).count(3) == 4);
   std::filesystem::remove(p);
+}
+
+TEST_CASE("target-rank summary: mean log10 rank, upper median and top-1 share per readout") {
+  // 4 tokens, 3 readouts.
+  const std::vector<std::vector<int64_t>> tr = {{1000, 10, 1}, {100, 1, 1}, {10, 1, 1}, {1, 100, 2}};
+  const auto s = eval::summarize_target_ranks(tr);
+  CHECK(s.items == 4);
+  REQUIRE(s.mean_log10_rank.size() == 3);
+  CHECK(s.mean_log10_rank[0] == doctest::Approx((3 + 2 + 1 + 0) / 4.0));
+  CHECK(s.mean_log10_rank[1] == doctest::Approx((1 + 0 + 0 + 2) / 4.0));
+  CHECK(s.mean_log10_rank[2] == doctest::Approx(std::log10(2.0) / 4.0));
+  CHECK(s.median_rank == std::vector<int64_t>{100, 10, 1});  // element 2 of 4 sorted
+  CHECK(s.top1_share == std::vector<double>{0.25, 0.5, 0.75});
+  CHECK_THROWS_AS(eval::summarize_target_ranks({}), UsageError);
+  CHECK_THROWS_AS(eval::summarize_target_ranks({{1, 2}, {1}}), UsageError);
+}
+
+TEST_CASE("option-rank summary: the answer against the other options per readout") {
+  // 2 readouts, 3 options.
+  OptionRanks a;
+  a.option_tokens = {7, 8, 9};
+  a.vocab = {{10, 100, 1000}, {1, 10, 100}};
+  a.among = {{1, 2, 3}, {1, 2, 3}};
+  OptionRanks b = a;
+  b.vocab = {{1, 10, 10}, {100, 1, 1}};
+  b.among = {{1, 2, 2}, {3, 1, 1}};
+  eval::OptionRankSummary s(2);
+  s.add(a, 0);   // answer: option 0
+  s.add(b, -1);  // no answer: all three are "other"
+  CHECK(s.items() == 2);
+  CHECK(s.answers() == 1);
+  CHECK(s.answer_log10_rank(0) == doctest::Approx(1.0));
+  CHECK(s.answer_log10_rank(1) == doctest::Approx(0.0));
+  CHECK(s.answer_among_rank(0) == doctest::Approx(1.0));
+  CHECK(s.other_log10_rank(0) == doctest::Approx((2 + 3 + 0 + 1 + 1) / 5.0));
+  CHECK(s.other_log10_rank(1) == doctest::Approx((1 + 2 + 2 + 0 + 0) / 5.0));
+  CHECK_THROWS_AS(s.add(a, 3), UsageError);
+  eval::OptionRankSummary none(2);
+  none.add(b, -1);
+  CHECK(std::isnan(none.answer_log10_rank(0)));
+  CHECK(std::isnan(none.answer_among_rank(1)));
+}
+
+TEST_CASE("multiple-choice prompts: JSON Lines, optional answer, errors name the line") {
+  const auto items = eval::parse_mc_jsonl(
+      "{\"prompt\": \"Q: 2+2?\\nAnswer:\", \"options\": [\" 3\", \" 4\"], \"answer\": 1}\n"
+      "\n  \r\n"
+      "{\"prompt\": \"Sky:\", \"options\": [\" blue\"]}\r\n",
+      "mc.jsonl");
+  REQUIRE(items.size() == 2);
+  CHECK(items[0].prompt == "Q: 2+2?\nAnswer:");
+  CHECK(items[0].options == std::vector<std::string>{" 3", " 4"});
+  CHECK(items[0].answer == 1);
+  CHECK(items[0].where == "mc.jsonl:1");
+  CHECK(items[1].answer == -1);
+  CHECK(items[1].where == "mc.jsonl:4");
+  auto error = [](const std::string& text) {
+    try {
+      eval::parse_mc_jsonl(text, "mc.jsonl");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error("{\"prompt\": \"x\", \"options\": [\"a\"]}\n{\"options\": [\"a\"]}") ==
+        "mc.jsonl:2: prompt: expected an object with a string \"prompt\"");
+  CHECK(error("{\"prompt\": \"x\", \"options\": []}") ==
+        "mc.jsonl:1: options: expected a non-empty array of strings");
+  CHECK(error("{\"prompt\": \"x\", \"options\": [1]}") == "mc.jsonl:1: options: expected strings");
+  CHECK(error("{\"prompt\": \"x\", \"options\": [\"a\"], \"answer\": 1}") ==
+        "mc.jsonl:1: answer: expected an index into options");
+  CHECK(error("{\"prompt\": \"x\", \"options\": [\"a\"], \"answer\": -1}") ==
+        "mc.jsonl:1: answer: expected an index into options");
+  CHECK(error("\n\n") == "mc.jsonl: no multiple-choice items");
+  CHECK_THROWS_AS(eval::parse_mc_jsonl("{\"prompt\": ", "mc.jsonl"), FormatError);
+  CHECK_THROWS_AS(eval::read_mc_jsonl("/nonexistent/mc.jsonl"), IoError);
 }

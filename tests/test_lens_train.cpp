@@ -1,5 +1,6 @@
 // Tuned-lens training: analytic gradients against central finite differences on a tiny model,
-// the optimizer lowers the held-out KL, and a resumed run equals an uninterrupted one.
+// the optimizer lowers the held-out KL, and a resumed run equals an uninterrupted one; the
+// training data: token windows, packing, and the seeded generator of the shuffle.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -192,6 +193,49 @@ TEST_CASE("training data: bad options and texts are typed errors") {
   o.eval_fraction = 1.0;
   CHECK_THROWS_AS(load_train_data(CharTokenizer{}, path, o), UsageError);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("token windows: BOS first, whole windows or with the tail, as pack_stream cuts") {
+  const std::vector<int32_t> stream = {10, 11, 12, 13, 14, 15, 16};
+  const TokenWindows with_bos{stream, 4, 1};  // 3 stream tokens a window
+  CHECK(with_bos.body() == 3);
+  CHECK(with_bos.count(false) == 2);
+  CHECK(with_bos.count(true) == 3);
+  CHECK(with_bos[0] == std::vector<int32_t>{1, 10, 11, 12});
+  CHECK(with_bos[1] == std::vector<int32_t>{1, 13, 14, 15});
+  CHECK(with_bos[2] == std::vector<int32_t>{1, 16});  // the tail
+  CHECK(with_bos.end(0) == 3);
+  CHECK(with_bos.end(2) == 7);
+  const TokenWindows no_bos{stream, 4};
+  CHECK(no_bos.count(false) == 1);
+  CHECK(no_bos.count(true) == 2);
+  CHECK(no_bos[1] == std::vector<int32_t>{14, 15, 16});
+  CHECK(TokenWindows{std::span<const int32_t>(stream.data(), 6), 4, 1}.count(true) == 2);  // no empty tail
+  CHECK_THROWS_AS(TokenWindows({stream, 1, 1}).body(), UsageError);  // room for BOS only
+
+  // pack_stream's sequences are the whole windows, in stream order before the shuffle.
+  DataOptions o;
+  o.seq_len = 4, o.bos = 1, o.eval_fraction = 0.5;
+  const std::vector<int32_t> longer = {10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
+  const auto d = pack_stream(longer, 1, o, "stream");
+  const TokenWindows w{longer, 4, 1};
+  REQUIRE(d.eval.size() == 2);
+  CHECK(std::vector<int32_t>(d.eval[0].begin(), d.eval[0].end()) == w[1]);
+  CHECK(std::vector<int32_t>(d.eval[1].begin(), d.eval[1].end()) == w[2]);
+  CHECK(std::vector<int32_t>(d.train[0].begin(), d.train[0].end()) == w[0]);
+}
+
+TEST_CASE("splitmix64 gives the reference generator's outputs") {
+  // splitmix64.c (Vigna) seeded with 0 and with 1234567.
+  SplitMix64 a{0};
+  CHECK(a.next() == 0xE220A8397B1DCDAFull);
+  CHECK(a.next() == 0x6E789E6AA1B965F4ull);
+  CHECK(a.next() == 0x06C45D188009454Full);
+  SplitMix64 b{1234567};
+  CHECK(b.next() == 6457827717110365317ull);
+  CHECK(b.next() == 3203168211198807973ull);
+  CHECK(b.next() == 9817491932198370423ull);
+  static_assert(splitmix64(0) == 0xE220A8397B1DCDAFull);  // the hash is the generator's first step
 }
 
 TEST_CASE("block size changes no result beyond summation order") {

@@ -4,13 +4,12 @@
 // LF or CRLF outside quotes. Each record remembers the line it started on, so a reader can name
 // "line N" of the file in its errors (a record with an embedded newline spans several lines).
 #include <cstddef>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/core/text_file.hpp"
 
 namespace fathom::eval {
 
@@ -73,14 +72,6 @@ inline std::vector<CsvRecord> parse_csv(std::string_view text, const std::string
     out.push_back(std::move(rec));
   }
   return out;
-}
-
-inline std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError(path, "", "cannot open for reading");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 inline std::vector<CsvRecord> read_csv(const std::string& path) {

@@ -29,6 +29,7 @@
 
 #include "fathom/core/error.hpp"
 #include "fathom/core/shared_path.hpp"
+#include "fathom/core/splitmix.hpp"
 #include "fathom/eval/csv.hpp"
 #include "fathom/eval/task.hpp"
 
@@ -38,12 +39,9 @@ enum class GpqaOrder : uint8_t { Shuffled, CorrectLast };
 enum class GpqaText : uint8_t { Trimmed, AsIs };
 
 namespace detail {
-inline uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+// core/splitmix.hpp's hash under the eval::detail:: name that runner.hpp spells.
+using fathom::splitmix64;
+
 inline std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r\n");
   if (b == std::string::npos) return {};
@@ -146,9 +144,9 @@ inline std::vector<Item> parse_gpqa_csv(std::string_view text, const std::string
     if (order == GpqaOrder::CorrectLast) {
       perm = {1, 2, 3, 0};
     } else {
-      uint64_t s = detail::splitmix64(seed ^ detail::splitmix64(uint64_t(out.size())));
+      uint64_t s = splitmix64(seed ^ splitmix64(uint64_t(out.size())));
       for (int k = 3; k > 0; --k) {
-        s = detail::splitmix64(s);
+        s = splitmix64(s);
         std::swap(perm[size_t(k)], perm[size_t(s % uint64_t(k + 1))]);
       }
     }

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
-#include "fathom/eval/gpqa.hpp"  // detail::splitmix64
+#include "fathom/core/splitmix.hpp"
 #include "fathom/eval/task.hpp"
 
 namespace fathom::eval {

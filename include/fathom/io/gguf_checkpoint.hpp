@@ -1,7 +1,8 @@
 #pragma once
 // A GGUF file (llama.cpp's model format) as a Checkpoint: its ModelConfig from the metadata
 // (io/gguf_config.hpp) and its tensors under the Hugging Face names the Model reads, converted to
-// the requested in-memory form (io/gguf_weights.hpp), llama files' Q/K rows un-permuted:
+// the requested in-memory form (io/gguf_weights.hpp), llama files' Q/K rows un-permuted. The
+// mapping (names on the right as io/tensor_names.hpp spells them):
 //
 //   token_embd.weight          model.embed_tokens.weight
 //   output_norm.weight         model.norm.weight
@@ -26,16 +27,22 @@
 #include "fathom/io/gguf.hpp"
 #include "fathom/io/gguf_config.hpp"
 #include "fathom/io/gguf_weights.hpp"
+#include "fathom/io/tensor_names.hpp"
 
 namespace fathom::io {
 
 namespace detail {
 
-// The Hugging Face name of GGUF tensor `n`, or nullopt. A block index must be < n_layers.
-inline std::optional<std::string> gguf_hf_name(std::string_view n, int64_t n_layers) {
-  if (n == "token_embd.weight") return "model.embed_tokens.weight";
-  if (n == "output_norm.weight") return "model.norm.weight";
-  if (n == "output.weight") return "lm_head.weight";
+// Which Hugging Face tensor (io/tensor_names.hpp) GGUF tensor `n` is, with its layer (-1 for
+// once-per-model tensors), or nullopt. A block index must be < n_layers.
+struct GgufHfTensor {
+  HfTensor kind;
+  int64_t layer;
+};
+inline std::optional<GgufHfTensor> gguf_hf_tensor(std::string_view n, int64_t n_layers) {
+  if (n == "token_embd.weight") return GgufHfTensor{HfTensor::Embed, -1};
+  if (n == "output_norm.weight") return GgufHfTensor{HfTensor::FinalNorm, -1};
+  if (n == "output.weight") return GgufHfTensor{HfTensor::LmHead, -1};
   if (!n.starts_with("blk.")) return std::nullopt;
   n.remove_prefix(4);
   const size_t dot = n.find('.');
@@ -47,24 +54,24 @@ inline std::optional<std::string> gguf_hf_name(std::string_view n, int64_t n_lay
   }
   if (layer >= n_layers) return std::nullopt;
   const std::string_view rest = n.substr(dot + 1);
-  static constexpr std::pair<std::string_view, std::string_view> kSuffixes[] = {
-      {"attn_norm.weight", "input_layernorm.weight"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_q.bias", "self_attn.q_proj.bias"},
-      {"attn_k.bias", "self_attn.k_proj.bias"},
-      {"attn_v.bias", "self_attn.v_proj.bias"},
-      {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"attn_q_norm.weight", "self_attn.q_norm.weight"},
-      {"attn_k_norm.weight", "self_attn.k_norm.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"},
+  static constexpr std::pair<std::string_view, HfTensor> kSuffixes[] = {
+      {"attn_norm.weight", HfTensor::AttnNorm},
+      {"ffn_norm.weight", HfTensor::MlpNorm},
+      {"attn_q.weight", HfTensor::Wq},
+      {"attn_k.weight", HfTensor::Wk},
+      {"attn_v.weight", HfTensor::Wv},
+      {"attn_q.bias", HfTensor::Bq},
+      {"attn_k.bias", HfTensor::Bk},
+      {"attn_v.bias", HfTensor::Bv},
+      {"attn_output.weight", HfTensor::Wo},
+      {"attn_q_norm.weight", HfTensor::QNorm},
+      {"attn_k_norm.weight", HfTensor::KNorm},
+      {"ffn_gate.weight", HfTensor::Gate},
+      {"ffn_up.weight", HfTensor::Up},
+      {"ffn_down.weight", HfTensor::Down},
   };
-  for (auto [g, hf] : kSuffixes)
-    if (rest == g) return "model.layers." + std::to_string(layer) + "." + std::string(hf);
+  for (auto [g, kind] : kSuffixes)
+    if (rest == g) return GgufHfTensor{kind, layer};
   return std::nullopt;
 }
 
@@ -85,14 +92,14 @@ inline Checkpoint load_gguf(const std::filesystem::path& path, WeightFormat want
 
   bool viewed = false;
   for (const GgufTensor& t : f.tensors()) {
-    const auto hf = detail::gguf_hf_name(t.name, c.num_hidden_layers);
+    const auto hf = detail::gguf_hf_tensor(t.name, c.num_hidden_layers);
     if (!hf) throw UnsupportedError(f.path(), t.name, "tensor not part of a llama / qwen2 / qwen3 model as fathom runs it");
     std::vector<int64_t> shape = t.shape();
     if (shape.size() != 1 && shape.size() != 2)
       throw FormatError(f.path(), t.name, "expected 1 or 2 dimensions, got " + std::to_string(shape.size()));
     detail::RowMap src = [](size_t r) { return r; };
-    const bool q = hf->find("self_attn.q_proj.") != std::string::npos;
-    if (llama_file && (q || hf->find("self_attn.k_proj.") != std::string::npos)) {
+    const bool q = hf->kind == HfTensor::Wq || hf->kind == HfTensor::Bq;
+    if (llama_file && (q || hf->kind == HfTensor::Wk || hf->kind == HfTensor::Bk)) {
       const int64_t heads = q ? c.num_attention_heads : c.num_key_value_heads;
       if (shape[0] != heads * c.head_dim)  // the permutation needs whole heads
         throw FormatError(f.path(), t.name, std::to_string(shape[0]) + " rows, expected " +
@@ -100,7 +107,8 @@ inline Checkpoint load_gguf(const std::filesystem::path& path, WeightFormat want
       src = [hd](size_t r) { return llama_qk_file_row(r, hd); };
     }
     const GgufHeld held = gguf_held_as(t.type, want, shape.size() == 2);
-    viewed = add_gguf_tensor(store, f, t, *hf, std::move(shape), held, src) || viewed;
+    const std::string name = hf_name(hf->kind, hf->layer);
+    viewed = add_gguf_tensor(store, f, t, name, std::move(shape), held, src) || viewed;
   }
   if (viewed) store.keep_alive(f.keep_alive());
   return ck;

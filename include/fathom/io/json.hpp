@@ -4,16 +4,15 @@
 // type that was found instead.
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "fathom/core/error.hpp"
+#include "fathom/core/text_file.hpp"
 
 namespace fathom::io {
 
@@ -79,14 +78,8 @@ inline Json parse_json(std::string_view text, const std::string& label) {
   }
 }
 
-inline std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(path.string(), "", "cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw IoError(path.string(), "", "read failed");
-  return std::move(ss).str();
-}
+// core/text_file.hpp's reader, also under the io:: name that depth/metrics.hpp spells.
+using fathom::read_text_file;
 
 inline Json read_json_file(const std::filesystem::path& path) {
   return parse_json(read_text_file(path), path.string());

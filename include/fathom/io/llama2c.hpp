@@ -20,6 +20,7 @@
 #include "fathom/core/error.hpp"
 #include "fathom/io/checkpoint_data.hpp"
 #include "fathom/io/mmap.hpp"
+#include "fathom/io/tensor_names.hpp"
 #include "fathom/io/tensor_store.hpp"
 #include "fathom/core/model_config.hpp"
 
@@ -74,10 +75,10 @@ inline Checkpoint load_llama2c(const std::filesystem::path& path) {
   // Walks the file. Counts are products of up to three int32s (93 bits), so they are computed in
   // 128 bits: a hostile header fails the size check instead of wrapping around.
   size_t offset = 28;
-  auto take = [&](const char* name, const std::string& hf_name, unsigned __int128 count) -> const float* {
+  auto take = [&](const char* name, const std::string& hf, unsigned __int128 count) -> const float* {
     const unsigned __int128 need = count * sizeof(float);
     if (need > size - offset)
-      throw FormatError(file, std::string(name) + " (" + hf_name + ")",
+      throw FormatError(file, std::string(name) + " (" + hf + ")",
                         "file ends at byte " + std::to_string(size) + ", inside this tensor (bytes [" +
                             std::to_string(offset) + ", " +
                             (need >> 64 ? std::string("beyond 2^64") : std::to_string(uint64_t(need) + offset)) +
@@ -86,21 +87,22 @@ inline Checkpoint load_llama2c(const std::filesystem::path& path) {
     offset += size_t(need);
     return p;
   };
-  const std::string layers = "model.layers.*.";
-  const float* emb = take("token_embedding", "model.embed_tokens.weight", u128(vocab) * dim);
-  const float* rms_att = take("rms_att", layers + "input_layernorm.weight", u128(L) * dim);
-  const float* wq = take("wq", layers + "self_attn.q_proj.weight", u128(L) * dim * dim);
-  const float* wk = take("wk", layers + "self_attn.k_proj.weight", u128(L) * kv_dim * dim);
-  const float* wv = take("wv", layers + "self_attn.v_proj.weight", u128(L) * kv_dim * dim);
-  const float* wo = take("wo", layers + "self_attn.o_proj.weight", u128(L) * dim * dim);
-  const float* rms_ffn = take("rms_ffn", layers + "post_attention_layernorm.weight", u128(L) * dim);
-  const float* w1 = take("w1", layers + "mlp.gate_proj.weight", u128(L) * hidden * dim);
-  const float* w2 = take("w2", layers + "mlp.down_proj.weight", u128(L) * dim * hidden);
-  const float* w3 = take("w3", layers + "mlp.up_proj.weight", u128(L) * hidden * dim);
-  const float* rms_final = take("rms_final", "model.norm.weight", dim);
+  // The file holds each per-layer tensor for all layers at once: messages name them "model.layers.*.".
+  auto all = [](HfTensor t) { return hf_layer_name(t, "*"); };
+  const float* emb = take("token_embedding", hf_name(HfTensor::Embed), u128(vocab) * dim);
+  const float* rms_att = take("rms_att", all(HfTensor::AttnNorm), u128(L) * dim);
+  const float* wq = take("wq", all(HfTensor::Wq), u128(L) * dim * dim);
+  const float* wk = take("wk", all(HfTensor::Wk), u128(L) * kv_dim * dim);
+  const float* wv = take("wv", all(HfTensor::Wv), u128(L) * kv_dim * dim);
+  const float* wo = take("wo", all(HfTensor::Wo), u128(L) * dim * dim);
+  const float* rms_ffn = take("rms_ffn", all(HfTensor::MlpNorm), u128(L) * dim);
+  const float* w1 = take("w1", all(HfTensor::Gate), u128(L) * hidden * dim);
+  const float* w2 = take("w2", all(HfTensor::Down), u128(L) * dim * hidden);
+  const float* w3 = take("w3", all(HfTensor::Up), u128(L) * hidden * dim);
+  const float* rms_final = take("rms_final", hf_name(HfTensor::FinalNorm), dim);
   take("freq_cis_real", "unused", u128(seq_len) * hs / 2);
   take("freq_cis_imag", "unused", u128(seq_len) * hs / 2);
-  const float* wcls = shared ? nullptr : take("wcls", "lm_head.weight", u128(vocab) * dim);
+  const float* wcls = shared ? nullptr : take("wcls", hf_name(HfTensor::LmHead), u128(vocab) * dim);
   if (offset != size)
     throw FormatError(file, "", std::to_string(size - offset) +
                                     " bytes after the last tensor (the header describes a " +
@@ -134,23 +136,23 @@ inline Checkpoint load_llama2c(const std::filesystem::path& path) {
     v.nbytes = v.numel() * sizeof(float);
     w.add(std::move(v));
   };
-  view("model.embed_tokens.weight", {vocab, dim}, emb);
+  view(hf_name(HfTensor::Embed), {vocab, dim}, emb);
   for (int64_t l = 0; l < L; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    view(p + "input_layernorm.weight", {dim}, rms_att + l * dim);
-    w.add_owned(p + "self_attn.q_proj.weight", DType::F32, {dim, dim},
+    const auto name = [l](HfTensor t) { return hf_name(t, l); };
+    view(name(HfTensor::AttnNorm), {dim}, rms_att + l * dim);
+    w.add_owned(name(HfTensor::Wq), DType::F32, {dim, dim},
                 detail::permute_rope_rows(wq + l * dim * dim, n_heads, hs, dim), file);
-    w.add_owned(p + "self_attn.k_proj.weight", DType::F32, {kv_dim, dim},
+    w.add_owned(name(HfTensor::Wk), DType::F32, {kv_dim, dim},
                 detail::permute_rope_rows(wk + l * kv_dim * dim, n_kv, hs, dim), file);
-    view(p + "self_attn.v_proj.weight", {kv_dim, dim}, wv + l * kv_dim * dim);
-    view(p + "self_attn.o_proj.weight", {dim, dim}, wo + l * dim * dim);
-    view(p + "post_attention_layernorm.weight", {dim}, rms_ffn + l * dim);
-    view(p + "mlp.gate_proj.weight", {hidden, dim}, w1 + l * hidden * dim);
-    view(p + "mlp.down_proj.weight", {dim, hidden}, w2 + l * dim * hidden);
-    view(p + "mlp.up_proj.weight", {hidden, dim}, w3 + l * hidden * dim);
+    view(name(HfTensor::Wv), {kv_dim, dim}, wv + l * kv_dim * dim);
+    view(name(HfTensor::Wo), {dim, dim}, wo + l * dim * dim);
+    view(name(HfTensor::MlpNorm), {dim}, rms_ffn + l * dim);
+    view(name(HfTensor::Gate), {hidden, dim}, w1 + l * hidden * dim);
+    view(name(HfTensor::Down), {dim, hidden}, w2 + l * dim * hidden);
+    view(name(HfTensor::Up), {hidden, dim}, w3 + l * hidden * dim);
   }
-  view("model.norm.weight", {dim}, rms_final);
-  if (wcls) view("lm_head.weight", {vocab, dim}, wcls);
+  view(hf_name(HfTensor::FinalNorm), {dim}, rms_final);
+  if (wcls) view(hf_name(HfTensor::LmHead), {vocab, dim}, wcls);
   return ck;
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/core/splitmix.hpp"
 
 namespace fathom::lens {
 
@@ -50,23 +51,41 @@ struct TrainData {
   size_t documents = 0, stream_tokens = 0;
 };
 
-namespace detail {
-// splitmix64: a portable generator (std::shuffle's use of distributions differs between
-// standard libraries; the order must not).
-struct SplitMix64 {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+// A token stream cut into model inputs, for training and analysis alike (lens training packs
+// them, examples/depth reads them out): window k is BOS (when bos >= 0) and then stream tokens
+// [k·body, (k+1)·body), body = seq_len − 1 with a BOS, seq_len without. The stream must outlive
+// the windows.
+struct TokenWindows {
+  std::span<const int32_t> stream;
+  size_t seq_len;
+  int32_t bos = -1;
+
+  size_t body() const {
+    const size_t b = seq_len - (bos >= 0 && seq_len > 0 ? 1 : 0);
+    if (b == 0) throw UsageError("", "seq_len", "a window needs room for at least one stream token");
+    return b;
+  }
+  // Whole windows only, or with a shorter last one for the tail when `keep_tail`.
+  size_t count(bool keep_tail) const {
+    return keep_tail ? (stream.size() + body() - 1) / body() : stream.size() / body();
+  }
+  // Stream tokens covered by windows 0..k.
+  size_t end(size_t k) const { return std::min(stream.size(), (k + 1) * body()); }
+  void append(std::vector<int32_t>& out, size_t k) const {
+    if (bos >= 0) out.push_back(bos);
+    out.insert(out.end(), stream.begin() + long(k * body()), stream.begin() + long(end(k)));
+  }
+  std::vector<int32_t> operator[](size_t k) const {
+    std::vector<int32_t> w;  // [seq_len], shorter for the tail
+    append(w, k);
+    return w;
   }
 };
-}  // namespace detail
 
-// Fisher-Yates shuffle of the sequences with a fixed seed.
+// Fisher-Yates shuffle of the sequences with a fixed seed (splitmix64: std::shuffle's use of
+// distributions differs between standard libraries; the order must not).
 inline void shuffle_sequences(SequenceSet& set, uint64_t seed) {
-  detail::SplitMix64 rng{seed};
+  SplitMix64 rng{seed};
   const size_t n = set.size(), S = set.seq_len;
   for (size_t i = n; i > 1; --i) {
     const size_t j = size_t(rng.next() % i);
@@ -82,8 +101,8 @@ inline TrainData pack_stream(const std::vector<int32_t>& stream, size_t document
   if (o.seq_len < 2) throw UsageError(origin, "seq_len", "must be at least 2");
   if (!(o.eval_fraction > 0 && o.eval_fraction < 1))
     throw UsageError(origin, "eval_fraction", "must be in (0, 1)");
-  const size_t body = o.seq_len - (o.bos >= 0 ? 1 : 0);
-  const size_t n = stream.size() / body;
+  const TokenWindows windows{stream, o.seq_len, o.bos};
+  const size_t n = windows.count(/*keep_tail=*/false);
   const size_t n_eval = size_t(double(n) * o.eval_fraction + 0.5);
   if (n < 2 || n_eval == 0 || n_eval >= n)
     throw DataError(origin, "", "text too short: " + std::to_string(n) + " sequences of " +
@@ -93,11 +112,7 @@ inline TrainData pack_stream(const std::vector<int32_t>& stream, size_t document
   d.documents = documents;
   d.stream_tokens = stream.size();
   d.train.seq_len = d.eval.seq_len = o.seq_len;
-  for (size_t k = 0; k < n; ++k) {
-    auto& dst = k < n - n_eval ? d.train.ids : d.eval.ids;
-    if (o.bos >= 0) dst.push_back(o.bos);
-    dst.insert(dst.end(), stream.begin() + long(k * body), stream.begin() + long((k + 1) * body));
-  }
+  for (size_t k = 0; k < n; ++k) windows.append(k < n - n_eval ? d.train.ids : d.eval.ids, k);
   shuffle_sequences(d.train, o.seed);
   return d;
 }

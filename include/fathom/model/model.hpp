@@ -20,6 +20,7 @@
 #include "fathom/blocks/rope.hpp"
 #include "fathom/core/error.hpp"
 #include "fathom/core/weight_format.hpp"
+#include "fathom/io/tensor_names.hpp"
 #include "fathom/io/tensor_store.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
@@ -66,39 +67,41 @@ class Model {
                nkv = cfg_.num_key_value_heads, I = cfg_.intermediate_size, V = cfg_.vocab_size;
     rope_ = blocks::Rope(size_t(hd), cfg_.rope_theta, cfg_.rope_scaling);
     embed_ = embedding_tensor(V, H);
-    final_norm_ = norm("model.norm.weight", H);
+    using io::HfTensor;
+    final_norm_ = norm(io::hf_name(HfTensor::FinalNorm), H);
     layers_.resize(size_t(cfg_.num_hidden_layers));
     for (size_t i = 0; i < layers_.size(); ++i) {
-      const std::string p = "model.layers." + std::to_string(i) + ".";
+      const auto name = [i](HfTensor t) { return io::hf_name(t, int64_t(i)); };
       auto& L = layers_[i];
-      L.attn_norm = norm(p + "input_layernorm.weight", H);
-      L.mlp_norm = norm(p + "post_attention_layernorm.weight", H);
+      L.attn_norm = norm(name(HfTensor::AttnNorm), H);
+      L.mlp_norm = norm(name(HfTensor::MlpNorm), H);
       auto& A = L.attn;
       A.hidden = size_t(H), A.n_heads = size_t(nh), A.n_kv_heads = size_t(nkv),
       A.head_dim = size_t(hd), A.sliding_window = cfg_.sliding_window, A.rope = &rope_;
-      A.wq = matrix(p + "self_attn.q_proj.weight", nh * hd, H, opts);
-      A.wk = matrix(p + "self_attn.k_proj.weight", nkv * hd, H, opts);
-      A.wv = matrix(p + "self_attn.v_proj.weight", nkv * hd, H, opts);
-      A.wo = matrix(p + "self_attn.o_proj.weight", H, nh * hd, opts);
+      A.wq = matrix(name(HfTensor::Wq), nh * hd, H, opts);
+      A.wk = matrix(name(HfTensor::Wk), nkv * hd, H, opts);
+      A.wv = matrix(name(HfTensor::Wv), nkv * hd, H, opts);
+      A.wo = matrix(name(HfTensor::Wo), H, nh * hd, opts);
       if (cfg_.attention_bias) {
-        A.bq = load_vector(p + "self_attn.q_proj.bias", nh * hd);
-        A.bk = load_vector(p + "self_attn.k_proj.bias", nkv * hd);
-        A.bv = load_vector(p + "self_attn.v_proj.bias", nkv * hd);
+        A.bq = load_vector(name(HfTensor::Bq), nh * hd);
+        A.bk = load_vector(name(HfTensor::Bk), nkv * hd);
+        A.bv = load_vector(name(HfTensor::Bv), nkv * hd);
       }
       if (cfg_.qk_norm) {
-        A.q_norm = norm(p + "self_attn.q_norm.weight", hd);
-        A.k_norm = norm(p + "self_attn.k_norm.weight", hd);
+        A.q_norm = norm(name(HfTensor::QNorm), hd);
+        A.k_norm = norm(name(HfTensor::KNorm), hd);
       }
-      L.mlp.gate = matrix(p + "mlp.gate_proj.weight", I, H, opts);
-      L.mlp.up = matrix(p + "mlp.up_proj.weight", I, H, opts);
-      L.mlp.down = matrix(p + "mlp.down_proj.weight", H, I, opts);
+      L.mlp.gate = matrix(name(HfTensor::Gate), I, H, opts);
+      L.mlp.up = matrix(name(HfTensor::Up), I, H, opts);
+      L.mlp.down = matrix(name(HfTensor::Down), H, I, opts);
     }
-    const bool tied = cfg_.tie_word_embeddings || !store_->contains("lm_head.weight");
+    const std::string head = io::hf_name(HfTensor::LmHead);
+    const bool tied = cfg_.tie_word_embeddings || !store_->contains(head);
     if (tied && !cfg_.tie_word_embeddings)
-      throw FormatError(store_->origin(), "lm_head.weight",
+      throw FormatError(store_->origin(), head,
                         "missing tensor (config says tie_word_embeddings=false)");
     readout_.norm = &final_norm_;
-    readout_.unembed = tied ? matrix(embed_, opts) : matrix("lm_head.weight", V, H, opts);
+    readout_.unembed = tied ? matrix(embed_, opts) : matrix(head, V, H, opts);
   }
 
   Model(const Model&) = delete;  // layers hold pointers into the model (rope, norms)
@@ -116,12 +119,28 @@ class Model {
   // kernels/quant.hpp's layout).
   const io::TensorView& embedding() const { return embed_; }
 
-  // Bytes of weight matrices read per decoded token at full depth (for bandwidth bounds).
-  size_t weight_bytes_per_token() const {
-    size_t b = bytes(readout_.unembed) + bytes({embed_.dtype, 1, size_t(cfg_.hidden_size), nullptr});
+  // Every weight matrix, in a fixed order: per layer q, k, v, o, gate, up, down, then the
+  // unembedding. Two models of one config list matching matrices at matching positions, so they
+  // can be compared matrix by matrix (a quantised model against its original).
+  std::vector<const kernels::MatrixView*> matrices() const {
+    std::vector<const kernels::MatrixView*> all;
     for (auto& L : layers_)
-      b += bytes(L.attn.wq) + bytes(L.attn.wk) + bytes(L.attn.wv) + bytes(L.attn.wo) +
-           bytes(L.mlp.gate) + bytes(L.mlp.up) + bytes(L.mlp.down);
+      for (auto* w : {&L.attn.wq, &L.attn.wk, &L.attn.wv, &L.attn.wo, &L.mlp.gate, &L.mlp.up, &L.mlp.down})
+        all.push_back(w);
+    all.push_back(&readout_.unembed);
+    return all;
+  }
+
+  // Bytes a matrix occupies as held (Q8: int8 values and f16 block scales, kernels/quant.hpp).
+  static size_t matrix_bytes(const kernels::MatrixView& m) {
+    return m.dtype == DType::Q8 ? kernels::q8_bytes(m.rows, m.cols) : m.rows * m.cols * dtype_size(m.dtype);
+  }
+
+  // Bytes of weight matrices read per decoded token at full depth (for bandwidth bounds): every
+  // matrix and one embedding row.
+  size_t weight_bytes_per_token() const {
+    size_t b = matrix_bytes({embed_.dtype, 1, size_t(cfg_.hidden_size), nullptr});
+    for (auto* m : matrices()) b += matrix_bytes(*m);
     return b;
   }
 
@@ -157,10 +176,6 @@ class Model {
   }
 
  private:
-  static size_t bytes(const kernels::MatrixView& m) {
-    return m.dtype == DType::Q8 ? kernels::q8_bytes(m.rows, m.cols) : m.rows * m.cols * dtype_size(m.dtype);
-  }
-
   void validate_config() const {
     auto bad = [&](const char* field, const std::string& why) {
       throw ConfigError(store_->origin(), field, why);
@@ -205,7 +220,7 @@ class Model {
   // The token embedding [vocab, hidden]: F32/BF16/F16 as stored, or Q8 (a GGUF Q8_0 embedding,
   // or a Q8 checkpoint's int8 values + scales unpacked once here and shared with a tied head).
   io::TensorView embedding_tensor(int64_t V, int64_t H) {
-    io::TensorView t = store_->get("model.embed_tokens.weight", {V, H});
+    io::TensorView t = store_->get(io::hf_name(io::HfTensor::Embed), {V, H});
     if (t.dtype == DType::I8) {
       auto q = std::make_shared<kernels::QuantizedMatrix>(
           q8_from_tensors(t, store_->get(t.name + kQ8ScaleSuffix)));

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "fathom/core/dtype.hpp"
+#include "fathom/core/splitmix.hpp"
+#include "fathom/io/tensor_names.hpp"
 #include "fathom/io/tensor_store.hpp"
 #include "fathom/model/model.hpp"
 
@@ -36,16 +38,32 @@ inline ModelConfig qwen25_05b_config() {
   return c;
 }
 
+// SmolLM2-135M-Instruct's shape (config.json of HuggingFaceTB/SmolLM2-135M-Instruct): the small
+// instruct model the void analysis runs, and a large vocabulary over a narrow residual stream.
+inline ModelConfig smollm2_135m_config() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.family = Family::Llama;
+  c.hidden_size = 576;
+  c.num_hidden_layers = 30;
+  c.num_attention_heads = 9;
+  c.num_key_value_heads = 3;
+  c.head_dim = 64;
+  c.intermediate_size = 1536;
+  c.vocab_size = 49152;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 100000.0;
+  c.max_position_embeddings = 8192;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  c.torch_dtype = DType::BF16;
+  return c;
+}
+
 namespace detail {
 // splitmix64 -> approximately normal values (sum of uniforms); fast enough for 0.5B weights.
-struct FastNormal {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+struct FastNormal : SplitMix64 {
   float operator()() {  // sum of 4 uniforms in [0,1): mean 2, variance 1/3
     const uint64_t r = next();
     float acc = 0;
@@ -76,34 +94,14 @@ inline std::shared_ptr<io::TensorStore> random_weights(const ModelConfig& cfg, D
     }
     store->add_owned(name, dt, std::move(shape), std::move(bytes), "random");
   };
-  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size,
-                hd = cfg.head_dim, q = cfg.num_attention_heads * hd, kv = cfg.num_key_value_heads * hd;
-  auto mat = [&](const std::string& name, int64_t rows, int64_t cols) {
-    add(name, {rows, cols}, std > 0 ? std : 1.0f / std::sqrt(float(cols)), 0.f, dtype);
-  };
-  mat("model.embed_tokens.weight", V, H);
-  add("model.norm.weight", {H}, 0.f, 1.f, DType::F32);
-  if (!cfg.tie_word_embeddings) mat("lm_head.weight", V, H);
-  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {H}, 0.f, 1.f, DType::F32);
-    add(p + "post_attention_layernorm.weight", {H}, 0.f, 1.f, DType::F32);
-    mat(p + "self_attn.q_proj.weight", q, H);
-    mat(p + "self_attn.k_proj.weight", kv, H);
-    mat(p + "self_attn.v_proj.weight", kv, H);
-    mat(p + "self_attn.o_proj.weight", H, q);
-    if (cfg.attention_bias) {
-      add(p + "self_attn.q_proj.bias", {q}, 0.02f, 0.f, DType::F32);
-      add(p + "self_attn.k_proj.bias", {kv}, 0.02f, 0.f, DType::F32);
-      add(p + "self_attn.v_proj.bias", {kv}, 0.02f, 0.f, DType::F32);
+  for (const auto& t : io::hf_tensors(cfg)) {
+    switch (io::hf_role(t.kind)) {
+      case io::HfRole::Matrix:
+        add(t.name, t.shape, std > 0 ? std : 1.0f / std::sqrt(float(t.shape[1])), 0.f, dtype);
+        break;
+      case io::HfRole::Norm: add(t.name, t.shape, 0.f, 1.f, DType::F32); break;
+      case io::HfRole::Bias: add(t.name, t.shape, 0.02f, 0.f, DType::F32); break;
     }
-    if (cfg.qk_norm) {
-      add(p + "self_attn.q_norm.weight", {hd}, 0.f, 1.f, DType::F32);
-      add(p + "self_attn.k_norm.weight", {hd}, 0.f, 1.f, DType::F32);
-    }
-    mat(p + "mlp.gate_proj.weight", I, H);
-    mat(p + "mlp.up_proj.weight", I, H);
-    mat(p + "mlp.down_proj.weight", H, I);
   }
   return store;
 }

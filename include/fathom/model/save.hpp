@@ -13,6 +13,7 @@
 #include "fathom/core/error.hpp"
 #include "fathom/io/config.hpp"
 #include "fathom/io/safetensors.hpp"
+#include "fathom/io/tensor_names.hpp"
 #include "fathom/model/model.hpp"
 #include "fathom/model/q8_checkpoint.hpp"
 
@@ -45,37 +46,38 @@ inline void save_model(const Model& model, const std::filesystem::path& dir) {
 
   ModelConfig cfg = model.config();
   std::vector<io::TensorSource> t;
+  using io::HfTensor;
   const io::TensorView& E = model.embedding();
+  const std::string embed = io::hf_name(HfTensor::Embed);
   if (E.dtype == DType::Q8)  // a GGUF Q8_0 embedding: int8 values + f16 scales, as every Q8 matrix
-    detail::add_matrix(t, "model.embed_tokens.weight",
-                       {DType::Q8, size_t(E.shape.at(0)), size_t(E.shape.at(1)), E.data});
+    detail::add_matrix(t, embed, {DType::Q8, size_t(E.shape.at(0)), size_t(E.shape.at(1)), E.data});
   else
-    t.push_back(io::bytes_source("model.embed_tokens.weight", E.dtype, E.shape, E.data, E.nbytes));
+    t.push_back(io::bytes_source(embed, E.dtype, E.shape, E.data, E.nbytes));
   for (size_t i = 0; i < model.n_layers(); ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const auto name = [i](HfTensor k) { return io::hf_name(k, int64_t(i)); };
     const DecoderLayer& L = model.layer(i);
     const auto& A = L.attn;
-    detail::add_vector(t, p + "input_layernorm.weight", L.attn_norm.weight);
-    detail::add_vector(t, p + "post_attention_layernorm.weight", L.mlp_norm.weight);
-    detail::add_matrix(t, p + "self_attn.q_proj.weight", A.wq);
-    detail::add_matrix(t, p + "self_attn.k_proj.weight", A.wk);
-    detail::add_matrix(t, p + "self_attn.v_proj.weight", A.wv);
-    detail::add_matrix(t, p + "self_attn.o_proj.weight", A.wo);
-    detail::add_vector(t, p + "self_attn.q_proj.bias", A.bq);
-    detail::add_vector(t, p + "self_attn.k_proj.bias", A.bk);
-    detail::add_vector(t, p + "self_attn.v_proj.bias", A.bv);
-    detail::add_vector(t, p + "self_attn.q_norm.weight", A.q_norm.weight);
-    detail::add_vector(t, p + "self_attn.k_norm.weight", A.k_norm.weight);
-    detail::add_matrix(t, p + "mlp.gate_proj.weight", L.mlp.gate);
-    detail::add_matrix(t, p + "mlp.up_proj.weight", L.mlp.up);
-    detail::add_matrix(t, p + "mlp.down_proj.weight", L.mlp.down);
+    detail::add_vector(t, name(HfTensor::AttnNorm), L.attn_norm.weight);
+    detail::add_vector(t, name(HfTensor::MlpNorm), L.mlp_norm.weight);
+    detail::add_matrix(t, name(HfTensor::Wq), A.wq);
+    detail::add_matrix(t, name(HfTensor::Wk), A.wk);
+    detail::add_matrix(t, name(HfTensor::Wv), A.wv);
+    detail::add_matrix(t, name(HfTensor::Wo), A.wo);
+    detail::add_vector(t, name(HfTensor::Bq), A.bq);
+    detail::add_vector(t, name(HfTensor::Bk), A.bk);
+    detail::add_vector(t, name(HfTensor::Bv), A.bv);
+    detail::add_vector(t, name(HfTensor::QNorm), A.q_norm.weight);
+    detail::add_vector(t, name(HfTensor::KNorm), A.k_norm.weight);
+    detail::add_matrix(t, name(HfTensor::Gate), L.mlp.gate);
+    detail::add_matrix(t, name(HfTensor::Up), L.mlp.up);
+    detail::add_matrix(t, name(HfTensor::Down), L.mlp.down);
   }
-  detail::add_vector(t, "model.norm.weight", model.final_norm().weight);
+  detail::add_vector(t, io::hf_name(HfTensor::FinalNorm), model.final_norm().weight);
   // A head that is the embedding itself stays tied; one held in another form (quantised,
   // converted) is written out and the saved config is untied.
   const kernels::MatrixView& U = model.readout().unembed;
   cfg.tie_word_embeddings = cfg.tie_word_embeddings && U.data == E.data;
-  if (!cfg.tie_word_embeddings) detail::add_matrix(t, "lm_head.weight", U);
+  if (!cfg.tie_word_embeddings) detail::add_matrix(t, io::hf_name(HfTensor::LmHead), U);
 
   bool q8 = false;
   for (const auto& s : t) q8 = q8 || s.dtype == DType::I8;

@@ -13,11 +13,9 @@
 // be called from many threads at once.
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <span>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -25,6 +23,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/core/text_file.hpp"
 #include "fathom/tokenizer/chat.hpp"
 #include "fathom/tokenizer/chat_template.hpp"
 #include "fathom/tokenizer/detail/added_vocab.hpp"
@@ -39,20 +38,6 @@
 namespace fathom::tok {
 
 namespace detail {
-
-inline std::string read_text_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw IoError(p.string(), "", "cannot open");
-  std::string s;
-  f.seekg(0, std::ios::end);
-  const auto n = f.tellg();
-  if (n < 0) throw IoError(p.string(), "", "cannot read");
-  s.resize(size_t(n));
-  f.seekg(0);
-  f.read(s.data(), n);
-  if (!f) throw IoError(p.string(), "", "read failed");
-  return s;
-}
 
 inline json parse_json_text(const std::string& text, const std::string& file) {
   try {
@@ -113,12 +98,12 @@ class Tokenizer {
   // precedence over tokenizer_config.json's chat_template, as in transformers).
   static Tokenizer from_file(const std::filesystem::path& tokenizer_json,
                              const std::filesystem::path& config = {}) {
-    const std::string text = detail::read_text_file(tokenizer_json);
+    const std::string text = read_text_file(tokenizer_json);
     std::string cfg_text;
-    if (!config.empty()) cfg_text = detail::read_text_file(config);
+    if (!config.empty()) cfg_text = read_text_file(config);
     const auto jinja_file = tokenizer_json.parent_path() / "chat_template.jinja";
     std::string tpl;
-    if (std::filesystem::exists(jinja_file)) tpl = detail::read_text_file(jinja_file);
+    if (std::filesystem::exists(jinja_file)) tpl = read_text_file(jinja_file);
     return from_json_text(text, cfg_text, tokenizer_json.string(), config.string(), tpl,
                           tpl.empty() ? std::string() : jinja_file.string());
   }
