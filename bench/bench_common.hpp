@@ -52,8 +52,9 @@ inline std::vector<int32_t> prompt(const fathom::Model& m, size_t n) {
 template <class Policy>
 void decode_loop(benchmark::State& state, const fathom::Model& m, Policy& policy,
                  fathom::KvStrategy kv = fathom::KvStrategy::Propagate, size_t context = 64,
-                 size_t window = 64) {
+                 size_t window = 64, fathom::Trace* trace = nullptr) {
   fathom::Session s(m, {int64_t(context + window + 1), kv});
+  s.set_trace(trace);
   const auto ids = prompt(m, context);
   s.forward(ids, fathom::Phase::PP, policy);
   int32_t next = 1;

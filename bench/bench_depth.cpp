@@ -24,16 +24,13 @@ std::set<int> spread(size_t layers, double fraction) {
 }
 
 // Exits every RG token before layer `at`.
-struct ExitAt {
-  static constexpr bool needs_layer_input = false;
+struct ExitAt : fathom::PolicyBase {
+  static constexpr bool observes_layers = false;
+  explicit ExitAt(int layer) : at(layer) {}
   int at;
-  void begin_token(const fathom::TokenInfo&) {}
-  fathom::Action before_layer(const fathom::TokenInfo& t, int l) const {
+  fathom::Action before_layer(const fathom::TokenInfo& t, State&, int l) const {
     return t.phase == fathom::Phase::RG && l >= at ? fathom::Action::Exit : fathom::Action::Run;
   }
-  void after_layer(const fathom::TokenInfo&, int, std::span<const float>, std::span<float>) {}
-  std::span<const float> readout(const fathom::TokenInfo&, std::span<const float> s) { return s; }
-  void end_token(const fathom::TokenInfo&) {}
 };
 }  // namespace
 
@@ -48,8 +45,8 @@ static void BM_StaticSkipNone(benchmark::State& state) {
 static void BM_LacTraceOnly(benchmark::State& state) {
   const auto& m = bench::model(kModel);
   fathom::Trace trace(m.n_layers(), false);
-  fathom::LAC p(m.n_layers(), m.hidden(), 0.8, fathom::LacMode::TraceOnly, &trace);
-  bench::decode_loop(state, m, p);
+  fathom::LAC p(0.8, fathom::LacMode::TraceOnly);
+  bench::decode_loop(state, m, p, fathom::KvStrategy::Propagate, 64, 64, &trace);
 }
 static void BM_StaticSkip(benchmark::State& state) {
   const auto& m = bench::model(kModel);

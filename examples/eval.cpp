@@ -9,20 +9,17 @@
 //        --data ../shared/data/wikitext2/wikitext-2-raw-test.txt --stride 256
 //
 // Rerunning with the same --out resumes. See docs/evaluation.md.
-#include <omp.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <mutex>
-#include <thread>
 
 #include "fathom/core/shared_path.hpp"
 #include "fathom/eval/boolq.hpp"
 #include "fathom/eval/gpqa.hpp"
 #include "fathom/eval/mmlu.hpp"
-#include "fathom/eval/perplexity.hpp"
+#include "fathom/eval/perplexity_parallel.hpp"
 #include "fathom/eval/report.hpp"
 #include "fathom/eval/runner.hpp"
 #include "fathom/eval/subset.hpp"
@@ -72,37 +69,12 @@ int run_perplexity(const Args& a, const Model& model, const tok::AnyTokenizer& t
   report::TextTable t({"policy", "ppl", "nll/token", "scored", "PP layers %", "tokens", "tok/s", "wall s"});
   const int workers = std::max(1, a.threads);
   for (const auto& spec : specs) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<PerplexityResult> parts(static_cast<size_t>(workers));
-    std::vector<Trace> traces(static_cast<size_t>(workers), Trace(model.n_layers(), false));
-    std::mutex mu;
-    size_t done = 0;
-    const size_t total = perplexity_windows(ids.size(), window, stride);
-    ProgressBar bar(total, 0, !a.no_progress);
-    auto work = [&](int w) {
-      if (workers > 1) omp_set_num_threads(1);
-      Session s(model, SessionOptions{int64_t(window), KvStrategy::Propagate});
-      with_policy(model, spec, &traces[size_t(w)], [&](auto& pol) {
-        parts[size_t(w)] = perplexity(s, ids, window, stride, pol, [&](size_t, size_t) {
-          std::lock_guard<std::mutex> l(mu);
-          ++done;
-          bar.tick(spec.name);
-        }, size_t(w), size_t(workers));
-      });
-    };
-    std::vector<std::thread> ts;
-    for (int w = 0; w < workers; ++w) ts.emplace_back(work, w);
-    for (auto& th : ts) th.join();
+    ProgressBar bar(perplexity_windows(ids.size(), window, stride), 0, !a.no_progress);
+    const auto pr = perplexity_parallel(model, ids, window, stride, spec, workers,
+                                        [&] { bar.tick(spec.name); });
     bar.finish();
-    PerplexityResult r;
-    Trace all(model.n_layers(), false);
-    for (int w = 0; w < workers; ++w) {
-      r.nll += parts[size_t(w)].nll, r.scored += parts[size_t(w)].scored;
-      r.tokens += parts[size_t(w)].tokens, r.windows += parts[size_t(w)].windows;
-      all.merge(traces[size_t(w)]);
-    }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double layers = spec.kind == PolicySpec::Kind::Full ? 1.0 : all.usage(Phase::PP).mean_activated();
+    const PerplexityResult& r = pr.result;
+    const double layers = pr.usage.mean_activated();
     t.add_row({spec.name, report::fixed(r.ppl(), 3), report::fixed(r.mean_nll(), 4),
                std::to_string(r.scored), pct(layers, 1), std::to_string(r.tokens),
                report::fixed(r.tokens_per_second(), 0), report::fixed(r.seconds, 1)});
@@ -149,8 +121,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"lm-eval", "void"}));
   app.add_option("--scoring", a.scoring, "loglik | generate")->check(CLI::IsMember({"loglik", "generate"}));
   app.add_option("--policies", a.policies,
-                 "comma list: full, lac:α, lac-instream:α, lac-trace:α, lac-exit:α, "
-                 "static:pp=1,4;rg=2 (layers never computed, per phase)");
+                 "comma list of registered policies: full, lac:α, lac-instream:α, lac-trace:α, "
+                 "lac-exit:α, static:pp=1,4;rg=2 (layers never computed, per phase), "
+                 "early-exit:[MEASURE:]λ, logit-lens:i, cos-skip:c");
   app.add_option("--out", a.out, "results JSON Lines (resumed when it exists)");
   app.add_option("--limit", a.limit, "only the first N items");
   app.add_option("--subset", a.subset,

@@ -5,8 +5,10 @@
 //   generate --prompt "Once upon a time" -n 64
 //   generate -m qwen2.5-0.5b/ --prompt "Hello" --chat --temperature 0.7 --seed 1
 //   generate --ids 1,403,407 --dump out.safetensors
+//   generate -m smollm2.gguf --prompt "Hello" --chat --policy lac:0.8   # any registered policy
 #include "common.hpp"
 
+#include "fathom/depth/policies.hpp"
 #include "fathom/io/safetensors.hpp"
 #include "fathom/model/generate.hpp"
 
@@ -38,7 +40,7 @@ int main(int argc, char** argv) {
   CLI::App app{"fathom generate: text generation from a Llama/Mistral/Qwen or llama2.c model"};
   examples::ModelArgs margs;
   margs.add(app);
-  std::string prompt = "", ids_arg, dump;
+  std::string prompt = "", ids_arg, dump, policy_name = "full";
   bool chat = false, no_bos = false, quiet = false;
   fathom::GenerateOptions gen;
   gen.max_new_tokens = 128;
@@ -52,6 +54,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", gen.sampling.seed, "sampling seed");
   app.add_flag("--ignore-eos", [&](int64_t) { gen.stop_on_eos = false; }, "do not stop at eos");
   app.add_option("--dump", dump, "write the prompt's logits, embed and resid_post.{i} (safetensors)");
+  app.add_option("--policy", policy_name,
+                 "depth policy by name (docs/policies.md): full (default), lac:α, lac-instream:α, "
+                 "static:..., early-exit:[MEASURE:]λ, logit-lens:i, cos-skip:c, ...");
   app.add_flag("-q,--quiet", quiet, "print only the generated text");
   CLI11_PARSE(app, argc, argv);
 
@@ -112,8 +117,13 @@ int main(int argc, char** argv) {
       }
       return true;
     };
-    fathom::FullDepth full;
-    auto g = fathom::generate(session, ids, gen, full, on_token);
+    const fathom::PolicySpec spec = fathom::parse_policy(policy_name);
+    fathom::Trace trace(model->n_layers(), false);
+    session.set_trace(&trace);
+    fathom::Generation g;
+    fathom::with_policy(*model, spec, [&](auto& policy) {
+      g = fathom::generate(session, ids, gen, policy, on_token);
+    });
     const double total = examples::seconds_since(t0);
     std::cout << "\n";
     if (!quiet) {
@@ -123,6 +133,10 @@ int main(int argc, char** argv) {
                    ids.size(), double(ids.size()) / t_first, n,
                    n > 1 ? double(n - 1) / (total - t_first) : 0.0, omp_get_max_threads(),
                    g.stopped_on_eos ? " | stopped at eos" : "");
+      if (spec.kind != fathom::PolicySpec::Kind::Full)
+        std::fprintf(stderr, "[%s: %.1f%% of layers used in PP, %.1f%% in RG]\n", spec.name.c_str(),
+                     100 * trace.usage(fathom::Phase::PP).mean_activated(),
+                     100 * trace.usage(fathom::Phase::RG).mean_activated());
     }
     return 0;
   });

@@ -1,5 +1,6 @@
 // voids — the LAC void analysis ("Void in Language Models"): run prompt processing (PP) and
-// response generation (RG) under L2 Adaptive Computation, print which layers each phase used,
+// response generation (RG) under L2 Adaptive Computation (or any registered policy, --policy),
+// print which layers each phase used,
 // and write the per-token trace (JSONL, CSV), the usage summary, a tokens × layers heatmap and
 // the layer usage by position over all prompts (usage-buckets.svg).
 //
@@ -31,9 +32,8 @@
 #include <ctime>
 #include <fstream>
 
-#include "fathom/depth/lac.hpp"
 #include "fathom/depth/layer_similarity.hpp"
-#include "fathom/depth/static_skip.hpp"
+#include "fathom/depth/policies.hpp"
 #include "fathom/eval/boolq.hpp"
 #include "fathom/eval/frontier.hpp"
 #include "fathom/eval/mmlu.hpp"
@@ -80,7 +80,7 @@ std::set<int> as_set(const std::vector<uint8_t>& skipped) {
 // The eval policy that skips these sets ("static:pp=...;rg=...", canonical).
 std::string static_policy(const std::set<int>& pp, const std::set<int>& rg) {
   auto list = [](const std::set<int>& s) { return s.empty() ? std::string() : set_string(s); };
-  return fathom::eval::parse_policy("static:pp=" + list(pp) + ";rg=" + list(rg)).name;
+  return fathom::parse_policy("static:pp=" + list(pp) + ";rg=" + list(rg)).name;
 }
 
 double cpu_seconds() {
@@ -121,7 +121,8 @@ int main(int argc, char** argv) {
   examples::ModelArgs margs;
   margs.add(app);
   std::string prompt = "Once upon a time", prompts_file, out_dir = "voids-out", mode = "final-state",
-              kv = "propagate", task_name, data, split = "test", preset = "void", frontier_dir;
+              kv = "propagate", task_name, data, split = "test", preset = "void", frontier_dir,
+              policy_name;
   double alpha = 0.8;
   std::vector<double> calibrate;
   std::vector<size_t> shortgpt;
@@ -144,6 +145,9 @@ int main(int argc, char** argv) {
   app.add_option("-a,--alpha", alpha, "LAC α: a layer is a void when Δ_l < α·range(Δ_{<l})");
   app.add_option("--mode", mode, "what a void means: final-state (the authors' code), in-stream, trace-only")
       ->check(CLI::IsMember({"final-state", "in-stream", "trace-only"}));
+  app.add_option("--policy", policy_name,
+                 "any registered policy instead of LAC --mode/--alpha (lac:α = final-state, "
+                 "lac-instream:α, lac-trace:α, static:..., early-exit:..., cos-skip:c, ...)");
   app.add_option("--kv", kv, "K/V of positions that skipped a layer: propagate, exact, none")
       ->check(CLI::IsMember({"propagate", "exact", "none"}));
   app.add_option("-n,--max-new-tokens", gen.max_new_tokens,
@@ -188,9 +192,11 @@ int main(int argc, char** argv) {
     const auto t_start = std::chrono::steady_clock::now();
     auto model = margs.load();
     auto tok = margs.load_tokenizer();
-    const LacMode lac_mode = mode == "in-stream"    ? LacMode::InStream
-                             : mode == "trace-only" ? LacMode::TraceOnly
-                                                    : LacMode::FinalState;
+    // --mode/--alpha name a LAC policy of the registry; --policy names any.
+    const PolicySpec spec = parse_policy(
+        !policy_name.empty() ? policy_name
+        : (mode == "in-stream" ? "lac-instream:" : mode == "trace-only" ? "lac-trace:" : "lac:") +
+              std::to_string(alpha));
     const KvStrategy kv_strategy = kv == "exact" ? KvStrategy::Exact
                                    : kv == "none" ? KvStrategy::None
                                                   : KvStrategy::Propagate;
@@ -199,17 +205,17 @@ int main(int argc, char** argv) {
     auto token_text = [&](int32_t id) { return tok.decode({id}, false); };
 
     Trace trace(model->n_layers());
-    LAC lac(model->n_layers(), model->hidden(), alpha, lac_mode, &trace);
     // ShortGPT's similarity is measured in the same pass (final-state LAC leaves the stream alone).
     LayerCosines cosines(model->n_layers());
-    LayerSimilarity<LAC> policy(lac, cosines);
     report::TraceJsonlWriter jsonl(out / "trace.jsonl", token_text);
     std::vector<std::vector<int32_t>> encoded;
     std::ofstream texts(out / "generations.txt", std::ios::binary);
     std::cout << "model " << margs.model << " (" << model->n_layers() << " layers, weights "
-              << margs.weights << "), α = " << alpha << ", " << mode << ", kv " << kv << "\n";
+              << margs.weights << "), policy " << spec.name << ", kv " << kv << "\n";
     const auto t0 = std::chrono::steady_clock::now();
     std::string what;  // for the figures' subtitles
+    with_policy(*model, spec, [&](auto& inner) {
+    LayerSimilarity policy(inner, cosines);
     if (task_mode) {
       eval::Task task;
       if (task_name == "mmlu") {
@@ -220,6 +226,7 @@ int main(int argc, char** argv) {
       const auto items = eval::spread_items(task.items, n_items);
       eval::PromptBuilder builder(tok, task.kind, {eval::parse_preset(preset), 0, !no_chat});
       Session session(*model, {0, kv_strategy});
+      session.set_trace(&trace);
       eval::ScoringSettings ss;
       ss.scoring = eval::Scoring::Generate;
       ss.generation = {gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p};
@@ -259,6 +266,7 @@ int main(int argc, char** argv) {
         if (ids.empty()) throw UsageError("", "prompt", "prompt " + std::to_string(i) + " is empty");
         encoded.push_back(ids);
         Session session(*model, {0, kv_strategy});
+        session.set_trace(&trace);
         trace.set_sequence(int64_t(i));
         auto g = generate(session, ids, gen, policy);
         jsonl.sync(trace);  // every record on disk as soon as its prompt is done
@@ -268,6 +276,7 @@ int main(int argc, char** argv) {
       }
       what = std::to_string(prompts.size()) + " prompts";
     }
+    });
     const double secs = examples::seconds_since(t0);
 
     std::cout << "\n" << report::usage_text(trace) << "\n";
@@ -279,12 +288,11 @@ int main(int argc, char** argv) {
     std::ofstream(out / "usage.csv", std::ios::binary) << report::usage_csv(trace);
     report::HeatmapOptions hopt;
     hopt.model = std::filesystem::path(margs.model).filename().string();
-    hopt.alpha = alpha;
-    hopt.note = "LAC " + mode + ", KV " + kv;
+    hopt.note = spec.name + ", KV " + kv;
     hopt.max_tokens = heatmap_tokens;
     report::write_heatmap_svg(out / "heatmap.svg", trace, hopt, token_text);
     char note[160];
-    std::snprintf(note, sizeof note, "LAC %s, α = %g, %s", mode.c_str(), alpha, what.c_str());
+    std::snprintf(note, sizeof note, "%s, %s", spec.name.c_str(), what.c_str());
     report::write_usage_buckets_svg(out / "usage-buckets.svg",
                                     report::bucket_usage(trace.records(), model->n_layers(), buckets),
                                     {hopt.model, note});
@@ -327,9 +335,9 @@ int main(int argc, char** argv) {
       // back, no eos stop), on the first --time-prompts prompts. Rounds go over all policies in
       // turn and each keeps its fastest round, so a burst of load on a shared machine hits one
       // round of every policy rather than all rounds of one.
-      std::vector<eval::PolicySpec> specs = {eval::parse_policy("full")};
+      std::vector<PolicySpec> specs = {parse_policy("full")};
       for (const auto& p : to_time) {
-        auto s = eval::parse_policy(p);
+        auto s = parse_policy(p);
         if (s.name != "full") specs.push_back(s);
       }
       std::ofstream tcsv(out / "timing.csv", std::ios::binary);
@@ -345,10 +353,9 @@ int main(int argc, char** argv) {
       std::vector<Best> best(specs.size());
       for (size_t round = 0; round < std::max<size_t>(1, time_repeats); ++round)
       for (size_t k = 0; k < specs.size(); ++k) {
-        const auto& spec = specs[k];
         size_t n = 0;
         double t = 0, cpu = 0;
-        eval::with_policy(*model, spec, nullptr, [&](auto& pol) {
+        with_policy(*model, specs[k], [&](auto& pol) {
           for (size_t i = 0; i < np; ++i) {
             const auto& ids = encoded[i];
             Session s(*model, {0, kv_strategy});

@@ -6,7 +6,7 @@
 # Stages: mmlu-loglik gpqa boolq mmlu-generate heatmap frontier q8-vs-f32
 # Sizes from the environment: MMLU_N (all: the 14,042 test questions; N: a stratified N),
 #   BOOLQ_N (all: the 3,270 validation questions; N: the first N), GEN_N (2000, stratified),
-#   HEAT_N (100), FRONTIER_MMLU_N (500), FRONTIER_BOOLQ_N (300),
+#   HEAT_N (100), FRONTIER_MMLU_N (2000), FRONTIER_BOOLQ_N (500),
 #   CHECK_N (300), THREADS (2), FATHOM_BUILD_DIR (build).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,7 +46,7 @@ for s in "${stages[@]}"; do
       run "$build/examples/voids" -m "$model" -t "$threads" --task mmlu --items "${HEAT_N:-100}" \
         --alpha 0.8 --out "$out/heatmap" > "$out/heatmap.txt" ;;
     frontier)  # calibrated skip sets vs ShortGPT sets: accuracy against decode speed
-      MMLU_N=${FRONTIER_MMLU_N:-500} BOOLQ_N=${FRONTIER_BOOLQ_N:-300} THREADS=$threads \
+      MMLU_N=${FRONTIER_MMLU_N:-2000} BOOLQ_N=${FRONTIER_BOOLQ_N:-500} THREADS=$threads \
         run bash "$root/scripts/void-frontier.sh" "$out/frontier" ;;
     q8-vs-f32)  # is Q8 in memory accurate enough? the same items with exact f32 weights
       run "${eval_[@]}" --task mmlu --subset "${CHECK_N:-300}" --scoring loglik --weights f32 \

@@ -354,7 +354,6 @@ TEST_CASE("read_text_file: the bytes as they are; a missing file is an IoError n
   CHECK(read_text_file(d / "empty.txt").empty());
   auto e = expect_error<IoError>([&] { read_text_file(d / "missing.txt"); });
   CHECK(contains(e.file(), "missing.txt"));
-  CHECK(io::read_text_file(d / "t.txt") == bytes);  // the io:: spelling is the same function
 }
 
 namespace {
@@ -410,4 +409,12 @@ TEST_CASE("config_to_json: parse_config reads every kind of config back unchange
     CAPTURE(text);
     check_same(parse(text), c);
   }
+}
+
+TEST_CASE("errors name the file, the field and the reason; without a file the argument leads") {
+  CHECK(std::string(FormatError("m.gguf", "tensor blk.0", "truncated").what()) ==
+        "m.gguf: tensor blk.0: truncated");
+  CHECK(std::string(UsageError("", "alpha", "must be >= 0").what()) == "alpha: must be >= 0");
+  CHECK(std::string(UsageError("", "", "no policy given").what()) == "no policy given");
+  CHECK(std::string(IoError("x.txt", "", "cannot open").what()) == "x.txt: cannot open");
 }

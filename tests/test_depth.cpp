@@ -7,6 +7,7 @@
 #include <map>
 
 #include "fathom/depth/lac.hpp"
+#include "fathom/depth/policies.hpp"
 #include "fathom/depth/static_skip.hpp"
 #include "fathom/model/generate.hpp"
 
@@ -20,38 +21,37 @@ bool bit_equal(std::span<const float> a, std::span<const float> b) {
 }
 
 // Feeds LAC one token whose hidden state has the given norms: n_{-1} = norms[0], n_l = norms[l+1].
-// Returns the token's trace record.
+// Returns the token's record as a Session would write it from LAC's notes.
 TokenRecord run_lac_on_norms(const std::vector<double>& norms, double alpha,
                              LacMode mode = LacMode::TraceOnly) {
   const size_t L = norms.size() - 1;
-  Trace trace(L);
-  LAC lac(L, 2, alpha, mode, &trace);
+  LAC lac(alpha, mode);
+  LAC::State s;
   TokenInfo t{0, 0, Phase::PP, 0};
-  lac.begin_token(t);
+  lac.begin_token(t, s);
+  TokenRecord r;
+  r.layers.resize(L);
   std::vector<float> stream = {float(norms[0]), 0.f};
   for (size_t l = 0; l < L; ++l) {
-    CHECK(lac.before_layer(t, int(l)) == Action::Run);
+    CHECK(lac.before_layer(t, s, int(l)) == Action::Run);
     std::vector<float> in = stream, out = {0.f, float(norms[l + 1])};  // ||out|| = norms[l+1]
-    lac.after_layer(t, int(l), in, out);
+    LayerNote note;
+    lac.after_layer(t, s, int(l), in, out, note);
+    r.layers[l] = {true, note.activated, note.norm, note.delta, note.tau};
     stream = out;
   }
-  lac.readout(t, stream);
-  lac.end_token(t);
-  return trace.records().at(0);
+  r.readout_layer = lac.readout_layer(t, s, int(L) - 1);
+  return r;
 }
 
 // A policy that follows a script: (position, layer) -> action; everything else runs.
-struct Scripted {
-  static constexpr bool needs_layer_input = false;
+struct Scripted : PolicyBase {
+  static constexpr bool observes_layers = false;
   std::map<std::pair<int64_t, int>, Action> script;
-  void begin_token(const TokenInfo&) {}
-  Action before_layer(const TokenInfo& t, int l) {
+  Action before_layer(const TokenInfo& t, State&, int l) const {
     auto it = script.find({t.position, l});
     return it == script.end() ? Action::Run : it->second;
   }
-  void after_layer(const TokenInfo&, int, std::span<const float>, std::span<float>) {}
-  std::span<const float> readout(const TokenInfo&, std::span<const float> s) { return s; }
-  void end_token(const TokenInfo&) {}
 };
 static_assert(DepthPolicy<Scripted>);
 
@@ -76,7 +76,6 @@ TEST_CASE("LAC rule: thresholds from the preceding layers' signed Δ, τ0 = τ1 
   auto r = run_lac_on_norms({1, 2, 1.5, 3, 3.2, 2}, 0.8);
   const double delta[] = {1, -0.5, 1.5, 0.2, -1.2}, tau[] = {0, 0, 1.2, 1.6, 1.6};
   const bool active[] = {true, false, true, false, false};
-  CHECK(r.embed_norm == doctest::Approx(1));
   for (int l = 0; l < 5; ++l) {
     CAPTURE(l);
     CHECK(r.layers[l].delta == doctest::Approx(delta[l]).epsilon(1e-6));
@@ -108,27 +107,26 @@ TEST_CASE("LAC rule: a negative Δ at layers 0 and 1 is a void (τ = 0); ties ac
 TEST_CASE("LAC in-stream: Δ after a void is measured from the kept stream h_{l-1}") {
   // Layer 1 is a void (Δ1 = −1 < 0): its output is discarded, so the stream stays at norm 3
   // and layer 2 (which returns norm 6 for the stream it gets) has Δ2 = 3 ≥ τ2 = 0.8·(2 − (−1)).
-  const size_t L = 3;
-  Trace trace(L);
-  LAC lac(L, 2, 0.8, LacMode::InStream, &trace);
+  LAC lac(0.8, LacMode::InStream);
+  LAC::State s;
   TokenInfo t{0, 0, Phase::RG, 0};
-  lac.begin_token(t);
+  lac.begin_token(t, s);
   std::vector<float> h = {1.f, 0.f};
   const float outs[] = {3.f, 2.f, 6.f};
+  LayerNote notes[3];
   for (int l = 0; l < 3; ++l) {
-    lac.before_layer(t, l);
     std::vector<float> in = h, out = {0.f, outs[l]};
-    lac.after_layer(t, l, in, out);
+    lac.after_layer(t, s, l, in, out, notes[l]);
     if (l == 1) CHECK(out == in);  // discarded
     h = out;
   }
-  lac.readout(t, h);
-  lac.end_token(t);
-  const auto& r = trace.records()[0];
-  CHECK(r.layers[1].delta == doctest::Approx(-1));
-  CHECK(r.layers[2].delta == doctest::Approx(3));
-  CHECK(r.layers[2].tau == doctest::Approx(2.4));
-  CHECK(trace.usage(Phase::RG).activated == std::vector<double>{1, 0, 1});
+  CHECK(notes[1].delta == doctest::Approx(-1));
+  CHECK(notes[2].delta == doctest::Approx(3));
+  CHECK(notes[2].tau == doctest::Approx(2.4));
+  CHECK(notes[0].activated);
+  CHECK_FALSE(notes[1].activated);
+  CHECK(notes[2].activated);
+  CHECK(lac.readout_layer(t, s, 2) == 2);  // in-stream reads the stream after the last layer
 }
 
 TEST_CASE("LAC trace-only leaves logits bit-identical to FullDepth (PP and RG)") {
@@ -137,7 +135,8 @@ TEST_CASE("LAC trace-only leaves logits bit-identical to FullDepth (PP and RG)")
   const auto ids = ex.ids("input_ids");
   Session a(*model), b(*model);
   Trace trace(model->n_layers());
-  LAC lac(model->n_layers(), model->hidden(), 0.8, LacMode::TraceOnly, &trace);
+  b.set_trace(&trace);
+  LAC lac(0.8, LacMode::TraceOnly);
   FullDepth full;
   CHECK(bit_equal(copy(a.forward(ids, Phase::PP, full, Logits::All)),
                   copy(b.forward(ids, Phase::PP, lac, Logits::All))));
@@ -149,6 +148,12 @@ TEST_CASE("LAC trace-only leaves logits bit-identical to FullDepth (PP and RG)")
   CHECK(trace.records().size() == ids.size() + 3);
   CHECK(trace.usage(Phase::PP).tokens == ids.size());
   CHECK(trace.usage(Phase::RG).tokens == 3);
+  // The session records n_{-1}, the norm of the token's embedding, and every token's readout
+  // layer, prompt tokens without logits included.
+  std::vector<float> e(model->hidden());
+  model->embed(ids[1], e.data());
+  CHECK(trace.records()[1].embed_norm == kernels::l2_norm(e.data(), e.size()));
+  for (const auto& r : trace.records()) CHECK(r.readout_layer == int(model->n_layers()) - 1);
 }
 
 TEST_CASE("StaticSkip in-stream equals transformers with those layers deleted") {
@@ -185,7 +190,8 @@ TEST_CASE("StaticSkip(∅) is FullDepth; per-phase sets apply per phase") {
                   copy(b.forward(ids, Phase::PP, none, Logits::All))));
   // Skipping only in RG leaves PP untouched, and changes RG.
   Trace trace(model->n_layers());
-  StaticSkip rg_only(model->n_layers(), {}, {1, 2}, &trace);
+  c.set_trace(&trace);
+  StaticSkip rg_only(model->n_layers(), {}, {1, 2});
   CHECK(bit_equal(copy(d.forward(std::span(ids).first(1), Phase::PP, full)),
                   copy(c.forward(std::span(ids).first(1), Phase::PP, rg_only))));
   auto l_full = copy(d.forward(std::span(ids).subspan(1, 1), Phase::RG, full));
@@ -202,10 +208,11 @@ TEST_CASE("LAC final-state substitution reads out the last activated layer's hid
   const auto ids = ex.ids("input_ids");
   const size_t T = ids.size(), H = model->hidden(), V = model->vocab();
   Trace trace(model->n_layers());
-  LAC lac(model->n_layers(), H, 0.8, LacMode::FinalState, &trace);
+  LAC lac(0.8, LacMode::FinalState);
   fixtures::Recorder rec;
   rec.n = T;
   Session s(*model);
+  s.set_trace(&trace);
   auto logits = copy(s.forward(ids, Phase::PP, lac, rec, Logits::All));
   // The stack itself ran unchanged.
   CHECK(rel_err(rec.taps["resid_post.3"], ex.f32("resid_post.3")) <= 1e-5);
@@ -346,7 +353,8 @@ TEST_CASE("observer under lac-instream: resid_post is the continued stream, not 
   const size_t L = model->n_layers(), H = model->hidden();
   Session s(*model);
   Trace trace(L);
-  LAC lac(L, H, 0.5, LacMode::InStream, &trace);
+  s.set_trace(&trace);
+  LAC lac(0.5, LacMode::InStream);
   fixtures::Recorder rec;
   rec.n = ids.size();
   s.forward(ids, Phase::PP, lac, rec, Logits::All);
@@ -367,4 +375,38 @@ TEST_CASE("observer under lac-instream: resid_post is the continued stream, not 
       const auto& post = rec.taps.at("resid_post." + std::to_string(l));
       CHECK(bit_equal(std::span(pre).subspan(i * H, H), std::span(post).subspan(i * H, H)));
     }
+}
+
+// The worked example of docs/policies.md: a layer whose cosine exceeded c on the previous token
+// is skipped for the next one, then measured again.
+TEST_CASE("CosineSkip: c above any cosine is FullDepth; c below skips every other token") {
+  auto model = load_model(fixtures::model_dir("llama_f32"));
+  const size_t L = model->n_layers();
+  const std::vector<int32_t> ids = {1, 17, 200, 5, 93};
+  const int32_t next[] = {7, 128, 64, 9};
+  Session a(*model), b(*model);
+  FullDepth full;
+  CosineSkip never(L, 1.5);
+  CHECK(bit_equal(copy(a.forward(ids, Phase::PP, full, Logits::All)),
+                  copy(b.forward(ids, Phase::PP, never, Logits::All))));
+  for (int32_t t : next)
+    CHECK(bit_equal(copy(a.forward(std::span<const int32_t>(&t, 1), Phase::RG, full)),
+                    copy(b.forward(std::span<const int32_t>(&t, 1), Phase::RG, never))));
+
+  Session c(*model);
+  Trace trace(L);
+  c.set_trace(&trace);
+  CosineSkip always(L, -1.0);  // every measured cosine exceeds -1
+  c.forward(ids, Phase::PP, always);  // nothing measured yet: every prompt token runs everything
+  for (int32_t t : next) c.forward(std::span<const int32_t>(&t, 1), Phase::RG, always);
+  const auto& recs = trace.records();
+  REQUIRE(recs.size() == ids.size() + 4);
+  for (size_t i = 0; i < ids.size(); ++i) CHECK(recs[i].layers[0].executed);
+  for (size_t k = 0; k < 4; ++k) {
+    CAPTURE(k);
+    const auto& r = recs[ids.size() + k];
+    for (size_t l = 0; l < L; ++l) CHECK(r.layers[l].executed == (k % 2 == 1));
+    CHECK(r.readout_layer == (k % 2 == 1 ? int(L) - 1 : -1));
+  }
+  CHECK(parse_policy("cos-skip:0.98").name == "cos-skip:0.98");
 }

@@ -23,8 +23,9 @@ const std::vector<int32_t> kNext = {7, 128, 64};
 
 // Prefill + three decode steps; returns all logits concatenated.
 template <class P>
-std::vector<float> run(const Model& m, P& policy, KvStrategy kv) {
+std::vector<float> run(const Model& m, P& policy, KvStrategy kv, Trace* trace = nullptr) {
   Session s(m, SessionOptions{0, kv});
+  s.set_trace(trace);
   auto lg = s.forward(kPrompt, Phase::PP, policy, Logits::All);
   std::vector<float> out(lg.begin(), lg.end());
   for (int32_t t : kNext) {
@@ -56,8 +57,8 @@ TEST_CASE("impossible threshold equals FullDepth bit for bit") {
         CAPTURE(name);
         CAPTURE(confidence_name(measure));
         Trace trace(model->n_layers());
-        EarlyExit<> ee(*model, EarlyExitOptions{measure, 1.5, 1, 0}, &trace);
-        CHECK(run(*model, ee, kv) == ref);
+        EarlyExit<> ee(*model, EarlyExitOptions{measure, 1.5, 1, 0});
+        CHECK(run(*model, ee, kv, &trace) == ref);
         CHECK(ee.mean_exit_layer() == double(model->n_layers()));
         CHECK(ee.tokens() == kPrompt.size() + kNext.size());
         for (auto& r : trace.records()) {
@@ -71,13 +72,13 @@ TEST_CASE("impossible threshold equals FullDepth bit for bit") {
 
 TEST_CASE("threshold 0 exits at min_exit, and the readout is the lens at that point") {
   auto model = load_model(fixture("llama_f32"));
-  const size_t L = model->n_layers(), H = model->hidden();
+  const size_t L = model->n_layers();
   for (int min_exit : {1, 2, 3}) {
     for (auto kv : {KvStrategy::Propagate, KvStrategy::Exact, KvStrategy::None}) {
       CAPTURE(min_exit);
       Trace trace(L);
-      EarlyExit<> ee(*model, EarlyExitOptions{Confidence::SoftmaxMax, 0.0, min_exit, 0}, &trace);
-      const auto got = run(*model, ee, kv);
+      EarlyExit<> ee(*model, EarlyExitOptions{Confidence::SoftmaxMax, 0.0, min_exit, 0});
+      const auto got = run(*model, ee, kv, &trace);
       CHECK(ee.mean_exit_layer() == double(min_exit));
       for (auto& r : trace.records()) {
         CHECK(r.exit_layer == min_exit);
@@ -86,15 +87,15 @@ TEST_CASE("threshold 0 exits at min_exit, and the readout is the lens at that po
       }
       // Same as reading out hidden_states[min_exit] with the logit lens, with the same K/V rule.
       lens::LogitLens ll{L};
-      lens::LensReadout<lens::LogitLens> at(ll, L, H, size_t(min_exit));
+      lens::LensReadout<lens::LogitLens> at(ll, L, size_t(min_exit));
       CHECK(run(*model, at, kv) == got);
     }
   }
   CHECK_THROWS_AS(EarlyExit<>(*model, EarlyExitOptions{Confidence::State, 0.5, 0, 0}), UsageError);
   // exit_prompt = false: prompt tokens run every block, generated ones exit at min_exit.
   Trace trace(L);
-  EarlyExit<> ee(*model, EarlyExitOptions{Confidence::SoftmaxMax, 0.0, 2, 0, false}, &trace);
-  run(*model, ee, KvStrategy::Propagate);
+  EarlyExit<> ee(*model, EarlyExitOptions{Confidence::SoftmaxMax, 0.0, 2, 0, false});
+  run(*model, ee, KvStrategy::Propagate, &trace);
   CHECK(ee.mean_exit_layer(Phase::PP) == double(L));
   CHECK(ee.mean_exit_layer(Phase::RG) == 2.0);
   for (auto& r : trace.records()) CHECK(r.exit_layer == (r.phase == Phase::PP ? -1 : 2));
@@ -126,8 +127,9 @@ TEST_CASE("confidence measures match direct computations; exits happen where the
     const double lambda = conf[0][1];  // token 0 is confident enough only strictly above this
     // Expected exits with Exact K/V (the stream of every token is unchanged by others' exits).
     Trace trace(L);
-    EarlyExit<> ee(*model, EarlyExitOptions{measure, lambda, 1, 0}, &trace);
+    EarlyExit<> ee(*model, EarlyExitOptions{measure, lambda, 1, 0});
     Session s2(*model, SessionOptions{0, KvStrategy::Exact});
+    s2.set_trace(&trace);
     s2.forward(kPrompt, Phase::PP, ee, Logits::All);
     for (uint32_t t = 0; t < kPrompt.size(); ++t) {
       int expect = -1;
@@ -150,8 +152,7 @@ TEST_CASE("early exit with a tuned lens and in generation") {
   CHECK_THROWS_AS(EarlyExit<lens::TunedLens>(*model, EarlyExitOptions{}, wrong), ConfigError);
   // Generation with the decaying threshold runs and exits.
   Session s(*model);
-  Trace trace(L);
-  EarlyExit<> ee(*model, EarlyExitOptions{Confidence::State, 0.0, 1, 8}, &trace);
+  EarlyExit<> ee(*model, EarlyExitOptions{Confidence::State, 0.0, 1, 8});
   GenerateOptions go;
   go.max_new_tokens = 8;
   go.stop_on_eos = false;
@@ -170,12 +171,12 @@ TEST_CASE("decay: prompt tokens use t = 0, the first generated step after the pr
   for (int round = 0; round < 2; ++round) {  // a second sequence starts counting again
     Session s(*model);
     s.forward(kPrompt, Phase::PP, ee);
-    for (uint32_t i = 0; i < kPrompt.size(); ++i) CHECK(ee.threshold_of(i) == 0.9);
+    CHECK(ee.last_threshold() == 0.9);
     for (size_t k = 0; k < kNext.size(); ++k) {
       s.forward(std::span(&kNext[k], 1), Phase::RG, ee);
       CAPTURE(k);
-      CHECK(ee.threshold_of(0) == doctest::Approx(decayed_threshold(0.9, int64_t(k) + 1, N)));
-      CHECK(ee.threshold_of(0) < 0.9);
+      CHECK(ee.last_threshold() == doctest::Approx(decayed_threshold(0.9, int64_t(k) + 1, N)));
+      CHECK(ee.last_threshold() < 0.9);
     }
   }
 }

@@ -89,24 +89,20 @@ inline std::unique_ptr<fathom::Model> tiny_model(int64_t context = 256, uint64_t
 
 // Reads out row `script[k]` of the LM head at its k-th readout (the last entry repeats), so the
 // model predicts exactly the scripted tokens. Runs every layer.
-struct Forcer {
-  static constexpr bool needs_layer_input = false;
+struct Forcer : fathom::PolicyBase {
+  static constexpr bool observes_layers = false;
   Forcer(const fathom::Model* m, std::vector<int32_t> s) : model(m), script(std::move(s)) {}
   const fathom::Model* model = nullptr;
   std::vector<int32_t> script;
   size_t k = 0;
   std::vector<float> row;
-  void begin_token(const fathom::TokenInfo&) {}
-  fathom::Action before_layer(const fathom::TokenInfo&, int) { return fathom::Action::Run; }
-  void after_layer(const fathom::TokenInfo&, int, std::span<const float>, std::span<float>) {}
-  std::span<const float> readout(const fathom::TokenInfo&, std::span<const float>) {
+  std::span<const float> readout(const fathom::TokenInfo&, State&, std::span<const float>) {
     const int32_t t = script[std::min(k++, script.size() - 1)];
     const auto& U = model->readout().unembed;  // f32 rows [vocab, hidden]
     const float* r = reinterpret_cast<const float*>(U.data) + size_t(t) * U.cols;
     row.assign(r, r + U.cols);
     return row;
   }
-  void end_token(const fathom::TokenInfo&) {}
 };
 static_assert(fathom::DepthPolicy<Forcer>);
 

@@ -39,7 +39,7 @@ struct RealModelTolerance {
 
 void check_model(const std::string& name, std::unique_ptr<Model> model = nullptr,
                  RealModelTolerance tol = {}) {
-  const auto doc = nlohmann::json::parse(io::read_text_file(kRoot / "lac_parity" / (name + ".json")));
+  const auto doc = nlohmann::json::parse(read_text_file(kRoot / "lac_parity" / (name + ".json")));
   if (!model) model = load_model(kRoot / "models" / name);
   const size_t L = model->n_layers(), steps = doc.at("steps").get<size_t>();
   size_t decisions = 0, voids = 0, ties = 0;
@@ -52,9 +52,9 @@ void check_model(const std::string& name, std::unique_ptr<Model> model = nullptr
       CAPTURE(alpha);
       const auto prompt = r.at("prompt").get<std::vector<int32_t>>();
       Trace trace(L);
-      LAC lac(L, model->hidden(), alpha, mode == "final" ? LacMode::FinalState : LacMode::TraceOnly,
-              &trace);
+      LAC lac(alpha, mode == "final" ? LacMode::FinalState : LacMode::TraceOnly);
       Session s(*model);
+      s.set_trace(&trace);
       GenerateOptions g;
       g.max_new_tokens = int(steps) + 1;  // the token from the prompt pass + the loop steps
       g.sampling.temperature = 0;         // greedy

@@ -131,7 +131,8 @@ TEST_CASE("LensReadout policy reads out hidden_states[i] like the all-layers loo
     // hidden_states[i] is the lens readout of the full run.
     Session s(*model, SessionOptions{0, KvStrategy::Exact});
     Trace trace(L);
-    LensReadout<TunedLens> pol(lens, L, H, i, &trace);
+    s.set_trace(&trace);
+    LensReadout<TunedLens> pol(lens, L, i);
     auto lg = s.forward(kTokens, Phase::PP, pol, Logits::All);
     for (size_t t = 0; t < kTokens.size(); ++t)
       for (size_t v = 0; v < V; ++v)
@@ -141,17 +142,17 @@ TEST_CASE("LensReadout policy reads out hidden_states[i] like the all-layers loo
     CHECK(trace.records()[0].exit_layer == (i < L ? int(i) : -1));
     CHECK(trace.records()[0].readout_layer == int(i) - 1);
   }
-  CHECK_THROWS_AS(LensReadout<TunedLens>(lens, L, H, L + 1), UsageError);
+  CHECK_THROWS_AS(LensReadout<TunedLens>(lens, L, L + 1), UsageError);
   // WithLens puts the tuned lens behind an exit-style policy: logit-lens exit at i + tuned lens
   // = tuned-lens readout at i.
   for (size_t i : {size_t(1), L}) {
     LogitLens ll{L};
-    LensReadout<LogitLens> inner(ll, L, H, i);
-    WithLens<LensReadout<LogitLens>, TunedLens> wrapped(inner, lens, L, H);
+    LensReadout<LogitLens> inner(ll, L, i);
+    WithLens<LensReadout<LogitLens>, TunedLens> wrapped(inner, lens, L);
     Session a(*model, SessionOptions{0, KvStrategy::Exact});
     auto got = a.forward(kTokens, Phase::PP, wrapped, Logits::All);
     const std::vector<float> g(got.begin(), got.end());
-    LensReadout<TunedLens> direct(lens, L, H, i);
+    LensReadout<TunedLens> direct(lens, L, i);
     Session b(*model, SessionOptions{0, KvStrategy::Exact});
     auto want = b.forward(kTokens, Phase::PP, direct, Logits::All);
     CHECK(g == std::vector<float>(want.begin(), want.end()));

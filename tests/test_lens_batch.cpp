@@ -154,7 +154,7 @@ TEST_CASE("batched option ranks equal ranks read one readout at a time") {
 TEST_CASE("stories260K: batched profiles equal per-token profiles on TinyStories text") {
   auto m = load_model(shared_file("models/stories260K/stories260K.bin"));
   auto tok = tok::Llama2cTokenizer::load(shared_file("models/stories260K/tok512.bin"), m->vocab());
-  const auto text = io::read_text_file(shared_file("data/tinystories/TinyStories-valid-head30KB.txt"));
+  const auto text = read_text_file(shared_file("data/tinystories/TinyStories-valid-head30KB.txt"));
   auto ids = tok.encode(text.substr(0, 4000), false);
   ids.resize(std::min<size_t>(ids.size(), 255));
   ids.insert(ids.begin(), 1);

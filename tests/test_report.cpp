@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fathom/depth/trace.hpp"
+#include "fathom/model/trace.hpp"
 #include "fathom/report/table.hpp"
 #include "fathom/report/trace_io.hpp"
 #include "fathom/report/usage_table.hpp"
@@ -687,8 +687,9 @@ TEST_CASE("reports of a real LAC run (stories260K): JSONL round trip, usage, hea
   const auto model = load_model(bin);
   const size_t L = size_t(model->n_layers());
   Trace trace(L, true);
-  LAC lac(L, size_t(model->hidden()), 0.8, LacMode::TraceOnly, &trace);
+  LAC lac(0.8, LacMode::TraceOnly);
   Session s(*model);
+  s.set_trace(&trace);
   const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
   GenerateOptions g;
   g.max_new_tokens = 12;

@@ -35,8 +35,9 @@ TEST_CASE("stories260K greedy from BOS reproduces the known story") {
   }
   SUBCASE("LAC trace-only generates the identical story") {
     Trace trace(model->n_layers());
-    LAC lac(model->n_layers(), model->hidden(), 0.8, LacMode::TraceOnly, &trace);
+    LAC lac(0.8, LacMode::TraceOnly);
     Session sl(*model);
+    sl.set_trace(&trace);
     CHECK(generate(sl, bos, opt, lac).tokens == g.tokens);
     CHECK(trace.usage(Phase::RG).tokens == g.tokens.size() - 1);
   }

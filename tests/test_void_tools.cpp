@@ -19,6 +19,33 @@
 using namespace fathom;
 using namespace fathom::eval;
 
+TEST_CASE("registry: early exit, lens readout and cosine skip by name; bad names are UsageErrors") {
+  CHECK(parse_policy("early-exit:0.9").name == "early-exit:softmax_max:0.9");
+  const auto st = parse_policy("early-exit:state:0.95");
+  CHECK(st.kind == PolicySpec::Kind::EarlyExit);
+  CHECK(st.measure == Confidence::State);
+  CHECK(st.alpha == 0.95);
+  CHECK(parse_policy("logit-lens:3").index == 3);
+  CHECK(parse_policy("cos-skip:0.5").kind == PolicySpec::Kind::CosineSkip);
+  CHECK_THROWS_AS(parse_policy("early-exit:entropy:0.5"), UsageError);
+  CHECK_THROWS_AS(parse_policy("early-exit"), UsageError);
+  CHECK_THROWS_AS(parse_policy("logit-lens:1.5"), UsageError);
+  CHECK_THROWS_AS(parse_policy("cos-skip:x"), UsageError);
+  auto model = load_model(fixtures::model_dir("llama_f32"));
+  const auto too_deep = parse_policy("logit-lens:" + std::to_string(model->n_layers() + 1));
+  CHECK_THROWS_AS(make_evaluator(*model, too_deep), UsageError);
+  // logit-lens:L reads the model's own output: full depth.
+  Session a(*model), b(*model);
+  const int32_t prompt[] = {1, 2, 3};
+  FullDepth full;
+  const auto want = a.forward(prompt, Phase::PP, full);
+  const std::vector<float> w(want.begin(), want.end());
+  with_policy(*model, parse_policy("logit-lens:" + std::to_string(model->n_layers())), [&](auto& pol) {
+    const auto got = b.forward(prompt, Phase::PP, pol);
+    CHECK(std::vector<float>(got.begin(), got.end()) == w);
+  });
+}
+
 TEST_CASE("static policy: per-phase sets, canonical name, both-phase shorthand") {
   const auto p = parse_policy("static:pp=7,1,4;rg=2");
   CHECK(p.kind == PolicySpec::Kind::Static);
@@ -59,8 +86,9 @@ TEST_CASE("static policy on a model: the listed layers are not run, per phase; o
   const auto spec = parse_policy("static:pp=0;rg=1");
   Trace trace(L);
   Session s(*model);
+  s.set_trace(&trace);
   const int32_t prompt[] = {1, 2, 3}, next = 4;
-  with_policy(*model, spec, &trace, [&](auto& pol) {
+  with_policy(*model, spec, [&](auto& pol) {
     s.forward(prompt, Phase::PP, pol);
     s.forward(std::span<const int32_t>(&next, 1), Phase::RG, pol);
   });
@@ -158,7 +186,7 @@ struct CosineTaps {
 
 TEST_CASE("layer similarity: cos(h_{l-1}, h_l) equals the taps' and leaves LAC's decisions alone") {
   auto model = load_model(fixtures::model_dir("qwen2_f32"));
-  const size_t L = model->n_layers(), H = model->hidden();
+  const size_t L = model->n_layers();
   const int32_t prompt[] = {5, 17, 99, 3, 42}, next = 7;
   // Reference: FullDepth with taps.
   CosineTaps taps;
@@ -171,9 +199,11 @@ TEST_CASE("layer similarity: cos(h_{l-1}, h_l) equals the taps' and leaves LAC's
   // LayerSimilarity around final-state LAC, and plain LAC for its decisions.
   Trace t1(L), t2(L);
   LayerCosines cos(L);
-  LAC lac1(L, H, 0.8, LacMode::FinalState, &t1), lac2(L, H, 0.8, LacMode::FinalState, &t2);
+  LAC lac1(0.8, LacMode::FinalState), lac2(0.8, LacMode::FinalState);
   LayerSimilarity<LAC> sim(lac1, cos);
   Session a(*model), b(*model);
+  a.set_trace(&t1);
+  b.set_trace(&t2);
   a.forward(prompt, Phase::PP, sim);
   a.forward(std::span<const int32_t>(&next, 1), Phase::RG, sim);
   b.forward(prompt, Phase::PP, lac2);

@@ -1,15 +1,18 @@
 #pragma once
 // Grouped-query self-attention block (transformers' LlamaAttention and its Mistral/Qwen2/Qwen3
 // variants): optional q/k/v bias (Qwen2), optional per-head q/k RMSNorm before RoPE (Qwen3),
-// rotate-half RoPE, scale 1/sqrt(head_dim), optional sliding window (Mistral). The cache-reading
-// part lives in the run loop (model/session.hpp); this block owns the projections.
+// rotate-half RoPE, scale 1/sqrt(head_dim), optional sliding window (Mistral). The block owns the
+// projections and the attention over a layer's cache; the cache itself (which positions exist,
+// which are masked) is the run loop's (model/session.hpp, model/kv_cache.hpp).
 #include <cmath>
 #include <cstddef>
 #include <vector>
 
 #include "fathom/blocks/rmsnorm.hpp"
 #include "fathom/blocks/rope.hpp"
+#include "fathom/kernels/attention.hpp"
 #include "fathom/kernels/linear.hpp"
+#include "fathom/kernels/parallel.hpp"
 
 namespace fathom::blocks {
 
@@ -46,6 +49,34 @@ struct Attention {
 
   // out[n, hidden] = ctx[n, q_dim] · Wo^T
   void output(const float* ctx, size_t n, float* out) const { kernels::gemm(wo, ctx, n, out); }
+
+  // Scratch floats attend_cached needs for a cache of `capacity` positions.
+  size_t attend_scratch(size_t capacity) const {
+    return size_t(kernels::detail::max_threads()) * (n_heads / n_kv_heads) * capacity;
+  }
+
+  // ctx[r, h] = softmax(scale · q[r,h] · K^T) V over positions window_start(pos[r])..pos[r] that
+  // `mask` leaves visible, for m query rows. q, ctx: [m, q_dim]; pos: [m] ascending; k, v: the
+  // layer's cache, rows of kv_dim from position 0; mask: [positions] visible flags (null: all);
+  // scores: attend_scratch(capacity) floats. The query heads sharing a key/value head are done in
+  // one pass over the cache. Jobs are handed out dynamically: in a causal prompt row r attends to
+  // r + 1 positions, so contiguous static chunks would leave the first thread idle while the last
+  // works through the long rows.
+  void attend_cached(const float* q, const int64_t* pos, size_t m, const float* k, const float* v,
+                     const uint8_t* mask, size_t capacity, float* scores, float* ctx) const {
+    const size_t G = n_heads / n_kv_heads, hd = head_dim, stride = kv_dim();
+    const long jobs = long(m * n_kv_heads);
+    const bool threaded = size_t(jobs) * G * size_t(pos[m - 1] + 1) * hd > (1u << 15);
+    kernels::detail::parallel_jobs(jobs, threaded, [&](long j, int thread) {
+      const size_t r = size_t(j) / n_kv_heads, g = size_t(j) % n_kv_heads;
+      const int64_t p = pos[r], lo = window_start(p);
+      const size_t h0 = g * G;  // first query head of this group
+      kernels::attend_group(q + (r * n_heads + h0) * hd, hd, G, k + size_t(lo) * stride + g * hd,
+                            v + size_t(lo) * stride + g * hd, size_t(p - lo + 1), stride, hd, scale(),
+                            mask ? mask + lo : nullptr, scores + size_t(thread) * G * capacity,
+                            ctx + (r * n_heads + h0) * hd, hd);
+    });
+  }
 
  private:
   // bias, then per-head norm, then RoPE, as the reference orders them.

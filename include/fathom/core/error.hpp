@@ -17,11 +17,12 @@ class Error : public std::runtime_error {
   const std::string& reason() const noexcept { return reason_; }
 
  private:
+  // "file: field: reason"; without a file (an argument, text in memory) "field: reason".
   static std::string compose(const std::string& file, const std::string& field,
                              const std::string& reason) {
-    std::string s = file.empty() ? std::string("<memory>") : file;
-    if (!field.empty()) s += ": " + field;
-    return s + ": " + reason;
+    std::string s = file;
+    if (!field.empty()) s += (s.empty() ? "" : ": ") + field;
+    return s.empty() ? reason : s + ": " + reason;
   }
   std::string file_, field_, reason_;
 };

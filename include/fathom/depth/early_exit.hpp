@@ -17,8 +17,8 @@
 // docs/policies.md: Propagate, Exact or None).
 //
 // The softmax measures cost one readout (a [vocab, hidden] product) per block and token; `state`
-// costs one dot product. The trace records executed blocks, exit_layer (the first block not run,
-// -1 if none) and readout_layer (the last block run).
+// costs one dot product. A Session's trace records executed blocks, exit_layer (the first block
+// not run, -1 if none) and readout_layer (the last block run).
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/depth/cosine.hpp"
 #include "fathom/model/depth_policy.hpp"
-#include "fathom/depth/trace.hpp"
 #include "fathom/lens/readout.hpp"
 #include "fathom/lens/tuned_lens.hpp"
 #include "fathom/model/model.hpp"
@@ -65,23 +65,22 @@ inline double decayed_threshold(double lambda, int64_t t, int64_t N) {
   return lambda * std::exp(-4.0 * double(t) / double(N)) / 10.0 + 0.9 * lambda;
 }
 
-// Cosine similarity of two vectors (0 when either is zero).
-inline double cosine(std::span<const float> a, std::span<const float> b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    ab += double(a[i]) * b[i], aa += double(a[i]) * a[i], bb += double(b[i]) * b[i];
-  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
-}
-
-template <class Lens = lens::LogitLens>
-class EarlyExit {
+template <lens::Lens Lens = lens::LogitLens>
+class EarlyExit : public PolicyBase {
  public:
   static constexpr bool needs_layer_input = true;
 
+  struct State {
+    bool exit = false;
+    size_t ran = 0;            // blocks run so far = hidden_states index of the current state
+    double lambda = 0;         // λ(t) of this token
+    std::vector<float> buf;    // [hidden] translated readout
+  };
+
   // `lens` must outlive the policy (a tuned lens is large; it is not copied).
-  EarlyExit(const Model& model, EarlyExitOptions opts, const Lens& lens, Trace* trace = nullptr)
-      : L_(model.n_layers()), H_(model.hidden()), opts_(opts), lens_(&lens), trace_(trace),
-        reader_(model), tr_(model.hidden()) {
+  EarlyExit(const Model& model, EarlyExitOptions opts, const Lens& lens)
+      : L_(model.n_layers()), H_(model.hidden()), opts_(opts), lens_(&lens), reader_(model),
+        tr_(model.hidden()) {
     if (opts.min_exit < 1)
       throw UsageError("", "min_exit", "must be >= 1 (a confidence needs one block's output)");
     if (opts.decay_tokens < 0) throw UsageError("", "decay_tokens", "must be >= 0");
@@ -90,9 +89,9 @@ class EarlyExit {
     for (auto& h : exits_) h.assign(L_ + 1, 0);
   }
   // With the logit lens.
-  EarlyExit(const Model& model, EarlyExitOptions opts, Trace* trace = nullptr)
+  EarlyExit(const Model& model, EarlyExitOptions opts)
     requires std::is_same_v<Lens, lens::LogitLens>
-      : EarlyExit(model, opts, logit_lens(), trace) {}
+      : EarlyExit(model, opts, logit_lens()) {}
 
   const EarlyExitOptions& options() const { return opts_; }
   // Tokens by the number of blocks they ran (index L: no exit), per phase.
@@ -117,39 +116,28 @@ class EarlyExit {
                 mean_exit_layer(Phase::RG) * double(tokens(Phase::RG))) / n
              : 0.0;
   }
-  // λ(t) in force for the token in `slot` of the current (or last) forward pass.
-  double threshold_of(uint32_t slot) const { return slots_.at(slot).lambda; }
+  // λ(t) of the last token begun (in decode: the current token).
+  double last_threshold() const { return last_lambda_; }
   void reset_stats() {
     for (auto& h : exits_) std::fill(h.begin(), h.end(), 0);
   }
 
-  void begin_token(const TokenInfo& t) {
-    auto& s = slot(t.slot);
+  void begin_token(const TokenInfo& t, State& s) {
     s.exit = false;
     s.ran = 0;
     if (t.phase == Phase::PP) first_rg_ = -1;
     else if (first_rg_ < 0) first_rg_ = t.position;
     // The first RG forward pass after the prompt is generation step t = 1 (t = 0: the prompt).
     const int64_t gen = t.phase == Phase::RG ? t.position - first_rg_ + 1 : 0;
-    s.lambda = decayed_threshold(opts_.threshold, gen, opts_.decay_tokens);
-    if (trace_) trace_->begin(t);
+    s.lambda = last_lambda_ = decayed_threshold(opts_.threshold, gen, opts_.decay_tokens);
   }
 
-  Action before_layer(const TokenInfo& t, int l) {
-    auto& s = slot(t.slot);
-    if (s.exit) {
-      if (trace_) trace_->open(t.slot).exit_layer = l;
-      return Action::Exit;
-    }
-    if (trace_) {
-      auto& r = trace_->open(t.slot).layers[size_t(l)];
-      r.executed = r.activated = true;
-    }
-    return Action::Run;
+  Action before_layer(const TokenInfo&, const State& s, int) const {
+    return s.exit ? Action::Exit : Action::Run;
   }
 
-  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
-    auto& s = slot(t.slot);
+  void after_layer(const TokenInfo& t, State& s, int l, std::span<const float> in,
+                   std::span<float> out, LayerNote&) {
     s.ran = size_t(l) + 1;
     // Exiting is possible before block l+1 only if l+1 >= min_exit and a block remains.
     if (int(s.ran) < opts_.min_exit || s.ran >= L_) return;
@@ -158,19 +146,14 @@ class EarlyExit {
     s.exit = c > s.lambda;
   }
 
-  std::span<const float> readout(const TokenInfo& t, std::span<const float> state) {
-    auto& s = slot(t.slot);
-    if (trace_) trace_->open(t.slot).readout_layer = int(s.ran) - 1;
+  std::span<const float> readout(const TokenInfo&, State& s, std::span<const float> state) const {
     if (lens_->identity(s.ran)) return state;
     s.buf.resize(H_);
     lens_->translate(s.ran, state.data(), s.buf.data(), 1, H_);
     return s.buf;
   }
 
-  void end_token(const TokenInfo& t) {
-    ++exits_[size_t(t.phase)][slot(t.slot).ran];
-    if (trace_) trace_->end(t.slot);
-  }
+  void end_token(const TokenInfo& t, const State& s) { ++exits_[size_t(t.phase)][s.ran]; }
 
   // The confidence of state h = hidden_states[i] (i blocks ran); prev = hidden_states[i-1].
   double confidence(size_t i, std::span<const float> prev, std::span<const float> h) {
@@ -185,29 +168,17 @@ class EarlyExit {
   }
 
  private:
-  struct State {
-    bool exit = false;
-    size_t ran = 0;            // blocks run so far = hidden_states index of the current state
-    double lambda = 0;         // λ(t) of this token
-    std::vector<float> buf;    // [hidden] translated readout
-  };
   static const lens::LogitLens& logit_lens() {
     static const lens::LogitLens l;
     return l;
   }
-  State& slot(uint32_t i) {
-    if (slots_.size() <= i) slots_.resize(i + 1);
-    return slots_[i];
-  }
-
   size_t L_, H_;
   EarlyExitOptions opts_;
   const Lens* lens_;
-  Trace* trace_;
   lens::Reader reader_;
   std::vector<float> tr_;  // [hidden]
-  std::vector<State> slots_;
   int64_t first_rg_ = -1;
+  double last_lambda_ = 0;
   std::vector<uint64_t> exits_[2];  // per phase: [L+1]
 };
 static_assert(DepthPolicy<EarlyExit<>>);

@@ -18,7 +18,6 @@
 
 #include "fathom/core/error.hpp"
 #include "fathom/model/depth_policy.hpp"
-#include "fathom/depth/trace.hpp"
 #include "fathom/kernels/elementwise.hpp"
 
 namespace fathom {
@@ -62,48 +61,42 @@ inline int lac_decisions(std::span<const double> norms, double alpha, std::vecto
   return last;
 }
 
-class LAC {
+class LAC : public PolicyBase {
  public:
   static constexpr bool needs_layer_input = true;
 
-  LAC(size_t n_layers, size_t hidden, double alpha = 0.8, LacMode mode = LacMode::TraceOnly,
-      Trace* trace = nullptr)
-      : n_layers_(n_layers), hidden_(hidden), rule_{alpha}, mode_(mode), trace_(trace) {
+  struct State {
+    std::vector<double> deltas;  // Δ_0..Δ_{l-1}
+    double prev_norm = NAN;      // n_{l-1}
+    int last_active = -1;        // the last activated layer (-1: none)
+    std::vector<float> readout;  // [hidden] FinalState: h of the last activated layer (h_{-1}: none)
+  };
+
+  explicit LAC(double alpha = 0.8, LacMode mode = LacMode::TraceOnly) : rule_{alpha}, mode_(mode) {
     if (!(alpha >= 0.0)) throw UsageError("", "alpha", "must be >= 0");
   }
 
   double alpha() const { return rule_.alpha; }
   LacMode mode() const { return mode_; }
 
-  void begin_token(const TokenInfo& t) {
-    auto& s = slot(t.slot);
-    s.deltas.clear();
+  void begin_token(const TokenInfo&, State& s) const {
+    s.deltas.clear();  // keeps its capacity: no allocation per token
     s.prev_norm = NAN;
     s.last_active = -1;
-    if (trace_) trace_->begin(t);
   }
 
-  Action before_layer(const TokenInfo& t, int l) {
-    if (trace_) trace_->open(t.slot).layers[size_t(l)].executed = true;
-    return Action::Run;
-  }
-
-  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
-    auto& s = slot(t.slot);
+  void after_layer(const TokenInfo&, State& s, int l, std::span<const float> in,
+                   std::span<float> out, LayerNote& note) const {
     if (l == 0) {
       s.prev_norm = kernels::l2_norm(in.data(), in.size());
       if (mode_ == LacMode::FinalState) s.readout.assign(in.begin(), in.end());  // h_{-1}
-      if (trace_) trace_->open(t.slot).embed_norm = float(s.prev_norm);
     }
     const double n = kernels::l2_norm(out.data(), out.size());
     const double delta = n - s.prev_norm;
     const double tau = rule_.threshold(s.deltas);
     const bool activated = !rule_.is_void(delta, tau);
     s.deltas.push_back(delta);
-    if (trace_) {
-      auto& r = trace_->open(t.slot).layers[size_t(l)];
-      r.activated = activated, r.norm = float(n), r.delta = float(delta), r.tau = float(tau);
-    }
+    note = LayerNote{activated, float(n), float(delta), float(tau)};
     if (activated) {
       s.last_active = l;
       if (mode_ == LacMode::FinalState) s.readout.assign(out.begin(), out.end());
@@ -116,99 +109,51 @@ class LAC {
     }
   }
 
-  std::span<const float> readout(const TokenInfo& t, std::span<const float> final_state) {
-    auto& s = slot(t.slot);
-    if (trace_)
-      trace_->open(t.slot).readout_layer =
-          mode_ == LacMode::FinalState ? s.last_active : int(n_layers_) - 1;
+  int readout_layer(const TokenInfo&, const State& s, int last_run) const {
+    return mode_ == LacMode::FinalState ? s.last_active : last_run;
+  }
+  std::span<const float> readout(const TokenInfo&, State& s, std::span<const float> final_state) const {
     if (mode_ == LacMode::FinalState && !s.readout.empty()) return s.readout;
     return final_state;
   }
 
-  void end_token(const TokenInfo& t) {
-    if (trace_) trace_->end(t.slot);
-  }
-
  private:
-  struct State {
-    std::vector<double> deltas;  // Δ_0..Δ_{l-1}
-    double prev_norm = NAN;      // n_{l-1}
-    int last_active = -1;
-    std::vector<float> readout;  // [hidden] FinalState: output of the last activated layer
-  };
-  State& slot(uint32_t i) {
-    if (slots_.size() <= i) slots_.resize(i + 1);
-    return slots_[i];
-  }
-
-  size_t n_layers_, hidden_;
   LacRule rule_;
   LacMode mode_;
-  Trace* trace_;
-  std::vector<State> slots_;
 };
 static_assert(DepthPolicy<LAC>);
 
 // The original LAC rule (2023) as early exit: after layer j, stop if |Δ_j| < α · (max_{i≤j} Δ_i −
 // min_{i≤j} Δ_i); the rest of the stack is skipped and the prediction is read from h_j.
-class LACEarlyExit {
+class LACEarlyExit : public PolicyBase {
  public:
   static constexpr bool needs_layer_input = true;
 
-  LACEarlyExit(size_t n_layers, double alpha = 0.8, int min_layers = 1, Trace* trace = nullptr)
-      : n_layers_(n_layers), alpha_(alpha), min_layers_(min_layers), trace_(trace) {}
+  struct State {
+    double prev = 0, lo = INFINITY, hi = -INFINITY;  // n_{j-1}, min and max Δ so far
+    bool exit = false;
+  };
 
-  void begin_token(const TokenInfo& t) {
-    auto& s = slot(t.slot);
-    s = State{};
-    if (trace_) trace_->begin(t);
+  explicit LACEarlyExit(double alpha = 0.8, int min_layers = 1)
+      : alpha_(alpha), min_layers_(min_layers) {}
+
+  Action before_layer(const TokenInfo&, const State& s, int) const {
+    return s.exit ? Action::Exit : Action::Run;
   }
-  Action before_layer(const TokenInfo& t, int l) {
-    auto& s = slot(t.slot);
-    if (s.exit) {
-      if (trace_) trace_->open(t.slot).exit_layer = l;
-      return Action::Exit;
-    }
-    if (trace_) trace_->open(t.slot).layers[size_t(l)].executed = true;
-    return Action::Run;
-  }
-  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
-    auto& s = slot(t.slot);
+  void after_layer(const TokenInfo&, State& s, int l, std::span<const float> in,
+                   std::span<float> out, LayerNote& note) const {
     if (l == 0) s.prev = kernels::l2_norm(in.data(), in.size());
     const double n = kernels::l2_norm(out.data(), out.size()), d = n - s.prev;
     s.prev = n;
     s.lo = std::min(s.lo, d), s.hi = std::max(s.hi, d);
     const double tau = alpha_ * (s.hi - s.lo);
     s.exit = l + 1 >= min_layers_ && l >= 1 && std::abs(d) < tau;
-    s.last = l;
-    if (trace_) {
-      auto& r = trace_->open(t.slot).layers[size_t(l)];
-      r.activated = true, r.norm = float(n), r.delta = float(d), r.tau = float(tau);
-    }
-  }
-  std::span<const float> readout(const TokenInfo& t, std::span<const float> final_state) {
-    if (trace_) trace_->open(t.slot).readout_layer = slot(t.slot).last;
-    return final_state;
-  }
-  void end_token(const TokenInfo& t) {
-    if (trace_) trace_->end(t.slot);
+    note = LayerNote{true, float(n), float(d), float(tau)};
   }
 
  private:
-  struct State {
-    double prev = 0, lo = INFINITY, hi = -INFINITY;
-    bool exit = false;
-    int last = -1;
-  };
-  State& slot(uint32_t i) {
-    if (slots_.size() <= i) slots_.resize(i + 1);
-    return slots_[i];
-  }
-  size_t n_layers_;
   double alpha_;
   int min_layers_;
-  Trace* trace_;
-  std::vector<State> slots_;
 };
 static_assert(DepthPolicy<LACEarlyExit>);
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/depth/cosine.hpp"
 #include "fathom/model/depth_policy.hpp"
 
 namespace fathom {
@@ -48,39 +49,32 @@ struct LayerCosines {
   }
 };
 
-namespace detail {
-// cos(a, b) in double; 0 when either vector is zero.
-inline double layer_cosine(std::span<const float> a, std::span<const float> b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * double(b[i]);
-    aa += double(a[i]) * double(a[i]);
-    bb += double(b[i]) * double(b[i]);
-  }
-  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
-}
-}  // namespace detail
-
 template <DepthPolicy P>
 class LayerSimilarity {
  public:
+  using State = typename P::State;
   static constexpr bool needs_layer_input = true;
+  static constexpr bool observes_layers = true;
 
   LayerSimilarity(P& inner, LayerCosines& out) : p_(&inner), out_(&out) {}
 
-  void begin_token(const TokenInfo& t) { p_->begin_token(t); }
-  Action before_layer(const TokenInfo& t, int l) { return p_->before_layer(t, l); }
-  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
+  void begin_token(const TokenInfo& t, State& s) { p_->begin_token(t, s); }
+  Action before_layer(const TokenInfo& t, State& s, int l) { return p_->before_layer(t, s, l); }
+  void after_layer(const TokenInfo& t, State& s, int l, std::span<const float> in,
+                   std::span<float> out, LayerNote& note) {
     if (size_t(l) < out_->n_layers()) {
-      out_->sum[size_t(t.phase)][size_t(l)] += detail::layer_cosine(in, out);
+      out_->sum[size_t(t.phase)][size_t(l)] += cosine(in, out);
       ++out_->count[size_t(t.phase)][size_t(l)];
     }
-    p_->after_layer(t, l, in, out);
+    if constexpr (P::observes_layers) p_->after_layer(t, s, l, in, out, note);
   }
-  std::span<const float> readout(const TokenInfo& t, std::span<const float> final_state) {
-    return p_->readout(t, final_state);
+  int readout_layer(const TokenInfo& t, const State& s, int last_run) {
+    return p_->readout_layer(t, s, last_run);
   }
-  void end_token(const TokenInfo& t) { p_->end_token(t); }
+  std::span<const float> readout(const TokenInfo& t, State& s, std::span<const float> final_state) {
+    return p_->readout(t, s, final_state);
+  }
+  void end_token(const TokenInfo& t, State& s) { p_->end_token(t, s); }
 
  private:
   P* p_;

@@ -1,7 +1,7 @@
 #pragma once
 // Lenses as depth policies, and the all-layers readout loop of the depth metrics.
 //
-//   LensReadout<Lens>(lens, i)   the prediction is read from hidden_states[i] (= resid_pre[i],
+//   LensReadout<Lens>(lens, L, i) the prediction is read from hidden_states[i] (= resid_pre[i],
 //                                the input of block i) through the lens: blocks i..L-1 are not
 //                                run for the token (Action::Exit). i = L is the full model.
 //                                Under KvStrategy::Exact later tokens still see the unmodified
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "fathom/model/depth_policy.hpp"
-#include "fathom/depth/trace.hpp"
+#include "fathom/lens/lens.hpp"
 #include "fathom/lens/batch_readout.hpp"
 #include "fathom/lens/readout.hpp"
 #include "fathom/lens/site.hpp"
@@ -28,107 +28,82 @@
 
 namespace fathom::lens {
 
-namespace detail {
-// Per-slot [hidden] buffers for translated readout vectors.
-struct SlotBuffers {
-  size_t hidden = 0;
-  std::vector<float> data;  // [slots, hidden]
-  float* at(uint32_t slot) {
-    if (data.size() < (size_t(slot) + 1) * hidden) data.resize((size_t(slot) + 1) * hidden);
-    return data.data() + size_t(slot) * hidden;
-  }
-};
-}  // namespace detail
-
-template <class Lens>
-class LensReadout {
+template <Lens L>
+class LensReadout : public PolicyBase {
  public:
-  static constexpr bool needs_layer_input = false;
   static constexpr bool observes_layers = false;
 
+  struct State {
+    std::vector<float> buf;  // [hidden] the translated readout
+  };
+
   // Reads out hidden_states[index] (index in [0, n_layers]).
-  LensReadout(const Lens& lens, size_t n_layers, size_t hidden, size_t index,
-              Trace* trace = nullptr)
-      : lens_(&lens), L_(n_layers), index_(index), trace_(trace) {
-    buf_.hidden = hidden;
+  LensReadout(const L& lens, size_t n_layers, size_t index) : lens_(&lens), index_(index) {
     if (index > n_layers)
       throw UsageError("", "index", "hidden_states index " + std::to_string(index) + " > " +
                                         std::to_string(n_layers));
   }
 
-  void begin_token(const TokenInfo& t) {
-    if (trace_) trace_->begin(t);
+  void begin_token(const TokenInfo&, State&) const {}  // buf is overwritten before it is read
+  Action before_layer(const TokenInfo&, const State&, int l) const {
+    return size_t(l) >= index_ ? Action::Exit : Action::Run;
   }
-  Action before_layer(const TokenInfo& t, int l) {
-    if (size_t(l) >= index_) {
-      if (trace_) trace_->open(t.slot).exit_layer = l;
-      return Action::Exit;
-    }
-    if (trace_) {
-      auto& r = trace_->open(t.slot).layers[size_t(l)];
-      r.executed = r.activated = true;
-    }
-    return Action::Run;
-  }
-  void after_layer(const TokenInfo&, int, std::span<const float>, std::span<float>) {}
-  std::span<const float> readout(const TokenInfo& t, std::span<const float> state) {
-    if (trace_) trace_->open(t.slot).readout_layer = int(index_) - 1;
+  std::span<const float> readout(const TokenInfo&, State& s, std::span<const float> state) const {
     if (lens_->identity(index_)) return state;
-    float* out = buf_.at(t.slot);
-    lens_->translate(index_, state.data(), out, 1, state.size());
-    return {out, state.size()};
-  }
-  void end_token(const TokenInfo& t) {
-    if (trace_) trace_->end(t.slot);
+    s.buf.resize(state.size());
+    lens_->translate(index_, state.data(), s.buf.data(), 1, state.size());
+    return s.buf;
   }
 
  private:
-  const Lens* lens_;
-  size_t L_, index_;
-  Trace* trace_;
-  detail::SlotBuffers buf_;
+  const L* lens_;
+  size_t index_;
 };
 
 // Wraps an exit-style policy: the readout goes through translator (layers the token ran).
-template <DepthPolicy Inner, class Lens>
+template <DepthPolicy Inner, Lens L>
 class WithLens {
  public:
   static constexpr bool needs_layer_input = Inner::needs_layer_input;
+  static constexpr bool observes_layers = Inner::observes_layers;
 
-  WithLens(Inner& inner, const Lens& lens, size_t n_layers, size_t hidden)
-      : inner_(&inner), lens_(&lens), L_(n_layers) {
-    buf_.hidden = hidden;
-  }
+  struct State {
+    typename Inner::State inner;
+    size_t ran = 0;          // hidden_states index the readout comes from
+    std::vector<float> buf;  // [hidden] the translated readout
+  };
 
-  void begin_token(const TokenInfo& t) {
-    if (ran_.size() <= t.slot) ran_.resize(t.slot + 1);
-    ran_[t.slot] = L_;
-    inner_->begin_token(t);
+  WithLens(Inner& inner, const L& lens, size_t n_layers) : inner_(&inner), lens_(&lens), L_(n_layers) {}
+
+  void begin_token(const TokenInfo& t, State& s) {
+    s.ran = L_;
+    inner_->begin_token(t, s.inner);
   }
-  Action before_layer(const TokenInfo& t, int l) {
-    const Action a = inner_->before_layer(t, l);
-    if (a == Action::Exit && ran_[t.slot] == L_) ran_[t.slot] = size_t(l);
+  Action before_layer(const TokenInfo& t, State& s, int l) {
+    const Action a = inner_->before_layer(t, s.inner, l);
+    if (a == Action::Exit && s.ran == L_) s.ran = size_t(l);
     return a;
   }
-  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
-    inner_->after_layer(t, l, in, out);
+  void after_layer(const TokenInfo& t, State& s, int l, std::span<const float> in,
+                   std::span<float> out, LayerNote& note) {
+    inner_->after_layer(t, s.inner, l, in, out, note);
   }
-  std::span<const float> readout(const TokenInfo& t, std::span<const float> state) {
-    std::span<const float> v = inner_->readout(t, state);
-    const size_t i = ran_[t.slot];
-    if (lens_->identity(i)) return v;
-    float* out = buf_.at(t.slot);
-    lens_->translate(i, v.data(), out, 1, v.size());
-    return {out, v.size()};
+  int readout_layer(const TokenInfo& t, const State& s, int last_run) {
+    return inner_->readout_layer(t, s.inner, last_run);
   }
-  void end_token(const TokenInfo& t) { inner_->end_token(t); }
+  std::span<const float> readout(const TokenInfo& t, State& s, std::span<const float> state) {
+    std::span<const float> v = inner_->readout(t, s.inner, state);
+    if (lens_->identity(s.ran)) return v;
+    s.buf.resize(v.size());
+    lens_->translate(s.ran, v.data(), s.buf.data(), 1, v.size());
+    return s.buf;
+  }
+  void end_token(const TokenInfo& t, State& s) { inner_->end_token(t, s.inner); }
 
  private:
   Inner* inner_;
-  const Lens* lens_;
+  const L* lens_;
   size_t L_;
-  std::vector<size_t> ran_;  // [slots] hidden_states index the readout comes from
-  detail::SlotBuffers buf_;
 };
 
 // Runs `tokens` at full depth (appended to the session), recording hidden_states[0..L] of every
@@ -144,8 +119,8 @@ inline SiteRecorder record_hidden_states(Session& s, std::span<const int32_t> to
 
 // Logits of hidden_states[i] of the token in `slot` through the lens (valid until the reader's
 // next call); `scratch` is a [hidden] buffer.
-template <class Lens>
-std::span<const float> lens_logits(Reader& reader, const Lens& lens, const SiteRecorder& rec,
+template <Lens LensT>
+std::span<const float> lens_logits(Reader& reader, const LensT& lens, const SiteRecorder& rec,
                                    uint32_t slot, size_t i, std::vector<float>& scratch) {
   auto h = rec.get(i, slot);
   if (lens.identity(i)) return reader.logits(h);
@@ -158,8 +133,8 @@ std::span<const float> lens_logits(Reader& reader, const Lens& lens, const SiteR
 //   fn(slot, i, std::span<const float> logits)
 // for every token slot (only the last one with Logits::Last) and every i = 0..L, logits =
 // readout of hidden_states[i] through the lens. One [vocab] buffer is reused throughout.
-template <class Lens, class Fn>
-void read_all_layers(Session& s, std::span<const int32_t> tokens, const Lens& lens, Fn&& fn,
+template <Lens LensT, class Fn>
+void read_all_layers(Session& s, std::span<const int32_t> tokens, const LensT& lens, Fn&& fn,
                      Phase phase = Phase::PP, Logits which = Logits::All) {
   const size_t L = s.model().n_layers();
   const SiteRecorder rec = record_hidden_states(s, tokens, phase);
@@ -174,8 +149,8 @@ void read_all_layers(Session& s, std::span<const int32_t> tokens, const Lens& le
 // of up to reader.max_rows() slots: fn(i, slot0, block) with block = [n, vocab] logits of slots
 // slot0 .. slot0+n-1 (valid during the call). Readout L (the model's output) comes first, so its
 // results can serve as targets for the others; then i = 0..L-1.
-template <class Lens, class Fn>
-void read_recorded_blocks(const SiteRecorder& rec, const Lens& lens, BatchReader& reader,
+template <Lens LensT, class Fn>
+void read_recorded_blocks(const SiteRecorder& rec, const LensT& lens, BatchReader& reader,
                           uint32_t first, uint32_t end, Fn&& fn) {
   const size_t L = rec.sites().size() - 1, H = reader.hidden();
   std::vector<float> tr;  // [rows, hidden] translated states
@@ -199,8 +174,8 @@ void read_recorded_blocks(const SiteRecorder& rec, const Lens& lens, BatchReader
 // readout i = 0..L (readout L first) and every block of up to `block_rows` token slots (only the
 // last slot with Logits::Last); block = [n, vocab] logits. Equal to read_all_layers up to the
 // summation order of the products (lens/batch_readout.hpp), many times faster.
-template <class Lens, class Fn>
-void read_all_layers_blocks(Session& s, std::span<const int32_t> tokens, const Lens& lens, Fn&& fn,
+template <Lens LensT, class Fn>
+void read_all_layers_blocks(Session& s, std::span<const int32_t> tokens, const LensT& lens, Fn&& fn,
                             Phase phase = Phase::PP, Logits which = Logits::All,
                             size_t block_rows = BatchReader::kDefaultRows) {
   if (tokens.empty()) return;

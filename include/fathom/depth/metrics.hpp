@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/core/text_file.hpp"
 #include "fathom/io/json.hpp"
 #include "fathom/depth/lens_policy.hpp"
 #include "fathom/lens/batch_readout.hpp"
@@ -93,7 +94,7 @@ class TokenFrequency {
   // so a large corpus never becomes one huge string.
   template <class Tokenizer>
   void add_text_file(const Tokenizer& tok, const std::filesystem::path& path) {
-    const std::string text = io::read_text_file(path);
+    const std::string text = read_text_file(path);
     size_t start = 0;
     while (start < text.size()) {
       size_t end = text.find('\n', start);

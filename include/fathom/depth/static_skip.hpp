@@ -8,18 +8,16 @@
 
 #include "fathom/core/error.hpp"
 #include "fathom/model/depth_policy.hpp"
-#include "fathom/depth/trace.hpp"
+#include "fathom/model/trace.hpp"
 
 namespace fathom {
 
-class StaticSkip {
+class StaticSkip : public PolicyBase {
  public:
-  static constexpr bool needs_layer_input = false;
+  static constexpr bool observes_layers = false;
 
-  explicit StaticSkip(size_t n_layers, std::set<int> skip = {}, Trace* trace = nullptr)
-      : StaticSkip(n_layers, skip, skip, trace) {}
-  StaticSkip(size_t n_layers, std::set<int> skip_pp, std::set<int> skip_rg, Trace* trace = nullptr)
-      : trace_(trace) {
+  explicit StaticSkip(size_t n_layers, std::set<int> skip = {}) : StaticSkip(n_layers, skip, skip) {}
+  StaticSkip(size_t n_layers, std::set<int> skip_pp, std::set<int> skip_rg) {
     for (int p = 0; p < 2; ++p) skip_[p].assign(n_layers, 0);
     for (int l : skip_pp) check(l, n_layers), skip_[0][size_t(l)] = 1;
     for (int l : skip_rg) check(l, n_layers), skip_[1][size_t(l)] = 1;
@@ -27,28 +25,9 @@ class StaticSkip {
 
   const std::vector<uint8_t>& skipped(Phase p) const { return skip_[size_t(p)]; }
 
-  void begin_token(const TokenInfo& t) {
-    if (trace_) trace_->begin(t);
-  }
-  Action before_layer(const TokenInfo& t, int l) const {
-    const bool skip = skip_[size_t(t.phase)][size_t(l)];
-    if (trace_) {
-      auto& r = trace_->open(t.slot).layers[size_t(l)];
-      r.executed = r.activated = !skip;
-    }
-    return skip ? Action::Skip : Action::Run;
-  }
-  void after_layer(const TokenInfo&, int, std::span<const float>, std::span<float>) {}
-  std::span<const float> readout(const TokenInfo& t, std::span<const float> final_state) const {
-    if (trace_) {
-      auto& r = trace_->open(t.slot);
-      for (int l = int(r.layers.size()) - 1; l >= 0; --l)
-        if (r.layers[size_t(l)].executed) { r.readout_layer = l; break; }
-    }
-    return final_state;
-  }
-  void end_token(const TokenInfo& t) {
-    if (trace_) trace_->end(t.slot);
+  void begin_token(const TokenInfo&, State&) const {}
+  Action before_layer(const TokenInfo& t, State&, int l) const {
+    return skip_[size_t(t.phase)][size_t(l)] ? Action::Skip : Action::Run;
   }
 
  private:
@@ -57,13 +36,11 @@ class StaticSkip {
       throw UsageError("", "layer", std::to_string(l) + " outside [0, " + std::to_string(n) + ")");
   }
   std::vector<uint8_t> skip_[2];  // [phase][layers]
-  Trace* trace_;
 };
 static_assert(DepthPolicy<StaticSkip>);
 
 // Layers activated for fewer than min_fraction of the trace's tokens, per phase.
-inline StaticSkip calibrated_skip(const Trace& lac_trace, double min_fraction,
-                                  Trace* trace = nullptr) {
+inline StaticSkip calibrated_skip(const Trace& lac_trace, double min_fraction) {
   std::set<int> sets[2];
   for (int p = 0; p < 2; ++p) {
     const Usage u = lac_trace.usage(Phase(p));
@@ -71,7 +48,7 @@ inline StaticSkip calibrated_skip(const Trace& lac_trace, double min_fraction,
     for (size_t l = 0; l < u.activated.size(); ++l)
       if (u.activated[l] < min_fraction) sets[p].insert(int(l));
   }
-  return StaticSkip(lac_trace.n_layers(), sets[0], sets[1], trace);
+  return StaticSkip(lac_trace.n_layers(), sets[0], sets[1]);
 }
 
 }  // namespace fathom

@@ -39,9 +39,6 @@ enum class GpqaOrder : uint8_t { Shuffled, CorrectLast };
 enum class GpqaText : uint8_t { Trimmed, AsIs };
 
 namespace detail {
-// core/splitmix.hpp's hash under the eval::detail:: name that runner.hpp spells.
-using fathom::splitmix64;
-
 inline std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r\n");
   if (b == std::string::npos) return {};

@@ -60,7 +60,9 @@ inline bool write_alpha_svg(const std::string& path, const std::vector<PolicySpe
   const PolicySummary* full = nullptr;
   for (size_t i = 0; i < specs.size() && i < s.size(); ++i) {
     if (specs[i].kind == PolicySpec::Kind::Full) { full = &s[i]; continue; }
-    if (specs[i].kind == PolicySpec::Kind::Static) continue;  // no α
+    using K = PolicySpec::Kind;
+    const K k = specs[i].kind;
+    if (k != K::Lac && k != K::LacInStream && k != K::LacTrace && k != K::LacExit) continue;  // no α
     const std::string fam = specs[i].name.substr(0, specs[i].name.find(':'));
     const double a = specs[i].alpha;
     lo = std::min(lo, a), hi = std::max(hi, a);

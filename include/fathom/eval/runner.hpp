@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fathom/core/splitmix.hpp"
 #include "fathom/eval/gpqa.hpp"
 #include "fathom/eval/policies.hpp"
 #include "fathom/eval/progress.hpp"
@@ -83,7 +84,7 @@ inline size_t prompt_reserve(const ScoringSettings& s, int64_t ctx) {
 inline uint64_t item_seed(uint64_t seed, const std::string& id) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a of the id
   for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
-  return detail::splitmix64(seed ^ h);
+  return splitmix64(seed ^ h);
 }
 
 // groups: a partition of the policy indices; make_group(g) returns a fresh evaluator for group

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "fathom/depth/lac.hpp"
-#include "fathom/depth/trace.hpp"
+#include "fathom/model/trace.hpp"
 #include "fathom/eval/policies.hpp"
 #include "fathom/kernels/elementwise.hpp"
 #include "fathom/model/sampler.hpp"
@@ -36,7 +36,7 @@ inline bool observe_only(const PolicySpec& s) {
 namespace detail {
 // Records what the observe-only policies need from a pass; reads out the final state (as
 // FullDepth and LAC trace-only do).
-class NormRecorder {
+class NormRecorder : public PolicyBase {
  public:
   static constexpr bool needs_layer_input = true;
   NormRecorder(size_t L, size_t H) : L_(L), H_(H) {}
@@ -57,9 +57,8 @@ class NormRecorder {
     return states_.data() + (r * (L_ + 1) + size_t(layer + 1)) * H_;
   }
 
-  void begin_token(const TokenInfo&) {}
-  Action before_layer(const TokenInfo&, int) { return Action::Run; }
-  void after_layer(const TokenInfo& t, int l, std::span<const float> in, std::span<float> out) {
+  void after_layer(const TokenInfo& t, State&, int l, std::span<const float> in,
+                   std::span<float> out, LayerNote&) {
     double* n = norms_.data() + t.slot * (L_ + 1);
     if (l == 0) n[0] = kernels::l2_norm(in.data(), in.size());
     n[l + 1] = kernels::l2_norm(out.data(), out.size());
@@ -68,8 +67,6 @@ class NormRecorder {
     if (l == 0) std::copy(in.begin(), in.end(), s);
     std::copy(out.begin(), out.end(), s + size_t(l + 1) * H_);
   }
-  std::span<const float> readout(const TokenInfo&, std::span<const float> final_state) { return final_state; }
-  void end_token(const TokenInfo&) {}
 
  private:
   size_t L_, H_, n_ = 0;
@@ -155,9 +152,11 @@ class SharedPassEvaluator final : public GroupEvaluator {
           if (!counts) rg_active += L;
         }
       };
-      with_policy(*m_, specs_[k], &trace, [&](auto& policy) {
+      s.set_trace(&trace);
+      with_policy(*m_, specs_[k], [&](auto& policy) {
         step(policy, specs_[k].kind != PolicySpec::Kind::Full);
       });
+      s.set_trace(nullptr);
       if (specs_[k].kind != PolicySpec::Kind::Full) {
         const Usage u = trace.usage(Phase::RG);
         double a = 0;

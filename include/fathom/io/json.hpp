@@ -78,9 +78,6 @@ inline Json parse_json(std::string_view text, const std::string& label) {
   }
 }
 
-// core/text_file.hpp's reader, also under the io:: name that depth/metrics.hpp spells.
-using fathom::read_text_file;
-
 inline Json read_json_file(const std::filesystem::path& path) {
   return parse_json(read_text_file(path), path.string());
 }

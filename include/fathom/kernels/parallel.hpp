@@ -47,4 +47,27 @@ inline void parallel_chunks(size_t units, int threads, Body&& body) {
 #endif
 }
 
+// The most threads a parallel region may use (1 without OpenMP).
+inline int max_threads() {
+#if defined(_OPENMP)
+  return std::max(1, omp_get_max_threads());
+#else
+  return 1;
+#endif
+}
+
+// Calls body(job, thread) for job = 0..jobs-1, handed out dynamically over the threads when
+// `threaded` (for jobs of very different cost); thread < max_threads() indexes per-thread scratch.
+// Each job must write only its own outputs, so results never depend on the schedule.
+template <class Body>
+inline void parallel_jobs(long jobs, bool threaded, Body&& body) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic) if (threaded && !omp_in_parallel())
+  for (long j = 0; j < jobs; ++j) body(j, omp_get_thread_num());
+#else
+  (void)threaded;
+  for (long j = 0; j < jobs; ++j) body(j, 0);
+#endif
+}
+
 }  // namespace fathom::kernels::detail

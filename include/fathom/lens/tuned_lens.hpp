@@ -1,16 +1,7 @@
 #pragma once
-// Logit lens and tuned lens (docs/lenses.md) as translators of residual-stream vectors; the
-// model's own Readout (final norm + unembedding) turns the translated vector into logits:
-//   logit lens:  logits = W_U · norm(h)
-//   tuned lens:  logits = W_U · norm(h + A_i h + b_i)
-// Index convention (tuned-lens 0.2): translator i reads hidden_states[i] = resid_pre[i], the
-// INPUT of block i; i = 0 is the embedding output. hidden_states[L] (= resid_post[L-1], the
-// last block's output) has no translator: translate(L, ...) is the identity.
-//
-// A lens is any type with
-//   size_t n_layers() const;
-//   bool identity(size_t i) const;                                  // translate(i) is a copy
-//   void translate(size_t i, const float* h, float* out, size_t n) const;  // h, out: [n, hidden]
+// The tuned lens (docs/lenses.md), a Lens (lens/lens.hpp): per hidden_states index i < L an
+// affine translator  h -> h + A_i h + b_i; hidden_states[L] (= resid_post[L-1], the last block's
+// output) has none: translate(L, ...) is the identity.
 //
 // On disk (fathom's layout, written by tools/convert_tuned_lens.py and by lens training):
 //   <dir>/config.json          tuned-lens's TunedLensConfig (d_model, num_hidden_layers, bias, ...)
@@ -25,20 +16,12 @@
 
 #include "fathom/core/error.hpp"
 #include "fathom/io/json.hpp"
+#include "fathom/lens/lens.hpp"
 #include "fathom/io/safetensors.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/model/model.hpp"
 
 namespace fathom::lens {
-
-struct LogitLens {
-  size_t layers = 0;  // informational; the logit lens has no parameters
-  size_t n_layers() const { return layers; }
-  bool identity(size_t) const { return true; }
-  void translate(size_t, const float* h, float* out, size_t n, size_t hidden) const {
-    if (out != h) std::copy_n(h, n * hidden, out);
-  }
-};
 
 class TunedLens {
  public:
@@ -167,5 +150,6 @@ class TunedLens {
   std::vector<float> w_;  // [L, hidden, hidden]
   std::vector<float> b_;  // [L, hidden]
 };
+static_assert(Lens<TunedLens>);
 
 }  // namespace fathom::lens

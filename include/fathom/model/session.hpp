@@ -12,21 +12,29 @@
 // see exactly the keys and values the unmodified stream produces) while its prediction is read
 // out at the exit point; a skipped (not exited) layer's true input is the stream that reached
 // it, so Exact equals Propagate there.
+//
+// The session, not the policy, keeps the bookkeeping every policy would otherwise repeat: one
+// policy State per token of the pass (kept per policy type and reused, so decoding allocates
+// nothing once the buffers have grown) and, when a Trace is attached, each token's executed,
+// activated, exit and readout layers.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <typeindex>
+#include <typeinfo>
+#include <utility>
 #include <vector>
-
-#include <omp.h>
 
 #include "fathom/core/error.hpp"
 #include "fathom/model/full_depth.hpp"
 #include "fathom/model/depth_policy.hpp"
-#include "fathom/kernels/attention.hpp"
+#include "fathom/kernels/elementwise.hpp"
 #include "fathom/model/kv_cache.hpp"
 #include "fathom/model/model.hpp"
 #include "fathom/model/taps.hpp"
+#include "fathom/model/trace.hpp"
 
 namespace fathom {
 
@@ -38,11 +46,14 @@ struct SessionOptions {
 enum class Logits : uint8_t { Last, All };  // which tokens of a forward pass get logits
 
 namespace detail {
-template <class P>
-constexpr bool observes_layers() {
-  if constexpr (requires { P::observes_layers; }) return P::observes_layers;
-  return true;
-}
+// The per-token States of one policy type, kept across forward passes.
+struct PolicyStateStore {
+  virtual ~PolicyStateStore() = default;
+};
+template <class S>
+struct PolicyStates final : PolicyStateStore {
+  std::vector<S> states;  // [slots]
+};
 }  // namespace detail
 
 class Session {
@@ -61,6 +72,16 @@ class Session {
   int64_t capacity() const { return int64_t(cache_.capacity()); }
   KvStrategy kv_strategy() const { return opts_.kv; }
   const KvCache& cache() const { return cache_; }
+
+  // Records every later token's layers into `trace` (nullptr: stop recording). The trace must
+  // have one layer record per model layer and outlive its attachment.
+  void set_trace(Trace* trace) {
+    if (trace && trace->n_layers() != m_->n_layers())
+      throw UsageError("", "trace", "has " + std::to_string(trace->n_layers()) +
+                                        " layers, the model " + std::to_string(m_->n_layers()));
+    trace_ = trace;
+  }
+  Trace* trace() const { return trace_; }
 
   // Start a new sequence (the cache is overwritten as positions are reused).
   void reset() { rewind(0); }
@@ -106,8 +127,10 @@ class Session {
            std::span<const uint32_t> slots) {
     if constexpr (O::enabled) obs.on_tap(t, layer, TapView{data, rows, cols, slots});
   }
+  template <class S>
+  std::vector<S>& policy_states(size_t n);
   template <DepthPolicy P, Observer O>
-  void run_layer(size_t l, P& policy, O& obs, size_t n);
+  void run_layer(size_t l, P& policy, std::vector<typename P::State>& st, O& obs, size_t n);
   void attend_rows(size_t l, const float* q, float* ctx, size_t m);
   void kv_only_rows(size_t l);
 
@@ -115,23 +138,29 @@ class Session {
   SessionOptions opts_;
   KvCache cache_;
   int64_t pos_ = 0;
+  Trace* trace_ = nullptr;
+  std::vector<std::pair<std::type_index, std::unique_ptr<detail::PolicyStateStore>>> states_;
 
   // Per forward pass (n tokens, m of them running the current layer):
   std::vector<TokenInfo> info_;       // [n]
   std::vector<Row> row_state_;        // [n]
+  std::vector<int> last_run_;         // [n] last layer the policy ran for the token (-1: none)
+  std::vector<uint32_t> all_;         // [n] 0..n-1
   std::vector<float> x_;              // [n, hidden] residual stream
   std::vector<float> snap_;           // [n, hidden] readout state of Shadow rows
   std::vector<float> cos_, sin_;      // [n, head_dim/2]
+  std::vector<float> rcos_, rsin_;    // [m, head_dim/2] angles of the rows running the layer
   std::vector<uint32_t> run_, kvo_;   // slots running the layer / needing K/V only
+  std::vector<int64_t> run_pos_;      // [m] positions of the running rows
   std::vector<uint8_t> policy_sees_;  // [m] whether after_layer is called for run_[r]
   std::vector<float> xr_, in_;        // [m, hidden] gathered rows, their layer input
   std::vector<float> xn_;             // [m, hidden] normed rows
   std::vector<float> q_, k_, v_, ctx_;  // [m, q_dim], [m, kv_dim] x2, [m, q_dim]
   std::vector<float> tmp_;            // [m, hidden]
   std::vector<float> g_, u_;          // [m, intermediate]
-  std::vector<float> scores_;         // [threads, heads per kv head, capacity]
+  std::vector<float> kx_, kcos_, ksin_, kk_, kv_;  // kv-only rows: [r, hidden], [r, head_dim/2] x2, [r, kv_dim] x2
+  std::vector<float> scores_;         // Attention::attend_scratch(capacity)
   std::vector<float> final_, normed_, logits_;  // [r, hidden] x2, [r, vocab]
-  std::vector<uint32_t> out_slots_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -141,12 +170,28 @@ inline void Session::prepare(size_t n) {
   const size_t H = m_->hidden(), half = L0.attn.head_dim / 2;
   info_.resize(n);
   row_state_.assign(n, Row::Live);
+  last_run_.assign(n, -1);
+  all_.resize(n);
+  for (size_t i = 0; i < n; ++i) all_[i] = uint32_t(i);
   x_.resize(n * H);
   cos_.resize(n * half);
   sin_.resize(n * half);
-  const size_t group = L0.attn.n_heads / L0.attn.n_kv_heads;
-  const size_t need_scores = size_t(omp_get_max_threads()) * group * cache_.capacity();
+  const size_t need_scores = L0.attn.attend_scratch(cache_.capacity());
   if (scores_.size() < need_scores) scores_.resize(need_scores);
+}
+
+template <class S>
+std::vector<S>& Session::policy_states(size_t n) {
+  detail::PolicyStates<S>* found = nullptr;
+  for (auto& [type, store] : states_)
+    if (type == std::type_index(typeid(S))) found = static_cast<detail::PolicyStates<S>*>(store.get());
+  if (!found) {
+    auto store = std::make_unique<detail::PolicyStates<S>>();
+    found = store.get();
+    states_.emplace_back(std::type_index(typeid(S)), std::move(store));
+  }
+  if (found->states.size() < n) found->states.resize(n);
+  return found->states;
 }
 
 template <DepthPolicy P, Observer O>
@@ -160,48 +205,55 @@ std::span<const float> Session::forward(std::span<const int32_t> tokens, Phase p
                                        " exceed the session's context of " +
                                        std::to_string(capacity()));
   prepare(n);
-  std::vector<uint32_t> all(n);
+  auto& st = policy_states<typename P::State>(n);
+  const size_t half = m_->rope().head_dim() / 2;
   for (size_t i = 0; i < n; ++i) {
-    all[i] = uint32_t(i);
     info_[i] = TokenInfo{uint32_t(i), pos_ + int64_t(i), phase, tokens[i]};
     m_->embed(tokens[i], x_.data() + i * H);
-    m_->rope().angles(pos_ + int64_t(i), cos_.data() + i * (m_->rope().head_dim() / 2),
-                      sin_.data() + i * (m_->rope().head_dim() / 2));
+    m_->rope().angles(pos_ + int64_t(i), cos_.data() + i * half, sin_.data() + i * half);
   }
-  tap(obs, Tap::embed, -1, x_.data(), n, H, all);
-  for (auto& t : info_) policy.begin_token(t);
+  tap(obs, Tap::embed, -1, x_.data(), n, H, all_);
+  for (size_t i = 0; i < n; ++i) {
+    policy.begin_token(info_[i], st[i]);
+    if (trace_) trace_->begin(info_[i]).embed_norm = float(kernels::l2_norm(x_.data() + i * H, H));
+  }
 
-  for (size_t l = 0; l < m_->n_layers(); ++l) run_layer(l, policy, obs, n);
+  for (size_t l = 0; l < m_->n_layers(); ++l) run_layer(l, policy, st, obs, n);
 
   // Readout: the policy picks the vector, the model's final norm and head turn it into logits.
-  out_slots_.clear();
-  if (which == Logits::All) out_slots_ = all;
-  else out_slots_.push_back(uint32_t(n - 1));
-  const size_t r = out_slots_.size(), V = m_->vocab();
+  if (trace_)
+    for (size_t i = 0; i < n; ++i)
+      trace_->open(uint32_t(i)).readout_layer = policy.readout_layer(info_[i], st[i], last_run_[i]);
+  const std::span<const uint32_t> out_slots =
+      which == Logits::All ? std::span<const uint32_t>(all_) : std::span<const uint32_t>(all_).last(1);
+  const size_t r = out_slots.size(), V = m_->vocab();
   final_.resize(r * H);
   normed_.resize(r * H);
   logits_.resize(r * V);
   for (size_t j = 0; j < r; ++j) {
-    const uint32_t s = out_slots_[j];
+    const uint32_t s = out_slots[j];
     const float* src = row_state_[s] == Row::Shadow ? snap_.data() + s * H : x_.data() + s * H;
-    auto v = policy.readout(info_[s], std::span<const float>(src, H));
+    auto v = policy.readout(info_[s], st[s], std::span<const float>(src, H));
     if (v.size() != H) throw UsageError("", "readout", "policy returned a vector of wrong size");
     std::copy(v.begin(), v.end(), final_.data() + j * H);
   }
   m_->readout()(final_.data(), r, normed_.data(), logits_.data());
-  tap(obs, Tap::final_norm, -1, normed_.data(), r, H, out_slots_);
-  tap(obs, Tap::logits, -1, logits_.data(), r, V, out_slots_);
-  for (auto& t : info_) policy.end_token(t);
+  tap(obs, Tap::final_norm, -1, normed_.data(), r, H, out_slots);
+  tap(obs, Tap::logits, -1, logits_.data(), r, V, out_slots);
+  for (size_t i = 0; i < n; ++i) {
+    policy.end_token(info_[i], st[i]);
+    if (trace_) trace_->end(uint32_t(i));
+  }
   pos_ += int64_t(n);
   return {logits_.data(), logits_.size()};
 }
 
 template <DepthPolicy P, Observer O>
-void Session::run_layer(size_t l, P& policy, O& obs, size_t n) {
+void Session::run_layer(size_t l, P& policy, std::vector<typename P::State>& st, O& obs, size_t n) {
   const DecoderLayer& L = m_->layer(l);
   const auto& A = L.attn;
   const size_t H = m_->hidden(), I = L.mlp.intermediate(), half = A.head_dim / 2;
-  constexpr bool sees = detail::observes_layers<P>();
+  constexpr bool sees = P::observes_layers;
 
   // 1. Decisions.
   run_.clear();
@@ -212,8 +264,15 @@ void Session::run_layer(size_t l, P& policy, O& obs, size_t n) {
     if (row_state_[i] == Row::Shadow) {
       a = Action::Run;
     } else if (row_state_[i] == Row::Live) {
-      a = policy.before_layer(info_[i], int(l));
-      if (a == Action::Exit) {
+      a = policy.before_layer(info_[i], st[i], int(l));
+      if (a == Action::Run) {
+        last_run_[i] = int(l);
+        if (trace_) {
+          auto& lr = trace_->open(uint32_t(i)).layers[l];
+          lr.executed = lr.activated = true;  // until the policy's note says otherwise
+        }
+      } else if (a == Action::Exit) {
+        if (trace_) trace_->open(uint32_t(i)).exit_layer = int(l);
         if (opts_.kv == KvStrategy::Exact) {
           row_state_[i] = Row::Shadow;
           snap_.resize(n * H);
@@ -250,16 +309,15 @@ void Session::run_layer(size_t l, P& policy, O& obs, size_t n) {
   }
   if constexpr (sees && P::needs_layer_input) in_.assign(x, x + m * H);
   // Per-row RoPE angles of the running rows.
-  std::vector<float>* cs = &cos_;
-  std::vector<float>* sn = &sin_;
-  std::vector<float> rc, rs;
+  const float* cs = cos_.data();
+  const float* sn = sin_.data();
   if (!whole) {
-    rc.resize(m * half), rs.resize(m * half);
+    rcos_.resize(m * half), rsin_.resize(m * half);
     for (size_t r = 0; r < m; ++r) {
-      std::copy_n(cos_.data() + run_[r] * half, half, rc.data() + r * half);
-      std::copy_n(sin_.data() + run_[r] * half, half, rs.data() + r * half);
+      std::copy_n(cos_.data() + run_[r] * half, half, rcos_.data() + r * half);
+      std::copy_n(sin_.data() + run_[r] * half, half, rsin_.data() + r * half);
     }
-    cs = &rc, sn = &rs;
+    cs = rcos_.data(), sn = rsin_.data();
   }
   const std::span<const uint32_t> slots(run_);
   tap(obs, Tap::resid_pre, int(l), x, m, H, slots);
@@ -273,7 +331,7 @@ void Session::run_layer(size_t l, P& policy, O& obs, size_t n) {
   tmp_.resize(m * H);
   L.attn_norm(x, xn_.data(), m);
   tap(obs, Tap::attn_norm, int(l), xn_.data(), m, H, slots);
-  A.project(xn_.data(), m, cs->data(), sn->data(), q_.data(), k_.data(), v_.data());
+  A.project(xn_.data(), m, cs, sn, q_.data(), k_.data(), v_.data());
   tap(obs, Tap::q, int(l), q_.data(), m, A.q_dim(), slots);
   tap(obs, Tap::k, int(l), k_.data(), m, A.kv_dim(), slots);
   tap(obs, Tap::v, int(l), v_.data(), m, A.kv_dim(), slots);
@@ -301,9 +359,15 @@ void Session::run_layer(size_t l, P& policy, O& obs, size_t n) {
   if constexpr (sees) {
     for (size_t r = 0; r < m; ++r) {
       if (!policy_sees_[r]) continue;
+      const uint32_t i = run_[r];
       const float* in = P::needs_layer_input ? in_.data() + r * H : nullptr;
-      policy.after_layer(info_[run_[r]], int(l), std::span<const float>(in, in ? H : 0),
-                         std::span<float>(x + r * H, H));
+      LayerNote note;
+      policy.after_layer(info_[i], st[i], int(l), std::span<const float>(in, in ? H : 0),
+                         std::span<float>(x + r * H, H), note);
+      if (trace_) {
+        auto& lr = trace_->open(i).layers[l];
+        lr.activated = note.activated, lr.norm = note.norm, lr.delta = note.delta, lr.tau = note.tau;
+      }
     }
   }
   // resid_post is the stream as it continues: after a policy rewrote the output (an in-stream
@@ -318,44 +382,28 @@ inline void Session::kv_only_rows(size_t l) {
   const DecoderLayer& L = m_->layer(l);
   const auto& A = L.attn;
   const size_t H = m_->hidden(), half = A.head_dim / 2, m = kvo_.size();
-  std::vector<float> x(m * H), c(m * half), s(m * half), k(m * A.kv_dim()), v(m * A.kv_dim());
+  kx_.resize(m * H), kcos_.resize(m * half), ksin_.resize(m * half);
+  kk_.resize(m * A.kv_dim()), kv_.resize(m * A.kv_dim());
   for (size_t r = 0; r < m; ++r) {
-    std::copy_n(x_.data() + kvo_[r] * H, H, x.data() + r * H);
-    std::copy_n(cos_.data() + kvo_[r] * half, half, c.data() + r * half);
-    std::copy_n(sin_.data() + kvo_[r] * half, half, s.data() + r * half);
+    std::copy_n(x_.data() + kvo_[r] * H, H, kx_.data() + r * H);
+    std::copy_n(cos_.data() + kvo_[r] * half, half, kcos_.data() + r * half);
+    std::copy_n(sin_.data() + kvo_[r] * half, half, ksin_.data() + r * half);
   }
-  L.attn_norm(x.data(), x.data(), m);
-  A.project(x.data(), m, c.data(), s.data(), nullptr, k.data(), v.data());
+  L.attn_norm(kx_.data(), kx_.data(), m);
+  A.project(kx_.data(), m, kcos_.data(), ksin_.data(), nullptr, kk_.data(), kv_.data());
   for (size_t r = 0; r < m; ++r) {
     const int64_t p = info_[kvo_[r]].position;
-    std::copy_n(k.data() + r * A.kv_dim(), A.kv_dim(), cache_.k(l, p));
-    std::copy_n(v.data() + r * A.kv_dim(), A.kv_dim(), cache_.v(l, p));
+    std::copy_n(kk_.data() + r * A.kv_dim(), A.kv_dim(), cache_.k(l, p));
+    std::copy_n(kv_.data() + r * A.kv_dim(), A.kv_dim(), cache_.v(l, p));
   }
 }
 
-// ctx[r, h] = softmax(scale q[r,h] · K^T) V over the positions row r may see at layer l. The
-// query heads sharing a key/value head are done in one pass over the cache. Jobs are handed out
-// dynamically: in a causal prompt row r attends to r + 1 positions, so contiguous static chunks
-// would leave the first thread idle while the last works through the long rows. Each job writes
-// only its own outputs, so the result does not depend on which thread runs it.
+// Attention of the running rows over layer l's cache (blocks/attention.hpp).
 inline void Session::attend_rows(size_t l, const float* q, float* ctx, size_t m) {
-  const auto& A = m_->layer(l).attn;
-  const size_t nh = A.n_heads, nkv = A.n_kv_heads, G = nh / nkv, hd = A.head_dim,
-               stride = A.kv_dim();
-  const uint8_t* mask = cache_.mask(l);
-  const long jobs = long(m * nkv);
-  const int64_t last = info_[run_[m - 1]].position;
-  const bool threaded = size_t(jobs) * G * size_t(last + 1) * hd > (1u << 15);
-#pragma omp parallel for schedule(dynamic) if (threaded)
-  for (long j = 0; j < jobs; ++j) {
-    const size_t r = size_t(j) / nkv, g = size_t(j) % nkv;
-    const int64_t p = info_[run_[r]].position, lo = A.window_start(p);
-    float* scores = scores_.data() + size_t(omp_get_thread_num()) * G * cache_.capacity();
-    const size_t h0 = g * G;  // first query head of this group
-    kernels::attend_group(q + (r * nh + h0) * hd, hd, G, cache_.k(l, lo) + g * hd,
-                          cache_.v(l, lo) + g * hd, size_t(p - lo + 1), stride, hd, A.scale(),
-                          mask ? mask + lo : nullptr, scores, ctx + (r * nh + h0) * hd, hd);
-  }
+  run_pos_.resize(m);
+  for (size_t r = 0; r < m; ++r) run_pos_[r] = info_[run_[r]].position;
+  m_->layer(l).attn.attend_cached(q, run_pos_.data(), m, cache_.k(l, 0), cache_.v(l, 0),
+                                  cache_.mask(l), cache_.capacity(), scores_.data(), ctx);
 }
 
 }  // namespace fathom

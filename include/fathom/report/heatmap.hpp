@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
-#include "fathom/depth/trace.hpp"
+#include "fathom/model/trace.hpp"
 #include "fathom/report/svg.hpp"
 #include "fathom/report/table.hpp"
 #include "fathom/report/text.hpp"

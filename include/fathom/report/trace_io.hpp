@@ -31,7 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fathom/core/error.hpp"
-#include "fathom/depth/trace.hpp"
+#include "fathom/model/trace.hpp"
 #include "fathom/report/table.hpp"
 #include "fathom/report/text.hpp"
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
-#include "fathom/depth/trace.hpp"
+#include "fathom/model/trace.hpp"
 #include "fathom/report/table.hpp"
 
 namespace fathom::report {

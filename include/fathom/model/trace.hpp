@@ -1,7 +1,9 @@
 #pragma once
 // What a policy did, per token and layer: phase, executed?, activated?, n_l, Δ_l, τ_l, and the
 // per-layer usage summary of the Void paper ("% of layers used" = mean over layers of the
-// fraction of tokens for which the layer was activated, per phase).
+// fraction of tokens for which the layer was activated, per phase). A Session writes it
+// (Session::set_trace): executed/exit/readout layers from the policy's decisions, activated and
+// n_l, Δ_l, τ_l from the LayerNote the policy fills in after_layer.
 //
 // Usage counters are always kept (cheap, so a 14k-question eval can account layer usage);
 // per-token records only when `keep_records` is set.
@@ -61,12 +63,15 @@ class Trace {
   void set_sequence(int64_t id) { sequence_ = id; }
   int64_t sequence() const { return sequence_; }
 
-  // The record a policy fills for the token in `t.slot` (valid until end()).
+  // The record of the token in `t.slot`, filled until end(). Its layer records are reused from
+  // token to token, so a trace that keeps no records allocates nothing per token.
   TokenRecord& begin(const TokenInfo& t) {
     if (open_.size() <= t.slot) open_.resize(t.slot + 1);
     auto& r = open_[t.slot];
-    r = TokenRecord{sequence_, t.position, t.phase, t.token, -1, -1, NAN,
-                    std::vector<LayerRecord>(n_layers_)};
+    r.sequence = sequence_, r.position = t.position, r.phase = t.phase, r.token = t.token;
+    r.exit_layer = r.readout_layer = -1;
+    r.embed_norm = NAN;
+    r.layers.assign(n_layers_, LayerRecord{});
     return r;
   }
   TokenRecord& open(uint32_t slot) { return open_[slot]; }
@@ -80,7 +85,7 @@ class Trace {
       c[2 * l + 1] += r.layers[l].executed;
     }
     ++tokens_[size_t(r.phase)];
-    if (keep_) records_.push_back(std::move(r));
+    if (keep_) records_.push_back(r);
   }
 
   Usage usage(Phase p) const {
