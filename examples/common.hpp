@@ -31,14 +31,15 @@ struct ModelArgs {
   std::string weights = "as-stored";
   int threads = 0;
 
-  void add(CLI::App& app) {
+  // omp_threads = false: the program has its own --threads (eval: worker threads over items).
+  void add(CLI::App& app, bool omp_threads = true) {
     app.add_option("-m,--model", model,
                    "llama2.c .bin, llama.cpp .gguf, or a Hugging Face folder / .safetensors (default: stories260K)");
     app.add_option("--tokenizer", tokenizer,
                    "tokenizer folder, .gguf or tok512.bin (default: beside the model, or a .gguf model's own)");
     app.add_option("--weights", weights, "weight format in memory: as-stored, f32, bf16, q8")
         ->check(CLI::IsMember({"as-stored", "f32", "bf16", "q8"}));
-    app.add_option("-t,--threads", threads, "OpenMP threads (default: all cores)");
+    if (omp_threads) app.add_option("-t,--threads", threads, "OpenMP threads (default: all cores)");
   }
 
   fathom::LoadOptions load_options() const {

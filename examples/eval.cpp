@@ -10,12 +10,8 @@
 //
 // Rerunning with the same --out resumes. See docs/evaluation.md.
 
-#include <CLI/CLI.hpp>
-#include <cstdio>
-#include <filesystem>
-#include <iostream>
+#include "common.hpp"
 
-#include "fathom/core/shared_path.hpp"
 #include "fathom/eval/boolq.hpp"
 #include "fathom/eval/gpqa.hpp"
 #include "fathom/eval/mmlu.hpp"
@@ -23,8 +19,6 @@
 #include "fathom/eval/report.hpp"
 #include "fathom/eval/runner.hpp"
 #include "fathom/eval/subset.hpp"
-#include "fathom/model/load.hpp"
-#include "fathom/tokenizer/any_tokenizer.hpp"
 
 using namespace fathom;
 using namespace fathom::eval;
@@ -44,9 +38,9 @@ std::vector<std::string> split_list(const std::string& s) {
 }
 
 struct Args {
-  std::string model, tokenizer, task = "mmlu", data, split = "test", preset = "lm-eval";
+  examples::ModelArgs margs;
+  std::string task = "mmlu", data, split = "test", preset = "lm-eval";
   std::string scoring = "loglik", policies = "full", out, subjects, gpqa_order = "shuffled", svg;
-  std::string weights = "as-stored";
   int shots = 0, threads = 2, max_new = 51, print_prompts = 0;
   size_t limit = 0, window = 0, stride = 0, subset = 0;
   uint64_t seed = 0, subset_seed = 0;
@@ -108,10 +102,7 @@ void print_prompts(const Task& task, const tok::AnyTokenizer& tok, const EvalOpt
 int main(int argc, char** argv) {
   CLI::App app{"fathom eval: MMLU / BoolQ / GPQA accuracy or perplexity under depth policies"};
   Args a;
-  app.add_option("--model", a.model, "llama2.c .bin or Hugging Face folder")->required();
-  app.add_option("--weights", a.weights, "weight format in memory: as-stored, f32, bf16, q8")
-      ->check(CLI::IsMember({"as-stored", "f32", "bf16", "q8"}));
-  app.add_option("--tokenizer", a.tokenizer, "tokenizer file/folder (default: found beside the model)");
+  a.margs.add(app, false);
   app.add_option("--task", a.task, "mmlu | boolq | gpqa | perplexity")
       ->check(CLI::IsMember({"mmlu", "boolq", "gpqa", "perplexity"}));
   app.add_option("--data", a.data, "dataset folder/file (default: the shared copy)");
@@ -156,16 +147,12 @@ int main(int argc, char** argv) {
   app.add_flag("--per-subject", a.per_subject, "print accuracy per subject");
   CLI11_PARSE(app, argc, argv);
 
-  try {
+  return examples::guarded([&] {
     const auto specs = parse_policies(a.policies);
-    const WeightFormat wf = a.weights == "q8"    ? WeightFormat::Q8
-                            : a.weights == "bf16" ? WeightFormat::BF16
-                            : a.weights == "f32"  ? WeightFormat::F32
-                                                  : WeightFormat::AsStored;
-    auto model = load_model(a.model, LoadOptions{wf});
-    auto tok = tok::load_tokenizer_for(a.model, a.tokenizer);
+    auto model = a.margs.load();
+    auto tok = a.margs.load_tokenizer();
     if (tok.vocab_size() > model->vocab())
-      throw UsageError(a.tokenizer, "vocab", "tokenizer has " + std::to_string(tok.vocab_size()) +
+      throw UsageError(a.margs.tokenizer, "vocab", "tokenizer has " + std::to_string(tok.vocab_size()) +
                                                  " tokens, the model " + std::to_string(model->vocab()));
     if (a.task == "perplexity") return run_perplexity(a, *model, tok, specs);
 
@@ -208,13 +195,13 @@ int main(int argc, char** argv) {
     std::vector<std::string> names;
     for (auto& s : specs) names.push_back(s.name);
     nlohmann::json extra = {{"split", a.split}};
-    if (a.weights != "as-stored") extra["weights"] = a.weights;  // absent: as stored (older files)
+    if (a.margs.weights != "as-stored") extra["weights"] = a.margs.weights;  // absent: as stored (older files)
     if (a.task == "gpqa") {
       extra["gpqa_order"] = a.gpqa_order;
       extra["gpqa_text"] = a.preset == "void" ? "as-is" : "trimmed";
     }
     if (a.subset) extra["subset"] = {{"n", a.subset}, {"seed", a.subset_seed}};
-    const auto settings = run_settings(task.kind, std::filesystem::weakly_canonical(a.model).string(),
+    const auto settings = run_settings(task.kind, std::filesystem::weakly_canonical(a.margs.model).string(),
                                        std::filesystem::weakly_canonical(data).string(), names, o, extra);
     const bool chat = o.prompt.chat && tok.has_chat_template();
     std::fprintf(stderr, "%s: %zu items, %s preset, %d-shot, %s, %s scoring, context %lld, %zu policies -> %s\n",
@@ -239,8 +226,5 @@ int main(int argc, char** argv) {
                         std::string(task_name(task.kind)) + ": accuracy and layers used vs α"))
       std::printf("plot: %s\n", svg.c_str());
     return 0;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  });
 }
