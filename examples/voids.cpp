@@ -29,12 +29,12 @@
 //   voids -m smollm2.gguf --weights q8 --task mmlu --split dev --items 57 --calibrate 0.1,0.3
 #include "common.hpp"
 
-#include <ctime>
 #include <fstream>
 
 #include "fathom/depth/layer_similarity.hpp"
 #include "fathom/depth/policies.hpp"
 #include "fathom/eval/boolq.hpp"
+#include "fathom/eval/decode_timing.hpp"
 #include "fathom/eval/frontier.hpp"
 #include "fathom/eval/mmlu.hpp"
 #include "fathom/eval/policies.hpp"
@@ -81,12 +81,6 @@ std::set<int> as_set(const std::vector<uint8_t>& skipped) {
 std::string static_policy(const std::set<int>& pp, const std::set<int>& rg) {
   auto list = [](const std::set<int>& s) { return s.empty() ? std::string() : set_string(s); };
   return fathom::parse_policy("static:pp=" + list(pp) + ";rg=" + list(rg)).name;
-}
-
-double cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
 std::string one_line(std::string s, size_t max_chars) {
@@ -188,7 +182,7 @@ int main(int argc, char** argv) {
       if (!app.count("--temperature")) gen.sampling.temperature = 0.6f;
       if (!app.count("--top-p")) gen.sampling.top_p = 0.9f;
     }
-    const double cpu0 = cpu_seconds();
+    const double cpu0 = eval::process_cpu_seconds();
     const auto t_start = std::chrono::steady_clock::now();
     auto model = margs.load();
     auto tok = margs.load_tokenizer();
@@ -331,10 +325,7 @@ int main(int argc, char** argv) {
     }
 
     if (!to_time.empty()) {
-      // Decode speed: each prompt's PP under the policy, then max_new_tokens RG steps (token 1 fed
-      // back, no eos stop), on the first --time-prompts prompts. Rounds go over all policies in
-      // turn and each keeps its fastest round, so a burst of load on a shared machine hits one
-      // round of every policy rather than all rounds of one.
+      // Decode speed of full depth and every policy to time (eval/decode_timing.hpp).
       std::vector<PolicySpec> specs = {parse_policy("full")};
       for (const auto& p : to_time) {
         auto s = parse_policy(p);
@@ -346,43 +337,22 @@ int main(int argc, char** argv) {
       double full_tps = 0;
       std::printf("\ndecode speed (%zu prompts x %d steps, %d threads, best of %zu rounds):\n", np,
                   gen.max_new_tokens, omp_get_max_threads(), time_repeats);
-      struct Best {
-        size_t n = 0;
-        double t = INFINITY, cpu = 0;
-      };
-      std::vector<Best> best(specs.size());
-      for (size_t round = 0; round < std::max<size_t>(1, time_repeats); ++round)
-      for (size_t k = 0; k < specs.size(); ++k) {
-        size_t n = 0;
-        double t = 0, cpu = 0;
-        with_policy(*model, specs[k], [&](auto& pol) {
-          for (size_t i = 0; i < np; ++i) {
-            const auto& ids = encoded[i];
-            Session s(*model, {0, kv_strategy});
-            const int steps = std::min<int>(gen.max_new_tokens, int(s.capacity() - int64_t(ids.size())));
-            s.forward(ids, Phase::PP, pol);
-            const auto t1 = std::chrono::steady_clock::now();
-            const double c1 = cpu_seconds();
-            int32_t next = 1;
-            for (int k = 0; k < steps; ++k, ++n) s.forward(std::span<const int32_t>(&next, 1), Phase::RG, pol);
-            t += examples::seconds_since(t1);
-            cpu += cpu_seconds() - c1;
-          }
-        });
-        if (t < best[k].t) best[k] = {n, t, cpu};
-      }
+      const std::vector<std::vector<int32_t>> timed(encoded.begin(), encoded.begin() + std::ptrdiff_t(np));
+      const auto best = eval::time_decode(*model, specs, timed, gen.max_new_tokens, time_repeats,
+                                          {0, kv_strategy});
       for (size_t k = 0; k < specs.size(); ++k) {
         const auto& b = best[k];
-        const double tps = b.t > 0 && std::isfinite(b.t) ? double(b.n) / b.t : 0;
+        const double tps = b.tok_s();
         if (specs[k].name == "full") full_tps = tps;
-        tcsv << report::csv_field(specs[k].name) << "," << b.n << "," << b.t << "," << b.cpu << "," << tps << "\n";
+        tcsv << report::csv_field(specs[k].name) << "," << b.tokens << "," << b.seconds << ","
+             << b.cpu_seconds << "," << tps << "\n";
         std::printf("  %7.1f tok/s (%.2fx)  %s\n", tps, full_tps > 0 ? tps / full_tps : 0.0,
                     specs[k].name.c_str());
       }
       std::cout << "wrote " << (out / "timing.csv").string() << "\n";
     }
     std::printf("total (loading included): wall %.1f s, CPU %.1f s\n", examples::seconds_since(t_start),
-                cpu_seconds() - cpu0);
+                eval::process_cpu_seconds() - cpu0);
     return 0;
   });
 }

@@ -8,6 +8,7 @@
 
 #include "fathom/depth/lac.hpp"
 #include "fathom/depth/layer_similarity.hpp"
+#include "fathom/eval/decode_timing.hpp"
 #include "fathom/eval/frontier.hpp"
 #include "fathom/eval/gpqa.hpp"
 #include "fathom/eval/policies.hpp"
@@ -362,4 +363,21 @@ TEST_CASE("a GGUF's chat template is named by its GGUF key") {
   const auto gguf = shared_file("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf").string();
   const auto tok = tok::load_tokenizer_for(gguf, "");
   CHECK(tok.chat_template_source() == gguf + ": tokenizer.chat_template");
+}
+
+TEST_CASE("decode timing: every policy decodes steps x prompts tokens, capped by the context") {
+  auto model = load_model(fixtures::model_dir("llama_f32"));
+  const std::vector<PolicySpec> specs = {parse_policy("full"), parse_policy("static:1")};
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {4, 5, 6, 7, 8, 9}};
+  const auto t = time_decode(*model, specs, prompts, 3, 2);
+  REQUIRE(t.size() == 2);
+  for (const auto& r : t) {
+    CHECK(r.tokens == 6);
+    CHECK(std::isfinite(r.seconds));
+    CHECK(r.tok_s() > 0);
+    CHECK(r.cpu_seconds >= 0);
+  }
+  // A context of 8 leaves 5 and 2 steps after the two prompts.
+  CHECK(time_decode(*model, specs, prompts, 50, 1, SessionOptions{8})[0].tokens == 7);
+  CHECK_THROWS_AS(time_decode(*model, specs, {{}}, 3, 1), UsageError);
 }

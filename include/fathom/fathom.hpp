@@ -73,6 +73,7 @@
 #include "fathom/report/usage_table.hpp"
 #include "fathom/eval/boolq.hpp"
 #include "fathom/eval/csv.hpp"
+#include "fathom/eval/decode_timing.hpp"
 #include "fathom/eval/extract.hpp"
 #include "fathom/eval/frontier.hpp"
 #include "fathom/eval/gpqa.hpp"
