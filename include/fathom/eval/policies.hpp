@@ -95,11 +95,8 @@ class PolicyEvaluator final : public Evaluator {
 
  private:
   void count(Phase ph, uint64_t& tokens, uint64_t& active) {
-    const Usage u = trace_.usage(ph);
-    tokens = u.tokens;
-    double a = 0;
-    for (double f : u.activated) a += f * double(u.tokens);
-    active = uint64_t(a + 0.5);
+    tokens = trace_.usage(ph).tokens;
+    active = trace_.activated_pairs(ph);
   }
 
   Session session_;

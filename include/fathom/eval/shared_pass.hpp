@@ -138,9 +138,10 @@ class SharedPassEvaluator final : public GroupEvaluator {
       std::vector<int32_t> gen;
       Session& s = own_session(k);
       s.continue_from(session_, int64_t(p.tokens.size()));
-      Trace trace(L, false);
-      uint64_t rg_tokens = 0, rg_active = 0;
-      auto step = [&](auto& policy, bool counts) {
+      Trace trace(L, false);  // the RG layer usage of this policy's reply
+      uint64_t rg_tokens = 0;
+      s.set_trace(&trace);
+      with_policy(*m_, specs_[k], [&](auto& policy) {
         std::span<const float> logits = first[k];
         for (int i = 0; i < st.generation.max_new_tokens; ++i) {
           const int32_t next = sample(logits);
@@ -149,20 +150,10 @@ class SharedPassEvaluator final : public GroupEvaluator {
           if (i + 1 == st.generation.max_new_tokens || s.position() >= s.capacity()) break;
           logits = s.forward(std::span<const int32_t>(&next, 1), Phase::RG, policy);
           ++rg_tokens;
-          if (!counts) rg_active += L;
         }
-      };
-      s.set_trace(&trace);
-      with_policy(*m_, specs_[k], [&](auto& policy) {
-        step(policy, specs_[k].kind != PolicySpec::Kind::Full);
       });
       s.set_trace(nullptr);
-      if (specs_[k].kind != PolicySpec::Kind::Full) {
-        const Usage u = trace.usage(Phase::RG);
-        double a = 0;
-        for (double f : u.activated) a += f * double(u.tokens);
-        rg_active = uint64_t(a + 0.5);
-      }
+      const uint64_t rg_active = trace.activated_pairs(Phase::RG);
       auto& o = out[k];
       o.scored.output = tok.decode(gen, true);
       o.scored.pp_tokens = p.tokens.size();

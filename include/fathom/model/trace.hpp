@@ -101,6 +101,13 @@ class Trace {
     return u;
   }
 
+  // Σ over layers and the phase's tokens of activated (token, layer) pairs, exactly.
+  uint64_t activated_pairs(Phase p) const {
+    uint64_t n = 0;
+    for (size_t l = 0; l < n_layers_; ++l) n += counts_[size_t(p)][2 * l];
+    return n;
+  }
+
   const std::vector<TokenRecord>& records() const { return records_; }
   void clear() {
     records_.clear();
