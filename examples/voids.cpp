@@ -61,28 +61,6 @@ std::vector<std::string> read_prompts(const std::string& file) {
   return out;
 }
 
-std::string set_string(const std::set<int>& s) {
-  std::string o;
-  for (int l : s) {
-    if (!o.empty()) o += ',';
-    o += std::to_string(l);
-  }
-  return o.empty() ? "none" : o;
-}
-
-std::set<int> as_set(const std::vector<uint8_t>& skipped) {
-  std::set<int> s;
-  for (size_t l = 0; l < skipped.size(); ++l)
-    if (skipped[l]) s.insert(int(l));
-  return s;
-}
-
-// The eval policy that skips these sets ("static:pp=...;rg=...", canonical).
-std::string static_policy(const std::set<int>& pp, const std::set<int>& rg) {
-  auto list = [](const std::set<int>& s) { return s.empty() ? std::string() : set_string(s); };
-  return fathom::parse_policy("static:pp=" + list(pp) + ";rg=" + list(rg)).name;
-}
-
 std::string one_line(std::string s, size_t max_chars) {
   for (char& c : s)
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
@@ -296,30 +274,16 @@ int main(int argc, char** argv) {
     // Skip sets derived from this run's tokens.
     std::vector<std::string> to_time = time_policies;
     if (!calibrate.empty() || !shortgpt.empty()) {
-      std::ofstream cal(out / "calibration.csv", std::ios::binary);
-      cal << "c,method,skipped_pp,skipped_rg,policy\n";
+      const auto sets = eval::skip_sets(trace, cosines, calibrate, shortgpt);
+      std::ofstream(out / "calibration.csv", std::ios::binary) << eval::calibration_csv(sets);
       std::cout << "\nskip sets from " << pp.tokens << " PP + " << rg.tokens << " RG tokens:\n";
-      for (double c : calibrate) {
-        const StaticSkip skip = calibrated_skip(trace, c);
-        const std::set<int> spp = as_set(skip.skipped(Phase::PP)), srg = as_set(skip.skipped(Phase::RG));
-        const std::set<int> gpp = shortgpt_layers(cosines, spp.size()), grg = shortgpt_layers(cosines, srg.size());
-        char cs[32];
-        std::snprintf(cs, sizeof cs, "%g", c);
-        for (const auto& [method, a, b] : {std::tuple{"calibrated", spp, srg}, std::tuple{"shortgpt", gpp, grg}}) {
-          const std::string pol = static_policy(a, b);
-          cal << cs << "," << method << "," << a.size() << "," << b.size() << "," << report::csv_field(pol) << "\n";
-          std::printf("  c = %-5s %-10s PP skips %2zu {%s}, RG skips %2zu {%s}\n             policy %s\n", cs,
-                      method, a.size(), set_string(a).c_str(), b.size(), set_string(b).c_str(), pol.c_str());
-          if (!no_timing && std::find(to_time.begin(), to_time.end(), pol) == to_time.end()) to_time.push_back(pol);
-        }
-      }
-      for (size_t k : shortgpt) {
-        const std::set<int> g = shortgpt_layers(cosines, k);
-        const std::string pol = static_policy(g, g);
-        cal << ",shortgpt," << k << "," << k << "," << report::csv_field(pol) << "\n";
-        std::printf("  k = %-5zu shortgpt   skips {%s}\n             policy %s\n", k, set_string(g).c_str(),
-                    pol.c_str());
-        if (!no_timing && std::find(to_time.begin(), to_time.end(), pol) == to_time.end()) to_time.push_back(pol);
+      for (const auto& r : sets) {
+        char c[24] = "-";  // ShortGPT sets of a given size have no threshold
+        if (std::isfinite(r.c)) std::snprintf(c, sizeof c, "%g", r.c);
+        std::printf("  c = %-5s %-10s PP skips %2zu, RG skips %2zu: %s\n", c, r.method.c_str(), r.skipped_pp,
+                    r.skipped_rg, r.policy.c_str());
+        if (!no_timing && std::find(to_time.begin(), to_time.end(), r.policy) == to_time.end())
+          to_time.push_back(r.policy);
       }
       std::cout << "wrote " << (out / "calibration.csv").string() << "\n";
     }

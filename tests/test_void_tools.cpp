@@ -344,6 +344,44 @@ TEST_CASE("frontier: calibration, timing and results joined per policy") {
   CHECK(series[1].y == std::vector<double>{50});
 }
 
+TEST_CASE("skip sets: calibrated per phase, ShortGPT of the same size; calibration.csv reads back") {
+  const size_t L = 4;
+  Trace t(L);
+  auto token = [&](Phase p, std::vector<bool> act) {
+    auto& r = t.begin(TokenInfo{0, 0, p, 0});
+    for (size_t l = 0; l < L; ++l) r.layers[l].executed = true, r.layers[l].activated = act[l];
+    t.end(0);
+  };
+  token(Phase::PP, {true, false, true, false});
+  token(Phase::PP, {true, false, false, true});
+  token(Phase::RG, {true, true, false, true});  // PP usage 1, 0, .5, .5; RG 1, 1, 0, 1
+  LayerCosines cos(L);
+  const double mean_cos[L] = {0.2, 0.4, 0.9, 0.7};  // ShortGPT order: 2, 3, 1, 0
+  for (int p = 0; p < 2; ++p)
+    for (size_t l = 0; l < L; ++l) cos.sum[p][l] = mean_cos[l], cos.count[p][l] = 1;
+  const std::vector<double> cs = {0.5, 0.75};
+  const std::vector<size_t> ks = {3};
+  const auto sets = skip_sets(t, cos, cs, ks);
+  REQUIRE(sets.size() == 5);
+  CHECK(sets[0].policy == "static:pp=1;rg=2");     // c 0.5: usage below 0.5
+  CHECK(sets[1].policy == "static:pp=2;rg=2");     // ShortGPT, 1 layer per phase
+  CHECK(sets[2].policy == "static:pp=1,2,3;rg=2"); // c 0.75
+  CHECK(sets[3].method == "shortgpt");
+  CHECK(sets[3].policy == "static:pp=1,2,3;rg=2");
+  CHECK(sets[4].policy == "static:pp=1,2,3;rg=1,2,3");
+  CHECK(std::isnan(sets[4].c));
+  const auto back = read_calibration_csv(write_tmp("calibration.csv", calibration_csv(sets)));
+  REQUIRE(back.size() == sets.size() + 1);  // full depth first
+  CHECK(back[0].policy == "full");
+  for (size_t i = 0; i < sets.size(); ++i) {
+    CHECK(back[i + 1].method == sets[i].method);
+    CHECK(back[i + 1].policy == sets[i].policy);
+    CHECK(back[i + 1].skipped_pp == sets[i].skipped_pp);
+    CHECK(back[i + 1].skipped_rg == sets[i].skipped_rg);
+    CHECK((std::isnan(back[i + 1].c) ? std::isnan(sets[i].c) : back[i + 1].c == sets[i].c));
+  }
+}
+
 TEST_CASE("frontier: bad input files are DataErrors naming the file and field") {
   const auto no_col = write_tmp("nocol.csv", "c,method,skipped_pp,policy\n0.1,x,1,full\n");
   CHECK_THROWS_WITH_AS(read_calibration_csv(no_col), doctest::Contains("column skipped_rg"), DataError);

@@ -76,12 +76,24 @@ inline std::string layer_list(const std::set<int>& s) {
   }
   return o;
 }
-// "static:pp=1,4;rg=2" or "static:1,4" -> spec.
-inline PolicySpec parse_static(const std::string& s, const std::string& body) {
+}  // namespace detail
+
+// The StaticSkip spec that skips these layer sets, named canonically ("static:pp=1,4;rg=").
+inline PolicySpec static_policy(const std::set<int>& skip_pp, const std::set<int>& skip_rg) {
   PolicySpec p;
   p.kind = PolicySpec::Kind::Static;
+  p.skip_pp = skip_pp;
+  p.skip_rg = skip_rg;
+  p.name = "static:pp=" + detail::layer_list(skip_pp) + ";rg=" + detail::layer_list(skip_rg);
+  return p;
+}
+
+namespace detail {
+// "static:pp=1,4;rg=2" or "static:1,4" -> spec.
+inline PolicySpec parse_static(const std::string& s, const std::string& body) {
+  std::set<int> sets[2];  // pp, rg
   if (body.find('=') == std::string::npos) {
-    p.skip_pp = p.skip_rg = parse_layer_set(body, s);
+    sets[0] = sets[1] = parse_layer_set(body, s);
   } else {
     bool seen[2] = {false, false};
     size_t a = 0;
@@ -96,16 +108,12 @@ inline PolicySpec parse_static(const std::string& s, const std::string& body) {
         throw UsageError("", "policies", "bad static set '" + part + "' in '" + s +
                                              "' (want pp=l,l,...;rg=l,l,... each at most once)");
       seen[k] = true;
-      (k == 0 ? p.skip_pp : p.skip_rg) = parse_layer_set(part.substr(eq + 1), s);
+      sets[k] = parse_layer_set(part.substr(eq + 1), s);
       a = b + 1;
     }
   }
-  p.name = "static:pp=" + layer_list(p.skip_pp) + ";rg=" + layer_list(p.skip_rg);
-  return p;
+  return static_policy(sets[0], sets[1]);
 }
-}  // namespace detail
-
-namespace detail {
 // The number after a policy's colon; `what` names it in errors.
 inline double parse_number(const std::string& text, const std::string& whole, const char* what) {
   size_t used = 0;
@@ -151,7 +159,8 @@ inline PolicySpec parse_policy(const std::string& s) {
   if (head == "logit-lens") {
     p.kind = K::LogitLens;
     const double i = detail::parse_number(arg, s, "hidden_states index");
-    if (i != double(int(i))) throw UsageError("", "policies", "bad hidden_states index in '" + s + "'");
+    // Range first: int(1e300) would be undefined behaviour (found by fuzzing).
+    if (i > 1e6 || i != double(int(i))) throw UsageError("", "policies", "bad hidden_states index in '" + s + "'");
     p.index = int(i);
     p.name = "logit-lens:" + std::to_string(p.index);
     return p;

@@ -14,12 +14,17 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "fathom/core/error.hpp"
+#include "fathom/depth/layer_similarity.hpp"
+#include "fathom/depth/policies.hpp"
+#include "fathom/depth/static_skip.hpp"
 #include "fathom/eval/csv.hpp"
 #include "fathom/eval/results.hpp"
 #include "fathom/report/line_plot.hpp"
@@ -83,6 +88,48 @@ inline std::vector<FrontierRow> read_calibration_csv(const std::string& path) {
     r.policy = rows[i].at("policy");
     if (r.policy.empty()) throw DataError(path, where + ", field policy", "empty");
     out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// The skip sets of a calibration run (a LAC trace and the layer cosines of the same tokens): per
+// threshold c, the calibrated set of each phase (layers activated for fewer than c of its tokens)
+// and ShortGPT's set of the same size per phase (the most input/output-similar layers); per k in
+// `shortgpt_k`, ShortGPT's k layers in both phases.
+inline std::vector<FrontierRow> skip_sets(const Trace& lac_trace, const LayerCosines& cosines,
+                                          std::span<const double> thresholds, std::span<const size_t> shortgpt_k) {
+  auto row = [](const char* method, double c, const std::set<int>& pp, const std::set<int>& rg) {
+    return FrontierRow{method, c, pp.size(), rg.size(), static_policy(pp, rg).name};
+  };
+  auto as_set = [](const std::vector<uint8_t>& skipped) {
+    std::set<int> s;
+    for (size_t l = 0; l < skipped.size(); ++l)
+      if (skipped[l]) s.insert(int(l));
+    return s;
+  };
+  std::vector<FrontierRow> out;
+  for (double c : thresholds) {
+    const StaticSkip skip = calibrated_skip(lac_trace, c);
+    const std::set<int> pp = as_set(skip.skipped(Phase::PP)), rg = as_set(skip.skipped(Phase::RG));
+    out.push_back(row("calibrated", c, pp, rg));
+    out.push_back(row("shortgpt", c, shortgpt_layers(cosines, pp.size()), shortgpt_layers(cosines, rg.size())));
+  }
+  for (size_t k : shortgpt_k) {
+    const std::set<int> g = shortgpt_layers(cosines, k);
+    out.push_back(row("shortgpt", NAN, g, g));
+  }
+  return out;
+}
+
+// calibration.csv (read back by read_calibration_csv; a "full" row is not written, it is implied).
+inline std::string calibration_csv(std::span<const FrontierRow> rows) {
+  std::string out = "c,method,skipped_pp,skipped_rg,policy\n";
+  for (const auto& r : rows) {
+    if (r.method == "full") continue;
+    char c[32] = "";
+    if (std::isfinite(r.c)) std::snprintf(c, sizeof c, "%g", r.c);
+    out += std::string(c) + "," + report::csv_field(r.method) + "," + std::to_string(r.skipped_pp) + "," +
+           std::to_string(r.skipped_rg) + "," + report::csv_field(r.policy) + "\n";
   }
   return out;
 }
