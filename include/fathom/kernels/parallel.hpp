@@ -1,9 +1,34 @@
 #pragma once
-// Static OpenMP work partitioning shared by the kernels. Work is cut into contiguous chunks, one
-// per thread, never more threads than omp_get_max_threads(), and no parallel region at all for
-// small jobs or when already inside one (nested regions would oversubscribe the cores).
+// Work partitioning shared by the kernels, on fathom's own small thread pool.
+//
+// Why not OpenMP parallel regions: a decode step runs ~150 short regions (~40 us each on
+// SmolLM2-135M), and an OpenMP region ends in a barrier that waits for every thread of the team.
+// On a machine where other processes compete for the cores, one of our threads is regularly
+// descheduled for a time slice (milliseconds); the others then wait at the barrier (spinning, by
+// libgomp's default, which also burns their own share), and decode collapsed from 133 to 1.1
+// tok/s with one busy process per core (issue 14; docs/benchmarks.md, "Decode under load").
+//
+// The pool instead hands out chunks of a job dynamically, and the caller only waits for chunks
+// some thread has actually *claimed*: a worker that has not woken up yet simply finds no work
+// left, so a descheduled thread costs at most the chunk it is in the middle of. Idle workers spin
+// briefly (FATHOM_SPIN_US, default 50 us: regions follow each other within microseconds when
+// decoding on a quiet machine), then sleep on a futex (std::atomic::wait) and so leave the core to
+// whoever needs it.
+//
+// Results never depend on the schedule: every caller's units compute their outputs alone (each
+// output element is summed by one unit in a fixed order), and chunk boundaries depend only on the
+// number of units and threads. The thread count is OpenMP's (omp_get_max_threads(), so
+// OMP_NUM_THREADS and omp_set_num_threads() keep working); no pool job runs inside another one or
+// inside an OpenMP region (nested parallelism would oversubscribe the cores).
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <string_view>
+#include <thread>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -11,43 +36,20 @@
 
 namespace fathom::kernels::detail {
 
-// Below this many multiply-adds a parallel region costs more than it saves (a region's fork and
-// join is a few microseconds; one core does ~10^4 multiply-adds per microsecond).
+// Below this many multiply-adds a parallel job costs more than it saves (waking a worker is a
+// few microseconds; one core does ~10^4 multiply-adds per microsecond).
 constexpr size_t kParallelMinWork = size_t(1) << 17;
 
-inline int worker_count(size_t work) {
+inline thread_local bool tl_in_pool_job = false;  // this thread runs a chunk of a pool job
+
+inline bool in_parallel() {
 #if defined(_OPENMP)
-  if (work < kParallelMinWork || omp_in_parallel()) return 1;
-  return std::max(1, omp_get_max_threads());
-#else
-  (void)work;
-  return 1;
+  if (omp_in_parallel()) return true;
 #endif
+  return tl_in_pool_job;
 }
 
-// Calls body(begin, end) for `units` items split into contiguous chunks over `threads` threads.
-// The chunk boundaries depend only on (units, threads), so the result of each item never depends
-// on scheduling.
-template <class Body>
-inline void parallel_chunks(size_t units, int threads, Body&& body) {
-  if (threads <= 1 || units <= 1) {
-    body(size_t(0), units);
-    return;
-  }
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(threads)
-  {
-    const size_t nt = size_t(omp_get_num_threads());
-    const size_t t = size_t(omp_get_thread_num());
-    const size_t b = units * t / nt, e = units * (t + 1) / nt;
-    if (b < e) body(b, e);
-  }
-#else
-  body(size_t(0), units);
-#endif
-}
-
-// The most threads a parallel region may use (1 without OpenMP).
+// The most threads a job may use: OpenMP's setting (1 without OpenMP).
 inline int max_threads() {
 #if defined(_OPENMP)
   return std::max(1, omp_get_max_threads());
@@ -56,18 +58,211 @@ inline int max_threads() {
 #endif
 }
 
+inline int worker_count(size_t work) {
+  if (work < kParallelMinWork || in_parallel()) return 1;
+  return max_threads();
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// The pool: workers 1..n-1 (the calling thread is slot 0 of every job), created on first use and
+// kept for the life of the process. One job at a time (a mutex serialises callers from different
+// threads).
+class ThreadPool {
+ public:
+  // Most chunks per job and threads per job (the job state packs them into one 64-bit word).
+  static constexpr size_t kMaxChunks = (size_t(1) << 20) - 1;
+  static constexpr int kMaxThreads = 255;
+
+  // Never destroyed: its sleeping workers end with the process, and no static destructor can run
+  // a kernel after the pool is gone.
+  static ThreadPool& instance() {
+    static ThreadPool* pool = new ThreadPool;
+    return *pool;
+  }
+
+  // Calls fn(chunk, slot) for chunk = 0..chunks-1 over `threads` threads (slot < threads; the
+  // caller is slot 0 and takes chunks too); returns when every chunk is done. chunks <= kMaxChunks.
+  template <class F>
+  void run(size_t chunks, int threads, F& fn) {
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    threads = std::clamp(threads, 1, kMaxThreads);
+    grow(threads - 1);
+    call_ = [](void* ctx, size_t chunk, int slot) { (*static_cast<F*>(ctx))(chunk, slot); };
+    ctx_ = &fn;
+    done_.store(0, std::memory_order_relaxed);
+    const uint64_t st = pack(++gen_, uint64_t(threads), chunks, 0);
+    state_.store(st, std::memory_order_seq_cst);
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) epoch_.notify_all();
+    tl_in_pool_job = true;
+    work(0);
+    tl_in_pool_job = false;
+    wait_done(uint32_t(chunks));
+  }
+
+ private:
+  // state_: gen (16 bits) | threads (8) | total chunks (20) | next unclaimed chunk (20).
+  static uint64_t pack(uint64_t gen, uint64_t threads, uint64_t total, uint64_t next) {
+    return (gen & 0xffff) << 48 | threads << 40 | total << 20 | next;
+  }
+  static uint64_t gen_of(uint64_t s) { return s >> 48; }
+  static int threads_of(uint64_t s) { return int((s >> 40) & 0xff); }
+  static size_t total_of(uint64_t s) { return size_t((s >> 20) & 0xfffff); }
+  static size_t next_of(uint64_t s) { return size_t(s & 0xfffff); }
+
+  static std::chrono::microseconds spin_time() {
+    static const long us = [] {
+      const char* e = std::getenv("FATHOM_SPIN_US");
+      return e ? std::max(0L, std::atol(e)) : 50L;
+    }();
+    return std::chrono::microseconds(us);
+  }
+
+  // Claims and runs chunks of the current job until none is left.
+  void work(int slot) {
+    uint64_t s = state_.load(std::memory_order_acquire);
+    for (;;) {
+      if (slot >= threads_of(s) || next_of(s) >= total_of(s)) return;
+      if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      // The chunk is ours and the job cannot end before we report it: call_/ctx_ are this job's.
+      call_(ctx_, next_of(s), slot);
+      if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == total_of(s) && slot != 0 &&
+          caller_sleeping_.load(std::memory_order_seq_cst))
+        done_.notify_one();
+      s = state_.load(std::memory_order_acquire);
+    }
+  }
+
+  // Every chunk reports in done_ when finished; the caller waits for all of them.
+  void wait_done(uint32_t target) {
+    if (done_.load(std::memory_order_acquire) == target) return;
+    const auto until = std::chrono::steady_clock::now() + spin_time();
+    for (int i = 0;; ++i) {
+      if (done_.load(std::memory_order_acquire) == target) return;
+      if (i % 64 == 63 && std::chrono::steady_clock::now() > until) break;
+      cpu_relax();
+    }
+    for (;;) {  // a worker holding a chunk was descheduled: sleep until it reports
+      caller_sleeping_.store(true, std::memory_order_seq_cst);
+      const uint32_t d = done_.load(std::memory_order_seq_cst);
+      if (d == target) break;
+      done_.wait(d, std::memory_order_acquire);
+    }
+    caller_sleeping_.store(false, std::memory_order_relaxed);
+  }
+
+  void worker(int slot) {
+    uint64_t seen = gen_of(state_.load(std::memory_order_acquire));
+    for (;;) {
+      // Wait for a job newer than `seen`: spin a little, then sleep.
+      bool fresh = false;
+      const auto until = std::chrono::steady_clock::now() + spin_time();
+      for (int i = 0;; ++i) {
+        if (gen_of(state_.load(std::memory_order_acquire)) != seen) {
+          fresh = true;
+          break;
+        }
+        if (i % 64 == 63 && std::chrono::steady_clock::now() > until) break;
+        cpu_relax();
+      }
+      if (!fresh) {
+        const uint32_t e = epoch_.load(std::memory_order_seq_cst);
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        if (gen_of(state_.load(std::memory_order_seq_cst)) == seen)
+          epoch_.wait(e, std::memory_order_seq_cst);
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+        continue;
+      }
+      seen = gen_of(state_.load(std::memory_order_acquire));
+      tl_in_pool_job = true;
+      work(slot);
+      tl_in_pool_job = false;
+    }
+  }
+
+  void grow(int n) {
+    for (; workers_ < n; ++workers_) std::thread([this, slot = workers_ + 1] { worker(slot); }).detach();
+  }
+
+  std::mutex run_mutex_;
+  int workers_ = 0;                     // threads started (slots 1..workers_)
+  uint64_t gen_ = 0;                    // jobs published (caller side, under run_mutex_)
+  void (*call_)(void*, size_t, int) = nullptr;
+  void* ctx_ = nullptr;
+  alignas(64) std::atomic<uint64_t> state_{0};
+  alignas(64) std::atomic<uint32_t> done_{0};    // chunks finished by workers in this job
+  std::atomic<bool> caller_sleeping_{false};
+  alignas(64) std::atomic<uint32_t> epoch_{0};   // bumped per job: what sleeping workers wait on
+  std::atomic<int> sleepers_{0};
+};
+
+// FATHOM_THREADING=openmp runs the kernels' jobs as OpenMP parallel regions instead of on the
+// pool (the behaviour before issue 14, kept for comparison: bench_load measures both, switching
+// with set_openmp_regions between jobs).
+inline std::atomic<bool>& openmp_regions_flag() {
+  static std::atomic<bool> omp = [] {
+    const char* e = std::getenv("FATHOM_THREADING");
+    return e && std::string_view(e) == "openmp";
+  }();
+  return omp;
+}
+inline bool use_openmp_regions() { return openmp_regions_flag().load(std::memory_order_relaxed); }
+inline void set_openmp_regions(bool on) { openmp_regions_flag().store(on); }
+
+// Calls body(begin, end) for `units` items split into contiguous chunks over `threads` threads,
+// `grain` chunks per thread, handed out dynamically (see the top of this file). The chunk
+// boundaries depend only on (units, threads, grain), so no item's result depends on scheduling.
+template <class Body>
+inline void parallel_chunks(size_t units, int threads, Body&& body, size_t grain = 8) {
+  if (threads <= 1 || units <= 1 || in_parallel()) {
+    body(size_t(0), units);
+    return;
+  }
+#if defined(_OPENMP)
+  if (use_openmp_regions()) {  // one static chunk per thread
+#pragma omp parallel num_threads(threads)
+    {
+      const size_t nt = size_t(omp_get_num_threads()), t = size_t(omp_get_thread_num());
+      const size_t b = units * t / nt, e = units * (t + 1) / nt;
+      if (b < e) body(b, e);
+    }
+    return;
+  }
+#endif
+  const size_t chunks = std::min({units, size_t(threads) * std::max<size_t>(grain, 1), ThreadPool::kMaxChunks});
+  auto fn = [&](size_t c, int) { body(units * c / chunks, units * (c + 1) / chunks); };
+  ThreadPool::instance().run(chunks, threads, fn);
+}
+
 // Calls body(job, thread) for job = 0..jobs-1, handed out dynamically over the threads when
 // `threaded` (for jobs of very different cost); thread < max_threads() indexes per-thread scratch.
 // Each job must write only its own outputs, so results never depend on the schedule.
 template <class Body>
 inline void parallel_jobs(long jobs, bool threaded, Body&& body) {
+  const int threads = max_threads();
+  if (!threaded || threads <= 1 || jobs <= 1 || in_parallel()) {
+    for (long j = 0; j < jobs; ++j) body(j, 0);
+    return;
+  }
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic) if (threaded && !omp_in_parallel())
-  for (long j = 0; j < jobs; ++j) body(j, omp_get_thread_num());
-#else
-  (void)threaded;
-  for (long j = 0; j < jobs; ++j) body(j, 0);
+  if (use_openmp_regions()) {
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+    for (long j = 0; j < jobs; ++j) body(j, omp_get_thread_num());
+    return;
+  }
 #endif
+  const size_t n = size_t(jobs), chunks = std::min(n, ThreadPool::kMaxChunks);
+  auto fn = [&](size_t c, int slot) {
+    for (size_t j = n * c / chunks; j < n * (c + 1) / chunks; ++j) body(long(j), slot);
+  };
+  ThreadPool::instance().run(chunks, threads, fn);
 }
 
 }  // namespace fathom::kernels::detail

@@ -1,0 +1,114 @@
+// The kernels' thread pool (kernels/parallel.hpp): every unit runs exactly once whatever the
+// thread count (more threads than cores included), per-thread slots stay below the thread count,
+// nested and concurrent callers run correctly, and products are bit-identical for 1..4 threads
+// on the pool and on OpenMP regions.
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "fathom/kernels/linear.hpp"
+#include "fathom/kernels/parallel.hpp"
+
+using namespace fathom;
+namespace kd = fathom::kernels::detail;
+
+namespace {
+struct ThreadScope {
+  int saved = omp_get_max_threads();
+  explicit ThreadScope(int n) { omp_set_num_threads(n); }
+  ~ThreadScope() { omp_set_num_threads(saved); }
+};
+struct OpenMpScope {
+  explicit OpenMpScope(bool on) { kd::set_openmp_regions(on); }
+  ~OpenMpScope() { kd::set_openmp_regions(false); }
+};
+}  // namespace
+
+TEST_CASE("parallel_chunks and parallel_jobs run every unit once, slots below the thread count") {
+  for (int threads : {1, 2, 3, 8}) {
+    for (size_t units : {size_t(0), size_t(1), size_t(2), size_t(5), size_t(1000), size_t(100000)}) {
+      std::vector<std::atomic<int>> hits(units);  // [units] times each unit ran
+      for (int rep = 0; rep < 3; ++rep)
+        kd::parallel_chunks(units, threads, [&](size_t b, size_t e) {
+          CHECK(b <= e);
+          for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+        });
+      for (size_t i = 0; i < units; ++i) REQUIRE(hits[i].load() == 3);
+    }
+    ThreadScope ts(threads);
+    const long jobs = 777;
+    std::vector<std::atomic<int>> hits(jobs);
+    std::atomic<int> bad_slot{0};
+    kd::parallel_jobs(jobs, true, [&](long j, int slot) {
+      hits[size_t(j)].fetch_add(1);
+      if (slot < 0 || slot >= threads) bad_slot.fetch_add(1);
+    });
+    for (long j = 0; j < jobs; ++j) REQUIRE(hits[size_t(j)].load() == 1);
+    CHECK(bad_slot.load() == 0);
+  }
+}
+
+TEST_CASE("pool jobs nested in a pool job or an OpenMP region run on the calling thread") {
+  std::atomic<int> inner_total{0}, foreign{0};
+  kd::parallel_chunks(8, 2, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      const auto me = std::this_thread::get_id();
+      kd::parallel_chunks(100, 2, [&](size_t ib, size_t ie) {
+        if (std::this_thread::get_id() != me) foreign.fetch_add(1);
+        inner_total.fetch_add(int(ie - ib));
+      });
+    }
+  });
+  CHECK(inner_total.load() == 800);
+  CHECK(foreign.load() == 0);
+  std::atomic<int> omp_total{0};
+#pragma omp parallel num_threads(2)
+  kd::parallel_chunks(50, 2, [&](size_t b, size_t e) { omp_total.fetch_add(int(e - b)); });
+  CHECK(omp_total.load() % 50 == 0);
+  CHECK(omp_total.load() >= 50);
+}
+
+TEST_CASE("concurrent callers share the pool and each gets all its units") {
+  std::vector<std::thread> callers;
+  std::atomic<long> total{0};
+  for (int c = 0; c < 3; ++c)
+    callers.emplace_back([&] {
+      for (int rep = 0; rep < 200; ++rep)
+        kd::parallel_chunks(64, 2, [&](size_t b, size_t e) { total.fetch_add(long(e - b)); });
+    });
+  for (auto& t : callers) t.join();
+  CHECK(total.load() == 3L * 200 * 64);
+}
+
+TEST_CASE("gemv and gemm give the same bits for 1..4 threads, on the pool and on OpenMP regions") {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const size_t rows = 301, cols = 700, n = 5;
+  std::vector<float> w(rows * cols), x(n * cols);  // W [rows, cols], X [n, cols]
+  for (float& v : w) v = nd(rng);
+  for (float& v : x) v = nd(rng);
+  const kernels::QuantizedMatrix q = kernels::quantize_q8({DType::F32, rows, cols, w.data()});
+  for (const kernels::MatrixView W : {kernels::MatrixView{DType::F32, rows, cols, w.data()}, q.view()}) {
+    std::vector<float> y1(rows), Y1(n * rows);
+    {
+      ThreadScope ts(1);
+      kernels::gemv(W, x.data(), y1.data());
+      kernels::gemm(W, x.data(), n, Y1.data());
+    }
+    for (bool omp : {false, true})
+      for (int t = 2; t <= 4; ++t) {
+        ThreadScope ts(t);
+        OpenMpScope os(omp);
+        std::vector<float> y(rows), Y(n * rows);
+        kernels::gemv(W, x.data(), y.data());
+        kernels::gemm(W, x.data(), n, Y.data());
+        CHECK(std::memcmp(y.data(), y1.data(), rows * sizeof(float)) == 0);
+        CHECK(std::memcmp(Y.data(), Y1.data(), n * rows * sizeof(float)) == 0);
+      }
+  }
+}
