@@ -380,7 +380,7 @@ TEST_CASE("gguf checkpoint: every tensor under its HF name, exact in f32 (llama,
   }
 }
 
-TEST_CASE("gguf checkpoint: held as stored, Q8_0 keeps its exact values and other types become Q8") {
+TEST_CASE("gguf checkpoint: held as stored, Q8_0 and Q4_1 keep their exact values (Q8, native Q4_1)") {
   TinyFile f;
   const Checkpoint ck = load_gguf(f.path, WeightFormat::AsStored);
   for (auto& [name, want] : f.built.hf) {
@@ -395,15 +395,23 @@ TEST_CASE("gguf checkpoint: held as stored, Q8_0 keeps its exact values and othe
     if (q8_0) {  // re-laid: every value exact
       CHECK(t.dtype == DType::Q8);
       CHECK(as_f32(t) == want);
-    } else if (q4_1) {  // the Q8 that quantising the exact f32 weights gives
-      REQUIRE(t.dtype == DType::Q8);
-      const size_t rows = size_t(t.shape[0]), cols = size_t(t.shape[1]);
-      const auto q = kernels::quantize_q8({DType::F32, rows, cols, want.data()});
-      CHECK(std::memcmp(t.data, q.view().data, q.bytes()) == 0);
+    } else if (q4_1) {  // held natively (kernels/quant4.hpp): every value exact, rows un-permuted
+      CHECK(t.dtype == DType::Q4_1);
+      CHECK(as_f32(t) == want);
     } else {  // F32 / F16: a view, or a permuted copy in the stored type
       CHECK((t.dtype == DType::F32 || t.dtype == DType::F16));
       CHECK(as_f32(t) == want);
     }
+  }
+  // --weights q8: Q4_1 becomes the Q8 that quantising the exact f32 weights gives.
+  const Checkpoint q8 = load_gguf(f.path, WeightFormat::Q8);
+  for (const char* name : {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.gate_proj.weight"}) {
+    CAPTURE(name);
+    const TensorView& t = q8.weights.get(name);
+    REQUIRE(t.dtype == DType::Q8);
+    const auto& w = f.built.hf.at(name);
+    const auto q = kernels::quantize_q8({DType::F32, size_t(t.shape[0]), size_t(t.shape[1]), w.data()});
+    CHECK(std::memcmp(t.data, q.view().data, q.bytes()) == 0);
   }
   // --weights bf16: quantised matrices are dequantised and rounded once.
   const Checkpoint bf = load_gguf(f.path, WeightFormat::BF16);
@@ -435,7 +443,8 @@ TEST_CASE("gguf checkpoint: held as stored, Q8_0 keeps its exact values and othe
 
 TEST_CASE("gguf checkpoint: a model held as Q8 saves and reloads bit for bit (Q8 embedding included)") {
   TinyFile f;
-  auto gm = load_model(f.path);
+  CHECK_THROWS_AS(save_model(*load_model(f.path), TempDir().path), UnsupportedError);  // native Q4_1
+  auto gm = load_model(f.path, LoadOptions{WeightFormat::Q8});
   TempDir out;
   save_model(*gm, out.path);
   auto back = load_model(out.path);

@@ -104,11 +104,11 @@ TEST_CASE("gguf model: SmolLM2 with f32 weights matches transformers (logits, re
   CHECK(generate(s, ref.prompt, opt).tokens == ref.greedy);
 }
 
-TEST_CASE("gguf model: SmolLM2 held as Q8 keeps top-1 agreement >= 97 % over the prompt") {
+TEST_CASE("gguf model: SmolLM2 held natively / as Q8 / bf16 keeps top-1 agreement >= 97 % over the prompt") {
   const auto path = shared_file(kSmolLM2);
   Reference ref;
   const size_t T = ref.T(), K = Reference::K;
-  for (auto [w, label] : {std::pair<WeightFormat, std::string>{WeightFormat::AsStored, "as-stored (Q8)"}, {WeightFormat::Q8, "q8"},
+  for (auto [w, label] : {std::pair<WeightFormat, std::string>{WeightFormat::AsStored, "as-stored (native Q4_1)"}, {WeightFormat::Q8, "q8"},
                           {WeightFormat::BF16, "bf16"}}) {
     CAPTURE(label);
     auto model = load_model(path, LoadOptions{w});
@@ -123,4 +123,41 @@ TEST_CASE("gguf model: SmolLM2 held as Q8 keeps top-1 agreement >= 97 % over the
     MESSAGE(label << ": top-1 agreement " << agree << "/" << T << " = " << rate);
     CHECK(rate >= 0.97);
   }
+}
+
+TEST_CASE("gguf model: SmolLM2 with native Q4_1 matrices: logits against the dequantised f32 model") {
+  // The native kernels quantise activations to 8 bits per block of 32 (kernels/quant4.hpp); the
+  // f32 model multiplies the same exact weight values by f32 activations. Same weights, so the
+  // difference is the activation rounding alone.
+  const auto path = shared_file(kSmolLM2);
+  Reference ref;
+  auto native = load_model(path);
+  auto f32 = load_model(path, LoadOptions{WeightFormat::F32});
+  auto q8 = load_model(path, LoadOptions{WeightFormat::Q8});
+  REQUIRE(native->layer(0).mlp.up.dtype == DType::Q4_1);
+  const Run a = prefill(*native, ref.prompt), b = prefill(*f32, ref.prompt), c = prefill(*q8, ref.prompt);
+  const size_t V = native->vocab(), T = ref.T();
+  auto compare = [&](const Run& x, const char* label) {
+    double max_diff = 0, max_ref = 0, sq = 0;
+    size_t agree = 0;
+    for (size_t t = 0; t < T; ++t) {
+      const float* rx = x.logits.data() + t * V;
+      const float* rb = b.logits.data() + t * V;
+      for (size_t v = 0; v < V; ++v) {
+        const double d = double(rx[v]) - rb[v];
+        max_diff = std::max(max_diff, std::abs(d));
+        max_ref = std::max(max_ref, double(std::abs(rb[v])));
+        sq += d * d;
+      }
+      agree += std::max_element(rx, rx + V) - rx == std::max_element(rb, rb + V) - rb;
+    }
+    MESSAGE(std::string(label) << " vs dequantised f32: max |dlogit| " << max_diff << " (max |logit| " << max_ref << "), rms "
+                  << std::sqrt(sq / double(T * V)) << ", top-1 agreement " << agree << "/" << T);
+    return std::pair{max_diff / max_ref, double(agree) / double(T)};
+  };
+  const auto [rel_native, agree_native] = compare(a, "native Q4_1");
+  const auto [rel_q8, agree_q8] = compare(c, "Q8");
+  CHECK(rel_native < 0.1);
+  CHECK(agree_native >= 0.9);
+  (void)rel_q8, (void)agree_q8;
 }

@@ -8,7 +8,8 @@
 
 namespace fathom {
 
-enum class DType : uint8_t { F32, BF16, F16, Q8, I64, I32, I8, U8, BOOL };
+// Q4_0, Q4_1, Q4_K, Q6_K: GGUF's 4- and 6-bit block formats held natively (kernels/quant4.hpp).
+enum class DType : uint8_t { F32, BF16, F16, Q8, I64, I32, I8, U8, BOOL, Q4_0, Q4_1, Q4_K, Q6_K };
 
 constexpr std::string_view dtype_name(DType t) {
   switch (t) {
@@ -21,18 +22,23 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::I8: return "I8";
     case DType::U8: return "U8";
     case DType::BOOL: return "BOOL";
+    case DType::Q4_0: return "Q4_0";
+    case DType::Q4_1: return "Q4_1";
+    case DType::Q4_K: return "Q4_K";
+    case DType::Q6_K: return "Q6_K";
   }
   return "?";
 }
 
-// Bytes per element; Q8 is a block format and has no per-element size (see kernels/quant.hpp).
+// Bytes per element; Q8 and the GGUF block formats have no per-element size (kernels/quant.hpp,
+// kernels/quant4.hpp).
 constexpr size_t dtype_size(DType t) {
   switch (t) {
     case DType::F32: case DType::I32: return 4;
     case DType::BF16: case DType::F16: return 2;
     case DType::I64: return 8;
     case DType::I8: case DType::U8: case DType::BOOL: return 1;
-    case DType::Q8: return 0;
+    case DType::Q8: case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: return 0;
   }
   return 0;
 }

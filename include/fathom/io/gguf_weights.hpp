@@ -2,24 +2,27 @@
 // GGUF tensors -> the in-memory form fathom computes with, one tensor at a time.
 //
 // gguf_held_as() is the one place that decides what a ggml type becomes for the WeightFormat the
-// user asked for; a native kernel for a 4-bit type slots in there (return the type itself and
-// keep a view) without touching the loader:
+// user asked for:
 //
-//   matrix stored as   AsStored        F32     BF16    Q8
-//   F32 / F16 / BF16   view (zero-copy; model/ converts matrices as for safetensors)
-//   Q8_0               Q8 (re-laid)    F32     BF16    Q8 (re-laid)
-//   other quantised    Q8              F32     BF16    Q8
+//   matrix stored as            AsStored             F32     BF16    Q8
+//   F32 / F16 / BF16            view (zero-copy; model/ converts matrices as for safetensors)
+//   Q8_0                        Q8 (re-laid)         F32     BF16    Q8 (re-laid)
+//   Q4_0, Q4_1, Q4_K, Q6_K      native (kernels/quant4.hpp)  F32  BF16  Q8
+//   other quantised             Q8                   F32     BF16    Q8
 //
 // 1-D tensors (norms, biases: a few KB) are always copied to F32, so that a model whose matrices
 // are all converted does not keep the file mapped.
 //
 // Q8_0 is fathom's own Q8 block format (32 int8 + one f16 scale per block), so it is re-laid into
 // kernels/quant.hpp's layout (values and scales apart, values offset by 128) without
-// re-quantising: every weight keeps its exact value. Other quantised types are dequantised
-// bit-exactly (io/gguf_quants.hpp), then converted; their AsStored form is Q8 so that memory stays
-// near the file's size (Q4_1: 0.625 bytes per weight on disk, 1.06 as Q8, 4 as f32) while decode
-// runs on the 8-bit kernels. Conversion goes row block by row block: no tensor is ever held in
-// f32 as a whole.
+// re-quantising: every weight keeps its exact value. Q4_0 / Q4_1 are re-laid the same way (nibbles,
+// scales and minimums apart) and Q4_K / Q6_K rows copied as stored: the kernels multiply them
+// directly (issue 14), so memory and bytes read per token stay the file's (Q4_1: 0.625 bytes per
+// weight; as Q8 1.06, as f32 4). Other quantised types are dequantised bit-exactly
+// (io/gguf_quants.hpp), then converted; their AsStored form is Q8 so that memory stays near the
+// file's size while decode runs on the 8-bit kernels. Conversion goes row block by row block: no
+// tensor is ever held in f32 as a whole. (A native embedding matrix is turned into Q8 by the model,
+// which reads it row by row: model/model.hpp.)
 //
 // llama.cpp's converter permutes the rows of Q and K (and their biases) in `llama` files:
 // ggml's RoPE for llama rotates interleaved pairs (2i, 2i+1) of each head, transformers rotates
@@ -44,12 +47,24 @@
 #include "fathom/io/gguf_quants.hpp"
 #include "fathom/io/tensor_store.hpp"
 #include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/quant4.hpp"
 #include "fathom/kernels/weight_buffer.hpp"
 
 namespace fathom::io {
 
 // What a GGUF tensor is held as in memory.
-enum class GgufHeld : uint8_t { View, F32, BF16, Q8 };
+enum class GgufHeld : uint8_t { View, F32, BF16, Q8, Native };
+
+// The DType a GGUF block type is held as natively (kernels/quant4.hpp), or F32 when it has none.
+constexpr DType gguf_native_dtype(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return DType::Q4_0;
+    case GgmlType::Q4_1: return DType::Q4_1;
+    case GgmlType::Q4_K: return DType::Q4_K;
+    case GgmlType::Q6_K: return DType::Q6_K;
+    default: return DType::F32;
+  }
+}
 
 // The decision table above. `matrix`: a 2-D weight (else a norm or bias).
 constexpr GgufHeld gguf_held_as(GgmlType t, WeightFormat want, bool matrix) {
@@ -58,7 +73,7 @@ constexpr GgufHeld gguf_held_as(GgmlType t, WeightFormat want, bool matrix) {
   switch (want) {
     case WeightFormat::F32: return GgufHeld::F32;
     case WeightFormat::BF16: return GgufHeld::BF16;
-    case WeightFormat::AsStored:
+    case WeightFormat::AsStored: return gguf_native_dtype(t) != DType::F32 ? GgufHeld::Native : GgufHeld::Q8;
     case WeightFormat::Q8: return GgufHeld::Q8;
   }
   return GgufHeld::F32;
@@ -204,6 +219,21 @@ inline bool add_gguf_tensor(TensorStore& store, const GgufFile& f, const GgufTen
       store.add(TensorView{name, held == GgufHeld::F32 ? DType::F32 : DType::BF16, std::move(shape), buf->data(),
                            n * esize, f.path()});
       store.keep_alive(std::move(buf));
+      return false;
+    }
+    case GgufHeld::Native: {
+      const DType dt = gguf_native_dtype(t.type);
+      if (shape.size() != 2 || dt == DType::F32)
+        throw UsageError(f.path(), t.name, "only Q4_0, Q4_1, Q4_K and Q6_K matrices are held natively");
+      std::shared_ptr<kernels::BlockMatrix> M;
+      try {
+        M = std::make_shared<kernels::BlockMatrix>(kernels::block_matrix_from_gguf(
+            dt, R.rows, R.cols, [&](size_t r) { return t.data + src(r) * R.row_bytes; }));
+      } catch (const FormatError& e) {
+        throw FormatError(f.path(), t.name, e.field() + ": " + e.reason());
+      }
+      store.add(TensorView{name, dt, std::move(shape), M->data(), M->bytes(), f.path()});
+      store.keep_alive(std::move(M));
       return false;
     }
     case GgufHeld::Q8: {

@@ -17,6 +17,7 @@
 #include "fathom/kernels/matrix.hpp"
 #include "fathom/kernels/parallel.hpp"
 #include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/quant4.hpp"
 
 namespace fathom::kernels {
 
@@ -31,6 +32,8 @@ inline float MatrixView::at(size_t r, size_t c) const {
       const size_t b = c / kQ8Block;
       return float(int(L.qs[r * L.nb * kQ8Block + c]) - 128) * f16_to_f32(L.d[r * L.nb + b]);
     }
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K:
+      return detail::gguf_block_at(*this, r, c);
     default: throw UnsupportedError("", std::string(dtype_name(dtype)), "MatrixView::at");
   }
 }
@@ -38,11 +41,12 @@ inline float MatrixView::at(size_t r, size_t c) const {
 namespace detail {
 inline void check_matrix(const MatrixView& W, const char* who) {
   if (W.rows && W.cols && !W.data) throw UsageError("", "MatrixView.data", std::string(who) + ": null data");
+  if (is_gguf_block(W.dtype)) check_gguf_block(W, who);
 }
 
 // The input vector x in the form W's row kernels read it, made once per call and shared by all
-// matrices of a fused product: bf16 weights read x split into even/odd elements, Q8 weights read
-// x quantised to int8 blocks.
+// matrices of a fused product: bf16 weights read x split into even/odd elements, Q8 and the GGUF
+// block formats (quant4.hpp) read x quantised to int8 blocks.
 struct PreparedInput {
   const float* x = nullptr;           // [cols]
   const SplitVector* split = nullptr; // BF16
@@ -54,8 +58,8 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
     thread_local SplitVector xs;  // [cols/2] even and odd elements of x
     xs.assign(x, cols);
     in.split = &xs;
-  } else if (dt == DType::Q8) {
-    thread_local Q8Acts acts;     // [nb*32] int8 values, [nb] scales
+  } else if (dt == DType::Q8 || is_gguf_block(dt)) {
+    thread_local Q8Acts acts;     // [nb*32] int8 values, [nb] scales and block sums
     acts.assign(x, 1, cols);
     in.q8 = &acts;
   }
@@ -112,6 +116,8 @@ inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, s
       return;
     }
     case DType::Q8: return q8_rows_gemv(q8_layout(W), *in.q8, r0, r1, y);
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K:
+      return gguf_rows_gemv(W, *in.q8, r0, r1, y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemv: weight dtype");
   }
 }
@@ -144,6 +150,7 @@ inline void gemv_fused(std::span<const Product> products, const float* x) {
   }
   switch (W0.dtype) {
     case DType::F32: case DType::BF16: case DType::F16: case DType::Q8: break;
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: break;
     default: throw UnsupportedError("", std::string(dtype_name(W0.dtype)), "gemv: weight dtype");
   }
   const detail::PreparedInput in = detail::prepare_input(W0.dtype, x, W0.cols);
@@ -168,7 +175,8 @@ inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&
 
 // Y[t, r] = sum_c X[t, c] W[r, c]; X: [n, W.cols] and Y: [n, W.rows], row-major, contiguous.
 // n == 1 is the matrix-vector product (same result as gemv). For Q8 weights each row of X is
-// quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit.
+// quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit; so
+// for the GGUF block formats (quant4.hpp).
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
   if (n == 1) return gemv(W, X, Y);
@@ -177,6 +185,8 @@ inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
     case DType::F32: case DType::BF16: case DType::F16:
       return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
     case DType::Q8: return detail::gemm_q8(W, X, n, Y);
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K:
+      return detail::gemm_gguf_block(W, X, n, Y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemm: weight dtype");
   }
 }

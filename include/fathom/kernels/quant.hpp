@@ -108,11 +108,23 @@ struct Q8Acts {
 
   std::vector<int8_t> qs;   // [n][nb*32]
   std::vector<float> d;     // [n][nb]
+  std::vector<float> sx;    // [n][nb] d * sum(qs) of the block (the minimum terms of quant4.hpp)
   size_t nb = 0;
   void assign(const float* X, size_t n, size_t cols) {
     nb = q8_blocks(cols);
     qs.assign(n * nb * kQ8Block, int8_t(0));
     d.assign(n * nb, 0.f);
+    assign_blocks(X, n, cols);
+    sx.resize(n * nb);
+    for (size_t i = 0; i < n * nb; ++i) {
+      int32_t s = 0;
+      for (size_t k = 0; k < kQ8Block; ++k) s += qs[i * kQ8Block + k];
+      sx[i] = d[i] * float(s);
+    }
+  }
+
+ private:
+  void assign_blocks(const float* X, size_t n, size_t cols) {
     for (size_t t = 0; t < n; ++t)
       for (size_t b = 0; b < nb; ++b) {
         const float* x = X + t * cols + b * kQ8Block;
@@ -352,22 +364,17 @@ class QuantizedMatrix {
   WeightBuffer buf_;
 };
 
-// Quantises an F32, BF16 or F16 matrix to Q8 (see the format at the top of this file).
-inline QuantizedMatrix quantize_q8(const MatrixView& W) {
-  if (W.dtype != DType::F32 && W.dtype != DType::BF16 && W.dtype != DType::F16)
-    throw UnsupportedError("", std::string(dtype_name(W.dtype)), "quantize_q8: source dtype");
-  QuantizedMatrix Q(W.rows, W.cols);
-  const size_t nb = q8_blocks(W.cols);
+// Quantises a rows x cols matrix to Q8 (see the format at the top of this file); widen(r, out)
+// writes row r as f32 into out[cols].
+template <class Widen>
+inline QuantizedMatrix quantize_q8_rows(size_t rows, size_t cols, Widen&& widen) {
+  QuantizedMatrix Q(rows, cols);
+  const size_t nb = q8_blocks(cols);
   uint8_t* qs = Q.values();
   uint16_t* ds = Q.scales();
   std::vector<float> row(nb * kQ8Block, 0.f);  // [nb*32] one widened, zero-padded row
-  for (size_t r = 0; r < W.rows; ++r) {
-    const size_t off = r * W.cols;
-    switch (W.dtype) {
-      case DType::F32: std::copy_n(static_cast<const float*>(W.data) + off, W.cols, row.data()); break;
-      case DType::BF16: detail::bf16_to_f32_n(static_cast<const uint16_t*>(W.data) + off, row.data(), W.cols); break;
-      default: detail::f16_to_f32_n(static_cast<const uint16_t*>(W.data) + off, row.data(), W.cols); break;
-    }
+  for (size_t r = 0; r < rows; ++r) {
+    widen(r, row.data());
     for (size_t b = 0; b < nb; ++b) {
       const float* x = row.data() + b * kQ8Block;
       float amax = 0.f;
@@ -387,6 +394,21 @@ inline QuantizedMatrix quantize_q8(const MatrixView& W) {
     }
   }
   return Q;
+}
+
+// Quantises an F32, BF16 or F16 matrix to Q8 (quant4.hpp's quantize_q8_blocks does the GGUF
+// block formats).
+inline QuantizedMatrix quantize_q8(const MatrixView& W) {
+  if (W.dtype != DType::F32 && W.dtype != DType::BF16 && W.dtype != DType::F16)
+    throw UnsupportedError("", std::string(dtype_name(W.dtype)), "quantize_q8: source dtype");
+  return quantize_q8_rows(W.rows, W.cols, [&](size_t r, float* out) {
+    const size_t off = r * W.cols;
+    switch (W.dtype) {
+      case DType::F32: std::copy_n(static_cast<const float*>(W.data) + off, W.cols, out); break;
+      case DType::BF16: detail::bf16_to_f32_n(static_cast<const uint16_t*>(W.data) + off, out, W.cols); break;
+      default: detail::f16_to_f32_n(static_cast<const uint16_t*>(W.data) + off, out, W.cols); break;
+    }
+  });
 }
 
 }  // namespace fathom::kernels

@@ -131,9 +131,12 @@ class Model {
     return all;
   }
 
-  // Bytes a matrix occupies as held (Q8: int8 values and f16 block scales, kernels/quant.hpp).
+  // Bytes a matrix occupies as held (Q8: int8 values and f16 block scales, kernels/quant.hpp;
+  // GGUF block formats as in the file, kernels/quant4.hpp).
   static size_t matrix_bytes(const kernels::MatrixView& m) {
-    return m.dtype == DType::Q8 ? kernels::q8_bytes(m.rows, m.cols) : m.rows * m.cols * dtype_size(m.dtype);
+    if (m.dtype == DType::Q8) return kernels::q8_bytes(m.rows, m.cols);
+    if (kernels::is_gguf_block(m.dtype)) return kernels::gguf_block_matrix_bytes(m.dtype, m.rows, m.cols);
+    return m.rows * m.cols * dtype_size(m.dtype);
   }
 
   // Bytes of weight matrices read per decoded token at full depth (for bandwidth bounds): every
@@ -209,6 +212,15 @@ class Model {
     return blocks::RMSNorm{load_vector(name, n), float(cfg_.rms_norm_eps)};
   }
 
+  // A GGUF 4/6-bit matrix a loader holds in kernels/quant4.hpp's layout (io/gguf_weights.hpp).
+  void check_block(const io::TensorView& t) const {
+    const size_t rows = size_t(t.shape.at(0)), cols = size_t(t.shape.at(1));
+    if (cols % kernels::gguf_block_elems(t.dtype) != 0 ||
+        t.nbytes != kernels::gguf_block_matrix_bytes(t.dtype, rows, cols))
+      throw FormatError(t.file, t.name, std::string(dtype_name(t.dtype)) + " matrix of " + std::to_string(t.nbytes) +
+                                            " bytes does not match " + io::shape_string(t.shape));
+  }
+
   // A Q8 tensor a loader already holds in kernels/quant.hpp's layout (GGUF Q8_0, io/gguf_weights.hpp).
   void check_q8(const io::TensorView& t) const {
     const size_t want = kernels::q8_bytes(size_t(t.shape.at(0)), size_t(t.shape.at(1)));
@@ -218,10 +230,19 @@ class Model {
   }
 
   // The token embedding [vocab, hidden]: F32/BF16/F16 as stored, or Q8 (a GGUF Q8_0 embedding,
-  // or a Q8 checkpoint's int8 values + scales unpacked once here and shared with a tied head).
+  // a GGUF 4/6-bit one quantised to Q8 from its exact values, or a Q8 checkpoint's int8 values +
+  // scales unpacked once here and shared with a tied head).
   io::TensorView embedding_tensor(int64_t V, int64_t H) {
     io::TensorView t = store_->get(io::hf_name(io::HfTensor::Embed), {V, H});
-    if (t.dtype == DType::I8) {
+    if (kernels::is_gguf_block(t.dtype)) {
+      check_block(t);
+      auto q = std::make_shared<kernels::QuantizedMatrix>(
+          kernels::quantize_q8_blocks({t.dtype, size_t(V), size_t(H), t.data}));
+      owned_.push_back(q);
+      t.dtype = DType::Q8;
+      t.data = static_cast<const std::byte*>(q->view().data);
+      t.nbytes = q->bytes();
+    } else if (t.dtype == DType::I8) {
       auto q = std::make_shared<kernels::QuantizedMatrix>(
           q8_from_tensors(t, store_->get(t.name + kQ8ScaleSuffix)));
       owned_.push_back(q);
@@ -252,13 +273,16 @@ class Model {
     } else if (t.dtype == DType::Q8) {
       check_q8(t);
       m = {DType::Q8, rows, cols, t.data};
+    } else if (kernels::is_gguf_block(t.dtype)) {
+      check_block(t);
+      m = {t.dtype, rows, cols, t.data};
     } else {
       check_float(t);
       m = {t.dtype, rows, cols, t.data};
     }
     if (opts.weights == WeightFormat::Q8) {
       if (m.dtype == DType::Q8) return m;
-      auto q = std::make_shared<kernels::QuantizedMatrix>(kernels::quantize_q8(m));
+      auto q = std::make_shared<kernels::QuantizedMatrix>(kernels::quantize_q8_blocks(m));
       owned_.push_back(q);
       return q->view();
     }

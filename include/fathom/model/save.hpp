@@ -32,6 +32,9 @@ inline void add_matrix(std::vector<io::TensorSource>& out, const std::string& na
     for (auto& s : q8_tensor_sources(name, m)) out.push_back(std::move(s));
     return;
   }
+  if (kernels::is_gguf_block(m.dtype))  // a GGUF model held natively: no safetensors form for it
+    throw UnsupportedError("", name, "saving " + std::string(dtype_name(m.dtype)) +
+                                         " weights (load the GGUF with --weights q8, bf16 or f32 to save it)");
   out.push_back(io::bytes_source(name, m.dtype, {int64_t(m.rows), int64_t(m.cols)}, m.data,
                              m.rows * m.cols * dtype_size(m.dtype)));
 }

@@ -1,0 +1,499 @@
+#pragma once
+// Native 4- and 6-bit weights: GGUF's Q4_0, Q4_1, Q4_K and Q6_K kept in their block format in
+// memory and multiplied directly (issue 14, part 1), with the activations quantised to 8 bits per
+// block of 32 as for Q8 (quant.hpp's Q8Acts), as llama.cpp does.
+//
+// Memory layouts (MatrixView::data; rows are whole blocks, cols a multiple of the block):
+//   Q4_0, Q4_1 (re-laid from GGUF at load, like Q8_0: no arithmetic on any value):
+//     uint8  qs[rows][nb * 16]  each block's 16 bytes as in GGUF: byte j holds element j in its low
+//                               nibble and element j + 16 in its high nibble (q in 0..15)
+//     uint16 d [rows][nb]       f16 scales
+//     uint16 m [rows][nb]       f16 minimums (Q4_1 only)
+//     element = d * (q - 8) (Q4_0), d * q + m (Q4_1); 18 / 20 bytes per 32 weights as in the file.
+//   Q4_K, Q6_K: the GGUF super-blocks of 256 as stored (144 / 210 bytes; io/gguf_quants.hpp spells
+//     the bits out), row after row.
+//
+// Products: with activation blocks x = dx * qx (qx int8, one f32 scale dx per 32, sx = dx * sum qx)
+//   Q4_0  sum_b d_b dx_b (q_b . qx_b - 8 sum qx_b)
+//   Q4_1  sum_b d_b dx_b (q_b . qx_b)  +  sum_b m_b sx_b
+//   Q4_K  sum_b (d sc_j) dx_b (q_b . qx_b)  -  sum_b (dmin mn_j) sx_b     (block b = group j of 32)
+//   Q6_K  sum over groups g of 16: (d sc_g) dx_b (q_g . qx_g - 32 sum qx_g)
+// Every integer dot is exact; the float arithmetic is the Q8 kernel's (quant.hpp): 16 lanes, lane
+// 8 * (b mod 2) + i accumulates by FMA block b's bytes 4i..4i+3, the minimum terms go to lane
+// b mod 16 of a second accumulator, both are summed by q8_tree_sum. The AVX512-VNNI kernels and the
+// portable ones do exactly these operations, so results are the same bits on every CPU, and for
+// every thread count (each output is summed by one thread in this fixed order).
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "fathom/core/dtype.hpp"
+#include "fathom/core/error.hpp"
+#include "fathom/kernels/matrix.hpp"
+#include "fathom/kernels/parallel.hpp"
+#include "fathom/kernels/prefetch.hpp"
+#include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/weight_buffer.hpp"
+
+namespace fathom::kernels {
+
+constexpr size_t kQ4Block = 32;    // Q4_0 / Q4_1 block
+constexpr size_t kSuperBlock = 256;  // Q4_K / Q6_K super-block
+constexpr size_t kQ4KBytes = 144, kQ6KBytes = 210;
+
+inline bool is_gguf_block(DType t) {
+  return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q4_K || t == DType::Q6_K;
+}
+inline size_t gguf_block_elems(DType t) { return t == DType::Q4_K || t == DType::Q6_K ? kSuperBlock : kQ4Block; }
+inline size_t gguf_block_bytes(DType t) {
+  switch (t) {
+    case DType::Q4_0: return 18;
+    case DType::Q4_1: return 20;
+    case DType::Q4_K: return kQ4KBytes;
+    case DType::Q6_K: return kQ6KBytes;
+    default: return 0;
+  }
+}
+// Bytes of a rows x cols matrix in one of these formats (cols a multiple of the block).
+inline size_t gguf_block_matrix_bytes(DType t, size_t rows, size_t cols) {
+  return rows * (cols / gguf_block_elems(t)) * gguf_block_bytes(t);
+}
+
+namespace detail {
+
+// Q4_0 / Q4_1 pointers (layout above).
+struct Q4Layout {
+  const uint8_t* qs;  // [rows][nb*16]
+  const uint16_t* d;  // [rows][nb]
+  const uint16_t* m;  // [rows][nb] (Q4_1), else null
+  size_t nb;
+};
+inline Q4Layout q4_layout(const MatrixView& W) {
+  const size_t nb = W.cols / kQ4Block;
+  const auto* base = static_cast<const uint8_t*>(W.data);
+  const auto* d = reinterpret_cast<const uint16_t*>(base + W.rows * nb * 16);
+  return {base, d, W.dtype == DType::Q4_1 ? d + W.rows * nb : nullptr, nb};
+}
+
+// Q4_K / Q4_1 six-bit scale and minimum j of a super-block (GGUF's get_scale_min_k4).
+inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    mn = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+    mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+  }
+}
+
+inline float h2f(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return f16_to_f32(h);
+}
+
+// ---- element access (MatrixView::at, conversions): GGUF's dequantisation, bit for bit ----
+inline float gguf_block_at(const MatrixView& W, size_t r, size_t c) {
+  switch (W.dtype) {
+    case DType::Q4_0:
+    case DType::Q4_1: {
+      const Q4Layout L = q4_layout(W);
+      const size_t b = c / kQ4Block, j = c % kQ4Block;
+      const uint8_t byte = L.qs[(r * L.nb + b) * 16 + (j % 16)];
+      const int q = j < 16 ? byte & 15 : byte >> 4;
+      const float d = f16_to_f32(L.d[r * L.nb + b]);
+      return W.dtype == DType::Q4_0 ? d * float(q - 8) : d * float(q) + f16_to_f32(L.m[r * L.nb + b]);
+    }
+    case DType::Q4_K: {
+      const size_t nsb = W.cols / kSuperBlock;
+      const uint8_t* b = static_cast<const uint8_t*>(W.data) + (r * nsb + c / kSuperBlock) * kQ4KBytes;
+      const size_t e = c % kSuperBlock;
+      const int j = int(e / 32), l = int(e % 32);
+      int sc, mn;
+      k4_scale_min(b + 4, j, sc, mn);
+      const float dl = h2f(b) * float(sc), ml = h2f(b + 2) * float(mn);
+      const int q = (b[16 + (j / 2) * 32 + l] >> (4 * (j % 2))) & 15;
+      return dl * float(q) - ml;
+    }
+    case DType::Q6_K: {
+      const size_t nsb = W.cols / kSuperBlock;
+      const uint8_t* b = static_cast<const uint8_t*>(W.data) + (r * nsb + c / kSuperBlock) * kQ6KBytes;
+      const int e = int(c % kSuperBlock), h = e / 128, rr = e % 128;
+      const int lo = (b[h * 64 + rr % 64] >> (4 * (rr / 64))) & 15;
+      const int hi = (b[128 + h * 32 + rr % 32] >> (2 * (rr / 32))) & 3;
+      const float dl = h2f(b + 208) * float(int8_t(b[192 + e / 16]));
+      return dl * float((lo | hi << 4) - 32);
+    }
+    default: return NAN;
+  }
+}
+
+// ---- portable kernels: the arithmetic of the header, operation for operation ----
+
+// acc lanes for block b: 8 * (b % 2) + i over bytes 4i..4i+3 of w (values 0..63) x x, minus
+// `bias` * sum x per 4 bytes, times scale sc (sc_hi for bytes 16..31 when split, Q6_K's groups).
+inline void lanes_fma(float* acc, size_t b, const uint8_t* w, const int8_t* x, int bias, float sc_lo, float sc_hi) {
+  float* lane = acc + 8 * (b % 2);
+  for (size_t i = 0; i < 8; ++i) {
+    int32_t s = 0, sx = 0;
+    for (size_t k = 4 * i; k < 4 * i + 4; ++k) {
+      s += int32_t(w[k]) * int32_t(x[k]);
+      sx += int32_t(x[k]);
+    }
+    lane[i] = std::fma(float(s - bias * sx), i < 4 ? sc_lo : sc_hi, lane[i]);
+  }
+}
+
+// One weight row . one activation row; xq: [nb32*32], xd, sx: [nb32].
+inline float gguf_row_dot_portable(DType t, const MatrixView& W, size_t r, const int8_t* xq, const float* xd,
+                                   const float* sx) {
+  float acc[16] = {}, macc[16] = {};
+  uint8_t w[32];
+  if (t == DType::Q4_0 || t == DType::Q4_1) {
+    const Q4Layout L = q4_layout(W);
+    for (size_t b = 0; b < L.nb; ++b) {
+      const uint8_t* qs = L.qs + (r * L.nb + b) * 16;
+      for (int j = 0; j < 16; ++j) {
+        w[j] = qs[j] & 15;
+        w[j + 16] = qs[j] >> 4;
+      }
+      const float sc = f16_to_f32(L.d[r * L.nb + b]) * xd[b];
+      lanes_fma(acc, b, w, xq + b * 32, t == DType::Q4_0 ? 8 : 0, sc, sc);
+      if (t == DType::Q4_1) macc[b % 16] = std::fma(f16_to_f32(L.m[r * L.nb + b]), sx[b], macc[b % 16]);
+    }
+    return t == DType::Q4_0 ? q8_tree_sum(acc) : q8_tree_sum(acc) + q8_tree_sum(macc);
+  }
+  const size_t nsb = W.cols / kSuperBlock;
+  if (t == DType::Q4_K) {
+    for (size_t s = 0; s < nsb; ++s) {
+      const uint8_t* blk = static_cast<const uint8_t*>(W.data) + (r * nsb + s) * kQ4KBytes;
+      const float d = h2f(blk), dmin = h2f(blk + 2);
+      for (int j = 0; j < 8; ++j) {
+        const size_t b = s * 8 + size_t(j);
+        int sc, mn;
+        k4_scale_min(blk + 4, j, sc, mn);
+        const uint8_t* qs = blk + 16 + (j / 2) * 32;
+        for (int l = 0; l < 32; ++l) w[l] = (qs[l] >> (4 * (j % 2))) & 15;
+        const float scale = (d * float(sc)) * xd[b];
+        lanes_fma(acc, b, w, xq + b * 32, 0, scale, scale);
+        macc[b % 16] = std::fma(dmin * float(mn), sx[b], macc[b % 16]);
+      }
+    }
+    return q8_tree_sum(acc) - q8_tree_sum(macc);
+  }
+  // Q6_K
+  for (size_t s = 0; s < nsb; ++s) {
+    const uint8_t* blk = static_cast<const uint8_t*>(W.data) + (r * nsb + s) * kQ6KBytes;
+    const float d = h2f(blk + 208);
+    for (int j = 0; j < 8; ++j) {
+      const size_t b = s * 8 + size_t(j);
+      const int h = j / 4, jj = j % 4;  // block j covers elements h*128 + 32*jj + l
+      for (int l = 0; l < 32; ++l) {
+        const int lo = (blk[h * 64 + (jj % 2) * 32 + l] >> (4 * (jj / 2))) & 15;
+        const int hi = (blk[128 + h * 32 + l] >> (2 * jj)) & 3;
+        w[l] = uint8_t(lo | hi << 4);
+      }
+      const float s0 = (d * float(int8_t(blk[192 + 2 * j]))) * xd[b];
+      const float s1 = (d * float(int8_t(blk[192 + 2 * j + 1]))) * xd[b];
+      lanes_fma(acc, b, w, xq + b * 32, 32, s0, s1);
+    }
+  }
+  return q8_tree_sum(acc);
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+constexpr bool kQ4Vnni = true;
+
+// 32 bytes of nibbles -> 64 bytes [lo of bytes 0-15 | hi of 0-15 | lo of 16-31 | hi of 16-31]
+// (two Q4 blocks in element order); bytes past `m32` read as zero.
+inline __m512i q4_unpack_pair(const uint8_t* qs, __mmask32 m32) {
+  const __m256i raw = _mm256_maskz_loadu_epi8(m32, qs), m0f = _mm256_set1_epi8(15);
+  const __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
+  const __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);  // lo0 lo1 hi0 hi1
+  return _mm512_shuffle_i64x2(t, t, _MM_SHUFFLE(3, 1, 2, 0));                // lo0 hi0 lo1 hi1
+}
+
+// -bias * sum x per 4 bytes (the offset of the weights' values), or zero.
+inline __m512i offset_corr(int bias, __m512i x) {
+  if (bias == 0) return _mm512_setzero_si512();
+  return _mm512_sub_epi32(_mm512_setzero_si512(),
+                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(bias)), x));
+}
+
+// One weight row against RX activation rows: out[m] = row . x_m. Q4_0 / Q4_1.
+template <int RX>
+inline void q4_row_vnni(bool has_min, const Q4Layout& L, size_t r, const int8_t* const* xq, const float* const* xd,
+                        const float* const* sx, float* out) {
+  const size_t nb = L.nb;
+  const uint8_t* qs = L.qs + r * nb * 16;
+  const uint16_t* wd = L.d + r * nb;
+  const uint16_t* wm = has_min ? L.m + r * nb : nullptr;
+  __m512 acc[RX], macc[RX];
+  for (int m = 0; m < RX; ++m) acc[m] = macc[m] = _mm512_setzero_ps();
+  const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const int bias = has_min ? 0 : 8;
+  for (size_t g = 0; g < nb; g += 16) {
+    const size_t gb = std::min<size_t>(16, nb - g);
+    const __mmask16 bm = __mmask16(gb == 16 ? 0xffffu : (1u << gb) - 1u);
+    const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd + g));
+    __m512 sc[RX];
+    for (int m = 0; m < RX; ++m) sc[m] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(bm, xd[m] + g));
+    if (has_min) {
+      const __m512 mw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wm + g));
+      for (int m = 0; m < RX; ++m) macc[m] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(bm, sx[m] + g), macc[m]);
+    }
+    for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs + g * 16 + 64 * k + kPrefetchAhead));
+    for (size_t j = 0; 2 * j < gb; ++j) {
+      const size_t b = g + 2 * j;
+      const bool two = 2 * j + 1 < gb;
+      const __m512i w = q4_unpack_pair(qs + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
+      const __mmask64 lm = two ? ~__mmask64(0) : __mmask64(0xffffffffu);
+      const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
+      for (int m = 0; m < RX; ++m) {
+        const __m512i x = _mm512_maskz_loadu_epi8(lm, xq[m] + b * 32);
+        const __m512i s = _mm512_dpbusd_epi32(offset_corr(bias, x), w, x);
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_permutexvar_ps(idx, sc[m]), acc[m]);
+      }
+    }
+  }
+  for (int m = 0; m < RX; ++m)
+    out[m] = has_min ? q8_lanes_sum(acc[m]) + q8_lanes_sum(macc[m]) : q8_lanes_sum(acc[m]);
+}
+
+// Q4_K: one weight row against RX activation rows.
+template <int RX>
+inline void q4k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
+                         const float* const* sx, float* out) {
+  __m512 acc[RX];
+  float macc[RX][16] = {};
+  for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();
+  const __m256i m0f = _mm256_set1_epi8(15);
+  for (size_t s = 0; s < nsb; ++s) {
+    const uint8_t* blk = row + s * kQ4KBytes;
+    prefetch_line(uintptr_t(blk + kPrefetchAhead));
+    prefetch_line(uintptr_t(blk + 64 + kPrefetchAhead));
+    prefetch_line(uintptr_t(blk + 128 + kPrefetchAhead));
+    const float d = h2f(blk), dmin = h2f(blk + 2);
+    float dl[8], ml[8];
+    for (int j = 0; j < 8; ++j) {
+      int sc, mn;
+      k4_scale_min(blk + 4, j, sc, mn);
+      dl[j] = d * float(sc);
+      ml[j] = dmin * float(mn);
+    }
+    for (int p = 0; p < 4; ++p) {  // groups 2p, 2p+1: the low and high nibbles of 32 bytes
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + p * 32));
+      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(raw, m0f)),
+                                           _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f), 1);
+      const size_t b = s * 8 + size_t(2 * p);
+      for (int m = 0; m < RX; ++m) {
+        const __m512i x = _mm512_loadu_si512(xq[m] + b * 32);
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+        const __m512 sc = _mm512_mask_blend_ps(__mmask16(0xff00), _mm512_set1_ps(dl[2 * p] * xd[m][b]),
+                                               _mm512_set1_ps(dl[2 * p + 1] * xd[m][b + 1]));
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[m]);
+      }
+    }
+    for (int m = 0; m < RX; ++m)
+      for (int j = 0; j < 8; ++j) {
+        const size_t b = s * 8 + size_t(j);
+        macc[m][b % 16] = std::fma(ml[j], sx[m][b], macc[m][b % 16]);
+      }
+  }
+  for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m]) - q8_tree_sum(macc[m]);
+}
+
+// Q6_K: one weight row against RX activation rows.
+template <int RX>
+inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
+                         float* out) {
+  __m512 acc[RX];
+  for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();
+  const __m512i m0f = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+  // per 16-bit lane shifts of qh: lower 256 bits for the first block of a pair, upper for the second
+  const __m512i shl_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i shr_hi = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+  const __m512i g_idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  for (size_t s = 0; s < nsb; ++s) {
+    const uint8_t* blk = row + s * kQ6KBytes;
+    for (int k = 0; k < 4; ++k) prefetch_line(uintptr_t(blk + 64 * k + kPrefetchAhead));
+    const float d = h2f(blk + 208);
+    // dsc[g] = d * scale_g, exact (11 x 8 significant bits)
+    const __m512 dsc = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)))));
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(blk + h * 64);
+      const __m256i qh256 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + h * 32));
+      const __m512i qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh256), qh256, 1);
+      for (int half = 0; half < 2; ++half) {  // blocks 4h + 2 half, 4h + 2 half + 1
+        const __m512i lo = half == 0 ? _mm512_and_si512(ql, m0f) : _mm512_and_si512(_mm512_srli_epi16(ql, 4), m0f);
+        const __m512i hi = half == 0 ? _mm512_and_si512(_mm512_sllv_epi16(qh, shl_lo), m30)
+                                     : _mm512_and_si512(_mm512_srlv_epi16(qh, shr_hi), m30);
+        const __m512i w = _mm512_or_si512(lo, hi);
+        const int j0 = 4 * h + 2 * half;  // first block of the pair within the super-block
+        const size_t b = s * 8 + size_t(j0);
+        const __m512 gsc = _mm512_permutexvar_ps(_mm512_add_epi32(g_idx, _mm512_set1_epi32(2 * j0)), dsc);
+        for (int m = 0; m < RX; ++m) {
+          const __m512i x = _mm512_loadu_si512(xq[m] + b * 32);
+          const __m512i dot = _mm512_dpbusd_epi32(offset_corr(32, x), w, x);
+          const __m512 sc = _mm512_mul_ps(gsc, _mm512_mask_blend_ps(__mmask16(0xff00), _mm512_set1_ps(xd[m][b]),
+                                                                    _mm512_set1_ps(xd[m][b + 1])));
+          acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[m]);
+        }
+      }
+    }
+  }
+  for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m]);
+}
+#else
+constexpr bool kQ4Vnni = false;
+#endif
+
+// out[m] = row r of W . activation row m, for RX rows; vector kernel when compiled in.
+template <int RX>
+inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, const float* const* xd,
+                     const float* const* sx, float* out) {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  switch (W.dtype) {
+    case DType::Q4_0: return q4_row_vnni<RX>(false, q4_layout(W), r, xq, xd, sx, out);
+    case DType::Q4_1: return q4_row_vnni<RX>(true, q4_layout(W), r, xq, xd, sx, out);
+    case DType::Q4_K: {
+      const size_t nsb = W.cols / kSuperBlock;
+      return q4k_row_vnni<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
+    }
+    default: {
+      const size_t nsb = W.cols / kSuperBlock;
+      return q6k_row_vnni<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ6KBytes, nsb, xq, xd, out);
+    }
+  }
+#else
+  for (int m = 0; m < RX; ++m) out[m] = gguf_row_dot_portable(W.dtype, W, r, xq[m], xd[m], sx[m]);
+#endif
+}
+
+// y[r] for r in [r0, r1), one activation row (decode).
+inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
+  const int8_t* xq[1] = {A.qs.data()};
+  const float* xd[1] = {A.d.data()};
+  const float* sx[1] = {A.sx.data()};
+  for (size_t r = r0; r < r1; ++r) gguf_row<1>(W, r, xq, xd, sx, y + r);
+}
+
+// Y[t, r] for t in [0, n), r in [r0, r1): each weight row against 4 activation rows at a time
+// (its blocks unpacked once for all four; the row stays in L1 while the activations pass).
+inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y) {
+  const size_t nb = A.nb, N = W.rows;
+  for (size_t r = r0; r < r1; ++r) {
+    size_t t = 0;
+    auto run = [&](auto rx) {
+      constexpr int RX = decltype(rx)::value;
+      const int8_t* xq[RX];
+      const float *xd[RX], *sx[RX];
+      for (int m = 0; m < RX; ++m) {
+        xq[m] = A.qs.data() + (t + m) * nb * kQ8Block;
+        xd[m] = A.d.data() + (t + m) * nb;
+        sx[m] = A.sx.data() + (t + m) * nb;
+      }
+      float out[RX];
+      gguf_row<RX>(W, r, xq, xd, sx, out);
+      for (int m = 0; m < RX; ++m) Y[(t + m) * N + r] = out[m];
+    };
+    for (; t + 4 <= n; t += 4) run(std::integral_constant<int, 4>{});
+    for (; t < n; ++t) run(std::integral_constant<int, 1>{});
+  }
+}
+
+inline void gemm_gguf_block(const MatrixView& W, const float* X, size_t n, float* Y) {
+  thread_local Q8Acts acts;  // [n][nb*32] quantised activations and their block sums
+  acts.assign(X, n, W.cols);
+  const Q8Acts& A = acts;
+  const int threads = worker_count(W.rows * W.cols * n);
+  parallel_chunks(W.rows, threads, [&](size_t b, size_t e) { gguf_rows_gemm(W, A, n, b, e, Y); });
+}
+
+// Checks a matrix of one of these formats before it is used: the cols are whole blocks.
+inline void check_gguf_block(const MatrixView& W, const char* who) {
+  if (W.cols % gguf_block_elems(W.dtype) != 0)
+    throw UsageError("", std::string(dtype_name(W.dtype)),
+                     std::string(who) + ": " + std::to_string(W.cols) + " columns are not whole blocks of " +
+                         std::to_string(gguf_block_elems(W.dtype)));
+}
+
+}  // namespace detail
+
+// An owning matrix in one of the formats above; view() is what gemv/gemm take.
+class BlockMatrix {
+ public:
+  BlockMatrix() = default;
+  BlockMatrix(DType t, size_t rows, size_t cols)
+      : dtype_(t), rows_(rows), cols_(cols), buf_(gguf_block_matrix_bytes(t, rows, cols)) {}
+  MatrixView view() const { return MatrixView{dtype_, rows_, cols_, buf_.data()}; }
+  size_t bytes() const { return gguf_block_matrix_bytes(dtype_, rows_, cols_); }
+  std::byte* data() { return buf_.data(); }
+
+ private:
+  DType dtype_ = DType::Q4_0;
+  size_t rows_ = 0, cols_ = 0;
+  WeightBuffer buf_;
+};
+
+// A matrix from GGUF-layout rows: row r of the result is the bytes at src(r) (cols / block
+// elements GGUF blocks). Q4_0 / Q4_1 are re-laid (nibbles, scales and minimums apart), Q4_K /
+// Q6_K copied. Throws FormatError naming the row and block of a non-finite scale or minimum.
+inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
+                                          const std::function<const std::byte*(size_t)>& src) {
+  if (!is_gguf_block(t)) throw UsageError("", std::string(dtype_name(t)), "block_matrix_from_gguf: not a GGUF block type");
+  if (cols % gguf_block_elems(t) != 0)
+    throw UsageError("", std::string(dtype_name(t)), "block_matrix_from_gguf: columns are not whole blocks");
+  BlockMatrix M(t, rows, cols);
+  const size_t nb = cols / gguf_block_elems(t), bb = gguf_block_bytes(t);
+  auto bad = [](size_t r, size_t b) {
+    throw FormatError("", "row " + std::to_string(r) + ", block " + std::to_string(b), "non-finite block scale");
+  };
+  if (t == DType::Q4_K || t == DType::Q6_K) {
+    for (size_t r = 0; r < rows; ++r) {
+      const auto* row = reinterpret_cast<const uint8_t*>(src(r));
+      for (size_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = row + b * bb;
+        if (t == DType::Q4_K ? !(std::isfinite(detail::h2f(blk)) && std::isfinite(detail::h2f(blk + 2)))
+                             : !std::isfinite(detail::h2f(blk + 208)))
+          bad(r, b);
+      }
+      std::memcpy(M.data() + r * nb * bb, row, nb * bb);
+    }
+    return M;
+  }
+  auto* qs = reinterpret_cast<uint8_t*>(M.data());                // [rows][nb*16]
+  auto* d = reinterpret_cast<uint16_t*>(M.data() + rows * nb * 16);  // [rows][nb]
+  uint16_t* m = d + rows * nb;                                     // [rows][nb] (Q4_1)
+  const size_t qoff = t == DType::Q4_0 ? 2 : 4;
+  for (size_t r = 0; r < rows; ++r) {
+    const auto* row = reinterpret_cast<const uint8_t*>(src(r));
+    for (size_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * bb;
+      std::memcpy(&d[r * nb + b], blk, 2);
+      if (t == DType::Q4_1) std::memcpy(&m[r * nb + b], blk + 2, 2);
+      if (!std::isfinite(f16_to_f32(d[r * nb + b])) || (t == DType::Q4_1 && !std::isfinite(f16_to_f32(m[r * nb + b]))))
+        bad(r, b);
+      std::memcpy(qs + (r * nb + b) * 16, blk + qoff, 16);
+    }
+  }
+  return M;
+}
+
+// Q8 (quant.hpp) from a matrix in one of these formats: each row dequantised exactly, then
+// quantised as quantize_q8 does (an embedding that must be read row by row, a --weights q8 model).
+inline QuantizedMatrix quantize_q8_blocks(const MatrixView& W) {
+  if (!is_gguf_block(W.dtype)) return quantize_q8(W);
+  return quantize_q8_rows(W.rows, W.cols, [&](size_t r, float* out) {
+    for (size_t c = 0; c < W.cols; ++c) out[c] = detail::gguf_block_at(W, r, c);
+  });
+}
+
+}  // namespace fathom::kernels
