@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/core/id_list.hpp"
 #include "fathom/core/shared_path.hpp"
 #include "fathom/model/load.hpp"
 #include "fathom/tokenizer/any_tokenizer.hpp"
@@ -58,22 +59,8 @@ struct ModelArgs {
   }
 };
 
-// "1,2,3" -> ids
-inline std::vector<int32_t> parse_ids(const std::string& s) {
-  std::vector<int32_t> ids;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      ids.push_back(int32_t(std::stol(item, &used)));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw fathom::UsageError("", "--ids", "not an integer: '" + item + "'");
-    }
-  }
-  return ids;
-}
+// "1,2,3" -> ids (fathom/core/id_list.hpp)
+inline std::vector<int32_t> parse_ids(const std::string& s) { return fathom::parse_id_list(s, "--ids"); }
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

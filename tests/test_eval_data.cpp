@@ -132,6 +132,13 @@ TEST_CASE("boolq malformed: answer not a boolean") {
   CHECK(e.field() == "line 1, field answer");
 }
 
+TEST_CASE("boolq malformed: a number beyond double is a DataError (issue 15)") {
+  // nlohmann throws out_of_range, not parse_error, for 1e999: it escaped the reader untyped.
+  auto e = data_error([] { parse_boolq_jsonl("{\"question\":\"q\",\"answer\":true,\"passage\":\"p\",\"x\":1e999}\n", "b.jsonl"); });
+  CHECK(e.field() == "line 1");
+  CHECK(e.reason().find("invalid JSON") != std::string::npos);
+}
+
 TEST_CASE("gpqa: seeded shuffle keeps the correct answer, correct-last order") {
   const auto f = (kFix / "gpqa_toy.csv").string();
   auto a = read_gpqa(f, GpqaOrder::Shuffled, 1), b = read_gpqa(f, GpqaOrder::Shuffled, 1);

@@ -285,6 +285,43 @@ TEST_CASE_FIXTURE(OneThread, "resume: interrupted, crashed mid-line, and --limit
   for (auto& f : {whole, part, crash, lim, thr, junk, svg}) std::filesystem::remove(f);
 }
 
+TEST_CASE("results file: hostile numbers and headers are DataErrors naming the line (issue 15)") {
+  const std::string head = "{\"type\":\"run\",\"settings\":{\"task\":\"mmlu\"}}\n";
+  const std::string rec =
+      "{\"policy\":\"full\",\"id\":\"x/0\",\"subject\":\"x\",\"answer\":1,\"pred\":1,\"correct\":true,"
+      "\"prompt_tokens\":3,\"shots\":0,\"truncated\":false,\"pp_tokens\":3,\"pp_active\":6,\"rg_tokens\":0,"
+      "\"rg_active\":0,\"seconds\":0.5}";
+  const auto good = parse_results_jsonl(head + rec + "\n", "r.jsonl");
+  CHECK(good.had_header);
+  REQUIRE(good.records.size() == 1);
+  CHECK(good.records[0].answer == 1);
+  auto error_of = [&](const std::string& text) {
+    try {
+      parse_results_jsonl(text, "r.jsonl", nlohmann::json{{"task", "mmlu"}});
+    } catch (const DataError& e) {
+      return std::string(e.field()) + ": " + e.reason();
+    }
+    FAIL("no DataError");
+    return std::string();
+  };
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string r = rec;
+    r.replace(r.find(from), from.size(), to);
+    return head + r + "\n";
+  };
+  // get<int>() of 1e300 was a float-to-int cast out of range (undefined behaviour).
+  CHECK(error_of(with("\"answer\":1", "\"answer\":1e300")).starts_with("line 2: bad record"));
+  CHECK(error_of(with("\"pred\":1", "\"pred\":4294967296")).starts_with("line 2: bad record"));
+  CHECK(error_of(with("\"pp_tokens\":3", "\"pp_tokens\":-3")).starts_with("line 2: bad record"));
+  CHECK(error_of(with("\"seconds\":0.5", "\"seconds\":\"0.5\"")).starts_with("line 2: bad record"));
+  // 1e999 is nlohmann's out_of_range, not a parse_error: it escaped untyped.
+  CHECK(error_of(with("\"seconds\":0.5", "\"seconds\":1e999")).starts_with("line 2: invalid JSON"));
+  // A header whose "type" is not a string made json::value() throw a type_error.
+  CHECK(error_of("{\"type\":5,\"settings\":{}}\n").starts_with("line 1: not a fathom eval results file"));
+  CHECK(error_of("{\"type\":\"run\",\"settings\":[1]}\n").starts_with("line 1, settings"));
+  CHECK(error_of(head + "[1]\n").starts_with("line 2: bad record"));
+}
+
 TEST_CASE_FIXTURE(OneThread, "policy names") {
   auto p = parse_policies("full,lac:0.80,lac-instream:0.6,lac-exit:0.9,lac-trace:1");
   REQUIRE(p.size() == 5);
@@ -295,6 +332,14 @@ TEST_CASE_FIXTURE(OneThread, "policy names") {
   CHECK_THROWS_AS(parse_policies("full,full"), UsageError);
   CHECK_THROWS_AS(parse_policies("lac:x"), UsageError);
   CHECK_THROWS_AS(parse_policies("nope"), UsageError);
+}
+
+TEST_CASE("policy parser: a huge logit-lens index is a UsageError (issue 15)") {
+  // int(1e300) was a float-to-int conversion out of range (undefined behaviour).
+  CHECK_THROWS_AS(parse_policy("logit-lens:1e300"), UsageError);
+  CHECK_THROWS_AS(parse_policy("logit-lens:inf"), UsageError);
+  CHECK_THROWS_AS(parse_policies("full,logit-lens:4294967296"), UsageError);
+  CHECK(parse_policy("logit-lens:3").index == 3);
 }
 
 TEST_CASE_FIXTURE(OneThread, "perplexity: sliding windows score every token once with the right context") {

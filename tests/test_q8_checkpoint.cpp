@@ -150,6 +150,18 @@ TEST_CASE("Q8 checkpoint bad input: each damaged tensor is a FormatError naming 
   }
 }
 
+TEST_CASE("Q8 checkpoint bad input: an empty matrix is a FormatError, not 2^62 empty rows (issue 15)") {
+  // [rows, 0] has no bytes, so nothing bounds rows: the copy loop ran rows times.
+  const io::TensorView values{"w", DType::I8, {int64_t(1) << 62, 0}, nullptr, 0, "q8.safetensors"};
+  const io::TensorView scales{"w_scale", DType::F16, {int64_t(1) << 62, 0}, nullptr, 0, "q8.safetensors"};
+  auto e = expect_error<FormatError>([&] { (void)q8_from_tensors(values, scales); });
+  CHECK(e.field() == "w");
+  CHECK(contains(e.reason(), "must not be empty"));
+  const io::TensorView none{"v", DType::I8, {0, 32}, nullptr, 0, "q8.safetensors"};
+  const io::TensorView none_scale{"v_scale", DType::F16, {0, 1}, nullptr, 0, "q8.safetensors"};
+  CHECK_THROWS_AS((void)q8_from_tensors(none, none_scale), FormatError);
+}
+
 TEST_CASE("Model::matrices lists every matrix once; weight bytes per token follow the config") {
   auto m = load_model(fixtures::model_dir("llama_f32"));
   const auto& c = m->config();

@@ -315,6 +315,13 @@ TEST_CASE("trace JSONL: malformed input gives DataError with file, line and fiel
   CHECK_THROWS_AS(report::read_trace_jsonl(fs::path("/nonexistent/fathom/t.jsonl")), IoError);
 }
 
+TEST_CASE("trace JSONL: a number beyond double is a DataError (issue 15)") {
+  // nlohmann throws out_of_range, not parse_error, for 1e999: it escaped the reader untyped.
+  auto e = read_error("{\"sequence\":0,\"position\":1e999}\n");
+  CHECK(e.field() == "line 1");
+  CHECK(e.reason().find("invalid JSON") != std::string::npos);
+}
+
 TEST_CASE("TraceJsonlWriter: every record is on disk as soon as it is synced") {
   TmpDir dir;
   const fs::path p = dir / "live.jsonl";

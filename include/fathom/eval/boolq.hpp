@@ -28,7 +28,7 @@ inline std::vector<Item> parse_boolq_jsonl(std::string_view text, const std::str
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(row);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
       throw DataError(file, where, std::string("invalid JSON: ") + e.what());
     }
     if (!j.is_object()) throw DataError(file, where, "expected a JSON object");

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -48,25 +49,122 @@ inline nlohmann::json to_json(const ItemRecord& r) {
   return j;
 }
 
+namespace detail {
+// Typed reads of one record field. nlohmann's get<int>() of a float value is a plain C++ cast, so
+// a hostile "answer": 1e300 would be undefined behaviour (issue 15): numbers are checked
+// for kind and range here and a bad one is a json type_error/out_of_range that the reader turns
+// into a DataError naming the line.
+inline const nlohmann::json& record_field(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) throw nlohmann::json::type_error::create(302, "a record must be a JSON object", &j);
+  return j.at(key);
+}
+inline int64_t record_int(const nlohmann::json& j, const char* key, int64_t lo, int64_t hi) {
+  const auto& v = record_field(j, key);
+  if (!v.is_number_integer())
+    throw nlohmann::json::type_error::create(302, std::string(key) + " must be an integer", &v);
+  const bool too_big = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX);
+  const int64_t x = too_big ? INT64_MAX : v.get<int64_t>();
+  if (too_big || x < lo || x > hi)
+    throw nlohmann::json::out_of_range::create(406, std::string(key) + " out of range: " + v.dump(), &v);
+  return x;
+}
+inline uint64_t record_uint(const nlohmann::json& j, const char* key) {
+  const auto& v = record_field(j, key);
+  if (!v.is_number_unsigned())
+    throw nlohmann::json::type_error::create(302, std::string(key) + " must be an integer >= 0", &v);
+  return v.get<uint64_t>();
+}
+inline double record_number(const nlohmann::json& v, const std::string& what) {
+  if (!v.is_number()) throw nlohmann::json::type_error::create(302, what + " must be a number", &v);
+  return v.get<double>();
+}
+}  // namespace detail
+
 inline ItemRecord record_from_json(const nlohmann::json& j) {
   ItemRecord r;
-  r.policy = j.at("policy").get<std::string>();
+  r.policy = detail::record_field(j, "policy").get<std::string>();
   r.id = j.at("id").get<std::string>();
   r.subject = j.at("subject").get<std::string>();
-  r.answer = j.at("answer").get<int>();
-  r.pred = j.at("pred").get<int>();
+  r.answer = int(detail::record_int(j, "answer", INT32_MIN, INT32_MAX));
+  r.pred = int(detail::record_int(j, "pred", INT32_MIN, INT32_MAX));
   r.correct = j.at("correct").get<bool>();
-  r.prompt_tokens = j.at("prompt_tokens").get<size_t>();
-  r.shots = j.at("shots").get<int>();
+  r.prompt_tokens = size_t(detail::record_uint(j, "prompt_tokens"));
+  r.shots = int(detail::record_int(j, "shots", 0, INT32_MAX));
   r.truncated = j.at("truncated").get<bool>();
-  r.pp_tokens = j.at("pp_tokens").get<uint64_t>();
-  r.pp_active = j.at("pp_active").get<uint64_t>();
-  r.rg_tokens = j.at("rg_tokens").get<uint64_t>();
-  r.rg_active = j.at("rg_active").get<uint64_t>();
-  r.seconds = j.at("seconds").get<double>();
-  if (j.contains("logprobs")) r.logprobs = j["logprobs"].get<std::vector<double>>();
+  r.pp_tokens = detail::record_uint(j, "pp_tokens");
+  r.pp_active = detail::record_uint(j, "pp_active");
+  r.rg_tokens = detail::record_uint(j, "rg_tokens");
+  r.rg_active = detail::record_uint(j, "rg_active");
+  r.seconds = detail::record_number(j.at("seconds"), "seconds");
+  if (j.contains("logprobs")) {
+    const auto& a = j["logprobs"];
+    if (!a.is_array()) throw nlohmann::json::type_error::create(302, "logprobs must be an array", &a);
+    for (const auto& v : a) r.logprobs.push_back(v.is_null() ? NAN : detail::record_number(v, "logprobs[]"));
+  }
   if (j.contains("output")) r.output = j["output"].get<std::string>();
   return r;
+}
+
+namespace detail {
+// Every setting of this run must equal the file's (a setting the file lacks is "(absent)").
+inline void check_results_settings(const std::string& path, const nlohmann::json& file,
+                                   const nlohmann::json& now) {
+  if (!file.is_object()) throw DataError(path, "line 1, settings", "must be a JSON object");
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    const auto f = file.find(it.key());
+    const std::string was = f == file.end() ? "(absent)" : f->dump();
+    if (was != it.value().dump())
+      throw UsageError(path, "settings." + it.key(),
+                       "this file was written by a run with " + was + ", this run has " +
+                           it.value().dump() + " (use another --out, or the same settings to resume)");
+  }
+}
+}  // namespace detail
+
+// What a results file holds: whether it has its run header, and the first record of each
+// (policy, item). `path` names the file in errors; `settings` (when not null) must match the
+// header's. The text must end at a line boundary (ResultsFile cuts a half-written last line off
+// before reading).
+struct ResultsText {
+  bool had_header = false;
+  std::vector<ItemRecord> records;
+};
+
+inline ResultsText parse_results_jsonl(std::string_view text, const std::string& path,
+                                       const nlohmann::json& settings = nullptr) {
+  ResultsText out;
+  std::set<std::string> seen;
+  size_t pos = 0, line = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view row = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line;
+    if (row.empty()) continue;
+    const std::string where = "line " + std::to_string(line);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(row);
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
+      throw DataError(path, where, std::string("invalid JSON: ") + e.what());
+    }
+    if (line == 1) {
+      if (!j.is_object() || !j.contains("type") || j["type"] != "run" || !j.contains("settings"))
+        throw DataError(path, "line 1", "not a fathom eval results file (no run header)");
+      if (!settings.is_null()) detail::check_results_settings(path, j["settings"], settings);
+      out.had_header = true;
+      continue;
+    }
+    ItemRecord r;
+    try {
+      r = record_from_json(j);
+    } catch (const nlohmann::json::exception& e) {
+      throw DataError(path, where, std::string("bad record: ") + e.what());
+    }
+    if (seen.insert(r.policy + "\x1f" + r.id).second) out.records.push_back(std::move(r));
+  }
+  return out;
 }
 
 class ResultsFile {
@@ -80,6 +178,7 @@ class ResultsFile {
       nlohmann::json h = {{"type", "run"}, {"settings", settings}};
       out_ << h.dump() << '\n';
       out_.flush();
+      if (!out_) throw IoError(path, "", "write failed (disk full?)");
     }
   }
 
@@ -96,7 +195,7 @@ class ResultsFile {
     std::lock_guard<std::mutex> lock(mu_);
     out_ << to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     out_.flush();
-    if (!out_) throw IoError(path_, "", "write failed");
+    if (!out_) throw IoError(path_, "", "write failed (disk full?)");
     if (done_.insert(r.policy + "\x1f" + r.id).second) records_.push_back(r);
   }
 
@@ -107,49 +206,18 @@ class ResultsFile {
     const size_t last_nl = text.rfind('\n');
     const size_t keep = last_nl == std::string::npos ? 0 : last_nl + 1;
     if (keep < text.size()) {
-      std::filesystem::resize_file(path_, keep);
+      std::error_code ec;
+      std::filesystem::resize_file(path_, keep, ec);
+      if (ec)
+        throw IoError(path_, "", "cannot cut off the half-written last line: " + ec.message());
       text.resize(keep);
     }
-    size_t pos = 0, line = 0;
-    while (pos < text.size()) {
-      const size_t end = text.find('\n', pos);
-      const std::string row = text.substr(pos, end - pos);
-      pos = end + 1;
-      ++line;
-      if (row.empty()) continue;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(row);
-      } catch (const nlohmann::json::parse_error& e) {
-        throw DataError(path_, "line " + std::to_string(line), std::string("invalid JSON: ") + e.what());
-      }
-      if (line == 1) {
-        if (!j.is_object() || j.value("type", "") != "run" || !j.contains("settings"))
-          throw DataError(path_, "line 1", "not a fathom eval results file (no run header)");
-        check_settings(j["settings"], settings);
-        had_header_ = true;
-        continue;
-      }
-      ItemRecord r;
-      try {
-        r = record_from_json(j);
-      } catch (const nlohmann::json::exception& e) {
-        throw DataError(path_, "line " + std::to_string(line), std::string("bad record: ") + e.what());
-      }
-      if (done_.insert(r.policy + "\x1f" + r.id).second) {
-        records_.push_back(std::move(r));
-        ++resumed_;
-      }
-    }
-  }
-  void check_settings(const nlohmann::json& file, const nlohmann::json& now) const {
-    for (auto it = now.begin(); it != now.end(); ++it) {
-      const auto f = file.find(it.key());
-      const std::string was = f == file.end() ? "(absent)" : f->dump();
-      if (was != it.value().dump())
-        throw UsageError(path_, "settings." + it.key(),
-                         "this file was written by a run with " + was + ", this run has " +
-                             it.value().dump() + " (use another --out, or the same settings to resume)");
+    ResultsText parsed = parse_results_jsonl(text, path_, settings);
+    had_header_ = parsed.had_header;
+    for (auto& r : parsed.records) {
+      done_.insert(r.policy + "\x1f" + r.id);
+      records_.push_back(std::move(r));
+      ++resumed_;
     }
   }
 

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -43,10 +45,13 @@ inline std::vector<std::byte> permute_rope_rows(const float* src, int64_t n_head
 
 }  // namespace detail
 
-inline Checkpoint load_llama2c(const std::filesystem::path& path) {
-  const std::string file = path.string();
-  auto map = MappedFile::open(path);
-  const size_t size = map->size();
+// A llama2.c checkpoint held in `bytes` (a mapped file, or memory for tests and fuzzing); `file`
+// names it in errors. Tensors view `bytes` (Wq/Wk are permuted copies): `owner` keeps them alive
+// with the store, or the caller keeps `bytes` alive as long as the checkpoint.
+inline Checkpoint parse_llama2c(std::span<const std::byte> bytes, const std::string& file,
+                                std::shared_ptr<const void> owner = {}) {
+  const std::byte* const data = bytes.data();
+  const size_t size = bytes.size();
 
   static constexpr std::array<const char*, 7> kFields = {"dim", "hidden_dim", "n_layers", "n_heads",
                                                          "n_kv_heads", "vocab_size", "seq_len"};
@@ -54,7 +59,7 @@ inline Checkpoint load_llama2c(const std::filesystem::path& path) {
     throw FormatError(file, kFields[size / 4],
                       "file is " + std::to_string(size) + " bytes and ends inside the 28-byte header");
   std::array<int32_t, 7> h{};
-  std::memcpy(h.data(), map->data(), 28);
+  std::memcpy(h.data(), data, 28);
   const auto [dim, hidden, n_layers, n_heads, n_kv, vocab_signed, seq_len] = h;
   for (size_t i = 0; i < 7; ++i)
     if (i != 5 && h[i] <= 0)
@@ -83,7 +88,7 @@ inline Checkpoint load_llama2c(const std::filesystem::path& path) {
                             std::to_string(offset) + ", " +
                             (need >> 64 ? std::string("beyond 2^64") : std::to_string(uint64_t(need) + offset)) +
                             ") per the header)");
-    auto* p = reinterpret_cast<const float*>(map->data() + offset);
+    auto* p = reinterpret_cast<const float*>(data + offset);
     offset += size_t(need);
     return p;
   };
@@ -109,7 +114,7 @@ inline Checkpoint load_llama2c(const std::filesystem::path& path) {
                                     std::to_string(offset) + "-byte file)");
 
   Checkpoint ck;
-  ck.path = path;
+  ck.path = file;
   auto& c = ck.config;
   c.architecture = "llama2.c";
   c.family = Family::Llama;
@@ -130,7 +135,7 @@ inline Checkpoint load_llama2c(const std::filesystem::path& path) {
 
   auto& w = ck.weights;
   w.set_origin(file);
-  w.keep_alive(map);
+  if (owner) w.keep_alive(std::move(owner));
   auto view = [&](std::string name, std::vector<int64_t> shape, const float* p) {
     TensorView v{std::move(name), DType::F32, std::move(shape), reinterpret_cast<const std::byte*>(p), 0, file};
     v.nbytes = v.numel() * sizeof(float);
@@ -153,6 +158,13 @@ inline Checkpoint load_llama2c(const std::filesystem::path& path) {
   }
   view(hf_name(HfTensor::FinalNorm), {dim}, rms_final);
   if (wcls) view(hf_name(HfTensor::LmHead), {vocab, dim}, wcls);
+  return ck;
+}
+
+inline Checkpoint load_llama2c(const std::filesystem::path& path) {
+  auto map = MappedFile::open(path);
+  Checkpoint ck = parse_llama2c(map->bytes(), path.string(), map);
+  ck.path = path;
   return ck;
 }
 

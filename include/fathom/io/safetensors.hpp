@@ -198,18 +198,17 @@ inline SafetensorsHeader read_safetensors_header(const std::filesystem::path& fi
 
 namespace detail {
 
-// Maps one file and adds its tensors to `store`; returns their names. Views point into the map
-// unless a tensor is misaligned for its element type (legal in the format), then it is copied.
-inline std::vector<std::string> add_safetensors_file(TensorStore& store, const std::filesystem::path& path) {
-  auto map = MappedFile::open(path);
-  const std::string file = path.string();
-  auto h = parse_safetensors_header(map->bytes(), file);
-  store.keep_alive(map);
+// Adds the tensors of a safetensors file held in `bytes` to `store`; returns their names. Views
+// point into `bytes` (the caller keeps them alive with the store) unless a tensor is misaligned
+// for its element type (legal in the format), then it is copied.
+inline std::vector<std::string> add_safetensors_bytes(TensorStore& store, std::span<const std::byte> bytes,
+                                                      const std::string& file) {
+  auto h = parse_safetensors_header(bytes, file);
   std::vector<std::string> names;
   for (auto& e : h.tensors) {
     if (store.contains(e.name))
       throw FormatError(file, e.name, "tensor also present in " + store.get(e.name).file);
-    const std::byte* p = map->data() + h.data_start + e.begin;
+    const std::byte* p = bytes.data() + h.data_start + e.begin;
     const size_t nbytes = size_t(e.end - e.begin);
     if (nbytes > 0 && reinterpret_cast<uintptr_t>(p) % dtype_size(e.dtype) != 0) {
       store.add_owned(e.name, e.dtype, e.shape, std::vector<std::byte>(p, p + nbytes), file);
@@ -218,6 +217,14 @@ inline std::vector<std::string> add_safetensors_file(TensorStore& store, const s
     }
     names.push_back(e.name);
   }
+  return names;
+}
+
+// Maps one file and adds its tensors to `store`; returns their names.
+inline std::vector<std::string> add_safetensors_file(TensorStore& store, const std::filesystem::path& path) {
+  auto map = MappedFile::open(path);
+  auto names = add_safetensors_bytes(store, map->bytes(), path.string());
+  store.keep_alive(map);
   return names;
 }
 
@@ -340,7 +347,7 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
                                          " bytes instead of " + std::to_string(t.nbytes));
   }
   out.flush();
-  if (!out) throw IoError(file, "", "write failed");
+  if (!out) throw IoError(file, "", "write failed (disk full?)");
 }
 
 // A TensorSource whose bytes are already in memory (no data: write_safetensors reports it).

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/io/staged_files.hpp"
 #include "fathom/io/json.hpp"
 #include "fathom/io/safetensors.hpp"
 #include "fathom/kernels/kl_row.hpp"
@@ -248,35 +249,16 @@ class LensTrainer {
   }
 
   // Checkpoint: the lens (config.json + params.safetensors, the import layout) plus
-  // optimizer.safetensors (momentum buffers) and train_state.json (step, options).
+  // optimizer.safetensors (momentum buffers) and train_state.json (step, options), replaced as
+  // one set (io/staged_files.hpp): a run killed at any moment resumes from a consistent step.
   void save(const std::filesystem::path& dir, const std::string& base_model = {}) const {
-    lens_->save(dir, base_model);
-    const size_t L = lens_->n_layers(), H = lens_->hidden();
-    std::vector<io::TensorView> ts;
-    for (size_t i = 0; i < L; ++i) {
-      const std::string k = std::to_string(i);
-      ts.push_back({k + ".weight.momentum", DType::F32, {int64_t(H), int64_t(H)},
-                    reinterpret_cast<const std::byte*>(mw_.data() + i * H * H),
-                    H * H * sizeof(float), {}});
-      ts.push_back({k + ".bias.momentum", DType::F32, {int64_t(H)},
-                    reinterpret_cast<const std::byte*>(mb_.data() + i * H), H * sizeof(float), {}});
-    }
-    io::save_safetensors(dir / "optimizer.safetensors", ts);
-    io::Json st = {{"step", step_},
-                   {"steps", opts_.steps},
-                   {"seqs_per_step", opts_.seqs_per_step},
-                   {"lr_scale", opts_.lr_scale},
-                   {"momentum", opts_.momentum},
-                   {"weight_decay", opts_.weight_decay},
-                   {"clip", opts_.clip}};
-    std::ofstream o(dir / "train_state.json");
-    if (!o) throw IoError((dir / "train_state.json").string(), "", "cannot open for writing");
-    o << st.dump(2) << "\n";
+    io::commit_files(dir, [&](const std::filesystem::path& staging) { write_checkpoint(staging, base_model); });
   }
 
   // Restores lens, momentum and step from a checkpoint written by save(); the options must match
   // those the run started with (else the schedule would silently change).
   void resume(const std::filesystem::path& dir) {
+    io::recover_files(dir);  // finish a save a kill interrupted after its commit point
     *lens_ = TunedLens::load(dir);
     lens_->check_fits(*m_, dir.string());
     const auto sp = dir / "train_state.json";
@@ -304,6 +286,34 @@ class LensTrainer {
   }
 
  private:
+  void write_checkpoint(const std::filesystem::path& dir, const std::string& base_model) const {
+    lens_->save(dir, base_model);
+    const size_t L = lens_->n_layers(), H = lens_->hidden();
+    std::vector<io::TensorView> ts;
+    for (size_t i = 0; i < L; ++i) {
+      const std::string k = std::to_string(i);
+      ts.push_back({k + ".weight.momentum", DType::F32, {int64_t(H), int64_t(H)},
+                    reinterpret_cast<const std::byte*>(mw_.data() + i * H * H),
+                    H * H * sizeof(float), {}});
+      ts.push_back({k + ".bias.momentum", DType::F32, {int64_t(H)},
+                    reinterpret_cast<const std::byte*>(mb_.data() + i * H), H * sizeof(float), {}});
+    }
+    io::save_safetensors(dir / "optimizer.safetensors", ts);
+    io::Json st = {{"step", step_},
+                   {"steps", opts_.steps},
+                   {"seqs_per_step", opts_.seqs_per_step},
+                   {"lr_scale", opts_.lr_scale},
+                   {"momentum", opts_.momentum},
+                   {"weight_decay", opts_.weight_decay},
+                   {"clip", opts_.clip}};
+    const auto sp = dir / "train_state.json";
+    std::ofstream o(sp);
+    if (!o) throw IoError(sp.string(), "", "cannot open for writing");
+    o << st.dump(2) << "\n";
+    o.flush();
+    if (!o) throw IoError(sp.string(), "", "write failed (disk full?)");
+  }
+
   // Per-layer mean KL over `seqs`; with `grad`, adds the gradients of their sum into gw_/gb_.
   // Sequences are taken in micro-batches of about rows_per_block tokens (one forward pass each),
   // whose states are read out layer by layer in blocks of at most rows_per_block tokens.

@@ -11,7 +11,9 @@
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fathom/core/error.hpp"
@@ -79,39 +81,19 @@ class TunedLens {
     const fs::path cfg_path = dir / "config.json";
     if (!fs::exists(cfg_path)) throw IoError(cfg_path.string(), "", "lens config not found");
     if (!fs::exists(params)) throw IoError(params.string(), "", "lens parameters not found");
-    const io::Json cfg = io::read_json_file(cfg_path);
-    const std::string cf = cfg_path.string();
-    if (!cfg.is_object()) throw ConfigError(cf, "", "expected a JSON object");
-    auto positive = [&](const char* key) -> size_t {
-      auto it = cfg.find(key);
-      if (it == cfg.end()) throw ConfigError(cf, key, "missing");
-      if (!it->is_number_integer() || it->get<int64_t>() <= 0)
-        throw ConfigError(cf, key, "expected a positive integer");
-      return size_t(it->get<int64_t>());
-    };
-    const size_t H = positive("d_model"), L = positive("num_hidden_layers");
-    if (auto it = cfg.find("lens_type"); it != cfg.end() && *it != "linear_tuned_lens")
-      throw UnsupportedError(cf, "lens_type", "only linear_tuned_lens is supported");
-    bool has_bias = true;
-    if (auto it = cfg.find("bias"); it != cfg.end()) {
-      if (!it->is_boolean()) throw ConfigError(cf, "bias", "expected true or false");
-      has_bias = it->get<bool>();
-    }
-    const io::TensorStore store = io::load_safetensors(params);
-    TunedLens lens(L, H);
-    for (size_t i = 0; i < L; ++i) {
-      const std::string k = std::to_string(i);
-      auto w = io::to_f32(store.get(k + ".weight", {int64_t(H), int64_t(H)}));
-      std::copy(w.begin(), w.end(), lens.weight(i));
-      if (has_bias) {
-        auto b = io::to_f32(store.get(k + ".bias", {int64_t(H)}));
-        std::copy(b.begin(), b.end(), lens.bias(i));
-      }
-    }
-    if (store.contains(std::to_string(L) + ".weight"))
-      throw FormatError(params.string(), std::to_string(L) + ".weight",
-                        "more translators than num_hidden_layers (the last layer has none)");
-    return lens;
+    const Shape shape = read_config(io::read_json_file(cfg_path), cfg_path.string());
+    return from_store(shape, io::load_safetensors(params), params.string());
+  }
+
+  // The same from the two files' bytes in memory (tests, fuzzing); the labels name them in errors.
+  static TunedLens from_bytes(std::string_view config_json, std::span<const std::byte> params,
+                              const std::string& config_label = "config.json",
+                              const std::string& params_label = "params.safetensors") {
+    const Shape shape = read_config(io::parse_json(config_json, config_label), config_label);
+    io::TensorStore store;
+    store.set_origin(params_label);
+    io::detail::add_safetensors_bytes(store, params, params_label);
+    return from_store(shape, store, params_label);
   }
 
   // Writes <dir>/config.json and <dir>/params.safetensors (f32). `base_model` is recorded as
@@ -142,10 +124,59 @@ class TunedLens {
     std::ofstream out(cp);
     if (!out) throw IoError(cp.string(), "", "cannot open for writing");
     out << cfg.dump(2) << "\n";
-    if (!out) throw IoError(cp.string(), "", "write failed");
+    out.flush();  // else a full disk shows only when the destructor closes the file, unchecked
+    if (!out) throw IoError(cp.string(), "", "write failed (disk full?)");
   }
 
  private:
+  struct Shape { size_t H = 0, L = 0; bool bias = true; };
+
+  static Shape read_config(const io::Json& cfg, const std::string& cf) {
+    if (!cfg.is_object()) throw ConfigError(cf, "", "expected a JSON object");
+    auto positive = [&](const char* key) -> size_t {
+      auto it = cfg.find(key);
+      if (it == cfg.end()) throw ConfigError(cf, key, "missing");
+      if (!it->is_number_integer() || it->get<int64_t>() <= 0)
+        throw ConfigError(cf, key, "expected a positive integer");
+      return size_t(it->get<int64_t>());
+    };
+    Shape s;
+    s.H = positive("d_model"), s.L = positive("num_hidden_layers");
+    if (auto it = cfg.find("lens_type"); it != cfg.end() && *it != "linear_tuned_lens")
+      throw UnsupportedError(cf, "lens_type", "only linear_tuned_lens is supported");
+    if (auto it = cfg.find("bias"); it != cfg.end()) {
+      if (!it->is_boolean()) throw ConfigError(cf, "bias", "expected true or false");
+      s.bias = it->get<bool>();
+    }
+    return s;
+  }
+
+  static TunedLens from_store(const Shape& s, const io::TensorStore& store, const std::string& params) {
+    const size_t H = s.H, L = s.L;
+    // Every tensor is checked before the lens is allocated: a config claiming a huge d_model or
+    // depth fails at the first missing or mis-shaped tensor (whose bytes the safetensors reader
+    // has bounded by the file size), not in an L·H² allocation.
+    for (size_t i = 0; i < L; ++i) {
+      const std::string k = std::to_string(i);
+      (void)store.get(k + ".weight", {int64_t(H), int64_t(H)});
+      if (s.bias) (void)store.get(k + ".bias", {int64_t(H)});
+    }
+    if (store.contains(std::to_string(L) + ".weight"))
+      throw FormatError(params, std::to_string(L) + ".weight",
+                        "more translators than num_hidden_layers (the last layer has none)");
+    TunedLens lens(L, H);
+    for (size_t i = 0; i < L; ++i) {
+      const std::string k = std::to_string(i);
+      auto w = io::to_f32(store.get(k + ".weight"));
+      std::copy(w.begin(), w.end(), lens.weight(i));
+      if (s.bias) {
+        auto b = io::to_f32(store.get(k + ".bias"));
+        std::copy(b.begin(), b.end(), lens.bias(i));
+      }
+    }
+    return lens;
+  }
+
   size_t L_ = 0, H_ = 0;
   std::vector<float> w_;  // [L, hidden, hidden]
   std::vector<float> b_;  // [L, hidden]

@@ -188,7 +188,7 @@ class JsonlReader {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line_text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
       fail("", std::string("invalid JSON: ") + e.what());
     }
     if (!j.is_object()) fail("", "a trace line must be a JSON object");

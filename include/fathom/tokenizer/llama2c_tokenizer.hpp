@@ -6,6 +6,7 @@
 // adjacent pair whose concatenation is the highest-scoring piece (leftmost on ties). run.c rescans
 // the whole sequence per merge (quadratic); here a priority queue over a linked list makes the
 // same choices in O(n log n), so whole documents can be tokenized.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -48,8 +49,11 @@ class Llama2cTokenizer {
     const int32_t max_len = read_i32("max_token_length", "header");
     if (max_len <= 0) throw TokenizerError(label, "max_token_length", "must be positive, got " + std::to_string(max_len));
     t.max_token_length_ = size_t(max_len);
-    t.pieces_.reserve(vocab_size);
-    t.scores_.reserve(vocab_size);
+    // Every token takes at least 8 bytes (score and length), so a vocabulary larger than the
+    // file can hold fails below at "file ends inside" without reserving for it first.
+    const size_t fits = std::min(vocab_size, (bytes.size() - off) / 8);
+    t.pieces_.reserve(fits);
+    t.scores_.reserve(fits);
     for (size_t i = 0; i < vocab_size; ++i) {
       const std::string field = "token " + std::to_string(i);
       int32_t score_bits = read_i32(field, "score");
