@@ -17,7 +17,7 @@ namespace bench {
 
 // "qwen-bf16", "qwen-q8", "qwen-f32": Qwen2.5-0.5B-shaped random model; "stories260K": the real one;
 // "smollm2-f32", "smollm2-bf16", "smollm2-q8": the real SmolLM2-135M-Instruct GGUF (Q8_0 embedding,
-// Q4_1 matrices) held in that format.
+// Q4_1 matrices) held in that format; "smollm2-native": as stored (Q4_1 matrices multiplied natively).
 inline const char* kSmolLM2Gguf = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 inline const fathom::Model& model(const std::string& name) {
   static std::map<std::string, std::unique_ptr<fathom::Model>> cache;
@@ -26,9 +26,10 @@ inline const fathom::Model& model(const std::string& name) {
     if (name == "stories260K") {
       m = fathom::load_model(fathom::shared_file("models/stories260K/stories260K.bin"));
     } else if (name.starts_with("smollm2-")) {
-      const auto w = name == "smollm2-f32"    ? fathom::WeightFormat::F32
-                     : name == "smollm2-bf16" ? fathom::WeightFormat::BF16
-                                              : fathom::WeightFormat::Q8;
+      const auto w = name == "smollm2-f32"      ? fathom::WeightFormat::F32
+                     : name == "smollm2-bf16"   ? fathom::WeightFormat::BF16
+                     : name == "smollm2-native" ? fathom::WeightFormat::AsStored
+                                                : fathom::WeightFormat::Q8;
       m = fathom::load_model(fathom::shared_file(kSmolLM2Gguf), {w});
     } else {
       auto cfg = fathom::qwen25_05b_config();

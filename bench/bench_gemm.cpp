@@ -28,6 +28,16 @@ static void BM_gemm(benchmark::State& state, DType dt) {
 FATHOM_GEMM_BENCH(f32, DType::F32)
 FATHOM_GEMM_BENCH(bf16, DType::BF16)
 FATHOM_GEMM_BENCH(q8, DType::Q8)
+FATHOM_GEMM_BENCH(q4_0, DType::Q4_0)
+FATHOM_GEMM_BENCH(q4_1, DType::Q4_1)
+// K-quants: whole 256-blocks only (SmolLM2's MLP shapes and the Llama-8B FFN)
+#define FATHOM_GEMM_K_BENCH(name, dt)                                                       \
+  BENCHMARK_CAPTURE(BM_gemm, name, dt)->Args({1536, 1536, 512})                 \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+FATHOM_GEMM_K_BENCH(q8_1536, DType::Q8)
+FATHOM_GEMM_K_BENCH(q4_1_1536, DType::Q4_1)
+FATHOM_GEMM_K_BENCH(q4_k_1536, DType::Q4_K)
+FATHOM_GEMM_K_BENCH(q6_k_1536, DType::Q6_K)
 
 // The limit the products are measured against, under the same conditions: f32 FMA throughput
 // with 24 independent vector accumulators per thread (no memory traffic). The 24 updates are a
@@ -43,12 +53,13 @@ static void BM_fma_peak(benchmark::State& state) {
   const int threads = kernels::detail::worker_count(size_t(1) << 30);
   for (auto _ : state) {
     float total = 0.f;
-    kernels::detail::parallel_chunks(size_t(threads), threads, [&](size_t, size_t) {
+    // 16 chunks per thread: the pool hands chunks out dynamically (kernels/parallel.hpp)
+    kernels::detail::parallel_chunks(size_t(threads) * 16, threads, [&](size_t c0, size_t c1) {
       using kernels::simd::fvec;
       fvec acc[kChains];
       for (size_t i = 0; i < kChains; ++i) acc[i] = fvec(float(i));
       const fvec a(0.999f), b(0.001f);
-      for (size_t k = 0; k < kIters; ++k) fma_round(acc, a, b, std::make_index_sequence<kChains>{});
+      for (size_t k = 0; k < (c1 - c0) * (kIters / 16); ++k) fma_round(acc, a, b, std::make_index_sequence<kChains>{});
       fvec s(0.f);
       for (size_t i = 0; i < kChains; ++i) s += acc[i];
       const float v = kernels::simd::hsum(s);

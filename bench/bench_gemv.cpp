@@ -42,6 +42,21 @@ static void BM_gemv_hot(benchmark::State& state, DType dt) {
 FATHOM_GEMV_BENCH(f32, DType::F32)
 FATHOM_GEMV_BENCH(bf16, DType::BF16)
 FATHOM_GEMV_BENCH(q8, DType::Q8)
+FATHOM_GEMV_BENCH(q4_0, DType::Q4_0)
+FATHOM_GEMV_BENCH(q4_1, DType::Q4_1)
+
+// SmolLM2-135M's shapes (576 wide, MLP 1536) for the native GGUF formats and Q8; K-quants need
+// whole 256-blocks in a row, so they skip the 576-wide shape.
+#define FATHOM_GEMV_SMALL(name, dt)                                                                \
+  BENCHMARK_CAPTURE(BM_gemv, name, dt)->Args({576, 1536})->Args({4096, 14336})->Args({1536, 4096}) \
+      ->Unit(benchmark::kMicrosecond)->UseRealTime();
+FATHOM_GEMV_SMALL(small_q8, DType::Q8)
+FATHOM_GEMV_SMALL(small_q4_0, DType::Q4_0)
+FATHOM_GEMV_SMALL(small_q4_1, DType::Q4_1)
+FATHOM_GEMV_SMALL(small_q4_k, DType::Q4_K)
+FATHOM_GEMV_SMALL(small_q6_k, DType::Q6_K)
+BENCHMARK_CAPTURE(BM_gemv, small_q8, DType::Q8)->Args({1536, 576})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gemv, small_q4_1, DType::Q4_1)->Args({1536, 576})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // A layer's q, k and v (Qwen2.5-0.5B: 896, 128, 128 rows x 896) as three gemv calls or as one
 // gemv_fused call (one parallel region; k and v alone are too small to split over threads).

@@ -73,3 +73,5 @@ FATHOM_LOAD_BENCH(smollm2_q8_quiet, "smollm2-q8", false, false);
 FATHOM_LOAD_BENCH(smollm2_q8_loaded, "smollm2-q8", true, false);
 FATHOM_LOAD_BENCH(smollm2_q8_quiet_openmp, "smollm2-q8", false, true);
 FATHOM_LOAD_BENCH(smollm2_q8_loaded_openmp, "smollm2-q8", true, true);
+FATHOM_LOAD_BENCH(smollm2_native_quiet, "smollm2-native", false, false);
+FATHOM_LOAD_BENCH(smollm2_native_loaded, "smollm2-native", true, false);

@@ -1,6 +1,7 @@
 // End-to-end tokens/s: prefill of 512 tokens and decode (at 64..128 tokens of context) on a
 // randomly initialised model with Qwen2.5-0.5B's shape (bf16, and converted to Q8 / f32 at load)
-// and on the real stories260K and SmolLM2-135M-Instruct (GGUF, held as f32 / bf16 / Q8), plus the
+// and on the real stories260K and SmolLM2-135M-Instruct (GGUF, held as f32 / bf16 / Q8 / natively as
+// Q4_1), plus the
 // GGUF's load time from the page cache (warm) and from disk (cold: the file's cached pages are
 // dropped with posix_fadvise before each load). GB/s is weight bytes read per decoded token × tokens/s; the
 // bandwidth bound is DRAM bandwidth ÷ weight bytes per token (docs/benchmarks.md).
@@ -56,6 +57,8 @@ BENCHMARK_CAPTURE(BM_Decode, qwen_f32, std::string("qwen-f32"))->Unit(benchmark:
 BENCHMARK_CAPTURE(BM_Prefill, smollm2_f32_256, std::string("smollm2-f32"), 256)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, smollm2_bf16_256, std::string("smollm2-bf16"), 256)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, smollm2_q8_256, std::string("smollm2-q8"), 256)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Prefill, smollm2_native_256, std::string("smollm2-native"), 256)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, smollm2_native, std::string("smollm2-native"))->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, smollm2_f32, std::string("smollm2-f32"))->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, smollm2_bf16, std::string("smollm2-bf16"))->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, smollm2_q8, std::string("smollm2-q8"))->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();

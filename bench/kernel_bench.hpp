@@ -2,7 +2,9 @@
 // Shared helpers of the kernel benchmarks (bench_gemv/gemm/elementwise/attention): random weights in each dtype, rate counters.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -11,20 +13,55 @@
 #include "fathom/core/dtype.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/quant4.hpp"
 #include "fathom/kernels/weight_buffer.hpp"
 #include "fathom/model/random_model.hpp"  // detail::FastNormal
 
 namespace fathom::kbench {
 
-// A random weight matrix in f32, bf16 or Q8 (quantised from the f32 values), owning its bytes in
+// Random GGUF blocks of a 4/6-bit type (kernels/quant4.hpp): random quants, scales ~0.01 (f16),
+// minimums ~-0.08: the kernels' speed does not depend on the values.
+inline kernels::BlockMatrix random_block_matrix(DType dt, size_t rows, size_t cols, uint32_t seed) {
+  const size_t bb = kernels::gguf_block_bytes(dt), nb = cols / kernels::gguf_block_elems(dt);
+  std::vector<uint8_t> row(nb * bb);  // [nb * bb] one row of GGUF blocks
+  uint64_t state = seed * 0x9e3779b97f4a7c15ull + 1;
+  auto next = [&] {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    return state;
+  };
+  const uint16_t d = kernels::detail::f32_to_f16(0.01f), m = kernels::detail::f32_to_f16(-0.08f);
+  return kernels::block_matrix_from_gguf(dt, rows, cols, [&](size_t) {
+    for (size_t i = 0; i < row.size(); i += 8) {
+      const uint64_t v = next();
+      std::memcpy(row.data() + i, &v, std::min<size_t>(8, row.size() - i));
+    }
+    for (size_t b = 0; b < nb; ++b) {
+      uint8_t* blk = row.data() + b * bb;
+      const size_t d_at = dt == DType::Q6_K ? 208 : 0;
+      std::memcpy(blk + d_at, &d, 2);
+      if (dt == DType::Q4_1 || dt == DType::Q4_K) std::memcpy(blk + 2, dt == DType::Q4_1 ? &m : &d, 2);
+    }
+    return reinterpret_cast<const std::byte*>(row.data());
+  });
+}
+
+// A random weight matrix in f32, bf16 or Q8 (quantised from the f32 values), or random GGUF
+// blocks (Q4_0, Q4_1, Q4_K, Q6_K), owning its bytes in
 // a WeightBuffer (huge pages, like the weights fathom converts or quantises at load). Different
 // seeds give different bytes (identical pages could be merged by the host, see bandwidth.hpp).
 struct BenchMatrix {
   kernels::WeightBuffer dense;  // F32 or BF16 elements
   kernels::QuantizedMatrix q8;
+  kernels::BlockMatrix blocks;
   kernels::MatrixView view;
   size_t bytes = 0;  // weight bytes read by one pass over the matrix
   BenchMatrix(DType dt, size_t rows, size_t cols, uint32_t seed = 7) {
+    if (kernels::is_gguf_block(dt)) {
+      blocks = random_block_matrix(dt, rows, cols, seed);
+      view = blocks.view();
+      bytes = blocks.bytes();
+      return;
+    }
     fathom::detail::FastNormal rng{seed};  // fast: the cold sets hold 256 MiB of weights
     kernels::WeightBuffer f32(rows * cols * sizeof(float));
     float* f = f32.as<float>();

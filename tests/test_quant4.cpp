@@ -118,7 +118,7 @@ TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel'
         CAPTURE(rows);
         const Case c = make_case(t, rows, cols, rng);
         const kk::MatrixView W = c.M.view();
-        const size_t n = 6;
+        const size_t n = 13;  // gemm tiles of 8, 4 and 1 activation rows
         const std::vector<float> X = random_acts(n * cols, rng);  // [n, cols]
         kd::Q8Acts A;
         A.assign(X.data(), n, cols);

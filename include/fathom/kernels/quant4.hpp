@@ -210,6 +210,14 @@ inline float gguf_row_dot_portable(DType t, const MatrixView& W, size_t r, const
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 constexpr bool kQ4Vnni = true;
 
+// f16 at p -> f32 by the F16C instruction (the same exact value as f16_to_f32, without its
+// branches: these kernels convert one or two scales per 256 weights).
+inline float h2f_fast(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
 // 32 bytes of nibbles -> 64 bytes [lo of bytes 0-15 | hi of 0-15 | lo of 16-31 | hi of 16-31]
 // (two Q4 blocks in element order); bytes past `m32` read as zero.
 inline __m512i q4_unpack_pair(const uint8_t* qs, __mmask32 m32) {
@@ -266,47 +274,62 @@ inline void q4_row_vnni(bool has_min, const Q4Layout& L, size_t r, const int8_t*
     out[m] = has_min ? q8_lanes_sum(acc[m]) + q8_lanes_sum(macc[m]) : q8_lanes_sum(acc[m]);
 }
 
-// Q4_K: one weight row against RX activation rows.
+// Q4_K: one weight row against RX activation rows. Per super-block the 8 group scales times the
+// 8 activation scales are one vector product (S), permuted to the lanes of each pair of groups;
+// the minimum terms accumulate in 8 lanes per super-block parity (lane b mod 16 of the header).
 template <int RX>
 inline void q4k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
                          const float* const* sx, float* out) {
   __m512 acc[RX];
-  float macc[RX][16] = {};
-  for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();
+  __m256 macc[RX][2];
+  for (int m = 0; m < RX; ++m) {
+    acc[m] = _mm512_setzero_ps();
+    macc[m][0] = macc[m][1] = _mm256_setzero_ps();
+  }
   const __m256i m0f = _mm256_set1_epi8(15);
+  const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   for (size_t s = 0; s < nsb; ++s) {
     const uint8_t* blk = row + s * kQ4KBytes;
     prefetch_line(uintptr_t(blk + kPrefetchAhead));
     prefetch_line(uintptr_t(blk + 64 + kPrefetchAhead));
     prefetch_line(uintptr_t(blk + 128 + kPrefetchAhead));
-    const float d = h2f(blk), dmin = h2f(blk + 2);
-    float dl[8], ml[8];
-    for (int j = 0; j < 8; ++j) {
-      int sc, mn;
-      k4_scale_min(blk + 4, j, sc, mn);
-      dl[j] = d * float(sc);
-      ml[j] = dmin * float(mn);
+    // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3] (k4_scale_min, 4 at a time)
+    uint32_t u[4];
+    std::memcpy(u, blk + 4, 12);
+    u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    const uint32_t mins_lo = u[1] & 0x3f3f3f3fu;
+    u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    u[2] = mins_lo;
+    u[0] &= 0x3f3f3f3fu;
+    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+    // d * sc_j and dmin * mn_j: exact (11 x 6 significant bits)
+    const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f_fast(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
+    const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f_fast(blk + 2)),
+                                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))));
+    const size_t b0 = s * 8;
+    __m512 S[RX];
+    for (int m = 0; m < RX; ++m) {
+      S[m] = _mm512_castps256_ps512(_mm256_mul_ps(dl, _mm256_loadu_ps(xd[m] + b0)));
+      macc[m][s % 2] = _mm256_fmadd_ps(ml, _mm256_loadu_ps(sx[m] + b0), macc[m][s % 2]);
     }
     for (int p = 0; p < 4; ++p) {  // groups 2p, 2p+1: the low and high nibbles of 32 bytes
       const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + p * 32));
       const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(raw, m0f)),
                                            _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f), 1);
-      const size_t b = s * 8 + size_t(2 * p);
+      const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(2 * p));
       for (int m = 0; m < RX; ++m) {
-        const __m512i x = _mm512_loadu_si512(xq[m] + b * 32);
+        const __m512i x = _mm512_loadu_si512(xq[m] + (b0 + 2 * p) * 32);
         const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-        const __m512 sc = _mm512_mask_blend_ps(__mmask16(0xff00), _mm512_set1_ps(dl[2 * p] * xd[m][b]),
-                                               _mm512_set1_ps(dl[2 * p + 1] * xd[m][b + 1]));
-        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), sc, acc[m]);
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, S[m]), acc[m]);
       }
     }
-    for (int m = 0; m < RX; ++m)
-      for (int j = 0; j < 8; ++j) {
-        const size_t b = s * 8 + size_t(j);
-        macc[m][b % 16] = std::fma(ml[j], sx[m][b], macc[m][b % 16]);
-      }
   }
-  for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m]) - q8_tree_sum(macc[m]);
+  for (int m = 0; m < RX; ++m) {
+    alignas(64) float mlanes[16];
+    _mm256_store_ps(mlanes, macc[m][0]);
+    _mm256_store_ps(mlanes + 8, macc[m][1]);
+    out[m] = q8_lanes_sum(acc[m]) - q8_tree_sum(mlanes);
+  }
 }
 
 // Q6_K: one weight row against RX activation rows.
@@ -323,7 +346,7 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
   for (size_t s = 0; s < nsb; ++s) {
     const uint8_t* blk = row + s * kQ6KBytes;
     for (int k = 0; k < 4; ++k) prefetch_line(uintptr_t(blk + 64 * k + kPrefetchAhead));
-    const float d = h2f(blk + 208);
+    const float d = h2f_fast(blk + 208);
     // dsc[g] = d * scale_g, exact (11 x 8 significant bits)
     const __m512 dsc = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)))));
@@ -386,26 +409,32 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
 }
 
 // Y[t, r] for t in [0, n), r in [r0, r1): each weight row against 4 activation rows at a time
-// (its blocks unpacked once for all four; the row stays in L1 while the activations pass).
+// (its blocks unpacked once for all four), token blocks of ~24 KB of activations (L1-resident
+// while every row of the range passes; the rows come from L2).
 inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y) {
   const size_t nb = A.nb, N = W.rows;
-  for (size_t r = r0; r < r1; ++r) {
-    size_t t = 0;
-    auto run = [&](auto rx) {
-      constexpr int RX = decltype(rx)::value;
-      const int8_t* xq[RX];
-      const float *xd[RX], *sx[RX];
-      for (int m = 0; m < RX; ++m) {
-        xq[m] = A.qs.data() + (t + m) * nb * kQ8Block;
-        xd[m] = A.d.data() + (t + m) * nb;
-        sx[m] = A.sx.data() + (t + m) * nb;
-      }
-      float out[RX];
-      gguf_row<RX>(W, r, xq, xd, sx, out);
-      for (int m = 0; m < RX; ++m) Y[(t + m) * N + r] = out[m];
-    };
-    for (; t + 4 <= n; t += 4) run(std::integral_constant<int, 4>{});
-    for (; t < n; ++t) run(std::integral_constant<int, 1>{});
+  const size_t tb = std::max<size_t>(8, (size_t(24) << 10) / (nb * kQ8Block) / 8 * 8);
+  for (size_t t0 = 0; t0 < n; t0 += tb) {
+    const size_t t1 = std::min(n, t0 + tb);
+    for (size_t r = r0; r < r1; ++r) {
+      size_t t = t0;
+      auto run = [&](auto rx) {
+        constexpr int RX = decltype(rx)::value;
+        const int8_t* xq[RX];
+        const float *xd[RX], *sx[RX];
+        for (int m = 0; m < RX; ++m) {
+          xq[m] = A.qs.data() + (t + m) * nb * kQ8Block;
+          xd[m] = A.d.data() + (t + m) * nb;
+          sx[m] = A.sx.data() + (t + m) * nb;
+        }
+        float out[RX];
+        gguf_row<RX>(W, r, xq, xd, sx, out);
+        for (int m = 0; m < RX; ++m) Y[(t + m) * N + r] = out[m];
+      };
+      for (; t + 8 <= t1; t += 8) run(std::integral_constant<int, 8>{});
+      for (; t + 4 <= t1; t += 4) run(std::integral_constant<int, 4>{});
+      for (; t < t1; ++t) run(std::integral_constant<int, 1>{});
+    }
   }
 }
 
