@@ -19,6 +19,16 @@ static void BM_gemm(benchmark::State& state, DType dt) {
   kbench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols) * double(n));
 }
 
+// bf16 weights with bf16 activations (kernels/bf16dot.hpp, vdpbf16ps; opt-in, inexact).
+static void BM_gemm_bf16acts(benchmark::State& state) {
+  kernels::set_bf16_activations(true);
+  BM_gemm(state, DType::BF16);
+  kernels::set_bf16_activations(false);
+  state.SetLabel(kernels::kBf16Dot ? "vdpbf16ps" : "no AVX512_BF16: exact path");
+}
+BENCHMARK(BM_gemm_bf16acts)->Args({896, 4864, 512})->Args({4864, 896, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gemm_bf16acts)->Args({4096, 14336, 512})->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // The big shape takes ~0.5 s per call: a few iterations are enough.
 #define FATHOM_GEMM_BENCH(name, dt)                                                         \
   BENCHMARK_CAPTURE(BM_gemm, name, dt)->Args({896, 4864, 512})->Args({4864, 896, 512})     \

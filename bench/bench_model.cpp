@@ -49,9 +49,25 @@ static void BM_Decode(benchmark::State& state, const std::string& name) {
   bench::decode_loop(state, bench::model(name), full);
 }
 
+// The same with bf16 activations (kernels/bf16dot.hpp: opt-in, inexact; bf16 weights only).
+static void BM_PrefillBf16Acts(benchmark::State& state, const std::string& name, size_t n) {
+  fathom::kernels::set_bf16_activations(true);
+  BM_Prefill(state, name, n);
+  fathom::kernels::set_bf16_activations(false);
+}
+static void BM_DecodeBf16Acts(benchmark::State& state, const std::string& name) {
+  fathom::kernels::set_bf16_activations(true);
+  BM_Decode(state, name);
+  fathom::kernels::set_bf16_activations(false);
+}
+
 BENCHMARK_CAPTURE(BM_Prefill, qwen_bf16_512, std::string("qwen-bf16"), 512)->Unit(benchmark::kMillisecond)->Iterations(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, qwen_q8_512, std::string("qwen-q8"), 512)->Unit(benchmark::kMillisecond)->Iterations(2)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, qwen_bf16, std::string("qwen-bf16"))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_PrefillBf16Acts, qwen_bf16acts_512, std::string("qwen-bf16"), 512)->Unit(benchmark::kMillisecond)->Iterations(2)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeBf16Acts, qwen_bf16acts, std::string("qwen-bf16"))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+BENCHMARK_CAPTURE(BM_PrefillBf16Acts, smollm2_bf16acts_256, std::string("smollm2-bf16"), 256)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+BENCHMARK_CAPTURE(BM_DecodeBf16Acts, smollm2_bf16acts, std::string("smollm2-bf16"))->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, qwen_q8, std::string("qwen-q8"))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, qwen_f32, std::string("qwen-f32"))->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, smollm2_f32_256, std::string("smollm2-f32"), 256)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();

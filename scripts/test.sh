@@ -18,7 +18,7 @@ bash "$root/tests/consumer/run.sh"
 # tests/test_<area>.cpp is also a program of its own, test_<area>, built only when named).
 asan_tests=(test_safetensors test_config test_llama2c test_tokenizer_errors test_model_fixtures test_q8_checkpoint
             test_depth test_early_exit test_report test_eval_data test_gguf test_gguf_quants
-            test_gguf_checkpoint test_void_tools test_parallel test_quant4 test_reliability)
+            test_gguf_checkpoint test_void_tools test_parallel test_quant4 test_reliability test_bf16dot)
 cmake -S "$root" -B "$build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFATHOM_SANITIZE=ON \
   -DFATHOM_BUILD_BENCH=OFF -DFATHOM_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build-asan" -j"$(nproc)" --target "${asan_tests[@]}"

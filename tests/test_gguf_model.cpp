@@ -161,3 +161,33 @@ TEST_CASE("gguf model: SmolLM2 with native Q4_1 matrices: logits against the deq
   CHECK(agree_native >= 0.9);
   (void)rel_q8, (void)agree_q8;
 }
+
+TEST_CASE("gguf model: SmolLM2 held as bf16 with bf16 activations (opt-in): logits against the exact bf16 path") {
+  const auto path = shared_file(kSmolLM2);
+  Reference ref;
+  auto model = load_model(path, LoadOptions{WeightFormat::BF16});
+  const Run exact = prefill(*model, ref.prompt);
+  const bool saved = kernels::bf16_activations_requested();
+  kernels::set_bf16_activations(true);
+  const Run fast = prefill(*model, ref.prompt);
+  kernels::set_bf16_activations(saved);
+  const size_t V = model->vocab(), T = ref.T();
+  double max_diff = 0, max_ref = 0, sq = 0;
+  size_t agree = 0;
+  for (size_t t = 0; t < T; ++t) {
+    const float* a = fast.logits.data() + t * V;
+    const float* b = exact.logits.data() + t * V;
+    for (size_t v = 0; v < V; ++v) {
+      const double d = double(a[v]) - b[v];
+      max_diff = std::max(max_diff, std::abs(d));
+      max_ref = std::max(max_ref, double(std::abs(b[v])));
+      sq += d * d;
+    }
+    agree += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
+  }
+  MESSAGE("bf16 activations (" << std::string(kernels::kBf16Dot ? "vdpbf16ps" : "exact path")
+                               << ") vs exact bf16: max |dlogit| " << max_diff << " (max |logit| " << max_ref
+                               << "), rms " << std::sqrt(sq / double(T * V)) << ", top-1 agreement " << agree << "/" << T);
+  CHECK(max_diff / max_ref < 0.1);
+  CHECK(double(agree) / double(T) >= 0.9);
+}

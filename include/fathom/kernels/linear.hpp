@@ -12,6 +12,7 @@
 
 #include "fathom/core/dtype.hpp"
 #include "fathom/core/error.hpp"
+#include "fathom/kernels/bf16dot.hpp"
 #include "fathom/kernels/gemm.hpp"
 #include "fathom/kernels/gemv.hpp"
 #include "fathom/kernels/matrix.hpp"
@@ -50,11 +51,17 @@ inline void check_matrix(const MatrixView& W, const char* who) {
 struct PreparedInput {
   const float* x = nullptr;           // [cols]
   const SplitVector* split = nullptr; // BF16
+  const uint32_t* xb = nullptr;       // BF16 with bf16 activations (bf16dot.hpp): [ceil(cols/2)] pairs
   const Q8Acts* q8 = nullptr;         // Q8
 };
 inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
   PreparedInput in{x};
-  if (dt == DType::BF16) {
+  if (dt == DType::BF16 && bf16_activations()) {
+    thread_local std::vector<uint32_t> xb;  // [ceil(cols/2)] x rounded to bf16 pairs
+    xb.resize(cols / 2 + 1);
+    round_pairs(x, cols, xb.data());
+    in.xb = xb.data();
+  } else if (dt == DType::BF16) {
     thread_local SplitVector xs;  // [cols/2] even and odd elements of x
     xs.assign(x, cols);
     in.split = &xs;
@@ -103,6 +110,9 @@ inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, s
   switch (W.dtype) {
     case DType::F32:
     case DType::BF16:
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+      if (in.xb) return bf16dot_rows(static_cast<const uint16_t*>(W.data), cols, in.xb, r0, r1, y);
+#endif
       return gemv_row_tile(cols, threads) == 1 ? dense_rows<1>(W, in, r0, r1, y)
                                                : dense_rows<4>(W, in, r0, r1, y);
     case DType::F16: {
@@ -182,8 +192,15 @@ inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 1) return gemv(W, X, Y);
   detail::check_matrix(W, "gemm");
   switch (W.dtype) {
-    case DType::F32: case DType::BF16: case DType::F16:
+    case DType::F32: case DType::BF16: case DType::F16: {
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+      if (W.dtype == DType::BF16 && bf16_activations()) {
+        const detail::DenseProduct p{W.data, W.rows, Y};
+        return detail::gemm_bf16dot(W.cols, X, n, std::span<const detail::DenseProduct>(&p, 1));
+      }
+#endif
       return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
+    }
     case DType::Q8: return detail::gemm_q8(W, X, n, Y);
     case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K:
       return detail::gemm_gguf_block(W, X, n, Y);
@@ -206,6 +223,9 @@ inline void gemm_fused(std::span<const Product> products, const float* X, size_t
     dense = dense && p.W->dtype == W0.dtype && p.W->cols == W0.cols;
     dp.push_back({p.W->data, p.W->rows, p.y});
   }
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+  if (dense && W0.dtype == DType::BF16 && bf16_activations()) return detail::gemm_bf16dot(W0.cols, X, n, dp);
+#endif
   if (dense) return detail::gemm_dense(W0.dtype, W0.cols, X, n, dp);
   for (const Product& p : products) gemm(*p.W, X, n, p.y);
 }
