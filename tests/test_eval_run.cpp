@@ -285,7 +285,7 @@ TEST_CASE_FIXTURE(OneThread, "resume: interrupted, crashed mid-line, and --limit
   for (auto& f : {whole, part, crash, lim, thr, junk, svg}) std::filesystem::remove(f);
 }
 
-TEST_CASE("results file: hostile numbers and headers are DataErrors naming the line (issue 15)") {
+TEST_CASE("results file: hostile numbers and headers are DataErrors naming the line (fuzzing and review)") {
   const std::string head = "{\"type\":\"run\",\"settings\":{\"task\":\"mmlu\"}}\n";
   const std::string rec =
       "{\"policy\":\"full\",\"id\":\"x/0\",\"subject\":\"x\",\"answer\":1,\"pred\":1,\"correct\":true,"
@@ -309,14 +309,14 @@ TEST_CASE("results file: hostile numbers and headers are DataErrors naming the l
     r.replace(r.find(from), from.size(), to);
     return head + r + "\n";
   };
-  // get<int>() of 1e300 was a float-to-int cast out of range (undefined behaviour).
+  // get<int>() of 1e300 was a float-to-int cast out of range (undefined behaviour; found in review).
   CHECK(error_of(with("\"answer\":1", "\"answer\":1e300")).starts_with("line 2: bad record"));
   CHECK(error_of(with("\"pred\":1", "\"pred\":4294967296")).starts_with("line 2: bad record"));
   CHECK(error_of(with("\"pp_tokens\":3", "\"pp_tokens\":-3")).starts_with("line 2: bad record"));
   CHECK(error_of(with("\"seconds\":0.5", "\"seconds\":\"0.5\"")).starts_with("line 2: bad record"));
-  // 1e999 is nlohmann's out_of_range, not a parse_error: it escaped untyped.
+  // 1e999 is nlohmann's out_of_range, not a parse_error: it escaped untyped (found by fuzzing).
   CHECK(error_of(with("\"seconds\":0.5", "\"seconds\":1e999")).starts_with("line 2: invalid JSON"));
-  // A header whose "type" is not a string made json::value() throw a type_error.
+  // A header whose "type" is not a string made json::value() throw a type_error (found by fuzzing).
   CHECK(error_of("{\"type\":5,\"settings\":{}}\n").starts_with("line 1: not a fathom eval results file"));
   CHECK(error_of("{\"type\":\"run\",\"settings\":[1]}\n").starts_with("line 1, settings"));
   CHECK(error_of(head + "[1]\n").starts_with("line 2: bad record"));
@@ -334,7 +334,7 @@ TEST_CASE_FIXTURE(OneThread, "policy names") {
   CHECK_THROWS_AS(parse_policies("nope"), UsageError);
 }
 
-TEST_CASE("policy parser: a huge logit-lens index is a UsageError (issue 15)") {
+TEST_CASE("policy parser: a huge logit-lens index is a UsageError (found by fuzzing)") {
   // int(1e300) was a float-to-int conversion out of range (undefined behaviour).
   CHECK_THROWS_AS(parse_policy("logit-lens:1e300"), UsageError);
   CHECK_THROWS_AS(parse_policy("logit-lens:inf"), UsageError);

@@ -150,8 +150,8 @@ TEST_CASE("Q8 checkpoint bad input: each damaged tensor is a FormatError naming 
   }
 }
 
-TEST_CASE("Q8 checkpoint bad input: an empty matrix is a FormatError, not 2^62 empty rows (issue 15)") {
-  // [rows, 0] has no bytes, so nothing bounds rows: the copy loop ran rows times.
+TEST_CASE("Q8 checkpoint bad input: an empty matrix is a FormatError (no size bounds its other dimension)") {
+  // [rows, 0] has no bytes, so nothing bounds rows: the copy loop would walk them all.
   const io::TensorView values{"w", DType::I8, {int64_t(1) << 62, 0}, nullptr, 0, "q8.safetensors"};
   const io::TensorView scales{"w_scale", DType::F16, {int64_t(1) << 62, 0}, nullptr, 0, "q8.safetensors"};
   auto e = expect_error<FormatError>([&] { (void)q8_from_tensors(values, scales); });

@@ -155,7 +155,7 @@ TEST_CASE("resource limits: a tuned-lens config claiming a huge d_model fails be
 
 // ---- --ids ------------------------------------------------------------------------------------
 
-TEST_CASE("--ids: comma-separated int32 ids; anything else names the item (issue 15)") {
+TEST_CASE("--ids: comma-separated int32 ids; anything else names the item (found by fuzzing)") {
   CHECK(parse_id_list("1,403,407") == std::vector<int32_t>{1, 403, 407});
   CHECK(parse_id_list(" 5,-1,+2,") == std::vector<int32_t>{5, -1, 2});
   CHECK(parse_id_list("").empty());

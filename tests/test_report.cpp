@@ -315,7 +315,7 @@ TEST_CASE("trace JSONL: malformed input gives DataError with file, line and fiel
   CHECK_THROWS_AS(report::read_trace_jsonl(fs::path("/nonexistent/fathom/t.jsonl")), IoError);
 }
 
-TEST_CASE("trace JSONL: a number beyond double is a DataError (issue 15)") {
+TEST_CASE("trace JSONL: a number beyond double is a DataError (found by fuzzing)") {
   // nlohmann throws out_of_range, not parse_error, for 1e999: it escaped the reader untyped.
   auto e = read_error("{\"sequence\":0,\"position\":1e999}\n");
   CHECK(e.field() == "line 1");

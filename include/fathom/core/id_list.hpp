@@ -30,7 +30,7 @@ inline std::vector<int32_t> parse_id_list(std::string_view text, const std::stri
     const long v = item.empty() || has_nul ? 0 : std::strtol(item.c_str(), &end, 10);
     if (item.empty() || has_nul || end == item.c_str() || *end != '\0')
       throw UsageError("", field, "not an integer: '" + item + "'");
-    // An id beyond int32 used to be cut to its low 32 bits silently (issue 15).
+    // An id beyond int32 used to be cut to its low 32 bits silently (found by fuzzing).
     if (errno == ERANGE || v < INT32_MIN || v > INT32_MAX)
       throw UsageError("", field, "'" + item + "' is outside the range of a token id (int32)");
     ids.push_back(int32_t(v));

@@ -159,7 +159,7 @@ inline PolicySpec parse_policy(const std::string& s) {
   if (head == "logit-lens") {
     p.kind = K::LogitLens;
     const double i = detail::parse_number(arg, s, "hidden_states index");
-    // Range first: int(1e300) would be undefined behaviour (issue 15).
+    // Range first: int(1e300) would be undefined behaviour (found by fuzzing).
     if (i > 1e6 || i != double(int(i))) throw UsageError("", "policies", "bad hidden_states index in '" + s + "'");
     p.index = int(i);
     p.name = "logit-lens:" + std::to_string(p.index);

@@ -51,7 +51,7 @@ inline nlohmann::json to_json(const ItemRecord& r) {
 
 namespace detail {
 // Typed reads of one record field. nlohmann's get<int>() of a float value is a plain C++ cast, so
-// a hostile "answer": 1e300 would be undefined behaviour (issue 15): numbers are checked
+// a hostile "answer": 1e300 would be undefined behaviour (issue 15 review): numbers are checked
 // for kind and range here and a bad one is a json type_error/out_of_range that the reader turns
 // into a DataError naming the line.
 inline const nlohmann::json& record_field(const nlohmann::json& j, const char* key) {

@@ -32,8 +32,8 @@ inline kernels::QuantizedMatrix q8_from_tensors(const io::TensorView& values, co
     bad(values, "a Q8 matrix must be a 2-D I8 tensor, got " + std::string(dtype_name(values.dtype)) + " " +
                     io::shape_string(values.shape));
   const size_t rows = size_t(values.shape[0]), cols = size_t(values.shape[1]), nb = kernels::q8_blocks(cols);
-  // An empty matrix has no bytes to bound its other dimension: [2^62, 0] would loop over 2^62
-  // rows (issue 15). No weight matrix is empty.
+  // An empty matrix has no bytes to bound its other dimension ([2^62, 0] would walk 2^62 empty
+  // rows unless the optimiser drops the loop), and no weight matrix is empty.
   if (rows == 0 || cols == 0) bad(values, "a Q8 matrix must not be empty, got " + io::shape_string(values.shape));
   if (scales.dtype != DType::F16 || scales.shape != std::vector<int64_t>{int64_t(rows), int64_t(nb)})
     bad(scales, "expected F16 [" + std::to_string(rows) + ", " + std::to_string(nb) + "] block scales of " +
