@@ -8,10 +8,12 @@
 #include <atomic>
 #include <cstring>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "fathom/kernels/linear.hpp"
+#include "fathom/kernels/cpu_features.hpp"
 #include "fathom/kernels/parallel.hpp"
 
 using namespace fathom;
@@ -111,4 +113,13 @@ TEST_CASE("gemv and gemm give the same bits for 1..4 threads, on the pool and on
         CHECK(std::memcmp(Y.data(), Y1.data(), n * rows * sizeof(float)) == 0);
       }
   }
+}
+
+TEST_CASE("AMX detection answers without faulting; absent or refused means not usable") {
+  const kernels::AmxSupport& a = kernels::amx();
+  MESSAGE("AMX: tile " << a.tile << ", bf16 " << a.bf16 << ", int8 " << a.int8 << ", permitted " << a.permitted
+                       << " -> " << std::string(a.usable() ? "usable" : "not usable (AVX-512 / portable kernels)"));
+  if (!a.tile) CHECK_FALSE(a.usable());
+  if (!a.permitted) CHECK_FALSE(a.usable());
+  CHECK(&kernels::amx() == &a);  // asked once
 }

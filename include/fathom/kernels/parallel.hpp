@@ -13,7 +13,10 @@
 // left, so a descheduled thread costs at most the chunk it is in the middle of. Idle workers spin
 // briefly (FATHOM_SPIN_US, default 50 us: regions follow each other within microseconds when
 // decoding on a quiet machine), then sleep on a futex (std::atomic::wait) and so leave the core to
-// whoever needs it.
+// whoever needs it. When the caller nevertheless has to sleep for a claimed chunk (its thread is
+// off the CPU), the following jobs run on the calling thread alone for 10-320 ms
+// (FATHOM_ADAPTIVE_THREADS=0 turns this off): on a loaded machine one thread decodes faster than
+// two that keep waiting for each other; on a quiet one it never happens.
 //
 // Results never depend on the schedule: every caller's units compute their outputs alone (each
 // output element is summed by one unit in a fixed order), and chunk boundaries depend only on the
@@ -102,9 +105,11 @@ class ThreadPool {
     epoch_.fetch_add(1, std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) > 0) epoch_.notify_all();
     tl_in_pool_job = true;
-    work(0);
+    const int64_t t0 = now_us();
+    const size_t mine = work(0);
+    const int64_t t1 = now_us();
     tl_in_pool_job = false;
-    wait_done(uint32_t(chunks));
+    wait_done(uint32_t(chunks), t1, mine ? (t1 - t0) / int64_t(mine) : 0);
   }
 
  private:
@@ -125,14 +130,16 @@ class ThreadPool {
     return std::chrono::microseconds(us);
   }
 
-  // Claims and runs chunks of the current job until none is left.
-  void work(int slot) {
+  // Claims and runs chunks of the current job until none is left; returns how many it ran.
+  size_t work(int slot) {
+    size_t ran = 0;
     uint64_t s = state_.load(std::memory_order_acquire);
     for (;;) {
-      if (slot >= threads_of(s) || next_of(s) >= total_of(s)) return;
+      if (slot >= threads_of(s) || next_of(s) >= total_of(s)) return ran;
       if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
       // The chunk is ours and the job cannot end before we report it: call_/ctx_ are this job's.
       call_(ctx_, next_of(s), slot);
+      ++ran;
       if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == total_of(s) && slot != 0 &&
           caller_sleeping_.load(std::memory_order_seq_cst))
         done_.notify_one();
@@ -140,16 +147,59 @@ class ThreadPool {
     }
   }
 
+  // Contention: the caller waited for a worker's chunk more than 4 times as long as its own
+  // chunks take (the worker's thread is off the CPU: another process has its core). Jobs then run on the calling thread alone for a while,
+  // 10 ms after the first such stall, doubling (to 320 ms) while stalls keep coming within
+  // twice that time of the last solo period; on a quiet machine this never happens.
+  void note_stall() {
+    if (!adaptive_threads_flag().load(std::memory_order_relaxed)) return;
+    const int64_t now = now_us();
+    const int64_t since = now - solo_until_us_.load(std::memory_order_relaxed);
+    int64_t span = solo_span_us_.load(std::memory_order_relaxed);
+    span = since < 2 * span ? std::min<int64_t>(2 * span, 320000) : 10000;
+    solo_span_us_.store(span, std::memory_order_relaxed);
+    solo_until_us_.store(now + span, std::memory_order_relaxed);
+  }
+
+ public:
+  // True while jobs should run on the calling thread alone (see note_stall).
+  bool solo() const {
+    return adaptive_threads_flag().load(std::memory_order_relaxed) &&
+           now_us() < solo_until_us_.load(std::memory_order_relaxed);
+  }
+  static std::atomic<bool>& adaptive_threads_flag() {
+    static std::atomic<bool> on = [] {
+      const char* e = std::getenv("FATHOM_ADAPTIVE_THREADS");
+      return !(e && std::string_view(e) == "0");
+    }();
+    return on;
+  }
+
+ private:
+  static int64_t now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
   // Every chunk reports in done_ when finished; the caller waits for all of them.
-  void wait_done(uint32_t target) {
+  // `since`: when the caller ran out of chunks; `chunk_us`: its mean time per chunk. A wait of
+  // more than 4 chunks' time (+ 100 us) means the thread holding the last chunk was off its CPU.
+  void wait_done(uint32_t target, int64_t since, int64_t chunk_us) {
     if (done_.load(std::memory_order_acquire) == target) return;
+    struct Check {  // on every way out: was this a stall?
+      ThreadPool& p;
+      int64_t since, limit;
+      ~Check() {
+        if (now_us() - since > limit) p.note_stall();
+      }
+    } check{*this, since, 4 * chunk_us + 100};
     const auto until = std::chrono::steady_clock::now() + spin_time();
     for (int i = 0;; ++i) {
       if (done_.load(std::memory_order_acquire) == target) return;
       if (i % 64 == 63 && std::chrono::steady_clock::now() > until) break;
       cpu_relax();
     }
-    for (;;) {  // a worker holding a chunk was descheduled: sleep until it reports
+    for (;;) {  // a worker holding a chunk is slow or descheduled: sleep until it reports
       caller_sleeping_.store(true, std::memory_order_seq_cst);
       const uint32_t d = done_.load(std::memory_order_seq_cst);
       if (d == target) break;
@@ -201,6 +251,7 @@ class ThreadPool {
   std::atomic<bool> caller_sleeping_{false};
   alignas(64) std::atomic<uint32_t> epoch_{0};   // bumped per job: what sleeping workers wait on
   std::atomic<int> sleepers_{0};
+  std::atomic<int64_t> solo_until_us_{0}, solo_span_us_{10000};
 };
 
 // FATHOM_THREADING=openmp runs the kernels' jobs as OpenMP parallel regions instead of on the
@@ -236,6 +287,10 @@ inline void parallel_chunks(size_t units, int threads, Body&& body, size_t grain
     return;
   }
 #endif
+  if (ThreadPool::instance().solo()) {
+    body(size_t(0), units);
+    return;
+  }
   const size_t chunks = std::min({units, size_t(threads) * std::max<size_t>(grain, 1), ThreadPool::kMaxChunks});
   auto fn = [&](size_t c, int) { body(units * c / chunks, units * (c + 1) / chunks); };
   ThreadPool::instance().run(chunks, threads, fn);
@@ -258,6 +313,10 @@ inline void parallel_jobs(long jobs, bool threaded, Body&& body) {
     return;
   }
 #endif
+  if (ThreadPool::instance().solo()) {
+    for (long j = 0; j < jobs; ++j) body(j, 0);
+    return;
+  }
   const size_t n = size_t(jobs), chunks = std::min(n, ThreadPool::kMaxChunks);
   auto fn = [&](size_t c, int slot) {
     for (size_t j = n * c / chunks; j < n * (c + 1) / chunks; ++j) body(long(j), slot);
