@@ -17,6 +17,7 @@
 #include "fathom/core/error.hpp"
 #include "fathom/core/id_list.hpp"
 #include "fathom/core/shared_path.hpp"
+#include "fathom/model/kv_cache.hpp"
 #include "fathom/model/load.hpp"
 #include "fathom/tokenizer/any_tokenizer.hpp"
 
@@ -30,6 +31,7 @@ struct ModelArgs {
   std::string model = default_model();
   std::string tokenizer;  // empty: beside the model (tok512.bin) or in its folder
   std::string weights = "as-stored";
+  std::string kv_cache = "f32";
   int threads = 0;
 
   // omp_threads = false: the program has its own --threads (eval: worker threads over items).
@@ -40,6 +42,8 @@ struct ModelArgs {
                    "tokenizer folder, .gguf or tok512.bin (default: beside the model, or a .gguf model's own)");
     app.add_option("--weights", weights, "weight format in memory: as-stored, f32, bf16, q8")
         ->check(CLI::IsMember({"as-stored", "f32", "bf16", "q8"}));
+    app.add_option("--kv-cache", kv_cache, "KV cache precision: f32 (exact) or bf16 (half the memory, inexact)")
+        ->check(CLI::IsMember({"f32", "bf16"}));
     if (omp_threads) app.add_option("-t,--threads", threads, "OpenMP threads (default: all cores)");
   }
 
@@ -48,6 +52,10 @@ struct ModelArgs {
         {"as-stored", fathom::WeightFormat::AsStored}, {"f32", fathom::WeightFormat::F32},
         {"bf16", fathom::WeightFormat::BF16}, {"q8", fathom::WeightFormat::Q8}};
     return {formats.at(weights)};
+  }
+
+  fathom::KvPrecision kv_precision() const {
+    return kv_cache == "bf16" ? fathom::KvPrecision::BF16 : fathom::KvPrecision::F32;
   }
 
   std::unique_ptr<fathom::Model> load() const {

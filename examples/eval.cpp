@@ -187,6 +187,7 @@ int main(int argc, char** argv) {
     o.seed = seed;
     o.limit = a.limit;
     o.threads = a.threads;
+    o.session.kv_precision = a.margs.kv_precision();
     o.progress = !a.no_progress;
     o.share_pass = !a.separate;
     o.out = a.out.empty() ? "out/eval-" + a.task + ".jsonl" : a.out;

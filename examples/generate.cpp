@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
     }
     if (ids.empty()) throw fathom::UsageError("", "prompt", "empty prompt (and no BOS): nothing to run");
 
-    fathom::Session session(*model);
+    fathom::Session session(*model, {0, fathom::KvStrategy::Propagate, margs.kv_precision()});
     if (!dump.empty()) {
       DumpObserver obs;
       obs.tokens = ids.size();

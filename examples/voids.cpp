@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
       }
       const auto items = eval::spread_items(task.items, n_items);
       eval::PromptBuilder builder(tok, task.kind, {eval::parse_preset(preset), 0, !no_chat});
-      Session session(*model, {0, kv_strategy});
+      Session session(*model, {0, kv_strategy, margs.kv_precision()});
       session.set_trace(&trace);
       eval::ScoringSettings ss;
       ss.scoring = eval::Scoring::Generate;
@@ -237,7 +237,7 @@ int main(int argc, char** argv) {
         auto ids = tok.encode(text, !chat);
         if (ids.empty()) throw UsageError("", "prompt", "prompt " + std::to_string(i) + " is empty");
         encoded.push_back(ids);
-        Session session(*model, {0, kv_strategy});
+        Session session(*model, {0, kv_strategy, margs.kv_precision()});
         session.set_trace(&trace);
         trace.set_sequence(int64_t(i));
         auto g = generate(session, ids, gen, policy);
@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
                   gen.max_new_tokens, omp_get_max_threads(), time_repeats);
       const std::vector<std::vector<int32_t>> timed(encoded.begin(), encoded.begin() + std::ptrdiff_t(np));
       const auto best = eval::time_decode(*model, specs, timed, gen.max_new_tokens, time_repeats,
-                                          {0, kv_strategy});
+                                          {0, kv_strategy, margs.kv_precision()});
       for (size_t k = 0; k < specs.size(); ++k) {
         const auto& b = best[k];
         const double tps = b.tok_s();

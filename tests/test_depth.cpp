@@ -248,6 +248,44 @@ TEST_CASE("calibrated skip: layers activated for too few tokens are skipped with
   CHECK(t.usage(Phase::PP).mean_activated() == doctest::Approx(0.5));
 }
 
+TEST_CASE("bf16 KV cache: keys and values stored rounded to bf16, logits close to the f32 cache's") {
+  auto model = load_model(fixtures::model_dir("llama_f32"));
+  const std::vector<int32_t> prompt = {1, 17, 99, 3, 250, 42, 7, 200, 12, 5};
+  const size_t D = model->layer(0).attn.kv_dim();
+  for (const char* name : {"full", "lac:0.8", "static:1"}) {
+    CAPTURE(name);
+    Session f32(*model, SessionOptions{64, KvStrategy::Propagate, KvPrecision::F32});
+    Session b16(*model, SessionOptions{64, KvStrategy::Propagate, KvPrecision::BF16});
+    std::vector<float> lf, lb;
+    with_policy(*model, parse_policy(name), [&](auto& policy) {
+      lf = copy(f32.forward(prompt, Phase::PP, policy, Logits::All));
+      lb = copy(b16.forward(prompt, Phase::PP, policy, Logits::All));
+      const int32_t next = 9;
+      auto a = copy(f32.forward(std::span<const int32_t>(&next, 1), Phase::RG, policy));
+      auto b = copy(b16.forward(std::span<const int32_t>(&next, 1), Phase::RG, policy));
+      lf.insert(lf.end(), a.begin(), a.end());
+      lb.insert(lb.end(), b.begin(), b.end());
+    });
+    // Layer 0 sees the same embeddings in both sessions: its stored keys and values are exactly
+    // the f32 cache's rounded to nearest even.
+    std::vector<float> kf(D), vf(D), kb(D), vb(D);
+    for (int64_t p = 0; p <= int64_t(prompt.size()); ++p) {
+      f32.cache().load(0, p, kf.data(), vf.data());
+      b16.cache().load(0, p, kb.data(), vb.data());
+      for (size_t i = 0; i < D; ++i) {
+        REQUIRE(kb[i] == bf16_to_f32(f32_to_bf16(kf[i])));
+        REQUIRE(vb[i] == bf16_to_f32(f32_to_bf16(vf[i])));
+      }
+    }
+    CHECK(lf != lb);                 // the bf16 path ran
+    CHECK(rel_err(lb, lf) <= 2e-2);  // and stays close (bf16 keeps 8 significant bits)
+  }
+  Session a(*model, SessionOptions{64, KvStrategy::Propagate, KvPrecision::F32});
+  Session b(*model, SessionOptions{64, KvStrategy::Propagate, KvPrecision::BF16});
+  CHECK_THROWS_AS(a.cache().k_bf16(0, 0), UsageError);
+  CHECK_THROWS_AS(b.cache().k(0, 0), UsageError);
+}
+
 TEST_CASE("KV strategies on a 2-token example") {
   auto model = load_model(fixtures::model_dir("llama_f32"));
   const size_t H = model->hidden(), L = model->n_layers();

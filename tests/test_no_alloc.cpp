@@ -65,10 +65,14 @@ TEST_CASE("decode steps allocate nothing under any registered policy") {
   for (const char* name : {"full", "lac:0.8", "lac-instream:0.5", "lac-trace:0.8", "lac-exit:0.9",
                            "static:1", "static:pp=;rg=0,2", "early-exit:state:0.5",
                            "early-exit:softmax_max:0.1", "logit-lens:2", "cos-skip:0.5"}) {
-    for (auto kv : {KvStrategy::Propagate, KvStrategy::Exact, KvStrategy::None}) {
+    for (auto [kv, precision] : {std::pair{KvStrategy::Propagate, KvPrecision::F32},
+                                 std::pair{KvStrategy::Exact, KvPrecision::F32},
+                                 std::pair{KvStrategy::None, KvPrecision::F32},
+                                 std::pair{KvStrategy::Propagate, KvPrecision::BF16}}) {
       CAPTURE(name);
       CAPTURE(int(kv));
-      Session s(*model, SessionOptions{64, kv});
+      CAPTURE(int(precision));
+      Session s(*model, SessionOptions{64, kv, precision});
       Trace trace(model->n_layers(), false);
       s.set_trace(&trace);
       with_policy(*model, parse_policy(name), [&](auto& policy) {

@@ -6,6 +6,7 @@
 // which are masked) is the run loop's (model/session.hpp, model/kv_cache.hpp).
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "fathom/blocks/rmsnorm.hpp"
@@ -62,8 +63,11 @@ struct Attention {
   // one pass over the cache. Jobs are handed out dynamically: in a causal prompt row r attends to
   // r + 1 positions, so contiguous static chunks would leave the first thread idle while the last
   // works through the long rows.
-  void attend_cached(const float* q, const int64_t* pos, size_t m, const float* k, const float* v,
+  // The cache is f32 (attend_group) or bf16 bits (E = uint16_t: attend_group_bf16).
+  template <class E>
+  void attend_cached(const float* q, const int64_t* pos, size_t m, const E* k, const E* v,
                      const uint8_t* mask, size_t capacity, float* scores, float* ctx) const {
+    static_assert(std::is_same_v<E, float> || std::is_same_v<E, uint16_t>);
     const size_t G = n_heads / n_kv_heads, hd = head_dim, stride = kv_dim();
     const long jobs = long(m * n_kv_heads);
     const bool threaded = size_t(jobs) * G * size_t(pos[m - 1] + 1) * hd > (1u << 15);
@@ -71,10 +75,17 @@ struct Attention {
       const size_t r = size_t(j) / n_kv_heads, g = size_t(j) % n_kv_heads;
       const int64_t p = pos[r], lo = window_start(p);
       const size_t h0 = g * G;  // first query head of this group
-      kernels::attend_group(q + (r * n_heads + h0) * hd, hd, G, k + size_t(lo) * stride + g * hd,
-                            v + size_t(lo) * stride + g * hd, size_t(p - lo + 1), stride, hd, scale(),
-                            mask ? mask + lo : nullptr, scores + size_t(thread) * G * capacity,
-                            ctx + (r * n_heads + h0) * hd, hd);
+      const E* kr = k + size_t(lo) * stride + g * hd;
+      const E* vr = v + size_t(lo) * stride + g * hd;
+      const uint8_t* mr = mask ? mask + lo : nullptr;
+      float* sc = scores + size_t(thread) * G * capacity;
+      float* out = ctx + (r * n_heads + h0) * hd;
+      if constexpr (std::is_same_v<E, float>)
+        kernels::attend_group(q + (r * n_heads + h0) * hd, hd, G, kr, vr, size_t(p - lo + 1), stride, hd,
+                              scale(), mr, sc, out, hd);
+      else
+        kernels::attend_group_bf16(q + (r * n_heads + h0) * hd, hd, G, kr, vr, size_t(p - lo + 1), stride, hd,
+                                   scale(), mr, sc, out, hd);
     });
   }
 

@@ -41,6 +41,7 @@ struct EvalOptions {
   // Policies that never change the stream (full, lac:α, lac-trace:α) share one forward pass per
   // item (shared_pass.hpp; identical results). false: one pass per policy.
   bool share_pass = true;
+  SessionOptions session;      // context and KV cache of every evaluator's session
 };
 
 struct EvalRun {
@@ -65,6 +66,7 @@ inline nlohmann::json run_settings(TaskKind task, const std::string& model, cons
                       {"chat", o.prompt.chat},
                       {"scoring", scoring_name(o.scoring.scoring)},
                       {"seed", o.seed}};
+  if (o.session.kv_precision == KvPrecision::BF16) s["kv_cache"] = "bf16";  // absent: f32 (older files)
   if (o.scoring.scoring == Scoring::Generate)
     s["generation"] = {{"max_new_tokens", o.scoring.generation.max_new_tokens},
                        {"temperature", o.scoring.generation.temperature},
@@ -235,10 +237,10 @@ inline EvalRun run_eval(const Task& task, const tok::AnyTokenizer& tok, const Mo
       task, tok, names, groups,
       [&](size_t g) -> std::unique_ptr<GroupEvaluator> {
         if (groups[g].size() == 1)
-          return std::make_unique<SingleEvaluator>(make_evaluator(model, specs[groups[g][0]]));
+          return std::make_unique<SingleEvaluator>(make_evaluator(model, specs[groups[g][0]], o.session));
         std::vector<PolicySpec> members;
         for (size_t p : groups[g]) members.push_back(specs[p]);
-        return std::make_unique<SharedPassEvaluator>(model, members);
+        return std::make_unique<SharedPassEvaluator>(model, members, o.session);
       },
       o, settings);
 }

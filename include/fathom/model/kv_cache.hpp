@@ -1,32 +1,70 @@
 #pragma once
 // Keys and values of every position at every layer, plus which positions each layer may attend
 // to (a position that skipped a layer under KvStrategy::None is masked there).
+//
+// Stored in f32 (exact, the default) or bf16 (KvPrecision::BF16: keys and values rounded to
+// nearest even when stored, half the memory and half the bytes attention streams per token;
+// attention then reads them with the bf16 kernels of kernels/attention.hpp, accumulating in f32).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "fathom/core/dtype.hpp"
+#include "fathom/core/error.hpp"
+
 namespace fathom {
+
+enum class KvPrecision : uint8_t { F32, BF16 };
 
 class KvCache {
  public:
   KvCache() = default;
-  KvCache(size_t layers, size_t capacity, size_t kv_dim)
-      : capacity_(capacity), kv_dim_(kv_dim), k_(layers), v_(layers), visible_(layers),
-        masked_(layers, 0) {
+  KvCache(size_t layers, size_t capacity, size_t kv_dim, KvPrecision precision = KvPrecision::F32)
+      : capacity_(capacity), kv_dim_(kv_dim), precision_(precision), k_(layers), v_(layers),
+        k16_(layers), v16_(layers), visible_(layers), masked_(layers, 0) {
     for (size_t l = 0; l < layers; ++l) {
-      k_[l].assign(capacity * kv_dim, 0.f);
-      v_[l].assign(capacity * kv_dim, 0.f);
+      if (precision == KvPrecision::F32) {
+        k_[l].assign(capacity * kv_dim, 0.f);
+        v_[l].assign(capacity * kv_dim, 0.f);
+      } else {
+        k16_[l].assign(capacity * kv_dim, 0);
+        v16_[l].assign(capacity * kv_dim, 0);
+      }
       visible_[l].assign(capacity, 1);
     }
   }
 
   size_t capacity() const { return capacity_; }
   size_t kv_dim() const { return kv_dim_; }
-  float* k(size_t layer, int64_t pos) { return k_[layer].data() + size_t(pos) * kv_dim_; }
-  float* v(size_t layer, int64_t pos) { return v_[layer].data() + size_t(pos) * kv_dim_; }
-  const float* k(size_t layer, int64_t pos) const { return k_[layer].data() + size_t(pos) * kv_dim_; }
-  const float* v(size_t layer, int64_t pos) const { return v_[layer].data() + size_t(pos) * kv_dim_; }
+  KvPrecision precision() const { return precision_; }
+
+  // Stores position pos's key and value ([kv_dim] each), rounded to the cache's precision.
+  void store(size_t layer, int64_t pos, const float* key, const float* value) {
+    const size_t o = size_t(pos) * kv_dim_;
+    if (precision_ == KvPrecision::F32) {
+      std::copy_n(key, kv_dim_, k_[layer].data() + o);
+      std::copy_n(value, kv_dim_, v_[layer].data() + o);
+    } else {
+      for (size_t i = 0; i < kv_dim_; ++i) k16_[layer][o + i] = f32_to_bf16(key[i]);
+      for (size_t i = 0; i < kv_dim_; ++i) v16_[layer][o + i] = f32_to_bf16(value[i]);
+    }
+  }
+  // Position pos's key / value widened to f32 (out: [kv_dim]); any precision.
+  void load(size_t layer, int64_t pos, float* key, float* value) const {
+    const size_t o = size_t(pos) * kv_dim_;
+    for (size_t i = 0; i < kv_dim_; ++i) {
+      if (key) key[i] = precision_ == KvPrecision::F32 ? k_[layer][o + i] : bf16_to_f32(k16_[layer][o + i]);
+      if (value) value[i] = precision_ == KvPrecision::F32 ? v_[layer][o + i] : bf16_to_f32(v16_[layer][o + i]);
+    }
+  }
+
+  // The stored rows of a layer from position pos on: f32 caches only (k/v) or bf16 caches only
+  // (k_bf16/v_bf16); the other kind is a UsageError.
+  const float* k(size_t layer, int64_t pos) const { return f32(k_, layer, pos); }
+  const float* v(size_t layer, int64_t pos) const { return f32(v_, layer, pos); }
+  const uint16_t* k_bf16(size_t layer, int64_t pos) const { return bf16(k16_, layer, pos); }
+  const uint16_t* v_bf16(size_t layer, int64_t pos) const { return bf16(v16_, layer, pos); }
 
   void set_visible(size_t layer, int64_t pos, bool vis) {
     visible_[layer][size_t(pos)] = vis;
@@ -39,9 +77,16 @@ class KvCache {
   // Positions [0, n) of every layer copied from `o` (same shape), e.g. a prompt's keys and
   // values shared by several continuations.
   void copy_prefix(const KvCache& o, int64_t n) {
+    if (o.precision_ != precision_)
+      throw UsageError("", "KvCache::copy_prefix", "the caches' precisions differ");
     for (size_t l = 0; l < k_.size(); ++l) {
-      std::copy_n(o.k_[l].data(), size_t(n) * kv_dim_, k_[l].data());
-      std::copy_n(o.v_[l].data(), size_t(n) * kv_dim_, v_[l].data());
+      if (precision_ == KvPrecision::F32) {
+        std::copy_n(o.k_[l].data(), size_t(n) * kv_dim_, k_[l].data());
+        std::copy_n(o.v_[l].data(), size_t(n) * kv_dim_, v_[l].data());
+      } else {
+        std::copy_n(o.k16_[l].data(), size_t(n) * kv_dim_, k16_[l].data());
+        std::copy_n(o.v16_[l].data(), size_t(n) * kv_dim_, v16_[l].data());
+      }
       for (size_t p = 0; p < size_t(n); ++p) {
         if (!o.visible_[l][p] && visible_[l][p]) ++masked_[l];
         if (o.visible_[l][p] && !visible_[l][p]) --masked_[l];
@@ -58,8 +103,19 @@ class KvCache {
   }
 
  private:
+  const float* f32(const std::vector<std::vector<float>>& x, size_t layer, int64_t pos) const {
+    if (precision_ != KvPrecision::F32) throw UsageError("", "KvCache", "f32 rows asked of a bf16 cache");
+    return x[layer].data() + size_t(pos) * kv_dim_;
+  }
+  const uint16_t* bf16(const std::vector<std::vector<uint16_t>>& x, size_t layer, int64_t pos) const {
+    if (precision_ != KvPrecision::BF16) throw UsageError("", "KvCache", "bf16 rows asked of an f32 cache");
+    return x[layer].data() + size_t(pos) * kv_dim_;
+  }
+
   size_t capacity_ = 0, kv_dim_ = 0;
-  std::vector<std::vector<float>> k_, v_;   // [layers][capacity, kv_dim]
+  KvPrecision precision_ = KvPrecision::F32;
+  std::vector<std::vector<float>> k_, v_;         // [layers][capacity, kv_dim] (F32)
+  std::vector<std::vector<uint16_t>> k16_, v16_;  // [layers][capacity, kv_dim] bf16 bits (BF16)
   std::vector<std::vector<uint8_t>> visible_;  // [layers][capacity]
   std::vector<size_t> masked_;              // [layers] count of masked positions
 };

@@ -41,6 +41,7 @@ namespace fathom {
 struct SessionOptions {
   int64_t max_context = 0;  // 0: the model's max_position_embeddings, capped at 4096
   KvStrategy kv = KvStrategy::Propagate;
+  KvPrecision kv_precision = KvPrecision::F32;  // BF16: half the cache memory, inexact (kv_cache.hpp)
 };
 
 enum class Logits : uint8_t { Last, All };  // which tokens of a forward pass get logits
@@ -64,7 +65,7 @@ class Session {
     int64_t cap = opts.max_context ? opts.max_context
                                    : std::min<int64_t>(c.max_position_embeddings, 4096);
     if (cap <= 0) throw UsageError("", "max_context", "must be positive");
-    cache_ = KvCache(model.n_layers(), size_t(cap), model.layer(0).attn.kv_dim());
+    cache_ = KvCache(model.n_layers(), size_t(cap), model.layer(0).attn.kv_dim(), opts.kv_precision);
   }
 
   const Model& model() const { return *m_; }
@@ -337,8 +338,7 @@ void Session::run_layer(size_t l, P& policy, std::vector<typename P::State>& st,
   tap(obs, Tap::v, int(l), v_.data(), m, A.kv_dim(), slots);
   for (size_t r = 0; r < m; ++r) {
     const int64_t p = info_[run_[r]].position;
-    std::copy_n(k_.data() + r * A.kv_dim(), A.kv_dim(), cache_.k(l, p));
-    std::copy_n(v_.data() + r * A.kv_dim(), A.kv_dim(), cache_.v(l, p));
+    cache_.store(l, p, k_.data() + r * A.kv_dim(), v_.data() + r * A.kv_dim());
   }
   attend_rows(l, q_.data(), ctx_.data(), m);
   A.output(ctx_.data(), m, tmp_.data());
@@ -393,8 +393,7 @@ inline void Session::kv_only_rows(size_t l) {
   A.project(kx_.data(), m, kcos_.data(), ksin_.data(), nullptr, kk_.data(), kv_.data());
   for (size_t r = 0; r < m; ++r) {
     const int64_t p = info_[kvo_[r]].position;
-    std::copy_n(kk_.data() + r * A.kv_dim(), A.kv_dim(), cache_.k(l, p));
-    std::copy_n(kv_.data() + r * A.kv_dim(), A.kv_dim(), cache_.v(l, p));
+    cache_.store(l, p, kk_.data() + r * A.kv_dim(), kv_.data() + r * A.kv_dim());
   }
 }
 
@@ -402,8 +401,13 @@ inline void Session::kv_only_rows(size_t l) {
 inline void Session::attend_rows(size_t l, const float* q, float* ctx, size_t m) {
   run_pos_.resize(m);
   for (size_t r = 0; r < m; ++r) run_pos_[r] = info_[run_[r]].position;
-  m_->layer(l).attn.attend_cached(q, run_pos_.data(), m, cache_.k(l, 0), cache_.v(l, 0),
-                                  cache_.mask(l), cache_.capacity(), scores_.data(), ctx);
+  const auto& A = m_->layer(l).attn;
+  if (cache_.precision() == KvPrecision::F32)
+    A.attend_cached(q, run_pos_.data(), m, cache_.k(l, 0), cache_.v(l, 0), cache_.mask(l), cache_.capacity(),
+                    scores_.data(), ctx);
+  else
+    A.attend_cached(q, run_pos_.data(), m, cache_.k_bf16(l, 0), cache_.v_bf16(l, 0), cache_.mask(l),
+                    cache_.capacity(), scores_.data(), ctx);
 }
 
 }  // namespace fathom
