@@ -40,9 +40,11 @@ FATHOM_GEMM_BENCH(bf16, DType::BF16)
 FATHOM_GEMM_BENCH(q8, DType::Q8)
 FATHOM_GEMM_BENCH(q4_0, DType::Q4_0)
 FATHOM_GEMM_BENCH(q4_1, DType::Q4_1)
-// K-quants: whole 256-blocks only (SmolLM2's MLP shapes and the Llama-8B FFN)
+// K-quants: whole 256-blocks only (1536 x 1536 and the Llama-8B FFN)
 #define FATHOM_GEMM_K_BENCH(name, dt)                                                       \
-  BENCHMARK_CAPTURE(BM_gemm, name, dt)->Args({1536, 1536, 512})                 \
+  BENCHMARK_CAPTURE(BM_gemm, name, dt)->Args({1536, 1536, 512})                             \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();                                       \
+  BENCHMARK_CAPTURE(BM_gemm, name, dt)->Args({4096, 14336, 512})->Iterations(3)            \
       ->Unit(benchmark::kMillisecond)->UseRealTime();
 FATHOM_GEMM_K_BENCH(q8_1536, DType::Q8)
 FATHOM_GEMM_K_BENCH(q4_1_1536, DType::Q4_1)
