@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "fathom/depth/metrics.hpp"
 #include "fathom/io/safetensors.hpp"
 #include "fathom/lens/train.hpp"
 #include "fathom/lens/train_data.hpp"
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
   CLI::App app{"Train a tuned lens (KL to the final layer, SGD-Nesterov) on a text file"};
   examples::ModelArgs margs;
   margs.add(app);
-  std::string text, out = "lens_out", eval_lens;
+  std::string text, out = "lens_out", eval_lens, freq_counts;
+  size_t eval_seqs = 0;
   lens::TrainOptions o;
   int seq_len = 128, checkpoint_every = 50;
   size_t tokens_per_step = 0;
@@ -85,7 +87,12 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", o.weight_decay, "weight decay");
   app.add_option("--checkpoint-every", checkpoint_every, "steps between checkpoints (0: only at the end)");
   app.add_flag("--resume", resume, "continue from the checkpoint in --out");
-  app.add_option("--eval-lens", eval_lens, "only evaluate this lens folder on the held-out data");
+  app.add_option("--eval-lens", eval_lens, "only evaluate this lens folder (and the logit lens) on the held-out data");
+  app.add_option("--eval-seqs", eval_seqs, "held-out sequences evaluated (0: all)");
+  app.add_option("--freq-weight", o.freq_beta,
+                 "frequency-down-weighted loss: weight (count+1)^-BETA of the token's final top-1 (0: off)")
+      ->check(CLI::Range(0.0, 4.0));
+  app.add_option("--freq-counts", freq_counts, "token counts for --freq-weight (examples/depth --freq-counts writes them)");
   CLI11_PARSE(app, argc, argv);
   return examples::guarded([&] {
     auto model = margs.load();
@@ -103,7 +110,15 @@ int main(int argc, char** argv) {
     dopt.eval_fraction = eval_fraction;
     dopt.seed = seed;
     const lens::TrainData data = lens::load_train_data(tok, text, dopt);
-    const auto train = data.train.spans(), held = data.eval.spans();
+    auto train = data.train.spans(), held = data.eval.spans();
+    if (eval_seqs > 0 && eval_seqs < held.size()) held.resize(eval_seqs);
+    if (o.freq_beta > 0) {
+      if (freq_counts.empty()) throw UsageError("", "--freq-counts", "--freq-weight needs token counts");
+      const auto freq = depth::TokenFrequency::load(freq_counts, model->vocab());
+      std::vector<int64_t> counts(model->vocab());
+      for (size_t v = 0; v < counts.size(); ++v) counts[v] = freq.count(int32_t(v));
+      o.target_weight = lens::frequency_weights(counts, o.freq_beta);
+    }
     fs::create_directories(out);
     save_data(data, fs::path(out) / "data.safetensors");
     std::cerr << data.documents << " documents, " << data.stream_tokens << " tokens: "
@@ -114,9 +129,12 @@ int main(int argc, char** argv) {
     if (!eval_lens.empty()) {
       auto lens = lens::TunedLens::load(eval_lens);
       lens::LensTrainer t(*model, lens, o);
-      const auto kl = t.evaluate(held);
-      write_kl(fs::path(out) / "heldout_kl_eval.csv", {{"kl", kl}});
-      for (size_t i = 0; i < L; ++i) std::cout << "translator " << i << ": held-out KL " << kl[i] << "\n";
+      lens::TunedLens zero(L, H);
+      lens::LensTrainer tz(*model, zero, o);
+      const auto kl = t.evaluate(held), kl0 = tz.evaluate(held);
+      write_kl(fs::path(out) / "heldout_kl_eval.csv", {{"kl", kl}, {"logit_lens", kl0}});
+      for (size_t i = 0; i < L; ++i)
+        std::cout << "translator " << i << ": held-out KL " << kl[i] << " (logit lens " << kl0[i] << ")\n";
       return 0;
     }
 

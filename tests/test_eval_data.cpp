@@ -10,7 +10,9 @@
 #include "fathom/eval/boolq.hpp"
 #include "fathom/eval/extract.hpp"
 #include "fathom/eval/gpqa.hpp"
+#include "fathom/eval/mc_tokens.hpp"
 #include "fathom/eval/mmlu.hpp"
+#include "fathom/eval/pos_tags.hpp"
 #include "fathom/eval/prompt.hpp"
 #include "io_test_util.hpp"
 #include "test_eval_util.hpp"
@@ -448,4 +450,59 @@ TEST_CASE("extract_answer: echoes of the prompt, late answers, words, two letter
   CHECK(extract_answer("Passage: The sky is blue on a clear day, true to its name.\nOptions: is the "
                        "sky blue\nOutput Format: [True/False]", TF, bq) == -1);
   CHECK(extract_answer("Passage: The sky is blue on a clear day, true to its name.\n[False]", TF, bq) == 1);
+}
+
+TEST_CASE("mc_tokens: the benchmark's k-shot prompt and the first token of each answer (SmolLM2 tokenizer)") {
+  const auto tok = tok::load_tokenizer_for(
+      shared_file("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf").string());
+  auto t = read_mmlu(kFix / "mmlu");
+  size_t skipped = 9;
+  const auto mc = mc_tokens(tok, t, t.items, {Preset::LmEval, 2, false}, 1000, &skipped);
+  CHECK(skipped == 0);
+  REQUIRE(mc.size() == t.items.size());
+  const auto p = PromptBuilder(tok, TaskKind::MMLU, {Preset::LmEval, 2, false}).build(t.items[0], t.dev, 1000, true);
+  CHECK(mc[0].prompt == p.tokens);
+  CHECK(mc[0].answer == t.items[0].answer);
+  const char* letters[] = {" A", " B", " C", " D"};
+  for (size_t q = 0; q < 4; ++q) CHECK(tok.decode({mc[0].option_tokens[q]}) == letters[q]);
+  // Options that begin with the same token cannot be told apart by one readout: left out.
+  auto bytes = evaltest::byte_tokenizer();  // " A" and " B" both begin with the byte ' '
+  CHECK(mc_tokens(bytes, t, t.items, {Preset::LmEval, 0, false}, 1000, &skipped).empty());
+  CHECK(skipped == t.items.size());
+}
+
+namespace {
+// A tokenizer over fixed pieces: id i is pieces[i]; decode concatenates.
+struct PieceTokenizer {
+  std::vector<std::string> pieces;
+  std::string decode(const std::vector<int32_t>& ids, bool) const {
+    std::string s;
+    for (int32_t i : ids) s += pieces[size_t(i)];
+    return s;
+  }
+};
+}  // namespace
+
+TEST_CASE("POS tags: tokens that begin a word get its class; errors name the line and field") {
+  const auto docs = parse_tagged_jsonl(
+      R"({"text":"The cat sat.","words":[{"start":0,"end":3,"tag":"DT","class":"DET"},)"
+      R"({"start":4,"end":7,"tag":"NN","class":"NOUN"},{"start":8,"end":11,"tag":"VBD","class":"VERB"},)"
+      R"({"start":11,"end":12,"tag":".","class":"PUNCT"}]})" "\n",
+      "tags.jsonl");
+  REQUIRE(docs.size() == 1);
+  const PieceTokenizer tok{{"", "The", " c", "at", " sat", "."}};  // id 0: BOS (decodes to nothing)
+  const std::vector<int32_t> ids = {0, 1, 2, 3, 4, 5};
+  CHECK(token_classes(tok, docs[0], ids) == std::vector<std::string>{"", "DET", "NOUN", "", "VERB", "PUNCT"});
+  CHECK(is_function_class("DET"));
+  CHECK(is_content_class("NOUN"));
+  CHECK_FALSE(is_function_class("NOUN"));
+  CHECK_THROWS_WITH_AS(parse_tagged_jsonl("{\"text\":\"ab\",\"words\":[{\"start\":0,\"end\":5,\"tag\":\"X\",\"class\":\"X\"}]}",
+                                          "t.jsonl"),
+                       doctest::Contains("t.jsonl:1"), DataError);
+  CHECK_THROWS_WITH_AS(parse_tagged_jsonl("\n{\"text\":\"ab\",\"words\":[{\"start\":0,\"end\":1,\"tag\":\"X\"}]}",
+                                          "t.jsonl"),
+                       doctest::Contains("words[0].class"), DataError);
+  CHECK_THROWS_AS(parse_tagged_jsonl("{\"text\": 3}", "t.jsonl"), DataError);
+  CHECK_THROWS_AS(parse_tagged_jsonl("not json", "t.jsonl"), Error);
+  CHECK_THROWS_WITH_AS(parse_tagged_jsonl("\n\n", "t.jsonl"), doctest::Contains("no tagged documents"), DataError);
 }

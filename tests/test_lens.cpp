@@ -219,3 +219,23 @@ TEST_CASE("tuned lens save/load round trip and bad files") {
   std::filesystem::remove_all(dir);
   CHECK_THROWS_AS(TunedLens::load(dir), IoError);
 }
+
+TEST_CASE("BlockOutputAxis: readout i goes through translator i-1; embeddings and output untranslated") {
+  const size_t L = 3, H = 4;
+  TunedLens tl(L, H);
+  for (size_t k = 0; k < tl.weights().size(); ++k) tl.weights()[k] = 0.01f * float(k % 7) - 0.02f;
+  for (size_t k = 0; k < tl.biases().size(); ++k) tl.biases()[k] = 0.1f * float(k);
+  const BlockOutputAxis<TunedLens> axis{&tl};
+  CHECK(axis.n_layers() == L);
+  CHECK(axis.identity(0));
+  CHECK(axis.identity(L));
+  CHECK_FALSE(axis.identity(1));
+  const std::vector<float> h = {1, -2, 3, 0.5f, 0, 1, 2, 3};  // 2 rows
+  for (size_t i = 0; i <= L; ++i) {
+    std::vector<float> got(h.size()), want(h.size());
+    axis.translate(i, h.data(), got.data(), 2, H);
+    if (i == 0 || i == L) want = h;
+    else tl.translate(i - 1, h.data(), want.data(), 2, H);
+    CHECK(got == want);
+  }
+}

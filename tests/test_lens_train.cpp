@@ -78,6 +78,64 @@ TEST_CASE("lens gradients match finite differences") {
   CHECK(checked == int(6 * L));
 }
 
+TEST_CASE("frequency-weighted loss: weights scale each token's KL; gradients match finite differences") {
+  auto model = load_model(kModel);
+  const size_t L = model->n_layers(), H = model->hidden(), V = model->vocab();
+  // frequency_weights: frequent tokens weigh less, corpus-mean weight 1, β = 0 is all ones.
+  std::vector<int64_t> counts(V, 0);
+  for (size_t v = 0; v < V; ++v) counts[v] = int64_t((v * 37) % 50);
+  const auto w = frequency_weights(counts, 0.5);
+  double mean = 0, n = 0;
+  for (size_t v = 0; v < V; ++v) mean += double(counts[v]) * w[v], n += double(counts[v]);
+  CHECK(mean / n == doctest::Approx(1.0).epsilon(1e-6));
+  CHECK(w[1] < w[0]);  // counts 37 vs 0
+  for (float x : frequency_weights(counts, 0.0)) CHECK(x == 1.f);
+  CHECK_THROWS_AS(frequency_weights(std::vector<int64_t>(V, 0), 0.5), UsageError);
+
+  TunedLens lens(L, H);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 0.1f);
+  for (auto& x : lens.weights()) x = nd(rng);
+  for (auto& x : lens.biases()) x = nd(rng);
+  const auto data = sequences(2, 12, V, 11);
+  // All-ones weights: bit-identical to the unweighted run.
+  TrainOptions ones;
+  ones.target_weight.assign(V, 1.f);
+  LensTrainer plain(*model, lens, TrainOptions{}), unit(*model, lens, ones);
+  CHECK(plain.gradients(spans(data)) == unit.gradients(spans(data)));
+  CHECK(plain.grad_w() == unit.grad_w());
+  // Random weights: the weighted loss's gradient against central differences of that loss.
+  TrainOptions wo;
+  std::uniform_real_distribution<float> ud(0.2f, 3.f);
+  for (size_t v = 0; v < V; ++v) wo.target_weight.push_back(ud(rng));
+  LensTrainer tr(*model, lens, wo);
+  const auto weighted = tr.gradients(spans(data));
+  const auto gw = tr.grad_w(), gb = tr.grad_b();
+  CHECK(weighted != plain.gradients(spans(data)));
+  auto total_loss = [&] {
+    double s = 0;
+    for (double l : tr.gradients(spans(data))) s += l;
+    return s;
+  };
+  const double eps = 2e-3;
+  std::uniform_int_distribution<size_t> pick(0, H - 1);
+  for (size_t i = 0; i < L; ++i)
+    for (int rep = 0; rep < 4; ++rep) {
+      const bool bias = rep % 2 == 1;
+      const size_t r = pick(rng), c = pick(rng);
+      float& p = bias ? lens.bias(i)[r] : lens.weight(i)[r * H + c];
+      const float analytic = bias ? gb[i * H + r] : gw[(i * H + r) * H + c];
+      const float saved = p;
+      p = saved + float(eps);
+      const double up = total_loss();
+      p = saved - float(eps);
+      const double down = total_loss();
+      p = saved;
+      CAPTURE(i);
+      CHECK(analytic == doctest::Approx((up - down) / (2 * eps)).epsilon(0.02).scale(1e-3));
+    }
+}
+
 TEST_CASE("training lowers held-out KL; resume equals an uninterrupted run") {
   auto model = load_model(kModel);
   const size_t L = model->n_layers(), H = model->hidden();

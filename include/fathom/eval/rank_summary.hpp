@@ -52,7 +52,7 @@ inline TargetRankSummary summarize_target_ranks(const std::vector<std::vector<in
 class OptionRankSummary {
  public:
   explicit OptionRankSummary(size_t readouts)
-      : ans_rank_(readouts, 0), other_rank_(readouts, 0), ans_among_(readouts, 0) {}
+      : ans_rank_(readouts, 0), other_rank_(readouts, 0), ans_among_(readouts, 0), ans_top_(readouts, 0) {}
 
   // answer: index of the correct option, -1 if unknown.
   void add(const depth::OptionRanks& r, int answer) {
@@ -63,7 +63,7 @@ class OptionRankSummary {
     for (size_t i = 0; i < readouts(); ++i)
       for (size_t q = 0; q < n; ++q) {
         const double lg = std::log10(double(r.vocab[i][q]));
-        if (int(q) == answer) ans_rank_[i] += lg, ans_among_[i] += r.among[i][q];
+        if (int(q) == answer) ans_rank_[i] += lg, ans_among_[i] += r.among[i][q], ans_top_[i] += r.among[i][q] == 1;
         else other_rank_[i] += lg;
       }
     n_ans_ += answer >= 0;
@@ -78,9 +78,11 @@ class OptionRankSummary {
   double answer_log10_rank(size_t i) const { return n_ans_ ? ans_rank_[i] / double(n_ans_) : NAN; }
   double answer_among_rank(size_t i) const { return n_ans_ ? ans_among_[i] / double(n_ans_) : NAN; }
   double other_log10_rank(size_t i) const { return n_other_ ? other_rank_[i] / double(n_other_) : NAN; }
+  // Share of prompts whose answer is the most likely option at readout i.
+  double answer_top_share(size_t i) const { return n_ans_ ? ans_top_[i] / double(n_ans_) : NAN; }
 
  private:
-  std::vector<double> ans_rank_, other_rank_, ans_among_;  // [readouts] sums
+  std::vector<double> ans_rank_, other_rank_, ans_among_, ans_top_;  // [readouts] sums
   size_t n_ans_ = 0, n_other_ = 0, items_ = 0;
 };
 

@@ -32,4 +32,25 @@ struct LogitLens {
 };
 static_assert(Lens<LogitLens>);
 
+// The layer axis of the "How Do LLMs Use Their Depth?" code: it reads the OUTPUT of block b with
+// lens b, i.e. translator b is applied to hidden_states[b+1] although it was trained on
+// hidden_states[b]. Wrapped around a lens, readout i (hidden_states[i], 1 <= i < L) goes through
+// translator i-1; readouts 0 (the embeddings) and L (the model's output, the target the
+// analyses track) stay untranslated. For the logit lens this only relabels the axis (block b =
+// readout b+1); for a tuned lens each translator sees the state one block later than it learned.
+template <class Inner>
+struct BlockOutputAxis {
+  const Inner* inner = nullptr;
+  size_t n_layers() const { return inner->n_layers(); }
+  bool identity(size_t i) const { return i == 0 || i >= n_layers() || inner->identity(i - 1); }
+  void translate(size_t i, const float* h, float* out, size_t n, size_t hidden) const {
+    if (i == 0 || i >= n_layers()) {
+      if (out != h) std::copy_n(h, n * hidden, out);
+      return;
+    }
+    inner->translate(i - 1, h, out, n, hidden);
+  }
+};
+static_assert(Lens<BlockOutputAxis<LogitLens>>);
+
 }  // namespace fathom::lens

@@ -49,7 +49,30 @@ struct TrainOptions {
   double clip = 1.0;          // global gradient-norm clip
   size_t rows_per_block = 256;  // tokens per product: bounds the [rows, vocab] scratch (not saved:
                                 // it changes no result beyond summation order)
+  // Frequency-down-weighted training (off when empty): the loss of a token is multiplied by
+  // target_weight[v], v = the model's final top-1 at that token (frequency_weights()). Held-out
+  // evaluation stays unweighted.
+  std::vector<float> target_weight;  // [V]
+  double freq_beta = 0;              // the β the weights were made with (saved, checked on resume)
 };
+
+// w_v = (c_v + 1)^(−β) / Σ_u c_u (c_u + 1)^(−β) · Σ_u c_u: down-weights frequent tokens, scaled so
+// that the mean weight over the corpus's tokens is 1 (the loss keeps its scale; lr unchanged).
+// counts: [V] corpus counts with the model's tokenizer.
+inline std::vector<float> frequency_weights(std::span<const int64_t> counts, double beta) {
+  if (!(beta >= 0)) throw UsageError("", "freq_beta", "must be >= 0");
+  double num = 0, den = 0;
+  std::vector<float> w(counts.size());
+  for (size_t v = 0; v < counts.size(); ++v) {
+    if (counts[v] < 0) throw UsageError("", "counts", "negative count");
+    const double x = std::pow(double(counts[v]) + 1.0, -beta);
+    w[v] = float(x);
+    num += double(counts[v]), den += double(counts[v]) * x;
+  }
+  if (den <= 0) throw UsageError("", "counts", "no tokens counted");
+  for (auto& x : w) x = float(double(x) * num / den);
+  return w;
+}
 
 // Hidden states and final distributions of a run of tokens (one or several sequences).
 struct SequenceStates {
@@ -58,6 +81,7 @@ struct SequenceStates {
   std::vector<float> p;            // [tokens, V] softmax of the model's logits
   std::vector<double> neg_entropy; // [tokens] Σ_v p log p
   std::vector<double> p_sum;       // [tokens] Σ_v p (1 up to rounding)
+  std::vector<int32_t> top1;       // [tokens] argmax of the model's logits
 };
 
 // Appends the states of `seq` (one forward pass) to `st`, whose hidden states are laid out for
@@ -76,6 +100,7 @@ inline void append_sequence_states(const Model& m, std::span<const int32_t> seq,
   st.p.resize(total * V);
   st.neg_entropy.resize(total);
   st.p_sum.resize(total);
+  st.top1.resize(total);
   for (size_t i = 0; i < L; ++i) {
     auto rows = rec.rows(i, 0, T);
     std::copy(rows.begin(), rows.end(), st.hidden.begin() + long((i * total + t0) * H));
@@ -86,6 +111,7 @@ inline void append_sequence_states(const Model& m, std::span<const int32_t> seq,
     float* p = st.p.data() + (t0 + size_t(t)) * V;
     const double lse = logsumexp(std::span<const float>(r, V));
     double ne = 0, ps = 0;
+    st.top1[t0 + size_t(t)] = int32_t(std::max_element(r, r + V) - r);
     for (size_t v = 0; v < V; ++v) {
       const float lp = float(double(r[v]) - lse);  // the f32 log-probability, as before
       p[v] = std::exp(lp);
@@ -124,12 +150,12 @@ class LensObjective {
       for (size_t c = 0; c < H_; ++c) ut_[c * V_ + v] = u_[v * H_ + c];
   }
 
-  // Σ_t KL(p_t ‖ lens_i(h_t)) over a block of n tokens: h [n, H], p [n, V] with neg_entropy
-  // and p_sum [n] (SequenceStates). When gw/gb are given, adds the gradient of
-  // (Σ_t KL_t) / scale_tokens to gw [H, H] and gb [H].
+  // Σ_t w_t KL(p_t ‖ lens_i(h_t)) over a block of n tokens: h [n, H], p [n, V] with neg_entropy
+  // and p_sum [n] (SequenceStates), w [n] (null: 1). When gw/gb are given, adds the gradient of
+  // (Σ_t w_t KL_t) / scale_tokens to gw [H, H] and gb [H].
   double run(const TunedLens& lens, size_t i, const float* h, const float* p,
              const double* neg_entropy, const double* p_sum, size_t n, double scale_tokens,
-             float* gw, float* gb) {
+             float* gw, float* gb, const float* w = nullptr) {
     using kernels::MatrixView;
     const size_t H = H_, V = V_;
     const auto& norm = *m_->readout().norm;
@@ -141,8 +167,9 @@ class LensObjective {
     const float inv = float(1.0 / scale_tokens);
 #pragma omp parallel for schedule(static) if (n > 1)
     for (long t = 0; t < long(n); ++t) {  // KL row; logits become dlogits = (q − p) / scale
-      const auto r = kernels::kl_row(lg_.data() + size_t(t) * V, p + size_t(t) * V, V, grad, inv);
-      kl_[size_t(t)] = neg_entropy[t] - r.p_dot_logits + r.lse * p_sum[t];
+      const float wt = w ? w[t] : 1.f;
+      const auto r = kernels::kl_row(lg_.data() + size_t(t) * V, p + size_t(t) * V, V, grad, inv * wt);
+      kl_[size_t(t)] = (neg_entropy[t] - r.p_dot_logits + r.lse * p_sum[t]) * double(wt);
     }
     double total = 0;
     for (size_t t = 0; t < n; ++t) total += kl_[t];
@@ -273,6 +300,9 @@ class LensTrainer {
     if (int(num("steps")) != opts_.steps || size_t(num("seqs_per_step")) != opts_.seqs_per_step)
       throw UsageError(sp.string(), "steps/seqs_per_step",
                        "differ from this run's options; resume with the same options");
+    const double beta = st.contains("freq_beta") ? num("freq_beta") : 0.0;  // older checkpoints: unweighted
+    if (beta != opts_.freq_beta)
+      throw UsageError(sp.string(), "freq_beta", "differs from this run's frequency weighting");
     const auto store = io::load_safetensors(dir / "optimizer.safetensors");
     const size_t L = lens_->n_layers(), H = lens_->hidden();
     for (size_t i = 0; i < L; ++i) {
@@ -306,6 +336,7 @@ class LensTrainer {
                    {"momentum", opts_.momentum},
                    {"weight_decay", opts_.weight_decay},
                    {"clip", opts_.clip}};
+    if (!opts_.target_weight.empty()) st["freq_beta"] = opts_.freq_beta;
     const auto sp = dir / "train_state.json";
     std::ofstream o(sp);
     if (!o) throw IoError(sp.string(), "", "cannot open for writing");
@@ -328,13 +359,20 @@ class LensTrainer {
       while (s1 < seqs.size() && (n == 0 || n + seqs[s1].size() <= rows)) n += seqs[s1++].size();
       SequenceStates st;
       for (size_t k = s0; k < s1; ++k) append_sequence_states(*m_, seqs[k], n, st);
+      const bool weighted = grad && !opts_.target_weight.empty();
+      if (weighted) {
+        if (opts_.target_weight.size() != V)
+          throw UsageError("", "target_weight", "expected one weight per vocabulary entry");
+        w_.resize(n);
+        for (size_t t = 0; t < n; ++t) w_[t] = opts_.target_weight[size_t(st.top1[t])];
+      }
       for (size_t i = 0; i < L; ++i)
         for (size_t t0 = 0; t0 < n; t0 += rows) {
           const size_t b = std::min(rows, n - t0);
           loss[i] += obj_.run(*lens_, i, st.hidden.data() + (i * n + t0) * H, st.p.data() + t0 * V,
                               st.neg_entropy.data() + t0, st.p_sum.data() + t0, b,
                               grad ? double(total) : 1.0, grad ? gw_.data() + i * H * H : nullptr,
-                              grad ? gb_.data() + i * H : nullptr);
+                              grad ? gb_.data() + i * H : nullptr, weighted ? w_.data() + t0 : nullptr);
         }
       s0 = s1;
     }
@@ -348,6 +386,7 @@ class LensTrainer {
   LensObjective obj_;
   std::vector<float> mw_, mb_;  // momentum buffers [L, H, H], [L, H]
   std::vector<float> gw_, gb_;  // gradients
+  std::vector<float> w_;        // [tokens of a micro-batch] loss weights (frequency-weighted runs)
   int step_ = 0;
 };
 
