@@ -9,6 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:?usage: fuzz-smoke.sh BUILD_DIR [SECONDS]}
+build=$(mkdir -p "$build" && cd "$build" && pwd)  # the runs below cd into it
 seconds=${2:-10}
 cxx=${FATHOM_FUZZ_CXX:-clang++}
 command -v "$cxx" >/dev/null || { echo "fuzz-smoke: $cxx not found (install clang and libclang-rt-dev)" >&2; exit 1; }
