@@ -10,8 +10,8 @@
 #              held-out tail), its POS tags (tools/pos_tag.pl) and corpus token counts
 #   analyse    examples/depth for each lens (logit, tuned, tuned-freq when trained) and layer
 #              axis: text (earliest layer, frequency buckets, flips), POS, MMLU 4-shot, BoolQ
-# Sizes from the environment: MMLU_ITEMS (100), BOOLQ_ITEMS (100), POS_DOCS (40),
-#   TOKENS (2048), THREADS (1), FATHOM_BUILD_DIR (build).
+# Sizes from the environment: MMLU_ITEMS (40), BOOLQ_ITEMS (60), POS_DOCS (12),
+#   TOKENS (1024), THREADS (1), FATHOM_BUILD_DIR (build).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FATHOM_BUILD_DIR:-$root/build}
@@ -56,10 +56,13 @@ for s in "${stages[@]}"; do
           d=$out/$l-$axis
           [[ $axis == block-output && $l == logit ]] && continue  # the logit lens only relabels the axis
           common=("$build/examples/depth" -m "$model" "${lens[@]}" --layer-axis "$axis" -t "$threads")
-          run "${common[@]}" --text "$out/wikitext-tail.txt" --max-tokens "${TOKENS:-2048}" \
-            --freq-counts "$out/wikitext2.counts" --pos "$out/wikitext-tail.pos.jsonl" --pos-docs "${POS_DOCS:-40}" -o "$d/text"
-          run "${common[@]}" --task mmlu --items "${MMLU_ITEMS:-100}" --shots 4 -o "$d/mmlu"
-          run "${common[@]}" --task boolq --items "${BOOLQ_ITEMS:-100}" -o "$d/boolq"
+          # A finished output is kept (delete the folder to recompute it).
+          [[ -f $d/text/pos_summary.csv ]] ||
+            run "${common[@]}" --text "$out/wikitext-tail.txt" --max-tokens "${TOKENS:-1024}" \
+              --freq-counts "$out/wikitext2.counts" --pos "$out/wikitext-tail.pos.jsonl" --pos-docs "${POS_DOCS:-12}" -o "$d/text"
+          [[ $axis == block-output ]] && continue  # option ranks on the tuned-lens axis only
+          [[ -f $d/mmlu/option_summary.csv ]] || run "${common[@]}" --task mmlu --items "${MMLU_ITEMS:-40}" --shots 4 -o "$d/mmlu"
+          [[ -f $d/boolq/option_summary.csv ]] || run "${common[@]}" --task boolq --items "${BOOLQ_ITEMS:-60}" -o "$d/boolq"
         done
       done ;;
     *) echo "unknown stage $s" >&2; exit 1 ;;
