@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   app.add_option("--freq-weight", o.freq_beta,
                  "frequency-down-weighted loss: weight (count+1)^-BETA of the token's final top-1 (0: off)")
       ->check(CLI::Range(0.0, 4.0));
+  app.add_flag("--bf16-products", o.bf16_products,
+               "unembedding products in bf16 (AVX512_BF16; inexact, ~2x faster; the reference's GPU autocast)");
   app.add_option("--freq-counts", freq_counts, "token counts for --freq-weight (examples/depth --freq-counts writes them)");
   CLI11_PARSE(app, argc, argv);
   return examples::guarded([&] {

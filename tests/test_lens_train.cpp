@@ -317,3 +317,32 @@ TEST_CASE("block size changes no result beyond summation order") {
   }
   CHECK(worst <= 1e-5 * scale);
 }
+
+TEST_CASE("bf16 products: losses and gradients within bf16 rounding of the f32 ones; the switch is restored") {
+  auto model = load_model(kModel);
+  const size_t L = model->n_layers(), H = model->hidden();
+  TunedLens lens(L, H);
+  std::mt19937 rng(6);
+  std::normal_distribution<float> nd(0.f, 0.1f);
+  for (auto& x : lens.weights()) x = nd(rng);
+  for (auto& x : lens.biases()) x = nd(rng);
+  const auto data = sequences(2, 12, model->vocab(), 13);
+  TrainOptions bo;
+  bo.bf16_products = true;
+  LensTrainer exact(*model, lens, TrainOptions{}), fast(*model, lens, bo);
+  const auto le = exact.gradients(spans(data)), lf = fast.gradients(spans(data));
+  CHECK_FALSE(kernels::bf16_activations_requested());  // on only inside the lens products
+  if (!kernels::kBf16Dot) {  // ignored: the exact path, bit for bit
+    CHECK(le == lf);
+    CHECK(exact.grad_w() == fast.grad_w());
+    return;
+  }
+  for (size_t i = 0; i < L; ++i) CHECK(lf[i] == doctest::Approx(le[i]).epsilon(1e-2));
+  double num = 0, den = 0;
+  for (size_t k = 0; k < exact.grad_w().size(); ++k) {
+    const double d = double(fast.grad_w()[k]) - exact.grad_w()[k];
+    num += d * d, den += double(exact.grad_w()[k]) * exact.grad_w()[k];
+  }
+  CHECK(num > 0);                            // the bf16 path ran
+  CHECK(std::sqrt(num / den) < 3e-2);        // and stays within bf16's 8 significant bits
+}

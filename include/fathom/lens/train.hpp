@@ -31,6 +31,7 @@
 #include "fathom/io/staged_files.hpp"
 #include "fathom/io/json.hpp"
 #include "fathom/io/safetensors.hpp"
+#include "fathom/kernels/bf16dot.hpp"
 #include "fathom/kernels/kl_row.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/lens/readout.hpp"
@@ -54,6 +55,11 @@ struct TrainOptions {
   // evaluation stays unweighted.
   std::vector<float> target_weight;  // [V]
   double freq_beta = 0;              // the β the weights were made with (saved, checked on resume)
+  // bf16 products (opt-in, inexact): the two unembedding products per token and translator
+  // (logits and W_Uᵀ dlogits) take W_U in bf16 and round their activations to bf16, multiplied
+  // with AVX512_BF16 (kernels/bf16dot.hpp, twice the f32 rate), as the reference recipe's
+  // bfloat16 autocast does on GPUs. Ignored where the CPU lacks AVX512_BF16.
+  bool bf16_products = false;
 };
 
 // w_v = (c_v + 1)^(−β) / Σ_u c_u (c_u + 1)^(−β) · Σ_u c_u: down-weights frequent tokens, scaled so
@@ -133,7 +139,8 @@ inline SequenceStates sequence_states(const Model& m, std::span<const int32_t> s
 // block of tokens at a time.
 class LensObjective {
  public:
-  explicit LensObjective(const Model& m) : m_(&m), H_(m.hidden()), V_(m.vocab()) {
+  explicit LensObjective(const Model& m, bool bf16_products = false)
+      : m_(&m), H_(m.hidden()), V_(m.vocab()), bf16_(bf16_products && kernels::kBf16Dot) {
     const auto& U = m.readout().unembed;
     // f32 W_U [V, H] for the forward product (exact gradients need the same matrix both ways)
     // and W_Uᵀ [H, V] for dn = W_Uᵀ dlogits as a product (gemm multiplies by a transposed W).
@@ -148,7 +155,12 @@ class LensObjective {
     ut_.resize(H_ * V_);
     for (size_t v = 0; v < V_; ++v)
       for (size_t c = 0; c < H_; ++c) ut_[c * V_ + v] = u_[v * H_ + c];
+    if (bf16_) {
+      u16_.resize(V_ * H_), ut16_.resize(H_ * V_);
+      for (size_t k = 0; k < V_ * H_; ++k) u16_[k] = f32_to_bf16(u_[k]), ut16_[k] = f32_to_bf16(ut_[k]);
+    }
   }
+  bool bf16_products() const { return bf16_; }
 
   // Σ_t w_t KL(p_t ‖ lens_i(h_t)) over a block of n tokens: h [n, H], p [n, V] with neg_entropy
   // and p_sum [n] (SequenceStates), w [n] (null: 1). When gw/gb are given, adds the gradient of
@@ -160,10 +172,18 @@ class LensObjective {
     const size_t H = H_, V = V_;
     const auto& norm = *m_->readout().norm;
     const bool grad = gw != nullptr;
+    // The bf16 mode of gemm is a process-wide switch: on for these products only, so the model's
+    // own forward passes (targets) keep their precision.
+    struct Bf16Scope {
+      bool on, prev = kernels::bf16_activations_requested();
+      explicit Bf16Scope(bool o) : on(o) { if (on) kernels::set_bf16_activations(true); }
+      ~Bf16Scope() { if (on) kernels::set_bf16_activations(prev); }
+    } scope(bf16_);
     z_.resize(n * H), nrm_.resize(n * H), lg_.resize(n * V), kl_.resize(n);
     lens.translate(i, h, z_.data(), n, H);                                   // z = h + A h + b  [n, H]
     norm(z_.data(), nrm_.data(), n);                                         // norm(z)          [n, H]
-    kernels::gemm(MatrixView{DType::F32, V, H, u_}, nrm_.data(), n, lg_.data());  // logits   [n, V]
+    kernels::gemm(bf16_ ? MatrixView{DType::BF16, V, H, u16_.data()} : MatrixView{DType::F32, V, H, u_},
+                  nrm_.data(), n, lg_.data());                                // logits   [n, V]
     const float inv = float(1.0 / scale_tokens);
 #pragma omp parallel for schedule(static) if (n > 1)
     for (long t = 0; t < long(n); ++t) {  // KL row; logits become dlogits = (q − p) / scale
@@ -175,7 +195,8 @@ class LensObjective {
     for (size_t t = 0; t < n; ++t) total += kl_[t];
     if (!grad) return total;
     dn_.resize(n * H), dz_.resize(n * H);
-    kernels::gemm(MatrixView{DType::F32, H, V, ut_.data()}, lg_.data(), n, dn_.data());  // [n, H]
+    kernels::gemm(bf16_ ? MatrixView{DType::BF16, H, V, ut16_.data()} : MatrixView{DType::F32, H, V, ut_.data()},
+                  lg_.data(), n, dn_.data());                                 // [n, H]
 #pragma omp parallel for schedule(static) if (n > 1)
     for (long t = 0; t < long(n); ++t) {  // RMSNorm backward: dz [n, H]
       const float* z = z_.data() + size_t(t) * H;
@@ -205,7 +226,9 @@ class LensObjective {
  private:
   const Model* m_;
   size_t H_, V_;
+  bool bf16_ = false;
   const float* u_ = nullptr;  // [V, H] f32 unembedding
+  std::vector<uint16_t> u16_, ut16_;  // [V, H], [H, V] bf16 copies (bf16 products)
   std::vector<float> uf_;     // [V, H] converted copy when stored in bf16/f16/Q8
   std::vector<float> ut_;     // [H, V] its transpose
   std::vector<float> z_, nrm_, dn_, dz_;  // [n, H]
@@ -219,7 +242,7 @@ class LensObjective {
 class LensTrainer {
  public:
   LensTrainer(const Model& m, TunedLens& lens, TrainOptions opts)
-      : m_(&m), lens_(&lens), opts_(opts), obj_(m) {
+      : m_(&m), lens_(&lens), opts_(opts), obj_(m, opts.bf16_products) {
     lens.check_fits(m);
     if (opts.steps <= 0) throw UsageError("", "steps", "must be positive");
     if (opts.seqs_per_step == 0) throw UsageError("", "seqs_per_step", "must be positive");
