@@ -34,30 +34,27 @@ std::vector<std::vector<int32_t>> sequences(size_t count, size_t len, size_t voc
 std::vector<std::span<const int32_t>> spans(const std::vector<std::vector<int32_t>>& v) {
   return {v.begin(), v.end()};
 }
-}  // namespace
 
-TEST_CASE("lens gradients match finite differences") {
-  auto model = load_model(kModel);
-  const size_t L = model->n_layers(), H = model->hidden();
-  TunedLens lens(L, H);
-  std::mt19937 rng(4);
+// A lens with small random translators.
+void randomize(TunedLens& lens, unsigned seed) {
+  std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.f, 0.1f);
   for (auto& w : lens.weights()) w = nd(rng);
   for (auto& b : lens.biases()) b = nd(rng);
-  const auto data = sequences(2, 12, model->vocab(), 9);
-  LensTrainer tr(*model, lens, TrainOptions{});
-  tr.gradients(spans(data));
-  const auto gw = tr.grad_w(), gb = tr.grad_b();
-  auto total_loss = [&] {
-    double s = 0;
-    for (double l : tr.evaluate(spans(data))) s += l;
-    return s;
-  };
+}
+
+// Checks `reps` random entries per translator of the analytic gradients gw/gb against central
+// differences of total_loss() (every third entry a bias); returns how many were checked.
+template <class Loss>
+int check_against_finite_differences(TunedLens& lens, const std::vector<float>& gw, const std::vector<float>& gb,
+                                     Loss total_loss, int reps, unsigned seed) {
+  const size_t L = lens.n_layers(), H = lens.hidden();
   const double eps = 2e-3;
+  std::mt19937 rng(seed);
   std::uniform_int_distribution<size_t> pick(0, H - 1);
   int checked = 0;
-  for (size_t i = 0; i < L; ++i) {
-    for (int rep = 0; rep < 6; ++rep) {
+  for (size_t i = 0; i < L; ++i)
+    for (int rep = 0; rep < reps; ++rep) {
       const bool bias = rep % 3 == 2;
       const size_t r = pick(rng), c = pick(rng);
       float& p = bias ? lens.bias(i)[r] : lens.weight(i)[r * H + c];
@@ -68,14 +65,29 @@ TEST_CASE("lens gradients match finite differences") {
       p = saved - float(eps);
       const double down = total_loss();
       p = saved;
-      const double numeric = (up - down) / (2 * eps);
       CAPTURE(i);
       CAPTURE(bias);
-      CHECK(analytic == doctest::Approx(numeric).epsilon(0.02).scale(1e-3));
+      CHECK(analytic == doctest::Approx((up - down) / (2 * eps)).epsilon(0.02).scale(1e-3));
       ++checked;
     }
-  }
-  CHECK(checked == int(6 * L));
+  return checked;
+}
+}  // namespace
+
+TEST_CASE("lens gradients match finite differences") {
+  auto model = load_model(kModel);
+  const size_t L = model->n_layers(), H = model->hidden();
+  TunedLens lens(L, H);
+  randomize(lens, 4);
+  const auto data = sequences(2, 12, model->vocab(), 9);
+  LensTrainer tr(*model, lens, TrainOptions{});
+  tr.gradients(spans(data));
+  auto total_loss = [&] {
+    double s = 0;
+    for (double l : tr.evaluate(spans(data))) s += l;
+    return s;
+  };
+  CHECK(check_against_finite_differences(lens, tr.grad_w(), tr.grad_b(), total_loss, 6, 4) == int(6 * L));
 }
 
 TEST_CASE("frequency-weighted loss: weights scale each token's KL; gradients match finite differences") {
@@ -93,10 +105,8 @@ TEST_CASE("frequency-weighted loss: weights scale each token's KL; gradients mat
   CHECK_THROWS_AS(frequency_weights(std::vector<int64_t>(V, 0), 0.5), UsageError);
 
   TunedLens lens(L, H);
+  randomize(lens, 5);
   std::mt19937 rng(5);
-  std::normal_distribution<float> nd(0.f, 0.1f);
-  for (auto& x : lens.weights()) x = nd(rng);
-  for (auto& x : lens.biases()) x = nd(rng);
   const auto data = sequences(2, 12, V, 11);
   // All-ones weights: bit-identical to the unweighted run.
   TrainOptions ones;
@@ -112,28 +122,12 @@ TEST_CASE("frequency-weighted loss: weights scale each token's KL; gradients mat
   const auto weighted = tr.gradients(spans(data));
   const auto gw = tr.grad_w(), gb = tr.grad_b();
   CHECK(weighted != plain.gradients(spans(data)));
-  auto total_loss = [&] {
+  auto total_loss = [&] {  // the weighted loss: gradients() returns it (evaluate() is unweighted)
     double s = 0;
     for (double l : tr.gradients(spans(data))) s += l;
     return s;
   };
-  const double eps = 2e-3;
-  std::uniform_int_distribution<size_t> pick(0, H - 1);
-  for (size_t i = 0; i < L; ++i)
-    for (int rep = 0; rep < 4; ++rep) {
-      const bool bias = rep % 2 == 1;
-      const size_t r = pick(rng), c = pick(rng);
-      float& p = bias ? lens.bias(i)[r] : lens.weight(i)[r * H + c];
-      const float analytic = bias ? gb[i * H + r] : gw[(i * H + r) * H + c];
-      const float saved = p;
-      p = saved + float(eps);
-      const double up = total_loss();
-      p = saved - float(eps);
-      const double down = total_loss();
-      p = saved;
-      CAPTURE(i);
-      CHECK(analytic == doctest::Approx((up - down) / (2 * eps)).epsilon(0.02).scale(1e-3));
-    }
+  CHECK(check_against_finite_differences(lens, gw, gb, total_loss, 4, 5) == int(4 * L));
 }
 
 TEST_CASE("training lowers held-out KL; resume equals an uninterrupted run") {
@@ -322,10 +316,7 @@ TEST_CASE("bf16 products: losses and gradients within bf16 rounding of the f32 o
   auto model = load_model(kModel);
   const size_t L = model->n_layers(), H = model->hidden();
   TunedLens lens(L, H);
-  std::mt19937 rng(6);
-  std::normal_distribution<float> nd(0.f, 0.1f);
-  for (auto& x : lens.weights()) x = nd(rng);
-  for (auto& x : lens.biases()) x = nd(rng);
+  randomize(lens, 6);
   const auto data = sequences(2, 12, model->vocab(), 13);
   TrainOptions bo;
   bo.bf16_products = true;
