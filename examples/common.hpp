@@ -17,6 +17,7 @@
 #include "fathom/core/error.hpp"
 #include "fathom/core/id_list.hpp"
 #include "fathom/core/shared_path.hpp"
+#include "fathom/kernels/bf16dot.hpp"
 #include "fathom/model/kv_cache.hpp"
 #include "fathom/model/load.hpp"
 #include "fathom/tokenizer/any_tokenizer.hpp"
@@ -32,6 +33,7 @@ struct ModelArgs {
   std::string tokenizer;  // empty: beside the model (tok512.bin) or in its folder
   std::string weights = "as-stored";
   std::string kv_cache = "f32";
+  std::string activations = "f32";
   int threads = 0;
 
   // omp_threads = false: the program has its own --threads (eval: worker threads over items).
@@ -42,6 +44,9 @@ struct ModelArgs {
                    "tokenizer folder, .gguf or tok512.bin (default: beside the model, or a .gguf model's own)");
     app.add_option("--weights", weights, "weight format in memory: as-stored, f32, bf16, q8")
         ->check(CLI::IsMember({"as-stored", "f32", "bf16", "q8"}));
+    app.add_option("--activations", activations,
+                   "bf16: round activations to bf16 for bf16 weights (AVX512_BF16 vdpbf16ps; inexact, opt-in)")
+        ->check(CLI::IsMember({"f32", "bf16"}));
     app.add_option("--kv-cache", kv_cache, "KV cache precision: f32 (exact) or bf16 (half the memory, inexact)")
         ->check(CLI::IsMember({"f32", "bf16"}));
     if (omp_threads) app.add_option("-t,--threads", threads, "OpenMP threads (default: all cores)");
@@ -60,6 +65,7 @@ struct ModelArgs {
 
   std::unique_ptr<fathom::Model> load() const {
     if (threads > 0) omp_set_num_threads(threads);
+    if (activations == "bf16") fathom::kernels::set_bf16_activations(true);
     return fathom::load_model(model, load_options());
   }
   fathom::tok::AnyTokenizer load_tokenizer() const {
