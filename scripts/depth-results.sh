@@ -39,6 +39,8 @@ for s in "${stages[@]}"; do
         $(resume_flag "$out/lens-smollm2-freq") | tee "$out/lens-smollm2-freq.txt" ;;
     prepare)
       tail -n 300 "$wiki" > "$out/wikitext-tail.txt"
+      perl -MLingua::EN::Tagger -e1 2>/dev/null ||
+        { echo "the POS tagger is missing: apt-get install liblingua-en-tagger-perl" >&2; exit 1; }
       perl "$root/tools/pos_tag.pl" "$out/wikitext-tail.txt" "$out/wikitext-tail.pos.jsonl" --skip-headings
       # Token counts over the whole WikiText-2 test split (the largest text in the shared folder).
       run "$build/examples/depth" -m "$model" --freq-text "$wiki" --freq-counts "$out/wikitext2.counts" -o "$out/counts" ;;
