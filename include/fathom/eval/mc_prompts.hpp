@@ -27,17 +27,9 @@ struct McPrompt {
 // that is not JSON, DataError for a missing or mistyped field and for a file without items.
 inline std::vector<McPrompt> parse_mc_jsonl(std::string_view text, const std::string& file) {
   std::vector<McPrompt> out;
-  size_t pos = 0, line_no = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+  io::for_each_json_line(text, file, [&](const io::Json& j, const std::string& where) {
     McPrompt m;
-    m.where = file + ":" + std::to_string(line_no);
-    const io::Json j = io::parse_json(line, m.where);
+    m.where = where;
     if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
       throw DataError(m.where, "prompt", "expected an object with a string \"prompt\"");
     m.prompt = j["prompt"].get<std::string>();
@@ -54,7 +46,7 @@ inline std::vector<McPrompt> parse_mc_jsonl(std::string_view text, const std::st
       m.answer = a.get<int>();
     }
     out.push_back(std::move(m));
-  }
+  });
   if (out.empty()) throw DataError(file, "", "no multiple-choice items");
   return out;
 }

@@ -35,17 +35,9 @@ struct TaggedText {
 // Errors name "<file>:<line>" and the field; the whole file is checked before a model runs.
 inline std::vector<TaggedText> parse_tagged_jsonl(std::string_view data, const std::string& file) {
   std::vector<TaggedText> out;
-  size_t pos = 0, line_no = 0;
-  while (pos < data.size()) {
-    size_t end = data.find('\n', pos);
-    if (end == std::string_view::npos) end = data.size();
-    const std::string_view line = data.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+  io::for_each_json_line(data, file, [&](const io::Json& j, const std::string& where) {
     TaggedText d;
-    d.where = file + ":" + std::to_string(line_no);
-    const io::Json j = io::parse_json(line, d.where);
+    d.where = where;
     if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
       throw DataError(d.where, "text", "expected an object with a string \"text\"");
     d.text = j["text"].get<std::string>();
@@ -71,7 +63,7 @@ inline std::vector<TaggedText> parse_tagged_jsonl(std::string_view data, const s
       d.words.push_back(std::move(tw));
     }
     out.push_back(std::move(d));
-  }
+  });
   if (out.empty()) throw DataError(file, "", "no tagged documents");
   return out;
 }

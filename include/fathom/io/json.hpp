@@ -78,6 +78,23 @@ inline Json parse_json(std::string_view text, const std::string& label) {
   }
 }
 
+// JSON Lines: calls fn(json, where) for every non-blank line, where = "<file>:<line>" (1-based),
+// the label errors about that line should carry; a line that is not JSON is a FormatError there.
+template <class Fn>
+void for_each_json_line(std::string_view text, const std::string& file, Fn&& fn) {
+  size_t pos = 0, line_no = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    const std::string where = file + ":" + std::to_string(line_no);
+    fn(parse_json(line, where), where);
+  }
+}
+
 inline Json read_json_file(const std::filesystem::path& path) {
   return parse_json(read_text_file(path), path.string());
 }
