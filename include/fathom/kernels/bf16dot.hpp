@@ -118,12 +118,8 @@ inline void bf16dot_tile(size_t kc2, const uint32_t* Ap, const uint32_t* Bp, flo
 inline void gemm_bf16dot(size_t K, const float* X, size_t M, std::span<const DenseProduct> products) {
   static_assert(kNR == 32, "two 16-lane vectors per tile row");
   constexpr size_t kKC2 = kKC;  // pairs per K block (2 * kKC elements)
-  size_t panels = 0, work = 0;
-  for (const DenseProduct& p : products) {
-    if (K == 0) std::fill(p.Y, p.Y + M * p.N, 0.f);
-    panels += (p.N + kNR - 1) / kNR;
-    work += M * p.N * K;
-  }
+  const DenseWork dw = dense_work(K, M, products);
+  const size_t panels = dw.panels, work = dw.work;
   if (K == 0) return;
   const size_t K2 = (K + 1) / 2;  // pairs per row (the odd tail paired with 0)
   const int threads = worker_count(work);

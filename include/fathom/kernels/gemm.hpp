@@ -162,13 +162,24 @@ struct DenseProduct {
 // Y_j[M, N_j] = X[M, K] . W_j[N_j, K]^T for products that share X and a dtype (F32, BF16, F16):
 // each K block of X is packed once for all of them, and the threads split the 32-row panels of
 // all the W_j (so small matrices such as k and v are shared too).
-inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<const DenseProduct> products) {
+// The NR-row panels and multiply-adds of a set of dense products; with K = 0 their outputs are
+// zeroed (an empty sum) and the caller has nothing left to do.
+struct DenseWork {
   size_t panels = 0, work = 0;
+};
+inline DenseWork dense_work(size_t K, size_t M, std::span<const DenseProduct> products) {
+  DenseWork w;
   for (const DenseProduct& p : products) {
     if (K == 0) std::fill(p.Y, p.Y + M * p.N, 0.f);
-    panels += (p.N + kNR - 1) / kNR;
-    work += M * p.N * K;
+    w.panels += (p.N + kNR - 1) / kNR;
+    w.work += M * p.N * K;
   }
+  return w;
+}
+
+inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<const DenseProduct> products) {
+  const DenseWork dw = dense_work(K, M, products);
+  const size_t panels = dw.panels, work = dw.work;
   if (K == 0) return;
   parallel_chunks(panels, worker_count(work), [&](size_t pb, size_t pe) {
     GemmScratch& s = gemm_scratch();
