@@ -426,8 +426,43 @@ TEST_CASE("Q8 portable block dot: the fast path's bits, the reference's value") 
       }
     }
   }
-  const std::string path = kernels::detail::kQ8Vnni ? "AVX512-VNNI" : "portable";
-  MESSAGE("Q8 fast path: " << path);
+  MESSAGE("Q8 fast path: " << std::string(kernels::detail::q8_kernel_name()));
+}
+
+TEST_CASE("Q8 products at the ends of the int8 range: no saturation, the portable bits") {
+  // Every |q| = 127 in weights and activations with equal signs (the largest pair sums, 2 x 127^2,
+  // the limit of AVX2's vpmaddubsw), and stored bytes 0 (q = -128, which quantize_q8 never makes
+  // but a Q8 checkpoint may hold).
+  std::mt19937 rng(21);
+  for (size_t cols : {size_t(32), size_t(288), size_t(1000)}) {
+    const size_t rows = 6, n = 3, nb = kernels::q8_blocks(cols);
+    std::vector<float> w(rows * cols), x(n * cols);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = (rng() & 1) ? 0.5f : -0.5f;
+    for (size_t t = 0; t < n; ++t)
+      for (size_t c = 0; c < cols; ++c) x[t * cols + c] = w[(t % rows) * cols + c] > 0 ? 2.f : -2.f;
+    auto q = kernels::quantize_q8({DType::F32, rows, cols, w.data()});
+    for (size_t c = 0; c < cols; c += 3) q.values()[5 * nb * 32 + c] = 0;  // row 5: q = -128
+    const MatrixView W = q.view();
+    const auto L = kernels::detail::q8_layout(W);
+    kernels::detail::Q8Acts acts;
+    acts.assign(x.data(), n, cols);
+    std::vector<float> Y(n * rows), y(rows);
+    kernels::gemm(W, x.data(), n, Y.data());
+    for (size_t t = 0; t < n; ++t) {
+      kernels::gemv(W, x.data() + t * cols, y.data());
+      for (size_t r = 0; r < rows; ++r) {
+        CAPTURE(cols);
+        CAPTURE(r);
+        const float p = kernels::detail::q8_dot_portable(L.qs + r * nb * 32, L.d + r * nb,
+                                                         acts.qs.data() + t * nb * 32, acts.d.data() + t * nb, nb);
+        double ref = 0;
+        for (size_t c = 0; c < cols; ++c) ref += double(W.at(r, c)) * double(acts.qs[t * nb * 32 + c]) * acts.d[t * nb + c / 32];
+        CHECK(std::fabs(p - ref) <= 1e-5 * std::fabs(ref) + 1e-6);
+        CHECK(std::bit_cast<uint32_t>(p) == std::bit_cast<uint32_t>(y[r]));
+        CHECK(std::bit_cast<uint32_t>(p) == std::bit_cast<uint32_t>(Y[t * rows + r]));
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

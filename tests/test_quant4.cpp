@@ -111,8 +111,10 @@ TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit"
 TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel's bits, any thread count") {
   std::mt19937 rng(5);
   for (DType t : kTypes)
-    for (size_t cols : {size_t(256), size_t(768), size_t(1536 + 256)})
+    for (size_t cols : {size_t(256), size_t(576), size_t(768), size_t(800), size_t(1536 + 256)})
       for (size_t rows : {size_t(1), size_t(7), size_t(67)}) {
+        // 576 (SmolLM2's width) and 800: 18 and 25 blocks of 32, not whole groups of 8 or 16
+        if (cols % kk::gguf_block_elems(t) != 0) continue;
         CAPTURE(dtype_name(t));
         CAPTURE(cols);
         CAPTURE(rows);
@@ -158,7 +160,59 @@ TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel'
           }
         }
       }
-  MESSAGE("GGUF block fast path: " << std::string(kd::kQ4Vnni ? "AVX512-VNNI" : "portable"));
+  MESSAGE("GGUF block fast path: " << std::string(kd::gguf_kernel_name()));
+}
+
+TEST_CASE("GGUF block products at the ends of the ranges: largest weights and activations, the portable bits") {
+  // Weights at their largest magnitudes (Q4: 0 and 15; Q6_K: 0 and 63) and activations of equal
+  // magnitude in every element (|qx| = 127): the largest pair sums of vpmaddubsw (AVX2).
+  std::mt19937 rng(17);
+  for (DType t : kTypes) {
+    CAPTURE(dtype_name(t));
+    const size_t rows = 3, cols = 512, n = 5;
+    Case c = make_case(t, rows, cols, rng);
+    // all quant bytes to 0x00 or 0xff, then rebuild the matrix and the reference
+    const size_t bb = kk::gguf_block_bytes(t), nb = cols / kk::gguf_block_elems(t);
+    for (size_t i = 0; i < rows * nb; ++i) {
+      uint8_t* blk = c.raw.data() + i * bb;
+      auto fill = [&](size_t from, size_t to) { for (size_t k = from; k < to; ++k) blk[k] = (rng() & 1) ? 0xff : 0x00; };
+      switch (t) {
+        case DType::Q4_0: fill(2, 18); break;
+        case DType::Q4_1: fill(4, 20); break;
+        case DType::Q4_K: fill(16, 144); break;
+        default: fill(0, 192); break;
+      }
+    }
+    const size_t row_bytes = nb * bb;
+    c.M = kk::block_matrix_from_gguf(t, rows, cols, [&](size_t r) {
+      return reinterpret_cast<const std::byte*>(c.raw.data() + r * row_bytes);
+    });
+    io::dequantize(ggml_of(t), reinterpret_cast<const std::byte*>(c.raw.data()), rows * cols, c.dq.data());
+    std::vector<float> X(n * cols);
+    for (size_t i = 0; i < X.size(); ++i) X[i] = (rng() & 1) ? 1.5f : -1.5f;
+    for (size_t k = 0; k < cols; ++k) X[k] = c.dq[k] >= 0 ? 1.5f : -1.5f;  // row 0: signs of weight row 0
+    kd::Q8Acts A;
+    A.assign(X.data(), n, cols);
+    const kk::MatrixView W = c.M.view();
+    std::vector<float> Y(n * rows), y(rows);
+    kk::gemm(W, X.data(), n, Y.data());
+    for (size_t tt = 0; tt < n; ++tt) {
+      kk::gemv(W, X.data() + tt * cols, y.data());
+      for (size_t r = 0; r < rows; ++r) {
+        double ref = 0, mag = 0;
+        for (size_t k = 0; k < cols; ++k) {
+          const double v = double(c.dq[r * cols + k]) * double(A.qs[tt * A.nb * 32 + k]) * A.d[tt * A.nb + k / 32];
+          ref += v;
+          mag += std::fabs(v);
+        }
+        const float p = kd::gguf_row_dot_portable(t, W, r, A.qs.data() + tt * A.nb * 32, A.d.data() + tt * A.nb,
+                                                  A.sx.data() + tt * A.nb);
+        CHECK(std::fabs(p - ref) <= 1e-5 * mag + 1e-30);
+        CHECK(std::bit_cast<uint32_t>(p) == std::bit_cast<uint32_t>(y[r]));
+        CHECK(std::bit_cast<uint32_t>(p) == std::bit_cast<uint32_t>(Y[tt * rows + r]));
+      }
+    }
+  }
 }
 
 TEST_CASE("GGUF block gemv_fused equals one gemv per matrix; quantize_q8_blocks; errors") {

@@ -252,13 +252,109 @@ inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
 constexpr bool kQ8Vnni = false;
 #endif
 
-// out[m*RW + r] for an RW x RX tile, VNNI when compiled in, portable otherwise.
+#if !(defined(__AVX512VNNI__) && defined(__AVX512BW__)) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+// AVX2 without AVX512-VNNI (e.g. AMD Zen 2/3, Intel Haswell-Skylake): the same arithmetic on
+// 8-lane registers. The 16 lanes of the header are two registers, lanes 0-7 taking the even blocks
+// and lanes 8-15 the odd ones, and the exact int32 dots of 4 bytes come from vpmaddubsw (u8 x s8
+// pairs -> s16, exact while no pair sum exceeds 32767) and vpmaddwd with ones, as llama.cpp's AVX2
+// kernels do.
+#define FATHOM_KERNELS_AVX2_INT8 1
+constexpr bool kQ8Avx2 = true;
+
+// q8_tree_sum of the 16 lanes lo (0-7) and hi (8-15).
+inline float q8_lanes_sum(__m256 lo, __m256 hi) {
+  const __m256 t3 = _mm256_add_ps(lo, hi);
+  const __m128 t6 = _mm_add_ps(_mm256_castps256_ps128(t3), _mm256_extractf128_ps(t3, 1));
+  const __m128 t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));  // lanes 0, 1: t6[0]+t6[2], t6[1]+t6[3]
+  return _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps(t8, t8, 1));
+}
+
+// int32 lane i = sum over bytes 4i..4i+3 of u * s (u unsigned, s signed; exact when every pair
+// |u0 s0 + u1 s1| <= 32767).
+inline __m256i dot4_u8s8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// RW weight rows x RX activation rows (RW * RX <= 4: 2 accumulators per result in 16 registers).
+// Per block and result: vpsignb (the weights' signs moved to the activations, so that |q| is
+// the unsigned operand: q = stored ^ 0x80 in [-127, 127], |q| <= 128 for any byte), vpmaddubsw,
+// vpmaddwd, a conversion and an FMA with the block's scale dw * dx (multiplied 8 blocks at a time
+// and broadcast from memory). The weights' prefetch is the VNNI kernel's: 256 bytes of each row
+// per 8 blocks, the scales' 64 bytes per 16 blocks.
+template <int RW, int RX>
+inline void q8_tile_avx2(const uint8_t* const* wq, const uint16_t* const* wd, const int8_t* const* xq,
+                         const float* const* xd, size_t nb, float* out, const TilePrefetch& pf,
+                         const TilePrefetch& pfd) {
+  static_assert(RW * RX <= 4);
+  __m256 acc[RX][RW][2];
+  for (int m = 0; m < RX; ++m)
+    for (int r = 0; r < RW; ++r) acc[m][r][0] = acc[m][r][1] = _mm256_setzero_ps();
+  const __m256i flip = _mm256_set1_epi8(char(0x80));
+  alignas(32) float sc[RX][RW][8];
+  for (size_t g = 0; g < nb; g += 8) {
+    const size_t gb = std::min<size_t>(8, nb - g);  // blocks in this group of 8
+    if (gb == 8) {
+      for (int m = 0; m < RX; ++m) {
+        const __m256 sx = _mm256_loadu_ps(xd[m] + g);
+        for (int r = 0; r < RW; ++r)
+          _mm256_store_ps(sc[m][r], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(
+                                                      reinterpret_cast<const __m128i*>(wd[r] + g))), sx));
+      }
+    } else {
+      for (int m = 0; m < RX; ++m)
+        for (int r = 0; r < RW; ++r)
+          for (size_t k = 0; k < gb; ++k) sc[m][r][k] = _cvtsh_ss(wd[r][g + k]) * xd[m][g + k];
+    }
+    if (g % 16 == 0) pfd.tile<RW>(wd[0], g * sizeof(uint16_t), 64);
+    pf.tile<RW>(wq[0], g * kQ8Block, 8 * kQ8Block);
+    auto step = [&](size_t k, int h) {  // block g + k, accumulator half h = (g + k) % 2
+      const size_t off = (g + k) * kQ8Block;
+      __m256i x[RX];
+      for (int m = 0; m < RX; ++m) x[m] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[m] + off));
+      for (int r = 0; r < RW; ++r) {
+        const __m256i q = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq[r] + off)), flip);
+        const __m256i a = _mm256_sign_epi8(q, q);
+        for (int m = 0; m < RX; ++m) {
+          const __m256i s = dot4_u8s8(a, _mm256_sign_epi8(x[m], q));
+          acc[m][r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(&sc[m][r][k]), acc[m][r][h]);
+        }
+      }
+    };
+    size_t k = 0;
+    for (; k + 2 <= gb; k += 2) {
+      step(k, 0);
+      step(k + 1, 1);
+    }
+    if (k < gb) step(k, 0);
+  }
+  for (int m = 0; m < RX; ++m)
+    for (int r = 0; r < RW; ++r) out[m * RW + r] = q8_lanes_sum(acc[m][r][0], acc[m][r][1]);
+}
+#else
+constexpr bool kQ8Avx2 = false;
+#endif
+
+// The fast path compiled in: "AVX512-VNNI", "AVX2" or "portable".
+inline const char* q8_kernel_name() { return kQ8Vnni ? "AVX512-VNNI" : kQ8Avx2 ? "AVX2" : "portable"; }
+
+// out[m*RW + r] for an RW x RX tile: VNNI or AVX2 when compiled in, portable otherwise (the same
+// bits on every path).
 template <int RW, int RX>
 inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const int8_t* const* xq,
                     const float* const* xd, size_t nb, float* out, const TilePrefetch& pf = {},
                     const TilePrefetch& pfd = {}) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   q8_tile_vnni<RW, RX>(wq, wd, xq, xd, nb, out, pf, pfd);
+#elif defined(FATHOM_KERNELS_AVX2_INT8)
+  if constexpr (RW * RX > 4 && RW % 2 == 0) {  // 16 registers: two half tiles (gemm only)
+    float o[2][RW / 2 * RX];
+    q8_tile_avx2<RW / 2, RX>(wq, wd, xq, xd, nb, o[0], pf, pfd);
+    q8_tile_avx2<RW / 2, RX>(wq + RW / 2, wd + RW / 2, xq, xd, nb, o[1], {}, {});
+    for (int m = 0; m < RX; ++m)
+      for (int r = 0; r < RW; ++r) out[m * RW + r] = o[r / (RW / 2)][m * (RW / 2) + r % (RW / 2)];
+  } else {
+    q8_tile_avx2<RW, RX>(wq, wd, xq, xd, nb, out, pf, pfd);
+  }
 #else
   (void)pf, (void)pfd;
   for (int m = 0; m < RX; ++m)

@@ -378,6 +378,192 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
 constexpr bool kQ4Vnni = false;
 #endif
 
+#if defined(FATHOM_KERNELS_AVX2_INT8)
+// AVX2 without AVX512-VNNI (quant.hpp's Q8 AVX2 kernel): the header's 16 lanes are two 8-lane
+// registers (lo: even blocks, hi: odd blocks), one 32-byte block per step; int32 lane i = block b's
+// bytes 4i..4i+3 by vpmaddubsw + vpmaddwd (dot4_u8s8). Q4_1 and Q4_K weights (0..15) are the
+// unsigned operand as they are; Q4_0 and Q6_K weights minus their offset (8 / 32) are signed, so
+// their magnitudes are the unsigned operand and their signs move to the activations (vpsignb),
+// which makes the int32 q.qx - 8 sum qx (32 sum qx) directly. Same integers, same float
+// operations, so the same bits as the portable and VNNI kernels. The scales of 8 blocks are
+// multiplied at once into a small array and broadcast per block.
+constexpr bool kQ4Avx2 = true;
+
+inline float h2f_avx2(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// 16 bytes of nibbles (one Q4 block) -> 32 bytes in element order (low nibbles, then high).
+inline __m256i q4_unpack_block(const uint8_t* qs) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
+  return _mm256_and_si256(t, _mm256_set1_epi8(15));
+}
+
+// acc += block dot (weights w: unsigned as they are, or signed `sw` with magnitudes |sw|) x scale.
+inline __m256 q_fma_u(__m256i w, const int8_t* x, __m256 scale, __m256 acc) {
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_u8s8(w, xv)), scale, acc);
+}
+inline __m256 q_fma_s(__m256i aw, __m256i sw, const int8_t* x, __m256 scale, __m256 acc) {
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_u8s8(aw, _mm256_sign_epi8(xv, sw))), scale, acc);
+}
+
+// 8 floats starting at p, the ones at or past n read as zero.
+inline __m256 load_ps_n(const float* p, size_t n) {
+  if (n >= 8) return _mm256_loadu_ps(p);
+  alignas(32) float t[8] = {};
+  for (size_t i = 0; i < n; ++i) t[i] = p[i];
+  return _mm256_load_ps(t);
+}
+inline __m256 load_ph_n(const uint16_t* p, size_t n) {
+  if (n >= 8) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  alignas(16) uint16_t t[8] = {};
+  for (size_t i = 0; i < n; ++i) t[i] = p[i];
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+}
+
+// One weight row against RX activation rows (RX <= 4). Q4_0 / Q4_1.
+template <int RX>
+inline void q4_row_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t* const* xq, const float* const* xd,
+                        const float* const* sx, float* out) {
+  const size_t nb = L.nb;
+  const uint8_t* qs = L.qs + r * nb * 16;
+  const uint16_t* wd = L.d + r * nb;
+  const uint16_t* wm = has_min ? L.m + r * nb : nullptr;
+  __m256 acc[RX][2];
+  alignas(32) float macc[RX][16] = {};  // lane b mod 16 (updated once per 8 blocks: kept in memory)
+  for (int m = 0; m < RX; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+  const __m256i eight = _mm256_set1_epi8(8);
+  alignas(32) float sc[RX][8];
+  for (size_t g = 0; g < nb; g += 8) {
+    const size_t gb = std::min<size_t>(8, nb - g);
+    const __m256 dw = load_ph_n(wd + g, gb);
+    for (int m = 0; m < RX; ++m) _mm256_store_ps(sc[m], _mm256_mul_ps(dw, load_ps_n(xd[m] + g, gb)));
+    if (has_min) {
+      const __m256 mw = load_ph_n(wm + g, gb);
+      for (int m = 0; m < RX; ++m) {
+        float* ml = macc[m] + (g % 16);
+        _mm256_store_ps(ml, _mm256_fmadd_ps(mw, load_ps_n(sx[m] + g, gb), _mm256_load_ps(ml)));
+      }
+    }
+    for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs + g * 16 + 64 * k + kPrefetchAhead));
+    for (size_t k = 0; k < gb; ++k) {
+      const size_t b = g + k;
+      const int h = int(k % 2);
+      const __m256i w = q4_unpack_block(qs + b * 16);
+      if (has_min) {
+        for (int m = 0; m < RX; ++m)
+          acc[m][h] = q_fma_u(w, xq[m] + b * 32, _mm256_broadcast_ss(&sc[m][k]), acc[m][h]);
+      } else {
+        const __m256i sw = _mm256_sub_epi8(w, eight), aw = _mm256_sign_epi8(sw, sw);
+        for (int m = 0; m < RX; ++m)
+          acc[m][h] = q_fma_s(aw, sw, xq[m] + b * 32, _mm256_broadcast_ss(&sc[m][k]), acc[m][h]);
+      }
+    }
+  }
+  for (int m = 0; m < RX; ++m)
+    out[m] = has_min ? q8_lanes_sum(acc[m][0], acc[m][1]) + q8_tree_sum(macc[m]) : q8_lanes_sum(acc[m][0], acc[m][1]);
+}
+
+// Q4_K: one weight row against RX activation rows (RX <= 4).
+template <int RX>
+inline void q4k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
+                         const float* const* sx, float* out) {
+  __m256 acc[RX][2];
+  alignas(32) float macc[RX][16] = {};  // lane b mod 16: 8 lanes per super-block parity
+  for (int m = 0; m < RX; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+  const __m256i m0f = _mm256_set1_epi8(15);
+  alignas(32) float S[RX][8];
+  for (size_t s = 0; s < nsb; ++s) {
+    const uint8_t* blk = row + s * kQ4KBytes;
+    prefetch_line(uintptr_t(blk + kPrefetchAhead));
+    prefetch_line(uintptr_t(blk + 64 + kPrefetchAhead));
+    prefetch_line(uintptr_t(blk + 128 + kPrefetchAhead));
+    uint32_t u[4];  // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3]
+    std::memcpy(u, blk + 4, 12);
+    u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    const uint32_t mins_lo = u[1] & 0x3f3f3f3fu;
+    u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    u[2] = mins_lo;
+    u[0] &= 0x3f3f3f3fu;
+    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+    const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f_avx2(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
+    const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f_avx2(blk + 2)),
+                                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))));
+    const size_t b0 = s * 8;
+    for (int m = 0; m < RX; ++m) {
+      _mm256_store_ps(S[m], _mm256_mul_ps(dl, _mm256_loadu_ps(xd[m] + b0)));
+      float* mlanes = macc[m] + 8 * (s % 2);
+      _mm256_store_ps(mlanes, _mm256_fmadd_ps(ml, _mm256_loadu_ps(sx[m] + b0), _mm256_load_ps(mlanes)));
+    }
+    for (int p = 0; p < 4; ++p) {  // groups 2p, 2p+1: the low and high nibbles of 32 bytes
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + p * 32));
+      const __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
+      for (int m = 0; m < RX; ++m) {
+        const int8_t* x = xq[m] + (b0 + 2 * p) * 32;
+        acc[m][0] = q_fma_u(lo, x, _mm256_broadcast_ss(&S[m][2 * p]), acc[m][0]);
+        acc[m][1] = q_fma_u(hi, x + 32, _mm256_broadcast_ss(&S[m][2 * p + 1]), acc[m][1]);
+      }
+    }
+  }
+  for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m][0], acc[m][1]) - q8_tree_sum(macc[m]);
+}
+
+// Q6_K: one weight row against RX activation rows (RX <= 4).
+template <int RX>
+inline void q6k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
+                         float* out) {
+  __m256 acc[RX][2];
+  for (int m = 0; m < RX; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+  const __m256i m0f = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+  alignas(32) float dsc[16];
+  for (size_t s = 0; s < nsb; ++s) {
+    const uint8_t* blk = row + s * kQ6KBytes;
+    for (int k = 0; k < 4; ++k) prefetch_line(uintptr_t(blk + 64 * k + kPrefetchAhead));
+    // dsc[g] = d * scale_g, exact (11 x 8 significant bits)
+    const __m256 d = _mm256_set1_ps(h2f_avx2(blk + 208));
+    const __m128i s16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
+    _mm256_store_ps(dsc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s16))));
+    _mm256_store_ps(dsc + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(s16, 8)))));
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + h * 64));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + h * 64 + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + h * 32));
+      for (int jj = 0; jj < 4; ++jj) {  // block j = 4h + jj: elements h*128 + 32 jj + l
+        const __m256i ql = jj % 2 ? ql1 : ql0;
+        const __m256i lo = jj < 2 ? _mm256_and_si256(ql, m0f) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m0f);
+        const __m256i hb = jj == 0 ? _mm256_slli_epi16(qh, 4)
+                           : jj == 1 ? _mm256_slli_epi16(qh, 2)
+                           : jj == 2 ? qh
+                                     : _mm256_srli_epi16(qh, 2);
+        const __m256i sw = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_and_si256(hb, m30)), m32);
+        const __m256i aw = _mm256_sign_epi8(sw, sw);
+        const int j = 4 * h + jj;
+        const size_t b = s * 8 + size_t(j);
+        // lanes 0-3: group 2j, lanes 4-7: group 2j + 1
+        const __m256 gsc = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(dsc[2 * j])),
+                                                _mm_set1_ps(dsc[2 * j + 1]), 1);
+        for (int m = 0; m < RX; ++m)
+          acc[m][j % 2] = q_fma_s(aw, sw, xq[m] + b * 32, _mm256_mul_ps(gsc, _mm256_set1_ps(xd[m][b])), acc[m][j % 2]);
+      }
+    }
+  }
+  for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m][0], acc[m][1]);
+}
+#else
+constexpr bool kQ4Avx2 = false;
+#endif
+
+// The fast path compiled in: "AVX512-VNNI", "AVX2" or "portable".
+inline const char* gguf_kernel_name() { return kQ4Vnni ? "AVX512-VNNI" : kQ4Avx2 ? "AVX2" : "portable"; }
+// Most activation rows a row kernel takes at once (gemm): 8 with AVX-512's 32 registers, 4 with
+// AVX2's 16.
+constexpr int kGgufMaxRx = kQ4Vnni ? 8 : 4;
+
 // out[m] = row r of W . activation row m, for RX rows; vector kernel when compiled in.
 template <int RX>
 inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, const float* const* xd,
@@ -395,6 +581,23 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
       return q6k_row_vnni<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ6KBytes, nsb, xq, xd, out);
     }
   }
+#elif defined(FATHOM_KERNELS_AVX2_INT8)
+  if constexpr (RX > 4) {  // 16 registers: two halves
+    gguf_row<RX / 2>(W, r, xq, xd, sx, out);
+    gguf_row<RX - RX / 2>(W, r, xq + RX / 2, xd + RX / 2, sx + RX / 2, out + RX / 2);
+    return;
+  } else switch (W.dtype) {
+    case DType::Q4_0: return q4_row_avx2<RX>(false, q4_layout(W), r, xq, xd, sx, out);
+    case DType::Q4_1: return q4_row_avx2<RX>(true, q4_layout(W), r, xq, xd, sx, out);
+    case DType::Q4_K: {
+      const size_t nsb = W.cols / kSuperBlock;
+      return q4k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
+    }
+    default: {
+      const size_t nsb = W.cols / kSuperBlock;
+      return q6k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ6KBytes, nsb, xq, xd, out);
+    }
+  }
 #else
   for (int m = 0; m < RX; ++m) out[m] = gguf_row_dot_portable(W.dtype, W, r, xq[m], xd[m], sx[m]);
 #endif
@@ -408,9 +611,9 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
   for (size_t r = r0; r < r1; ++r) gguf_row<1>(W, r, xq, xd, sx, y + r);
 }
 
-// Y[t, r] for t in [0, n), r in [r0, r1): each weight row against 4 activation rows at a time
-// (its blocks unpacked once for all four), token blocks of ~24 KB of activations (L1-resident
-// while every row of the range passes; the rows come from L2).
+// Y[t, r] for t in [0, n), r in [r0, r1): each weight row against kGgufMaxRx (8 / 4), then 4, then
+// 1 activation rows at a time (its blocks unpacked once for all of them), token blocks of ~24 KB
+// of activations (L1-resident while every row of the range passes; the rows come from L2).
 inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y) {
   const size_t nb = A.nb, N = W.rows;
   const size_t tb = std::max<size_t>(8, (size_t(24) << 10) / (nb * kQ8Block) / 8 * 8);
@@ -431,7 +634,8 @@ inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_
         gguf_row<RX>(W, r, xq, xd, sx, out);
         for (int m = 0; m < RX; ++m) Y[(t + m) * N + r] = out[m];
       };
-      for (; t + 8 <= t1; t += 8) run(std::integral_constant<int, 8>{});
+      if constexpr (kGgufMaxRx >= 8)
+        for (; t + 8 <= t1; t += 8) run(std::integral_constant<int, 8>{});
       for (; t + 4 <= t1; t += 4) run(std::integral_constant<int, 4>{});
       for (; t < t1; ++t) run(std::integral_constant<int, 1>{});
     }
