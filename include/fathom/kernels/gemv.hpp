@@ -3,6 +3,7 @@
 // by reading the weights once, so each row is streamed with independent accumulators and the
 // widening of bf16 costs two integer ops per 32 weights.
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -16,7 +17,9 @@ namespace fathom::kernels::detail {
 // 14336-wide layer does not fit L1, so this halves to quarters the L2 traffic per weight byte).
 // Each row has its own 4 vector accumulators and the same operation sequence whatever R, so a
 // row's result does not depend on how rows are grouped (or split over threads). `pf` prefetches
-// the rows ahead (decode, prefetch.hpp).
+// the rows ahead (decode, prefetch.hpp). The scalar tail is an explicit fused multiply-add: left as
+// `s += w * x`, GCC contracts it or not depending on where the function is inlined, and the
+// batched kernels (gemv_batch.hpp) must reproduce it bit for bit.
 template <int R>
 inline void dot_f32_rows(const float* w, size_t ld, const float* x, size_t n, float* out,
                          const TilePrefetch& pf = {}) {
@@ -43,7 +46,7 @@ inline void dot_f32_rows(const float* w, size_t ld, const float* x, size_t n, fl
   }
   for (int r = 0; r < R; ++r) {
     float s = simd::hsum((a[r][0] + a[r][1]) + (a[r][2] + a[r][3]));
-    for (size_t k = c; k < n; ++k) s += w[r * ld + k] * x[k];
+    for (size_t k = c; k < n; ++k) s = std::fma(w[r * ld + k], x[k], s);  // explicit (above)
     out[r] = s;
   }
 }
@@ -114,7 +117,7 @@ inline void dot_bf16_rows(const uint16_t* w, size_t ld, const SplitVector& xs, c
   }
   for (int r = 0; r < R; ++r) {
     float s = simd::hsum((a[r][0] + a[r][1]) + (a[r][2] + a[r][3]));
-    for (size_t k = c; k < n; ++k) s += bf16_to_f32(w[r * ld + k]) * x[k];
+    for (size_t k = c; k < n; ++k) s = std::fma(bf16_to_f32(w[r * ld + k]), x[k], s);
     out[r] = s;
   }
 }
