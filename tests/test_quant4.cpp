@@ -111,9 +111,9 @@ TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit"
 TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel's bits, any thread count") {
   std::mt19937 rng(5);
   for (DType t : kTypes)
-    for (size_t cols : {size_t(256), size_t(576), size_t(768), size_t(800), size_t(1536 + 256)})
+    for (size_t cols : {size_t(96), size_t(256), size_t(576), size_t(768), size_t(800), size_t(1536 + 256)})
       for (size_t rows : {size_t(1), size_t(7), size_t(67)}) {
-        // 576 (SmolLM2's width) and 800: 18 and 25 blocks of 32, not whole groups of 8 or 16
+        // 96, 576 (SmolLM2's width), 800: 3, 18, 25 blocks of 32, not whole groups of 8 or 16
         if (cols % kk::gguf_block_elems(t) != 0) continue;
         CAPTURE(dtype_name(t));
         CAPTURE(cols);

@@ -37,6 +37,11 @@
 #include "fathom/kernels/simd.hpp"
 #include "fathom/kernels/weight_buffer.hpp"
 
+// The AVX2 integer kernels (below, and quant4.hpp's) where AVX512-VNNI is not targeted.
+#if !(defined(__AVX512VNNI__) && defined(__AVX512BW__)) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define FATHOM_KERNELS_AVX2_INT8 1
+#endif
+
 namespace fathom::kernels {
 
 constexpr size_t kQ8Block = 32;
@@ -109,6 +114,10 @@ struct Q8Acts {
   std::vector<int8_t> qs;   // [n][nb*32]
   std::vector<float> d;     // [n][nb]
   std::vector<float> sx;    // [n][nb] d * sum(qs) of the block (the minimum terms of quant4.hpp)
+  // AVX2 kernels only (quant4.hpp's Q4_0 / Q4_1): qs with each pair of blocks b, b + 1 (b even)
+  // in the order of a Q4 pair's nibbles, [b 0-15 | b+1 0-15 | b 16-31 | b+1 16-31]; a last
+  // unpaired block as in qs. Empty elsewhere.
+  std::vector<int8_t> qp;   // [n][nb*32]
   size_t nb = 0;
   void assign(const float* X, size_t n, size_t cols) {
     nb = q8_blocks(cols);
@@ -121,6 +130,19 @@ struct Q8Acts {
       for (size_t k = 0; k < kQ8Block; ++k) s += qs[i * kQ8Block + k];
       sx[i] = d[i] * float(s);
     }
+#if defined(FATHOM_KERNELS_AVX2_INT8)
+    qp.resize(qs.size());
+    for (size_t t = 0; t < n; ++t) {
+      const int8_t* src = qs.data() + t * nb * kQ8Block;
+      int8_t* dst = qp.data() + t * nb * kQ8Block;
+      size_t b = 0;
+      for (; b + 2 <= nb; b += 2)
+        for (size_t h = 0; h < 2; ++h)      // element halves 0-15, 16-31
+          for (size_t k = 0; k < 2; ++k)    // blocks b, b + 1
+            std::copy_n(src + (b + k) * kQ8Block + 16 * h, 16, dst + b * kQ8Block + 32 * h + 16 * k);
+      if (b < nb) std::copy_n(src + b * kQ8Block, kQ8Block, dst + b * kQ8Block);
+    }
+#endif
   }
 
  private:
@@ -252,13 +274,12 @@ inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
 constexpr bool kQ8Vnni = false;
 #endif
 
-#if !(defined(__AVX512VNNI__) && defined(__AVX512BW__)) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#if defined(FATHOM_KERNELS_AVX2_INT8)
 // AVX2 without AVX512-VNNI (e.g. AMD Zen 2/3, Intel Haswell-Skylake): the same arithmetic on
 // 8-lane registers. The 16 lanes of the header are two registers, lanes 0-7 taking the even blocks
 // and lanes 8-15 the odd ones, and the exact int32 dots of 4 bytes come from vpmaddubsw (u8 x s8
 // pairs -> s16, exact while no pair sum exceeds 32767) and vpmaddwd with ones, as llama.cpp's AVX2
 // kernels do.
-#define FATHOM_KERNELS_AVX2_INT8 1
 constexpr bool kQ8Avx2 = true;
 
 // q8_tree_sum of the 16 lanes lo (0-7) and hi (8-15).

@@ -426,23 +426,37 @@ inline __m256 load_ph_n(const uint16_t* p, size_t n) {
   return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
 }
 
-// One weight row against RX activation rows (RX <= 4). Q4_0 / Q4_1.
+// One weight row against RX activation rows (RX <= 4). Q4_0 / Q4_1. A pair of blocks b, b + 1
+// is one 32-byte load whose low nibbles are elements 0-15 of both and whose high nibbles are
+// elements 16-31: two and/shift results against the activations in the same order (Q8Acts::qp).
+// The accumulators then hold lanes [0-3, 8-11] and [4-7, 12-15] of the header's 16 (each lane
+// still takes its blocks' products in order, with their scales) and are put back in order at the
+// end; a last unpaired block runs on its own.
 template <int RX>
-inline void q4_row_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t* const* xq, const float* const* xd,
-                        const float* const* sx, float* out) {
+inline void q4_row_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+                        const float* const* xd, const float* const* sx, float* out) {
   const size_t nb = L.nb;
   const uint8_t* qs = L.qs + r * nb * 16;
   const uint16_t* wd = L.d + r * nb;
   const uint16_t* wm = has_min ? L.m + r * nb : nullptr;
   __m256 acc[RX][2];
-  alignas(32) float macc[RX][16] = {};  // lane b mod 16 (updated once per 8 blocks: kept in memory)
-  for (int m = 0; m < RX; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-  const __m256i eight = _mm256_set1_epi8(8);
-  alignas(32) float sc[RX][8];
-  for (size_t g = 0; g < nb; g += 8) {
+  alignas(32) float macc[RX][16];  // lane b mod 16 (updated once per 8 blocks: kept in memory)
+  for (int m = 0; m < RX; ++m) {
+    acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    if (has_min) std::fill_n(macc[m], 16, 0.f);
+  }
+  const __m256i m0f = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+  alignas(32) float sp[RX][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
+  size_t g = 0;
+  for (; g < nb; g += 8) {
     const size_t gb = std::min<size_t>(8, nb - g);
     const __m256 dw = load_ph_n(wd + g, gb);
-    for (int m = 0; m < RX; ++m) _mm256_store_ps(sc[m], _mm256_mul_ps(dw, load_ps_n(xd[m] + g, gb)));
+    for (int m = 0; m < RX; ++m) {
+      const __m256 sc = _mm256_mul_ps(dw, load_ps_n(xd[m] + g, gb));
+      for (int p = 0; p < 4; ++p)
+        _mm256_store_ps(sp[m][p], _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
+                                                                                  2 * p + 1, 2 * p + 1, 2 * p + 1)));
+    }
     if (has_min) {
       const __m256 mw = load_ph_n(wm + g, gb);
       for (int m = 0; m < RX; ++m) {
@@ -451,22 +465,47 @@ inline void q4_row_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t*
       }
     }
     for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs + g * 16 + 64 * k + kPrefetchAhead));
-    for (size_t k = 0; k < gb; ++k) {
+    if (gb < 8 && gb % 2) break;  // the last group with an unpaired block: below
+    for (size_t k = 0; k < gb; k += 2) {
       const size_t b = g + k;
-      const int h = int(k % 2);
-      const __m256i w = q4_unpack_block(qs + b * 16);
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * 16));
+      const __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
       if (has_min) {
-        for (int m = 0; m < RX; ++m)
-          acc[m][h] = q_fma_u(w, xq[m] + b * 32, _mm256_broadcast_ss(&sc[m][k]), acc[m][h]);
+        for (int m = 0; m < RX; ++m) {
+          const __m256 s = _mm256_load_ps(sp[m][k / 2]);
+          acc[m][0] = q_fma_u(lo, xp[m] + b * 32, s, acc[m][0]);
+          acc[m][1] = q_fma_u(hi, xp[m] + b * 32 + 32, s, acc[m][1]);
+        }
       } else {
-        const __m256i sw = _mm256_sub_epi8(w, eight), aw = _mm256_sign_epi8(sw, sw);
-        for (int m = 0; m < RX; ++m)
-          acc[m][h] = q_fma_s(aw, sw, xq[m] + b * 32, _mm256_broadcast_ss(&sc[m][k]), acc[m][h]);
+        const __m256i slo = _mm256_sub_epi8(lo, eight), shi = _mm256_sub_epi8(hi, eight);
+        const __m256i alo = _mm256_sign_epi8(slo, slo), ahi = _mm256_sign_epi8(shi, shi);
+        for (int m = 0; m < RX; ++m) {
+          const __m256 s = _mm256_load_ps(sp[m][k / 2]);
+          acc[m][0] = q_fma_s(alo, slo, xp[m] + b * 32, s, acc[m][0]);
+          acc[m][1] = q_fma_s(ahi, shi, xp[m] + b * 32 + 32, s, acc[m][1]);
+        }
       }
     }
   }
-  for (int m = 0; m < RX; ++m)
-    out[m] = has_min ? q8_lanes_sum(acc[m][0], acc[m][1]) + q8_tree_sum(macc[m]) : q8_lanes_sum(acc[m][0], acc[m][1]);
+  for (int m = 0; m < RX; ++m) {  // back to the header's lanes: lo = 0-7, hi = 8-15
+    __m256 lo = _mm256_permute2f128_ps(acc[m][0], acc[m][1], 0x20);
+    __m256 hi = _mm256_permute2f128_ps(acc[m][0], acc[m][1], 0x31);
+    if (g < nb) {  // the pairs of the last group, then its unpaired (even) block, in element order
+      for (size_t k = 0; g + k < nb; ++k) {
+        const size_t b = g + k;
+        const __m256i w = q4_unpack_block(qs + b * 16);
+        const __m256 s = _mm256_broadcast_ss(&sp[m][k / 2][4 * (k % 2)]);
+        __m256& a = k % 2 ? hi : lo;
+        if (has_min) {
+          a = q_fma_u(w, xq[m] + b * 32, s, a);
+        } else {
+          const __m256i sw = _mm256_sub_epi8(w, eight);
+          a = q_fma_s(_mm256_sign_epi8(sw, sw), sw, xq[m] + b * 32, s, a);
+        }
+      }
+    }
+    out[m] = has_min ? q8_lanes_sum(lo, hi) + q8_tree_sum(macc[m]) : q8_lanes_sum(lo, hi);
+  }
 }
 
 // Q4_K: one weight row against RX activation rows (RX <= 4).
@@ -566,7 +605,7 @@ constexpr int kGgufMaxRx = kQ4Vnni ? 8 : 4;
 
 // out[m] = row r of W . activation row m, for RX rows; vector kernel when compiled in.
 template <int RX>
-inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, const float* const* xd,
+inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, const int8_t* const* xp, const float* const* xd,
                      const float* const* sx, float* out) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   switch (W.dtype) {
@@ -583,12 +622,12 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
   }
 #elif defined(FATHOM_KERNELS_AVX2_INT8)
   if constexpr (RX > 4) {  // 16 registers: two halves
-    gguf_row<RX / 2>(W, r, xq, xd, sx, out);
-    gguf_row<RX - RX / 2>(W, r, xq + RX / 2, xd + RX / 2, sx + RX / 2, out + RX / 2);
+    gguf_row<RX / 2>(W, r, xq, xp, xd, sx, out);
+    gguf_row<RX - RX / 2>(W, r, xq + RX / 2, xp + RX / 2, xd + RX / 2, sx + RX / 2, out + RX / 2);
     return;
   } else switch (W.dtype) {
-    case DType::Q4_0: return q4_row_avx2<RX>(false, q4_layout(W), r, xq, xd, sx, out);
-    case DType::Q4_1: return q4_row_avx2<RX>(true, q4_layout(W), r, xq, xd, sx, out);
+    case DType::Q4_0: return q4_row_avx2<RX>(false, q4_layout(W), r, xq, xp, xd, sx, out);
+    case DType::Q4_1: return q4_row_avx2<RX>(true, q4_layout(W), r, xq, xp, xd, sx, out);
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
       return q4k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
@@ -606,9 +645,10 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 // y[r] for r in [r0, r1), one activation row (decode).
 inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   const int8_t* xq[1] = {A.qs.data()};
+  const int8_t* xp[1] = {A.qp.data()};
   const float* xd[1] = {A.d.data()};
   const float* sx[1] = {A.sx.data()};
-  for (size_t r = r0; r < r1; ++r) gguf_row<1>(W, r, xq, xd, sx, y + r);
+  for (size_t r = r0; r < r1; ++r) gguf_row<1>(W, r, xq, xp, xd, sx, y + r);
 }
 
 // Y[t, r] for t in [0, n), r in [r0, r1): each weight row against kGgufMaxRx (8 / 4), then 4, then
@@ -623,15 +663,16 @@ inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_
       size_t t = t0;
       auto run = [&](auto rx) {
         constexpr int RX = decltype(rx)::value;
-        const int8_t* xq[RX];
+        const int8_t *xq[RX], *xp[RX];
         const float *xd[RX], *sx[RX];
         for (int m = 0; m < RX; ++m) {
           xq[m] = A.qs.data() + (t + m) * nb * kQ8Block;
+          xp[m] = A.qp.data() + (A.qp.empty() ? 0 : (t + m) * nb * kQ8Block);
           xd[m] = A.d.data() + (t + m) * nb;
           sx[m] = A.sx.data() + (t + m) * nb;
         }
         float out[RX];
-        gguf_row<RX>(W, r, xq, xd, sx, out);
+        gguf_row<RX>(W, r, xq, xp, xd, sx, out);
         for (int m = 0; m < RX; ++m) Y[(t + m) * N + r] = out[m];
       };
       if constexpr (kGgufMaxRx >= 8)
