@@ -12,6 +12,7 @@
 #include "fathom/blocks/rmsnorm.hpp"
 #include "fathom/blocks/rope.hpp"
 #include "fathom/kernels/attention.hpp"
+#include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/parallel.hpp"
 
@@ -37,11 +38,12 @@ struct Attention {
   }
 
   // xn: [n, hidden] normed input rows; cos/sin: [n, head_dim/2] per row.
-  // q: [n, q_dim] (may be null: keys/values only), k, v: [n, kv_dim].
+  // q: [n, q_dim] (may be null: keys/values only), k, v: [n, kv_dim]. `how`: Rows::AsGemv makes
+  // every row what a one-row call computes (batched decoding, kernels/gemv_batch.hpp).
   void project(const float* xn, size_t n, const float* cos, const float* sin, float* q, float* k,
-               float* v) const {
-    if (q) kernels::gemm_fused({{&wq, q}, {&wk, k}, {&wv, v}}, xn, n);
-    else kernels::gemm_fused({{&wk, k}, {&wv, v}}, xn, n);
+               float* v, kernels::Rows how = kernels::Rows::Gemm) const {
+    if (q) kernels::fused_products(how, {{&wq, q}, {&wk, k}, {&wv, v}}, xn, n);
+    else kernels::fused_products(how, {{&wk, k}, {&wv, v}}, xn, n);
     if (q) finish(q, n, n_heads, bq, q_norm, cos, sin);
     finish(k, n, n_kv_heads, bk, k_norm, cos, sin);
     if (!bv.empty())
@@ -49,7 +51,9 @@ struct Attention {
   }
 
   // out[n, hidden] = ctx[n, q_dim] · Wo^T
-  void output(const float* ctx, size_t n, float* out) const { kernels::gemm(wo, ctx, n, out); }
+  void output(const float* ctx, size_t n, float* out, kernels::Rows how = kernels::Rows::Gemm) const {
+    kernels::product(how, wo, ctx, n, out);
+  }
 
   // Scratch floats attend_cached needs for a cache of `capacity` positions.
   size_t attend_scratch(size_t capacity) const {
@@ -68,25 +72,34 @@ struct Attention {
   void attend_cached(const float* q, const int64_t* pos, size_t m, const E* k, const E* v,
                      const uint8_t* mask, size_t capacity, float* scores, float* ctx) const {
     static_assert(std::is_same_v<E, float> || std::is_same_v<E, uint16_t>);
-    const size_t G = n_heads / n_kv_heads, hd = head_dim, stride = kv_dim();
+    const size_t G = n_heads / n_kv_heads, hd = head_dim;
     const long jobs = long(m * n_kv_heads);
     const bool threaded = size_t(jobs) * G * size_t(pos[m - 1] + 1) * hd > (1u << 15);
     kernels::detail::parallel_jobs(jobs, threaded, [&](long j, int thread) {
       const size_t r = size_t(j) / n_kv_heads, g = size_t(j) % n_kv_heads;
-      const int64_t p = pos[r], lo = window_start(p);
-      const size_t h0 = g * G;  // first query head of this group
-      const E* kr = k + size_t(lo) * stride + g * hd;
-      const E* vr = v + size_t(lo) * stride + g * hd;
-      const uint8_t* mr = mask ? mask + lo : nullptr;
-      float* sc = scores + size_t(thread) * G * capacity;
-      float* out = ctx + (r * n_heads + h0) * hd;
-      if constexpr (std::is_same_v<E, float>)
-        kernels::attend_group(q + (r * n_heads + h0) * hd, hd, G, kr, vr, size_t(p - lo + 1), stride, hd,
-                              scale(), mr, sc, out, hd);
-      else
-        kernels::attend_group_bf16(q + (r * n_heads + h0) * hd, hd, G, kr, vr, size_t(p - lo + 1), stride, hd,
-                                   scale(), mr, sc, out, hd);
+      attend_kv_group(q + r * q_dim(), pos[r], g, k, v, mask, scores + size_t(thread) * G * capacity,
+                      ctx + r * q_dim());
     });
+  }
+
+  // One job of attend_cached: the query heads of key/value head g for one row. q_row, ctx_row:
+  // [q_dim] (heads g*G.. written); p: the row's position; k, v, mask: as attend_cached;
+  // sc: G * capacity floats.
+  template <class E>
+  void attend_kv_group(const float* q_row, int64_t p, size_t g, const E* k, const E* v, const uint8_t* mask,
+                       float* sc, float* ctx_row) const {
+    const size_t G = n_heads / n_kv_heads, hd = head_dim, stride = kv_dim();
+    const int64_t lo = window_start(p);
+    const size_t h0 = g * G;  // first query head of this group
+    const E* kr = k + size_t(lo) * stride + g * hd;
+    const E* vr = v + size_t(lo) * stride + g * hd;
+    const uint8_t* mr = mask ? mask + lo : nullptr;
+    if constexpr (std::is_same_v<E, float>)
+      kernels::attend_group(q_row + h0 * hd, hd, G, kr, vr, size_t(p - lo + 1), stride, hd, scale(), mr, sc,
+                            ctx_row + h0 * hd, hd);
+    else
+      kernels::attend_group_bf16(q_row + h0 * hd, hd, G, kr, vr, size_t(p - lo + 1), stride, hd, scale(), mr,
+                                 sc, ctx_row + h0 * hd, hd);
   }
 
  private:

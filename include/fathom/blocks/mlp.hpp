@@ -3,6 +3,7 @@
 #include <cstddef>
 
 #include "fathom/kernels/elementwise.hpp"
+#include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/linear.hpp"
 
 namespace fathom::blocks {
@@ -13,11 +14,13 @@ struct SwiGLU {
 
   size_t intermediate() const { return gate.rows; }
 
-  // x: [n, hidden] -> out: [n, hidden]; g, u: scratch [n, intermediate] each.
-  void operator()(const float* x, size_t n, float* out, float* g, float* u) const {
-    kernels::gemm_fused({{&gate, g}, {&up, u}}, x, n);
+  // x: [n, hidden] -> out: [n, hidden]; g, u: scratch [n, intermediate] each. `how`: as
+  // Attention::project.
+  void operator()(const float* x, size_t n, float* out, float* g, float* u,
+                  kernels::Rows how = kernels::Rows::Gemm) const {
+    kernels::fused_products(how, {{&gate, g}, {&up, u}}, x, n);
     kernels::swiglu(g, u, g, n * intermediate());
-    kernels::gemm(down, g, n, out);
+    kernels::product(how, down, g, n, out);
   }
 };
 

@@ -22,6 +22,7 @@
 #include "fathom/core/weight_format.hpp"
 #include "fathom/io/tensor_names.hpp"
 #include "fathom/io/tensor_store.hpp"
+#include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
 #include "fathom/core/model_config.hpp"
@@ -49,10 +50,11 @@ struct Readout {
   size_t vocab() const { return unembed.rows; }
   size_t hidden() const { return unembed.cols; }
   // h: [n, hidden] -> normed: [n, hidden] (scratch, may alias h only if h may be destroyed),
-  // logits: [n, vocab]
-  void operator()(const float* h, size_t n, float* normed, float* logits) const {
+  // logits: [n, vocab]; `how`: as blocks::Attention::project.
+  void operator()(const float* h, size_t n, float* normed, float* logits,
+                  kernels::Rows how = kernels::Rows::Gemm) const {
     (*norm)(h, normed, n);
-    kernels::gemm(unembed, normed, n, logits);
+    kernels::product(how, unembed, normed, n, logits);
   }
 };
 

@@ -38,6 +38,8 @@
 
 namespace fathom {
 
+class BatchSession;
+
 struct SessionOptions {
   int64_t max_context = 0;  // 0: the model's max_position_embeddings, capped at 4096
   KvStrategy kv = KvStrategy::Propagate;
@@ -120,6 +122,7 @@ class Session {
   }
 
  private:
+  friend class BatchSession;  // advances several sessions by one token together (batch_session.hpp)
   enum class Row : uint8_t { Live, Exited, Shadow };  // Shadow: exited under KvStrategy::Exact
 
   void prepare(size_t n);
