@@ -8,9 +8,12 @@
 //   eval --model ../shared/models/stories260K/stories260K.bin --task perplexity
 //        --data ../shared/data/wikitext2/wikitext-2-raw-test.txt --stride 256
 //
-// Rerunning with the same --out resumes. See docs/evaluation.md.
+// Rerunning with the same --out resumes. Under mpirun/srun (built with -DFATHOM_MPI=ON) the items
+// are split over the ranks and rank 0 writes the results (examples/eval_distributed.hpp). See
+// docs/evaluation.md.
 
 #include "common.hpp"
+#include "eval_distributed.hpp"
 
 #include "fathom/eval/boolq.hpp"
 #include "fathom/eval/gpqa.hpp"
@@ -48,8 +51,8 @@ struct Args {
   bool greedy = false, no_chat = false, no_progress = false, per_subject = false, separate = false;
 };
 
-int run_perplexity(const Args& a, const Model& model, const tok::AnyTokenizer& tok,
-                   const std::vector<PolicySpec>& specs) {
+int run_perplexity(const examples::Comm& comm, const Args& a, const Model& model,
+                   const tok::AnyTokenizer& tok, const std::vector<PolicySpec>& specs) {
   const std::string path = a.data.empty()
                                ? shared_file("data/wikitext2/wikitext-2-raw-test.txt").string()
                                : a.data;
@@ -58,14 +61,15 @@ int run_perplexity(const Args& a, const Model& model, const tok::AnyTokenizer& t
   const size_t ctx = size_t(std::min<int64_t>(model.config().max_position_embeddings, 4096));
   const size_t window = a.window ? a.window : ctx;
   const size_t stride = a.stride ? a.stride : window / 2;
-  std::fprintf(stderr, "%s: %zu tokens, window %zu, stride %zu, %zu windows\n", path.c_str(),
-               ids.size(), window, stride, perplexity_windows(ids.size(), window, stride));
+  if (comm.rank() == 0)
+    std::fprintf(stderr, "%s: %zu tokens, window %zu, stride %zu, %zu windows\n", path.c_str(),
+                 ids.size(), window, stride, perplexity_windows(ids.size(), window, stride));
   report::TextTable t({"policy", "ppl", "nll/token", "scored", "PP layers %", "tokens", "tok/s", "wall s"});
   const int workers = std::max(1, a.threads);
   for (const auto& spec : specs) {
-    ProgressBar bar(perplexity_windows(ids.size(), window, stride), 0, !a.no_progress);
-    const auto pr = perplexity_parallel(model, ids, window, stride, spec, workers,
-                                        [&] { bar.tick(spec.name); });
+    ProgressBar bar(perplexity_windows(ids.size(), window, stride), 0, !a.no_progress && comm.rank() == 0);
+    const auto pr = examples::perplexity_distributed(comm, model, ids, window, stride, spec, workers,
+                                                     [&] { bar.tick(spec.name); });
     bar.finish();
     const PerplexityResult& r = pr.result;
     const double layers = pr.usage.mean_activated();
@@ -73,7 +77,7 @@ int run_perplexity(const Args& a, const Model& model, const tok::AnyTokenizer& t
                std::to_string(r.scored), pct(layers, 1), std::to_string(r.tokens),
                report::fixed(r.tokens_per_second(), 0), report::fixed(r.seconds, 1)});
   }
-  std::cout << t.str();
+  if (comm.rank() == 0) std::cout << t.str();
   return 0;
 }
 
@@ -100,6 +104,7 @@ void print_prompts(const Task& task, const tok::AnyTokenizer& tok, const EvalOpt
 }  // namespace
 
 int main(int argc, char** argv) {
+  examples::Comm comm(argc, argv);  // one rank unless started by mpirun/srun in an MPI build
   CLI::App app{"fathom eval: MMLU / BoolQ / GPQA accuracy or perplexity under depth policies"};
   Args a;
   a.margs.add(app, false);
@@ -147,14 +152,14 @@ int main(int argc, char** argv) {
   app.add_flag("--per-subject", a.per_subject, "print accuracy per subject");
   CLI11_PARSE(app, argc, argv);
 
-  return examples::guarded([&] {
+  return examples::guarded(comm, [&] {
     const auto specs = parse_policies(a.policies);
     auto model = a.margs.load();
     auto tok = a.margs.load_tokenizer();
     if (tok.vocab_size() > model->vocab())
       throw UsageError(a.margs.tokenizer, "vocab", "tokenizer has " + std::to_string(tok.vocab_size()) +
                                                  " tokens, the model " + std::to_string(model->vocab()));
-    if (a.task == "perplexity") return run_perplexity(a, *model, tok, specs);
+    if (a.task == "perplexity") return run_perplexity(comm, a, *model, tok, specs);
 
     Task task;
     std::string data = a.data;
@@ -205,7 +210,8 @@ int main(int argc, char** argv) {
     const auto settings = run_settings(task.kind, std::filesystem::weakly_canonical(a.margs.model).string(),
                                        std::filesystem::weakly_canonical(data).string(), names, o, extra);
     const bool chat = o.prompt.chat && tok.has_chat_template();
-    std::fprintf(stderr, "%s: %zu items, %s preset, %d-shot, %s, %s scoring, context %lld, %zu policies -> %s\n",
+    if (comm.rank() == 0)
+      std::fprintf(stderr, "%s: %zu items, %s preset, %d-shot, %s, %s scoring, context %lld, %zu policies -> %s\n",
                  task_name(task.kind), o.limit ? std::min(o.limit, task.items.size()) : task.items.size(),
                  preset_name(o.prompt.preset), a.shots,
                  chat ? ("chat template: " + tok.chat_template_source()).c_str() : "plain text",
@@ -214,10 +220,14 @@ int main(int argc, char** argv) {
                  specs.size(), o.out.c_str());
 
     if (a.print_prompts > 0) {
-      print_prompts(task, tok, o, *model, size_t(a.print_prompts));
+      if (comm.rank() == 0) print_prompts(task, tok, o, *model, size_t(a.print_prompts));
       return 0;
     }
-    auto run = run_eval(task, tok, *model, specs, o, settings);
+    const examples::RunPart run_part = [&](const Task& part, const EvalOptions& po, const nlohmann::json& ps) {
+      return run_eval(part, tok, *model, specs, po, ps);
+    };
+    auto run = examples::run_eval_distributed(comm, task, tok, *model, names, o, settings, run_part);
+    if (comm.rank() != 0) return 0;
     if (a.per_subject) std::cout << subject_table(run.summaries).str() << "\n";
     std::cout << summary_table(run.summaries, model->n_layers()).str();
     std::printf("%zu items%s; this call: %zu results computed, %zu resumed, wall %.1f s\n", run.items,
