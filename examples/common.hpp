@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -75,6 +76,20 @@ struct ModelArgs {
 
 // "1,2,3" -> ids (fathom/core/id_list.hpp)
 inline std::vector<int32_t> parse_ids(const std::string& s) { return fathom::parse_id_list(s, "--ids"); }
+
+// One prompt per non-empty line of `file` (CR LF line ends accepted).
+inline std::vector<std::string> read_prompts(const std::string& file) {
+  std::ifstream f(file, std::ios::binary);
+  if (!f) throw fathom::IoError(file, "", "cannot open the prompts file");
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) out.push_back(line);
+  }
+  if (out.empty()) throw fathom::DataError(file, "", "no prompts (one prompt per non-empty line)");
+  return out;
+}
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -15,6 +15,7 @@
 #include "common.hpp"
 #include "eval_distributed.hpp"
 
+#include "fathom/eval/batched_generate.hpp"
 #include "fathom/eval/boolq.hpp"
 #include "fathom/eval/gpqa.hpp"
 #include "fathom/eval/mmlu.hpp"
@@ -45,7 +46,7 @@ struct Args {
   std::string task = "mmlu", data, split = "test", preset = "lm-eval";
   std::string scoring = "loglik", policies = "full", out, subjects, gpqa_order = "shuffled", svg;
   int shots = 0, threads = 2, max_new = 51, print_prompts = 0;
-  size_t limit = 0, window = 0, stride = 0, subset = 0;
+  size_t limit = 0, window = 0, stride = 0, subset = 0, batch = 1;
   uint64_t seed = 0, subset_seed = 0;
   float temperature = 0.6f, top_p = 0.9f;
   bool greedy = false, no_chat = false, no_progress = false, per_subject = false, separate = false;
@@ -121,6 +122,10 @@ int main(int argc, char** argv) {
                  "lac-exit:α, static:pp=1,4;rg=2 (layers never computed, per phase), "
                  "early-exit:[MEASURE:]λ, logit-lens:i, cos-skip:c");
   app.add_option("--out", a.out, "results JSON Lines (resumed when it exists)");
+  app.add_option("--batch", a.batch,
+                 "--scoring generate: sequences decoded together, B at a time (results identical for "
+                 "every B; --threads are then the kernels' threads; eval/batched_generate.hpp)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--limit", a.limit, "only the first N items");
   app.add_option("--subset", a.subset,
                  "a fixed stratified sample of N items (each subject in proportion to its size, "
@@ -224,6 +229,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     const examples::RunPart run_part = [&](const Task& part, const EvalOptions& po, const nlohmann::json& ps) {
+      // --batch B: generation scoring with B sequences decoding together (same results).
+      if (a.batch > 1) return run_eval_batched(part, tok, *model, specs, po, ps, a.batch);
       return run_eval(part, tok, *model, specs, po, ps);
     };
     auto run = examples::run_eval_distributed(comm, task, tok, *model, names, o, settings, run_part);

@@ -6,10 +6,16 @@
 //   generate -m qwen2.5-0.5b/ --prompt "Hello" --chat --temperature 0.7 --seed 1
 //   generate --ids 1,403,407 --dump out.safetensors
 //   generate -m smollm2.gguf --prompt "Hello" --chat --policy lac:0.8   # any registered policy
+//   generate -m smollm2.gguf --prompts questions.txt --chat --batch 8   # several prompts, batched
+//
+// With --prompts, every line is a prompt generated on its own (same options and seed each), and
+// the replies are printed in the file's order. --batch B decodes up to B of them together
+// (continuous batching, model/batch_session.hpp); each reply is identical for every B.
 #include "common.hpp"
 
 #include "fathom/depth/policies.hpp"
 #include "fathom/io/safetensors.hpp"
+#include "fathom/model/batch_generate.hpp"
 #include "fathom/model/generate.hpp"
 
 namespace {
@@ -34,17 +40,68 @@ fathom::io::TensorView f32_view(const std::string& name, const std::vector<float
           v.size() * sizeof(float), ""};
 }
 
+// --prompts: one generation per prompt, up to `batch` sequences decoding together; replies printed
+// in the prompts' order.
+int generate_many(const examples::ModelArgs& margs, const fathom::Model& model,
+                  const fathom::tok::AnyTokenizer& tok, const std::vector<std::string>& prompts, bool chat,
+                  bool no_bos, const fathom::GenerateOptions& gen, const fathom::PolicySpec& spec, size_t batch,
+                  bool quiet) {
+  if (chat && !tok.has_chat_template())
+    throw fathom::UsageError(margs.model, "--chat", "this model's tokenizer has no chat format");
+  std::vector<std::vector<int32_t>> ids;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::string text = chat ? tok.apply_chat_template({{"user", prompts[i]}}, true) : prompts[i];
+    ids.push_back(tok.encode(text, chat ? false : !no_bos));
+    if (ids.back().empty())
+      throw fathom::UsageError("", "prompt", "prompt " + std::to_string(i) + " is empty (and no BOS)");
+  }
+  const fathom::SessionOptions so{0, fathom::KvStrategy::Propagate, margs.kv_precision()};
+  std::vector<fathom::Generation> out(ids.size());
+  const auto t0 = std::chrono::steady_clock::now();
+  fathom::with_policy(model, spec, [&](auto& policy) {
+    if (batch <= 1) {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        fathom::Session s(model, so);
+        auto p = policy;
+        out[i] = fathom::generate(s, ids[i], gen, p);
+      }
+      return;
+    }
+    fathom::BatchSession bs(model, batch, so);
+    fathom::generate_batch(
+        bs, ids.size(), [&](size_t i) { return fathom::BatchRequest{ids[i], gen}; },
+        [&](size_t) { return policy; }, [](size_t, fathom::Session&) {},
+        [&](size_t i, fathom::Generation&& g, fathom::Session&) { out[i] = std::move(g); });
+  });
+  const double secs = examples::seconds_since(t0);
+  size_t generated = 0, prompt_tokens = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    generated += out[i].tokens.size(), prompt_tokens += ids[i].size();
+    if (quiet) std::cout << tok.decode(out[i].tokens, true) << "\n";
+    else std::cout << "[" << i << "] " << prompts[i] << " ▸ " << tok.decode(out[i].tokens, true) << "\n";
+  }
+  if (!quiet)
+    std::fprintf(stderr, "[%zu prompts, %zu prompt tokens, %zu generated in %.2f s: %.1f tok/s | batch %zu | %d threads]\n",
+                 ids.size(), prompt_tokens, generated, secs, double(generated) / secs, batch, omp_get_max_threads());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"fathom generate: text generation from a Llama/Mistral/Qwen or llama2.c model"};
   examples::ModelArgs margs;
   margs.add(app);
-  std::string prompt = "", ids_arg, dump, policy_name = "full";
+  std::string prompt = "", ids_arg, dump, policy_name = "full", prompts_file;
+  size_t batch = 1;
   bool chat = false, no_bos = false, quiet = false;
   fathom::GenerateOptions gen;
   gen.max_new_tokens = 128;
   app.add_option("-p,--prompt", prompt, "prompt text");
+  app.add_option("--prompts", prompts_file, "file with one prompt per line: a reply to each, in order");
+  app.add_option("--batch", batch, "--prompts: sequences decoded together (1: one after the other; "
+                                   "replies identical for every value)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--ids", ids_arg, "prompt as comma-separated token ids (instead of --prompt)");
   app.add_flag("--chat", chat, "wrap the prompt as a user turn in the model's chat format");
   app.add_flag("--no-bos", no_bos, "do not add the tokenizer's special tokens (BOS)");
@@ -62,6 +119,9 @@ int main(int argc, char** argv) {
 
   return examples::guarded([&] {
     auto model = margs.load();
+    if (!prompts_file.empty())
+      return generate_many(margs, *model, margs.load_tokenizer(), examples::read_prompts(prompts_file), chat,
+                           no_bos, gen, fathom::parse_policy(policy_name), batch, quiet);
     std::optional<fathom::tok::AnyTokenizer> tok;
     std::vector<int32_t> ids;
     if (!ids_arg.empty()) {

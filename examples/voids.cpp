@@ -6,6 +6,8 @@
 //
 // Two sources of prompts:
 //   --prompt / --prompts   free text (stories260K's default "Once upon a time"), greedy by default;
+//                          --batch B decodes up to B prompts together (model/batch_session.hpp):
+//                          traces, usage, similarities and replies identical for every B;
 //   --task mmlu|boolq      benchmark questions through eval's prompt path (--preset void: the
 //                          released prompt bytes, the model's chat template with the generation
 //                          prompt), the paper's sampling (temperature 0.6, top-p 0.9, 51 new tokens,
@@ -40,6 +42,7 @@
 #include "fathom/eval/policies.hpp"
 #include "fathom/eval/runner.hpp"
 #include "fathom/eval/subset.hpp"
+#include "fathom/model/batch_generate.hpp"
 #include "fathom/model/generate.hpp"
 #include "fathom/report/heatmap.hpp"
 #include "fathom/report/trace_io.hpp"
@@ -48,24 +51,48 @@
 
 namespace {
 
-std::vector<std::string> read_prompts(const std::string& file) {
-  std::ifstream f(file, std::ios::binary);
-  if (!f) throw fathom::IoError(file, "", "cannot open the prompts file");
-  std::vector<std::string> out;
-  std::string line;
-  while (std::getline(f, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty()) out.push_back(line);
-  }
-  if (out.empty()) throw fathom::DataError(file, "", "no prompts (one prompt per non-empty line)");
-  return out;
-}
-
 std::string one_line(std::string s, size_t max_chars) {
   for (char& c : s)
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
   if (s.size() > max_chars) s = s.substr(0, max_chars) + "…";
   return s;
+}
+
+// LayerSimilarity's measurement for one sequence of a batch (--batch): the sequence's cosines are
+// kept in the order they were measured and added to the shared sums when the sequence is done, in
+// prompt order, so that the sums are those of the unbatched run bit for bit.
+struct CosineEntry {
+  uint8_t phase;
+  uint32_t layer;
+  double cos;
+};
+template <fathom::DepthPolicy P>
+class CosineLog {
+ public:
+  using State = typename P::State;
+  static constexpr bool needs_layer_input = true;
+  static constexpr bool observes_layers = true;
+  CosineLog(P inner, std::vector<CosineEntry>& log) : p_(std::move(inner)), log_(&log) {}
+  void begin_token(const fathom::TokenInfo& t, State& s) { p_.begin_token(t, s); }
+  fathom::Action before_layer(const fathom::TokenInfo& t, State& s, int l) { return p_.before_layer(t, s, l); }
+  void after_layer(const fathom::TokenInfo& t, State& s, int l, std::span<const float> in, std::span<float> out,
+                   fathom::LayerNote& note) {
+    log_->push_back({uint8_t(t.phase), uint32_t(l), fathom::cosine(in, out)});
+    if constexpr (P::observes_layers) p_.after_layer(t, s, l, in, out, note);
+  }
+  int readout_layer(const fathom::TokenInfo& t, const State& s, int last_run) { return p_.readout_layer(t, s, last_run); }
+  std::span<const float> readout(const fathom::TokenInfo& t, State& s, std::span<const float> f) {
+    return p_.readout(t, s, f);
+  }
+  void end_token(const fathom::TokenInfo& t, State& s) { p_.end_token(t, s); }
+
+ private:
+  P p_;
+  std::vector<CosineEntry>* log_;
+};
+void replay(const std::vector<CosineEntry>& log, fathom::LayerCosines& c) {
+  for (const auto& e : log)
+    if (e.layer < c.n_layers()) c.sum[e.phase][e.layer] += e.cos, ++c.count[e.phase][e.layer];
 }
 
 // Joins calibration, timing and eval results in `dir` into frontier.csv / frontier.svg.
@@ -100,12 +127,14 @@ int main(int argc, char** argv) {
   std::vector<size_t> shortgpt;
   std::vector<std::string> time_policies;
   bool chat = false, no_chat = false, no_timing = false;
-  size_t heatmap_tokens = 96, n_items = 5, buckets = 10, time_prompts = 3, time_repeats = 3;
+  size_t heatmap_tokens = 96, n_items = 5, buckets = 10, time_prompts = 3, time_repeats = 3, batch = 1;
   fathom::GenerateOptions gen;
   gen.max_new_tokens = 48;
   app.add_option("-p,--prompt", prompt, "prompt text");
   app.add_option("--prompts", prompts_file, "file with one prompt per line (instead of --prompt)");
   app.add_flag("--chat", chat, "wrap each prompt in the model's chat format (generation prompt)");
+  app.add_option("--batch", batch, "--prompt(s): prompts decoded together (results identical for every value)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--task", task_name, "benchmark questions instead of prompts: mmlu, boolq")
       ->check(CLI::IsMember({"mmlu", "boolq"}));
   app.add_option("--items", n_items, "--task: questions, spread over the subjects (MMLU)");
@@ -231,20 +260,53 @@ int main(int argc, char** argv) {
     } else {
       if (chat) std::cout << "chat template: " << tok.chat_template_source() << "\n";
       std::cout << "\n";
-      const auto prompts = prompts_file.empty() ? std::vector<std::string>{prompt} : read_prompts(prompts_file);
+      const auto prompts = prompts_file.empty() ? std::vector<std::string>{prompt} : examples::read_prompts(prompts_file);
       for (size_t i = 0; i < prompts.size(); ++i) {
         const std::string text = chat ? tok.apply_chat_template({{"user", prompts[i]}}, true) : prompts[i];
         auto ids = tok.encode(text, !chat);
         if (ids.empty()) throw UsageError("", "prompt", "prompt " + std::to_string(i) + " is empty");
         encoded.push_back(ids);
-        Session session(*model, {0, kv_strategy, margs.kv_precision()});
-        session.set_trace(&trace);
-        trace.set_sequence(int64_t(i));
-        auto g = generate(session, ids, gen, policy);
+      }
+      auto show = [&](size_t i, const Generation& g) {
         jsonl.sync(trace);  // every record on disk as soon as its prompt is done
         const std::string answer = tok.decode(g.tokens, true);
         std::cout << "[" << i << "] " << prompts[i] << " ▸ " << answer << "\n";
         texts << prompts[i] << "\t" << answer << "\n" << std::flush;
+      };
+      if (batch <= 1) {
+        for (size_t i = 0; i < prompts.size(); ++i) {
+          Session session(*model, {0, kv_strategy, margs.kv_precision()});
+          session.set_trace(&trace);
+          trace.set_sequence(int64_t(i));
+          show(i, generate(session, encoded[i], gen, policy));
+        }
+      } else {
+        // Each prompt: its own policy object, trace and cosine log, merged in prompt order.
+        using Inner = std::decay_t<decltype(inner)>;
+        std::vector<std::unique_ptr<Trace>> traces(prompts.size());
+        std::vector<std::vector<CosineEntry>> logs(prompts.size());
+        std::vector<std::optional<Generation>> done(prompts.size());
+        size_t shown = 0;
+        BatchSession bs(*model, batch, {0, kv_strategy, margs.kv_precision()});
+        generate_batch(
+            bs, prompts.size(), [&](size_t i) { return BatchRequest{encoded[i], gen}; },
+            [&](size_t i) { return CosineLog<Inner>(inner, logs[i]); },
+            [&](size_t i, Session& s) {
+              traces[i] = std::make_unique<Trace>(model->n_layers());
+              traces[i]->set_sequence(int64_t(i));
+              s.set_trace(traces[i].get());
+            },
+            [&](size_t i, Generation&& g, Session& s) {
+              s.set_trace(nullptr);
+              done[i] = std::move(g);
+              for (; shown < prompts.size() && done[shown]; ++shown) {
+                trace.merge(*traces[shown]);
+                replay(logs[shown], cosines);
+                traces[shown].reset();
+                logs[shown] = {};
+                show(shown, *done[shown]);
+              }
+            });
       }
       what = std::to_string(prompts.size()) + " prompts";
     }

@@ -1,7 +1,8 @@
 // Batched decoding (model/batch_session.hpp, model/batch_generate.hpp, kernels/gemv_batch.hpp):
 // every sequence's logits, trace and tokens are bit-identical to decoding it alone through Session,
 // for every weight format, policy, KV strategy and KV precision, with sequences of different
-// lengths joining and leaving mid-run.
+// lengths joining and leaving mid-run; eval's batched generation scoring writes the records the
+// unbatched runner writes.
 #include "fixture_util.hpp"
 
 #include <omp.h>
@@ -10,12 +11,16 @@
 #include <random>
 
 #include "fathom/depth/policies.hpp"
+#include "fathom/eval/batched_generate.hpp"
+#include "fathom/eval/mmlu.hpp"
+#include "fathom/eval/runner.hpp"
 #include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/quant.hpp"
 #include "fathom/kernels/quant4.hpp"
 #include "fathom/model/batch_generate.hpp"
 #include "fathom/model/generate.hpp"
 #include "fathom/model/load.hpp"
+#include "test_eval_util.hpp"
 
 using namespace fathom;
 namespace kk = fathom::kernels;
@@ -408,4 +413,66 @@ TEST_CASE("BatchSession: argument errors") {
                           std::span<FullDepth* const>(pols)),
                   UsageError);
   CHECK_THROWS_AS(BatchSession(*model, 0), UsageError);
+}
+
+TEST_CASE("eval --batch: generation scoring records equal the unbatched runner's, in order, for any B") {
+  ThreadScope ts(1);
+  using namespace fathom::eval;
+  auto m = evaltest::tiny_model();
+  auto tok = evaltest::byte_tokenizer();
+  auto task = read_mmlu(std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/eval/mmlu");
+  REQUIRE(task.items.size() >= 4);
+  const auto specs = parse_policies("full,static:pp=1;rg=0,lac:0.8,cos-skip:0.3,early-exit:softmax_max:0.3");
+  std::vector<std::string> names;
+  for (auto& s : specs) names.push_back(s.name);
+  EvalOptions o;
+  o.prompt = {Preset::Void, 0, false};
+  o.scoring.scoring = Scoring::Generate;
+  o.scoring.generation = {9, 0.9f, 0.95f};
+  o.seed = 3;
+  o.threads = 1;
+  o.progress = false;
+  const auto settings = run_settings(task.kind, "tiny", "fixture", names, o);
+  auto tmp = [](const std::string& name) {
+    auto p = std::filesystem::temp_directory_path() /
+             ("fathom_test_batch_" + std::to_string(::getpid()) + "_" + name + ".jsonl");
+    std::filesystem::remove(p);
+    return p.string();
+  };
+  o.out = tmp("ref");
+  run_eval(task, tok, *m, specs, o, settings);
+  const auto ref = ResultsFile(o.out, settings).records();
+  REQUIRE(ref.size() == task.items.size() * specs.size());
+  for (size_t B : {1, 3, 8}) {
+    CAPTURE(B);
+    o.out = tmp("b" + std::to_string(B));
+    const auto run = run_eval_batched(task, tok, *m, specs, o, settings, B);
+    CHECK(run.complete);
+    CHECK(run.computed == ref.size());
+    const auto got = ResultsFile(o.out, settings).records();
+    REQUIRE(got.size() == ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) {
+      CAPTURE(i);
+      CHECK(got[i].policy == ref[i].policy);
+      CHECK(got[i].id == ref[i].id);
+      CHECK(got[i].output == ref[i].output);
+      CHECK(got[i].pred == ref[i].pred);
+      CHECK(got[i].correct == ref[i].correct);
+      CHECK(got[i].prompt_tokens == ref[i].prompt_tokens);
+      CHECK(got[i].pp_tokens == ref[i].pp_tokens);
+      CHECK(got[i].pp_active == ref[i].pp_active);
+      CHECK(got[i].rg_tokens == ref[i].rg_tokens);
+      CHECK(got[i].rg_active == ref[i].rg_active);
+    }
+    // Resuming a complete file computes nothing.
+    CHECK(run_eval_batched(task, tok, *m, specs, o, settings, B).computed == 0);
+    std::filesystem::remove(o.out);
+  }
+  std::filesystem::remove(tmp("ref"));
+  CHECK_THROWS_AS(run_eval_batched(task, tok, *m, specs, [&] {
+                    auto l = o;
+                    l.scoring.scoring = Scoring::Loglik;
+                    return l;
+                  }(), settings, 2),
+                  UsageError);
 }
