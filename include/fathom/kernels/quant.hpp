@@ -396,7 +396,27 @@ inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r
   pfd.prime(L.d + r0 * nb);
   const int8_t* xq[1] = {A.qs.data()};
   const float* xd[1] = {A.d.data()};
-  for (size_t r = r0; r < r1; ++r) {
+  size_t r = r0;
+#if defined(FATHOM_KERNELS_AVX2_INT8)
+  // AVX2: two rows side by side (two streams, each prefetched as above). Each accumulator takes
+  // one FMA per two blocks; a second row's independent chains hide the FMA latency, which bounds
+  // short rows otherwise (576-wide: 1.67 -> 1.4 ns per block, hot).
+  if (r1 - r0 >= 2) {
+    const TilePrefetch pf2(kPrefetchAhead, stride, 2);
+    const TilePrefetch pfd2(kPrefetchAhead / 16, nb * sizeof(uint16_t), 2);
+    pf2.prime(L.qs + r0 * stride);  // the first 2 KiB of both streams (pf primed one)
+    pfd2.prime(L.d + r0 * nb);
+    for (; r + 2 <= r1; r += 2) {
+      const uint8_t* wq[2] = {L.qs + r * stride, L.qs + (r + 1) * stride};
+      const uint16_t* wd[2] = {L.d + r * nb, L.d + (r + 1) * nb};
+      float out[2];
+      q8_tile<2, 1>(wq, wd, xq, xd, nb, out, pf2, pfd2);
+      y[r] = out[0];
+      y[r + 1] = out[1];
+    }
+  }
+#endif
+  for (; r < r1; ++r) {
     const uint8_t* wq[1] = {L.qs + r * stride};
     const uint16_t* wd[1] = {L.d + r * nb};
     q8_tile<1, 1>(wq, wd, xq, xd, nb, y + r, pf, pfd);

@@ -426,86 +426,105 @@ inline __m256 load_ph_n(const uint16_t* p, size_t n) {
   return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
 }
 
-// One weight row against RX activation rows (RX <= 4). Q4_0 / Q4_1. A pair of blocks b, b + 1
-// is one 32-byte load whose low nibbles are elements 0-15 of both and whose high nibbles are
-// elements 16-31: two and/shift results against the activations in the same order (Q8Acts::qp).
-// The accumulators then hold lanes [0-3, 8-11] and [4-7, 12-15] of the header's 16 (each lane
-// still takes its blocks' products in order, with their scales) and are put back in order at the
-// end; a last unpaired block runs on its own.
-template <int RX>
-inline void q4_row_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t* const* xq, const int8_t* const* xp,
-                        const float* const* xd, const float* const* sx, float* out) {
+// RW weight rows (r, r + 1, ...) against RX activation rows (RW * RX <= 4): out[i * RX + m] =
+// row r + i . x_m. Q4_0 / Q4_1. A pair of blocks b, b + 1 is one 32-byte load whose low nibbles
+// are elements 0-15 of both and whose high nibbles are elements 16-31: two and/shift results
+// against the activations in the same order (Q8Acts::qp). The accumulators then hold lanes
+// [0-3, 8-11] and [4-7, 12-15] of the header's 16 (each lane still takes its blocks' products in
+// order, with their scales) and are put back in order at the end. The blocks of a last group of
+// fewer than 8 run one at a time in element order, with scalar scales (no vector loads over a
+// partial group, no stores forwarded to wider loads). Decode takes two rows at once: each
+// accumulator gets one FMA per pair of blocks, and two rows' independent chains keep the FMA
+// latency (4 cycles) from bounding short rows such as SmolLM2's 18 blocks.
+template <int RW, int RX>
+inline void q4_rows_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+                         const float* const* xd, const float* const* sx, float* out) {
+  static_assert(RW * RX <= 4);
   const size_t nb = L.nb;
-  const uint8_t* qs = L.qs + r * nb * 16;
-  const uint16_t* wd = L.d + r * nb;
-  const uint16_t* wm = has_min ? L.m + r * nb : nullptr;
-  __m256 acc[RX][2];
-  alignas(32) float macc[RX][16];  // lane b mod 16 (updated once per 8 blocks: kept in memory)
-  for (int m = 0; m < RX; ++m) {
-    acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-    if (has_min) std::fill_n(macc[m], 16, 0.f);
+  const uint8_t* qs[RW];
+  const uint16_t *wd[RW], *wm[RW];
+  for (int i = 0; i < RW; ++i) {
+    qs[i] = L.qs + (r + size_t(i)) * nb * 16;
+    wd[i] = L.d + (r + size_t(i)) * nb;
+    wm[i] = has_min ? L.m + (r + size_t(i)) * nb : nullptr;
   }
-  const __m256i m0f = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
-  alignas(32) float sp[RX][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
-  size_t g = 0;
-  for (; g < nb; g += 8) {
-    const size_t gb = std::min<size_t>(8, nb - g);
-    const __m256 dw = load_ph_n(wd + g, gb);
+  __m256 acc[RW][RX][2];
+  alignas(32) float macc[RW][RX][16];  // lane b mod 16 (updated once per 8 blocks: kept in memory)
+  for (int i = 0; i < RW; ++i)
     for (int m = 0; m < RX; ++m) {
-      const __m256 sc = _mm256_mul_ps(dw, load_ps_n(xd[m] + g, gb));
-      for (int p = 0; p < 4; ++p)
-        _mm256_store_ps(sp[m][p], _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
-                                                                                  2 * p + 1, 2 * p + 1, 2 * p + 1)));
+      acc[i][m][0] = acc[i][m][1] = _mm256_setzero_ps();
+      if (has_min) std::fill_n(macc[i][m], 16, 0.f);
     }
-    if (has_min) {
-      const __m256 mw = load_ph_n(wm + g, gb);
+  const __m256i m0f = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+  alignas(32) float sp[RW][RX][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
+  size_t g = 0;
+  for (; g + 8 <= nb; g += 8) {
+    for (int i = 0; i < RW; ++i) {
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd[i] + g)));
       for (int m = 0; m < RX; ++m) {
-        float* ml = macc[m] + (g % 16);
-        _mm256_store_ps(ml, _mm256_fmadd_ps(mw, load_ps_n(sx[m] + g, gb), _mm256_load_ps(ml)));
+        const __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[m] + g));
+        for (int p = 0; p < 4; ++p)
+          _mm256_store_ps(sp[i][m][p], _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
+                                                                                        2 * p + 1, 2 * p + 1, 2 * p + 1)));
+      }
+      if (has_min) {
+        const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wm[i] + g)));
+        for (int m = 0; m < RX; ++m) {
+          float* ml = macc[i][m] + (g % 16);
+          _mm256_store_ps(ml, _mm256_fmadd_ps(mw, _mm256_loadu_ps(sx[m] + g), _mm256_load_ps(ml)));
+        }
+      }
+      for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs[i] + g * 16 + 64 * k + kPrefetchAhead));
+    }
+    for (size_t k = 0; k < 8; k += 2) {
+      const size_t b = g + k;
+      for (int i = 0; i < RW; ++i) {
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs[i] + b * 16));
+        const __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
+        if (has_min) {
+          for (int m = 0; m < RX; ++m) {
+            const __m256 s = _mm256_load_ps(sp[i][m][k / 2]);
+            acc[i][m][0] = q_fma_u(lo, xp[m] + b * 32, s, acc[i][m][0]);
+            acc[i][m][1] = q_fma_u(hi, xp[m] + b * 32 + 32, s, acc[i][m][1]);
+          }
+        } else {
+          const __m256i slo = _mm256_sub_epi8(lo, eight), shi = _mm256_sub_epi8(hi, eight);
+          const __m256i alo = _mm256_sign_epi8(slo, slo), ahi = _mm256_sign_epi8(shi, shi);
+          for (int m = 0; m < RX; ++m) {
+            const __m256 s = _mm256_load_ps(sp[i][m][k / 2]);
+            acc[i][m][0] = q_fma_s(alo, slo, xp[m] + b * 32, s, acc[i][m][0]);
+            acc[i][m][1] = q_fma_s(ahi, shi, xp[m] + b * 32 + 32, s, acc[i][m][1]);
+          }
+        }
       }
     }
-    for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs + g * 16 + 64 * k + kPrefetchAhead));
-    if (gb < 8 && gb % 2) break;  // the last group with an unpaired block: below
-    for (size_t k = 0; k < gb; k += 2) {
-      const size_t b = g + k;
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * 16));
-      const __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
+  }
+  __m256 a[RW][RX][2];  // back to the header's lanes: [0] = 0-7, [1] = 8-15
+  for (int i = 0; i < RW; ++i)
+    for (int m = 0; m < RX; ++m) {
+      a[i][m][0] = _mm256_permute2f128_ps(acc[i][m][0], acc[i][m][1], 0x20);
+      a[i][m][1] = _mm256_permute2f128_ps(acc[i][m][0], acc[i][m][1], 0x31);
+    }
+  for (size_t b = g; b < nb; ++b)  // the last, partial group in element order
+    for (int i = 0; i < RW; ++i) {
+      const __m256i w = q4_unpack_block(qs[i] + b * 16);
+      const float dwb = _cvtsh_ss(wd[i][b]);
       if (has_min) {
+        const float mwb = _cvtsh_ss(wm[i][b]);
         for (int m = 0; m < RX; ++m) {
-          const __m256 s = _mm256_load_ps(sp[m][k / 2]);
-          acc[m][0] = q_fma_u(lo, xp[m] + b * 32, s, acc[m][0]);
-          acc[m][1] = q_fma_u(hi, xp[m] + b * 32 + 32, s, acc[m][1]);
+          a[i][m][b % 2] = q_fma_u(w, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[i][m][b % 2]);
+          macc[i][m][b % 16] = std::fma(mwb, sx[m][b], macc[i][m][b % 16]);
         }
       } else {
-        const __m256i slo = _mm256_sub_epi8(lo, eight), shi = _mm256_sub_epi8(hi, eight);
-        const __m256i alo = _mm256_sign_epi8(slo, slo), ahi = _mm256_sign_epi8(shi, shi);
-        for (int m = 0; m < RX; ++m) {
-          const __m256 s = _mm256_load_ps(sp[m][k / 2]);
-          acc[m][0] = q_fma_s(alo, slo, xp[m] + b * 32, s, acc[m][0]);
-          acc[m][1] = q_fma_s(ahi, shi, xp[m] + b * 32 + 32, s, acc[m][1]);
-        }
+        const __m256i sw = _mm256_sub_epi8(w, eight), aw = _mm256_sign_epi8(sw, sw);
+        for (int m = 0; m < RX; ++m)
+          a[i][m][b % 2] = q_fma_s(aw, sw, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[i][m][b % 2]);
       }
     }
-  }
-  for (int m = 0; m < RX; ++m) {  // back to the header's lanes: lo = 0-7, hi = 8-15
-    __m256 lo = _mm256_permute2f128_ps(acc[m][0], acc[m][1], 0x20);
-    __m256 hi = _mm256_permute2f128_ps(acc[m][0], acc[m][1], 0x31);
-    if (g < nb) {  // the pairs of the last group, then its unpaired (even) block, in element order
-      for (size_t k = 0; g + k < nb; ++k) {
-        const size_t b = g + k;
-        const __m256i w = q4_unpack_block(qs + b * 16);
-        const __m256 s = _mm256_broadcast_ss(&sp[m][k / 2][4 * (k % 2)]);
-        __m256& a = k % 2 ? hi : lo;
-        if (has_min) {
-          a = q_fma_u(w, xq[m] + b * 32, s, a);
-        } else {
-          const __m256i sw = _mm256_sub_epi8(w, eight);
-          a = q_fma_s(_mm256_sign_epi8(sw, sw), sw, xq[m] + b * 32, s, a);
-        }
-      }
-    }
-    out[m] = has_min ? q8_lanes_sum(lo, hi) + q8_tree_sum(macc[m]) : q8_lanes_sum(lo, hi);
-  }
+  for (int i = 0; i < RW; ++i)
+    for (int m = 0; m < RX; ++m)
+      out[i * RX + m] = has_min ? q8_lanes_sum(a[i][m][0], a[i][m][1]) + q8_tree_sum(macc[i][m])
+                                : q8_lanes_sum(a[i][m][0], a[i][m][1]);
 }
 
 // Q4_K: one weight row against RX activation rows (RX <= 4).
@@ -626,8 +645,8 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
     gguf_row<RX - RX / 2>(W, r, xq + RX / 2, xp + RX / 2, xd + RX / 2, sx + RX / 2, out + RX / 2);
     return;
   } else switch (W.dtype) {
-    case DType::Q4_0: return q4_row_avx2<RX>(false, q4_layout(W), r, xq, xp, xd, sx, out);
-    case DType::Q4_1: return q4_row_avx2<RX>(true, q4_layout(W), r, xq, xp, xd, sx, out);
+    case DType::Q4_0: return q4_rows_avx2<1, RX>(false, q4_layout(W), r, xq, xp, xd, sx, out);
+    case DType::Q4_1: return q4_rows_avx2<1, RX>(true, q4_layout(W), r, xq, xp, xd, sx, out);
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
       return q4k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
@@ -648,7 +667,14 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
   const int8_t* xp[1] = {A.qp.data()};
   const float* xd[1] = {A.d.data()};
   const float* sx[1] = {A.sx.data()};
-  for (size_t r = r0; r < r1; ++r) gguf_row<1>(W, r, xq, xp, xd, sx, y + r);
+  size_t r = r0;
+#if defined(FATHOM_KERNELS_AVX2_INT8)
+  if (W.dtype == DType::Q4_0 || W.dtype == DType::Q4_1) {
+    const Q4Layout L = q4_layout(W);
+    for (; r + 2 <= r1; r += 2) q4_rows_avx2<2, 1>(W.dtype == DType::Q4_1, L, r, xq, xp, xd, sx, y + r);
+  }
+#endif
+  for (; r < r1; ++r) gguf_row<1>(W, r, xq, xp, xd, sx, y + r);
 }
 
 // Y[t, r] for t in [0, n), r in [r0, r1): each weight row against kGgufMaxRx (8 / 4), then 4, then
