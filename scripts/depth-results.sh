@@ -11,7 +11,8 @@
 #   analyse    examples/depth for each lens (logit, tuned, tuned-freq when trained) and layer
 #              axis: text (earliest layer, frequency buckets, flips), POS, MMLU 4-shot, BoolQ
 # Sizes from the environment: MMLU_ITEMS (40), BOOLQ_ITEMS (60), POS_DOCS (12),
-#   TOKENS (1024), THREADS (1), FATHOM_BUILD_DIR (build).
+#   TOKENS (1024), THREADS (1), FATHOM_BUILD_DIR (build), LENSES (the analyse stage's lenses:
+#   default every one that is trained, e.g. LENSES="tuned-freq" to add one without the others).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FATHOM_BUILD_DIR:-$root/build}
@@ -45,14 +46,19 @@ for s in "${stages[@]}"; do
       # Token counts over the whole WikiText-2 test split (the largest text in the shared folder).
       run "$build/examples/depth" -m "$model" --freq-text "$wiki" --freq-counts "$out/wikitext2.counts" -o "$out/counts" ;;
     analyse)
-      lenses=(logit)
-      [[ -f $out/lens-smollm2/params.safetensors ]] && lenses+=(tuned)
-      [[ -f $out/lens-smollm2-freq/params.safetensors ]] && lenses+=(tuned-freq)
+      if [[ -n ${LENSES:-} ]]; then
+        read -r -a lenses <<< "$LENSES"
+      else
+        lenses=(logit)
+        [[ -f $out/lens-smollm2/params.safetensors ]] && lenses+=(tuned)
+        [[ -f $out/lens-smollm2-freq/params.safetensors ]] && lenses+=(tuned-freq)
+      fi
       for l in "${lenses[@]}"; do
         case $l in
           logit) lens=() ;;
           tuned) lens=(--lens "$out/lens-smollm2") ;;
           tuned-freq) lens=(--lens "$out/lens-smollm2-freq") ;;
+          *) echo "unknown lens $l (logit, tuned, tuned-freq)" >&2; exit 1 ;;
         esac
         for axis in hidden-states block-output; do
           d=$out/$l-$axis
