@@ -11,10 +11,13 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "fathom/depth/policies.hpp"
+#include "fathom/model/batch_session.hpp"
 #include "fathom/model/load.hpp"
 #include "fathom/model/session.hpp"
 
@@ -85,6 +88,46 @@ TEST_CASE("decode steps allocate nothing under any registered policy") {
               }) == 0);
       });
       CHECK(trace.usage(Phase::RG).tokens == 11);
+    }
+  }
+}
+
+TEST_CASE("batched decode steps allocate nothing once warmed, with rows leaving the batch") {
+  const auto dir = std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models/qwen2_bf16";
+  for (WeightFormat wf : {WeightFormat::AsStored, WeightFormat::Q8}) {
+    auto model = load_model(dir, {wf});
+    for (std::string name : {"full", "lac:0.8", "static:pp=;rg=0", "early-exit:softmax_max:0.1", "cos-skip:0.5"}) {
+      for (KvStrategy kv : {KvStrategy::Propagate, KvStrategy::Exact, KvStrategy::None}) {
+        CAPTURE(name);
+        CAPTURE(int(wf));
+        CAPTURE(int(kv));
+        BatchSession bs(*model, 4, SessionOptions{64, kv});
+        std::vector<std::unique_ptr<Trace>> traces;
+        with_policy(*model, parse_policy(name), [&](auto& proto) {
+          using P = std::decay_t<decltype(proto)>;
+          std::vector<P> pol(4, proto);
+          std::vector<P*> ptr;
+          std::vector<uint32_t> slots;
+          std::vector<int32_t> toks;
+          for (uint32_t k = 0; k < 4; ++k) {
+            traces.push_back(std::make_unique<Trace>(model->n_layers(), false));
+            bs.session(k).set_trace(traces.back().get());
+            const std::vector<int32_t> prompt(2 + k, int32_t(7 + k));
+            bs.session(k).forward(prompt, Phase::PP, pol[k]);
+            ptr.push_back(&pol[k]), slots.push_back(k), toks.push_back(int32_t(11 + k));
+          }
+          auto step = [&](size_t n) {
+            bs.step(std::span<const uint32_t>(slots).first(n), std::span<const int32_t>(toks).first(n),
+                    std::span<P* const>(ptr).first(n));
+          };
+          // Buffers grow to their sizes; a single row runs gemv's own path, whose thread-local
+          // input buffers the first one-row step makes.
+          for (size_t n : {4, 4, 1}) step(n);
+          CHECK(allocations_in([&] {
+                  for (size_t n : {4, 4, 3, 2, 1, 4}) step(n);
+                }) == 0);
+        });
+      }
     }
   }
 }

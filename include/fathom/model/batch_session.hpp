@@ -46,6 +46,7 @@ class BatchSession {
     if (slots == 0) throw UsageError("", "batch", "a batch needs at least one slot");
     for (size_t i = 0; i < slots; ++i) sessions_.push_back(std::make_unique<Session>(model, opts));
     used_.assign(slots, 0);
+    reserve(slots);
   }
 
   const Model& model() const { return *m_; }
@@ -66,6 +67,7 @@ class BatchSession {
  private:
   using Row = Session::Row;
 
+  void reserve(size_t n);
   void prepare(size_t n);
   template <class P>
   typename P::State& state(size_t i) {
@@ -104,6 +106,21 @@ class BatchSession {
 };
 
 // ---------------------------------------------------------------------------------------------
+
+// Every per-row buffer at its size for n rows, so that no step allocates however many of its
+// rows run a layer, need K/V only or exit.
+inline void BatchSession::reserve(size_t n) {
+  const auto& A = m_->layer(0).attn;
+  const size_t H = m_->hidden(), half = A.head_dim / 2, I = m_->layer(0).mlp.intermediate();
+  for (auto* v : {&x_, &snap_, &xr_, &in_, &xn_, &tmp_, &kx_, &final_, &normed_}) v->reserve(n * H);
+  for (auto* v : {&cos_, &sin_, &rcos_, &rsin_, &kcos_, &ksin_}) v->reserve(n * half);
+  for (auto* v : {&q_, &ctx_}) v->reserve(n * A.q_dim());
+  for (auto* v : {&k_, &v_, &kk_, &kv_}) v->reserve(n * A.kv_dim());
+  for (auto* v : {&g_, &u_}) v->reserve(n * I);
+  logits_.reserve(n * m_->vocab());
+  run_.reserve(n), kvo_.reserve(n), policy_sees_.reserve(n);
+  rows_.reserve(n), st_.reserve(n), info_.reserve(n), row_state_.reserve(n), last_run_.reserve(n);
+}
 
 inline void BatchSession::prepare(size_t n) {
   const auto& A = m_->layer(0).attn;
