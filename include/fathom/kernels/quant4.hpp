@@ -622,10 +622,12 @@ inline const char* gguf_kernel_name() { return kQ4Vnni ? "AVX512-VNNI" : kQ4Avx2
 // AVX2's 16.
 constexpr int kGgufMaxRx = kQ4Vnni ? 8 : 4;
 
-// out[m] = row r of W . activation row m, for RX rows; vector kernel when compiled in.
+// out[m] = row r of W . activation row m, for RX rows; vector kernel when compiled in. xp: the
+// activation rows in Q8Acts::qp's order (AVX2 only).
 template <int RX>
-inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, const int8_t* const* xp, const float* const* xd,
-                     const float* const* sx, float* out) {
+inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+                     const float* const* xd, const float* const* sx, float* out) {
+  (void)xp;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   switch (W.dtype) {
     case DType::Q4_0: return q4_row_vnni<RX>(false, q4_layout(W), r, xq, xd, sx, out);
