@@ -3,7 +3,8 @@
 #   1. MMLU log-likelihood, three policies (a shared-pass group and a policy of its own):
 #      mpirun -np 2 and -np 3 write the same results file as one process (byte for byte but the
 #      per-item "seconds") and the same summary table (but its two timing columns);
-#   2. MMLU generate scoring with sampling (seeds per item): the same with -np 2 and -np 3;
+#   2. MMLU generate scoring with sampling (seeds per item): the same with -np 2 and -np 3, and
+#      with -np 2 --batch 4 (each rank decoding its items together);
 #   3. perplexity windows over 3 ranks: the same table as one process (but the timing columns);
 #   4. a rank SIGKILLed mid-run (-np 3), then rerun with -np 2: only the missing items are
 #      computed (the killed run's part files, that of the rank beyond 2 included, are folded in)
@@ -44,8 +45,9 @@ gen=(--task mmlu --subjects anatomy,astronomy --limit 30 --scoring generate --ma
 run1 gen1 "${gen[@]}" --threads 1
 runN 2 gen2 "${gen[@]}" --threads 2
 runN 3 gen3 "${gen[@]}" --threads 1
-same gen1 gen2 && same gen1 gen3
-echo "mpi: generate (sampled), -np 2 and -np 3 = one process"
+runN 2 gen2b "${gen[@]}" --threads 1 --batch 4  # each rank decodes its items 4 at a time
+same gen1 gen2 && same gen1 gen3 && same gen1 gen2b
+echo "mpi: generate (sampled), -np 2, -np 3 and -np 2 --batch 4 = one process"
 
 head -c 12000 "$FATHOM_SHARED/data/wikitext2/wikitext-2-raw-test.txt" >text.txt
 ppl=(--task perplexity --data text.txt --window 96 --stride 40 --policies full,lac:0.8 --no-progress)
