@@ -4,7 +4,10 @@
 // rank running its share with its worker threads as one process would, rank 0 gathering and
 // writing the results file and the report one process writes. With one rank these fall back to
 // the single-process functions.
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
