@@ -20,6 +20,7 @@
 #include "fathom/model/batch_generate.hpp"
 #include "fathom/model/generate.hpp"
 #include "fathom/model/load.hpp"
+#include "fathom/model/random_model.hpp"
 #include "test_eval_util.hpp"
 
 using namespace fathom;
@@ -286,11 +287,20 @@ TEST_CASE("gemv_batch_fused: q/k/v-like products of one input equal their gemvs"
   }
 }
 
+// A model whose widths are no multiple of the vector width (intermediate 100, vocab 300): the
+// kernels' scalar tails (the products' and SwiGLU's exp) run, as in stories260K (hidden_dim 172).
+std::unique_ptr<Model> odd_model(WeightFormat wf) {
+  ModelConfig c = qwen25_05b_config();
+  c.hidden_size = 64, c.intermediate_size = 100, c.num_hidden_layers = 3, c.num_attention_heads = 4;
+  c.num_key_value_heads = 2, c.head_dim = 16, c.vocab_size = 300, c.max_position_embeddings = 128;
+  return random_model(c, DType::F32, 3, {wf});
+}
+
 TEST_CASE("BatchSession: logits, traces and caches equal decoding alone, every policy and KV strategy") {
   ThreadScope ts(2);
-  for (const char* name : {"llama_f32", "qwen2_bf16", "qwen3_bf16_tied", "mistral_f32"}) {
+  for (const char* name : {"llama_f32", "qwen2_bf16", "qwen3_bf16_tied", "mistral_f32", "odd"}) {
     for (WeightFormat wf : {WeightFormat::AsStored, WeightFormat::Q8}) {
-      auto model = load_model(fixtures::model_dir(name), {wf});
+      auto model = std::string(name) == "odd" ? odd_model(wf) : load_model(fixtures::model_dir(name), {wf});
       const auto w = workload(model->vocab(), 7, 5);
       for (const char* pol : kPolicies)
         for (KvStrategy kv : {KvStrategy::Propagate, KvStrategy::Exact, KvStrategy::None})

@@ -19,7 +19,12 @@ struct SwiGLU {
   void operator()(const float* x, size_t n, float* out, float* g, float* u,
                   kernels::Rows how = kernels::Rows::Gemm) const {
     kernels::fused_products(how, {{&gate, g}, {&up, u}}, x, n);
-    kernels::swiglu(g, u, g, n * intermediate());
+    if (how == kernels::Rows::AsGemv) {  // row by row: where the vector body ends (and the
+      const size_t I = intermediate();   // scalar exp of the tail begins) as for one row
+      for (size_t r = 0; r < n; ++r) kernels::swiglu(g + r * I, u + r * I, g + r * I, I);
+    } else {
+      kernels::swiglu(g, u, g, n * intermediate());
+    }
     kernels::product(how, down, g, n, out);
   }
 };
