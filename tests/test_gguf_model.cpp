@@ -104,7 +104,13 @@ TEST_CASE("gguf model: SmolLM2 with f32 weights matches transformers (logits, re
   CHECK(generate(s, ref.prompt, opt).tokens == ref.greedy);
 }
 
-TEST_CASE("gguf model: SmolLM2 held natively / as Q8 / bf16 keeps top-1 agreement >= 97 % over the prompt") {
+// The int8-activation paths (native Q4_1, Q8) round every activation, so a position where the
+// reference's two best logits are nearly tied may flip; the f32 kernels' vector width (8 lanes with
+// AVX2, 16 with AVX-512) changes which ones do (Zen 5: 41/42, Zen 3: 40/42). What must hold on
+// every machine: at most 2 of the 42 positions disagree, and each disagreement picks a token the
+// reference scores within kNearTie of its own top-1 (a near-tie, not a wrong prediction).
+TEST_CASE("gguf model: SmolLM2 held natively / as Q8 / bf16 keeps top-1 agreement >= 95 % over the prompt, misses only near-ties") {
+  constexpr float kNearTie = 0.5f;  // logits; SmolLM2's top-1 logits here are 15-40
   const auto path = shared_file(kSmolLM2);
   Reference ref;
   const size_t T = ref.T(), K = Reference::K;
@@ -117,11 +123,22 @@ TEST_CASE("gguf model: SmolLM2 held natively / as Q8 / bf16 keeps top-1 agreemen
     size_t agree = 0;
     for (size_t t = 0; t < T; ++t) {
       const float* row = run.logits.data() + t * V;
-      agree += std::max_element(row, row + V) - row == ref.topk_ids[t * K];
+      const int32_t got = int32_t(std::max_element(row, row + V) - row);
+      if (got == ref.topk_ids[t * K]) {
+        ++agree;
+        continue;
+      }
+      CAPTURE(t);
+      const int32_t* ids = ref.topk_ids.data() + t * K;
+      const size_t j = size_t(std::find(ids, ids + K, got) - ids);
+      REQUIRE_MESSAGE(j < K, "top-1 " << got << " is not in the reference's top-" << K);
+      const float gap = ref.topk_values[t * K] - ref.topk_values[t * K + j];
+      MESSAGE(label << ": position " << t << " picks the reference's #" << j + 1 << ", " << gap << " below its top-1");
+      CHECK(gap <= kNearTie);
     }
     const double rate = double(agree) / double(T);
     MESSAGE(label << ": top-1 agreement " << agree << "/" << T << " = " << rate);
-    CHECK(rate >= 0.97);
+    CHECK(rate >= 0.95);
   }
 }
 
