@@ -92,6 +92,18 @@ inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
   }
 }
 
+// The 12 packed bytes of a Q4_K block's scales (at blk + 4) unpacked four at a time: bytes 0-7 of
+// u the 8 six-bit scales, bytes 8-15 the 8 six-bit minimums (k4_scale_min for all j at once), the
+// layout the vector kernels widen with one load.
+inline void k4_unpack_scales_mins(const uint8_t* blk, uint32_t u[4]) {
+  std::memcpy(u, blk + 4, 12);
+  u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+  const uint32_t mins_lo = u[1] & 0x3f3f3f3fu;
+  u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+  u[2] = mins_lo;
+  u[0] &= 0x3f3f3f3fu;
+}
+
 inline float h2f(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -293,14 +305,8 @@ inline void q4k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
     prefetch_line(uintptr_t(blk + kPrefetchAhead));
     prefetch_line(uintptr_t(blk + 64 + kPrefetchAhead));
     prefetch_line(uintptr_t(blk + 128 + kPrefetchAhead));
-    // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3] (k4_scale_min, 4 at a time)
-    uint32_t u[4];
-    std::memcpy(u, blk + 4, 12);
-    u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    const uint32_t mins_lo = u[1] & 0x3f3f3f3fu;
-    u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    u[2] = mins_lo;
-    u[0] &= 0x3f3f3f3fu;
+    uint32_t u[4];  // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3]
+    k4_unpack_scales_mins(blk, u);
     const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
     // d * sc_j and dmin * mn_j: exact (11 x 6 significant bits)
     const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f_fast(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
@@ -542,12 +548,7 @@ inline void q4k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq
     prefetch_line(uintptr_t(blk + 64 + kPrefetchAhead));
     prefetch_line(uintptr_t(blk + 128 + kPrefetchAhead));
     uint32_t u[4];  // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3]
-    std::memcpy(u, blk + 4, 12);
-    u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-    const uint32_t mins_lo = u[1] & 0x3f3f3f3fu;
-    u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-    u[2] = mins_lo;
-    u[0] &= 0x3f3f3f3fu;
+    k4_unpack_scales_mins(blk, u);
     const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
     const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f_avx2(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
     const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f_avx2(blk + 2)),
