@@ -22,17 +22,12 @@
 #include "fathom/model/load.hpp"
 #include "fathom/model/random_model.hpp"
 #include "test_eval_util.hpp"
+#include "thread_scope.hpp"
 
 using namespace fathom;
 namespace kk = fathom::kernels;
 
 namespace {
-
-struct ThreadScope {
-  int saved = omp_get_max_threads();
-  explicit ThreadScope(int n) { omp_set_num_threads(n); }
-  ~ThreadScope() { omp_set_num_threads(saved); }
-};
 
 bool bit_equal(std::span<const float> a, std::span<const float> b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;

@@ -12,16 +12,12 @@
 #include <vector>
 
 #include "fathom/kernels/linear.hpp"
+#include "thread_scope.hpp"
 
 using namespace fathom;
 namespace kk = fathom::kernels;
 
 namespace {
-struct ThreadScope {
-  int saved = omp_get_max_threads();
-  explicit ThreadScope(int n) { omp_set_num_threads(n); }
-  ~ThreadScope() { omp_set_num_threads(saved); }
-};
 struct ModeScope {
   bool saved = kk::bf16_activations_requested();
   explicit ModeScope(bool on) { kk::set_bf16_activations(on); }

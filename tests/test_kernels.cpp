@@ -78,12 +78,6 @@ void check_close(const MatrixView& W, const float* X, size_t n, const float* Y, 
     }
 }
 
-struct ThreadScope {
-  int saved = omp_get_max_threads();
-  explicit ThreadScope(int n) { omp_set_num_threads(n); }
-  ~ThreadScope() { omp_set_num_threads(saved); }
-};
-
 const size_t kRows[] = {1, 7, 33, 257};
 const size_t kCols[] = {1, 3, 17, 65, 1000};
 const DType kDense[] = {DType::F32, DType::BF16, DType::F16};
@@ -470,6 +464,7 @@ TEST_CASE("Q8 products at the ends of the int8 range: no saturation, the portabl
 
 #include "fathom/kernels/attention.hpp"
 #include "fathom/kernels/elementwise.hpp"
+#include "thread_scope.hpp"
 
 namespace {
 const size_t kLens[] = {1, 3, 17, 33, 64, 65, 896, 1000};

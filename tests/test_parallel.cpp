@@ -15,16 +15,12 @@
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/cpu_features.hpp"
 #include "fathom/kernels/parallel.hpp"
+#include "thread_scope.hpp"
 
 using namespace fathom;
 namespace kd = fathom::kernels::detail;
 
 namespace {
-struct ThreadScope {
-  int saved = omp_get_max_threads();
-  explicit ThreadScope(int n) { omp_set_num_threads(n); }
-  ~ThreadScope() { omp_set_num_threads(saved); }
-};
 struct OpenMpScope {
   explicit OpenMpScope(bool on) { kd::set_openmp_regions(on); }
   ~OpenMpScope() { kd::set_openmp_regions(false); }

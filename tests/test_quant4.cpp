@@ -16,18 +16,13 @@
 #include "fathom/io/gguf_quants.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant4.hpp"
+#include "thread_scope.hpp"
 
 using namespace fathom;
 namespace kk = fathom::kernels;
 namespace kd = fathom::kernels::detail;
 
 namespace {
-
-struct ThreadScope {
-  int saved = omp_get_max_threads();
-  explicit ThreadScope(int n) { omp_set_num_threads(n); }
-  ~ThreadScope() { omp_set_num_threads(saved); }
-};
 
 io::GgmlType ggml_of(DType t) {
   switch (t) {
