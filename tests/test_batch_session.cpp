@@ -1,13 +1,14 @@
 // Batched decoding (model/batch_session.hpp, model/batch_generate.hpp, kernels/gemv_batch.hpp):
 // every sequence's logits, trace and tokens are bit-identical to decoding it alone through Session,
 // for every weight format, policy, KV strategy and KV precision, with sequences of different
-// lengths joining and leaving mid-run; eval's batched generation scoring writes the records the
-// unbatched runner writes.
+// lengths joining and leaving mid-run, and so are the taps a step reports for each row; eval's
+// batched generation scoring writes the records the unbatched runner writes.
 #include "fixture_util.hpp"
 
 #include <omp.h>
 
 #include <cstring>
+#include <map>
 #include <random>
 
 #include "fathom/depth/policies.hpp"
@@ -73,6 +74,33 @@ void check_rows_as_gemv(const kk::MatrixView& W, size_t n, std::mt19937& rng) {
   }
 }
 
+// A step's (or a lone forward pass's) taps, by the sequence each row belongs to: (tap, layer) ->
+// the row's values. Checks that every view says which sequence each row is, and names no row twice.
+using TapRows = std::map<std::pair<int, int>, std::vector<float>>;
+struct StepTaps {
+  static constexpr bool enabled = true;
+  std::span<const uint32_t> step_slots;  // the step's slots (empty: Session::forward, sequence 0)
+  std::map<uint32_t, TapRows> of;        // sequence -> its rows
+  bool consistent = true;
+  void on_tap(Tap t, int layer, const TapView& v) {
+    const bool batch = !step_slots.empty();
+    if (v.slots.size() != v.rows || v.sequences.size() != (batch ? v.rows : 0)) {
+      consistent = false;
+      return;
+    }
+    for (size_t r = 0; r < v.rows; ++r) {
+      uint32_t seq = 0;
+      if (batch) {  // slots[r]: the row's index in the step, sequences[r]: its batch slot
+        consistent &= v.slots[r] < step_slots.size() && step_slots[v.slots[r]] == v.sequences[r];
+        seq = v.sequences[r];
+      } else {
+        consistent &= v.slots[r] == 0;
+      }
+      consistent &= of[seq].try_emplace({int(t), layer}, v.row(r), v.row(r) + v.cols).second;
+    }
+  }
+};
+
 // Teacher-forced decoding: sequence s feeds feeds[s] one token at a time. Returns the logits of
 // every step, [steps][vocab] per sequence, and the traces.
 struct Decoded {
@@ -136,8 +164,10 @@ Workload workload(size_t vocab, size_t count, uint64_t seed) {
   return w;
 }
 
+// taps (optional): [seq][step] every tap of the step's forward pass.
 template <class P>
-Decoded decode_alone(const Model& m, const Workload& w, const P& proto, SessionOptions so) {
+Decoded decode_alone(const Model& m, const Workload& w, const P& proto, SessionOptions so,
+                     std::vector<std::vector<TapRows>>* taps = nullptr) {
   Decoded d;
   for (size_t s = 0; s < w.prompts.size(); ++s) {
     Session ses(m, so);
@@ -147,8 +177,14 @@ Decoded decode_alone(const Model& m, const Workload& w, const P& proto, SessionO
     std::vector<std::vector<float>> steps;
     ses.forward(w.prompts[s], Phase::PP, policy);
     for (int32_t t : w.feeds[s]) {
-      auto l = ses.forward(std::span<const int32_t>(&t, 1), Phase::RG, policy);
+      StepTaps obs;
+      const std::span<const int32_t> token(&t, 1);
+      auto l = taps ? ses.forward(token, Phase::RG, policy, obs) : ses.forward(token, Phase::RG, policy);
       steps.emplace_back(l.begin(), l.end());
+      if (taps) {
+        CHECK(obs.consistent);
+        (*taps)[s].push_back(std::move(obs.of[0]));
+      }
     }
     d.logits.push_back(std::move(steps));
     d.records.push_back(trace.records());
@@ -159,9 +195,10 @@ Decoded decode_alone(const Model& m, const Workload& w, const P& proto, SessionO
 
 // The same sequences through a BatchSession of `B` slots: a sequence joins (its prompt run by its
 // slot's session) as soon as a slot is free, every step feeds all joined sequences one token, and
-// a sequence leaves when its feed is used up.
+// a sequence leaves when its feed is used up. taps (optional): [seq][step] the step's taps of its row.
 template <class P>
-Decoded decode_batched(const Model& m, const Workload& w, const P& proto, SessionOptions so, size_t B) {
+Decoded decode_batched(const Model& m, const Workload& w, const P& proto, SessionOptions so, size_t B,
+                       std::vector<std::vector<TapRows>>* taps = nullptr) {
   const size_t n = w.prompts.size(), V = m.vocab();
   BatchSession bs(m, B, so);
   std::vector<std::unique_ptr<Trace>> traces;
@@ -192,12 +229,18 @@ Decoded decode_batched(const Model& m, const Workload& w, const P& proto, Sessio
         toks.push_back(w.feeds[size_t(seq[k])][done_steps[size_t(seq[k])]]);
         pols.push_back(&*policy[k]);
       }
-    auto logits = bs.step(std::span<const uint32_t>(slots), std::span<const int32_t>(toks),
-                          std::span<P* const>(pols));
+    StepTaps obs;
+    obs.step_slots = slots;
+    const std::span<const uint32_t> sl(slots);
+    const std::span<const int32_t> tk(toks);
+    const std::span<P* const> pl(pols);
+    auto logits = taps ? bs.step(sl, tk, pl, obs) : bs.step(sl, tk, pl);
+    if (taps) CHECK(obs.consistent);
     for (size_t r = 0; r < slots.size(); ++r) {
       const size_t k = slots[r], s = size_t(seq[k]);
       auto row = logits.subspan(r * V, V);
       d.logits[s].emplace_back(row.begin(), row.end());
+      if (taps) (*taps)[s].push_back(std::move(obs.of[uint32_t(k)]));
       if (++done_steps[s] == w.feeds[s].size()) {
         d.records[s] = traces[s]->records();
         d.last_k[s] = cache_k_last(bs.session(k));
@@ -314,6 +357,45 @@ TEST_CASE("BatchSession: logits, traces and caches equal decoding alone, every p
             });
           }
     }
+  }
+}
+
+TEST_CASE("BatchSession: a step's taps of each row equal Session::forward's for that token alone") {
+  // Skips, exits (KvStrategy::Exact: the exited row keeps running) and in-stream rewrites change
+  // which rows a layer's taps hold and what resid_post shows; sequences join and leave mid-run.
+  ThreadScope ts(2);
+  for (const char* name : {"llama_f32", "qwen2_bf16", "odd"}) {
+    auto model = std::string(name) == "odd" ? odd_model(WeightFormat::AsStored) : load_model(fixtures::model_dir(name));
+    const auto w = workload(model->vocab(), 5, 9);
+    for (const char* pol : {"full", "lac:0.8", "lac-instream:0.8", "early-exit:softmax_max:0.02", "static:pp=1;rg=0"})
+      for (KvStrategy kv : {KvStrategy::Propagate, KvStrategy::Exact}) {
+        const std::string model_name = name, policy_name = pol;
+        CAPTURE(model_name);
+        CAPTURE(policy_name);
+        CAPTURE(int(kv));
+        const SessionOptions so{64, kv, KvPrecision::F32};
+        with_policy(*model, parse_policy(pol), [&](auto& proto) {
+          std::vector<std::vector<TapRows>> alone(w.prompts.size()), batched(w.prompts.size());
+          check_same(decode_alone(*model, w, proto, so, &alone), decode_batched(*model, w, proto, so, 3, &batched));
+          size_t rows = 0;
+          for (size_t s = 0; s < alone.size(); ++s) {
+            REQUIRE(alone[s].size() == batched[s].size());
+            for (size_t t = 0; t < alone[s].size(); ++t) {
+              CHECK(alone[s][t].size() == batched[s][t].size());  // the same taps: none missing, none extra
+              for (const auto& [key, row] : alone[s][t]) {
+                const auto found = batched[s][t].find(key);
+                CHECK_MESSAGE(found != batched[s][t].end(), "sequence ", s, " step ", t, " tap ",
+                              tap_name(Tap(key.first)), " layer ", key.second);
+                if (found == batched[s][t].end()) continue;
+                CHECK_MESSAGE(bit_equal(row, found->second), "sequence ", s, " step ", t, " tap ",
+                              tap_name(Tap(key.first)), " layer ", key.second);
+                ++rows;
+              }
+            }
+          }
+          CHECK(rows > 0);
+        });
+      }
   }
 }
 

@@ -63,9 +63,18 @@ class BatchSession : private detail::LayerPass {
   // One token for each of n sequences: row i feeds tokens[i] to the session in slots[i] (at its
   // position, which then advances by one) under *policies[i]. Returns the rows' logits [n, vocab].
   // Slots must be distinct, and so must the traces attached to their sessions.
+  // The observer sees the taps of Session::forward (model/taps.hpp) for the rows of the step, each
+  // view naming the row (slots: index into the arguments) and its sequence (sequences: its batch
+  // slot); a row's values are those Session::forward reports for its token decoded alone.
+  template <DepthPolicy P, Observer O>
+  std::span<const float> step(std::span<const uint32_t> slots, std::span<const int32_t> tokens,
+                              std::span<P* const> policies, O& observer, Phase phase = Phase::RG);
   template <DepthPolicy P>
   std::span<const float> step(std::span<const uint32_t> slots, std::span<const int32_t> tokens,
-                              std::span<P* const> policies, Phase phase = Phase::RG);
+                              std::span<P* const> policies, Phase phase = Phase::RG) {
+    NoObserver none;
+    return step(slots, tokens, policies, none, phase);
+  }
 
  private:
   // The pass's rows (detail::LayerPass): row i is the next token of the sequence rows_[i], under
@@ -75,11 +84,13 @@ class BatchSession : private detail::LayerPass {
     using Policy = P;
     static constexpr kernels::Rows products = kernels::Rows::AsGemv;
     BatchSession& b;
-    std::span<P* const> pol;  // [n]
+    std::span<P* const> pol;         // [n]
+    std::span<const uint32_t> seqs;  // [n] each row's batch slot
     P& policy(size_t i) { return *pol[i]; }
     typename P::State& state(size_t i) { return *static_cast<typename P::State*>(b.st_[i]); }
     Trace* trace(size_t i) { return b.rows_[i]->trace_; }
     KvCache& cache(size_t i) { return b.rows_[i]->cache_; }
+    std::span<const uint32_t> sequences() const { return seqs; }
     void attend(size_t l, size_t m) { b.attend_rows(l, m); }
   };
 
@@ -109,13 +120,13 @@ inline void BatchSession::reserve(size_t n) {
   for (auto* v : {&k_, &v_, &kk_, &kv_}) v->reserve(n * A.kv_dim());
   for (auto* v : {&g_, &u_}) v->reserve(n * I);
   logits_.reserve(n * m_->vocab());
-  run_.reserve(n), kvo_.reserve(n), policy_sees_.reserve(n), all_.reserve(n);
+  run_.reserve(n), kvo_.reserve(n), policy_sees_.reserve(n), all_.reserve(n), tap_seq_.reserve(n);
   rows_.reserve(n), st_.reserve(n), info_.reserve(n), row_state_.reserve(n), last_run_.reserve(n);
 }
 
-template <DepthPolicy P>
+template <DepthPolicy P, Observer O>
 std::span<const float> BatchSession::step(std::span<const uint32_t> slots, std::span<const int32_t> tokens,
-                                          std::span<P* const> policies, Phase phase) {
+                                          std::span<P* const> policies, O& obs, Phase phase) {
   const size_t n = slots.size(), H = m_->hidden();
   if (n == 0) throw UsageError("", "slots", "step() needs at least one sequence");
   if (tokens.size() != n || policies.size() != n)
@@ -149,11 +160,11 @@ std::span<const float> BatchSession::step(std::span<const uint32_t> slots, std::
     m_->rope().angles(s.pos_, cos_.data() + i * half, sin_.data() + i * half);
     st_[i] = &s.policy_states<typename P::State>(1)[0];
   }
-  Sequences<P> rows{*this, policies};
-  NoObserver none;
+  Sequences<P> rows{*this, policies, slots};
+  tap(obs, Tap::embed, -1, x_.data(), n, H, all_, slots);
   begin_rows(*m_, n, rows);
-  for (size_t l = 0; l < m_->n_layers(); ++l) run_layer(*m_, l, n, opts_.kv, rows, none);
-  read_out(*m_, n, all_, rows, none);
+  for (size_t l = 0; l < m_->n_layers(); ++l) run_layer(*m_, l, n, opts_.kv, rows, obs);
+  read_out(*m_, n, all_, rows, obs);
   end_rows(n, rows);
   for (size_t i = 0; i < n; ++i) rows_[i]->pos_ += 1;
   return {logits_.data(), logits_.size()};

@@ -17,6 +17,8 @@
 //   Trace* trace(size_t i)                     row i's trace (nullptr: none); its record is the
 //                                              one open for info_[i].slot
 //   KvCache& cache(size_t i)                   the cache row i's keys and values go to
+//   std::span<const uint32_t> sequences()      [n] the sequence of each row, for the taps' view
+//                                              (empty: all rows belong to one sequence)
 //   void attend(size_t l, size_t m)            attention of the m rows in run_ over layer l:
 //                                              q_ -> ctx_ (each row over its own cache)
 #include <algorithm>
@@ -56,8 +58,15 @@ class LayerPass {
 
   template <class O>
   static void tap(O& obs, Tap t, int layer, const float* data, size_t rows, size_t cols,
-                  std::span<const uint32_t> slots) {
-    if constexpr (O::enabled) obs.on_tap(t, layer, TapView{data, rows, cols, slots});
+                  std::span<const uint32_t> slots, std::span<const uint32_t> sequences) {
+    if constexpr (O::enabled) obs.on_tap(t, layer, TapView{data, rows, cols, slots, sequences});
+  }
+  // The sequences of the rows `which` for a tap's view; empty when the rows are one sequence's.
+  std::span<const uint32_t> tap_sequences(std::span<const uint32_t> which, std::span<const uint32_t> of_row) {
+    if (of_row.empty()) return {};
+    tap_seq_.resize(which.size());
+    for (size_t r = 0; r < which.size(); ++r) tap_seq_[r] = of_row[which[r]];
+    return tap_seq_;
   }
 
   // Per pass (n rows, m of them running the current layer):
@@ -70,6 +79,7 @@ class LayerPass {
   std::vector<float> cos_, sin_;      // [n, head_dim/2]
   std::vector<float> rcos_, rsin_;    // [m, head_dim/2] angles of the rows running the layer
   std::vector<uint32_t> run_, kvo_;   // rows running the layer / needing K/V only
+  std::vector<uint32_t> tap_seq_;     // [m] or [n] the sequences of a tap's rows (batch only)
   std::vector<uint8_t> policy_sees_;  // [m] whether after_layer is called for run_[r]
   std::vector<float> xr_, in_;        // [m, hidden] gathered rows, their layer input
   std::vector<float> xn_;             // [m, hidden] normed rows
@@ -180,7 +190,9 @@ void LayerPass::run_layer(const Model& model, size_t l, size_t n, KvStrategy kv,
   }
   if constexpr (sees && P::needs_layer_input) in_.assign(x, x + m * H);
   const std::span<const uint32_t> slots(run_);
-  tap(obs, Tap::resid_pre, int(l), x, m, H, slots);
+  std::span<const uint32_t> seqs;
+  if constexpr (O::enabled) seqs = tap_sequences(slots, rows.sequences());
+  tap(obs, Tap::resid_pre, int(l), x, m, H, slots, seqs);
 
   // 3. Attention: a = h + Wo · attn(q, K, V), each row over its own sequence's cache.
   xn_.resize(m * H);
@@ -190,26 +202,26 @@ void LayerPass::run_layer(const Model& model, size_t l, size_t n, KvStrategy kv,
   ctx_.resize(m * A.q_dim());
   tmp_.resize(m * H);
   L.attn_norm(x, xn_.data(), m);
-  tap(obs, Tap::attn_norm, int(l), xn_.data(), m, H, slots);
+  tap(obs, Tap::attn_norm, int(l), xn_.data(), m, H, slots, seqs);
   A.project(xn_.data(), m, cs, sn, q_.data(), k_.data(), v_.data(), how);
-  tap(obs, Tap::q, int(l), q_.data(), m, A.q_dim(), slots);
-  tap(obs, Tap::k, int(l), k_.data(), m, A.kv_dim(), slots);
-  tap(obs, Tap::v, int(l), v_.data(), m, A.kv_dim(), slots);
+  tap(obs, Tap::q, int(l), q_.data(), m, A.q_dim(), slots, seqs);
+  tap(obs, Tap::k, int(l), k_.data(), m, A.kv_dim(), slots, seqs);
+  tap(obs, Tap::v, int(l), v_.data(), m, A.kv_dim(), slots, seqs);
   for (size_t r = 0; r < m; ++r)
     rows.cache(run_[r]).store(l, info_[run_[r]].position, k_.data() + r * A.kv_dim(), v_.data() + r * A.kv_dim());
   rows.attend(l, m);
   A.output(ctx_.data(), m, tmp_.data(), how);
-  tap(obs, Tap::attn_out, int(l), tmp_.data(), m, H, slots);
+  tap(obs, Tap::attn_out, int(l), tmp_.data(), m, H, slots, seqs);
   kernels::add_inplace(x, tmp_.data(), m * H);
-  tap(obs, Tap::resid_mid, int(l), x, m, H, slots);
+  tap(obs, Tap::resid_mid, int(l), x, m, H, slots, seqs);
 
   // 4. MLP: h = a + down(silu(gate(n)) ⊙ up(n)), n = RMSNorm(a).
   g_.resize(m * I);
   u_.resize(m * I);
   L.mlp_norm(x, xn_.data(), m);
-  tap(obs, Tap::mlp_norm, int(l), xn_.data(), m, H, slots);
+  tap(obs, Tap::mlp_norm, int(l), xn_.data(), m, H, slots, seqs);
   L.mlp(xn_.data(), m, tmp_.data(), g_.data(), u_.data(), how);
-  tap(obs, Tap::mlp_out, int(l), tmp_.data(), m, H, slots);
+  tap(obs, Tap::mlp_out, int(l), tmp_.data(), m, H, slots, seqs);
   kernels::add_inplace(x, tmp_.data(), m * H);
 
   // 5. Each row's policy sees its result (and may rewrite it), then rows go back to the stream.
@@ -229,7 +241,7 @@ void LayerPass::run_layer(const Model& model, size_t l, size_t n, KvStrategy kv,
   }
   // resid_post is the stream as it continues: after a policy rewrote the output (an in-stream
   // void is h_{l-1} again), not the update it discarded.
-  tap(obs, Tap::resid_post, int(l), x, m, H, slots);
+  tap(obs, Tap::resid_post, int(l), x, m, H, slots, seqs);
   if (!whole)
     for (size_t r = 0; r < m; ++r) std::copy_n(x + r * H, H, x_.data() + run_[r] * H);
 }
@@ -271,8 +283,10 @@ void LayerPass::read_out(const Model& model, size_t n, std::span<const uint32_t>
     std::copy(v.begin(), v.end(), final_.data() + j * H);
   }
   model.readout()(final_.data(), r, normed_.data(), logits_.data(), Rows::products);
-  tap(obs, Tap::final_norm, -1, normed_.data(), r, H, out);
-  tap(obs, Tap::logits, -1, logits_.data(), r, V, out);
+  std::span<const uint32_t> seqs;
+  if constexpr (O::enabled) seqs = tap_sequences(out, rows.sequences());
+  tap(obs, Tap::final_norm, -1, normed_.data(), r, H, out, seqs);
+  tap(obs, Tap::logits, -1, logits_.data(), r, V, out, seqs);
 }
 
 template <class Rows>

@@ -138,6 +138,7 @@ class Session : private detail::LayerPass {
     typename P::State& state(size_t i) { return st[i]; }
     Trace* trace(size_t) { return s.trace_; }
     KvCache& cache(size_t) { return s.cache_; }
+    std::span<const uint32_t> sequences() const { return {}; }  // all rows: this one sequence
     void attend(size_t l, size_t m) { s.attend_rows(l, m); }
   };
 
@@ -190,7 +191,7 @@ std::span<const float> Session::forward(std::span<const int32_t> tokens, Phase p
     m_->embed(tokens[i], x_.data() + i * H);
     m_->rope().angles(pos_ + int64_t(i), cos_.data() + i * half, sin_.data() + i * half);
   }
-  tap(obs, Tap::embed, -1, x_.data(), n, H, all_);
+  tap(obs, Tap::embed, -1, x_.data(), n, H, all_, {});
   begin_rows(*m_, n, rows);
   for (size_t l = 0; l < m_->n_layers(); ++l) run_layer(*m_, l, n, opts_.kv, rows, obs);
   const std::span<const uint32_t> out =

@@ -20,10 +20,15 @@ inline constexpr const char* tap_name(Tap t) {
 
 // rows x cols values, row r belonging to the token in slot slots[r] of the forward pass.
 // q/k are seen after bias, q/k-norm and RoPE, as attention uses them.
+// Session::forward: the rows are tokens of the session's one sequence, slots[r] their index in
+// the pass, and `sequences` is empty. BatchSession::step: each row is another sequence's token,
+// slots[r] its row in the step (the index into step()'s arguments) and sequences[r] the batch
+// slot of its sequence (BatchSession::session(sequences[r])).
 struct TapView {
   const float* data;
   size_t rows, cols;
   std::span<const uint32_t> slots;
+  std::span<const uint32_t> sequences;  // [rows] in a batch step, else empty
   const float* row(size_t r) const { return data + r * cols; }
 };
 
