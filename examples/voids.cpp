@@ -6,14 +6,14 @@
 //
 // Two sources of prompts:
 //   --prompt / --prompts   free text (stories260K's default "Once upon a time"), greedy by default;
-//                          --batch B decodes up to B prompts together (model/batch_session.hpp):
-//                          traces, usage, similarities and replies identical for every B;
 //   --task mmlu|boolq      benchmark questions through eval's prompt path (--preset void: the
 //                          released prompt bytes, the model's chat template with the generation
 //                          prompt), the paper's sampling (temperature 0.6, top-p 0.9, 51 new tokens,
 //                          stop at eos; per-item seeds as eval's), and eval's answer extraction:
 //                          each question is printed with the reply, the extracted label and
 //                          whether it is right. --items N picks N questions spread over subjects.
+// --batch B decodes up to B prompts or questions together (model/batch_session.hpp): traces,
+// usage, similarities, replies and every output file identical for every B.
 // Skip sets and speed (docs/policies.md, "Calibrated skipping"):
 //   --calibrate c1,c2,...  per threshold c, the static skip set of layers activated for fewer
 //                          than c of the tokens (per phase), and ShortGPT's set of the same sizes
@@ -95,6 +95,39 @@ void replay(const std::vector<CosineEntry>& log, fathom::LayerCosines& c) {
     if (e.layer < c.n_layers()) c.sum[e.phase][e.layer] += e.cos, ++c.count[e.phase][e.layer];
 }
 
+// --batch B: requests 0..n-1 (prompts or questions) decoded up to B at a time
+// (model/batch_generate.hpp), each with its own trace, policy object and cosine log. Once a request
+// and all before it are done, its records are merged into `trace`, its cosines replayed into
+// `cosines` and show(i, generation) is called, all in request order: trace, sums and printout are
+// those of decoding the requests one after another.
+template <class Inner, class RequestFn, class ShowFn>
+void decode_batched(fathom::BatchSession& bs, size_t n, const Inner& inner, RequestFn&& request,
+                    fathom::Trace& trace, fathom::LayerCosines& cosines, ShowFn&& show) {
+  using namespace fathom;
+  std::vector<std::unique_ptr<Trace>> traces(n);
+  std::vector<std::vector<CosineEntry>> logs(n);
+  std::vector<std::optional<Generation>> done(n);
+  size_t shown = 0;
+  generate_batch(
+      bs, n, request, [&](size_t i) { return CosineLog<Inner>(inner, logs[i]); },
+      [&](size_t i, Session& s) {
+        traces[i] = std::make_unique<Trace>(bs.model().n_layers());
+        traces[i]->set_sequence(int64_t(i));
+        s.set_trace(traces[i].get());
+      },
+      [&](size_t i, Generation&& g, Session& s) {
+        s.set_trace(nullptr);
+        done[i] = std::move(g);
+        for (; shown < n && done[shown]; ++shown) {
+          trace.merge(*traces[shown]);
+          replay(logs[shown], cosines);
+          traces[shown].reset();
+          logs[shown] = {};
+          show(shown, *done[shown]);
+        }
+      });
+}
+
 // Joins calibration, timing and eval results in `dir` into frontier.csv / frontier.svg.
 int frontier(const std::string& dir_name) {
   namespace fs = std::filesystem;
@@ -133,7 +166,8 @@ int main(int argc, char** argv) {
   app.add_option("-p,--prompt", prompt, "prompt text");
   app.add_option("--prompts", prompts_file, "file with one prompt per line (instead of --prompt)");
   app.add_flag("--chat", chat, "wrap each prompt in the model's chat format (generation prompt)");
-  app.add_option("--batch", batch, "--prompt(s): prompts decoded together (results identical for every value)")
+  app.add_option("--batch", batch,
+                 "prompts (--prompt(s)) or questions (--task) decoded together (results identical for every value)")
       ->check(CLI::PositiveNumber);
   app.add_option("--task", task_name, "benchmark questions instead of prompts: mmlu, boolq")
       ->check(CLI::IsMember({"mmlu", "boolq"}));
@@ -201,6 +235,7 @@ int main(int argc, char** argv) {
     const KvStrategy kv_strategy = kv == "exact" ? KvStrategy::Exact
                                    : kv == "none" ? KvStrategy::None
                                                   : KvStrategy::Propagate;
+    const SessionOptions so{0, kv_strategy, margs.kv_precision()};
     std::filesystem::create_directories(out_dir);
     const std::filesystem::path out(out_dir);
     auto token_text = [&](int32_t id) { return tok.decode({id}, false); };
@@ -226,26 +261,32 @@ int main(int argc, char** argv) {
       }
       const auto items = eval::spread_items(task.items, n_items);
       eval::PromptBuilder builder(tok, task.kind, {eval::parse_preset(preset), 0, !no_chat});
-      Session session(*model, {0, kv_strategy, margs.kv_precision()});
-      session.set_trace(&trace);
       eval::ScoringSettings ss;
       ss.scoring = eval::Scoring::Generate;
       ss.generation = {gen.max_new_tokens, gen.sampling.temperature, gen.sampling.top_p};
-      const size_t budget = size_t(session.capacity()) - eval::prompt_reserve(ss, session.capacity());
+      // One session (--batch 1) or B decoding together.
+      std::optional<Session> one;
+      std::optional<BatchSession> many;
+      if (batch <= 1) one.emplace(*model, so);
+      else many.emplace(*model, batch, so);
+      const int64_t ctx = one ? one->capacity() : many->session(0).capacity();
+      const size_t budget = size_t(ctx) - eval::prompt_reserve(ss, ctx);
       std::cout << eval::task_name(task.kind) << " " << split << ", " << items.size() << " items, " << preset
                 << " preset, "
                 << (builder.uses_chat() ? "chat template: " + tok.chat_template_source() : "plain text")
                 << ", temperature " << gen.sampling.temperature << ", top-p " << gen.sampling.top_p
                 << ", up to " << gen.max_new_tokens << " new tokens, seed " << gen.sampling.seed << "\n\n";
+      std::vector<eval::Prompt> built;
+      for (const auto& it : items) {
+        built.push_back(builder.build(it, task.dev, budget, false));
+        encoded.push_back(built.back().tokens);
+      }
+      auto seed = [&](size_t i) { return eval::item_seed(gen.sampling.seed, items[i].id); };
       size_t right = 0, none = 0;
-      for (size_t i = 0; i < items.size(); ++i) {
-        const eval::Item& it = items[i];
-        const eval::Prompt p = builder.build(it, task.dev, budget, false);
-        encoded.push_back(p.tokens);
-        trace.set_sequence(int64_t(i));
-        const auto sc = eval::score_generate(session, tok, p, it, ss.generation,
-                                             eval::item_seed(gen.sampling.seed, it.id), policy);
+      auto show = [&](size_t i, const eval::Scored& sc) {
         jsonl.sync(trace);
+        const eval::Item& it = items[i];
+        const eval::Prompt& p = built[i];
         const bool ok = sc.pred == it.answer;
         right += ok, none += sc.pred < 0;
         std::cout << "[" << i << "] " << it.id << " (" << p.tokens.size() << " prompt tokens"
@@ -254,6 +295,21 @@ int main(int argc, char** argv) {
                   << "    extracted: " << (sc.pred < 0 ? std::string("none") : p.labels[size_t(sc.pred)])
                   << ", answer " << p.labels[size_t(it.answer)] << " -> " << (ok ? "right" : "wrong") << "\n";
         texts << it.id << "\t" << sc.output << "\n" << std::flush;
+      };
+      if (one) {
+        one->set_trace(&trace);
+        for (size_t i = 0; i < items.size(); ++i) {
+          trace.set_sequence(int64_t(i));
+          show(i, eval::score_generate(*one, tok, built[i], items[i], ss.generation, seed(i), policy));
+        }
+      } else {
+        decode_batched(
+            *many, items.size(), inner,
+            [&](size_t i) {
+              return BatchRequest{built[i].tokens, eval::generation_options(tok, ss.generation, seed(i))};
+            },
+            trace, cosines,
+            [&](size_t i, const Generation& g) { show(i, eval::score_reply(tok, built[i], items[i], g)); });
       }
       std::printf("\n%zu / %zu right, %zu without an extractable answer\n", right, items.size(), none);
       what = std::to_string(items.size()) + " " + eval::task_name(task.kind) + " " + split + " prompts";
@@ -275,38 +331,15 @@ int main(int argc, char** argv) {
       };
       if (batch <= 1) {
         for (size_t i = 0; i < prompts.size(); ++i) {
-          Session session(*model, {0, kv_strategy, margs.kv_precision()});
+          Session session(*model, so);
           session.set_trace(&trace);
           trace.set_sequence(int64_t(i));
           show(i, generate(session, encoded[i], gen, policy));
         }
       } else {
-        // Each prompt: its own policy object, trace and cosine log, merged in prompt order.
-        using Inner = std::decay_t<decltype(inner)>;
-        std::vector<std::unique_ptr<Trace>> traces(prompts.size());
-        std::vector<std::vector<CosineEntry>> logs(prompts.size());
-        std::vector<std::optional<Generation>> done(prompts.size());
-        size_t shown = 0;
-        BatchSession bs(*model, batch, {0, kv_strategy, margs.kv_precision()});
-        generate_batch(
-            bs, prompts.size(), [&](size_t i) { return BatchRequest{encoded[i], gen}; },
-            [&](size_t i) { return CosineLog<Inner>(inner, logs[i]); },
-            [&](size_t i, Session& s) {
-              traces[i] = std::make_unique<Trace>(model->n_layers());
-              traces[i]->set_sequence(int64_t(i));
-              s.set_trace(traces[i].get());
-            },
-            [&](size_t i, Generation&& g, Session& s) {
-              s.set_trace(nullptr);
-              done[i] = std::move(g);
-              for (; shown < prompts.size() && done[shown]; ++shown) {
-                trace.merge(*traces[shown]);
-                replay(logs[shown], cosines);
-                traces[shown].reset();
-                logs[shown] = {};
-                show(shown, *done[shown]);
-              }
-            });
+        BatchSession bs(*model, batch, so);
+        decode_batched(bs, prompts.size(), inner, [&](size_t i) { return BatchRequest{encoded[i], gen}; }, trace,
+                       cosines, show);
       }
       what = std::to_string(prompts.size()) + " prompts";
     }

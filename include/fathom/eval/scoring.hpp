@@ -83,22 +83,34 @@ Scored score_loglik(Session& s, const Prompt& p, P& policy) {
   return r;
 }
 
-template <DepthPolicy P>
-Scored score_generate(Session& s, const tok::AnyTokenizer& tok, const Prompt& p,
-                      const Item& item, const GenerationSettings& g, uint64_t seed, P& policy) {
-  Scored r;
-  s.reset();
+// How an item's reply is generated: the settings' length and sampling, the item's seed, stop at
+// the tokenizer's end-of-sequence tokens.
+inline GenerateOptions generation_options(const tok::AnyTokenizer& tok, const GenerationSettings& g, uint64_t seed) {
   GenerateOptions o;
   o.max_new_tokens = g.max_new_tokens;
   o.sampling = SamplingOptions{g.temperature, g.top_p, seed};
   for (int32_t e : tok.eos_ids()) o.eos_ids.push_back(e);
-  auto gen = generate(s, p.tokens, o, policy);
+  return o;
+}
+
+// The score of a generated reply: its text, the option extracted from it, the tokens it cost.
+inline Scored score_reply(const tok::AnyTokenizer& tok, const Prompt& p, const Item& item, const Generation& gen) {
+  Scored r;
   r.output = tok.decode(gen.tokens, true);
   // The last sampled token is never fed back, so it costs no forward pass.
   r.pp_tokens = p.tokens.size();
   r.rg_tokens = gen.tokens.empty() ? 0 : gen.tokens.size() - 1;
   r.pred = extract_answer(r.output, p.labels, item);
   return r;
+}
+
+// Generation scoring of one item on `s` (reset first). Batched decoding of many items
+// (generate_batch) scores each with generation_options and score_reply as this does.
+template <DepthPolicy P>
+Scored score_generate(Session& s, const tok::AnyTokenizer& tok, const Prompt& p,
+                      const Item& item, const GenerationSettings& g, uint64_t seed, P& policy) {
+  s.reset();
+  return score_reply(tok, p, item, generate(s, p.tokens, generation_options(tok, g, seed), policy));
 }
 
 }  // namespace fathom::eval
