@@ -77,10 +77,20 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
 // matters once x no longer fits L1; below that, with 2 or more threads, one row at a time makes
 // each thread read a single stream, which the shared memory system serves faster. Measured on
 // this machine class (docs/benchmarks.md), 2 threads: one row +10-20 % on 896- to 4096-wide
-// rows, four rows +15-60 % on 4864- and 14336-wide ones; 1 thread: four rows equal or better
-// (up to 35 % on the 151,936 x 896 LM head). Results do not depend on the choice.
+// rows, four rows +15-60 % on 4864- and 14336-wide ones; 1 thread with AVX-512: four rows equal
+// or better (up to 35 % on the 151,936 x 896 LM head). With 16 vector registers (AVX2) four
+// rows' 16 accumulators and x spill to the stack: on an AMD Zen 3, 1 thread, one row streamed
+// 20-35 % faster on 288-wide rows (llama2.c's 15M shape), as fast on 768- to 896-wide ones, and
+// four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c run.c"). Results do not
+// depend on the choice.
 inline int gemv_row_tile(size_t cols, int threads) {
-  return threads >= 2 && cols * sizeof(float) <= (size_t(16) << 10) ? 1 : 4;
+#if defined(__AVX512F__)
+  constexpr size_t kOneRowMax1 = 0;  // 1 thread: always four rows
+#else
+  constexpr size_t kOneRowMax1 = size_t(4) << 10;
+#endif
+  const size_t x_bytes = cols * sizeof(float);
+  return x_bytes <= (threads >= 2 ? size_t(16) << 10 : kOneRowMax1) ? 1 : 4;
 }
 
 template <int R>
