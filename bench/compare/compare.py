@@ -16,10 +16,22 @@ What it does, in order:
      (the Python binding: `Llama.eval`) and transformers (eager attention, bf16 and f32), at 1 and
      2 threads. Every measurement is a fresh process (load, one 512-token prefill, 128 single-token
      decode steps, no warm-up for anyone), so OpenMP pools of different runtimes never share a
-     process. Configurations are interleaved round-robin and each is repeated --reps times;
-     medians are reported, with fathom ÷ peer ratios at equal precision and thread count.
+     process. The same 512 prompt ids (seeded) go to every engine; decode feeds back the argmax
+     token.
 
-The same 512 prompt ids (seeded) go to every engine; decode feeds back the argmax token.
+It also measures the machine's DRAM read bandwidth in the same round robin (fathom's
+`bench_gemv --benchmark_filter=BM_read_bandwidth/plain`: 512 MiB of random bytes streamed by 1 or
+2 threads) when the build has bench_gemv, so every figure comes with the same minutes' limit.
+Configurations are interleaved round-robin (the start rotated each repetition) and each is
+repeated --reps times; medians (min–max) are reported, with fathom ÷ peer ratios at equal
+precision and thread count. The table starts with the CPU model (/proc/cpuinfo) and the date.
+The helpers below the workers (round robin, bandwidth, CPU) are shared with llama2c.py.
+
+--passive sets OMP_WAIT_POLICY=passive for every measured process (all engines alike). On a
+machine shared with other work, OpenMP threads that spin at barriers while their partner is
+descheduled make 2-thread runs of OpenMP programs (llama.cpp's CPU backend, run.c) collapse to a
+few tokens/s; with passive waiting they keep a fair share. fathom's own thread pool does not
+spin (docs/benchmarks.md, "Decode under load"), so the setting changes nothing for it.
 """
 from __future__ import annotations
 
@@ -187,6 +199,85 @@ def run_worker(args: list[str], threads: int) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------- shared with llama2c.py
+def cpu_description() -> str:
+    """The CPU as /proc/cpuinfo names it, with family / model and the vector extensions that matter."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    field = lambda k: (re.search(rf"^{k}\s*:\s*(.*)$", info, re.M) or [None, "?"])[1].strip()
+    flags = set(field("flags").split())
+    isa = [f for f in ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+           if f in flags]
+    return (f"{field('model name')} (family {field('cpu family')}, model {field('model')}; "
+            f"{os.cpu_count()} logical CPUs; {' '.join(isa) or 'no AVX2'})")
+
+
+def read_bandwidth(build: Path, threads: int) -> dict:
+    """DRAM read bandwidth now, GB/s: bench_gemv's BM_read_bandwidth/plain (512 MiB of random bytes)."""
+    exe = build / "bench" / "bench_gemv"
+    r = subprocess.run([str(exe), "--benchmark_filter=BM_read_bandwidth/plain", "--benchmark_format=json"],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    if r.returncode != 0:
+        raise RuntimeError(f"bench_gemv failed ({r.returncode}): {r.stderr[-2000:]}")
+    bench = [b for b in json.loads(r.stdout)["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
+    return {"GB/s": float(bench[0]["GB/s"])}
+
+
+def bandwidth_configs(build: Path, threads: list[int]) -> list:
+    if not (build / "bench" / "bench_gemv").exists():
+        log("no", build / "bench" / "bench_gemv", "(FATHOM_BUILD_BENCH=ON): no same-run bandwidth")
+        return []
+    return [(("read bandwidth", "plain", th), lambda th=th: read_bandwidth(build, th)) for th in threads]
+
+
+def round_robin(configs: list, reps: int, until: str | None, raw: Path) -> dict:
+    """Runs every (key, fn) `reps` times, interleaved; start rotated each repetition. -> key: [results]"""
+    results: dict = {}
+
+    def out_of_time() -> bool:
+        if not until:
+            return False
+        now = time.gmtime()
+        return f"{now.tm_hour:02d}:{now.tm_min:02d}" >= until
+
+    for rep in range(reps):
+        # rotate the start so no configuration always runs first / after the same neighbour
+        order = configs[rep % len(configs):] + configs[:rep % len(configs)]
+        for key, fn in order:
+            if out_of_time():
+                log("--until reached: no more runs")
+                return results
+            t = time.perf_counter()
+            r = fn()
+            results.setdefault(key, []).append(r)
+            log(f"rep {rep} {key}: " + ", ".join(f"{k} {v:.1f}" for k, v in r.items() if isinstance(v, float))
+                + f" ({time.perf_counter() - t:.0f} s)")
+            with raw.open("a") as f:
+                f.write(json.dumps({"rep": rep, "key": key, **r, "time": time.time()}) + "\n")
+    return results
+
+
+def bandwidth_line(results: dict) -> str:
+    bw = sorted((k for k in results if k[0] == "read bandwidth"), key=lambda k: k[2])
+    if not bw:
+        return ""
+    parts = []
+    for k in bw:
+        xs = [r["GB/s"] for r in results[k]]
+        parts.append(f"{k[2]} thread{'s' if k[2] > 1 else ''} {median(xs):.1f} GB/s "
+                     f"({min(xs):.1f}–{max(xs):.1f}, {len(xs)} runs)")
+    return "Same-run DRAM read bandwidth (bench_gemv BM_read_bandwidth/plain, medians): " + "; ".join(parts) + "."
+
+
+def header_lines(title: str) -> str:
+    wait = os.environ.get("OMP_WAIT_POLICY")
+    return (f"{title}\n\nCPU: {cpu_description()}. Run finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+            f"{f'; OMP_WAIT_POLICY={wait} for every process' if wait else ''}; load average at the end "
+            f"{os.getloadavg()[0]:.1f}.\n")
+
+
 # ---------------------------------------------------------------- report
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
@@ -203,7 +294,8 @@ def table(results: dict) -> str:
     lines = ["| engine | weights | threads | runs | prefill-512 tok/s | decode-128 tok/s | "
              "fathom ÷ it, prefill | fathom ÷ it, decode |",
              "|---|---|---|---|---|---|---|---|"]
-    for key in sorted(results, key=lambda k: (k[2], {"fathom": 0, "llama.cpp": 1, "transformers": 2}[k[0]], k[1])):
+    order = {"fathom": 0, "llama.cpp": 1, "transformers": 2}
+    for key in sorted((k for k in results if k[0] in order), key=lambda k: (k[2], order[k[0]], k[1])):
         eng, prec, th = key
         runs = results[key]
         p, d = med(key, "prefill"), med(key, "decode")
@@ -217,6 +309,9 @@ def table(results: dict) -> str:
         lines.append(f"| {eng} | {prec} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "
                      f"| {rp} | {rd} |")
     lines.append("\nMedians over the runs (min–max in brackets); ratios compare medians.")
+    bw = bandwidth_line(results)
+    if bw:
+        lines.append(bw)
     return "\n".join(lines)
 
 
@@ -243,7 +338,11 @@ def main() -> int:
     ap.add_argument("--no-install", action="store_true", help="do not build llama-cpp-python")
     ap.add_argument("--until", default=None,
                     help="HH:MM (UTC): start no run after this time; medians of what finished")
+    ap.add_argument("--passive", action="store_true",
+                    help="OMP_WAIT_POLICY=passive for every measured process (see the docstring)")
     a = ap.parse_args()
+    if a.passive:
+        os.environ["OMP_WAIT_POLICY"] = "passive"
 
     build = Path(a.build).resolve()
     work = Path(a.work).resolve() if a.work else build / "compare"
@@ -251,13 +350,15 @@ def main() -> int:
     engines = a.engines.split(",")
     threads = [int(t) for t in a.threads.split(",")]
     shared = Path(os.environ.get("FATHOM_SHARED", REPO.parent / "shared"))
-    model_dir = work / "qwen-random"
-    make_model(model_dir, shared if shared.exists() else None)
+    shared = shared if shared.exists() else None
 
     generate = build / "examples" / "generate"
     if "fathom" in engines and not generate.exists():
         log("building fathom's generate...")
         subprocess.run(["cmake", "--build", str(build), "--target", "generate", "-j2"], check=True)
+
+    model_dir = work / "qwen-random"
+    make_model(model_dir, shared)
 
     ggufs = {}
     if "llama.cpp" in engines:
@@ -272,7 +373,7 @@ def main() -> int:
                 ggufs[outtype] = work / f"qwen-random-{outtype}.gguf"
                 convert_gguf(src, model_dir, ggufs[outtype], outtype)
 
-    configs = []  # (key, runner)
+    configs = bandwidth_configs(build, threads)  # (key, runner)
     ids = prompt_ids()
     for th in threads:
         if "fathom" in engines:
@@ -288,29 +389,8 @@ def main() -> int:
                 configs.append((("transformers", prec, th),
                                 lambda pr=prec, th=th: run_worker(["hf", str(model_dir), pr, str(th)], th)))
 
-    results: dict = {}
-    raw = work / "results.jsonl"
-    def out_of_time() -> bool:
-        if not a.until:
-            return False
-        now = time.gmtime()
-        return f"{now.tm_hour:02d}:{now.tm_min:02d}" >= a.until
-
-    for rep in range(a.reps):
-        # rotate the start so no configuration always runs first / after the same neighbour
-        order = configs[rep % len(configs):] + configs[:rep % len(configs)]
-        for key, fn in order:
-            if out_of_time():
-                log("--until reached: no more runs")
-                break
-            t = time.perf_counter()
-            r = fn()
-            results.setdefault(key, []).append(r)
-            log(f"rep {rep} {key}: prefill {r['prefill']:.1f} tok/s, decode {r['decode']:.1f} tok/s "
-                f"({time.perf_counter() - t:.0f} s)")
-            with raw.open("a") as f:
-                f.write(json.dumps({"rep": rep, "key": key, **r, "time": time.time()}) + "\n")
-    text = table(results)
+    results = round_robin(configs, a.reps, a.until, work / "results.jsonl")
+    text = header_lines("Qwen2.5-0.5B-shaped random model") + "\n" + table(results)
     (work / f"results-{'+'.join(engines)}.md").write_text(text + "\n")
     print(text)
     return 0
