@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Peer comparison: fathom vs llama.cpp vs transformers on one Qwen2.5-0.5B-shaped model.
+"""Peer comparison: fathom against llama.cpp (and transformers) on the same model files.
 
-Not run in CI (it installs peers from PyPI and takes tens of minutes on 2 cores).
+Not run in CI (it installs or builds peers and takes tens of minutes on 2 cores).
 
-    python bench/compare/compare.py --build build-cmp            # everything
+    python bench/compare/compare.py --build build-cmp            # suite qwen: everything
     python bench/compare/compare.py --engines fathom,transformers --threads 1 --until 05:10
+    python bench/compare/compare.py --suite smollm2 --build build \
+        --llama-bench ../llama/build/bin/llama-bench
+    python bench/compare/compare.py --suite qwen-q4km --build build --llama-src <sdist dir> \
+        --llama-bench ../llama/build/bin/llama-bench --llama-quantize ../llama/build/bin/llama-quantize
 
-What it does, in order:
+Suites (--suite):
+
+qwen (the default), in order:
   1. creates ONE randomly initialised model with Qwen2.5-0.5B's config (transformers, bf16) and
      saves it as a Hugging Face folder under <build>/compare/qwen-random (never in the repo);
   2. installs llama-cpp-python from its PyPI source distribution if it is not importable
@@ -19,13 +25,33 @@ What it does, in order:
      process. The same 512 prompt ids (seeded) go to every engine; decode feeds back the argmax
      token.
 
-It also measures the machine's DRAM read bandwidth in the same round robin (fathom's
+smollm2: the real SmolLM2-135M-Instruct Q4_1 GGUF in $FATHOM_SHARED (Q4_1 matrices, Q8_0
+  embedding = tied LM head), read by fathom as stored (`--weights as-stored`: native Q4_1 kernels)
+  and converted to Q8 at load (`--weights q8`), against llama.cpp's own benchmark program
+  `llama-bench` on the same file (its CPU backend keeps the file's types).
+
+qwen-q4km: the qwen suite's random model, converted to GGUF bf16 (as in qwen, step 2; no install:
+  give --llama-src, an unpacked llama-cpp-python sdist or a llama.cpp checkout) and quantised to
+  Q4_K_M by `llama-quantize` built from the same source; then measured as smollm2. K-quant blocks
+  hold 256 weights and this shape's rows are 896 wide, so llama-quantize falls back for every
+  matrix but ffn_down: q, k, o, gate, up and half the v matrices become Q5_0, the other v matrices
+  and the embedding Q8_0, ffn_down Q4_K / Q6_K. fathom as stored keeps Q4_K / Q6_K native and holds
+  Q5_0 as Q8 (more bytes per token than the file: compare with that in mind).
+
+The two GGUF suites measure prefill-256 and decode-128 at 256-384 tokens of context:
+  fathom: `examples/generate --ids <256 seeded ids> -n 129 --ignore-eos`, a fresh process each
+    time (load, one 256-token prefill, 128 single-token decode steps after the first token, no
+    warm-up); prefill = 256 ÷ time to the first token, decode = 128 ÷ the time of those steps.
+  llama.cpp: `llama-bench -p 256 -n 0 -r 1` and `llama-bench -p 0 -n 128 -d 256 -r 1` (the decode
+    test after a 256-token context), each with llama-bench's own warm-up run; its defaults
+    otherwise (f16 KV cache, flash attention auto, weight repacking on). fathom's KV cache is f32.
+
+Every suite also measures the machine's DRAM read bandwidth in the same round robin (fathom's
 `bench_gemv --benchmark_filter=BM_read_bandwidth/plain`: 512 MiB of random bytes streamed by 1 or
 2 threads) when the build has bench_gemv, so every figure comes with the same minutes' limit.
 Configurations are interleaved round-robin (the start rotated each repetition) and each is
-repeated --reps times; medians (min–max) are reported, with fathom ÷ peer ratios at equal
-precision and thread count. The table starts with the CPU model (/proc/cpuinfo) and the date.
-The helpers below the workers (round robin, bandwidth, CPU) are shared with llama2c.py.
+repeated --reps times; medians (min–max) are reported, with fathom ÷ peer ratios at equal weights
+and thread count. The table starts with the CPU model (/proc/cpuinfo) and the date.
 
 --passive sets OMP_WAIT_POLICY=passive for every measured process (all engines alike). On a
 machine shared with other work, OpenMP threads that spin at barriers while their partner is
@@ -122,7 +148,11 @@ def install_llama_cpp(src: Path) -> None:
 def convert_gguf(src: Path, model_dir: Path, out: Path, outtype: str) -> None:
     if out.exists():
         return
-    script = src / "vendor" / "llama.cpp" / "convert_hf_to_gguf.py"
+    # inside a llama-cpp-python sdist, or a llama.cpp checkout itself
+    script = next((p for p in (src / "vendor" / "llama.cpp" / "convert_hf_to_gguf.py",
+                               src / "convert_hf_to_gguf.py") if p.exists()), None)
+    if script is None:
+        raise SystemExit(f"no convert_hf_to_gguf.py in {src} (or its vendor/llama.cpp)")
     log("converting to", out.name)
     # Qwen2's vocab step tries sentencepiece first and fails on the import if it is missing
     subprocess.run([sys.executable, "-m", "pip", "install", "sentencepiece"], check=True)
@@ -199,7 +229,7 @@ def run_worker(args: list[str], threads: int) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-# ---------------------------------------------------------------- shared with llama2c.py
+# ---------------------------------------------------------------- shared by the suites and llama2c.py
 def cpu_description() -> str:
     """The CPU as /proc/cpuinfo names it, with family / model and the vector extensions that matter."""
     try:
@@ -278,6 +308,122 @@ def header_lines(title: str) -> str:
             f"{os.getloadavg()[0]:.1f}.\n")
 
 
+# ---------------------------------------------------------------- GGUF suites: fathom vs llama-bench
+GGUF_PREFILL = 256
+GGUF_DECODE = 128
+
+
+def gguf_prompt_ids(vocab: int, seed: int = 1234) -> list[int]:
+    import random
+    rng = random.Random(seed)
+    return [rng.randrange(0, vocab) for _ in range(GGUF_PREFILL)]
+
+
+def run_fathom_gguf(generate: Path, gguf: Path, weights: str, threads: int, ids: list[int]) -> dict:
+    # -n DECODE + 1: the first token comes from the prefill, then DECODE single-token forwards at
+    # context 256..383, which generate times as its decode rate (like llama-bench's tg at depth 256).
+    r = subprocess.run([str(generate), "-m", str(gguf), "--ids", ",".join(map(str, ids)),
+                        "-n", str(GGUF_DECODE + 1), "--ignore-eos", "--weights", weights, "-t", str(threads)],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    m = STATS.search(r.stderr)
+    if r.returncode != 0 or not m:
+        raise RuntimeError(f"fathom generate failed ({r.returncode}): {r.stderr[-2000:]}")
+    if int(m.group(1)) != GGUF_PREFILL or int(m.group(3)) != GGUF_DECODE + 1:
+        raise RuntimeError(f"fathom ran {m.group(1)} prompt / {m.group(3)} generated tokens")
+    return {"prefill": float(m.group(2)), "decode": float(m.group(4))}
+
+
+def llama_bench_once(bench: Path, gguf: Path, threads: int, args: list[str]) -> float:
+    r = subprocess.run([str(bench), "-m", str(gguf), "-t", str(threads), "-r", "1", "-o", "json", *args],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    if r.returncode != 0:
+        raise RuntimeError(f"llama-bench {args} failed ({r.returncode}): {r.stderr[-2000:]}")
+    tests = json.loads(r.stdout)
+    if len(tests) != 1:
+        raise RuntimeError(f"llama-bench {args}: expected one test, got {len(tests)}")
+    return float(tests[0]["avg_ts"])
+
+
+def run_llama_bench(bench: Path, gguf: Path, threads: int) -> dict:
+    return {"prefill": llama_bench_once(bench, gguf, threads, ["-p", str(GGUF_PREFILL), "-n", "0"]),
+            "decode": llama_bench_once(bench, gguf, threads,
+                                       ["-p", "0", "-n", str(GGUF_DECODE), "-d", str(GGUF_PREFILL)])}
+
+
+def gguf_table(results: dict, file_type: str) -> str:
+    """results: (engine, weights, threads) -> [{prefill, decode}]; llama.cpp keeps `file_type`."""
+    def med(key, what):
+        return median([r[what] for r in results.get(key, [])])
+
+    lines = [f"| engine | weights in memory | threads | runs | prefill-{GGUF_PREFILL} tok/s | "
+             f"decode-{GGUF_DECODE} tok/s (context {GGUF_PREFILL}–{GGUF_PREFILL + GGUF_DECODE}) | "
+             "÷ llama.cpp, prefill | ÷ llama.cpp, decode |",
+             "|---|---|---|---|---|---|---|---|"]
+    order = {"fathom": 0, "llama.cpp": 1}
+    for key in sorted((k for k in results if k[0] in order), key=lambda k: (k[2], order[k[0]], k[1])):
+        eng, w, th = key
+        runs = results[key]
+        p, d = med(key, "prefill"), med(key, "decode")
+        span = lambda what: f"{min(r[what] for r in runs):.1f}–{max(r[what] for r in runs):.1f}"
+        lk = ("llama.cpp", file_type, th)
+        if eng == "fathom" and lk in results:
+            rp, rd = f"{p / med(lk, 'prefill'):.2f}×", f"{d / med(lk, 'decode'):.2f}×"
+        else:
+            rp = rd = "—"
+        lines.append(f"| {eng} | {w} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "
+                     f"| {rp} | {rd} |")
+    lines.append("\nMedians over the runs (min–max in brackets); ratios compare medians (fathom ÷ llama.cpp, same threads).")
+    bw = bandwidth_line(results)
+    if bw:
+        lines.append(bw)
+    return "\n".join(lines)
+
+
+def quantize_q4km(quantize: Path, src_gguf: Path, out: Path, threads: int) -> None:
+    if out.exists():
+        return
+    log("quantising", src_gguf.name, "to", out.name)
+    subprocess.run(["nice", "-n", "10", str(quantize), str(src_gguf), str(out), "Q4_K_M", str(threads)], check=True)
+
+
+def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[str], threads: list[int]) -> str:
+    generate = build / "examples" / "generate"
+    if a.suite == "smollm2":
+        if shared is None:
+            raise SystemExit("--suite smollm2 needs $FATHOM_SHARED (the SmolLM2 GGUF)")
+        gguf = shared / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        file_type, vocab, title = "Q4_1", 49152, "SmolLM2-135M-Instruct Q4_1 GGUF"
+        as_stored = "Q4_1 (as stored: native Q4_1, Q8_0 embedding)"
+    else:
+        if not a.llama_src or not a.llama_quantize:
+            raise SystemExit("--suite qwen-q4km needs --llama-src and --llama-quantize")
+        model_dir = work / "qwen-random"
+        make_model(model_dir, shared)
+        src = Path(a.llama_src).resolve()
+        bf16 = work / "qwen-random-bf16.gguf"
+        convert_gguf(src, model_dir, bf16, "bf16")
+        gguf = work / "qwen-random-Q4_K_M.gguf"
+        quantize_q4km(Path(a.llama_quantize), bf16, gguf, max(threads))
+        file_type, vocab, title = "Q4_K_M", VOCAB_REAL, "Qwen2.5-0.5B-shaped random model, Q4_K_M GGUF"
+        # 896-wide rows are not whole 256-weight K blocks: llama-quantize falls back to Q5_0 / Q8_0
+        # for them, which fathom holds as Q8 (io/gguf_weights.hpp); only ffn_down is Q4_K / Q6_K.
+        as_stored = "as stored (Q4_K/Q6_K native, Q5_0/Q8_0 as Q8)"
+    ids = gguf_prompt_ids(vocab)
+    configs = bandwidth_configs(build, threads)
+    for th in threads:
+        if "fathom" in engines:
+            for w, name in (("as-stored", as_stored), ("q8", "Q8 (converted at load)")):
+                configs.append((("fathom", name, th),
+                                lambda w=w, th=th: run_fathom_gguf(generate, gguf, w, th, ids)))
+        if "llama.cpp" in engines:
+            if not a.llama_bench:
+                raise SystemExit("llama.cpp in a GGUF suite needs --llama-bench")
+            configs.append((("llama.cpp", file_type, th),
+                            lambda th=th: run_llama_bench(Path(a.llama_bench), gguf, th)))
+    results = round_robin(configs, a.reps, a.until, work / f"results-{a.suite}.jsonl")
+    return header_lines(f"{title}: {gguf.name}") + "\n" + gguf_table(results, file_type)
+
+
 # ---------------------------------------------------------------- report
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
@@ -330,12 +476,18 @@ def main() -> int:
         return 0
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", choices=["qwen", "smollm2", "qwen-q4km"], default="qwen")
     ap.add_argument("--build", default=str(REPO / "build-cmp"), help="fathom build dir (examples/generate)")
     ap.add_argument("--work", default=None, help="scratch dir (default: <build>/compare)")
-    ap.add_argument("--engines", default="fathom,llama.cpp,transformers")
+    ap.add_argument("--engines", default=None,
+                    help="default: fathom,llama.cpp,transformers (qwen), fathom,llama.cpp (GGUF suites)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-install", action="store_true", help="do not build llama-cpp-python")
+    ap.add_argument("--llama-bench", default=None, help="llama.cpp's llama-bench (GGUF suites)")
+    ap.add_argument("--llama-quantize", default=None, help="llama.cpp's llama-quantize (qwen-q4km)")
+    ap.add_argument("--llama-src", default=None,
+                    help="unpacked llama-cpp-python sdist or llama.cpp checkout (qwen-q4km: its convert_hf_to_gguf.py)")
     ap.add_argument("--until", default=None,
                     help="HH:MM (UTC): start no run after this time; medians of what finished")
     ap.add_argument("--passive", action="store_true",
@@ -347,7 +499,8 @@ def main() -> int:
     build = Path(a.build).resolve()
     work = Path(a.work).resolve() if a.work else build / "compare"
     work.mkdir(parents=True, exist_ok=True)
-    engines = a.engines.split(",")
+    gguf_suite_ = a.suite != "qwen"
+    engines = (a.engines or ("fathom,llama.cpp" if gguf_suite_ else "fathom,llama.cpp,transformers")).split(",")
     threads = [int(t) for t in a.threads.split(",")]
     shared = Path(os.environ.get("FATHOM_SHARED", REPO.parent / "shared"))
     shared = shared if shared.exists() else None
@@ -357,12 +510,18 @@ def main() -> int:
         log("building fathom's generate...")
         subprocess.run(["cmake", "--build", str(build), "--target", "generate", "-j2"], check=True)
 
+    if gguf_suite_:
+        text = gguf_suite(a, build, work, shared, engines, threads)
+        (work / f"results-{a.suite}.md").write_text(text + "\n")
+        print(text)
+        return 0
+
     model_dir = work / "qwen-random"
     make_model(model_dir, shared)
 
     ggufs = {}
     if "llama.cpp" in engines:
-        src = llama_cpp_sdist(work)
+        src = Path(a.llama_src).resolve() if a.llama_src else llama_cpp_sdist(work)
         if not a.no_install:
             install_llama_cpp(src)
         if not llama_cpp_importable():
