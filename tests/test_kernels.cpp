@@ -13,6 +13,7 @@
 
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/reference.hpp"
+#include "thread_scope.hpp"
 
 using namespace fathom;
 using fathom::kernels::MatrixView;
@@ -464,7 +465,6 @@ TEST_CASE("Q8 products at the ends of the int8 range: no saturation, the portabl
 
 #include "fathom/kernels/attention.hpp"
 #include "fathom/kernels/elementwise.hpp"
-#include "thread_scope.hpp"
 
 namespace {
 const size_t kLens[] = {1, 3, 17, 33, 64, 65, 896, 1000};
