@@ -301,6 +301,13 @@ def bandwidth_line(results: dict) -> str:
     return "Same-run DRAM read bandwidth (bench_gemv BM_read_bandwidth/plain, medians): " + "; ".join(parts) + "."
 
 
+def table_notes(results: dict, ratios: str = "") -> list[str]:
+    """The lines under a results table: how to read it, then the same-run read bandwidth."""
+    notes = [f"\nMedians over the runs (min–max in brackets); ratios compare medians{ratios}."]
+    bw = bandwidth_line(results)
+    return notes + [bw] if bw else notes
+
+
 def header_lines(title: str) -> str:
     wait = os.environ.get("OMP_WAIT_POLICY")
     return (f"{title}\n\nCPU: {cpu_description()}. Run finished {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
@@ -372,10 +379,7 @@ def gguf_table(results: dict, file_type: str) -> str:
             rp = rd = "—"
         lines.append(f"| {eng} | {w} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "
                      f"| {rp} | {rd} |")
-    lines.append("\nMedians over the runs (min–max in brackets); ratios compare medians (fathom ÷ llama.cpp, same threads).")
-    bw = bandwidth_line(results)
-    if bw:
-        lines.append(bw)
+    lines += table_notes(results, " (fathom ÷ llama.cpp, same threads)")
     return "\n".join(lines)
 
 
@@ -454,10 +458,7 @@ def table(results: dict) -> str:
             rd = f"{med(fk, 'decode') / d:.2f}×" if fk in results else "n/a"
         lines.append(f"| {eng} | {prec} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "
                      f"| {rp} | {rd} |")
-    lines.append("\nMedians over the runs (min–max in brackets); ratios compare medians.")
-    bw = bandwidth_line(results)
-    if bw:
-        lines.append(bw)
+    lines += table_notes(results)
     return "\n".join(lines)
 
 

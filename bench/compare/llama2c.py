@@ -53,8 +53,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (REPO, bandwidth_configs, bandwidth_line, header_lines, log, median,  # noqa: E402
-                     round_robin)
+from compare import (REPO, bandwidth_configs, header_lines, log, median,  # noqa: E402
+                     round_robin, table_notes)
 
 SHAPES = {  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
     "15M": (288, 768, 6, 6, 6, 32000, 256),
@@ -182,10 +182,7 @@ def table(results: dict) -> str:
         ratio = lambda peer: f"{med(k) / med(peer):.2f}×" if eng == "fathom" and peer in results else "—"
         lines.append(f"| {shape} | {th} | {eng} | {var} | {len(xs)} | {med(k):.1f} ({min(xs):.1f}–{max(xs):.1f}) "
                      f"| {ratio(ro)} | {ratio(rf)} |")
-    lines.append("\nMedians over the runs (min–max in brackets); ratios compare medians at the same shape and threads.")
-    bw = bandwidth_line(results)
-    if bw:
-        lines.append(bw)
+    lines += table_notes(results, " at the same shape and threads")
     agree = [a for a in (agreement(results, s) for s in SHAPES) if a]
     if agree:
         lines.append("Greedy check, " + "; ".join(agree) + ".")
