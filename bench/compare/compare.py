@@ -206,19 +206,27 @@ def worker_hf(model_dir: str, dtype: str, threads: int, ids: list[int]) -> dict:
 STATS = re.compile(r"\[(\d+) prompt tokens: ([\d.]+) tok/s \| (\d+) generated: ([\d.]+) tok/s")
 
 
-def run_fathom(generate: Path, model_dir: Path, weights: str, threads: int, ids: list[int]) -> dict:
-    # generate's prefill rate is prompt tokens ÷ time to the first token; its decode rate covers
-    # the 127 single-token forwards after it.
-    r = subprocess.run([str(generate), "-m", str(model_dir), "--ids", ",".join(map(str, ids)),
-                        "-n", str(DECODE), "--ignore-eos", "--weights", weights, "-t", str(threads)],
+def run_generate(generate: Path, model: Path, ids: list[int], n: int, weights: str, threads: int,
+                 extra: tuple[str, ...] = ()) -> dict:
+    """One examples/generate process: `n` new tokens after the prompt `ids`, end of sequence
+    ignored. Returns its prefill and decode rates and stdout; fails unless it ran exactly
+    len(ids) prompt and n generated tokens."""
+    r = subprocess.run([str(generate), "-m", str(model), *extra, "--ids", ",".join(map(str, ids)),
+                        "-n", str(n), "--ignore-eos", "--weights", weights, "-t", str(threads)],
                        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
     m = STATS.search(r.stderr)
     if r.returncode != 0 or not m:
         raise RuntimeError(f"fathom generate failed ({r.returncode}): {r.stderr[-2000:]}")
-    if int(m.group(3)) != DECODE:
-        raise RuntimeError(f"fathom generated {m.group(3)} tokens, not {DECODE}")
-    return {"prefill": float(m.group(2)), "decode": float(m.group(4))}
+    if int(m.group(1)) != len(ids) or int(m.group(3)) != n:
+        raise RuntimeError(f"fathom ran {m.group(1)} prompt / {m.group(3)} generated tokens, not {len(ids)} / {n}")
+    return {"prefill": float(m.group(2)), "decode": float(m.group(4)), "stdout": r.stdout}
 
+
+def run_fathom(generate: Path, model_dir: Path, weights: str, threads: int, ids: list[int]) -> dict:
+    # generate's prefill rate is prompt tokens ÷ time to the first token; its decode rate covers
+    # the 127 single-token forwards after it.
+    r = run_generate(generate, model_dir, ids, DECODE, weights, threads)
+    return {"prefill": r["prefill"], "decode": r["decode"]}
 
 def run_worker(args: list[str], threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -329,16 +337,8 @@ def gguf_prompt_ids(vocab: int, seed: int = 1234) -> list[int]:
 def run_fathom_gguf(generate: Path, gguf: Path, weights: str, threads: int, ids: list[int]) -> dict:
     # -n DECODE + 1: the first token comes from the prefill, then DECODE single-token forwards at
     # context 256..383, which generate times as its decode rate (like llama-bench's tg at depth 256).
-    r = subprocess.run([str(generate), "-m", str(gguf), "--ids", ",".join(map(str, ids)),
-                        "-n", str(GGUF_DECODE + 1), "--ignore-eos", "--weights", weights, "-t", str(threads)],
-                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
-    m = STATS.search(r.stderr)
-    if r.returncode != 0 or not m:
-        raise RuntimeError(f"fathom generate failed ({r.returncode}): {r.stderr[-2000:]}")
-    if int(m.group(1)) != GGUF_PREFILL or int(m.group(3)) != GGUF_DECODE + 1:
-        raise RuntimeError(f"fathom ran {m.group(1)} prompt / {m.group(3)} generated tokens")
-    return {"prefill": float(m.group(2)), "decode": float(m.group(4))}
-
+    r = run_generate(generate, gguf, ids, GGUF_DECODE + 1, weights, threads)
+    return {"prefill": r["prefill"], "decode": r["decode"]}
 
 def llama_bench_once(bench: Path, gguf: Path, threads: int, args: list[str]) -> float:
     r = subprocess.run([str(bench), "-m", str(gguf), "-t", str(threads), "-r", "1", "-o", "json", *args],

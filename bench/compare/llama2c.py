@@ -54,7 +54,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import (REPO, bandwidth_configs, header_lines, log, median,  # noqa: E402
-                     round_robin, table_notes)
+                     round_robin, run_generate, table_notes)
 
 SHAPES = {  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
     "15M": (288, 768, 6, 6, 6, 32000, 256),
@@ -128,7 +128,6 @@ def build_run_c(run_c: Path, work: Path) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- 2. runs
 RUNC_STATS = re.compile(r"achieved tok/s: ([\d.]+)")
-FATHOM_STATS = re.compile(r"\[(\d+) prompt tokens: [\d.]+ tok/s \| (\d+) generated: ([\d.]+) tok/s")
 
 
 def run_runc(exe: Path, ckpt: Path, tok: Path, threads: int) -> dict:
@@ -142,16 +141,8 @@ def run_runc(exe: Path, ckpt: Path, tok: Path, threads: int) -> dict:
 
 
 def run_fathom(generate: Path, ckpt: Path, tok: Path, weights: str, threads: int) -> dict:
-    r = subprocess.run([str(generate), "-m", str(ckpt), "--tokenizer", str(tok), "--ids", "1",
-                        "-n", str(STEPS), "--ignore-eos", "--weights", weights, "-t", str(threads)],
-                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
-    m = FATHOM_STATS.search(r.stderr)
-    if r.returncode != 0 or not m:
-        raise RuntimeError(f"fathom generate failed ({r.returncode}): {r.stderr[-2000:]}")
-    if int(m.group(2)) != STEPS:
-        raise RuntimeError(f"fathom generated {m.group(2)} tokens, not {STEPS}")
-    ids = [int(t) for t in re.findall(r"t(\d+)", r.stdout)]
-    return {"decode": float(m.group(3)), "tokens": ids}
+    r = run_generate(generate, ckpt, [1], STEPS, weights, threads, extra=("--tokenizer", str(tok)))
+    return {"decode": r["decode"], "tokens": [int(t) for t in re.findall(r"t(\d+)", r["stdout"])]}
 
 
 # ---------------------------------------------------------------- report
