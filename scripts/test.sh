@@ -34,27 +34,17 @@ stage "ctest" ctest --test-dir "$build" --output-on-failure -j2
 stage "consumer test" bash "$root/tests/consumer/run.sh"
 if [[ $mpi == ON ]]; then stage "mpi test" bash "$root/tests/mpi/run.sh" "$build/examples/eval"; fi  # about 30 s
 # The parsers, the run loop, the depth policies and the kernels again under AddressSanitizer +
-# UBSan (each tests/test_<area>.cpp is also a program of its own, test_<area>, built only when
-# named), at -O1 with line tables only: what ASan recommends, and under half the compile time of
-# -O2 -g (test_gguf_quants: 68 against > 156 CPU s). GCC's -Wmaybe-uninitialized misfires inside
-# libstdc++'s <regex> and <functional> at -O1 with sanitizers, so this build alone drops it.
-asan_tests=(test_safetensors test_config test_llama2c test_tokenizer_errors test_model_fixtures test_q8_checkpoint
-            test_depth test_early_exit test_report test_eval_data test_gguf test_gguf_quants
-            test_gguf_checkpoint test_void_tools test_parallel test_quant4 test_reliability test_bf16dot
-            test_eval_shard)
+# UBSan: the program fathom_sanitizer_tests (the test files listed in tests/CMakeLists.txt,
+# FATHOM_SANITIZER_TESTS, in two batch translation units), at -O1 with line tables only: what ASan
+# recommends, and under half the compile time of -O2 -g. GCC's -Wmaybe-uninitialized misfires
+# inside libstdc++'s <regex> and <functional> at -O1 with sanitizers, so this build alone drops it.
 stage "sanitizer configure" cmake -S "$root" -B "$build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG -Wno-maybe-uninitialized" -DFATHOM_SANITIZE=ON \
   -DFATHOM_BUILD_BENCH=OFF -DFATHOM_BUILD_EXAMPLES=OFF >/dev/null
-stage "sanitizer build" cmake --build "$build-asan" -j"$(nproc)" --target "${asan_tests[@]}"
-sanitizer_runs() {
-  local t
-  for t in "${asan_tests[@]}"; do
-    (cd "$root/tests" && OMP_NUM_THREADS=2 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-       "$build-asan/tests/$t" --minimal) || { echo "sanitizer run failed: $t" >&2; return 1; }
-  done
-}
-stage "sanitizer runs" sanitizer_runs
-echo "sanitizers: ${#asan_tests[@]} test programs clean under ASan + UBSan"
+stage "sanitizer build" cmake --build "$build-asan" -j"$(nproc)" --target fathom_sanitizer_tests
+stage "sanitizer runs" env -C "$root/tests" OMP_NUM_THREADS=2 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  "$build-asan/tests/fathom_sanitizer_tests" --minimal
+echo "sanitizers: the test files of fathom_sanitizer_tests clean under ASan + UBSan"
 if [[ -x $root/scripts/fuzz-smoke.sh ]]; then
   stage "fuzz smoke" bash "$root/scripts/fuzz-smoke.sh" "$build-fuzz"
 fi
