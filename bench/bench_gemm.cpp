@@ -40,6 +40,7 @@ FATHOM_GEMM_BENCH(bf16, DType::BF16)
 FATHOM_GEMM_BENCH(q8, DType::Q8)
 FATHOM_GEMM_BENCH(q4_0, DType::Q4_0)
 FATHOM_GEMM_BENCH(q4_1, DType::Q4_1)
+FATHOM_GEMM_BENCH(q5_0, DType::Q5_0)
 // K-quants: whole 256-blocks only (1536 x 1536 and the Llama-8B FFN)
 #define FATHOM_GEMM_K_BENCH(name, dt)                                                       \
   BENCHMARK_CAPTURE(BM_gemm, name, dt)->Args({1536, 1536, 512})                             \

@@ -44,6 +44,7 @@ FATHOM_GEMV_BENCH(bf16, DType::BF16)
 FATHOM_GEMV_BENCH(q8, DType::Q8)
 FATHOM_GEMV_BENCH(q4_0, DType::Q4_0)
 FATHOM_GEMV_BENCH(q4_1, DType::Q4_1)
+FATHOM_GEMV_BENCH(q5_0, DType::Q5_0)
 
 // SmolLM2-135M's shapes (576 wide, MLP 1536) for the native GGUF formats and Q8; K-quants need
 // whole 256-blocks in a row, so they skip the 576-wide shape.
@@ -53,10 +54,29 @@ FATHOM_GEMV_BENCH(q4_1, DType::Q4_1)
 FATHOM_GEMV_SMALL(small_q8, DType::Q8)
 FATHOM_GEMV_SMALL(small_q4_0, DType::Q4_0)
 FATHOM_GEMV_SMALL(small_q4_1, DType::Q4_1)
+FATHOM_GEMV_SMALL(small_q5_0, DType::Q5_0)
+FATHOM_GEMV_SMALL(small_q5_1, DType::Q5_1)
 FATHOM_GEMV_SMALL(small_q4_k, DType::Q4_K)
 FATHOM_GEMV_SMALL(small_q6_k, DType::Q6_K)
 BENCHMARK_CAPTURE(BM_gemv, small_q8, DType::Q8)->Args({1536, 576})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gemv, small_q4_1, DType::Q4_1)->Args({1536, 576})->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// The dense rows with and without their software prefetch (kernels::set_dense_prefetch): the third
+// argument is the distance in bytes, 0 for none (BM_gemv runs the defaults). Shapes: llama2.c's
+// 15M (288 / 768 wide) and 110M (768 / 2048), Qwen2.5-0.5B's MLP, Llama-8B's FFN.
+static void BM_gemv_dense_prefetch(benchmark::State& state, DType dt) {
+  kernels::set_dense_prefetch(size_t(state.range(2)));
+  BM_gemv(state, dt);
+  kernels::reset_dense_prefetch();
+}
+#define FATHOM_DENSE_PREFETCH_BENCH(name, dt)                                                 \
+  BENCHMARK_CAPTURE(BM_gemv_dense_prefetch, name, dt)                                          \
+      ->ArgsProduct({{768}, {288}, {0, 2048}})->ArgsProduct({{288}, {768}, {0, 2048}})         \
+      ->ArgsProduct({{2048}, {768}, {0, 2048}})->ArgsProduct({{768}, {2048}, {0, 2048}})       \
+      ->ArgsProduct({{4864}, {896}, {0, 2048}})->ArgsProduct({{896}, {4864}, {0, 2048}})       \
+      ->ArgsProduct({{4096}, {14336}, {0, 2048}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+FATHOM_DENSE_PREFETCH_BENCH(f32, DType::F32)
+FATHOM_DENSE_PREFETCH_BENCH(bf16, DType::BF16)
 
 // A layer's q, k and v (Qwen2.5-0.5B: 896, 128, 128 rows x 896) as three gemv calls or as one
 // gemv_fused call (one parallel region; k and v alone are too small to split over threads).

@@ -39,14 +39,15 @@ inline kernels::BlockMatrix random_block_matrix(DType dt, size_t rows, size_t co
       uint8_t* blk = row.data() + b * bb;
       const size_t d_at = dt == DType::Q6_K ? 208 : 0;
       std::memcpy(blk + d_at, &d, 2);
-      if (dt == DType::Q4_1 || dt == DType::Q4_K) std::memcpy(blk + 2, dt == DType::Q4_1 ? &m : &d, 2);
+      if (dt == DType::Q4_1 || dt == DType::Q5_1 || dt == DType::Q4_K)
+        std::memcpy(blk + 2, dt == DType::Q4_K ? &d : &m, 2);
     }
     return reinterpret_cast<const std::byte*>(row.data());
   });
 }
 
 // A random weight matrix in f32, bf16 or Q8 (quantised from the f32 values), or random GGUF
-// blocks (Q4_0, Q4_1, Q4_K, Q6_K), owning its bytes in
+// blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), owning its bytes in
 // a WeightBuffer (huge pages, like the weights fathom converts or quantises at load). Different
 // seeds give different bytes (identical pages could be merged by the host, see bandwidth.hpp).
 struct BenchMatrix {

@@ -283,9 +283,9 @@ TEST_CASE("gemv_batch: every row equals gemv bit for bit (f32, bf16, f16, Q8; ta
   }
 }
 
-TEST_CASE("gemv_batch: native GGUF block matrices (Q4_0, Q4_1, Q4_K, Q6_K) match gemv per row") {
+TEST_CASE("gemv_batch: native GGUF block matrices (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K) match gemv per row") {
   std::mt19937 rng(11);
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q6_K}) {
     const size_t rows = 21, cols = 512;
     // Blocks quantised from random floats by the library's own Q8 path are not available for the
     // 4-bit types; raw random blocks (valid scales) are what test_quant4.cpp uses too.
@@ -297,7 +297,7 @@ TEST_CASE("gemv_batch: native GGUF block matrices (Q4_0, Q4_1, Q4_K, Q6_K) match
       uint8_t* blk = raw.data() + i * bb;
       const size_t at = t == DType::Q6_K ? 208 : 0;
       blk[at] = uint8_t(byte(rng)), blk[at + 1] = uint8_t(0x10 + byte(rng) % 4);
-      if (t == DType::Q4_1 || t == DType::Q4_K) blk[2] = uint8_t(byte(rng)), blk[3] = uint8_t(0x10 + byte(rng) % 4);
+      if (t == DType::Q4_1 || t == DType::Q5_1 || t == DType::Q4_K) blk[2] = uint8_t(byte(rng)), blk[3] = uint8_t(0x10 + byte(rng) % 4);
     }
     const size_t row_bytes = nb * bb;
     auto M = kk::block_matrix_from_gguf(t, rows, cols, [&](size_t r) {

@@ -70,7 +70,7 @@ void put_f16(std::string& s, float f) {
   s.append(reinterpret_cast<const char*>(&h), 2);
 }
 
-// One row of `cols` values as `type` (F32, F16, Q8_0 or Q4_1, llama.cpp's reference quantisers).
+// One row of `cols` values as `type` (F32, F16, Q8_0, Q4_1 or Q5_0, llama.cpp's reference quantisers).
 std::string encode_row(GgmlType type, const float* x, size_t cols) {
   std::string s;
   if (type == GgmlType::F32) return f32_bytes(x, cols);
@@ -86,6 +86,21 @@ std::string encode_row(GgmlType type, const float* x, size_t cols) {
       const float d = amax / 127.f, id = d ? 1.f / d : 0.f;
       put_f16(s, d);
       for (int i = 0; i < 32; ++i) s += char(int8_t(std::lround(v[i] * id)));
+    } else if (type == GgmlType::Q5_0) {  // d = signed extreme / -16, q = x / d + 16 in 0..31
+      float amax = 0, max = 0;
+      for (int i = 0; i < 32; ++i)
+        if (std::abs(v[i]) > amax) amax = std::abs(v[i]), max = v[i];
+      const float d = max / -16.f, id = d ? 1.f / d : 0.f;
+      put_f16(s, d);
+      uint32_t qh = 0;
+      std::string qs;
+      for (int j = 0; j < 16; ++j) {
+        const int q0 = std::min(31, int(int8_t(v[j] * id + 16.5f))), q1 = std::min(31, int(int8_t(v[j + 16] * id + 16.5f)));
+        qs += char(uint8_t((q0 & 15) | (q1 & 15) << 4));
+        qh |= uint32_t(q0 >> 4) << j | uint32_t(q1 >> 4) << (j + 16);
+      }
+      s.append(reinterpret_cast<const char*>(&qh), 4);
+      s += qs;
     } else {  // Q4_1
       float lo = v[0], hi = v[0];
       for (int i = 0; i < 32; ++i) lo = std::min(lo, v[i]), hi = std::max(hi, v[i]);
@@ -195,7 +210,7 @@ Built build(const Tiny& m) {
     add(g + "attn_output.weight", p + "self_attn.o_proj.weight", GgmlType::Q8_0, H, nh * hd);
     add(g + "ffn_norm.weight", p + "post_attention_layernorm.weight", GgmlType::F32, H, 1, 0, 1.f);
     add(g + "ffn_gate.weight", p + "mlp.gate_proj.weight", GgmlType::Q4_1, I, H);
-    add(g + "ffn_up.weight", p + "mlp.up_proj.weight", GgmlType::F32, I, H);
+    add(g + "ffn_up.weight", p + "mlp.up_proj.weight", GgmlType::Q5_0, I, H);
     add(g + "ffn_down.weight", p + "mlp.down_proj.weight", GgmlType::Q8_0, H, I);
   }
   add("output_norm.weight", "model.norm.weight", GgmlType::F32, H, 1, 0, 1.f);
@@ -380,7 +395,7 @@ TEST_CASE("gguf checkpoint: every tensor under its HF name, exact in f32 (llama,
   }
 }
 
-TEST_CASE("gguf checkpoint: held as stored, Q8_0 and Q4_1 keep their exact values (Q8, native Q4_1)") {
+TEST_CASE("gguf checkpoint: held as stored, Q8_0, Q4_1 and Q5_0 keep their exact values (Q8, native Q4_1, Q5_0)") {
   TinyFile f;
   const Checkpoint ck = load_gguf(f.path, WeightFormat::AsStored);
   for (auto& [name, want] : f.built.hf) {
@@ -392,11 +407,15 @@ TEST_CASE("gguf checkpoint: held as stored, Q8_0 and Q4_1 keep their exact value
     }
     const bool q8_0 = name == "model.embed_tokens.weight" || contains(name, "o_proj") || contains(name, "down_proj");
     const bool q4_1 = contains(name, "q_proj") || contains(name, "gate_proj");
+    const bool q5_0 = contains(name, "up_proj");
     if (q8_0) {  // re-laid: every value exact
       CHECK(t.dtype == DType::Q8);
       CHECK(as_f32(t) == want);
     } else if (q4_1) {  // held natively (kernels/quant4.hpp): every value exact, rows un-permuted
       CHECK(t.dtype == DType::Q4_1);
+      CHECK(as_f32(t) == want);
+    } else if (q5_0) {  // held natively too
+      CHECK(t.dtype == DType::Q5_0);
       CHECK(as_f32(t) == want);
     } else {  // F32 / F16: a view, or a permuted copy in the stored type
       CHECK((t.dtype == DType::F32 || t.dtype == DType::F16));

@@ -107,6 +107,15 @@ TEST_CASE("gemv matches the reference for every dense dtype, odd sizes, 1 and 2 
         check_close(m.view, x.data(), 1, y2.data(), ref.data(), 1e-5);
         CHECK(std::memcmp(y2.data(), y2b.data(), rows * 4) == 0);  // run to run
         CHECK(std::memcmp(y1.data(), y2.data(), rows * 4) == 0);   // rows are summed by one thread
+        // the prefetch distance changes what is asked for ahead, never the result
+        for (size_t ahead : {size_t(0), size_t(64), size_t(16384)}) {
+          kernels::set_dense_prefetch(ahead);
+          CHECK(kernels::dense_prefetch(dt == DType::F32) == ahead);
+          std::vector<float> yp(rows);
+          kernels::gemv(m.view, x.data(), yp.data());
+          CHECK(std::memcmp(yp.data(), y1.data(), rows * 4) == 0);
+        }
+        kernels::reset_dense_prefetch();
       }
 }
 

@@ -1,4 +1,4 @@
-// Native GGUF block weights (kernels/quant4.hpp): Q4_0, Q4_1, Q4_K and Q6_K matrices built from
+// Native GGUF block weights (kernels/quant4.hpp): Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K matrices built from
 // random GGUF blocks. Elements equal io::dequantize bit for bit; gemv/gemm equal the
 // dequantise-then-f32 reference on the same 8-bit activations (and f32 activations within the
 // activation quantisation bound); the vector kernel gives the portable kernel's bits; results are
@@ -28,6 +28,8 @@ io::GgmlType ggml_of(DType t) {
   switch (t) {
     case DType::Q4_0: return io::GgmlType::Q4_0;
     case DType::Q4_1: return io::GgmlType::Q4_1;
+    case DType::Q5_0: return io::GgmlType::Q5_0;
+    case DType::Q5_1: return io::GgmlType::Q5_1;
     case DType::Q4_K: return io::GgmlType::Q4_K;
     default: return io::GgmlType::Q6_K;
   }
@@ -49,8 +51,9 @@ std::vector<uint8_t> random_gguf(DType t, size_t rows, size_t cols, std::mt19937
     uint8_t* blk = raw.data() + i * bb;
     const float sign = byte(rng) & 1 ? 1.f : -1.f;
     switch (t) {
-      case DType::Q4_0: put_f16(blk, sign * u(rng)); break;
+      case DType::Q4_0: case DType::Q5_0: put_f16(blk, sign * u(rng)); break;
       case DType::Q4_1: put_f16(blk, u(rng)); put_f16(blk + 2, -8.f * u(rng)); break;
+      case DType::Q5_1: put_f16(blk, u(rng)); put_f16(blk + 2, -16.f * u(rng)); break;
       case DType::Q4_K: put_f16(blk, u(rng) / 8); put_f16(blk + 2, u(rng) / 8); break;
       default: put_f16(blk + 208, sign * u(rng) / 16); break;
     }
@@ -84,7 +87,7 @@ std::vector<float> random_acts(size_t n, std::mt19937& rng) {
   return v;
 }
 
-const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K};
+const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q6_K};
 
 }  // namespace
 
@@ -159,7 +162,7 @@ TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel'
 }
 
 TEST_CASE("GGUF block products at the ends of the ranges: largest weights and activations, the portable bits") {
-  // Weights at their largest magnitudes (Q4: 0 and 15; Q6_K: 0 and 63) and activations of equal
+  // Weights at their largest magnitudes (Q4: 0 and 15; Q5: 0 and 31; Q6_K: 0 and 63) and activations of equal
   // magnitude in every element (|qx| = 127): the largest pair sums of vpmaddubsw (AVX2).
   std::mt19937 rng(17);
   for (DType t : kTypes) {
@@ -174,6 +177,8 @@ TEST_CASE("GGUF block products at the ends of the ranges: largest weights and ac
       switch (t) {
         case DType::Q4_0: fill(2, 18); break;
         case DType::Q4_1: fill(4, 20); break;
+        case DType::Q5_0: fill(2, 22); break;
+        case DType::Q5_1: fill(4, 24); break;
         case DType::Q4_K: fill(16, 144); break;
         default: fill(0, 192); break;
       }

@@ -35,8 +35,8 @@ qwen-q4km: the qwen suite's random model, converted to GGUF bf16 (as in qwen, st
   Q4_K_M by `llama-quantize` built from the same source; then measured as smollm2. K-quant blocks
   hold 256 weights and this shape's rows are 896 wide, so llama-quantize falls back for every
   matrix but ffn_down: q, k, o, gate, up and half the v matrices become Q5_0, the other v matrices
-  and the embedding Q8_0, ffn_down Q4_K / Q6_K. fathom as stored keeps Q4_K / Q6_K native and holds
-  Q5_0 as Q8 (more bytes per token than the file: compare with that in mind).
+  and the embedding Q8_0, ffn_down Q4_K / Q6_K. fathom as stored multiplies Q5_0, Q4_K and Q6_K
+  natively and re-lays Q8_0 exactly as its Q8 (the same bytes per weight as the file).
 
 The two GGUF suites measure prefill-256 and decode-128 at 256-384 tokens of context:
   fathom: `examples/generate --ids <256 seeded ids> -n 129 --ignore-eos`, a fresh process each
@@ -410,8 +410,8 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
         quantize_q4km(Path(a.llama_quantize), bf16, gguf, max(threads))
         file_type, vocab, title = "Q4_K_M", VOCAB_REAL, "Qwen2.5-0.5B-shaped random model, Q4_K_M GGUF"
         # 896-wide rows are not whole 256-weight K blocks: llama-quantize falls back to Q5_0 / Q8_0
-        # for them, which fathom holds as Q8 (io/gguf_weights.hpp); only ffn_down is Q4_K / Q6_K.
-        as_stored = "as stored (Q4_K/Q6_K native, Q5_0/Q8_0 as Q8)"
+        # for them; only ffn_down is Q4_K / Q6_K. All are held natively (io/gguf_weights.hpp).
+        as_stored = "as stored (Q5_0/Q4_K/Q6_K native, Q8_0 as Q8)"
     ids = gguf_prompt_ids(vocab)
     configs = bandwidth_configs(build, threads)
     for th in threads:

@@ -8,8 +8,9 @@
 
 namespace fathom {
 
-// Q4_0, Q4_1, Q4_K, Q6_K: GGUF's 4- and 6-bit block formats held natively (kernels/quant4.hpp).
-enum class DType : uint8_t { F32, BF16, F16, Q8, I64, I32, I8, U8, BOOL, Q4_0, Q4_1, Q4_K, Q6_K };
+// Q4_0, Q4_1, Q4_K, Q6_K, Q5_0, Q5_1: GGUF's 4-, 5- and 6-bit block formats held natively
+// (kernels/quant4.hpp).
+enum class DType : uint8_t { F32, BF16, F16, Q8, I64, I32, I8, U8, BOOL, Q4_0, Q4_1, Q4_K, Q6_K, Q5_0, Q5_1 };
 
 constexpr std::string_view dtype_name(DType t) {
   switch (t) {
@@ -26,6 +27,8 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::Q4_1: return "Q4_1";
     case DType::Q4_K: return "Q4_K";
     case DType::Q6_K: return "Q6_K";
+    case DType::Q5_0: return "Q5_0";
+    case DType::Q5_1: return "Q5_1";
   }
   return "?";
 }
@@ -38,7 +41,8 @@ constexpr size_t dtype_size(DType t) {
     case DType::BF16: case DType::F16: return 2;
     case DType::I64: return 8;
     case DType::I8: case DType::U8: case DType::BOOL: return 1;
-    case DType::Q8: case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: return 0;
+    case DType::Q8: case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K:
+    case DType::Q5_0: case DType::Q5_1: return 0;
   }
   return 0;
 }

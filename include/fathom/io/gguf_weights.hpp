@@ -7,7 +7,8 @@
 //   matrix stored as            AsStored             F32     BF16    Q8
 //   F32 / F16 / BF16            view (zero-copy; model/ converts matrices as for safetensors)
 //   Q8_0                        Q8 (re-laid)         F32     BF16    Q8 (re-laid)
-//   Q4_0, Q4_1, Q4_K, Q6_K      native (kernels/quant4.hpp)  F32  BF16  Q8
+//   Q4_0, Q4_1, Q5_0, Q5_1,
+//   Q4_K, Q6_K                  native (kernels/quant4.hpp)  F32  BF16  Q8
 //   other quantised             Q8                   F32     BF16    Q8
 //
 // 1-D tensors (norms, biases: a few KB) are always copied to F32, so that a model whose matrices
@@ -15,13 +16,13 @@
 //
 // Q8_0 is fathom's own Q8 block format (32 int8 + one f16 scale per block), so it is re-laid into
 // kernels/quant.hpp's layout (values and scales apart, values offset by 128) without
-// re-quantising: every weight keeps its exact value. Q4_0 / Q4_1 are re-laid the same way (nibbles,
-// scales and minimums apart) and Q4_K / Q6_K rows copied as stored: the kernels multiply them
-// directly (issue 14), so memory and bytes read per token stay the file's (Q4_1: 0.625 bytes per
-// weight; as Q8 1.06, as f32 4). Other quantised types are dequantised bit-exactly
-// (io/gguf_quants.hpp), then converted; their AsStored form is Q8 so that memory stays near the
-// file's size while decode runs on the 8-bit kernels. Conversion goes row block by row block: no
-// tensor is ever held in f32 as a whole. (A native embedding matrix is turned into Q8 by the model,
+// re-quantising: every weight keeps its exact value. Q4_0 / Q4_1 / Q5_0 / Q5_1 are re-laid the
+// same way (nibbles, fifth bits, scales and minimums apart) and Q4_K / Q6_K rows copied as stored:
+// the kernels multiply them directly (issue 14), so memory and bytes read per token stay the
+// file's (Q4_1: 0.625 bytes per weight, Q5_0 0.69; as Q8 1.06, as f32 4). Other quantised types
+// are dequantised bit-exactly (io/gguf_quants.hpp), then converted; their AsStored form is Q8 so
+// that memory stays near the file's size while decode runs on the 8-bit kernels. Conversion goes
+// row block by row block: no tensor is ever held in f32 as a whole. (A native embedding matrix is turned into Q8 by the model,
 // which reads it row by row: model/model.hpp.)
 //
 // llama.cpp's converter permutes the rows of Q and K (and their biases) in `llama` files:
@@ -62,6 +63,8 @@ constexpr DType gguf_native_dtype(GgmlType t) {
     case GgmlType::Q4_1: return DType::Q4_1;
     case GgmlType::Q4_K: return DType::Q4_K;
     case GgmlType::Q6_K: return DType::Q6_K;
+    case GgmlType::Q5_0: return DType::Q5_0;
+    case GgmlType::Q5_1: return DType::Q5_1;
     default: return DType::F32;
   }
 }
@@ -224,7 +227,7 @@ inline bool add_gguf_tensor(TensorStore& store, const GgufFile& f, const GgufTen
     case GgufHeld::Native: {
       const DType dt = gguf_native_dtype(t.type);
       if (shape.size() != 2 || dt == DType::F32)
-        throw UsageError(f.path(), t.name, "only Q4_0, Q4_1, Q4_K and Q6_K matrices are held natively");
+        throw UsageError(f.path(), t.name, "only Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K matrices are held natively");
       std::shared_ptr<kernels::BlockMatrix> M;
       try {
         M = std::make_shared<kernels::BlockMatrix>(kernels::block_matrix_from_gguf(

@@ -33,7 +33,7 @@ inline float MatrixView::at(size_t r, size_t c) const {
       const size_t b = c / kQ8Block;
       return float(int(L.qs[r * L.nb * kQ8Block + c]) - 128) * f16_to_f32(L.d[r * L.nb + b]);
     }
-    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K:
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1:
       return detail::gguf_block_at(*this, r, c);
     default: throw UnsupportedError("", std::string(dtype_name(dtype)), "MatrixView::at");
   }
@@ -98,14 +98,14 @@ inline void dense_rows(const MatrixView& W, const PreparedInput& in, size_t r0, 
   const size_t cols = W.cols;
   if (W.dtype == DType::F32) {
     const float* w = static_cast<const float*>(W.data);
-    const TilePrefetch pf(kPrefetchAhead, cols * sizeof(float), R);
+    const TilePrefetch pf(dense_prefetch(/*f32=*/true), cols * sizeof(float), R);
     pf.prime(w + r0 * cols);
     size_t r = r0;
     for (; r + R <= r1; r += R) dot_f32_rows<R>(w + r * cols, cols, in.x, cols, y + r, pf);
     for (; r < r1; ++r) y[r] = dot_f32(w + r * cols, in.x, cols);
   } else {
     const uint16_t* w = static_cast<const uint16_t*>(W.data);
-    const TilePrefetch pf(kPrefetchAhead, cols * sizeof(uint16_t), R);
+    const TilePrefetch pf(dense_prefetch(/*f32=*/false), cols * sizeof(uint16_t), R);
     pf.prime(w + r0 * cols);
     size_t r = r0;
     for (; r + R <= r1; r += R) dot_bf16_rows<R>(w + r * cols, cols, *in.split, in.x, cols, y + r, pf);
@@ -136,7 +136,7 @@ inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, s
       return;
     }
     case DType::Q8: return q8_rows_gemv(q8_layout(W), *in.q8, r0, r1, y);
-    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K:
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1:
       return gguf_rows_gemv(W, *in.q8, r0, r1, y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemv: weight dtype");
   }
@@ -170,7 +170,7 @@ inline void gemv_fused(std::span<const Product> products, const float* x) {
   }
   switch (W0.dtype) {
     case DType::F32: case DType::BF16: case DType::F16: case DType::Q8: break;
-    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: break;
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1: break;
     default: throw UnsupportedError("", std::string(dtype_name(W0.dtype)), "gemv: weight dtype");
   }
   const detail::PreparedInput in = detail::prepare_input(W0.dtype, x, W0.cols);
@@ -212,7 +212,7 @@ inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
       return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
     }
     case DType::Q8: return detail::gemm_q8(W, X, n, Y);
-    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K:
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1:
       return detail::gemm_gguf_block(W, X, n, Y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemm: weight dtype");
   }

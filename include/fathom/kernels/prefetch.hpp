@@ -7,8 +7,10 @@
 // (measured: docs/benchmarks.md). The kernels therefore ask for each cache line a fixed distance
 // ahead of the line they are reading, in the order in which they will read it.
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 namespace fathom::kernels::detail {
 
@@ -17,6 +19,34 @@ namespace fathom::kernels::detail {
 // shapes (docs/benchmarks.md): 1-2 KiB is best on huge pages (where the hardware prefetchers
 // also run ahead), 2-4 KiB on 4 KiB pages (mapped checkpoints); 16 KiB is worse on both.
 constexpr size_t kPrefetchAhead = 2048;
+
+// The distance of the dense (f32 / bf16) rows' prefetches (dense_prefetch() below) when nobody
+// chose one. Measured per element type and ISA class (docs/benchmarks.md, "Dense decode rows and
+// software prefetch"): on the AVX-512 machine (AMD Zen 5) both types gained from kPrefetchAhead;
+// on the AVX2 one (AMD Zen 3) f32 rows streamed faster on the hardware prefetchers alone (13 of
+// 14 shapes x thread counts, up to +61 %), while bf16 rows still gained from it in 9 of 14.
+constexpr size_t default_dense_prefetch(bool f32) {
+#if defined(__AVX512F__)
+  (void)f32;
+  return kPrefetchAhead;
+#else
+  return f32 ? 0 : kPrefetchAhead;
+#endif
+}
+constexpr size_t kDensePrefetchDefault = ~size_t(0);  // no choice made: default_dense_prefetch
+
+// The chosen distance, or kDensePrefetchDefault; FATHOM_DENSE_PREFETCH=<bytes> in the environment
+// (read once) chooses one for both types.
+inline std::atomic<size_t>& dense_prefetch_ref() {
+  static std::atomic<size_t> ahead = [] {
+    const char* e = std::getenv("FATHOM_DENSE_PREFETCH");
+    if (!e || !*e) return kDensePrefetchDefault;
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(e, &end, 10);
+    return *end == '\0' && v <= (size_t(1) << 20) ? size_t(v) : kDensePrefetchDefault;
+  }();
+  return ahead;
+}
 
 // Asks for the cache line at `addr` in every cache level. A hint: it never faults, so addresses
 // past the end of a buffer are harmless. On x86-64 it is an asm statement because GCC 12 deletes
@@ -94,3 +124,16 @@ class TilePrefetch {
 };
 
 }  // namespace fathom::kernels::detail
+
+namespace fathom::kernels {
+// How far ahead the f32 / bf16 decode rows prefetch (bytes along a row stream; 0: no software
+// prefetch, the hardware prefetchers alone): set_dense_prefetch(bytes) for both types,
+// reset_dense_prefetch() for the measured defaults (default_dense_prefetch). Process-wide; change
+// it between products, not during one. Results do not depend on it.
+inline void set_dense_prefetch(size_t bytes) { detail::dense_prefetch_ref().store(std::min(bytes, size_t(1) << 20)); }
+inline void reset_dense_prefetch() { detail::dense_prefetch_ref().store(detail::kDensePrefetchDefault); }
+inline size_t dense_prefetch(bool f32) {
+  const size_t v = detail::dense_prefetch_ref().load(std::memory_order_relaxed);
+  return v == detail::kDensePrefetchDefault ? detail::default_dense_prefetch(f32) : v;
+}
+}  // namespace fathom::kernels

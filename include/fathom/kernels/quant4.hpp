@@ -1,21 +1,24 @@
 #pragma once
-// Native 4- and 6-bit weights: GGUF's Q4_0, Q4_1, Q4_K and Q6_K kept in their block format in
-// memory and multiplied directly (issue 14, part 1), with the activations quantised to 8 bits per
-// block of 32 as for Q8 (quant.hpp's Q8Acts), as llama.cpp does.
+// Native 4-, 5- and 6-bit weights: GGUF's Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K kept in their
+// block format in memory and multiplied directly (issue 14, part 1), with the activations
+// quantised to 8 bits per block of 32 as for Q8 (quant.hpp's Q8Acts), as llama.cpp does.
 //
 // Memory layouts (MatrixView::data; rows are whole blocks, cols a multiple of the block):
-//   Q4_0, Q4_1 (re-laid from GGUF at load, like Q8_0: no arithmetic on any value):
+//   Q4_0, Q4_1, Q5_0, Q5_1 (re-laid from GGUF at load, like Q8_0: no arithmetic on any value):
 //     uint8  qs[rows][nb * 16]  each block's 16 bytes as in GGUF: byte j holds element j in its low
 //                               nibble and element j + 16 in its high nibble (q in 0..15)
+//     uint32 qh[rows][nb]       Q5 only: bit j is element j's fifth bit (q += 16 * bit)
 //     uint16 d [rows][nb]       f16 scales
-//     uint16 m [rows][nb]       f16 minimums (Q4_1 only)
-//     element = d * (q - 8) (Q4_0), d * q + m (Q4_1); 18 / 20 bytes per 32 weights as in the file.
+//     uint16 m [rows][nb]       f16 minimums (Q4_1, Q5_1)
+//     element = d * (q - 8) (Q4_0), d * (q - 16) (Q5_0), d * q + m (Q4_1, Q5_1); 18 / 20 / 22 / 24
+//     bytes per 32 weights as in the file (llama.cpp's Q4_K_M falls back to Q5_0 for matrices whose
+//     rows are not whole 256-blocks, such as Qwen2.5-0.5B's 896).
 //   Q4_K, Q6_K: the GGUF super-blocks of 256 as stored (144 / 210 bytes; io/gguf_quants.hpp spells
 //     the bits out), row after row.
 //
 // Products: with activation blocks x = dx * qx (qx int8, one f32 scale dx per 32, sx = dx * sum qx)
-//   Q4_0  sum_b d_b dx_b (q_b . qx_b - 8 sum qx_b)
-//   Q4_1  sum_b d_b dx_b (q_b . qx_b)  +  sum_b m_b sx_b
+//   Q4_0  sum_b d_b dx_b (q_b . qx_b - 8 sum qx_b)       (Q5_0: 16 sum qx_b)
+//   Q4_1  sum_b d_b dx_b (q_b . qx_b)  +  sum_b m_b sx_b  (Q5_1 alike)
 //   Q4_K  sum_b (d sc_j) dx_b (q_b . qx_b)  -  sum_b (dmin mn_j) sx_b     (block b = group j of 32)
 //   Q6_K  sum over groups g of 16: (d sc_g) dx_b (q_g . qx_g - 32 sum qx_g)
 // Every integer dot is exact; the float arithmetic is the Q8 kernel's (quant.hpp): 16 lanes, lane
@@ -43,18 +46,22 @@
 
 namespace fathom::kernels {
 
-constexpr size_t kQ4Block = 32;    // Q4_0 / Q4_1 block
+constexpr size_t kQ4Block = 32;    // Q4_0 / Q4_1 / Q5_0 / Q5_1 block
 constexpr size_t kSuperBlock = 256;  // Q4_K / Q6_K super-block
 constexpr size_t kQ4KBytes = 144, kQ6KBytes = 210;
 
-inline bool is_gguf_block(DType t) {
-  return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q4_K || t == DType::Q6_K;
+// The formats of 32-weight blocks with one scale each (the rest are 256-weight super-blocks).
+inline bool is_q4_family(DType t) {
+  return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1;
 }
+inline bool is_gguf_block(DType t) { return is_q4_family(t) || t == DType::Q4_K || t == DType::Q6_K; }
 inline size_t gguf_block_elems(DType t) { return t == DType::Q4_K || t == DType::Q6_K ? kSuperBlock : kQ4Block; }
 inline size_t gguf_block_bytes(DType t) {
   switch (t) {
     case DType::Q4_0: return 18;
     case DType::Q4_1: return 20;
+    case DType::Q5_0: return 22;
+    case DType::Q5_1: return 24;
     case DType::Q4_K: return kQ4KBytes;
     case DType::Q6_K: return kQ6KBytes;
     default: return 0;
@@ -67,21 +74,67 @@ inline size_t gguf_block_matrix_bytes(DType t, size_t rows, size_t cols) {
 
 namespace detail {
 
-// Q4_0 / Q4_1 pointers (layout above).
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 pointers (layout above).
 struct Q4Layout {
-  const uint8_t* qs;  // [rows][nb*16]
-  const uint16_t* d;  // [rows][nb]
-  const uint16_t* m;  // [rows][nb] (Q4_1), else null
+  const uint8_t* qs;   // [rows][nb*16]
+  const uint32_t* qh;  // [rows][nb] (Q5_0, Q5_1), else null
+  const uint16_t* d;   // [rows][nb]
+  const uint16_t* m;   // [rows][nb] (Q4_1, Q5_1), else null
   size_t nb;
 };
+inline bool q4_has_min(DType t) { return t == DType::Q4_1 || t == DType::Q5_1; }
+inline bool q4_has_fifth_bit(DType t) { return t == DType::Q5_0 || t == DType::Q5_1; }
 inline Q4Layout q4_layout(const MatrixView& W) {
-  const size_t nb = W.cols / kQ4Block;
+  const size_t nb = W.cols / kQ4Block, n = W.rows * nb;
   const auto* base = static_cast<const uint8_t*>(W.data);
-  const auto* d = reinterpret_cast<const uint16_t*>(base + W.rows * nb * 16);
-  return {base, d, W.dtype == DType::Q4_1 ? d + W.rows * nb : nullptr, nb};
+  const bool five = q4_has_fifth_bit(W.dtype);
+  const auto* qh = reinterpret_cast<const uint32_t*>(base + n * 16);  // 16-byte aligned
+  const auto* d = reinterpret_cast<const uint16_t*>(base + n * 16 + (five ? n * 4 : 0));
+  return {base, five ? qh : nullptr, d, q4_has_min(W.dtype) ? d + n : nullptr, nb};
+}
+// Where the AVX2 kernels run, each whole group of 8 Q5 blocks (blocks g .. g + 7, g a multiple of
+// 8) keeps its 8 qh words as 32 bytes of bit planes, in the order the kernel reads the nibbles: byte
+// j, bit s = 2p + h holds the fifth bit of element j % 16 + 16 h of block g + 2p + j / 16 (p the
+// pair of blocks, h the nibble half). One load then serves the group, and each 32 nibbles get their
+// fifth bits by a shift and a mask. The blocks after the last whole group keep GGUF's word.
+#if defined(FATHOM_KERNELS_AVX2_INT8)
+constexpr bool kQ5Planes = true;
+#else
+constexpr bool kQ5Planes = false;
+#endif
+
+// Element j's fifth bit of block b in a row's qh words (layout above).
+inline int q5_fifth_bit(const uint32_t* qh, size_t nb, size_t b, size_t j) {
+  if (kQ5Planes && b < nb / 8 * 8) {
+    const size_t g = b / 8 * 8, p = (b - g) / 2, q = (b - g) % 2;
+    const auto* plane = reinterpret_cast<const uint8_t*>(qh + g);
+    return (plane[j % 16 + 16 * q] >> (2 * p + j / 16)) & 1;
+  }
+  return int((qh[b] >> j) & 1);
 }
 
-// Q4_K / Q4_1 six-bit scale and minimum j of a super-block (GGUF's get_scale_min_k4).
+// GGUF's qh words of one row -> the layout above (in place).
+inline void q5_to_planes(uint32_t* qh, size_t nb) {
+  if (!kQ5Planes) return;
+  for (size_t g = 0; g + 8 <= nb; g += 8) {
+    uint8_t plane[32] = {};
+    for (size_t i = 0; i < 8; ++i)
+      for (size_t j = 0; j < 32; ++j)
+        if ((qh[g + i] >> j) & 1) plane[j % 16 + 16 * (i % 2)] |= uint8_t(1u << (2 * (i / 2) + j / 16));
+    std::memcpy(qh + g, plane, 32);
+  }
+}
+
+// The unsigned value (0..15, or 0..31 with the fifth bit) of element j of block b of row r.
+inline int q4_value(const Q4Layout& L, size_t r, size_t b, size_t j) {
+  const uint8_t byte = L.qs[(r * L.nb + b) * 16 + (j % 16)];
+  const int q = j < 16 ? byte & 15 : byte >> 4;
+  return L.qh ? q | q5_fifth_bit(L.qh + r * L.nb, L.nb, b, j) << 4 : q;
+}
+// The offset a signed format's values are stored with (Q4_0 8, Q5_0 16; 0 for those with a minimum).
+inline int q4_bias(DType t) { return t == DType::Q4_0 ? 8 : t == DType::Q5_0 ? 16 : 0; }
+
+// Q4_K's six-bit scale and minimum j of a super-block (GGUF's get_scale_min_k4).
 inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
   if (j < 4) {
     sc = s[j] & 63;
@@ -114,13 +167,14 @@ inline float h2f(const uint8_t* p) {
 inline float gguf_block_at(const MatrixView& W, size_t r, size_t c) {
   switch (W.dtype) {
     case DType::Q4_0:
-    case DType::Q4_1: {
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1: {
       const Q4Layout L = q4_layout(W);
-      const size_t b = c / kQ4Block, j = c % kQ4Block;
-      const uint8_t byte = L.qs[(r * L.nb + b) * 16 + (j % 16)];
-      const int q = j < 16 ? byte & 15 : byte >> 4;
+      const size_t b = c / kQ4Block;
+      const int q = q4_value(L, r, b, c % kQ4Block);
       const float d = f16_to_f32(L.d[r * L.nb + b]);
-      return W.dtype == DType::Q4_0 ? d * float(q - 8) : d * float(q) + f16_to_f32(L.m[r * L.nb + b]);
+      return L.m ? d * float(q) + f16_to_f32(L.m[r * L.nb + b]) : d * float(q - q4_bias(W.dtype));
     }
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
@@ -167,19 +221,15 @@ inline float gguf_row_dot_portable(DType t, const MatrixView& W, size_t r, const
                                    const float* sx) {
   float acc[16] = {}, macc[16] = {};
   uint8_t w[32];
-  if (t == DType::Q4_0 || t == DType::Q4_1) {
+  if (is_q4_family(t)) {
     const Q4Layout L = q4_layout(W);
     for (size_t b = 0; b < L.nb; ++b) {
-      const uint8_t* qs = L.qs + (r * L.nb + b) * 16;
-      for (int j = 0; j < 16; ++j) {
-        w[j] = qs[j] & 15;
-        w[j + 16] = qs[j] >> 4;
-      }
+      for (size_t j = 0; j < 32; ++j) w[j] = uint8_t(q4_value(L, r, b, j));
       const float sc = f16_to_f32(L.d[r * L.nb + b]) * xd[b];
-      lanes_fma(acc, b, w, xq + b * 32, t == DType::Q4_0 ? 8 : 0, sc, sc);
-      if (t == DType::Q4_1) macc[b % 16] = std::fma(f16_to_f32(L.m[r * L.nb + b]), sx[b], macc[b % 16]);
+      lanes_fma(acc, b, w, xq + b * 32, q4_bias(t), sc, sc);
+      if (L.m) macc[b % 16] = std::fma(f16_to_f32(L.m[r * L.nb + b]), sx[b], macc[b % 16]);
     }
-    return t == DType::Q4_0 ? q8_tree_sum(acc) : q8_tree_sum(acc) + q8_tree_sum(macc);
+    return L.m ? q8_tree_sum(acc) + q8_tree_sum(macc) : q8_tree_sum(acc);
   }
   const size_t nsb = W.cols / kSuperBlock;
   if (t == DType::Q4_K) {
@@ -246,18 +296,21 @@ inline __m512i offset_corr(int bias, __m512i x) {
                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(bias)), x));
 }
 
-// One weight row against RX activation rows: out[m] = row . x_m. Q4_0 / Q4_1.
+// One weight row against RX activation rows: out[m] = row . x_m. Q4_0 / Q4_1 / Q5_0 / Q5_1 (the
+// fifth bits of a pair of blocks are one 64-bit mask that sets 16 in the bytes of the pair).
 template <int RX>
-inline void q4_row_vnni(bool has_min, const Q4Layout& L, size_t r, const int8_t* const* xq, const float* const* xd,
+inline void q4_row_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const float* const* xd,
                         const float* const* sx, float* out) {
   const size_t nb = L.nb;
+  const bool has_min = L.m != nullptr;
   const uint8_t* qs = L.qs + r * nb * 16;
+  const uint32_t* qh = L.qh ? L.qh + r * nb : nullptr;
   const uint16_t* wd = L.d + r * nb;
   const uint16_t* wm = has_min ? L.m + r * nb : nullptr;
   __m512 acc[RX], macc[RX];
   for (int m = 0; m < RX; ++m) acc[m] = macc[m] = _mm512_setzero_ps();
   const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const int bias = has_min ? 0 : 8;
+  const __m512i sixteen = _mm512_set1_epi8(16);
   for (size_t g = 0; g < nb; g += 16) {
     const size_t gb = std::min<size_t>(16, nb - g);
     const __mmask16 bm = __mmask16(gb == 16 ? 0xffffu : (1u << gb) - 1u);
@@ -272,7 +325,10 @@ inline void q4_row_vnni(bool has_min, const Q4Layout& L, size_t r, const int8_t*
     for (size_t j = 0; 2 * j < gb; ++j) {
       const size_t b = g + 2 * j;
       const bool two = 2 * j + 1 < gb;
-      const __m512i w = q4_unpack_pair(qs + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
+      __m512i w = q4_unpack_pair(qs + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
+      if (qh)
+        w = _mm512_or_si512(w, _mm512_maskz_mov_epi8(_cvtu64_mask64(uint64_t(qh[b]) | uint64_t(two ? qh[b + 1] : 0) << 32),
+                                                     sixteen));
       const __mmask64 lm = two ? ~__mmask64(0) : __mmask64(0xffffffffu);
       const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
       for (int m = 0; m < RX; ++m) {
@@ -387,11 +443,11 @@ constexpr bool kQ4Vnni = false;
 #if defined(FATHOM_KERNELS_AVX2_INT8)
 // AVX2 without AVX512-VNNI (quant.hpp's Q8 AVX2 kernel): the header's 16 lanes are two 8-lane
 // registers (lo: even blocks, hi: odd blocks), one 32-byte block per step; int32 lane i = block b's
-// bytes 4i..4i+3 by vpmaddubsw + vpmaddwd (dot4_u8s8). Q4_1 and Q4_K weights (0..15) are the
-// unsigned operand as they are; Q4_0 and Q6_K weights minus their offset (8 / 32) are signed, so
-// their magnitudes are the unsigned operand and their signs move to the activations (vpsignb),
-// which makes the int32 q.qx - 8 sum qx (32 sum qx) directly. Same integers, same float
-// operations, so the same bits as the portable and VNNI kernels. The scales of 8 blocks are
+// bytes 4i..4i+3 by vpmaddubsw + vpmaddwd (dot4_u8s8). Q4_1, Q5_1 and Q4_K weights (0..15 / 0..31)
+// are the unsigned operand as they are; Q4_0, Q5_0 and Q6_K weights minus their offset (8 / 16 /
+// 32) are signed, so their magnitudes are the unsigned operand and their signs move to the
+// activations (vpsignb), which makes the int32 q.qx - 8 sum qx (16, 32 sum qx) directly. Same
+// integers, same float operations, so the same bits as the portable and VNNI kernels. The scales of 8 blocks are
 // multiplied at once into a small array and broadcast per block.
 constexpr bool kQ4Avx2 = true;
 
@@ -418,50 +474,63 @@ inline __m256 q_fma_s(__m256i aw, __m256i sw, const int8_t* x, __m256 scale, __m
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_u8s8(aw, _mm256_sign_epi8(xv, sw))), scale, acc);
 }
 
-// 8 floats starting at p, the ones at or past n read as zero.
-inline __m256 load_ps_n(const float* p, size_t n) {
-  if (n >= 8) return _mm256_loadu_ps(p);
-  alignas(32) float t[8] = {};
-  for (size_t i = 0; i < n; ++i) t[i] = p[i];
-  return _mm256_load_ps(t);
+// Bit s of every byte -> 16 or 0 (a Q5 group's bit plane s, kQ5Planes). The 16-bit shifts move
+// bits between the bytes of a pair, but the mask keeps only the bit that came from the same byte.
+inline __m256i fifth_plane(__m256i planes, int s) {
+  const __m256i b = s <= 4 ? _mm256_slli_epi16(planes, 4 - s) : _mm256_srli_epi16(planes, s - 4);
+  return _mm256_and_si256(b, _mm256_set1_epi8(16));
 }
-inline __m256 load_ph_n(const uint16_t* p, size_t n) {
-  if (n >= 8) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  alignas(16) uint16_t t[8] = {};
-  for (size_t i = 0; i < n; ++i) t[i] = p[i];
-  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+
+// 32 bits -> 32 bytes: byte i is 16 where bit i is set, else 0 (a Q5 block's word in element order).
+inline __m256i fifth_bits(uint32_t bits) {
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(int(bits)),
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(16));
+}
+
+// acc += block dot x scale for weights w holding the stored values (0..15 or 0..31): unsigned as
+// they are (formats with a minimum), else offset by `bias` into signed values.
+inline __m256 q_fma_w(__m256i w, bool has_min, __m256i bias, const int8_t* x, __m256 scale, __m256 acc) {
+  if (has_min) return q_fma_u(w, x, scale, acc);
+  const __m256i sw = _mm256_sub_epi8(w, bias);
+  return q_fma_s(_mm256_sign_epi8(sw, sw), sw, x, scale, acc);
 }
 
 // RW weight rows (r, r + 1, ...) against RX activation rows (RW * RX <= 4): out[i * RX + m] =
-// row r + i . x_m. Q4_0 / Q4_1. A pair of blocks b, b + 1 is one 32-byte load whose low nibbles
-// are elements 0-15 of both and whose high nibbles are elements 16-31: two and/shift results
-// against the activations in the same order (Q8Acts::qp). The accumulators then hold lanes
-// [0-3, 8-11] and [4-7, 12-15] of the header's 16 (each lane still takes its blocks' products in
-// order, with their scales) and are put back in order at the end. The blocks of a last group of
-// fewer than 8 run one at a time in element order, with scalar scales (no vector loads over a
-// partial group, no stores forwarded to wider loads). Decode takes two rows at once: each
-// accumulator gets one FMA per pair of blocks, and two rows' independent chains keep the FMA
-// latency (4 cycles) from bounding short rows such as SmolLM2's 18 blocks.
-template <int RW, int RX>
-inline void q4_rows_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+// row r + i . x_m. Q4_0 / Q4_1, and Q5_0 / Q5_1 (Five: the fifth bits added from qh). A pair of
+// blocks b, b + 1 is one 32-byte load whose low nibbles are elements 0-15 of both and whose high
+// nibbles are elements 16-31: two and/shift results against the activations in the same order
+// (Q8Acts::qp). The accumulators then hold lanes [0-3, 8-11] and [4-7, 12-15] of the header's 16
+// (each lane still takes its blocks' products in order, with their scales) and are put back in
+// order at the end. The blocks of a last group of fewer than 8 run one at a time in element order,
+// with scalar scales (no vector loads over a partial group, no stores forwarded to wider loads).
+// Decode takes two rows at once: each accumulator gets one FMA per pair of blocks, and two rows'
+// independent chains keep the FMA latency (4 cycles) from bounding short rows such as SmolLM2's 18
+// blocks.
+template <int RW, int RX, bool Five, bool HasMin>
+inline void q4_rows_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
                          const float* const* xd, const float* const* sx, float* out) {
   static_assert(RW * RX <= 4);
   const size_t nb = L.nb;
   const uint8_t* qs[RW];
+  const uint32_t* qh[RW];
   const uint16_t *wd[RW], *wm[RW];
   for (int i = 0; i < RW; ++i) {
     qs[i] = L.qs + (r + size_t(i)) * nb * 16;
+    qh[i] = Five ? L.qh + (r + size_t(i)) * nb : nullptr;
     wd[i] = L.d + (r + size_t(i)) * nb;
-    wm[i] = has_min ? L.m + (r + size_t(i)) * nb : nullptr;
+    wm[i] = HasMin ? L.m + (r + size_t(i)) * nb : nullptr;
   }
   __m256 acc[RW][RX][2];
   alignas(32) float macc[RW][RX][16];  // lane b mod 16 (updated once per 8 blocks: kept in memory)
   for (int i = 0; i < RW; ++i)
     for (int m = 0; m < RX; ++m) {
       acc[i][m][0] = acc[i][m][1] = _mm256_setzero_ps();
-      if (has_min) std::fill_n(macc[i][m], 16, 0.f);
+      if (HasMin) std::fill_n(macc[i][m], 16, 0.f);
     }
-  const __m256i m0f = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+  const __m256i m0f = _mm256_set1_epi8(15), vbias = _mm256_set1_epi8(char(bias));
   alignas(32) float sp[RW][RX][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
   size_t g = 0;
   for (; g + 8 <= nb; g += 8) {
@@ -473,7 +542,7 @@ inline void q4_rows_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t
           _mm256_store_ps(sp[i][m][p], _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
                                                                                         2 * p + 1, 2 * p + 1, 2 * p + 1)));
       }
-      if (has_min) {
+      if (HasMin) {
         const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wm[i] + g)));
         for (int m = 0; m < RX; ++m) {
           float* ml = macc[i][m] + (g % 16);
@@ -482,25 +551,23 @@ inline void q4_rows_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t
       }
       for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs[i] + g * 16 + 64 * k + kPrefetchAhead));
     }
-    for (size_t k = 0; k < 8; k += 2) {
+    __m256i planes[RW];  // Five: the group's fifth bits (kQ5Planes layout)
+    if constexpr (Five)
+      for (int i = 0; i < RW; ++i) planes[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh[i] + g));
+#pragma GCC unroll 4
+    for (size_t k = 0; k < 8; k += 2) {  // unrolled: the plane shifts become immediates
       const size_t b = g + k;
       for (int i = 0; i < RW; ++i) {
         const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs[i] + b * 16));
-        const __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
-        if (has_min) {
-          for (int m = 0; m < RX; ++m) {
-            const __m256 s = _mm256_load_ps(sp[i][m][k / 2]);
-            acc[i][m][0] = q_fma_u(lo, xp[m] + b * 32, s, acc[i][m][0]);
-            acc[i][m][1] = q_fma_u(hi, xp[m] + b * 32 + 32, s, acc[i][m][1]);
-          }
-        } else {
-          const __m256i slo = _mm256_sub_epi8(lo, eight), shi = _mm256_sub_epi8(hi, eight);
-          const __m256i alo = _mm256_sign_epi8(slo, slo), ahi = _mm256_sign_epi8(shi, shi);
-          for (int m = 0; m < RX; ++m) {
-            const __m256 s = _mm256_load_ps(sp[i][m][k / 2]);
-            acc[i][m][0] = q_fma_s(alo, slo, xp[m] + b * 32, s, acc[i][m][0]);
-            acc[i][m][1] = q_fma_s(ahi, shi, xp[m] + b * 32 + 32, s, acc[i][m][1]);
-          }
+        __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
+        if constexpr (Five) {  // lo: elements 0-15 of b, b + 1 (plane k); hi: elements 16-31 (k + 1)
+          lo = _mm256_or_si256(lo, fifth_plane(planes[i], int(k)));
+          hi = _mm256_or_si256(hi, fifth_plane(planes[i], int(k) + 1));
+        }
+        for (int m = 0; m < RX; ++m) {
+          const __m256 s = _mm256_load_ps(sp[i][m][k / 2]);
+          acc[i][m][0] = q_fma_w(lo, HasMin, vbias, xp[m] + b * 32, s, acc[i][m][0]);
+          acc[i][m][1] = q_fma_w(hi, HasMin, vbias, xp[m] + b * 32 + 32, s, acc[i][m][1]);
         }
       }
     }
@@ -513,24 +580,32 @@ inline void q4_rows_avx2(bool has_min, const Q4Layout& L, size_t r, const int8_t
     }
   for (size_t b = g; b < nb; ++b)  // the last, partial group in element order
     for (int i = 0; i < RW; ++i) {
-      const __m256i w = q4_unpack_block(qs[i] + b * 16);
+      __m256i w = q4_unpack_block(qs[i] + b * 16);
+      if constexpr (Five) w = _mm256_or_si256(w, fifth_bits(qh[i][b]));
       const float dwb = _cvtsh_ss(wd[i][b]);
-      if (has_min) {
-        const float mwb = _cvtsh_ss(wm[i][b]);
-        for (int m = 0; m < RX; ++m) {
-          a[i][m][b % 2] = q_fma_u(w, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[i][m][b % 2]);
-          macc[i][m][b % 16] = std::fma(mwb, sx[m][b], macc[i][m][b % 16]);
-        }
-      } else {
-        const __m256i sw = _mm256_sub_epi8(w, eight), aw = _mm256_sign_epi8(sw, sw);
-        for (int m = 0; m < RX; ++m)
-          a[i][m][b % 2] = q_fma_s(aw, sw, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[i][m][b % 2]);
+      for (int m = 0; m < RX; ++m) {
+        a[i][m][b % 2] = q_fma_w(w, HasMin, vbias, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[i][m][b % 2]);
+        if (HasMin) macc[i][m][b % 16] = std::fma(_cvtsh_ss(wm[i][b]), sx[m][b], macc[i][m][b % 16]);
       }
     }
   for (int i = 0; i < RW; ++i)
     for (int m = 0; m < RX; ++m)
-      out[i * RX + m] = has_min ? q8_lanes_sum(a[i][m][0], a[i][m][1]) + q8_tree_sum(macc[i][m])
+      out[i * RX + m] = HasMin ? q8_lanes_sum(a[i][m][0], a[i][m][1]) + q8_tree_sum(macc[i][m])
                                 : q8_lanes_sum(a[i][m][0], a[i][m][1]);
+}
+
+// One Q4_0 / Q4_1 / Q5_0 / Q5_1 row kernel call: q4_rows_avx2 with the format's constants.
+template <int RW, int RX>
+inline void q4_family_avx2(const MatrixView& W, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+                           const float* const* xd, const float* const* sx, float* out) {
+  const Q4Layout L = q4_layout(W);
+  const int bias = q4_bias(W.dtype);
+  switch (W.dtype) {
+    case DType::Q4_0: return q4_rows_avx2<RW, RX, false, false>(L, bias, r, xq, xp, xd, sx, out);
+    case DType::Q4_1: return q4_rows_avx2<RW, RX, false, true>(L, bias, r, xq, xp, xd, sx, out);
+    case DType::Q5_0: return q4_rows_avx2<RW, RX, true, false>(L, bias, r, xq, xp, xd, sx, out);
+    default: return q4_rows_avx2<RW, RX, true, true>(L, bias, r, xq, xp, xd, sx, out);
+  }
 }
 
 // Q4_K: one weight row against RX activation rows (RX <= 4).
@@ -613,6 +688,46 @@ inline void q6k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq
   }
   for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m][0], acc[m][1]);
 }
+
+// Rows [r0, r0 + P) of a Q4_0 / Q5_0 matrix as Q8 rows (quant.hpp's layout: value + 128, the same
+// f16 scale): q - 8 / q - 16 is an int8 value with the block's own scale, so every weight keeps its
+// exact value, and quant.hpp's AVX2 tiles compute each lane's exact int32 dot and the same FMA with
+// d * dx as q4_rows_avx2 does: the same bits. qs: [P][nb*32], d: [P][nb].
+inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs, uint16_t* d) {
+  const Q4Layout L = q4_layout(W);
+  const size_t nb = L.nb, full = nb / 8 * 8;
+  // stored value + (128 - bias) = value - bias + 128
+  const __m256i m0f = _mm256_set1_epi8(15), off = _mm256_set1_epi8(char(128 - q4_bias(W.dtype)));
+  for (size_t i = 0; i < P; ++i) {
+    const size_t r = r0 + i;
+    const uint8_t* src = L.qs + r * nb * 16;
+    uint8_t* dst = qs + i * nb * kQ8Block;
+    std::memcpy(d + i * nb, L.d + r * nb, nb * sizeof(uint16_t));
+    for (size_t g = 0; g < full; g += 8) {
+      __m256i planes = _mm256_setzero_si256();
+      if (L.qh) planes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(L.qh + r * nb + g));
+#pragma GCC unroll 4
+      for (size_t k = 0; k < 8; k += 2) {  // blocks g + k, g + k + 1 (lo: elements 0-15 of both)
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (g + k) * 16));
+        __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
+        if (L.qh) {
+          lo = _mm256_or_si256(lo, fifth_plane(planes, int(k)));
+          hi = _mm256_or_si256(hi, fifth_plane(planes, int(k) + 1));
+        }
+        lo = _mm256_add_epi8(lo, off);
+        hi = _mm256_add_epi8(hi, off);
+        auto* out = reinterpret_cast<__m256i*>(dst + (g + k) * kQ8Block);
+        _mm256_storeu_si256(out, _mm256_permute2x128_si256(lo, hi, 0x20));      // block g + k
+        _mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(lo, hi, 0x31));  // block g + k + 1
+      }
+    }
+    for (size_t b = full; b < nb; ++b) {
+      __m256i w = q4_unpack_block(src + b * 16);
+      if (L.qh) w = _mm256_or_si256(w, fifth_bits(L.qh[r * nb + b]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kQ8Block), _mm256_add_epi8(w, off));
+    }
+  }
+}
 #else
 constexpr bool kQ4Avx2 = false;
 #endif
@@ -631,8 +746,8 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
   (void)xp;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   switch (W.dtype) {
-    case DType::Q4_0: return q4_row_vnni<RX>(false, q4_layout(W), r, xq, xd, sx, out);
-    case DType::Q4_1: return q4_row_vnni<RX>(true, q4_layout(W), r, xq, xd, sx, out);
+    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
+      return q4_row_vnni<RX>(q4_layout(W), q4_bias(W.dtype), r, xq, xd, sx, out);
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
       return q4k_row_vnni<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
@@ -648,8 +763,8 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
     gguf_row<RX - RX / 2>(W, r, xq + RX / 2, xp + RX / 2, xd + RX / 2, sx + RX / 2, out + RX / 2);
     return;
   } else switch (W.dtype) {
-    case DType::Q4_0: return q4_rows_avx2<1, RX>(false, q4_layout(W), r, xq, xp, xd, sx, out);
-    case DType::Q4_1: return q4_rows_avx2<1, RX>(true, q4_layout(W), r, xq, xp, xd, sx, out);
+    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
+      return q4_family_avx2<1, RX>(W, r, xq, xp, xd, sx, out);
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
       return q4k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
@@ -672,10 +787,8 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
   const float* sx[1] = {A.sx.data()};
   size_t r = r0;
 #if defined(FATHOM_KERNELS_AVX2_INT8)
-  if (W.dtype == DType::Q4_0 || W.dtype == DType::Q4_1) {
-    const Q4Layout L = q4_layout(W);
-    for (; r + 2 <= r1; r += 2) q4_rows_avx2<2, 1>(W.dtype == DType::Q4_1, L, r, xq, xp, xd, sx, y + r);
-  }
+  if (is_q4_family(W.dtype))
+    for (; r + 2 <= r1; r += 2) q4_family_avx2<2, 1>(W, r, xq, xp, xd, sx, y + r);
 #endif
   for (; r < r1; ++r) gguf_row<1>(W, r, xq, xp, xd, sx, y + r);
 }
@@ -712,11 +825,36 @@ inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_
   }
 }
 
+// Prompts. With AVX2, Q4_0 / Q5_0 run on quant.hpp's Q8 tiles (4 weight rows x 2 activation rows
+// per step, where the native kernel takes one weight row), each band of 64 rows converted to Q8 in
+// a per-thread buffer first (q4_rows_to_q8: exact, the same bits as the native kernel): Q5_0
+// 4864 x 896 x 512 on one Zen 3 thread took 102 ms natively and ~85 ms as Q8 (bench_gemm), and a
+// band's conversion costs what ~1 of its n activation rows does.
 inline void gemm_gguf_block(const MatrixView& W, const float* X, size_t n, float* Y) {
   thread_local Q8Acts acts;  // [n][nb*32] quantised activations and their block sums
   acts.assign(X, n, W.cols);
   const Q8Acts& A = acts;
   const int threads = worker_count(W.rows * W.cols * n);
+#if defined(FATHOM_KERNELS_AVX2_INT8)
+  if ((W.dtype == DType::Q4_0 || W.dtype == DType::Q5_0) && n >= 8) {  // fewer rows: not worth converting
+    constexpr size_t kBand = 64;
+    const size_t nb = W.cols / kQ4Block;
+    parallel_chunks((W.rows + kBand - 1) / kBand, threads, [&](size_t b, size_t e) {
+      thread_local WeightBuffer panel;  // [kBand][nb*32] values + 128, then [kBand][nb] f16 scales
+      const size_t need = kBand * nb * (kQ8Block + 2);
+      if (panel.size() < need) panel = WeightBuffer(need);
+      uint8_t* qs = panel.as<uint8_t>();
+      auto* d = reinterpret_cast<uint16_t*>(qs + kBand * nb * kQ8Block);
+      for (size_t band = b; band < e; ++band) {
+        const size_t r0 = band * kBand, P = std::min(kBand, W.rows - r0);
+        q4_rows_to_q8(W, r0, P, qs, d);
+        const Q8Layout Lp{qs, d, nb};
+        q8_rows(Lp, A, n, W.rows, 0, P, Y + r0);
+      }
+    });
+    return;
+  }
+#endif
   parallel_chunks(W.rows, threads, [&](size_t b, size_t e) { gguf_rows_gemm(W, A, n, b, e, Y); });
 }
 
@@ -747,8 +885,8 @@ class BlockMatrix {
 };
 
 // A matrix from GGUF-layout rows: row r of the result is the bytes at src(r) (cols / block
-// elements GGUF blocks). Q4_0 / Q4_1 are re-laid (nibbles, scales and minimums apart), Q4_K /
-// Q6_K copied. Throws FormatError naming the row and block of a non-finite scale or minimum.
+// elements GGUF blocks). Q4_0 / Q4_1 / Q5_0 / Q5_1 are re-laid (nibbles, fifth bits, scales and
+// minimums apart), Q4_K / Q6_K copied. Throws FormatError naming the row and block of a non-finite scale or minimum.
 inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
                                           const std::function<const std::byte*(size_t)>& src) {
   if (!is_gguf_block(t)) throw UsageError("", std::string(dtype_name(t)), "block_matrix_from_gguf: not a GGUF block type");
@@ -772,20 +910,25 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
     }
     return M;
   }
-  auto* qs = reinterpret_cast<uint8_t*>(M.data());                // [rows][nb*16]
-  auto* d = reinterpret_cast<uint16_t*>(M.data() + rows * nb * 16);  // [rows][nb]
-  uint16_t* m = d + rows * nb;                                     // [rows][nb] (Q4_1)
-  const size_t qoff = t == DType::Q4_0 ? 2 : 4;
+  // GGUF blocks: f16 d, f16 m (with a minimum), u32 qh (Q5), 16 bytes of nibbles
+  const detail::Q4Layout L = detail::q4_layout(M.view());
+  auto* qs = const_cast<uint8_t*>(L.qs);   // [rows][nb*16]
+  auto* qh = const_cast<uint32_t*>(L.qh);  // [rows][nb] (Q5)
+  auto* d = const_cast<uint16_t*>(L.d);    // [rows][nb]
+  auto* m = const_cast<uint16_t*>(L.m);    // [rows][nb] (Q4_1, Q5_1)
+  const size_t hoff = m ? 4 : 2, qoff = hoff + (qh ? 4 : 0);
   for (size_t r = 0; r < rows; ++r) {
     const auto* row = reinterpret_cast<const uint8_t*>(src(r));
     for (size_t b = 0; b < nb; ++b) {
       const uint8_t* blk = row + b * bb;
-      std::memcpy(&d[r * nb + b], blk, 2);
-      if (t == DType::Q4_1) std::memcpy(&m[r * nb + b], blk + 2, 2);
-      if (!std::isfinite(f16_to_f32(d[r * nb + b])) || (t == DType::Q4_1 && !std::isfinite(f16_to_f32(m[r * nb + b]))))
-        bad(r, b);
-      std::memcpy(qs + (r * nb + b) * 16, blk + qoff, 16);
+      const size_t i = r * nb + b;
+      std::memcpy(&d[i], blk, 2);
+      if (m) std::memcpy(&m[i], blk + 2, 2);
+      if (!std::isfinite(f16_to_f32(d[i])) || (m && !std::isfinite(f16_to_f32(m[i])))) bad(r, b);
+      if (qh) std::memcpy(&qh[i], blk + hoff, 4);
+      std::memcpy(qs + i * 16, blk + qoff, 16);
     }
+    if (qh) detail::q5_to_planes(qh + r * nb, nb);
   }
   return M;
 }
