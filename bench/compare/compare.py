@@ -462,6 +462,19 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_round_robin_args(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    """--until and --passive (shared by the comparison scripts), then parses; --passive sets
+    OMP_WAIT_POLICY=passive for every process measured from here on."""
+    ap.add_argument("--until", default=None,
+                    help="HH:MM (UTC): start no run after this time; medians of what finished")
+    ap.add_argument("--passive", action="store_true",
+                    help="OMP_WAIT_POLICY=passive for every measured process (compare.py's docstring)")
+    a = ap.parse_args()
+    if a.passive:
+        os.environ["OMP_WAIT_POLICY"] = "passive"
+    return a
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         w = argparse.ArgumentParser()
@@ -489,13 +502,7 @@ def main() -> int:
     ap.add_argument("--llama-quantize", default=None, help="llama.cpp's llama-quantize (qwen-q4km)")
     ap.add_argument("--llama-src", default=None,
                     help="unpacked llama-cpp-python sdist or llama.cpp checkout (qwen-q4km: its convert_hf_to_gguf.py)")
-    ap.add_argument("--until", default=None,
-                    help="HH:MM (UTC): start no run after this time; medians of what finished")
-    ap.add_argument("--passive", action="store_true",
-                    help="OMP_WAIT_POLICY=passive for every measured process (see the docstring)")
-    a = ap.parse_args()
-    if a.passive:
-        os.environ["OMP_WAIT_POLICY"] = "passive"
+    a = parse_round_robin_args(ap)
 
     build = Path(a.build).resolve()
     work = Path(a.work).resolve() if a.work else build / "compare"

@@ -54,7 +54,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import (REPO, bandwidth_configs, header_lines, log, median,  # noqa: E402
-                     round_robin, run_generate, table_notes)
+                     parse_round_robin_args, round_robin, run_generate, table_notes)
 
 SHAPES = {  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
     "15M": (288, 768, 6, 6, 6, 32000, 256),
@@ -201,16 +201,10 @@ def main() -> int:
     ap.add_argument("--shapes", default="15M,110M")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--until", default=None,
-                    help="HH:MM (UTC): start no run after this time; medians of what finished")
     ap.add_argument("--fathom", action="append", default=[], metavar="LABEL=GENERATE",
                     help="another fathom build's examples/generate to time as well (--weights f32), e.g. "
                          "before and after a kernel change; repeatable")
-    ap.add_argument("--passive", action="store_true",
-                    help="OMP_WAIT_POLICY=passive for every measured process (compare.py's docstring)")
-    a = ap.parse_args()
-    if a.passive:
-        os.environ["OMP_WAIT_POLICY"] = "passive"
+    a = parse_round_robin_args(ap)
 
     build = Path(a.build).resolve()
     work = Path(a.work).resolve()
