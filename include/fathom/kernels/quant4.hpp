@@ -490,6 +490,26 @@ inline __m256i fifth_bits(uint32_t bits) {
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(16));
 }
 
+// The stored values (0..15, 0..31 with fifth bits) of blocks b, b + 1 of a whole group from one
+// 32-byte load at qs (their nibbles): lo = elements 0-15 of both, hi = elements 16-31 (Q8Acts::qp's
+// order); with `five`, bit planes k and k + 1 of the group's planes (kQ5Planes) added.
+inline void q4_pair_values(const uint8_t* qs, bool five, __m256i planes, int k, __m256i& lo, __m256i& hi) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs)), m0f = _mm256_set1_epi8(15);
+  lo = _mm256_and_si256(raw, m0f);
+  hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
+  if (five) {
+    lo = _mm256_or_si256(lo, fifth_plane(planes, k));
+    hi = _mm256_or_si256(hi, fifth_plane(planes, k + 1));
+  }
+}
+
+// The stored values of one block in element order (a block after the last whole group), with its
+// GGUF fifth-bit word when qh is not null.
+inline __m256i q4_block_values(const uint8_t* qs, const uint32_t* qh) {
+  const __m256i w = q4_unpack_block(qs);
+  return qh ? _mm256_or_si256(w, fifth_bits(*qh)) : w;
+}
+
 // acc += block dot x scale for weights w holding the stored values (0..15 or 0..31): unsigned as
 // they are (formats with a minimum), else offset by `bias` into signed values.
 inline __m256 q_fma_w(__m256i w, bool has_min, __m256i bias, const int8_t* x, __m256 scale, __m256 acc) {
@@ -530,7 +550,7 @@ inline void q4_rows_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* co
       acc[i][m][0] = acc[i][m][1] = _mm256_setzero_ps();
       if (HasMin) std::fill_n(macc[i][m], 16, 0.f);
     }
-  const __m256i m0f = _mm256_set1_epi8(15), vbias = _mm256_set1_epi8(char(bias));
+  const __m256i vbias = _mm256_set1_epi8(char(bias));
   alignas(32) float sp[RW][RX][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
   size_t g = 0;
   for (; g + 8 <= nb; g += 8) {
@@ -558,12 +578,8 @@ inline void q4_rows_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* co
     for (size_t k = 0; k < 8; k += 2) {  // unrolled: the plane shifts become immediates
       const size_t b = g + k;
       for (int i = 0; i < RW; ++i) {
-        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs[i] + b * 16));
-        __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
-        if constexpr (Five) {  // lo: elements 0-15 of b, b + 1 (plane k); hi: elements 16-31 (k + 1)
-          lo = _mm256_or_si256(lo, fifth_plane(planes[i], int(k)));
-          hi = _mm256_or_si256(hi, fifth_plane(planes[i], int(k) + 1));
-        }
+        __m256i lo, hi;
+        q4_pair_values(qs[i] + b * 16, Five, Five ? planes[i] : _mm256_setzero_si256(), int(k), lo, hi);
         for (int m = 0; m < RX; ++m) {
           const __m256 s = _mm256_load_ps(sp[i][m][k / 2]);
           acc[i][m][0] = q_fma_w(lo, HasMin, vbias, xp[m] + b * 32, s, acc[i][m][0]);
@@ -580,8 +596,7 @@ inline void q4_rows_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* co
     }
   for (size_t b = g; b < nb; ++b)  // the last, partial group in element order
     for (int i = 0; i < RW; ++i) {
-      __m256i w = q4_unpack_block(qs[i] + b * 16);
-      if constexpr (Five) w = _mm256_or_si256(w, fifth_bits(qh[i][b]));
+      const __m256i w = q4_block_values(qs[i] + b * 16, Five ? qh[i] + b : nullptr);
       const float dwb = _cvtsh_ss(wd[i][b]);
       for (int m = 0; m < RX; ++m) {
         a[i][m][b % 2] = q_fma_w(w, HasMin, vbias, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[i][m][b % 2]);
@@ -697,7 +712,7 @@ inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs,
   const Q4Layout L = q4_layout(W);
   const size_t nb = L.nb, full = nb / 8 * 8;
   // stored value + (128 - bias) = value - bias + 128
-  const __m256i m0f = _mm256_set1_epi8(15), off = _mm256_set1_epi8(char(128 - q4_bias(W.dtype)));
+  const __m256i off = _mm256_set1_epi8(char(128 - q4_bias(W.dtype)));
   for (size_t i = 0; i < P; ++i) {
     const size_t r = r0 + i;
     const uint8_t* src = L.qs + r * nb * 16;
@@ -708,12 +723,8 @@ inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs,
       if (L.qh) planes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(L.qh + r * nb + g));
 #pragma GCC unroll 4
       for (size_t k = 0; k < 8; k += 2) {  // blocks g + k, g + k + 1 (lo: elements 0-15 of both)
-        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (g + k) * 16));
-        __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
-        if (L.qh) {
-          lo = _mm256_or_si256(lo, fifth_plane(planes, int(k)));
-          hi = _mm256_or_si256(hi, fifth_plane(planes, int(k) + 1));
-        }
+        __m256i lo, hi;
+        q4_pair_values(src + (g + k) * 16, L.qh != nullptr, planes, int(k), lo, hi);
         lo = _mm256_add_epi8(lo, off);
         hi = _mm256_add_epi8(hi, off);
         auto* out = reinterpret_cast<__m256i*>(dst + (g + k) * kQ8Block);
@@ -722,8 +733,7 @@ inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs,
       }
     }
     for (size_t b = full; b < nb; ++b) {
-      __m256i w = q4_unpack_block(src + b * 16);
-      if (L.qh) w = _mm256_or_si256(w, fifth_bits(L.qh[r * nb + b]));
+      const __m256i w = q4_block_values(src + b * 16, L.qh ? L.qh + r * nb + b : nullptr);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kQ8Block), _mm256_add_epi8(w, off));
     }
   }
@@ -827,9 +837,9 @@ inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_
 
 // Prompts. With AVX2, Q4_0 / Q5_0 run on quant.hpp's Q8 tiles (4 weight rows x 2 activation rows
 // per step, where the native kernel takes one weight row), each band of 64 rows converted to Q8 in
-// a per-thread buffer first (q4_rows_to_q8: exact, the same bits as the native kernel): Q5_0
-// 4864 x 896 x 512 on one Zen 3 thread took 102 ms natively and ~85 ms as Q8 (bench_gemm), and a
-// band's conversion costs what ~1 of its n activation rows does.
+// a per-thread buffer first (q4_rows_to_q8: exact, the same bits as the native kernel). Q5_0
+// 896 x 4864 and 4864 x 896 x 512 tokens, one Zen 3 thread (bench_gemm): 1.10 / 1.20x Q8's time
+// natively, 1.04 / 1.07x converted; a band's conversion costs about one activation row.
 inline void gemm_gguf_block(const MatrixView& W, const float* X, size_t n, float* Y) {
   thread_local Q8Acts acts;  // [n][nb*32] quantised activations and their block sums
   acts.assign(X, n, W.cols);
@@ -886,7 +896,8 @@ class BlockMatrix {
 
 // A matrix from GGUF-layout rows: row r of the result is the bytes at src(r) (cols / block
 // elements GGUF blocks). Q4_0 / Q4_1 / Q5_0 / Q5_1 are re-laid (nibbles, fifth bits, scales and
-// minimums apart), Q4_K / Q6_K copied. Throws FormatError naming the row and block of a non-finite scale or minimum.
+// minimums apart), Q4_K / Q6_K copied. Throws FormatError naming the row and block of a non-finite
+// scale or minimum.
 inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
                                           const std::function<const std::byte*(size_t)>& src) {
   if (!is_gguf_block(t)) throw UsageError("", std::string(dtype_name(t)), "block_matrix_from_gguf: not a GGUF block type");
