@@ -386,7 +386,10 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // Y[r] for r in [r0, r1) and one activation row (decode): one weight row at a time, each a single
 // prefetched stream. Measured against 4-row tiles on the decode shapes: 46-48 GB/s instead of
 // 31-35 with 2 threads, at the read bandwidth (docs/benchmarks.md); the extra per-row work (the
-// activations' offset correction) is hidden behind memory.
+// activations' offset correction) is hidden behind memory. The AVX2 kernel too: two rows side by
+// side were faster on L3-resident matrices (independent FMA chains) but slower from DRAM, where
+// decode reads (SmolLM2-135M with --weights q8: one row decodes 1.19x / 1.28x faster at 1 / 2 Zen 3
+// threads, docs/benchmarks.md).
 inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   if (r0 >= r1) return;
   const size_t nb = L.nb, stride = nb * kQ8Block;
@@ -396,27 +399,7 @@ inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r
   pfd.prime(L.d + r0 * nb);
   const int8_t* xq[1] = {A.qs.data()};
   const float* xd[1] = {A.d.data()};
-  size_t r = r0;
-#if defined(FATHOM_KERNELS_AVX2_INT8)
-  // AVX2: two rows side by side (two streams, each prefetched as above). Each accumulator takes
-  // one FMA per two blocks; a second row's independent chains hide the FMA latency, which bounds
-  // short rows otherwise (576-wide: 1.67 -> 1.4 ns per block, hot).
-  if (r1 - r0 >= 2) {
-    const TilePrefetch pf2(kPrefetchAhead, stride, 2);
-    const TilePrefetch pfd2(kPrefetchAhead / 16, nb * sizeof(uint16_t), 2);
-    pf2.prime(L.qs + r0 * stride);  // the first 2 KiB of both streams (pf primed one)
-    pfd2.prime(L.d + r0 * nb);
-    for (; r + 2 <= r1; r += 2) {
-      const uint8_t* wq[2] = {L.qs + r * stride, L.qs + (r + 1) * stride};
-      const uint16_t* wd[2] = {L.d + r * nb, L.d + (r + 1) * nb};
-      float out[2];
-      q8_tile<2, 1>(wq, wd, xq, xd, nb, out, pf2, pfd2);
-      y[r] = out[0];
-      y[r + 1] = out[1];
-    }
-  }
-#endif
-  for (; r < r1; ++r) {
+  for (size_t r = r0; r < r1; ++r) {
     const uint8_t* wq[1] = {L.qs + r * stride};
     const uint16_t* wd[1] = {L.d + r * nb};
     q8_tile<1, 1>(wq, wd, xq, xd, nb, y + r, pf, pfd);

@@ -518,108 +518,94 @@ inline __m256 q_fma_w(__m256i w, bool has_min, __m256i bias, const int8_t* x, __
   return q_fma_s(_mm256_sign_epi8(sw, sw), sw, x, scale, acc);
 }
 
-// RW weight rows (r, r + 1, ...) against RX activation rows (RW * RX <= 4): out[i * RX + m] =
-// row r + i . x_m. Q4_0 / Q4_1, and Q5_0 / Q5_1 (Five: the fifth bits added from qh). A pair of
-// blocks b, b + 1 is one 32-byte load whose low nibbles are elements 0-15 of both and whose high
-// nibbles are elements 16-31: two and/shift results against the activations in the same order
-// (Q8Acts::qp). The accumulators then hold lanes [0-3, 8-11] and [4-7, 12-15] of the header's 16
-// (each lane still takes its blocks' products in order, with their scales) and are put back in
-// order at the end. The blocks of a last group of fewer than 8 run one at a time in element order,
-// with scalar scales (no vector loads over a partial group, no stores forwarded to wider loads).
-// Decode takes two rows at once: each accumulator gets one FMA per pair of blocks, and two rows'
-// independent chains keep the FMA latency (4 cycles) from bounding short rows such as SmolLM2's 18
-// blocks.
-template <int RW, int RX, bool Five, bool HasMin>
-inline void q4_rows_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
-                         const float* const* xd, const float* const* sx, float* out) {
-  static_assert(RW * RX <= 4);
+// Weight row r against RX activation rows (RX <= 4): out[m] = row r . x_m. Q4_0 / Q4_1, and
+// Q5_0 / Q5_1 (Five: the fifth bits added from qh). A pair of blocks b, b + 1 is one 32-byte load
+// whose low nibbles are elements 0-15 of both and whose high nibbles are elements 16-31: two
+// and/shift results against the activations in the same order (Q8Acts::qp). The accumulators then
+// hold lanes [0-3, 8-11] and [4-7, 12-15] of the header's 16 (each lane still takes its blocks'
+// products in order, with their scales) and are put back in order at the end. The blocks of a last
+// group of fewer than 8 run one at a time in element order, with scalar scales (no vector loads over
+// a partial group, no stores forwarded to wider loads).
+// Decode runs one row at a time. Two rows per step were faster on L3-resident matrices (two
+// independent FMA chains), but decode reads its weights from DRAM, and there the second row's three
+// more streams (nibbles, scales, minimums) cost more than the chains gain: one row decodes
+// SmolLM2-135M (Q4_1) 1.25x faster at one Zen 3 thread (docs/benchmarks.md).
+template <int RX, bool Five, bool HasMin>
+inline void q4_row_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+                        const float* const* xd, const float* const* sx, float* out) {
+  static_assert(RX <= 4);
   const size_t nb = L.nb;
-  const uint8_t* qs[RW];
-  const uint32_t* qh[RW];
-  const uint16_t *wd[RW], *wm[RW];
-  for (int i = 0; i < RW; ++i) {
-    qs[i] = L.qs + (r + size_t(i)) * nb * 16;
-    qh[i] = Five ? L.qh + (r + size_t(i)) * nb : nullptr;
-    wd[i] = L.d + (r + size_t(i)) * nb;
-    wm[i] = HasMin ? L.m + (r + size_t(i)) * nb : nullptr;
+  const uint8_t* qs = L.qs + r * nb * 16;                // [nb*16] nibbles
+  const uint32_t* qh = Five ? L.qh + r * nb : nullptr;   // [nb] fifth bits (Q5)
+  const uint16_t* wd = L.d + r * nb;                     // [nb] f16 scales
+  const uint16_t* wm = HasMin ? L.m + r * nb : nullptr;  // [nb] f16 minimums (Q4_1, Q5_1)
+  __m256 acc[RX][2];
+  alignas(32) float macc[RX][16];  // lane b mod 16 (updated once per 8 blocks: kept in memory)
+  for (int m = 0; m < RX; ++m) {
+    acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+    if (HasMin) std::fill_n(macc[m], 16, 0.f);
   }
-  __m256 acc[RW][RX][2];
-  alignas(32) float macc[RW][RX][16];  // lane b mod 16 (updated once per 8 blocks: kept in memory)
-  for (int i = 0; i < RW; ++i)
-    for (int m = 0; m < RX; ++m) {
-      acc[i][m][0] = acc[i][m][1] = _mm256_setzero_ps();
-      if (HasMin) std::fill_n(macc[i][m], 16, 0.f);
-    }
   const __m256i vbias = _mm256_set1_epi8(char(bias));
-  alignas(32) float sp[RW][RX][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
+  alignas(32) float sp[RX][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
   size_t g = 0;
   for (; g + 8 <= nb; g += 8) {
-    for (int i = 0; i < RW; ++i) {
-      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd[i] + g)));
-      for (int m = 0; m < RX; ++m) {
-        const __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[m] + g));
-        for (int p = 0; p < 4; ++p)
-          _mm256_store_ps(sp[i][m][p], _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
-                                                                                        2 * p + 1, 2 * p + 1, 2 * p + 1)));
-      }
-      if (HasMin) {
-        const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wm[i] + g)));
-        for (int m = 0; m < RX; ++m) {
-          float* ml = macc[i][m] + (g % 16);
-          _mm256_store_ps(ml, _mm256_fmadd_ps(mw, _mm256_loadu_ps(sx[m] + g), _mm256_load_ps(ml)));
-        }
-      }
-      for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs[i] + g * 16 + 64 * k + kPrefetchAhead));
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + g)));
+    for (int m = 0; m < RX; ++m) {
+      const __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[m] + g));
+      for (int p = 0; p < 4; ++p)
+        _mm256_store_ps(sp[m][p], _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
+                                                                              2 * p + 1, 2 * p + 1, 2 * p + 1)));
     }
-    __m256i planes[RW];  // Five: the group's fifth bits (kQ5Planes layout)
-    if constexpr (Five)
-      for (int i = 0; i < RW; ++i) planes[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh[i] + g));
+    if (HasMin) {
+      const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wm + g)));
+      for (int m = 0; m < RX; ++m) {
+        float* ml = macc[m] + (g % 16);
+        _mm256_store_ps(ml, _mm256_fmadd_ps(mw, _mm256_loadu_ps(sx[m] + g), _mm256_load_ps(ml)));
+      }
+    }
+    for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs + g * 16 + 64 * k + kPrefetchAhead));
+    // Five: the group's fifth bits (kQ5Planes layout)
+    const __m256i planes = Five ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh + g)) : _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (size_t k = 0; k < 8; k += 2) {  // unrolled: the plane shifts become immediates
       const size_t b = g + k;
-      for (int i = 0; i < RW; ++i) {
-        __m256i lo, hi;
-        q4_pair_values(qs[i] + b * 16, Five, Five ? planes[i] : _mm256_setzero_si256(), int(k), lo, hi);
-        for (int m = 0; m < RX; ++m) {
-          const __m256 s = _mm256_load_ps(sp[i][m][k / 2]);
-          acc[i][m][0] = q_fma_w(lo, HasMin, vbias, xp[m] + b * 32, s, acc[i][m][0]);
-          acc[i][m][1] = q_fma_w(hi, HasMin, vbias, xp[m] + b * 32 + 32, s, acc[i][m][1]);
-        }
+      __m256i lo, hi;
+      q4_pair_values(qs + b * 16, Five, planes, int(k), lo, hi);
+      for (int m = 0; m < RX; ++m) {
+        const __m256 s = _mm256_load_ps(sp[m][k / 2]);
+        acc[m][0] = q_fma_w(lo, HasMin, vbias, xp[m] + b * 32, s, acc[m][0]);
+        acc[m][1] = q_fma_w(hi, HasMin, vbias, xp[m] + b * 32 + 32, s, acc[m][1]);
       }
     }
   }
-  __m256 a[RW][RX][2];  // back to the header's lanes: [0] = 0-7, [1] = 8-15
-  for (int i = 0; i < RW; ++i)
+  __m256 a[RX][2];  // back to the header's lanes: [0] = 0-7, [1] = 8-15
+  for (int m = 0; m < RX; ++m) {
+    a[m][0] = _mm256_permute2f128_ps(acc[m][0], acc[m][1], 0x20);
+    a[m][1] = _mm256_permute2f128_ps(acc[m][0], acc[m][1], 0x31);
+  }
+  for (size_t b = g; b < nb; ++b) {  // the last, partial group in element order
+    const __m256i w = q4_block_values(qs + b * 16, Five ? qh + b : nullptr);
+    const float dwb = _cvtsh_ss(wd[b]);
     for (int m = 0; m < RX; ++m) {
-      a[i][m][0] = _mm256_permute2f128_ps(acc[i][m][0], acc[i][m][1], 0x20);
-      a[i][m][1] = _mm256_permute2f128_ps(acc[i][m][0], acc[i][m][1], 0x31);
+      a[m][b % 2] = q_fma_w(w, HasMin, vbias, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[m][b % 2]);
+      if (HasMin) macc[m][b % 16] = std::fma(_cvtsh_ss(wm[b]), sx[m][b], macc[m][b % 16]);
     }
-  for (size_t b = g; b < nb; ++b)  // the last, partial group in element order
-    for (int i = 0; i < RW; ++i) {
-      const __m256i w = q4_block_values(qs[i] + b * 16, Five ? qh[i] + b : nullptr);
-      const float dwb = _cvtsh_ss(wd[i][b]);
-      for (int m = 0; m < RX; ++m) {
-        a[i][m][b % 2] = q_fma_w(w, HasMin, vbias, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[i][m][b % 2]);
-        if (HasMin) macc[i][m][b % 16] = std::fma(_cvtsh_ss(wm[i][b]), sx[m][b], macc[i][m][b % 16]);
-      }
-    }
-  for (int i = 0; i < RW; ++i)
-    for (int m = 0; m < RX; ++m)
-      out[i * RX + m] = HasMin ? q8_lanes_sum(a[i][m][0], a[i][m][1]) + q8_tree_sum(macc[i][m])
-                                : q8_lanes_sum(a[i][m][0], a[i][m][1]);
+  }
+  for (int m = 0; m < RX; ++m)
+    out[m] = HasMin ? q8_lanes_sum(a[m][0], a[m][1]) + q8_tree_sum(macc[m]) : q8_lanes_sum(a[m][0], a[m][1]);
 }
 
-// One Q4_0 / Q4_1 / Q5_0 / Q5_1 row kernel call: q4_rows_avx2 with the format's constants.
-template <int RW, int RX>
+// One Q4_0 / Q4_1 / Q5_0 / Q5_1 row kernel call: q4_row_avx2 with the format's constants.
+template <int RX>
 inline void q4_family_avx2(const MatrixView& W, size_t r, const int8_t* const* xq, const int8_t* const* xp,
                            const float* const* xd, const float* const* sx, float* out) {
   const Q4Layout L = q4_layout(W);
   const int bias = q4_bias(W.dtype);
   switch (W.dtype) {
-    case DType::Q4_0: return q4_rows_avx2<RW, RX, false, false>(L, bias, r, xq, xp, xd, sx, out);
-    case DType::Q4_1: return q4_rows_avx2<RW, RX, false, true>(L, bias, r, xq, xp, xd, sx, out);
-    case DType::Q5_0: return q4_rows_avx2<RW, RX, true, false>(L, bias, r, xq, xp, xd, sx, out);
-    default: return q4_rows_avx2<RW, RX, true, true>(L, bias, r, xq, xp, xd, sx, out);
+    case DType::Q4_0: return q4_row_avx2<RX, false, false>(L, bias, r, xq, xp, xd, sx, out);
+    case DType::Q4_1: return q4_row_avx2<RX, false, true>(L, bias, r, xq, xp, xd, sx, out);
+    case DType::Q5_0: return q4_row_avx2<RX, true, false>(L, bias, r, xq, xp, xd, sx, out);
+    default: return q4_row_avx2<RX, true, true>(L, bias, r, xq, xp, xd, sx, out);
   }
 }
 
@@ -707,7 +693,7 @@ inline void q6k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq
 // Rows [r0, r0 + P) of a Q4_0 / Q5_0 matrix as Q8 rows (quant.hpp's layout: value + 128, the same
 // f16 scale): q - 8 / q - 16 is an int8 value with the block's own scale, so every weight keeps its
 // exact value, and quant.hpp's AVX2 tiles compute each lane's exact int32 dot and the same FMA with
-// d * dx as q4_rows_avx2 does: the same bits. qs: [P][nb*32], d: [P][nb].
+// d * dx as q4_row_avx2 does: the same bits. qs: [P][nb*32], d: [P][nb].
 inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs, uint16_t* d) {
   const Q4Layout L = q4_layout(W);
   const size_t nb = L.nb, full = nb / 8 * 8;
@@ -774,7 +760,7 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
     return;
   } else switch (W.dtype) {
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
-      return q4_family_avx2<1, RX>(W, r, xq, xp, xd, sx, out);
+      return q4_family_avx2<RX>(W, r, xq, xp, xd, sx, out);
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
       return q4k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
@@ -795,12 +781,7 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
   const int8_t* xp[1] = {A.qp.data()};
   const float* xd[1] = {A.d.data()};
   const float* sx[1] = {A.sx.data()};
-  size_t r = r0;
-#if defined(FATHOM_KERNELS_AVX2_INT8)
-  if (is_q4_family(W.dtype))
-    for (; r + 2 <= r1; r += 2) q4_family_avx2<2, 1>(W, r, xq, xp, xd, sx, y + r);
-#endif
-  for (; r < r1; ++r) gguf_row<1>(W, r, xq, xp, xd, sx, y + r);
+  for (size_t r = r0; r < r1; ++r) gguf_row<1>(W, r, xq, xp, xd, sx, y + r);
 }
 
 // Y[t, r] for t in [0, n), r in [r0, r1): each weight row against kGgufMaxRx (8 / 4), then 4, then
