@@ -53,8 +53,10 @@ FATHOM_GEMM_K_BENCH(q4_k_1536, DType::Q4_K)
 FATHOM_GEMM_K_BENCH(q6_k_1536, DType::Q6_K)
 
 // The limit the products are measured against, under the same conditions: f32 FMA throughput
-// with 24 independent vector accumulators per thread (no memory traffic). The 24 updates are a
-// fold, not a loop over an array: GCC interchanges a `for k, for i` nest into one dependent chain
+// with independent vector accumulators per thread (no memory traffic): 24 where there are 32
+// vector registers (AVX-512), 12 where there are 16 (AVX2: 24 would spill to the stack and measure
+// loads and stores, half the FMA rate on a Zen 3) — enough to cover FMA latency x pipes either
+// way. The updates are a fold, not a loop over an array: GCC interchanges a `for k, for i` nest into one dependent chain
 // per accumulator kept in memory, which measured store-forwarding latency, not the FMA units.
 template <size_t... I>
 static void fma_round(kernels::simd::fvec* acc, const kernels::simd::fvec& a,
@@ -62,7 +64,7 @@ static void fma_round(kernels::simd::fvec* acc, const kernels::simd::fvec& a,
   ((acc[I] = xsimd::fma(acc[I], a, b)), ...);
 }
 static void BM_fma_peak(benchmark::State& state) {
-  constexpr size_t kIters = 1 << 20, kChains = 24;
+  constexpr size_t kIters = 1 << 20, kChains = kernels::simd::W >= 16 ? 24 : 12;
   const int threads = kernels::detail::worker_count(size_t(1) << 30);
   for (auto _ : state) {
     float total = 0.f;

@@ -9,6 +9,8 @@ Not run in CI (it installs or builds peers and takes tens of minutes on 2 cores)
         --llama-bench ../llama/build/bin/llama-bench
     python bench/compare/compare.py --suite qwen-q4km --build build --llama-src <sdist dir> \
         --llama-bench ../llama/build/bin/llama-bench --llama-quantize ../llama/build/bin/llama-quantize
+    python bench/compare/compare.py --suite qwen-bf16 --build build --llama-src <sdist dir> \
+        --llama-bench ../llama/build/bin/llama-bench                     # and --suite qwen-q8_0
 
 Suites (--suite):
 
@@ -38,7 +40,14 @@ qwen-q4km: the qwen suite's random model, converted to GGUF bf16 (as in qwen, st
   and the embedding Q8_0, ffn_down Q4_K / Q6_K. fathom as stored multiplies Q5_0, Q4_K and Q6_K
   natively and re-lays Q8_0 exactly as its Q8 (the same bytes per weight as the file).
 
-The two GGUF suites measure prefill-256 and decode-128 at 256-384 tokens of context:
+qwen-bf16: the same model's bf16 GGUF (no quantiser needed), measured as smollm2: fathom as stored
+  (bf16 weights widened exactly, f32 products) and converted to Q8 at load, against llama-bench on
+  the file (its CPU backend multiplies bf16 weights with bf16-rounded activations).
+
+qwen-q8_0: the same model converted to GGUF q8_0 by the same script; fathom as stored (Q8_0
+  re-laid exactly as its Q8) against llama-bench on the file: the Q8 cells at equal weights.
+
+The GGUF suites measure prefill-256 and decode-128 at 256-384 tokens of context:
   fathom: `examples/generate --ids <256 seeded ids> -n 129 --ignore-eos`, a fresh process each
     time (load, one 256-token prefill, 128 single-token decode steps after the first token, no
     warm-up); prefill = 256 ÷ time to the first token, decode = 128 ÷ the time of those steps.
@@ -399,13 +408,26 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
         file_type, vocab, title = "Q4_1", 49152, "SmolLM2-135M-Instruct Q4_1 GGUF"
         as_stored = "Q4_1 (as stored: native Q4_1, Q8_0 embedding)"
     else:
-        if not a.llama_src or not a.llama_quantize:
-            raise SystemExit("--suite qwen-q4km needs --llama-src and --llama-quantize")
+        if not a.llama_src or (a.suite == "qwen-q4km" and not a.llama_quantize):
+            raise SystemExit(f"--suite {a.suite} needs --llama-src" +
+                             (" and --llama-quantize" if a.suite == "qwen-q4km" else ""))
         model_dir = work / "qwen-random"
         make_model(model_dir, shared)
         src = Path(a.llama_src).resolve()
         bf16 = work / "qwen-random-bf16.gguf"
         convert_gguf(src, model_dir, bf16, "bf16")
+    fathom_weights = [("as-stored", None), ("q8", "Q8 (converted at load)")]
+    if a.suite == "qwen-bf16":
+        gguf, file_type, vocab = bf16, "BF16", VOCAB_REAL
+        title = "Qwen2.5-0.5B-shaped random model, bf16 GGUF"
+        as_stored = "bf16 (as stored: exact f32 products)"
+    elif a.suite == "qwen-q8_0":
+        gguf = work / "qwen-random-q8_0.gguf"
+        convert_gguf(src, model_dir, gguf, "q8_0")
+        file_type, vocab, title = "Q8_0", VOCAB_REAL, "Qwen2.5-0.5B-shaped random model, q8_0 GGUF"
+        as_stored = "Q8_0 as stored (re-laid as Q8, the same bytes)"
+        fathom_weights = fathom_weights[:1]  # --weights q8 would hold the same matrices
+    elif a.suite == "qwen-q4km":
         gguf = work / "qwen-random-Q4_K_M.gguf"
         quantize_q4km(Path(a.llama_quantize), bf16, gguf, max(threads))
         file_type, vocab, title = "Q4_K_M", VOCAB_REAL, "Qwen2.5-0.5B-shaped random model, Q4_K_M GGUF"
@@ -416,7 +438,8 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
     configs = bandwidth_configs(build, threads)
     for th in threads:
         if "fathom" in engines:
-            for w, name in (("as-stored", as_stored), ("q8", "Q8 (converted at load)")):
+            for w, name in fathom_weights:
+                name = name or as_stored
                 configs.append((("fathom", name, th),
                                 lambda w=w, th=th: run_fathom_gguf(generate, gguf, w, th, ids)))
         if "llama.cpp" in engines:
@@ -490,7 +513,7 @@ def main() -> int:
         return 0
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["qwen", "smollm2", "qwen-q4km"], default="qwen")
+    ap.add_argument("--suite", choices=["qwen", "smollm2", "qwen-q4km", "qwen-bf16", "qwen-q8_0"], default="qwen")
     ap.add_argument("--build", default=str(REPO / "build-cmp"), help="fathom build dir (examples/generate)")
     ap.add_argument("--work", default=None, help="scratch dir (default: <build>/compare)")
     ap.add_argument("--engines", default=None,
