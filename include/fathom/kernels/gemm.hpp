@@ -248,7 +248,7 @@ inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<c
           // The next panel's weights (NR runs of kc elements, K apart) are fetched a few lines per
           // tile while this panel computes: packing them would otherwise wait on DRAM, as the
           // hardware prefetchers do not follow 16 short runs (1.2-1.3x on a 49,152 x 576 matrix).
-          const size_t esz = dt == DType::F32 ? 4 : 2, row_lines = (kc * esz + 63) / 64;
+          const size_t esz = dtype_size(dt), row_lines = (kc * esz + 63) / 64;
           const size_t next_n0 = n0 + kNR, next_rows = p + 1 < pe && next_n0 < N ? std::min(kNR, N - next_n0) : 0;
           const size_t tiles = (mc + kMR - 1) / kMR, next_lines = next_rows * row_lines;
           const size_t per_tile = (next_lines + tiles - 1) / tiles;
