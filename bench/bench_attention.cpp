@@ -1,6 +1,7 @@
 // Decode attention of one token at 2k context with Qwen2.5-0.5B's shape: 14 query heads sharing
-// 2 kv heads (GQA 7:1), head_dim 64; the cache row of a position holds both kv heads. Each query
-// head reads its kv head's keys and values once, so bytes/s counts 14 x T x 64 x 2 elements.
+// 2 kv heads (GQA 7:1), head_dim 64, in KvCache's layout (each kv head's rows one after another).
+// Each query head reads its kv head's keys and values once, so bytes/s counts 14 x T x 64 x 2
+// elements.
 #include <cmath>
 
 #include "kernel_bench.hpp"
@@ -14,9 +15,9 @@ constexpr size_t kHeads = 14, kKvHeads = 2, kHeadDim = 64;
 
 template <bool kBf16>
 static void BM_attend(benchmark::State& state) {
-  const size_t T = size_t(state.range(0)), stride = kKvHeads * kHeadDim;
+  const size_t T = size_t(state.range(0)), stride = kHeadDim;
   const auto q = kbench::bench_vector(kHeads * kHeadDim);
-  const auto K = kbench::bench_vector(T * stride), V = kbench::bench_vector(T * stride);
+  const auto K = kbench::bench_vector(kKvHeads * T * kHeadDim), V = kbench::bench_vector(kKvHeads * T * kHeadDim);
   std::vector<uint16_t> Kb(K.size()), Vb(V.size());
   for (size_t i = 0; i < K.size(); ++i) { Kb[i] = f32_to_bf16(K[i]); Vb[i] = f32_to_bf16(V[i]); }
   std::vector<float> scores(T), out(kHeads * kHeadDim);
@@ -25,10 +26,10 @@ static void BM_attend(benchmark::State& state) {
     for (size_t h = 0; h < kHeads; ++h) {
       const size_t kv = h / (kHeads / kKvHeads);
       if constexpr (kBf16)
-        kernels::attend_bf16(q.data() + h * kHeadDim, Kb.data() + kv * kHeadDim, Vb.data() + kv * kHeadDim, T,
+        kernels::attend_bf16(q.data() + h * kHeadDim, Kb.data() + kv * T * kHeadDim, Vb.data() + kv * T * kHeadDim, T,
                              stride, kHeadDim, scale, nullptr, scores.data(), out.data() + h * kHeadDim);
       else
-        kernels::attend(q.data() + h * kHeadDim, K.data() + kv * kHeadDim, V.data() + kv * kHeadDim, T,
+        kernels::attend(q.data() + h * kHeadDim, K.data() + kv * T * kHeadDim, V.data() + kv * T * kHeadDim, T,
                         stride, kHeadDim, scale, nullptr, scores.data(), out.data() + h * kHeadDim);
     }
     benchmark::DoNotOptimize(out.data());
@@ -41,15 +42,15 @@ BENCHMARK_TEMPLATE(BM_attend, true)->Name("BM_attend/bf16")->Arg(2048)->Unit(ben
 
 // The same work with attend_group: the 7 query heads of a kv head in one pass over its cache.
 static void BM_attend_group_f32(benchmark::State& state) {
-  const size_t T = size_t(state.range(0)), stride = kKvHeads * kHeadDim, G = kHeads / kKvHeads;
+  const size_t T = size_t(state.range(0)), stride = kHeadDim, G = kHeads / kKvHeads;
   const auto q = kbench::bench_vector(kHeads * kHeadDim);
-  const auto K = kbench::bench_vector(T * stride), V = kbench::bench_vector(T * stride);
+  const auto K = kbench::bench_vector(kKvHeads * T * kHeadDim), V = kbench::bench_vector(kKvHeads * T * kHeadDim);
   std::vector<float> scores(G * T), out(kHeads * kHeadDim);
   const float scale = 1.f / std::sqrt(float(kHeadDim));
   for (auto _ : state) {
     for (size_t kv = 0; kv < kKvHeads; ++kv)
-      kernels::attend_group(q.data() + kv * G * kHeadDim, kHeadDim, G, K.data() + kv * kHeadDim,
-                            V.data() + kv * kHeadDim, T, stride, kHeadDim, scale, nullptr,
+      kernels::attend_group(q.data() + kv * G * kHeadDim, kHeadDim, G, K.data() + kv * T * kHeadDim,
+                            V.data() + kv * T * kHeadDim, T, stride, kHeadDim, scale, nullptr,
                             scores.data(), out.data() + kv * G * kHeadDim, kHeadDim);
     benchmark::DoNotOptimize(out.data());
   }
@@ -59,17 +60,17 @@ static void BM_attend_group_f32(benchmark::State& state) {
 BENCHMARK(BM_attend_group_f32)->Name("BM_attend_group/f32")->Arg(2048)->Unit(benchmark::kMicrosecond);
 
 static void BM_attend_group_bf16(benchmark::State& state) {
-  const size_t T = size_t(state.range(0)), stride = kKvHeads * kHeadDim, G = kHeads / kKvHeads;
+  const size_t T = size_t(state.range(0)), stride = kHeadDim, G = kHeads / kKvHeads;
   const auto q = kbench::bench_vector(kHeads * kHeadDim);
-  const auto K = kbench::bench_vector(T * stride), V = kbench::bench_vector(T * stride);
+  const auto K = kbench::bench_vector(kKvHeads * T * kHeadDim), V = kbench::bench_vector(kKvHeads * T * kHeadDim);
   std::vector<uint16_t> Kb(K.size()), Vb(V.size());
   for (size_t i = 0; i < K.size(); ++i) { Kb[i] = f32_to_bf16(K[i]); Vb[i] = f32_to_bf16(V[i]); }
   std::vector<float> scores(G * T), out(kHeads * kHeadDim);
   const float scale = 1.f / std::sqrt(float(kHeadDim));
   for (auto _ : state) {
     for (size_t kv = 0; kv < kKvHeads; ++kv)
-      kernels::attend_group_bf16(q.data() + kv * G * kHeadDim, kHeadDim, G, Kb.data() + kv * kHeadDim,
-                                 Vb.data() + kv * kHeadDim, T, stride, kHeadDim, scale, nullptr,
+      kernels::attend_group_bf16(q.data() + kv * G * kHeadDim, kHeadDim, G, Kb.data() + kv * T * kHeadDim,
+                                 Vb.data() + kv * T * kHeadDim, T, stride, kHeadDim, scale, nullptr,
                                  scores.data(), out.data() + kv * G * kHeadDim, kHeadDim);
     benchmark::DoNotOptimize(out.data());
   }
@@ -77,3 +78,32 @@ static void BM_attend_group_bf16(benchmark::State& state) {
   kbench::report(state, elems * 2.0, 2.0 * elems);
 }
 BENCHMARK(BM_attend_group_bf16)->Name("BM_attend_group/bf16")->Arg(2048)->Unit(benchmark::kMicrosecond);
+
+// One decode token's attention over every layer's cache of SmolLM2-135M (30 layers, 9 query heads
+// sharing 3 kv heads, head_dim 64) at T positions: 20 MB of keys and values at T = 448, more than
+// L2 and most of a shared L3, so it streams as decode does. Arg 1: KvCache's layout, each kv
+// head's rows one after another (stride 64); arg 0: position-major rows of all three kv heads
+// (stride 192), the layout fathom used before: each head's pass reads a slice of every row.
+static void BM_attend_model_cache(benchmark::State& state) {
+  constexpr size_t L = 30, H = 9, KvH = 3, hd = 64, G = H / KvH;
+  const size_t T = size_t(state.range(0));
+  const bool head_major = state.range(1) != 0;
+  const auto q = kbench::bench_vector(H * hd);
+  const auto K = kbench::bench_vector(L * KvH * T * hd), V = kbench::bench_vector(L * KvH * T * hd);
+  std::vector<float> scores(G * T), out(H * hd);
+  const float scale = 1.f / std::sqrt(float(hd));
+  const size_t stride = head_major ? hd : KvH * hd;
+  for (auto _ : state) {
+    for (size_t l = 0; l < L; ++l)
+      for (size_t kv = 0; kv < KvH; ++kv) {
+        const size_t at = l * KvH * T * hd + (head_major ? kv * T * hd : kv * hd);
+        kernels::attend_group(q.data() + kv * G * hd, hd, G, K.data() + at, V.data() + at, T, stride, hd,
+                              scale, nullptr, scores.data(), out.data() + kv * G * hd, hd);
+      }
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double elems = double(L) * double(KvH) * double(T) * double(hd) * 2.0;  // keys and values, once
+  kbench::report(state, elems * 4.0, 2.0 * elems * G);
+}
+BENCHMARK(BM_attend_model_cache)->ArgNames({"T", "head_major"})->Args({448, 0})->Args({448, 1})
+    ->Unit(benchmark::kMillisecond);

@@ -248,6 +248,58 @@ TEST_CASE("calibrated skip: layers activated for too few tokens are skipped with
   CHECK(t.usage(Phase::PP).mean_activated() == doctest::Approx(0.5));
 }
 
+TEST_CASE("KV cache: head-major layout, store/load round trip, copy_prefix") {
+  const size_t L = 2, cap = 5, heads = 3, hd = 4, D = heads * hd;
+  for (KvPrecision prec : {KvPrecision::F32, KvPrecision::BF16}) {
+    CAPTURE(int(prec));
+    KvCache c(L, cap, heads, hd, prec);
+    std::vector<float> key(D), val(D);
+    auto fill = [&](size_t l, int64_t p) {  // values exact in bf16
+      for (size_t i = 0; i < D; ++i) {
+        key[i] = float(100 * l + 10 * p + i);
+        val[i] = -float(100 * l + 10 * p + i) / 4;
+      }
+    };
+    for (size_t l = 0; l < L; ++l)
+      for (int64_t p = 0; p < int64_t(cap); ++p) {
+        fill(l, p);
+        c.store(l, p, key.data(), val.data());
+      }
+    std::vector<float> k2(D), v2(D);
+    for (size_t l = 0; l < L; ++l)
+      for (int64_t p = 0; p < int64_t(cap); ++p) {
+        fill(l, p);
+        c.load(l, p, k2.data(), v2.data());
+        CHECK(k2 == key);
+        CHECK(v2 == val);
+        for (size_t h = 0; h < heads; ++h)  // head h's rows one after another
+          for (size_t i = 0; i < hd; ++i) {
+            const size_t at = (h * cap + size_t(p)) * hd + i;
+            if (prec == KvPrecision::F32) {
+              REQUIRE(c.k(l)[at] == key[h * hd + i]);
+              REQUIRE(c.v(l)[at] == val[h * hd + i]);
+            } else {
+              REQUIRE(bf16_to_f32(c.k_bf16(l)[at]) == key[h * hd + i]);
+              REQUIRE(bf16_to_f32(c.v_bf16(l)[at]) == val[h * hd + i]);
+            }
+          }
+      }
+    KvCache d(L, cap, heads, hd, prec);
+    d.set_visible(1, 1, false);
+    d.copy_prefix(c, 3);  // positions 0..2 of every head copied, the rest untouched (zero)
+    for (size_t l = 0; l < L; ++l)
+      for (int64_t p = 0; p < int64_t(cap); ++p) {
+        d.load(l, p, k2.data(), v2.data());
+        fill(l, p);
+        if (p < 3) CHECK(k2 == key);
+        else CHECK(k2 == std::vector<float>(D, 0.f));
+      }
+    CHECK(d.visible(1, 1));  // visibility copied too
+    CHECK(d.mask(1) == nullptr);
+    CHECK_THROWS_AS(d.copy_prefix(KvCache(L, cap + 1, heads, hd, prec), 1), UsageError);
+  }
+}
+
 TEST_CASE("bf16 KV cache: keys and values stored rounded to bf16, logits close to the f32 cache's") {
   auto model = load_model(fixtures::model_dir("llama_f32"));
   const std::vector<int32_t> prompt = {1, 17, 99, 3, 250, 42, 7, 200, 12, 5};
@@ -282,8 +334,15 @@ TEST_CASE("bf16 KV cache: keys and values stored rounded to bf16, logits close t
   }
   Session a(*model, SessionOptions{64, KvStrategy::Propagate, KvPrecision::F32});
   Session b(*model, SessionOptions{64, KvStrategy::Propagate, KvPrecision::BF16});
-  CHECK_THROWS_AS(a.cache().k_bf16(0, 0), UsageError);
-  CHECK_THROWS_AS(b.cache().k(0, 0), UsageError);
+  CHECK_THROWS_AS(a.cache().k_bf16(0), UsageError);
+  CHECK_THROWS_AS(b.cache().k(0), UsageError);
+}
+
+// Position 0's key at layer l, [kv_heads * head_dim].
+static std::vector<float> key0(const KvCache& c, size_t l) {
+  std::vector<float> k(c.kv_dim());
+  c.load(l, 0, k.data(), nullptr);
+  return k;
 }
 
 TEST_CASE("KV strategies on a 2-token example") {
@@ -328,7 +387,7 @@ TEST_CASE("KV strategies on a 2-token example") {
       auto [s, logits] = run(KvStrategy::Propagate, p, &rec);
       auto h0 = tap(rec, "resid_post.0", 0);  // token 0's stream entering layer 1
       auto k = keys_by_hand(*model, 1, h0.data(), 0);
-      CHECK(rel_err(std::span<const float>(s->cache().k(1, 0), k.size()), k) <= 1e-6);
+      CHECK(rel_err(key0(s->cache(), 1), k) <= 1e-6);
       CHECK(s->cache().visible(1, 0));
     }
     SUBCASE("none: the skipped position is invisible, so token 1 attends only to itself") {
@@ -357,7 +416,7 @@ TEST_CASE("KV strategies on a 2-token example") {
       auto h1 = tap(rec, "resid_post.1", 0);
       for (size_t l = 2; l < L; ++l) {
         auto k = keys_by_hand(*model, l, h1.data(), 0);
-        CHECK(rel_err(std::span<const float>(s->cache().k(l, 0), k.size()), k) <= 1e-6);
+        CHECK(rel_err(key0(s->cache(), l), k) <= 1e-6);
       }
       // token 0 reads out its layer-1 state
       std::vector<float> normed(H), expect(model->vocab());
@@ -371,8 +430,7 @@ TEST_CASE("KV strategies on a 2-token example") {
       rec.n = 2;
       auto [s, logits] = run(KvStrategy::Exact, p, &rec);
       for (size_t l = 0; l < L; ++l)
-        CHECK(rel_err(std::span<const float>(s->cache().k(l, 0), s->cache().kv_dim()),
-                      std::span<const float>(ref.cache().k(l, 0), s->cache().kv_dim())) <= 1e-6);
+        CHECK(rel_err(key0(s->cache(), l), key0(ref.cache(), l)) <= 1e-6);
       const size_t V = model->vocab();
       CHECK(rel_err(std::span<const float>(logits).subspan(V, V),
                     std::span<const float>(full_logits).subspan(V, V)) <= 1e-6);

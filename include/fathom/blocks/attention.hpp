@@ -62,7 +62,8 @@ struct Attention {
 
   // ctx[r, h] = softmax(scale · q[r,h] · K^T) V over positions window_start(pos[r])..pos[r] that
   // `mask` leaves visible, for m query rows. q, ctx: [m, q_dim]; pos: [m] ascending; k, v: the
-  // layer's cache, rows of kv_dim from position 0; mask: [positions] visible flags (null: all);
+  // layer's cache, [n_kv_heads][capacity][head_dim] (KvCache's layout); mask: [positions] visible
+  // flags (null: all);
   // scores: attend_scratch(capacity) floats. The query heads sharing a key/value head are done in
   // one pass over the cache. Jobs are handed out dynamically: in a causal prompt row r attends to
   // r + 1 positions, so contiguous static chunks would leave the first thread idle while the last
@@ -77,22 +78,22 @@ struct Attention {
     const bool threaded = size_t(jobs) * G * size_t(pos[m - 1] + 1) * hd > (1u << 15);
     kernels::detail::parallel_jobs(jobs, threaded, [&](long j, int thread) {
       const size_t r = size_t(j) / n_kv_heads, g = size_t(j) % n_kv_heads;
-      attend_kv_group(q + r * q_dim(), pos[r], g, k, v, mask, scores + size_t(thread) * G * capacity,
+      attend_kv_group(q + r * q_dim(), pos[r], g, k, v, capacity, mask, scores + size_t(thread) * G * capacity,
                       ctx + r * q_dim());
     });
   }
 
   // One job of attend_cached: the query heads of key/value head g for one row. q_row, ctx_row:
-  // [q_dim] (heads g*G.. written); p: the row's position; k, v, mask: as attend_cached;
+  // [q_dim] (heads g*G.. written); p: the row's position; k, v, capacity, mask: as attend_cached;
   // sc: G * capacity floats.
   template <class E>
-  void attend_kv_group(const float* q_row, int64_t p, size_t g, const E* k, const E* v, const uint8_t* mask,
-                       float* sc, float* ctx_row) const {
-    const size_t G = n_heads / n_kv_heads, hd = head_dim, stride = kv_dim();
+  void attend_kv_group(const float* q_row, int64_t p, size_t g, const E* k, const E* v, size_t capacity,
+                       const uint8_t* mask, float* sc, float* ctx_row) const {
+    const size_t G = n_heads / n_kv_heads, hd = head_dim, stride = hd;  // head g's rows, one after another
     const int64_t lo = window_start(p);
     const size_t h0 = g * G;  // first query head of this group
-    const E* kr = k + size_t(lo) * stride + g * hd;
-    const E* vr = v + size_t(lo) * stride + g * hd;
+    const E* kr = k + (g * capacity + size_t(lo)) * hd;
+    const E* vr = v + (g * capacity + size_t(lo)) * hd;
     const uint8_t* mr = mask ? mask + lo : nullptr;
     if constexpr (std::is_same_v<E, float>)
       kernels::attend_group(q_row + h0 * hd, hd, G, kr, vr, size_t(p - lo + 1), stride, hd, scale(), mr, sc,

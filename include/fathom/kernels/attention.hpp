@@ -98,8 +98,8 @@ inline void weighted_sum_bf16(const float* p, const uint16_t* V, size_t T, size_
 }  // namespace detail
 
 // out[hd] = sum_t softmax_t(scale * q.K[t]) V[t] over positions t in [0, T) with mask[t] != 0
-// (mask may be null: all positions). K[t] = K + t*stride, V[t] = V + t*stride (the cache holds
-// every kv head of a position side by side). scores: scratch of T floats. When no position is
+// (mask may be null: all positions). K[t] = K + t*stride, V[t] = V + t*stride (KvCache keeps a
+// kv head's rows one after another: stride = hd). scores: scratch of T floats. When no position is
 // visible, out is zero.
 inline void attend(const float* q, const float* K, const float* V, size_t T, size_t stride,
                    size_t hd, float scale, const uint8_t* mask, float* scores, float* out) {

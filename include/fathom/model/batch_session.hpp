@@ -187,8 +187,8 @@ inline void BatchSession::attend_rows(size_t l, size_t m) {
     float* sc = scores_.data() + size_t(thread) * G * cap;
     float* ctx = ctx_.data() + r * A.q_dim();
     const float* q = q_.data() + r * A.q_dim();
-    if (f32) A.attend_kv_group(q, p, g, c.k(l, 0), c.v(l, 0), c.mask(l), sc, ctx);
-    else A.attend_kv_group(q, p, g, c.k_bf16(l, 0), c.v_bf16(l, 0), c.mask(l), sc, ctx);
+    if (f32) A.attend_kv_group(q, p, g, c.k(l), c.v(l), c.capacity(), c.mask(l), sc, ctx);
+    else A.attend_kv_group(q, p, g, c.k_bf16(l), c.v_bf16(l), c.capacity(), c.mask(l), sc, ctx);
   });
 }
 

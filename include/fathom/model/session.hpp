@@ -69,7 +69,8 @@ class Session : private detail::LayerPass {
     int64_t cap = opts.max_context ? opts.max_context
                                    : std::min<int64_t>(c.max_position_embeddings, 4096);
     if (cap <= 0) throw UsageError("", "max_context", "must be positive");
-    cache_ = KvCache(model.n_layers(), size_t(cap), model.layer(0).attn.kv_dim(), opts.kv_precision);
+    cache_ = KvCache(model.n_layers(), size_t(cap), model.layer(0).attn.n_kv_heads,
+                     model.layer(0).attn.head_dim, opts.kv_precision);
   }
 
   const Model& model() const { return *m_; }
@@ -208,10 +209,10 @@ inline void Session::attend_rows(size_t l, size_t m) {
   for (size_t r = 0; r < m; ++r) run_pos_[r] = info_[run_[r]].position;
   const auto& A = m_->layer(l).attn;
   if (cache_.precision() == KvPrecision::F32)
-    A.attend_cached(q_.data(), run_pos_.data(), m, cache_.k(l, 0), cache_.v(l, 0), cache_.mask(l),
+    A.attend_cached(q_.data(), run_pos_.data(), m, cache_.k(l), cache_.v(l), cache_.mask(l),
                     cache_.capacity(), scores_.data(), ctx_.data());
   else
-    A.attend_cached(q_.data(), run_pos_.data(), m, cache_.k_bf16(l, 0), cache_.v_bf16(l, 0), cache_.mask(l),
+    A.attend_cached(q_.data(), run_pos_.data(), m, cache_.k_bf16(l), cache_.v_bf16(l), cache_.mask(l),
                     cache_.capacity(), scores_.data(), ctx_.data());
 }
 
