@@ -518,94 +518,128 @@ inline __m256 q_fma_w(__m256i w, bool has_min, __m256i bias, const int8_t* x, __
   return q_fma_s(_mm256_sign_epi8(sw, sw), sw, x, scale, acc);
 }
 
-// Weight row r against RX activation rows (RX <= 4): out[m] = row r . x_m. Q4_0 / Q4_1, and
-// Q5_0 / Q5_1 (Five: the fifth bits added from qh). A pair of blocks b, b + 1 is one 32-byte load
-// whose low nibbles are elements 0-15 of both and whose high nibbles are elements 16-31: two
-// and/shift results against the activations in the same order (Q8Acts::qp). The accumulators then
-// hold lanes [0-3, 8-11] and [4-7, 12-15] of the header's 16 (each lane still takes its blocks'
-// products in order, with their scales) and are put back in order at the end. The blocks of a last
-// group of fewer than 8 run one at a time in element order, with scalar scales (no vector loads over
-// a partial group, no stores forwarded to wider loads).
-// Decode runs one row at a time. Two rows per step were faster on L3-resident matrices (two
-// independent FMA chains), but decode reads its weights from DRAM, and there the second row's three
-// more streams (nibbles, scales, minimums) cost more than the chains gain: one row decodes
-// SmolLM2-135M (Q4_1) 1.25x faster at one Zen 3 thread (docs/benchmarks.md).
-template <int RX, bool Five, bool HasMin>
-inline void q4_row_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
-                        const float* const* xd, const float* const* sx, float* out) {
-  static_assert(RX <= 4);
+// Weight rows r .. r + RW - 1 against RX activation rows (RW * RX <= 4): out[m * RW + w] = row
+// r + w . x_m. Q4_0 / Q4_1, and Q5_0 / Q5_1 (Five: the fifth bits added from qh). A pair of blocks
+// b, b + 1 is one 32-byte load whose low nibbles are elements 0-15 of both and whose high nibbles
+// are elements 16-31: two and/shift results against the activations in the same order
+// (Q8Acts::qp). The accumulators then hold lanes [0-3, 8-11] and [4-7, 12-15] of the header's 16
+// (each lane still takes its blocks' products in order, with their scales) and are put back in
+// order at the end. The whole pairs of a last group of fewer than 8 (Q4 only: Q5's fifth bits are
+// laid out per whole group) run the same way with scalar scales; what is left (Q5's partial group,
+// an odd last block) runs one block at a time in element order. Each row's lanes see the same
+// operations whatever RW, so the bits do not depend on it.
+// Decode takes one row per step, except for short rows (gguf_rows_gemv): two rows per step were
+// faster on L3-resident matrices (two independent FMA chains), but decode reads its weights from
+// DRAM, and there the second row's three more streams (nibbles, scales, minimums) cost more than
+// the chains gain on long rows: one row decodes SmolLM2-135M (Q4_1) 1.25x faster at one Zen 3
+// thread (docs/benchmarks.md).
+template <int RW, int RX, bool Five, bool HasMin>
+inline void q4_rows_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+                         const float* const* xd, const float* const* sx, float* out) {
+  static_assert(RW * RX <= 4);
   const size_t nb = L.nb;
-  const uint8_t* qs = L.qs + r * nb * 16;                // [nb*16] nibbles
-  const uint32_t* qh = Five ? L.qh + r * nb : nullptr;   // [nb] fifth bits (Q5)
-  const uint16_t* wd = L.d + r * nb;                     // [nb] f16 scales
-  const uint16_t* wm = HasMin ? L.m + r * nb : nullptr;  // [nb] f16 minimums (Q4_1, Q5_1)
-  __m256 acc[RX][2];
-  alignas(32) float macc[RX][16];  // lane b mod 16 (updated once per 8 blocks: kept in memory)
-  for (int m = 0; m < RX; ++m) {
-    acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-    if (HasMin) std::fill_n(macc[m], 16, 0.f);
+  const uint8_t* qs[RW];   // [nb*16] nibbles
+  const uint32_t* qh[RW];  // [nb] fifth bits (Q5)
+  const uint16_t* wd[RW];  // [nb] f16 scales
+  const uint16_t* wm[RW];  // [nb] f16 minimums (Q4_1, Q5_1)
+  for (int w = 0; w < RW; ++w) {
+    qs[w] = L.qs + (r + w) * nb * 16;
+    qh[w] = Five ? L.qh + (r + w) * nb : nullptr;
+    wd[w] = L.d + (r + w) * nb;
+    wm[w] = HasMin ? L.m + (r + w) * nb : nullptr;
   }
+  __m256 acc[RX][RW][2];
+  alignas(32) float macc[RX][RW][16];  // lane b mod 16 (updated once per 8 blocks: kept in memory)
+  for (int m = 0; m < RX; ++m)
+    for (int w = 0; w < RW; ++w) {
+      acc[m][w][0] = acc[m][w][1] = _mm256_setzero_ps();
+      if (HasMin) std::fill_n(macc[m][w], 16, 0.f);
+    }
   const __m256i vbias = _mm256_set1_epi8(char(bias));
-  alignas(32) float sp[RX][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
+  alignas(32) float sp[RX][RW][4][8];  // pair p of the group: [sc_2p x4, sc_2p+1 x4]
   size_t g = 0;
   for (; g + 8 <= nb; g += 8) {
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd + g)));
-    for (int m = 0; m < RX; ++m) {
-      const __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[m] + g));
-      for (int p = 0; p < 4; ++p)
-        _mm256_store_ps(sp[m][p], _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
-                                                                              2 * p + 1, 2 * p + 1, 2 * p + 1)));
-    }
-    if (HasMin) {
-      const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wm + g)));
+    for (int w = 0; w < RW; ++w) {
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wd[w] + g)));
       for (int m = 0; m < RX; ++m) {
-        float* ml = macc[m] + (g % 16);
-        _mm256_store_ps(ml, _mm256_fmadd_ps(mw, _mm256_loadu_ps(sx[m] + g), _mm256_load_ps(ml)));
+        const __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[m] + g));
+        for (int p = 0; p < 4; ++p)
+          _mm256_store_ps(sp[m][w][p], _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
+                                                                                    2 * p + 1, 2 * p + 1, 2 * p + 1)));
       }
+      if (HasMin) {
+        const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wm[w] + g)));
+        for (int m = 0; m < RX; ++m) {
+          float* ml = macc[m][w] + (g % 16);
+          _mm256_store_ps(ml, _mm256_fmadd_ps(mw, _mm256_loadu_ps(sx[m] + g), _mm256_load_ps(ml)));
+        }
+      }
+      for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kPrefetchAhead));
     }
-    for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs + g * 16 + 64 * k + kPrefetchAhead));
-    // Five: the group's fifth bits (kQ5Planes layout)
-    const __m256i planes = Five ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh + g)) : _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (size_t k = 0; k < 8; k += 2) {  // unrolled: the plane shifts become immediates
       const size_t b = g + k;
-      __m256i lo, hi;
-      q4_pair_values(qs + b * 16, Five, planes, int(k), lo, hi);
-      for (int m = 0; m < RX; ++m) {
-        const __m256 s = _mm256_load_ps(sp[m][k / 2]);
-        acc[m][0] = q_fma_w(lo, HasMin, vbias, xp[m] + b * 32, s, acc[m][0]);
-        acc[m][1] = q_fma_w(hi, HasMin, vbias, xp[m] + b * 32 + 32, s, acc[m][1]);
+      for (int w = 0; w < RW; ++w) {
+        // Five: the group's fifth bits (kQ5Planes layout)
+        const __m256i planes = Five ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh[w] + g)) : _mm256_setzero_si256();
+        __m256i lo, hi;
+        q4_pair_values(qs[w] + b * 16, Five, planes, int(k), lo, hi);
+        for (int m = 0; m < RX; ++m) {
+          const __m256 s = _mm256_load_ps(sp[m][w][k / 2]);
+          acc[m][w][0] = q_fma_w(lo, HasMin, vbias, xp[m] + b * 32, s, acc[m][w][0]);
+          acc[m][w][1] = q_fma_w(hi, HasMin, vbias, xp[m] + b * 32 + 32, s, acc[m][w][1]);
+        }
       }
     }
   }
-  __m256 a[RX][2];  // back to the header's lanes: [0] = 0-7, [1] = 8-15
-  for (int m = 0; m < RX; ++m) {
-    a[m][0] = _mm256_permute2f128_ps(acc[m][0], acc[m][1], 0x20);
-    a[m][1] = _mm256_permute2f128_ps(acc[m][0], acc[m][1], 0x31);
-  }
-  for (size_t b = g; b < nb; ++b) {  // the last, partial group in element order
-    const __m256i w = q4_block_values(qs + b * 16, Five ? qh + b : nullptr);
-    const float dwb = _cvtsh_ss(wd[b]);
+  if (!Five)
+    for (; g + 2 <= nb; g += 2)
+      for (int w = 0; w < RW; ++w) {
+        __m256i lo, hi;
+        q4_pair_values(qs[w] + g * 16, false, _mm256_setzero_si256(), 0, lo, hi);
+        const float d0 = _cvtsh_ss(wd[w][g]), d1 = _cvtsh_ss(wd[w][g + 1]);
+        for (int m = 0; m < RX; ++m) {
+          const __m256 s = _mm256_setr_m128(_mm_set1_ps(d0 * xd[m][g]), _mm_set1_ps(d1 * xd[m][g + 1]));
+          acc[m][w][0] = q_fma_w(lo, HasMin, vbias, xp[m] + g * 32, s, acc[m][w][0]);
+          acc[m][w][1] = q_fma_w(hi, HasMin, vbias, xp[m] + g * 32 + 32, s, acc[m][w][1]);
+          if (HasMin)
+            for (size_t b = g; b < g + 2; ++b)
+              macc[m][w][b % 16] = std::fma(_cvtsh_ss(wm[w][b]), sx[m][b], macc[m][w][b % 16]);
+        }
+      }
+  for (int w = 0; w < RW; ++w) {
+    __m256 a[RX][2];  // back to the header's lanes: [0] = 0-7, [1] = 8-15
     for (int m = 0; m < RX; ++m) {
-      a[m][b % 2] = q_fma_w(w, HasMin, vbias, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[m][b % 2]);
-      if (HasMin) macc[m][b % 16] = std::fma(_cvtsh_ss(wm[b]), sx[m][b], macc[m][b % 16]);
+      a[m][0] = _mm256_permute2f128_ps(acc[m][w][0], acc[m][w][1], 0x20);
+      a[m][1] = _mm256_permute2f128_ps(acc[m][w][0], acc[m][w][1], 0x31);
     }
+    for (size_t b = g; b < nb; ++b) {
+      const __m256i v = q4_block_values(qs[w] + b * 16, Five ? qh[w] + b : nullptr);
+      const float dwb = _cvtsh_ss(wd[w][b]);
+      for (int m = 0; m < RX; ++m) {
+        a[m][b % 2] = q_fma_w(v, HasMin, vbias, xq[m] + b * 32, _mm256_set1_ps(dwb * xd[m][b]), a[m][b % 2]);
+        if (HasMin) macc[m][w][b % 16] = std::fma(_cvtsh_ss(wm[w][b]), sx[m][b], macc[m][w][b % 16]);
+      }
+    }
+    for (int m = 0; m < RX; ++m)  // q8_lanes_sum of macc's two halves is q8_tree_sum(macc), in registers
+      out[m * RW + w] = HasMin ? q8_lanes_sum(a[m][0], a[m][1]) +
+                                     q8_lanes_sum(_mm256_load_ps(macc[m][w]), _mm256_load_ps(macc[m][w] + 8))
+                               : q8_lanes_sum(a[m][0], a[m][1]);
   }
-  for (int m = 0; m < RX; ++m)
-    out[m] = HasMin ? q8_lanes_sum(a[m][0], a[m][1]) + q8_tree_sum(macc[m]) : q8_lanes_sum(a[m][0], a[m][1]);
 }
 
-// One Q4_0 / Q4_1 / Q5_0 / Q5_1 row kernel call: q4_row_avx2 with the format's constants.
-template <int RX>
+// One Q4_0 / Q4_1 / Q5_0 / Q5_1 kernel call for rows r .. r + RW - 1: q4_rows_avx2 with the
+// format's constants.
+template <int RW, int RX>
 inline void q4_family_avx2(const MatrixView& W, size_t r, const int8_t* const* xq, const int8_t* const* xp,
                            const float* const* xd, const float* const* sx, float* out) {
   const Q4Layout L = q4_layout(W);
   const int bias = q4_bias(W.dtype);
   switch (W.dtype) {
-    case DType::Q4_0: return q4_row_avx2<RX, false, false>(L, bias, r, xq, xp, xd, sx, out);
-    case DType::Q4_1: return q4_row_avx2<RX, false, true>(L, bias, r, xq, xp, xd, sx, out);
-    case DType::Q5_0: return q4_row_avx2<RX, true, false>(L, bias, r, xq, xp, xd, sx, out);
-    default: return q4_row_avx2<RX, true, true>(L, bias, r, xq, xp, xd, sx, out);
+    case DType::Q4_0: return q4_rows_avx2<RW, RX, false, false>(L, bias, r, xq, xp, xd, sx, out);
+    case DType::Q4_1: return q4_rows_avx2<RW, RX, false, true>(L, bias, r, xq, xp, xd, sx, out);
+    case DType::Q5_0: return q4_rows_avx2<RW, RX, true, false>(L, bias, r, xq, xp, xd, sx, out);
+    default: return q4_rows_avx2<RW, RX, true, true>(L, bias, r, xq, xp, xd, sx, out);
   }
 }
 
@@ -645,7 +679,8 @@ inline void q4k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq
       }
     }
   }
-  for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m][0], acc[m][1]) - q8_tree_sum(macc[m]);
+  for (int m = 0; m < RX; ++m)  // q8_lanes_sum of macc's halves is q8_tree_sum(macc)
+    out[m] = q8_lanes_sum(acc[m][0], acc[m][1]) - q8_lanes_sum(_mm256_load_ps(macc[m]), _mm256_load_ps(macc[m] + 8));
 }
 
 // Q6_K: one weight row against RX activation rows (RX <= 4).
@@ -693,7 +728,7 @@ inline void q6k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq
 // Rows [r0, r0 + P) of a Q4_0 / Q5_0 matrix as Q8 rows (quant.hpp's layout: value + 128, the same
 // f16 scale): q - 8 / q - 16 is an int8 value with the block's own scale, so every weight keeps its
 // exact value, and quant.hpp's AVX2 tiles compute each lane's exact int32 dot and the same FMA with
-// d * dx as q4_row_avx2 does: the same bits. qs: [P][nb*32], d: [P][nb].
+// d * dx as q4_rows_avx2 does: the same bits. qs: [P][nb*32], d: [P][nb].
 inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs, uint16_t* d) {
   const Q4Layout L = q4_layout(W);
   const size_t nb = L.nb, full = nb / 8 * 8;
@@ -760,7 +795,7 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
     return;
   } else switch (W.dtype) {
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
-      return q4_family_avx2<RX>(W, r, xq, xp, xd, sx, out);
+      return q4_family_avx2<1, RX>(W, r, xq, xp, xd, sx, out);
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
       return q4k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
@@ -775,12 +810,26 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 #endif
 }
 
+#ifndef FATHOM_GGUF_SHORT_ROW
+#define FATHOM_GGUF_SHORT_ROW 32
+#endif
+// Rows of at most this many blocks decode two at a time on AVX2 (Q4_0/Q4_1/Q5_0/Q5_1).
+constexpr size_t kGgufShortRow = FATHOM_GGUF_SHORT_ROW;
+
 // y[r] for r in [r0, r1), one activation row (decode).
 inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   const int8_t* xq[1] = {A.qs.data()};
   const int8_t* xp[1] = {A.qp.data()};
   const float* xd[1] = {A.d.data()};
   const float* sx[1] = {A.sx.data()};
+#if defined(FATHOM_KERNELS_AVX2_INT8)
+  if (is_q4_family(W.dtype) && A.nb <= kGgufShortRow) {  // short rows: two per step (q4_rows_avx2)
+    size_t r = r0;
+    for (; r + 2 <= r1; r += 2) q4_family_avx2<2, 1>(W, r, xq, xp, xd, sx, y + r);
+    if (r < r1) q4_family_avx2<1, 1>(W, r, xq, xp, xd, sx, y + r);
+    return;
+  }
+#endif
   for (size_t r = r0; r < r1; ++r) gguf_row<1>(W, r, xq, xp, xd, sx, y + r);
 }
 
