@@ -150,8 +150,13 @@ TEST_CASE("gemm matches the reference for every dense dtype, odd sizes, 1 and 2 
 
 TEST_CASE("gemm spans several K and M blocks and threads (larger than one tile)") {
   std::mt19937 rng(3);
-  for (DType dt : {DType::F32, DType::BF16}) {
-    const size_t rows = 97, cols = 600, n = 401;  // > kKC, > kMC, ragged edges everywhere
+  // 97 rows are 7 weight panels: with 2 threads X is packed once up front and shared
+  // (kPrepackPanelsPerThread); 2083 rows (131 panels) pack X per thread, block by block.
+  const size_t shapes[][2] = {{97, 401}, {2083, 20}};  // rows, tokens
+  for (DType dt : {DType::F32, DType::BF16})
+  for (const auto& [rows, n] : shapes) {
+    const size_t cols = 600;  // > kKC, 401 tokens > AVX2's kMC: ragged edges everywhere
+    CAPTURE(rows);
     TestMatrix m(dt, rows, cols, rng);
     const auto X = random_vec(n * cols, rng);
     std::vector<float> ref(n * rows), y1(n * rows), y2(n * rows);
