@@ -119,20 +119,31 @@ struct Q8Acts {
   // unpaired block as in qs. Empty elsewhere.
   std::vector<int8_t> qp;   // [n][nb*32]
   size_t nb = 0;
+  // Rows are independent: a prompt's rows are split between the threads (each row's values are
+  // the same whoever computes them).
   void assign(const float* X, size_t n, size_t cols) {
     nb = q8_blocks(cols);
-    qs.assign(n * nb * kQ8Block, int8_t(0));
-    d.assign(n * nb, 0.f);
-    assign_blocks(X, n, cols);
+    qs.resize(n * nb * kQ8Block);
+    d.resize(n * nb);
     sx.resize(n * nb);
-    for (size_t i = 0; i < n * nb; ++i) {
+#if defined(FATHOM_KERNELS_AVX2_INT8)
+    qp.resize(qs.size());
+#endif
+    parallel_chunks(n, worker_count(n * cols * 8), [&](size_t t0, size_t t1) { assign_rows(X, t0, t1, cols); });
+  }
+
+ private:
+  void assign_rows(const float* X, size_t t0, size_t t1, size_t cols) {
+    std::fill(qs.begin() + t0 * nb * kQ8Block, qs.begin() + t1 * nb * kQ8Block, int8_t(0));  // padding: q = 0
+    std::fill(d.begin() + t0 * nb, d.begin() + t1 * nb, 0.f);
+    assign_blocks(X, t0, t1, cols);
+    for (size_t i = t0 * nb; i < t1 * nb; ++i) {
       int32_t s = 0;
       for (size_t k = 0; k < kQ8Block; ++k) s += qs[i * kQ8Block + k];
       sx[i] = d[i] * float(s);
     }
 #if defined(FATHOM_KERNELS_AVX2_INT8)
-    qp.resize(qs.size());
-    for (size_t t = 0; t < n; ++t) {
+    for (size_t t = t0; t < t1; ++t) {
       const int8_t* src = qs.data() + t * nb * kQ8Block;
       int8_t* dst = qp.data() + t * nb * kQ8Block;
       size_t b = 0;
@@ -144,10 +155,8 @@ struct Q8Acts {
     }
 #endif
   }
-
- private:
-  void assign_blocks(const float* X, size_t n, size_t cols) {
-    for (size_t t = 0; t < n; ++t)
+  void assign_blocks(const float* X, size_t t0, size_t t1, size_t cols) {
+    for (size_t t = t0; t < t1; ++t)
       for (size_t b = 0; b < nb; ++b) {
         const float* x = X + t * cols + b * kQ8Block;
         const size_t len = std::min(kQ8Block, cols - b * kQ8Block);
