@@ -810,11 +810,8 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 #endif
 }
 
-#ifndef FATHOM_GGUF_SHORT_ROW
-#define FATHOM_GGUF_SHORT_ROW 32
-#endif
 // Rows of at most this many blocks decode two at a time on AVX2 (Q4_0/Q4_1/Q5_0/Q5_1).
-constexpr size_t kGgufShortRow = FATHOM_GGUF_SHORT_ROW;
+constexpr size_t kGgufShortRow = 32;
 
 // y[r] for r in [r0, r1), one activation row (decode).
 inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
