@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/reference.hpp"
 #include "thread_scope.hpp"
@@ -166,6 +167,60 @@ TEST_CASE("gemm spans several K and M blocks and threads (larger than one tile)"
     check_close(m.view, X.data(), n, y2.data(), ref.data(), 1e-5);
     CHECK(std::memcmp(y1.data(), y2.data(), n * rows * 4) == 0);
   }
+}
+
+TEST_CASE("gemm_exact is the f32 gemm of the dequantised matrix, bit for bit, for every dtype") {
+  std::mt19937 rng(31);
+  // cols 576 is two K blocks of 288 on AVX2 (k_block), 1100 three of 280 and one of 260 (blocks
+  // starting inside a Q8 block of 32)
+  const size_t shapes[][3] = {{33, 17, 5}, {97, 576, 401}, {40, 1100, 13}, {21, 576, 1}};  // rows, cols, n
+  for (DType dt : {DType::F32, DType::BF16, DType::F16, DType::Q8})
+    for (const auto& [rows, cols, n] : shapes) {
+      CAPTURE(dtype_name(dt));
+      CAPTURE(cols);
+      CAPTURE(n);
+      TestMatrix m(dt == DType::Q8 ? DType::F32 : dt, rows, cols, rng);
+      kernels::QuantizedMatrix q;
+      MatrixView W = m.view;
+      if (dt == DType::Q8) q = kernels::quantize_q8(m.view), W = q.view();
+      std::vector<float> wide(rows * cols);  // the exact values of W
+      for (size_t r = 0; r < rows; ++r)
+        for (size_t c = 0; c < cols; ++c) wide[r * cols + c] = W.at(r, c);
+      const MatrixView F{DType::F32, rows, cols, wide.data()};
+      const auto X = random_vec(n * cols, rng);
+      std::vector<float> want(n * rows), y1(n * rows), y2(n * rows);
+      { ThreadScope ts(1); kernels::detail::gemm_dense(DType::F32, wide.data(), rows, cols, X.data(), n, want.data()); }
+      { ThreadScope ts(1); kernels::gemm_exact(W, X.data(), n, y1.data()); }
+      { ThreadScope ts(2); kernels::gemm_exact(W, X.data(), n, y2.data()); }
+      CHECK(std::memcmp(want.data(), y1.data(), n * rows * 4) == 0);
+      CHECK(std::memcmp(want.data(), y2.data(), n * rows * 4) == 0);
+      std::vector<float> ref(n * rows);
+      kernels::reference::gemm(F, X.data(), n, ref.data());
+      check_close(F, X.data(), n, y1.data(), ref.data(), 1e-5);
+    }
+  std::vector<float> in(8), out(8);
+  CHECK_THROWS_AS(kernels::gemm_exact(MatrixView{DType::Q8, 2, 4, nullptr}, in.data(), 2, out.data()), UsageError);
+  CHECK_THROWS_AS(kernels::gemm_exact(MatrixView{DType::I32, 2, 4, in.data()}, in.data(), 2, out.data()), UnsupportedError);
+}
+
+TEST_CASE("exact prefill: Q8 prompts multiply exact values, decode and batched decoding stay int8") {
+  std::mt19937 rng(37);
+  TestMatrix m(DType::F32, 45, 200, rng);
+  const kernels::QuantizedMatrix q = kernels::quantize_q8(m.view);
+  const size_t n = 6;
+  const auto X = random_vec(n * 200, rng);
+  std::vector<float> int8(n * 45), exact(n * 45), prefill(n * 45), batch(n * 45), one(45);
+  kernels::gemm(q.view(), X.data(), n, int8.data());
+  kernels::gemm_exact(q.view(), X.data(), n, exact.data());
+  kernels::set_exact_prefill(true);
+  kernels::gemm(q.view(), X.data(), n, prefill.data());
+  kernels::gemv_batch(q.view(), X.data(), n, batch.data());
+  kernels::gemv(q.view(), X.data(), one.data());
+  kernels::set_exact_prefill(false);
+  CHECK(std::memcmp(prefill.data(), exact.data(), exact.size() * 4) == 0);
+  CHECK(std::memcmp(batch.data(), int8.data(), int8.size() * 4) == 0);
+  CHECK(std::memcmp(one.data(), int8.data(), one.size() * 4) == 0);
+  CHECK(std::memcmp(int8.data(), exact.data(), exact.size() * 4) != 0);
 }
 
 TEST_CASE("gemm with one token is gemv; empty inputs; bad views throw") {

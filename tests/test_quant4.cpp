@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "fathom/io/gguf_quants.hpp"
+#include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant4.hpp"
 #include "thread_scope.hpp"
@@ -159,6 +160,45 @@ TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel'
         }
       }
   MESSAGE("GGUF block fast path: " << std::string(kd::gguf_kernel_name()));
+}
+
+TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit for bit; exact prefill") {
+  std::mt19937 rng(17);
+  for (DType t : kTypes) {
+    CAPTURE(dtype_name(t));
+    // 1120 columns (Q4/Q5; K blocks of 280 on AVX2, k_block: every segment starts mid-block),
+    // 512 (Q4_K, Q6_K: whole super-blocks)
+    const size_t cols = kk::gguf_block_elems(t) == 32 ? 1120 : 512;
+    const Case c = make_case(t, 19, cols, rng);
+    // widen_segment on ragged runs: every element as W.at (io::dequantize) gives it
+    std::uniform_int_distribution<size_t> pick(0, cols - 1);
+    std::vector<float> seg(cols);
+    size_t bad = 0;
+    for (int k = 0; k < 200; ++k) {
+      const size_t r = size_t(k) % c.rows, a = pick(rng), b = pick(rng), c0 = std::min(a, b), n = std::max(a, b) - c0 + 1;
+      kk::detail::widen_segment(c.M.view(), r, c0, n, seg.data());
+      for (size_t j = 0; j < n; ++j)
+        bad += std::bit_cast<uint32_t>(seg[j]) != std::bit_cast<uint32_t>(c.dq[r * cols + c0 + j]);
+    }
+    CHECK(bad == 0);
+    const size_t n = 9;
+    const auto X = random_acts(n * c.cols, rng);
+    std::vector<float> want(n * c.rows), got(n * c.rows);
+    kk::detail::gemm_dense(DType::F32, c.dq.data(), c.rows, c.cols, X.data(), n, want.data());
+    { ThreadScope ts(2); kk::gemm_exact(c.M.view(), X.data(), n, got.data()); }
+    CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+    // exact prefill: gemm becomes gemm_exact; batched decoding keeps gemv's int8 rows
+    std::vector<float> int8(n * c.rows), prefill(n * c.rows), batch(n * c.rows), one(c.rows);
+    kk::gemm(c.M.view(), X.data(), n, int8.data());
+    kk::set_exact_prefill(true);
+    kk::gemm(c.M.view(), X.data(), n, prefill.data());
+    kk::gemv_batch(c.M.view(), X.data(), n, batch.data());
+    kk::gemv(c.M.view(), X.data() + (n - 1) * cols, one.data());
+    kk::set_exact_prefill(false);
+    CHECK(std::memcmp(want.data(), prefill.data(), want.size() * 4) == 0);
+    CHECK(std::memcmp(int8.data(), batch.data(), int8.size() * 4) == 0);
+    CHECK(std::memcmp(int8.data() + (n - 1) * c.rows, one.data(), c.rows * 4) == 0);
+  }
 }
 
 TEST_CASE("GGUF block products at the ends of the ranges: largest weights and activations, the portable bits") {

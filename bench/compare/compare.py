@@ -40,6 +40,9 @@ qwen-q4km: the qwen suite's random model, converted to GGUF bf16 (as in qwen, st
   and the embedding Q8_0, ffn_down Q4_K / Q6_K. fathom as stored multiplies Q5_0, Q4_K and Q6_K
   natively and re-lays Q8_0 exactly as its Q8 (the same bytes per weight as the file).
 
+The quantised suites also run fathom as stored with `--prefill exact` (prompts multiply the
+  weights' exact values with f32 activations instead of int8 blocks; decode unchanged).
+
 qwen-bf16: the same model's bf16 GGUF (no quantiser needed), measured as smollm2: fathom as stored
   (bf16 weights widened exactly, f32 products) and converted to Q8 at load, against llama-bench on
   the file (its CPU backend multiplies bf16 weights with bf16-rounded activations).
@@ -343,10 +346,11 @@ def gguf_prompt_ids(vocab: int, seed: int = 1234) -> list[int]:
     return [rng.randrange(0, vocab) for _ in range(GGUF_PREFILL)]
 
 
-def run_fathom_gguf(generate: Path, gguf: Path, weights: str, threads: int, ids: list[int]) -> dict:
+def run_fathom_gguf(generate: Path, gguf: Path, weights: str, threads: int, ids: list[int],
+                    extra: tuple[str, ...] = ()) -> dict:
     # -n DECODE + 1: the first token comes from the prefill, then DECODE single-token forwards at
     # context 256..383, which generate times as its decode rate (like llama-bench's tg at depth 256).
-    r = run_generate(generate, gguf, ids, GGUF_DECODE + 1, weights, threads)
+    r = run_generate(generate, gguf, ids, GGUF_DECODE + 1, weights, threads, extra)
     return {"prefill": r["prefill"], "decode": r["decode"]}
 
 def llama_bench_once(bench: Path, gguf: Path, threads: int, args: list[str]) -> float:
@@ -416,7 +420,7 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
         src = Path(a.llama_src).resolve()
         bf16 = work / "qwen-random-bf16.gguf"
         convert_gguf(src, model_dir, bf16, "bf16")
-    fathom_weights = [("as-stored", None), ("q8", "Q8 (converted at load)")]
+    fathom_weights = [("as-stored", None, ()), ("q8", "Q8 (converted at load)", ())]
     if a.suite == "qwen-bf16":
         gguf, file_type, vocab = bf16, "BF16", VOCAB_REAL
         title = "Qwen2.5-0.5B-shaped random model, bf16 GGUF"
@@ -434,14 +438,16 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
         # 896-wide rows are not whole 256-weight K blocks: llama-quantize falls back to Q5_0 / Q8_0
         # for them; only ffn_down is Q4_K / Q6_K. All are held natively (io/gguf_weights.hpp).
         as_stored = "as stored (Q5_0/Q4_K/Q6_K native, Q8_0 as Q8)"
+    if a.suite != "qwen-bf16":  # quantised weights as stored, prompts with f32 activations too
+        fathom_weights.insert(1, ("as-stored", as_stored + ", --prefill exact", ("--prefill", "exact")))
     ids = gguf_prompt_ids(vocab)
     configs = bandwidth_configs(build, threads)
     for th in threads:
         if "fathom" in engines:
-            for w, name in fathom_weights:
+            for w, name, extra in fathom_weights:
                 name = name or as_stored
                 configs.append((("fathom", name, th),
-                                lambda w=w, th=th: run_fathom_gguf(generate, gguf, w, th, ids)))
+                                lambda w=w, th=th, extra=extra: run_fathom_gguf(generate, gguf, w, th, ids, extra)))
         if "llama.cpp" in engines:
             if not a.llama_bench:
                 raise SystemExit("llama.cpp in a GGUF suite needs --llama-bench")

@@ -3,6 +3,7 @@
 // weights (prefill). Layout of the work (GotoBLAS style, vectors along N):
 //   for each K block of KC:            pack X[MC, KC] into MR-row panels  Ap[k][MR]
 //     for each NR-row panel of W:      widen W to f32 and transpose it    Bp[k][NR] (L1-resident)
+//                                      (any format: widen.hpp, exact values)
 //       for each MR panel of X:        MR x NR tile of Y in registers, KC rank-1 updates
 // Every Y element is summed in the same order (K blocks in order, k in order within a block)
 // whatever the thread count, so results are bit-reproducible.
@@ -17,6 +18,7 @@
 #include "fathom/kernels/parallel.hpp"
 #include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
+#include "fathom/kernels/widen.hpp"
 
 namespace fathom::kernels::detail {
 
@@ -24,6 +26,18 @@ constexpr size_t kNR = 2 * simd::W;                  // Y columns per tile (two 
 constexpr size_t kMR = simd::W >= 16 ? 12 : 6;       // Y rows per tile: 2*MR accumulators
 constexpr size_t kKC = 256;                          // K block: Bp panel = KC*NR floats (32 KiB)
 constexpr size_t kMC = kMR * 64;                     // X rows per packed block (768 KiB)
+// AVX2 (16-float weight panels): K is cut into equal blocks of about kKC, at most kKCMax:
+// 576 = 2 x 288 rather than 256 + 256 + 64, so Y is loaded and stored once less and no short
+// block pays a tile's fixed cost for few k (1.15-1.19x on the lens readout's 49,152 x 576
+// product on a Zen 3; a 288 x 16 panel is 18 KiB of L1). AVX-512's 32-float panels would outgrow
+// a 32 KiB L1: there K blocks stay kKC (not measured otherwise). The blocks never change a
+// result: each Y element is one chain of FMAs in k order, stored and reloaded exactly.
+constexpr size_t kKCMax = simd::W >= 16 ? kKC : kKC * 3 / 2;
+inline size_t k_block(size_t K) {
+  if constexpr (kKCMax == kKC) return kKC;
+  const size_t n = std::max<size_t>(1, (K + kKC / 2) / kKC);
+  return std::min(kKCMax, ((K + n - 1) / n + 7) / 8 * 8);
+}
 
 // C[MR, NR] (+)= Ap[kc][MR] . Bp[kc][NR]; C has leading dimension ldc.
 inline void gemm_tile(size_t kc, const float* Ap, const float* Bp, float* C, size_t ldc,
@@ -105,24 +119,22 @@ inline void transpose8(const float* src, size_t ld_src, float* dst, size_t ld_ds
 }
 #endif
 
-// Widens rows [n0, n0+nr) x cols [k0, k0+kc) of W to f32 and stores them transposed and zero
-// padded to NR columns: Bp[k][j] = W[n0+j, k0+k]. rows: scratch of NR * kc floats.
-inline void pack_weights(DType dt, const void* data, size_t K, size_t n0, size_t nr, size_t k0,
-                         size_t kc, float* Bp, float* rows) {
+// Widens rows [n0, n0+nr) x cols [k0, k0+kc) of W (any format, exactly: widen.hpp) to f32 and
+// stores them transposed and zero padded to NR columns: Bp[k][j] = W[n0+j, k0+k]. rows: scratch
+// of NR * kc floats.
+inline void pack_weights(const MatrixView& W, size_t n0, size_t nr, size_t k0, size_t kc, float* Bp,
+                         float* rows) {
   // 1. the panel's rows as src[j * ld]: a whole f32 panel in place (its rows are K apart), else
   //    widened into rows[j][kc] (contiguous, vectorised conversion) with zero padding rows.
   const float* src = rows;
   size_t ld = kc;
-  if (dt == DType::F32 && nr == kNR) {
-    src = static_cast<const float*>(data) + n0 * K + k0, ld = K;
+  if (W.dtype == DType::F32 && nr == kNR) {
+    src = static_cast<const float*>(W.data) + n0 * W.cols + k0, ld = W.cols;
   } else {
     for (size_t j = 0; j < kNR; ++j) {
       float* dst = rows + j * kc;
-      const size_t off = (n0 + j) * K + k0;
       if (j >= nr) std::fill(dst, dst + kc, 0.f);
-      else if (dt == DType::F32) std::copy_n(static_cast<const float*>(data) + off, kc, dst);
-      else if (dt == DType::BF16) bf16_to_f32_n(static_cast<const uint16_t*>(data) + off, dst, kc);
-      else f16_to_f32_n(static_cast<const uint16_t*>(data) + off, dst, kc);
+      else widen_segment(W, n0 + j, k0, kc, dst);
     }
   }
   // 2. transpose src[NR][kc] -> Bp[kc][NR]
@@ -190,7 +202,7 @@ struct GemmScratch {
 // b's packed weight panel starts on a 64-byte boundary: its rows are 64 bytes (AVX2) or 128, so no
 // load of the tile then spans two cache lines.
 inline float* panel_start(std::vector<float>& b) {
-  b.resize(kKC * kNR + 16);
+  b.resize(kKCMax * kNR + 16);
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(b.data()) + 63) & ~uintptr_t(63));
 }
 inline GemmScratch& gemm_scratch() {
@@ -200,12 +212,13 @@ inline GemmScratch& gemm_scratch() {
 
 // One product of gemm_dense: Y[M, N] = X . W[N, K]^T.
 struct DenseProduct {
-  const void* data;  // W [N, K] in the call's dtype
+  const void* data;  // W [N, K] in the call's dtype (any: widen.hpp)
   size_t N;
   float* Y;          // [M, N]
 };
 
-// Y_j[M, N_j] = X[M, K] . W_j[N_j, K]^T for products that share X and a dtype (F32, BF16, F16):
+// Y_j[M, N_j] = X[M, K] . W_j[N_j, K]^T for products that share X and a dtype (F32, BF16, F16,
+// or a quantised format whose exact values are multiplied: gemm_exact):
 // each K block of X is packed once for all of them, and the threads split the 32-row panels of
 // all the W_j (so small matrices such as k and v are shared too).
 // The NR-row panels and multiply-adds of a set of dense products; with K = 0 their outputs are
@@ -235,8 +248,9 @@ inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<c
   const size_t panels = dw.panels, work = dw.work;
   if (K == 0) return;
   const int threads = worker_count(work);
-  const size_t kblocks = (K + kKC - 1) / kKC, mblocks = (M + kMC - 1) / kMC;
-  const size_t block = kMC * kKC + 16;  // one packed block of X, + slack for pack_inputs
+  const size_t KC = k_block(K);
+  const size_t kblocks = (K + KC - 1) / KC, mblocks = (M + kMC - 1) / kMC;
+  const size_t block = kMC * KC + 16;  // one packed block of X, + slack for pack_inputs
   const bool prepack = threads > 1 && panels <= size_t(threads) * kPrepackPanelsPerThread;
   // [mblocks][kblocks][block] (prepack): the calling thread's buffer, shared with the workers
   // through a pointer (a thread_local named inside the lambdas would be each worker's own).
@@ -247,8 +261,8 @@ inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<c
     packed = prepacked.data();
     parallel_chunks(mblocks * kblocks, threads, [&](size_t b, size_t e) {
       for (size_t i = b; i < e; ++i) {
-        const size_t m0 = i / kblocks * kMC, k0 = i % kblocks * kKC;
-        pack_inputs(X, K, M, m0, std::min(kMC, M - m0), k0, std::min(kKC, K - k0), packed + i * block);
+        const size_t m0 = i / kblocks * kMC, k0 = i % kblocks * KC;
+        pack_inputs(X, K, M, m0, std::min(kMC, M - m0), k0, std::min(KC, K - k0), packed + i * block);
       }
     });
   }
@@ -256,32 +270,35 @@ inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<c
     GemmScratch& s = gemm_scratch();
     if (!prepack) s.a.resize(block);
     float* const Bp = panel_start(s.b);
-    s.row.resize(kNR * kKC);
+    s.row.resize(kNR * KC);
     s.tile.resize(kMR * kNR);
     for (size_t m0 = 0; m0 < M; m0 += kMC) {
       const size_t mc = std::min(kMC, M - m0);
-      for (size_t k0 = 0; k0 < K; k0 += kKC) {
-        const size_t kc = std::min(kKC, K - k0);
+      for (size_t k0 = 0; k0 < K; k0 += KC) {
+        const size_t kc = std::min(KC, K - k0);
         const bool acc = k0 > 0;
-        const float* A = prepack ? packed + (m0 / kMC * kblocks + k0 / kKC) * block : s.a.data();
+        const float* A = prepack ? packed + (m0 / kMC * kblocks + k0 / KC) * block : s.a.data();
         if (!prepack) pack_inputs(X, K, M, m0, mc, k0, kc, s.a.data());
         size_t j = 0, first = 0;  // product of panel p, and that product's first panel
         for (size_t p = pb; p < pe; ++p) {
           while (p >= first + (products[j].N + kNR - 1) / kNR) first += (products[j++].N + kNR - 1) / kNR;
           const DenseProduct& P = products[j];
           const size_t N = P.N, n0 = (p - first) * kNR, nr = std::min(kNR, N - n0);
-          pack_weights(dt, P.data, K, n0, nr, k0, kc, Bp, s.row.data());
-          // The next panel's weights (NR runs of kc elements, K apart) are fetched a few lines per
-          // tile while this panel computes: packing them would otherwise wait on DRAM, as the
+          const MatrixView W{dt, N, K, P.data};
+          pack_weights(W, n0, nr, k0, kc, Bp, s.row.data());
+          // The next panel's weights (NR runs of kc elements, a row apart) are fetched a few lines
+          // per tile while this panel computes: packing them would otherwise wait on DRAM, as the
           // hardware prefetchers do not follow 16 short runs (1.2-1.3x on a 49,152 x 576 matrix).
-          const size_t esz = dtype_size(dt), row_lines = (kc * esz + 63) / 64;
+          const RowBytes rb = row_bytes(W);
+          const size_t row_lines = (kc * rb.elem + 63) / 64;
           const size_t next_n0 = n0 + kNR, next_rows = p + 1 < pe && next_n0 < N ? std::min(kNR, N - next_n0) : 0;
           const size_t tiles = (mc + kMR - 1) / kMR, next_lines = next_rows * row_lines;
           const size_t per_tile = (next_lines + tiles - 1) / tiles;
           size_t line = 0;
           for (size_t i0 = 0; i0 < mc; i0 += kMR) {
             for (const size_t end = std::min(line + per_tile, next_lines); line < end; ++line)
-              prefetch_line(uintptr_t(P.data) + ((next_n0 + line / row_lines) * K + k0) * esz + line % row_lines * 64);
+              prefetch_line(uintptr_t(rb.base + (next_n0 + line / row_lines) * rb.stride + k0 * rb.elem) +
+                            line % row_lines * 64);
             const size_t mr = std::min(kMR, mc - i0);
             const float* Ap = A + (i0 / kMR) * kMR * kc;
             float* C = P.Y + (m0 + i0) * N + n0;

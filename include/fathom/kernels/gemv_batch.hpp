@@ -200,7 +200,10 @@ inline void gemv_batch_fused(std::span<const Product> products, const float* X, 
       } else if (p.W->dtype == DType::BF16) {  // bf16 activations: one gemv per row
         for (size_t t = 0; t < n; ++t) gemv(*p.W, X + t * p.W->cols, p.y + t * p.W->rows);
       } else {
-        gemm(*p.W, X, n, p.y);  // Q8, GGUF blocks: per-row identical to gemv
+        // Q8, GGUF blocks: their int8 gemm rows are gemv's (called directly: whatever
+        // exact_prefill() says)
+        if (p.W->dtype == DType::Q8) detail::gemm_q8(*p.W, X, n, p.y);
+        else detail::gemm_gguf_block(*p.W, X, n, p.y);
       }
     }
     return;
@@ -233,16 +236,20 @@ inline void gemv_batch(const MatrixView& W, const float* X, size_t n, float* Y) 
 namespace fathom::kernels {
 
 // How a block multiplies its n rows by a weight matrix: Gemm (prompt processing: the fastest
-// matrix-matrix kernels, their own summation order) or AsGemv (batched decoding: every row
-// exactly as a single-row decode step computes it, gemv_batch).
-enum class Rows : uint8_t { Gemm, AsGemv };
+// matrix-matrix kernels, their own summation order), AsGemv (batched decoding: every row
+// exactly as a single-row decode step computes it, gemv_batch) or Exact (the weights' exact
+// values times unquantised activations, gemm_exact: Gemm's bits for f32/bf16/f16 weights; for
+// Q8 and the GGUF blocks, whose Gemm quantises the activations to int8 blocks, the f32 product).
+enum class Rows : uint8_t { Gemm, AsGemv, Exact };
 
 inline void fused_products(Rows how, std::initializer_list<Product> products, const float* X, size_t n) {
   if (how == Rows::AsGemv) gemv_batch_fused(products, X, n);
+  else if (how == Rows::Exact) for (const Product& p : products) gemm_exact(*p.W, X, n, p.y);
   else gemm_fused(products, X, n);
 }
 inline void product(Rows how, const MatrixView& W, const float* X, size_t n, float* Y) {
   if (how == Rows::AsGemv) gemv_batch(W, X, n, Y);
+  else if (how == Rows::Exact) gemm_exact(W, X, n, Y);
   else gemm(W, X, n, Y);
 }
 

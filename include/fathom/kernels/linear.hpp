@@ -3,11 +3,14 @@
 // supported dtype. Accumulation is in f32; work is split statically over OpenMP threads so
 // results are bit-reproducible for a given thread count (in fact for any thread count: each
 // output element is summed by one thread in a fixed order).
+#include <atomic>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fathom/core/dtype.hpp"
@@ -193,10 +196,29 @@ inline void gemv_fused(std::initializer_list<Product> products, const float* x) 
 // y[r] = sum_c W[r,c] x[c]
 inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&W, y}}, x); }
 
+// Exact prefill (opt-in, process-wide like set_bf16_activations): set_exact_prefill(true), or
+// FATHOM_PREFILL=exact in the environment (read once), makes gemm with Q8 or GGUF block weights
+// and n > 1 multiply the weights' exact values with f32 activations (gemm_exact) instead of
+// quantising X to int8 blocks. Without AVX512-VNNI that kernel is the faster one (Zen 3: Q8
+// 1.4-1.9x, the GGUF blocks 1.1-1.3x on prompt shapes, docs/benchmarks.md) and it rounds
+// nothing; decode (gemv) and batched decoding keep the int8 kernels, so a prompt's products then
+// differ from decode's for the same rows by the int8 rounding of the activations.
+namespace detail {
+inline std::atomic<bool>& exact_prefill_flag() {
+  static std::atomic<bool> on = [] {
+    const char* e = std::getenv("FATHOM_PREFILL");
+    return e && std::string_view(e) == "exact";
+  }();
+  return on;
+}
+}  // namespace detail
+inline void set_exact_prefill(bool on) { detail::exact_prefill_flag().store(on); }
+inline bool exact_prefill() { return detail::exact_prefill_flag().load(std::memory_order_relaxed); }
+
 // Y[t, r] = sum_c X[t, c] W[r, c]; X: [n, W.cols] and Y: [n, W.rows], row-major, contiguous.
 // n == 1 is the matrix-vector product (same result as gemv). For Q8 weights each row of X is
-// quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit; so
-// for the GGUF block formats (quant4.hpp).
+// quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit;
+// so for the GGUF block formats (quant4.hpp). Unless exact_prefill() (above).
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
   if (n == 1) return gemv(W, X, Y);
@@ -211,11 +233,25 @@ inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
 #endif
       return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
     }
-    case DType::Q8: return detail::gemm_q8(W, X, n, Y);
+    case DType::Q8:
+      if (exact_prefill()) return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
+      return detail::gemm_q8(W, X, n, Y);
     case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1:
+      if (exact_prefill()) return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
       return detail::gemm_gguf_block(W, X, n, Y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemm: weight dtype");
   }
+}
+
+// Y = X W^T with W's exact values and unquantised f32 activations, whatever W's format: Q8 and
+// the GGUF blocks are widened in the dense gemm's packing step (widen.hpp), so Y equals gemm of
+// the dequantised f32 matrix bit for bit (any n, any thread count) at the f32 kernel's rate.
+// gemm itself quantises X to int8 blocks for those formats, as decode does; this is the lens
+// trainer's arithmetic (lens/train.hpp), which the batched lens readouts use (batch_readout.hpp).
+inline void gemm_exact(const MatrixView& W, const float* X, size_t n, float* Y) {
+  if (n == 0) return;
+  detail::check_matrix(W, "gemm_exact");
+  detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
 }
 
 // Y_i = X W_i^T for matrices that read the same X: [n, cols]; Product::y is then [n, W->rows].

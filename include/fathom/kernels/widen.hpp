@@ -1,0 +1,111 @@
+#pragma once
+// The exact f32 values of a run of one weight row, in any weight format: the widening step of the
+// dense gemm's packing (gemm.hpp). Through it, gemm_exact (linear.hpp) multiplies quantised
+// weights (Q8, the GGUF blocks) with unquantised f32 activations at the f32 kernel's rate and in
+// its summation order, so its result equals the f32 gemm of the dequantised matrix bit for bit.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "fathom/core/dtype.hpp"
+#include "fathom/core/error.hpp"
+#include "fathom/kernels/convert.hpp"
+#include "fathom/kernels/matrix.hpp"
+#include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/quant4.hpp"
+
+namespace fathom::kernels::detail {
+
+// The GGUF blocks: gguf_block_at's arithmetic (quant4.hpp; io::dequantize's bits) with each
+// block's, group's or sub-block's scales decoded once, and within a run sharing one scale the
+// values read from consecutive bytes (loops the compiler vectorises).
+inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float* out) {
+  const size_t end = c0 + n;
+  if (is_q4_family(W.dtype)) {
+    const Q4Layout L = q4_layout(W);
+    const int bias = q4_bias(W.dtype);
+    for (size_t c = c0; c < end;) {
+      const size_t b = c / kQ4Block, j0 = c % kQ4Block, j1 = std::min(end - c + j0, kQ4Block);
+      const float d = f16_to_f32(L.d[r * L.nb + b]);
+      const float mn = L.m ? f16_to_f32(L.m[r * L.nb + b]) : 0.f;
+      float* o = out + (c - c0) - j0;  // o[j] = element j of block b
+      int q[kQ4Block];
+      if (L.qh) {
+        for (size_t j = j0; j < j1; ++j) q[j] = q4_value(L, r, b, j);
+      } else {  // byte j % 16: element j in the low nibble, j + 16 in the high one
+        const uint8_t* qs = L.qs + (r * L.nb + b) * 16;
+        for (size_t j = 0; j < 16; ++j) q[j] = qs[j] & 15, q[j + 16] = qs[j] >> 4;
+      }
+      if (L.m) for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j]) + mn;
+      else for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j] - bias);
+      c += j1 - j0;
+    }
+    return;
+  }
+  const size_t nsb = W.cols / kSuperBlock, bytes = W.dtype == DType::Q4_K ? kQ4KBytes : kQ6KBytes;
+  const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * nsb * bytes;
+  const size_t group = W.dtype == DType::Q4_K ? 32 : 16;  // elements sharing one scale
+  for (size_t c = c0; c < end;) {
+    const uint8_t* b = row + c / kSuperBlock * bytes;
+    const size_t e = c % kSuperBlock, g0 = e - e % group;  // the group's first element
+    const size_t i0 = e - g0, i1 = std::min(end - c + i0, group);
+    float* o = out + (c - c0) - i0;  // o[i] = element g0 + i
+    if (W.dtype == DType::Q4_K) {
+      const int j = int(g0 / 32);
+      int sc, mn;
+      k4_scale_min(b + 4, j, sc, mn);
+      const float dl = h2f(b) * float(sc), ml = h2f(b + 2) * float(mn);
+      const uint8_t* qs = b + 16 + (j / 2) * 32;
+      const int shift = 4 * (j % 2);
+      for (size_t i = i0; i < i1; ++i) o[i] = dl * float((qs[i] >> shift) & 15) - ml;
+    } else {  // a group of 16 lies in one half, one 64-run of ql and one 32-run of qh
+      const size_t h = g0 / 128, rr = g0 % 128;
+      const uint8_t* ql = b + h * 64 + rr % 64;
+      const uint8_t* qh = b + 128 + h * 32 + rr % 32;
+      const int lo_shift = int(4 * (rr / 64)), hi_shift = int(2 * (rr / 32));
+      const float dl = h2f(b + 208) * float(int8_t(b[192 + g0 / 16]));
+      for (size_t i = i0; i < i1; ++i)
+        o[i] = dl * float((((ql[i] >> lo_shift) & 15) | ((qh[i] >> hi_shift) & 3) << 4) - 32);
+    }
+    c += i1 - i0;
+  }
+}
+
+// out[j] = W[r, c0 + j] for j < n. Every format's value is exact in f32 (Q8: q * d, an 8-bit
+// integer times an f16; the GGUF blocks: their reference dequantisation, quant4.hpp).
+inline void widen_segment(const MatrixView& W, size_t r, size_t c0, size_t n, float* out) {
+  const size_t i = r * W.cols + c0;
+  switch (W.dtype) {
+    case DType::F32: std::copy_n(static_cast<const float*>(W.data) + i, n, out); return;
+    case DType::BF16: bf16_to_f32_n(static_cast<const uint16_t*>(W.data) + i, out, n); return;
+    case DType::F16: f16_to_f32_n(static_cast<const uint16_t*>(W.data) + i, out, n); return;
+    case DType::Q8: {
+      const Q8Layout L = q8_layout(W);
+      const uint8_t* q = L.qs + r * L.nb * kQ8Block;  // [nb*32] q + 128
+      for (size_t c = c0, end = c0 + n; c < end;) {
+        const size_t b = c / kQ8Block, stop = std::min(end, (b + 1) * kQ8Block);
+        const float d = f16_to_f32(L.d[r * L.nb + b]);
+        for (; c < stop; ++c) out[c - c0] = float(int(q[c]) - 128) * d;
+      }
+      return;
+    }
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1:
+      return widen_gguf(W, r, c0, n, out);
+    default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "widen_segment: weight dtype");
+  }
+}
+
+// Where row r's elements lie, for prefetching: row r's element c at base + r * stride + c * elem
+// (elem 0: a format whose rows are not one such run, not prefetched).
+struct RowBytes {
+  const uint8_t* base = nullptr;
+  size_t stride = 0, elem = 0;
+};
+inline RowBytes row_bytes(const MatrixView& W) {
+  if (W.dtype == DType::Q8) return {q8_layout(W).qs, q8_blocks(W.cols) * kQ8Block, 1};
+  const size_t esz = dtype_size(W.dtype);
+  return {static_cast<const uint8_t*>(W.data), W.cols * esz, esz};
+}
+
+}  // namespace fathom::kernels::detail
