@@ -1,8 +1,10 @@
 // Depth-metric readouts of 512 tokens at every layer on a SmolLM2-135M-shaped random model
 // (30 layers, hidden 576, vocabulary 49,152, tied embeddings): one [vocab] product per token and
 // readout (depth::profile_tokens_per_token) against a block of tokens per product
-// (depth::profile_tokens), with an f32 and a Q8 unembedding. BM_Forward is the full-depth pass
-// both include. One iteration each: the per-token path takes minutes.
+// (depth::profile_tokens), with an f32 and a Q8 unembedding; the batched Q8 readout with its
+// default exact products (kernels::gemm_exact) and with the model's int8 kernels (Rows::Gemm,
+// argument 2). BM_Forward is the full-depth pass all include. One iteration each: the per-token
+// path takes minutes.
 //
 //   OMP_NUM_THREADS=1 bench_lens_readout
 #include <benchmark/benchmark.h>
@@ -41,13 +43,16 @@ void BM_Profile(benchmark::State& state) {
   const auto& m = model(state.range(0) != 0);
   const auto ids = tokens(m);
   fathom::lens::LogitLens ll{m.n_layers()};
+  const auto products = state.range(0) == 2 ? fathom::kernels::Rows::Gemm : fathom::kernels::Rows::Exact;
   for (auto _ : state) {
     fathom::Session s(m, {int64_t(kTokens), fathom::KvStrategy::Propagate});
-    auto p = Batched ? fathom::depth::profile_tokens(s, ids, ll)
+    auto p = Batched ? fathom::depth::profile_tokens(s, ids, ll, fathom::depth::Target::FinalTop1,
+                                                     fathom::lens::BatchReader::kDefaultRows, products)
                      : fathom::depth::profile_tokens_per_token(s, ids, ll);
     benchmark::DoNotOptimize(p.data());
   }
-  state.SetLabel(state.range(0) ? "Q8 unembedding" : "f32 unembedding");
+  const char* labels[] = {"f32 unembedding", "Q8 unembedding", "Q8 unembedding, model kernels"};
+  state.SetLabel(labels[state.range(0)]);
   const double flop = 2.0 * double(kTokens) * double(m.n_layers() + 1) * double(m.hidden()) *
                       double(m.vocab());
   state.counters["readout GFLOP/s"] =
@@ -67,5 +72,5 @@ void BM_Forward(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_Forward)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_Profile, true)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Profile, true)->Arg(0)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_Profile, false)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();

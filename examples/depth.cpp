@@ -10,7 +10,9 @@
 // --text is read in windows of --context tokens, BOS first (lens::TokenWindows, as lens training
 // cuts its data). Readouts run a block of --block-rows tokens per matrix product
 // (lens/batch_readout.hpp); --per-token reads one token at a time (the slow reference path, for
-// timing and checks).
+// timing and checks). --products exact (default) multiplies the unembedding's exact values with
+// unquantised states, as the lens trainer does; --products model uses the model's own prompt
+// kernels (int8 activations for a quantised unembedding; faster on CPUs with AVX512-VNNI).
 // --freq-counts FILE: load token counts from FILE if it exists, else count --freq-text (or
 // --text) and save them there, so a large corpus is tokenized once.
 //
@@ -59,10 +61,14 @@ namespace {
 struct Args {
   examples::ModelArgs model;
   std::string text, freq_text, freq_counts, lens, mc, out = "depth_out", target = "final";
-  std::string pos, task, layer_axis = "hidden-states";
+  std::string pos, task, layer_axis = "hidden-states", products = "exact";
   int context = 256, max_tokens = 2048, block_rows = int(lens::BatchReader::kDefaultRows);
   int shots = 4, items = 200, pos_docs = 200;
   bool per_token = false;
+
+  kernels::Rows readout_products() const {
+    return products == "model" ? kernels::Rows::Gemm : kernels::Rows::Exact;
+  }
 };
 
 std::ofstream open_csv(const fs::path& p) {
@@ -107,7 +113,8 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
     s.reset();
     const auto t0 = std::chrono::steady_clock::now();
     auto prof = a.per_token ? depth::profile_tokens_per_token(s, piece, lens, target)
-                            : depth::profile_tokens(s, piece, lens, target, size_t(a.block_rows));
+                            : depth::profile_tokens(s, piece, lens, target, size_t(a.block_rows),
+                                                    a.readout_products());
     readout_s += examples::seconds_since(t0);
     for (size_t t = tok.bos_id() >= 0 ? 1 : 0; t < prof.size(); ++t) {
       buckets.add(prof[t].top1);
@@ -223,7 +230,7 @@ void analyse_mc(const Args& a, const Model& m, const tok::AnyTokenizer& tok, con
   for (size_t item = 0; item < items.size(); ++item) {
     const auto& mc = items[item];
     s.reset();
-    const auto r = depth::option_ranks(s, mc.prompt, mc.option_tokens, lens);
+    const auto r = depth::option_ranks(s, mc.prompt, mc.option_tokens, lens, a.readout_products());
     for (size_t i = 0; i < R; ++i)
       for (size_t q = 0; q < mc.option_tokens.size(); ++q)
         o << item << "," << i << "," << q << "," << mc.option_tokens[q] << "," << r.vocab[i][q] << ","
@@ -279,7 +286,8 @@ void analyse_pos(const Args& a, const Model& m, const tok::AnyTokenizer& tok, co
     if (ids.size() < 2) continue;
     const auto cls = eval::token_classes(tok, docs[d], ids);
     s.reset();
-    const auto prof = depth::profile_tokens(s, ids, lens, depth::Target::NextToken, size_t(a.block_rows));
+    const auto prof = depth::profile_tokens(s, ids, lens, depth::Target::NextToken,
+                                            size_t(a.block_rows), a.readout_products());
     for (size_t t = 0; t < prof.size(); ++t) {
       const std::string& c = cls[t + 1];  // the class of the token being predicted
       if (c.empty()) continue;
@@ -343,6 +351,10 @@ int main(int argc, char** argv) {
                  "token counts file: loaded if it exists, else counted from the corpus and saved");
   app.add_option("--block-rows", a.block_rows, "tokens per readout product")->check(CLI::Range(1, 1 << 16));
   app.add_flag("--per-token", a.per_token, "read one token at a time (slow reference path)");
+  app.add_option("--products", a.products,
+                 "readout products: exact (the unembedding's exact values x f32 states, as lens training) "
+                 "or model (the model's prompt kernels: int8 states for a quantised unembedding)")
+      ->check(CLI::IsMember({"exact", "model"}));
   app.add_option("--lens", a.lens, "tuned-lens folder (config.json + params.safetensors); default: logit lens");
   app.add_option("--mc", a.mc, "multiple-choice JSON Lines (prompt, options, optional answer)");
   app.add_option("--pos", a.pos, "POS-tagged JSON Lines (tools/pos_tag.pl): earliest readout per word class");

@@ -12,7 +12,9 @@
 #              axis: text (earliest layer, frequency buckets, flips), POS, MMLU 4-shot, BoolQ
 # Sizes from the environment: MMLU_ITEMS (40), BOOLQ_ITEMS (60), POS_DOCS (12),
 #   TOKENS (1024), THREADS (1), FATHOM_BUILD_DIR (build), LENSES (the analyse stage's lenses:
-#   default every one that is trained, e.g. LENSES="tuned-freq" to add one without the others).
+#   default every one that is trained, e.g. LENSES="tuned-freq" to add one without the others),
+#   PRODUCTS (exact: the readouts' products, examples/depth --products; the published figures
+#   were made with the model's int8 kernels, PRODUCTS=model).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FATHOM_BUILD_DIR:-$root/build}
@@ -63,7 +65,8 @@ for s in "${stages[@]}"; do
         for axis in hidden-states block-output; do
           d=$out/$l-$axis
           [[ $axis == block-output && $l == logit ]] && continue  # the logit lens only relabels the axis
-          common=("$build/examples/depth" -m "$model" "${lens[@]}" --layer-axis "$axis" -t "$threads")
+          common=("$build/examples/depth" -m "$model" "${lens[@]}" --layer-axis "$axis" -t "$threads"
+                  --products "${PRODUCTS:-exact}")
           # A finished output is kept (delete the folder to recompute it).
           [[ -f $d/text/pos_summary.csv ]] ||
             run "${common[@]}" --text "$out/wikitext-tail.txt" --max-tokens "${TOKENS:-1024}" \

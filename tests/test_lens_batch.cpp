@@ -1,11 +1,13 @@
 // Batched readouts (lens/batch_readout.hpp): one product per block of tokens gives the same
 // logits as the one-token-at-a-time Reader up to summation order, and the same depth profiles
 // (top-1, target ranks) and option ranks as the per-token path, on a fixture model with a trained
-// tuned lens and on the real stories260K; bad block sizes and ids are typed errors.
+// tuned lens and on the real stories260K; with a Q8 unembedding, the exact and the model-kernel
+// products; bad block sizes and ids are typed errors.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <vector>
@@ -101,6 +103,53 @@ TEST_CASE("batched logits equal the per-token reader up to summation order") {
     }
     CHECK(worst < 1e-5);
   }
+}
+
+TEST_CASE("Q8 unembedding: Gemm readouts are the per-token reader's; Exact ones differ by its int8 activations") {
+  auto m = load_model(std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models/llama_f32",
+                      LoadOptions{WeightFormat::Q8});
+  const kernels::MatrixView& U = m->readout().unembed;
+  REQUIRE(U.dtype == DType::Q8);
+  const size_t H = m->hidden(), V = m->vocab(), n = 11;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> h(n * H), normed(n * H);  // [n, hidden]
+  for (auto& v : h) v = nd(rng);
+  (*m->readout().norm)(h.data(), normed.data(), n);
+  lens::BatchReader exact(*m, 16), model(*m, 16, kernels::Rows::Gemm);
+  CHECK_THROWS_AS(lens::BatchReader(*m, 16, kernels::Rows::AsGemv), UsageError);
+  lens::Reader r(*m);
+  const auto be = exact.logits(h.data(), n);
+  const std::vector<float> e(be.begin(), be.end());
+  const auto bm = model.logits(h.data(), n);
+  size_t differ = 0;
+  for (size_t j = 0; j < n; ++j) {
+    const auto one = r.logits(std::span<const float>(h.data() + j * H, H));
+    // Q8 gemm rows are gemv's bit for bit
+    CHECK(std::memcmp(one.data(), bm.data() + j * V, V * sizeof(float)) == 0);
+    // The int8 activations of the reader: x within half a step d = amax(block) / 127 of its value
+    const float* x = normed.data() + j * H;
+    std::vector<double> half_step(H);
+    for (size_t b = 0; b < H; b += kernels::kQ8Block) {
+      float amax = 0;
+      for (size_t c = b; c < std::min(H, b + kernels::kQ8Block); ++c) amax = std::max(amax, std::abs(x[c]));
+      for (size_t c = b; c < std::min(H, b + kernels::kQ8Block); ++c) half_step[c] = amax / 127.0 / 2;
+    }
+    for (size_t v = 0; v < V; ++v) {
+      double bound = 0, mag = 0;
+      for (size_t c = 0; c < H; ++c) {
+        bound += std::abs(double(U.at(v, c))) * half_step[c];
+        mag += std::abs(double(U.at(v, c)) * x[c]);
+      }
+      const double d = std::abs(double(e[j * V + v]) - one[v]);
+      differ += d > 0;
+      if (!(d <= bound * 1.001 + 1e-5 * mag)) {
+        FAIL_CHECK("row " << j << " token " << v << ": exact " << e[j * V + v] << ", reader " << one[v]);
+        break;
+      }
+    }
+  }
+  CHECK(differ > 0);  // the two products do differ: the option reaches the kernel
 }
 
 TEST_CASE("top1_id breaks ties towards the lower id, as top_k does") {

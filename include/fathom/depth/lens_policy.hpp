@@ -173,14 +173,16 @@ void read_recorded_blocks(const SiteRecorder& rec, const LensT& lens, BatchReade
 // Runs `tokens` at full depth (appended to the session) and calls fn(i, slot0, block) for every
 // readout i = 0..L (readout L first) and every block of up to `block_rows` token slots (only the
 // last slot with Logits::Last); block = [n, vocab] logits. Equal to read_all_layers up to the
-// summation order of the products (lens/batch_readout.hpp), many times faster.
+// summation order of the products (and with a quantised unembedding and Exact products, up to
+// read_all_layers' int8 activations: lens/batch_readout.hpp), many times faster.
 template <Lens LensT, class Fn>
 void read_all_layers_blocks(Session& s, std::span<const int32_t> tokens, const LensT& lens, Fn&& fn,
                             Phase phase = Phase::PP, Logits which = Logits::All,
-                            size_t block_rows = BatchReader::kDefaultRows) {
+                            size_t block_rows = BatchReader::kDefaultRows,
+                            kernels::Rows products = kernels::Rows::Exact) {
   if (tokens.empty()) return;
   const SiteRecorder rec = record_hidden_states(s, tokens, phase);
-  BatchReader reader(s.model(), block_rows);
+  BatchReader reader(s.model(), block_rows, products);
   const uint32_t first = which == Logits::Last ? uint32_t(tokens.size() - 1) : 0;
   read_recorded_blocks(rec, lens, reader, first, uint32_t(tokens.size()), fn);
 }

@@ -246,12 +246,15 @@ enum class Target : uint8_t {
 // readout, a block of up to `block_rows` tokens is read out with one matrix product
 // (lens::read_recorded_blocks) and reduced to top-1 and target rank row by row, so no more than
 // one [block_rows, vocab] block of logits exists at a time. The final readout comes first (it
-// may be the target). Equal to profile_tokens_per_token up to the summation order of the
-// products (lens/batch_readout.hpp).
+// may be the target). `products`: lens::BatchReader's (Exact, or Gemm: the model's own kernels).
+// Equal to profile_tokens_per_token up to the summation order of the products, and for a
+// quantised unembedding with Exact products up to the per-token path's int8 activations too
+// (lens/batch_readout.hpp).
 template <class Lens>
 std::vector<TokenProfile> profile_tokens(Session& s, std::span<const int32_t> tokens,
                                          const Lens& lens, Target target = Target::FinalTop1,
-                                         size_t block_rows = lens::BatchReader::kDefaultRows) {
+                                         size_t block_rows = lens::BatchReader::kDefaultRows,
+                                         kernels::Rows products = kernels::Rows::Exact) {
   const size_t L = s.model().n_layers(), V = s.model().vocab();
   std::vector<TokenProfile> out(tokens.size());
   if (tokens.empty()) return out;
@@ -266,7 +269,7 @@ std::vector<TokenProfile> profile_tokens(Session& s, std::span<const int32_t> to
     }
   }
   const lens::SiteRecorder rec = lens::record_hidden_states(s, tokens);
-  lens::BatchReader reader(s.model(), block_rows);
+  lens::BatchReader reader(s.model(), block_rows, products);
   lens::read_recorded_blocks(
       rec, lens, reader, 0, uint32_t(tokens.size()),
       [&](size_t i, uint32_t s0, std::span<const float> block) {
@@ -321,10 +324,12 @@ struct OptionRanks {
   std::vector<std::vector<int>> among;         // [L+1][options] 1 = most likely option
 };
 
-// Ranks of the given option tokens after `prompt` at every readout (prompt appended to `s`).
+// Ranks of the given option tokens after `prompt` at every readout (prompt appended to `s`);
+// `products` as lens::BatchReader's.
 template <class Lens>
 OptionRanks option_ranks(Session& s, std::span<const int32_t> prompt,
-                         std::span<const int32_t> option_tokens, const Lens& lens) {
+                         std::span<const int32_t> option_tokens, const Lens& lens,
+                         kernels::Rows products = kernels::Rows::Exact) {
   if (option_tokens.empty()) throw UsageError("", "options", "no options given");
   const size_t L = s.model().n_layers();
   OptionRanks r;
@@ -345,7 +350,7 @@ OptionRanks option_ranks(Session& s, std::span<const int32_t> prompt,
     if (lens.identity(i)) std::copy(h.begin(), h.end(), states.begin() + long(i * H));
     else lens.translate(i, h.data(), states.data() + i * H, 1, H);
   }
-  lens::BatchReader reader(s.model(), L + 1);
+  lens::BatchReader reader(s.model(), L + 1, products);
   reader.logits(states.data(), L + 1);
   for (size_t i = 0; i <= L; ++i) {
     const auto lg = reader.row(i);

@@ -1,15 +1,25 @@
 #pragma once
 // Readouts of many residual-stream rows at once: the final norm for n rows, then ONE matrix
-// product against the unembedding (kernels::gemm), instead of one [vocab] matrix-vector product
-// per row. The unembedding is then read once per block of rows rather than once per row, which
-// turns a bandwidth-bound loop (~4-8 GFLOP/s) into a compute-bound one (~200 GFLOP/s per core).
+// product against the unembedding, instead of one [vocab] matrix-vector product per row. The
+// unembedding is then read once per block of rows rather than once per row, which turns a
+// bandwidth-bound loop (~4-8 GFLOP/s) into a compute-bound one.
+//
+// The product is by default kernels::Rows::Exact: the unembedding's exact values (Q8 or GGUF
+// blocks widened to f32 in the gemm's packing) times the unquantised normed states -- the
+// arithmetic the lens trainer optimises (lens/train.hpp), and on CPUs without AVX512-VNNI faster
+// than the int8 kernels (SmolLM2 readouts 1.3-1.5x on a Zen 3, docs/benchmarks.md). Rows::Gemm
+// reads out with the model's own prompt kernels instead (int8 activations for quantised
+// unembeddings, as the model's logits; the faster choice where VNNI is present).
 //
 // Statistics are taken from each [n, vocab] block as it comes out and the block is then reused:
 // reading every layer of a long text never holds more than one block of logits.
 //
-// Results equal Reader (readout.hpp) up to the summation order of the product: gemm and gemv add
-// the same terms in a different order, so a logit may differ in its last bits, and a rank can
-// differ only where two logits are that close (tests/test_lens_batch.cpp bounds it).
+// Results equal Reader (readout.hpp, one token at a time with the model's decode product) up to
+// the summation order of the product for f32/bf16/f16 unembeddings: a logit may differ in its
+// last bits, and a rank only where two logits are that close (tests/test_lens_batch.cpp bounds
+// it). For a quantised unembedding Reader also rounds the activations to int8 blocks, as the
+// model's decode does, which Rows::Exact does not; Rows::Gemm gives Reader's values then, up to
+// summation order.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -38,11 +48,17 @@ class BatchReader {
   // unembedding is streamed once per 256 rows, small enough to stay out of swap on small hosts.
   static constexpr size_t kDefaultRows = 256;
 
-  explicit BatchReader(const Readout& r, size_t max_rows = kDefaultRows) : r_(r), rows_(max_rows) {
+  // products: kernels::Rows::Exact (default) or Rows::Gemm (see the top of this file).
+  explicit BatchReader(const Readout& r, size_t max_rows = kDefaultRows,
+                       kernels::Rows products = kernels::Rows::Exact)
+      : r_(r), rows_(max_rows), how_(products) {
     if (max_rows == 0) throw UsageError("", "max_rows", "must be positive");
+    if (products == kernels::Rows::AsGemv)
+      throw UsageError("", "products", "Exact or Gemm (AsGemv is batched decoding's)");
   }
-  explicit BatchReader(const Model& m, size_t max_rows = kDefaultRows)
-      : BatchReader(m.readout(), max_rows) {}
+  explicit BatchReader(const Model& m, size_t max_rows = kDefaultRows,
+                       kernels::Rows products = kernels::Rows::Exact)
+      : BatchReader(m.readout(), max_rows, products) {}
 
   size_t vocab() const { return r_.vocab(); }
   size_t hidden() const { return r_.hidden(); }
@@ -55,7 +71,7 @@ class BatchReader {
                                     std::to_string(rows_));
     normed_.resize(n * hidden());    // [n, hidden]
     logits_.resize(n * vocab());     // [n, vocab]
-    r_(h, n, normed_.data(), logits_.data());
+    r_(h, n, normed_.data(), logits_.data(), how_);
     return {logits_.data(), n * vocab()};
   }
   // Row j of the last block.
@@ -66,6 +82,7 @@ class BatchReader {
  private:
   Readout r_;
   size_t rows_;
+  kernels::Rows how_;
   std::vector<float> normed_;  // [rows, hidden]
   std::vector<float> logits_;  // [rows, vocab]
 };
