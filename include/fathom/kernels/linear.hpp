@@ -200,7 +200,7 @@ inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&
 // FATHOM_PREFILL=exact in the environment (read once), makes gemm with Q8 or GGUF block weights
 // and n > 1 multiply the weights' exact values with f32 activations (gemm_exact) instead of
 // quantising X to int8 blocks. Without AVX512-VNNI that kernel is the faster one (Zen 3: Q8
-// 1.4-1.9x, the GGUF blocks 1.1-1.3x on prompt shapes, docs/benchmarks.md) and it rounds
+// 1.25-1.56x, the GGUF blocks 1.1-1.3x on prompt shapes, docs/benchmarks.md) and it rounds
 // nothing; decode (gemv) and batched decoding keep the int8 kernels, so a prompt's products then
 // differ from decode's for the same rows by the int8 rounding of the activations.
 namespace detail {
