@@ -31,13 +31,12 @@ inline float MatrixView::at(size_t r, size_t c) const {
     case DType::F32: return static_cast<const float*>(data)[i];
     case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
     case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(data)[i]);
-    case DType::Q8: {  // dequantise: q * d of the element's block
-      const detail::Q8Layout L = detail::q8_layout(*this);
-      const size_t b = c / kQ8Block;
-      return float(int(L.qs[r * L.nb * kQ8Block + c]) - 128) * f16_to_f32(L.d[r * L.nb + b]);
+    case DType::Q8:  // dequantise: q * d of the element's block (Q8), the GGUF blocks' reference
+    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1: {
+      float v = 0.f;  // written by widen_segment (GCC cannot see it through the switch)
+      detail::widen_segment(*this, r, c, 1, &v);
+      return v;
     }
-    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1:
-      return detail::gguf_block_at(*this, r, c);
     default: throw UnsupportedError("", std::string(dtype_name(dtype)), "MatrixView::at");
   }
 }
