@@ -525,7 +525,7 @@ inline QuantizedMatrix quantize_q8_rows(size_t rows, size_t cols, Widen&& widen)
   return Q;
 }
 
-// Quantises an F32, BF16 or F16 matrix to Q8 (quant4.hpp's quantize_q8_blocks does the GGUF
+// Quantises an F32, BF16 or F16 matrix to Q8 (widen.hpp's quantize_q8_blocks does the GGUF
 // block formats).
 inline QuantizedMatrix quantize_q8(const MatrixView& W) {
   if (W.dtype != DType::F32 && W.dtype != DType::BF16 && W.dtype != DType::F16)

@@ -163,43 +163,6 @@ inline float h2f(const uint8_t* p) {
   return f16_to_f32(h);
 }
 
-// ---- element access (MatrixView::at, conversions): GGUF's dequantisation, bit for bit ----
-inline float gguf_block_at(const MatrixView& W, size_t r, size_t c) {
-  switch (W.dtype) {
-    case DType::Q4_0:
-    case DType::Q4_1:
-    case DType::Q5_0:
-    case DType::Q5_1: {
-      const Q4Layout L = q4_layout(W);
-      const size_t b = c / kQ4Block;
-      const int q = q4_value(L, r, b, c % kQ4Block);
-      const float d = f16_to_f32(L.d[r * L.nb + b]);
-      return L.m ? d * float(q) + f16_to_f32(L.m[r * L.nb + b]) : d * float(q - q4_bias(W.dtype));
-    }
-    case DType::Q4_K: {
-      const size_t nsb = W.cols / kSuperBlock;
-      const uint8_t* b = static_cast<const uint8_t*>(W.data) + (r * nsb + c / kSuperBlock) * kQ4KBytes;
-      const size_t e = c % kSuperBlock;
-      const int j = int(e / 32), l = int(e % 32);
-      int sc, mn;
-      k4_scale_min(b + 4, j, sc, mn);
-      const float dl = h2f(b) * float(sc), ml = h2f(b + 2) * float(mn);
-      const int q = (b[16 + (j / 2) * 32 + l] >> (4 * (j % 2))) & 15;
-      return dl * float(q) - ml;
-    }
-    case DType::Q6_K: {
-      const size_t nsb = W.cols / kSuperBlock;
-      const uint8_t* b = static_cast<const uint8_t*>(W.data) + (r * nsb + c / kSuperBlock) * kQ6KBytes;
-      const int e = int(c % kSuperBlock), h = e / 128, rr = e % 128;
-      const int lo = (b[h * 64 + rr % 64] >> (4 * (rr / 64))) & 15;
-      const int hi = (b[128 + h * 32 + rr % 32] >> (2 * (rr / 32))) & 3;
-      const float dl = h2f(b + 208) * float(int8_t(b[192 + e / 16]));
-      return dl * float((lo | hi << 4) - 32);
-    }
-    default: return NAN;
-  }
-}
-
 // ---- portable kernels: the arithmetic of the header, operation for operation ----
 
 // acc lanes for block b: 8 * (b % 2) + i over bytes 4i..4i+3 of w (values 0..63) x x, minus
@@ -969,15 +932,6 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
     if (qh) detail::q5_to_planes(qh + r * nb, nb);
   }
   return M;
-}
-
-// Q8 (quant.hpp) from a matrix in one of these formats: each row dequantised exactly, then
-// quantised as quantize_q8 does (an embedding that must be read row by row, a --weights q8 model).
-inline QuantizedMatrix quantize_q8_blocks(const MatrixView& W) {
-  if (!is_gguf_block(W.dtype)) return quantize_q8(W);
-  return quantize_q8_rows(W.rows, W.cols, [&](size_t r, float* out) {
-    for (size_t c = 0; c < W.cols; ++c) out[c] = detail::gguf_block_at(W, r, c);
-  });
 }
 
 }  // namespace fathom::kernels

@@ -17,8 +17,8 @@
 
 namespace fathom::kernels::detail {
 
-// The GGUF blocks: gguf_block_at's arithmetic (quant4.hpp; io::dequantize's bits) with each
-// block's, group's or sub-block's scales decoded once, and within a run sharing one scale the
+// The GGUF blocks: their reference dequantisation (io::dequantize's bits, element for element;
+// tests/test_quant4.cpp) with each block's, group's or sub-block's scales decoded once, and within a run sharing one scale the
 // values read from consecutive bytes (loops the compiler vectorises).
 inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float* out) {
   const size_t end = c0 + n;
@@ -73,7 +73,7 @@ inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float
 }
 
 // out[j] = W[r, c0 + j] for j < n. Every format's value is exact in f32 (Q8: q * d, an 8-bit
-// integer times an f16; the GGUF blocks: their reference dequantisation, quant4.hpp).
+// integer times an f16; the GGUF blocks: their reference dequantisation, widen_gguf).
 inline void widen_segment(const MatrixView& W, size_t r, size_t c0, size_t n, float* out) {
   const size_t i = r * W.cols + c0;
   switch (W.dtype) {
@@ -109,3 +109,16 @@ inline RowBytes row_bytes(const MatrixView& W) {
 }
 
 }  // namespace fathom::kernels::detail
+
+namespace fathom::kernels {
+
+// Q8 (quant.hpp) from a matrix in any format: each row widened exactly, then quantised as
+// quantize_q8 does (an embedding held in a GGUF block format, which lookups read row by row; a
+// --weights q8 model).
+inline QuantizedMatrix quantize_q8_blocks(const MatrixView& W) {
+  if (!is_gguf_block(W.dtype)) return quantize_q8(W);
+  return quantize_q8_rows(W.rows, W.cols,
+                          [&](size_t r, float* out) { detail::widen_segment(W, r, 0, W.cols, out); });
+}
+
+}  // namespace fathom::kernels
