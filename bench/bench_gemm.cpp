@@ -6,18 +6,28 @@
 
 using namespace fathom;
 
-static void BM_gemm(benchmark::State& state, DType dt) {
+static void gemm_bench(benchmark::State& state, DType dt, bool exact) {
   const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1)), n = size_t(state.range(2));
   kbench::BenchMatrix m(dt, rows, cols);
   const auto X = kbench::bench_vector(n * cols);
   std::vector<float> Y(n * rows);
+  const bool prompts_exact = kernels::exact_prefill();
+  kernels::set_exact_prefill(false);  // BM_gemm: the int8 kernels for Q8 / GGUF blocks
   for (auto _ : state) {
-    kernels::gemm(m.view, X.data(), n, Y.data());
+    if (exact) kernels::gemm_exact(m.view, X.data(), n, Y.data());
+    else kernels::gemm(m.view, X.data(), n, Y.data());
     benchmark::DoNotOptimize(Y.data());
     benchmark::ClobberMemory();
   }
+  kernels::set_exact_prefill(prompts_exact);
   kbench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols) * double(n));
 }
+// Q8 and the GGUF blocks: the int8-activation kernels (prompts under set_exact_prefill(false),
+// batched decoding); every other format: the f32 gemm.
+static void BM_gemm(benchmark::State& state, DType dt) { gemm_bench(state, dt, false); }
+// Quantised weights' exact values times f32 activations (kernels::gemm_exact, what prompts run
+// by default) against the int8-activation kernels of BM_gemm on the same matrices.
+static void BM_gemm_exact(benchmark::State& state, DType dt) { gemm_bench(state, dt, true); }
 
 // bf16 weights with bf16 activations (kernels/bf16dot.hpp, vdpbf16ps; opt-in, inexact).
 static void BM_gemm_bf16acts(benchmark::State& state) {
@@ -51,6 +61,13 @@ FATHOM_GEMM_K_BENCH(q8_1536, DType::Q8)
 FATHOM_GEMM_K_BENCH(q4_1_1536, DType::Q4_1)
 FATHOM_GEMM_K_BENCH(q4_k_1536, DType::Q4_K)
 FATHOM_GEMM_K_BENCH(q6_k_1536, DType::Q6_K)
+BENCHMARK_CAPTURE(BM_gemm_exact, q8, DType::Q8)->Args({896, 4864, 512})->Args({4864, 896, 512})
+    ->Args({49152, 576, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gemm, q8_readout, DType::Q8)->Args({49152, 576, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gemm_exact, q4_1, DType::Q4_1)->Args({896, 4864, 512})->Args({4864, 896, 512})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gemm_exact, q4_k_1536, DType::Q4_K)->Args({1536, 1536, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gemm_exact, q6_k_1536, DType::Q6_K)->Args({1536, 1536, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The limit the products are measured against, under the same conditions: f32 FMA throughput
 // with independent vector accumulators per thread (no memory traffic): 24 where there are 32

@@ -2,8 +2,8 @@
 // (30 layers, hidden 576, vocabulary 49,152, tied embeddings): one [vocab] product per token and
 // readout (depth::profile_tokens_per_token) against a block of tokens per product
 // (depth::profile_tokens), with an f32 and a Q8 unembedding; the batched Q8 readout with its
-// default exact products (kernels::gemm_exact) and with the model's int8 kernels (Rows::Gemm,
-// argument 2). BM_Forward is the full-depth pass all include. One iteration each: the per-token
+// default exact products (kernels::gemm_exact) and with the int8 kernels (Rows::Gemm under
+// set_exact_prefill(false), argument 2). BM_Forward is the full-depth pass all include. One iteration each: the per-token
 // path takes minutes.
 //
 //   OMP_NUM_THREADS=1 bench_lens_readout
@@ -44,6 +44,8 @@ void BM_Profile(benchmark::State& state) {
   const auto ids = tokens(m);
   fathom::lens::LogitLens ll{m.n_layers()};
   const auto products = state.range(0) == 2 ? fathom::kernels::Rows::Gemm : fathom::kernels::Rows::Exact;
+  const bool prompts_exact = fathom::kernels::exact_prefill();
+  if (state.range(0) == 2) fathom::kernels::set_exact_prefill(false);  // the int8 prompt kernels
   for (auto _ : state) {
     fathom::Session s(m, {int64_t(kTokens), fathom::KvStrategy::Propagate});
     auto p = Batched ? fathom::depth::profile_tokens(s, ids, ll, fathom::depth::Target::FinalTop1,
@@ -51,7 +53,8 @@ void BM_Profile(benchmark::State& state) {
                      : fathom::depth::profile_tokens_per_token(s, ids, ll);
     benchmark::DoNotOptimize(p.data());
   }
-  const char* labels[] = {"f32 unembedding", "Q8 unembedding", "Q8 unembedding, model kernels"};
+  fathom::kernels::set_exact_prefill(prompts_exact);
+  const char* labels[] = {"f32 unembedding", "Q8 unembedding", "Q8 unembedding, int8 kernels"};
   state.SetLabel(labels[state.range(0)]);
   const double flop = 2.0 * double(kTokens) * double(m.n_layers() + 1) * double(m.hidden()) *
                       double(m.vocab());

@@ -35,7 +35,7 @@ struct ModelArgs {
   std::string weights = "as-stored";
   std::string kv_cache = "f32";
   std::string activations = "f32";
-  std::string prefill = "int8";
+  std::string prefill;  // empty: the library's default (exact; FATHOM_PREFILL=int8 changes it)
   int threads = 0;
 
   // omp_threads = false: the program has its own --threads (eval: worker threads over items).
@@ -50,8 +50,8 @@ struct ModelArgs {
                    "bf16: round activations to bf16 for bf16 weights (AVX512_BF16 vdpbf16ps; inexact, opt-in)")
         ->check(CLI::IsMember({"f32", "bf16"}));
     app.add_option("--prefill", prefill,
-                   "prompt products with Q8 / GGUF block weights: int8 (as decode, the same bits) or exact "
-                   "(f32 activations with the weights' exact values; faster without AVX512-VNNI)")
+                   "prompt products with Q8 / GGUF block weights: exact (default: f32 activations with the "
+                   "weights' exact values, = the dequantised f32 model) or int8 (as decode, the same bits)")
         ->check(CLI::IsMember({"int8", "exact"}));
     app.add_option("--kv-cache", kv_cache, "KV cache precision: f32 (exact) or bf16 (half the memory, inexact)")
         ->check(CLI::IsMember({"f32", "bf16"}));
@@ -72,7 +72,7 @@ struct ModelArgs {
   std::unique_ptr<fathom::Model> load() const {
     if (threads > 0) omp_set_num_threads(threads);
     if (activations == "bf16") fathom::kernels::set_bf16_activations(true);
-    if (prefill == "exact") fathom::kernels::set_exact_prefill(true);
+    if (!prefill.empty()) fathom::kernels::set_exact_prefill(prefill == "exact");
     return fathom::load_model(model, load_options());
   }
   fathom::tok::AnyTokenizer load_tokenizer() const {

@@ -12,7 +12,8 @@
 // (lens/batch_readout.hpp); --per-token reads one token at a time (the slow reference path, for
 // timing and checks). --products exact (default) multiplies the unembedding's exact values with
 // unquantised states, as the lens trainer does; --products model uses the model's own prompt
-// kernels (int8 activations for a quantised unembedding; faster on CPUs with AVX512-VNNI).
+// kernels (the same exact products by default; int8 activations for a quantised unembedding
+// under --prefill int8).
 // --freq-counts FILE: load token counts from FILE if it exists, else count --freq-text (or
 // --text) and save them there, so a large corpus is tokenized once.
 //
@@ -353,7 +354,7 @@ int main(int argc, char** argv) {
   app.add_flag("--per-token", a.per_token, "read one token at a time (slow reference path)");
   app.add_option("--products", a.products,
                  "readout products: exact (the unembedding's exact values x f32 states, as lens training) "
-                 "or model (the model's prompt kernels: int8 states for a quantised unembedding)")
+                 "or model (the model's prompt kernels: the same unless --prefill int8)")
       ->check(CLI::IsMember({"exact", "model"}));
   app.add_option("--lens", a.lens, "tuned-lens folder (config.json + params.safetensors); default: logit lens");
   app.add_option("--mc", a.mc, "multiple-choice JSON Lines (prompt, options, optional answer)");

@@ -14,7 +14,7 @@
 #   TOKENS (1024), THREADS (1), FATHOM_BUILD_DIR (build), LENSES (the analyse stage's lenses:
 #   default every one that is trained, e.g. LENSES="tuned-freq" to add one without the others),
 #   PRODUCTS (exact: the readouts' products, examples/depth --products; the published figures
-#   were made with the model's int8 kernels, PRODUCTS=model).
+#   were made with the int8 kernels: FATHOM_PREFILL=int8 PRODUCTS=model).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FATHOM_BUILD_DIR:-$root/build}

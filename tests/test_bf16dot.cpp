@@ -28,8 +28,10 @@ struct ModeScope {
 TEST_CASE("bf16 activations: products against the bf16-rounded reference, any thread count") {
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.f, 1.f);
+  // 70 rows: two full 32-row panels (packed by word transposes when K is even) and a partial one;
+  // 1088 columns: three K blocks of pairs (256 + 256 + 32), every one transposed
   for (size_t rows : {size_t(1), size_t(7), size_t(70)})
-    for (size_t cols : {size_t(1), size_t(3), size_t(64), size_t(1001)})
+    for (size_t cols : {size_t(1), size_t(3), size_t(64), size_t(1001), size_t(1088)})
       for (size_t n : {size_t(1), size_t(2), size_t(30)}) {
         CAPTURE(rows);
         CAPTURE(cols);

@@ -12,6 +12,7 @@
 #include "fathom/core/shared_path.hpp"
 #include "fathom/model/generate.hpp"
 #include "fathom/model/load.hpp"
+#include "thread_scope.hpp"
 #include "fathom/model/session.hpp"
 #include "fixture_util.hpp"
 
@@ -180,21 +181,20 @@ TEST_CASE("gguf model: SmolLM2 with native Q4_1 matrices: logits against the deq
   (void)rel_q8, (void)agree_q8;
 }
 
-TEST_CASE("gguf model: SmolLM2 native with exact prefill (opt-in): the dequantised f32 model's prompt logits, bit for bit") {
-  // --prefill exact multiplies the native Q4_1 / Q8_0 weights' exact values with f32 activations
+TEST_CASE("gguf model: SmolLM2 native with exact prefill (the default): the dequantised f32 model's prompt logits, bit for bit") {
+  // Exact prefill multiplies the native Q4_1 / Q8_0 weights' exact values with f32 activations
   // in the f32 gemm's order: the same products as the f32 model, at the native model's memory.
   const auto path = shared_file(kSmolLM2);
   Reference ref;
   auto native = load_model(path);
   auto f32 = load_model(path, LoadOptions{WeightFormat::F32});
   REQUIRE(native->layer(0).mlp.up.dtype == DType::Q4_1);
-  kernels::set_exact_prefill(true);
-  const Run a = prefill(*native, ref.prompt);
-  kernels::set_exact_prefill(false);
-  const Run b = prefill(*f32, ref.prompt), c = prefill(*native, ref.prompt);
+  const Run a = [&] { PrefillScope exact(true); return prefill(*native, ref.prompt); }();
+  const Run c = [&] { PrefillScope int8(false); return prefill(*native, ref.prompt); }();
+  const Run b = prefill(*f32, ref.prompt);
   REQUIRE(a.logits.size() == b.logits.size());
   CHECK(std::memcmp(a.logits.data(), b.logits.data(), a.logits.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(c.logits.data(), b.logits.data(), c.logits.size() * sizeof(float)) != 0);  // int8 default
+  CHECK(std::memcmp(c.logits.data(), b.logits.data(), c.logits.size() * sizeof(float)) != 0);  // int8 prompts
 }
 
 TEST_CASE("gguf model: SmolLM2 held as bf16 with bf16 activations (opt-in): logits against the exact bf16 path") {

@@ -171,8 +171,8 @@ TEST_CASE("gemm spans several K and M blocks and threads (larger than one tile)"
 
 TEST_CASE("gemm_exact is the f32 gemm of the dequantised matrix, bit for bit, for every dtype") {
   std::mt19937 rng(31);
-  // cols 576 is two K blocks of 288 on AVX2 (k_block), 1100 three of 280 and one of 260 (blocks
-  // starting inside a Q8 block of 32)
+  // cols 576 is two K blocks of 288 (k_block: AVX2, AVX-512 with a 48 KiB L1d), 1100 three of
+  // 280 and one of 260 (blocks starting inside a Q8 block of 32)
   const size_t shapes[][3] = {{33, 17, 5}, {97, 576, 401}, {40, 1100, 13}, {21, 576, 1}};  // rows, cols, n
   for (DType dt : {DType::F32, DType::BF16, DType::F16, DType::Q8})
     for (const auto& [rows, cols, n] : shapes) {
@@ -203,20 +203,24 @@ TEST_CASE("gemm_exact is the f32 gemm of the dequantised matrix, bit for bit, fo
   CHECK_THROWS_AS(kernels::gemm_exact(MatrixView{DType::I32, 2, 4, in.data()}, in.data(), 2, out.data()), UnsupportedError);
 }
 
-TEST_CASE("exact prefill: Q8 prompts multiply exact values, decode and batched decoding stay int8") {
+TEST_CASE("exact prefill (default): Q8 prompts multiply exact values, decode and batched decoding stay int8") {
   std::mt19937 rng(37);
   TestMatrix m(DType::F32, 45, 200, rng);
   const kernels::QuantizedMatrix q = kernels::quantize_q8(m.view);
   const size_t n = 6;
   const auto X = random_vec(n * 200, rng);
   std::vector<float> int8(n * 45), exact(n * 45), prefill(n * 45), batch(n * 45), one(45);
-  kernels::gemm(q.view(), X.data(), n, int8.data());
   kernels::gemm_exact(q.view(), X.data(), n, exact.data());
-  kernels::set_exact_prefill(true);
-  kernels::gemm(q.view(), X.data(), n, prefill.data());
-  kernels::gemv_batch(q.view(), X.data(), n, batch.data());
-  kernels::gemv(q.view(), X.data(), one.data());
-  kernels::set_exact_prefill(false);
+  {
+    PrefillScope int8_prompts(false);
+    kernels::gemm(q.view(), X.data(), n, int8.data());
+  }
+  {
+    PrefillScope exact_prompts(true);
+    kernels::gemm(q.view(), X.data(), n, prefill.data());
+    kernels::gemv_batch(q.view(), X.data(), n, batch.data());
+    kernels::gemv(q.view(), X.data(), one.data());
+  }
   CHECK(std::memcmp(prefill.data(), exact.data(), exact.size() * 4) == 0);
   CHECK(std::memcmp(batch.data(), int8.data(), int8.size() * 4) == 0);
   CHECK(std::memcmp(one.data(), int8.data(), one.size() * 4) == 0);
@@ -391,6 +395,7 @@ double q8_error_bound(const MatrixView& W, const float* x, size_t r) {
 }  // namespace
 
 TEST_CASE("Q8 gemv/gemm match the dequantised reference, and f32 within the quantisation bound") {
+  PrefillScope int8_prompts(false);  // gemm's int8 kernel (the default prompt path is gemm_exact)
   std::mt19937 rng(6);
   const size_t kTokens[] = {1, 2, 5, 9};
   for (DType dt : {DType::F32, DType::BF16})
@@ -461,6 +466,7 @@ TEST_CASE("Q8 products of non-finite activations are NaN (no undefined conversio
 
 TEST_CASE("Q8 portable block dot: the fast path's bits, the reference's value") {
   // Bit equality is what lets a run on a CPU without AVX512-VNNI reproduce one with it.
+  PrefillScope int8_prompts(false);
   std::mt19937 rng(7);
   for (size_t cols : {size_t(1), size_t(3), size_t(65), size_t(549), size_t(1000)}) {  // 1..32 blocks
     TestMatrix m(DType::F32, 5, cols, rng);

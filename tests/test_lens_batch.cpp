@@ -17,6 +17,7 @@
 #include "fathom/io/json.hpp"
 #include "fathom/model/load.hpp"
 #include "fathom/tokenizer/llama2c_tokenizer.hpp"
+#include "thread_scope.hpp"
 
 using namespace fathom;
 
@@ -105,7 +106,9 @@ TEST_CASE("batched logits equal the per-token reader up to summation order") {
   }
 }
 
-TEST_CASE("Q8 unembedding: Gemm readouts are the per-token reader's; Exact ones differ by its int8 activations") {
+TEST_CASE("Q8 unembedding: Gemm readouts with int8 prompts are the per-token reader's; Exact ones differ by its int8 activations") {
+  // Rows::Gemm runs the model's prompt kernels: exact by default (then = Rows::Exact), the int8
+  // kernels (= the reader's gemv) under set_exact_prefill(false).
   auto m = load_model(std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models/llama_f32",
                       LoadOptions{WeightFormat::Q8});
   const kernels::MatrixView& U = m->readout().unembed;
@@ -121,6 +124,12 @@ TEST_CASE("Q8 unembedding: Gemm readouts are the per-token reader's; Exact ones 
   lens::Reader r(*m);
   const auto be = exact.logits(h.data(), n);
   const std::vector<float> e(be.begin(), be.end());
+  {
+    PrefillScope exact_prompts(true);
+    const auto bd = model.logits(h.data(), n);
+    CHECK(std::memcmp(bd.data(), e.data(), n * V * sizeof(float)) == 0);
+  }
+  PrefillScope int8_prompts(false);
   const auto bm = model.logits(h.data(), n);
   size_t differ = 0;
   for (size_t j = 0; j < n; ++j) {

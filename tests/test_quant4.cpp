@@ -108,6 +108,7 @@ TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit"
 }
 
 TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel's bits, any thread count") {
+  PrefillScope int8_prompts(false);  // gemm's int8 kernels (the default prompt path is gemm_exact)
   std::mt19937 rng(5);
   for (DType t : kTypes)
     for (size_t cols : {size_t(96), size_t(256), size_t(576), size_t(768), size_t(800), size_t(1536 + 256)})
@@ -166,7 +167,7 @@ TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit f
   std::mt19937 rng(17);
   for (DType t : kTypes) {
     CAPTURE(dtype_name(t));
-    // 1120 columns (Q4/Q5; K blocks of 280 on AVX2, k_block: every segment starts mid-block),
+    // 1120 columns (Q4/Q5; K blocks of 280 where k_block cuts 4 x 280: every segment starts mid-block),
     // 512 (Q4_K, Q6_K: whole super-blocks)
     const size_t cols = kk::gguf_block_elems(t) == 32 ? 1120 : 512;
     const Case c = make_case(t, 19, cols, rng);
@@ -189,12 +190,16 @@ TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit f
     CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
     // exact prefill: gemm becomes gemm_exact; batched decoding keeps gemv's int8 rows
     std::vector<float> int8(n * c.rows), prefill(n * c.rows), batch(n * c.rows), one(c.rows);
-    kk::gemm(c.M.view(), X.data(), n, int8.data());
-    kk::set_exact_prefill(true);
-    kk::gemm(c.M.view(), X.data(), n, prefill.data());
-    kk::gemv_batch(c.M.view(), X.data(), n, batch.data());
-    kk::gemv(c.M.view(), X.data() + (n - 1) * cols, one.data());
-    kk::set_exact_prefill(false);
+    {
+      PrefillScope int8_prompts(false);
+      kk::gemm(c.M.view(), X.data(), n, int8.data());
+    }
+    {
+      PrefillScope exact_prompts(true);
+      kk::gemm(c.M.view(), X.data(), n, prefill.data());
+      kk::gemv_batch(c.M.view(), X.data(), n, batch.data());
+      kk::gemv(c.M.view(), X.data() + (n - 1) * cols, one.data());
+    }
     CHECK(std::memcmp(want.data(), prefill.data(), want.size() * 4) == 0);
     CHECK(std::memcmp(int8.data(), batch.data(), int8.size() * 4) == 0);
     CHECK(std::memcmp(int8.data() + (n - 1) * c.rows, one.data(), c.rows * 4) == 0);
@@ -204,6 +209,7 @@ TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit f
 TEST_CASE("GGUF block products at the ends of the ranges: largest weights and activations, the portable bits") {
   // Weights at their largest magnitudes (Q4: 0 and 15; Q5: 0 and 31; Q6_K: 0 and 63) and activations of equal
   // magnitude in every element (|qx| = 127): the largest pair sums of vpmaddubsw (AVX2).
+  PrefillScope int8_prompts(false);  // gemm's int8 kernels (the default prompt path is gemm_exact)
   std::mt19937 rng(17);
   for (DType t : kTypes) {
     CAPTURE(dtype_name(t));

@@ -10,3 +10,15 @@ struct ThreadScope {
   ThreadScope(const ThreadScope&) = delete;
   ThreadScope& operator=(const ThreadScope&) = delete;
 };
+
+// The same for the process-wide prompt-product switch (kernels/linear.hpp, exact by default):
+// tests that run both prefill kinds leave the next test the setting they found.
+#include "fathom/kernels/linear.hpp"
+
+struct PrefillScope {
+  bool saved = fathom::kernels::exact_prefill();
+  explicit PrefillScope(bool exact) { fathom::kernels::set_exact_prefill(exact); }
+  ~PrefillScope() { fathom::kernels::set_exact_prefill(saved); }
+  PrefillScope(const PrefillScope&) = delete;
+  PrefillScope& operator=(const PrefillScope&) = delete;
+};

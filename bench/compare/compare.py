@@ -40,12 +40,15 @@ qwen-q4km: the qwen suite's random model, converted to GGUF bf16 (as in qwen, st
   and the embedding Q8_0, ffn_down Q4_K / Q6_K. fathom as stored multiplies Q5_0, Q4_K and Q6_K
   natively and re-lays Q8_0 exactly as its Q8 (the same bytes per weight as the file).
 
-The quantised suites also run fathom as stored with `--prefill exact` (prompts multiply the
-  weights' exact values with f32 activations instead of int8 blocks; decode unchanged).
+fathom's prompts multiply quantised weights' exact values with f32 activations (its default, exact
+  prefill); the quantised suites also run it as stored with `--prefill int8` (activations
+  quantised to int8 blocks, as decode and llama.cpp do).
 
 qwen-bf16: the same model's bf16 GGUF (no quantiser needed), measured as smollm2: fathom as stored
-  (bf16 weights widened exactly, f32 products) and converted to Q8 at load, against llama-bench on
-  the file (its CPU backend multiplies bf16 weights with bf16-rounded activations).
+  (bf16 weights widened exactly, f32 products), as stored with `--activations bf16` (activations
+  rounded to bf16, vdpbf16ps where AVX512_BF16 is present: inexact, opt-in) and converted to Q8 at
+  load, against llama-bench on the file (its CPU backend multiplies bf16 weights with bf16-rounded
+  activations).
 
 qwen-q8_0: the same model converted to GGUF q8_0 by the same script; fathom as stored (Q8_0
   re-laid exactly as its Q8) against llama-bench on the file: the Q8 cells at equal weights.
@@ -438,8 +441,11 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
         # 896-wide rows are not whole 256-weight K blocks: llama-quantize falls back to Q5_0 / Q8_0
         # for them; only ffn_down is Q4_K / Q6_K. All are held natively (io/gguf_weights.hpp).
         as_stored = "as stored (Q5_0/Q4_K/Q6_K native, Q8_0 as Q8)"
-    if a.suite != "qwen-bf16":  # quantised weights as stored, prompts with f32 activations too
-        fathom_weights.insert(1, ("as-stored", as_stored + ", --prefill exact", ("--prefill", "exact")))
+    if a.suite != "qwen-bf16":  # quantised weights as stored, prompts through the int8 kernels too
+        fathom_weights.insert(1, ("as-stored", as_stored + ", --prefill int8", ("--prefill", "int8")))
+    else:  # the bf16 weights with bf16-rounded activations, as llama.cpp multiplies them (vdpbf16ps)
+        fathom_weights.insert(1, ("as-stored", "bf16 as stored, --activations bf16 (inexact)",
+                                  ("--activations", "bf16")))
     ids = gguf_prompt_ids(vocab)
     configs = bandwidth_configs(build, threads)
     for th in threads:

@@ -152,16 +152,25 @@ inline void gemm_bf16dot(size_t K, const float* X, size_t M, std::span<const Den
           const DenseProduct& P = products[j];
           const size_t N = P.N, n0 = (p - first) * kNR, nr = std::min(kNR, N - n0);
           const uint16_t* W = static_cast<const uint16_t*>(P.data);
-          // weights: Bp[k][jj] = pair k of row n0 + jj in this block (zero rows past N, zero tail)
-          for (size_t jj = 0; jj < kNR; ++jj) {
-            const uint16_t* wr = jj < nr ? W + (n0 + jj) * K + e0 : nullptr;
-            for (size_t k = 0; k < kc2; ++k) {
-              uint32_t v = 0;
-              if (wr) {
-                const uint32_t lo = wr[2 * k], hi = 2 * k + 1 < elems ? wr[2 * k + 1] : 0u;
-                v = lo | hi << 16;
+          // weights: Bp[k][jj] = pair k of row n0 + jj in this block (zero rows past N, zero tail).
+          // A full panel of whole pairs is a 32 x kc2 transpose of 32-bit words: moved by
+          // transpose16's shuffles (bit moves, no arithmetic) rather than word by word.
+          if (nr == kNR && K % 2 == 0 && elems == 2 * kc2 && kc2 % 16 == 0) {
+            for (size_t k = 0; k < kc2; k += 16)
+              for (size_t jj = 0; jj < kNR; jj += 16)
+                transpose16(reinterpret_cast<const float*>(W + (n0 + jj) * K + e0 + 2 * k), K / 2,
+                            reinterpret_cast<float*>(b.data() + k * kNR + jj), kNR);
+          } else {
+            for (size_t jj = 0; jj < kNR; ++jj) {
+              const uint16_t* wr = jj < nr ? W + (n0 + jj) * K + e0 : nullptr;
+              for (size_t k = 0; k < kc2; ++k) {
+                uint32_t v = 0;
+                if (wr) {
+                  const uint32_t lo = wr[2 * k], hi = 2 * k + 1 < elems ? wr[2 * k + 1] : 0u;
+                  v = lo | hi << 16;
+                }
+                b[k * kNR + jj] = v;
               }
-              b[k * kNR + jj] = v;
             }
           }
           for (size_t i0 = 0; i0 < mc; i0 += kMR) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <vector>
+#include <unistd.h>  // sysconf: the L1 data cache size (k_block)
 
 #include "fathom/core/dtype.hpp"
 #include "fathom/kernels/convert.hpp"
@@ -24,19 +25,24 @@ namespace fathom::kernels::detail {
 
 constexpr size_t kNR = 2 * simd::W;                  // Y columns per tile (two vectors)
 constexpr size_t kMR = simd::W >= 16 ? 12 : 6;       // Y rows per tile: 2*MR accumulators
-constexpr size_t kKC = 256;                          // K block: Bp panel = KC*NR floats (32 KiB)
+constexpr size_t kKC = 256;                          // K block (about): Bp panel = KC*NR floats
 constexpr size_t kMC = kMR * 64;                     // X rows per packed block (768 KiB)
-// AVX2 (16-float weight panels): K is cut into equal blocks of about kKC, at most kKCMax:
-// 576 = 2 x 288 rather than 256 + 256 + 64, so Y is loaded and stored once less and no short
-// block pays a tile's fixed cost for few k (1.15-1.19x on the lens readout's 49,152 x 576
-// product on a Zen 3; a 288 x 16 panel is 18 KiB of L1). AVX-512's 32-float panels would outgrow
-// a 32 KiB L1: there K blocks stay kKC (not measured otherwise). The blocks never change a
-// result: each Y element is one chain of FMAs in k order, stored and reloaded exactly.
-constexpr size_t kKCMax = simd::W >= 16 ? kKC : kKC * 3 / 2;
+// K is cut into equal blocks of about kKC, at most kc_max(): 576 = 2 x 288 rather than
+// 256 + 256 + 64, so Y is loaded and stored once less and no short block pays a tile's fixed
+// cost for few k. AVX2's 16-float panels: blocks up to 384 (a 384 x 16 panel is 24 KiB of L1;
+// the lens readout's 49,152 x 576 product 1.15-1.19x on a Zen 3). AVX-512's 32-float panels: up
+// to 320 (40 KiB) where L1d holds 48 KiB (Zen 5, Intel since Ice Lake; 1.08-1.11x on a Zen 5),
+// kKC otherwise (a 32 KiB L1, Zen 4: read at run time). The blocks never change a result: each
+// Y element is one chain of FMAs in k order, stored and reloaded exactly.
+constexpr size_t kKCMax = simd::W >= 16 ? kKC * 5 / 4 : kKC * 3 / 2;
+inline size_t kc_max() {
+  if constexpr (simd::W < 16) return kKCMax;
+  static const size_t m = sysconf(_SC_LEVEL1_DCACHE_SIZE) >= 48 * 1024 ? kKCMax : kKC;
+  return m;
+}
 inline size_t k_block(size_t K) {
-  if constexpr (kKCMax == kKC) return kKC;
   const size_t n = std::max<size_t>(1, (K + kKC / 2) / kKC);
-  return std::min(kKCMax, ((K + n - 1) / n + 7) / 8 * 8);
+  return std::min(kc_max(), ((K + n - 1) / n + 7) / 8 * 8);
 }
 
 // C[MR, NR] (+)= Ap[kc][MR] . Bp[kc][NR]; C has leading dimension ldc.

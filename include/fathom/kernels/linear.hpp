@@ -195,18 +195,20 @@ inline void gemv_fused(std::initializer_list<Product> products, const float* x) 
 // y[r] = sum_c W[r,c] x[c]
 inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&W, y}}, x); }
 
-// Exact prefill (opt-in, process-wide like set_bf16_activations): set_exact_prefill(true), or
-// FATHOM_PREFILL=exact in the environment (read once), makes gemm with Q8 or GGUF block weights
-// and n > 1 multiply the weights' exact values with f32 activations (gemm_exact) instead of
-// quantising X to int8 blocks. Without AVX512-VNNI that kernel is the faster one (Zen 3: Q8
-// 1.25-1.56x, the GGUF blocks 1.1-1.3x on prompt shapes, docs/benchmarks.md) and it rounds
-// nothing; decode (gemv) and batched decoding keep the int8 kernels, so a prompt's products then
-// differ from decode's for the same rows by the int8 rounding of the activations.
+// Exact prefill (the default): gemm with Q8 or GGUF block weights and n > 1 multiplies the
+// weights' exact values with f32 activations (gemm_exact), so a prompt's products are those of
+// the dequantised f32 model, bit for bit, on every machine. It is also the faster kernel on the
+// CPUs measured (docs/benchmarks.md: Zen 3 without VNNI 1.1-1.56x; Zen 5 with AVX512-VNNI Q4_1
+// and Q6_K 1.2-1.4x, Q8 and Q4_K 0.93-0.97x). Decode (gemv) and batched decoding keep the int8
+// kernels (activations quantised to int8 blocks, as llama.cpp does), so a prompt's products
+// differ from decode's for the same rows by that rounding. set_exact_prefill(false), or
+// FATHOM_PREFILL=int8 in the environment (read once), runs prompts through the int8 kernels too:
+// prompt rows then equal decode rows bit for bit.
 namespace detail {
 inline std::atomic<bool>& exact_prefill_flag() {
   static std::atomic<bool> on = [] {
     const char* e = std::getenv("FATHOM_PREFILL");
-    return e && std::string_view(e) == "exact";
+    return !(e && std::string_view(e) == "int8");
   }();
   return on;
 }
@@ -217,7 +219,8 @@ inline bool exact_prefill() { return detail::exact_prefill_flag().load(std::memo
 // Y[t, r] = sum_c X[t, c] W[r, c]; X: [n, W.cols] and Y: [n, W.rows], row-major, contiguous.
 // n == 1 is the matrix-vector product (same result as gemv). For Q8 weights each row of X is
 // quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit;
-// so for the GGUF block formats (quant4.hpp). Unless exact_prefill() (above).
+// so for the GGUF block formats (quant4.hpp) — when !exact_prefill() (above; by default those
+// formats run gemm_exact).
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
   if (n == 1) return gemv(W, X, Y);
