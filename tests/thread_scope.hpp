@@ -1,7 +1,11 @@
 #pragma once
-// Sets OpenMP's thread count (which the kernels' pool follows) for one scope, restoring it after:
-// the kernel tests run the same product at 1, 2 and 3 threads and compare the bits.
+// Process-wide kernel settings for one scope, restored after: OpenMP's thread count (which the
+// kernels' pool follows; the kernel tests run the same product at 1, 2 and 3 threads and compare
+// the bits) and the prompt-product switch (kernels/linear.hpp, exact by default; tests that run
+// both prefill kinds leave the next test the setting they found).
 #include <omp.h>
+
+#include "fathom/kernels/linear.hpp"
 
 struct ThreadScope {
   int saved = omp_get_max_threads();
@@ -10,10 +14,6 @@ struct ThreadScope {
   ThreadScope(const ThreadScope&) = delete;
   ThreadScope& operator=(const ThreadScope&) = delete;
 };
-
-// The same for the process-wide prompt-product switch (kernels/linear.hpp, exact by default):
-// tests that run both prefill kinds leave the next test the setting they found.
-#include "fathom/kernels/linear.hpp"
 
 struct PrefillScope {
   bool saved = fathom::kernels::exact_prefill();

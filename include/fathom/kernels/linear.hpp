@@ -197,13 +197,13 @@ inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&
 
 // Exact prefill (the default): gemm with Q8 or GGUF block weights and n > 1 multiplies the
 // weights' exact values with f32 activations (gemm_exact), so a prompt's products are those of
-// the dequantised f32 model, bit for bit, on every machine. It is also the faster kernel on the
-// CPUs measured (docs/benchmarks.md: Zen 3 without VNNI 1.1-1.56x; Zen 5 with AVX512-VNNI Q4_1
-// and Q6_K 1.2-1.4x, Q8 and Q4_K 0.93-0.97x). Decode (gemv) and batched decoding keep the int8
-// kernels (activations quantised to int8 blocks, as llama.cpp does), so a prompt's products
-// differ from decode's for the same rows by that rounding. set_exact_prefill(false), or
-// FATHOM_PREFILL=int8 in the environment (read once), runs prompts through the int8 kernels too:
-// prompt rows then equal decode rows bit for bit.
+// the dequantised f32 model, bit for bit, on every machine. Against the int8 kernels it is faster
+// or within 7 % on the CPUs measured (docs/benchmarks.md: Zen 3 without VNNI 1.1-1.56x; Zen 5
+// with AVX512-VNNI Q4_1 and Q6_K 1.2-1.4x, Q8 and Q4_K 0.93-0.97x). Decode (gemv) and batched
+// decoding keep the int8 kernels (activations quantised to int8 blocks, as llama.cpp does), so a
+// prompt's products differ from decode's for the same rows by that rounding.
+// set_exact_prefill(false), or FATHOM_PREFILL=int8 in the environment (read once), runs prompts
+// through the int8 kernels too: prompt rows then equal decode rows bit for bit.
 namespace detail {
 inline std::atomic<bool>& exact_prefill_flag() {
   static std::atomic<bool> on = [] {
