@@ -203,6 +203,29 @@ TEST_CASE("gemm_exact is the f32 gemm of the dequantised matrix, bit for bit, fo
   CHECK_THROWS_AS(kernels::gemm_exact(MatrixView{DType::I32, 2, 4, in.data()}, in.data(), 2, out.data()), UnsupportedError);
 }
 
+TEST_CASE("gemm_fused with Q8 matrices equals gemm per matrix, exact and int8 prompts, 1 and 2 threads") {
+  // exact prompts share one packing of X between the matrices (gemm_dense); int8 ones run per matrix
+  std::mt19937 rng(41);
+  TestMatrix a(DType::F32, 70, 96, rng), b(DType::F32, 24, 96, rng);
+  const kernels::QuantizedMatrix qa = kernels::quantize_q8(a.view), qb = kernels::quantize_q8(b.view);
+  const MatrixView va = qa.view(), vb = qb.view();
+  const size_t n = 7;
+  const auto X = random_vec(n * 96, rng);
+  for (bool exact : {true, false})
+    for (int threads : {1, 2}) {
+      CAPTURE(exact);
+      CAPTURE(threads);
+      PrefillScope prompts(exact);
+      ThreadScope ts(threads);
+      std::vector<float> ya(n * 70), yb(n * 24), fa(n * 70), fb(n * 24);
+      kernels::gemm(va, X.data(), n, ya.data());
+      kernels::gemm(vb, X.data(), n, yb.data());
+      kernels::gemm_fused({{&va, fa.data()}, {&vb, fb.data()}}, X.data(), n);
+      CHECK(std::memcmp(ya.data(), fa.data(), ya.size() * 4) == 0);
+      CHECK(std::memcmp(yb.data(), fb.data(), yb.size() * 4) == 0);
+    }
+}
+
 TEST_CASE("exact prefill (default): Q8 prompts multiply exact values, decode and batched decoding stay int8") {
   std::mt19937 rng(37);
   TestMatrix m(DType::F32, 45, 200, rng);

@@ -248,7 +248,7 @@ inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
 // Y = X W^T with W's exact values and unquantised f32 activations, whatever W's format: Q8 and
 // the GGUF blocks are widened in the dense gemm's packing step (widen.hpp), so Y equals gemm of
 // the dequantised f32 matrix bit for bit (any n, any thread count) at the f32 kernel's rate.
-// gemm itself quantises X to int8 blocks for those formats, as decode does; this is the lens
+// gemm does the same for those formats unless set_exact_prefill(false); this is the lens
 // trainer's arithmetic (lens/train.hpp), which the batched lens readouts use (batch_readout.hpp).
 inline void gemm_exact(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
@@ -257,14 +257,18 @@ inline void gemm_exact(const MatrixView& W, const float* X, size_t n, float* Y) 
 }
 
 // Y_i = X W_i^T for matrices that read the same X: [n, cols]; Product::y is then [n, W->rows].
-// A single token (decode) runs as one gemv_fused; a prompt with dense weights as one gemm that
-// packs X once for all matrices and splits all their panels between the threads (Q8 and mixed
-// dtypes: one gemm per matrix). Every Y_i equals gemm(W_i, X) bit for bit.
+// A single token (decode) runs as one gemv_fused; a prompt with dense weights (or quantised ones
+// under exact prefill) as one gemm that packs X once for all matrices and splits all their panels
+// between the threads (int8 prompts and mixed dtypes: one gemm per matrix). Every Y_i equals
+// gemm(W_i, X) bit for bit.
 inline void gemm_fused(std::span<const Product> products, const float* X, size_t n) {
   if (n == 1) return gemv_fused(products, X);
   if (n == 0 || products.empty()) return;
   const MatrixView& W0 = *products[0].W;
-  bool dense = W0.dtype == DType::F32 || W0.dtype == DType::BF16 || W0.dtype == DType::F16;
+  // dense: the f32 gemm's formats, and Q8 / the GGUF blocks under exact prefill (gemm runs them
+  // through gemm_dense too), so X is packed once for all matrices of one format
+  bool dense = W0.dtype == DType::F32 || W0.dtype == DType::BF16 || W0.dtype == DType::F16 ||
+               ((W0.dtype == DType::Q8 || is_gguf_block(W0.dtype)) && exact_prefill());
   std::vector<detail::DenseProduct> dp;
   for (const Product& p : products) {
     detail::check_matrix(*p.W, "gemm");

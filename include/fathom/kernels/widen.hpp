@@ -18,8 +18,8 @@
 namespace fathom::kernels::detail {
 
 // The GGUF blocks: their reference dequantisation (io::dequantize's bits, element for element;
-// tests/test_quant4.cpp) with each block's, group's or sub-block's scales decoded once, and within a run sharing one scale the
-// values read from consecutive bytes (loops the compiler vectorises).
+// tests/test_quant4.cpp) with each block's, group's or sub-block's scales decoded once, and within
+// a run sharing one scale the values read from consecutive bytes (loops the compiler vectorises).
 inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float* out) {
   const size_t end = c0 + n;
   if (is_q4_family(W.dtype)) {
