@@ -2,6 +2,8 @@
 // peak (~117 GFLOP/s on 2 cores, docs/benchmarks.md).
 #include "kernel_bench.hpp"
 
+#include "fathom/kernels/gemm_rank.hpp"
+
 #include <utility>
 
 using namespace fathom;
@@ -64,6 +66,25 @@ FATHOM_GEMM_K_BENCH(q6_k_1536, DType::Q6_K)
 BENCHMARK_CAPTURE(BM_gemm_exact, q8, DType::Q8)->Args({896, 4864, 512})->Args({4864, 896, 512})
     ->Args({49152, 576, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gemm, q8_readout, DType::Q8)->Args({49152, 576, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The lens readout's product reduced as it is computed (kernels/gemm_rank.hpp): per row the argmax
+// and the count above one target, the [256, 49,152] logits never stored. Arg 2: 1 = weights
+// pre-packed to f32 panels once outside the loop (what lens::BatchReader keeps), 0 = packed per call.
+static void BM_gemm_rank(benchmark::State& state, DType dt) {
+  const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1)), n = size_t(state.range(2));
+  kbench::BenchMatrix m(dt, rows, cols);
+  const auto X = kbench::bench_vector(n * cols);
+  std::vector<int32_t> targets(n);
+  for (size_t i = 0; i < n; ++i) targets[i] = int32_t(i * 7919 % rows);
+  const kernels::PackedPanels packed = state.range(3) ? kernels::PackedPanels(m.view) : kernels::PackedPanels();
+  for (auto _ : state) {
+    auto r = kernels::gemm_rank(m.view, state.range(3) ? &packed : nullptr, X.data(), n, targets, 1);
+    benchmark::DoNotOptimize(r.argmax.data());
+  }
+  kbench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols) * double(n));
+}
+BENCHMARK_CAPTURE(BM_gemm_rank, q8_readout, DType::Q8)->Args({49152, 576, 256, 1})->Args({49152, 576, 256, 0})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gemm_exact, q4_1, DType::Q4_1)->Args({896, 4864, 512})->Args({4864, 896, 512})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gemm_exact, q4_k_1536, DType::Q4_K)->Args({1536, 1536, 512})->Unit(benchmark::kMillisecond)->UseRealTime();

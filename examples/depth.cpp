@@ -107,6 +107,7 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
   depth::BucketStats buckets(R, freq);
   std::vector<std::vector<int64_t>> trajectories;  // per token: [R] rank of its target
   Session s(m, SessionOptions{a.context + 1, KvStrategy::Propagate});
+  lens::BatchReader reader(m, size_t(a.block_rows), a.readout_products());  // for every window
   const lens::TokenWindows windows{ids, size_t(a.context), tok.bos_id()};
   double readout_s = 0;  // forward passes + readouts + statistics
   for (size_t k = 0; k < windows.count(/*keep_tail=*/true); ++k) {
@@ -114,8 +115,7 @@ void analyse_text(const Args& a, const Model& m, const tok::AnyTokenizer& tok, c
     s.reset();
     const auto t0 = std::chrono::steady_clock::now();
     auto prof = a.per_token ? depth::profile_tokens_per_token(s, piece, lens, target)
-                            : depth::profile_tokens(s, piece, lens, target, size_t(a.block_rows),
-                                                    a.readout_products());
+                            : depth::profile_tokens(s, piece, lens, target, reader);
     readout_s += examples::seconds_since(t0);
     for (size_t t = tok.bos_id() >= 0 ? 1 : 0; t < prof.size(); ++t) {
       buckets.add(prof[t].top1);
@@ -281,14 +281,14 @@ void analyse_pos(const Args& a, const Model& m, const tok::AnyTokenizer& tok, co
   std::map<std::string, std::vector<std::vector<int64_t>>> by_class;  // class -> rank trajectories
   std::map<std::string, size_t> seen;                                 // class -> predicted tokens
   Session s(m, SessionOptions{a.context + 1, KvStrategy::Propagate});
+  lens::BatchReader reader(m, size_t(a.block_rows), a.readout_products());  // for every document
   for (size_t d = 0; d < docs.size(); ++d) {
     auto ids = tok.encode(docs[d].text, true);
     if (ids.size() > size_t(a.context)) ids.resize(size_t(a.context));
     if (ids.size() < 2) continue;
     const auto cls = eval::token_classes(tok, docs[d], ids);
     s.reset();
-    const auto prof = depth::profile_tokens(s, ids, lens, depth::Target::NextToken,
-                                            size_t(a.block_rows), a.readout_products());
+    const auto prof = depth::profile_tokens(s, ids, lens, depth::Target::NextToken, reader);
     for (size_t t = 0; t < prof.size(); ++t) {
       const std::string& c = cls[t + 1];  // the class of the token being predicted
       if (c.empty()) continue;

@@ -161,6 +161,50 @@ TEST_CASE("Q8 unembedding: Gemm readouts with int8 prompts are the per-token rea
   CHECK(differ > 0);  // the two products do differ: the option reaches the kernel
 }
 
+TEST_CASE("BatchReader::ranks = top1_id, the target logits and rank_of of logits(), bit for bit") {
+  // Exact products: reduced inside the product (kernels::gemm_rank), the logits never written;
+  // Gemm products: the block scanned. f32 and Q8 unembeddings; a row without target.
+  for (WeightFormat wf : {WeightFormat::F32, WeightFormat::Q8}) {
+    auto m = load_model(std::filesystem::path(FATHOM_SOURCE_DIR) / "tests/fixtures/models/llama_f32",
+                        LoadOptions{wf});
+    const size_t H = m->hidden(), V = m->vocab(), n = 29, T = 2;
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> h(n * H);  // [n, hidden]
+    for (auto& v : h) v = nd(rng);
+    std::vector<int32_t> targets(n * T);
+    for (size_t i = 0; i < targets.size(); ++i) targets[i] = int32_t(i * 37 % V);
+    targets[5] = -1;
+    for (auto how : {kernels::Rows::Exact, kernels::Rows::Gemm}) {
+      CAPTURE(int(how));
+      lens::BatchReader br(*m, 32, how);
+      const auto block = br.logits(h.data(), n);
+      const std::vector<float> lg(block.begin(), block.end());
+      for (int threads : {1, 2}) {
+        ThreadScope ts(threads);
+        const auto& r = br.ranks(h.data(), n, targets, T);
+        for (size_t j = 0; j < n; ++j) {
+          const std::span<const float> row(lg.data() + j * V, V);
+          CHECK(r.top1[j] == lens::top1_id(row));
+          for (size_t t = 0; t < T; ++t) {
+            const int32_t id = targets[j * T + t];
+            if (id < 0) {
+              CHECK(r.rank[j * T + t] == 0);
+              continue;
+            }
+            CHECK(std::memcmp(&r.logit[j * T + t], &row[size_t(id)], 4) == 0);
+            CHECK(r.rank[j * T + t] == lens::rank_of(row, id));
+          }
+        }
+      }
+    }
+    lens::BatchReader br(*m, 32);
+    std::vector<int32_t> bad(n, int32_t(V));
+    CHECK_THROWS_AS(br.ranks(h.data(), n, bad, 1), UsageError);
+    CHECK_THROWS_AS(br.ranks(h.data(), n, targets, 1), UsageError);  // 2n ids for n rows x 1
+  }
+}
+
 TEST_CASE("top1_id breaks ties towards the lower id, as top_k does") {
   const std::vector<float> lg = {0.5f, 3.0f, -1.0f, 3.0f};
   CHECK(lens::top1_id(lg) == 1);

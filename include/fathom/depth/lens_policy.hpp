@@ -145,19 +145,19 @@ void read_all_layers(Session& s, std::span<const int32_t> tokens, const LensT& l
     for (size_t i = 0; i <= L; ++i) fn(slot, i, lens_logits(reader, lens, rec, slot, i, tr));
 }
 
-// Readouts of hidden_states[i] through the lens for the recorded slots [first, end), in blocks
-// of up to reader.max_rows() slots: fn(i, slot0, block) with block = [n, vocab] logits of slots
-// slot0 .. slot0+n-1 (valid during the call). Readout L (the model's output) comes first, so its
-// results can serve as targets for the others; then i = 0..L-1.
+// The recorded hidden_states[i] of slots [first, end) through the lens, in blocks of up to
+// `rows` slots: fn(i, slot0, x, n) with x = [n, hidden] translated states of slots slot0 ..
+// slot0+n-1 (valid during the call). Readout L (the model's output) comes first, so its results
+// can serve as targets for the others; then i = 0..L-1.
 template <Lens LensT, class Fn>
-void read_recorded_blocks(const SiteRecorder& rec, const LensT& lens, BatchReader& reader,
-                          uint32_t first, uint32_t end, Fn&& fn) {
-  const size_t L = rec.sites().size() - 1, H = reader.hidden();
+void translated_blocks(const SiteRecorder& rec, const LensT& lens, size_t rows, uint32_t first,
+                       uint32_t end, Fn&& fn) {
+  const size_t L = rec.sites().size() - 1, H = rec.hidden();
   std::vector<float> tr;  // [rows, hidden] translated states
   for (size_t k = 0; k <= L; ++k) {
     const size_t i = k == 0 ? L : k - 1;
-    for (uint32_t s0 = first; s0 < end; s0 += uint32_t(reader.max_rows())) {
-      const size_t n = std::min<size_t>(reader.max_rows(), end - s0);
+    for (uint32_t s0 = first; s0 < end; s0 += uint32_t(rows)) {
+      const size_t n = std::min<size_t>(rows, end - s0);
       auto h = rec.rows(i, s0, n);
       const float* x = h.data();
       if (!lens.identity(i)) {
@@ -165,9 +165,19 @@ void read_recorded_blocks(const SiteRecorder& rec, const LensT& lens, BatchReade
         lens.translate(i, h.data(), tr.data(), n, H);
         x = tr.data();
       }
-      fn(i, s0, reader.logits(x, n));
+      fn(i, s0, x, n);
     }
   }
+}
+
+// Readouts of hidden_states[i] through the lens for the recorded slots [first, end), in blocks
+// of up to reader.max_rows() slots: fn(i, slot0, block) with block = [n, vocab] logits of slots
+// slot0 .. slot0+n-1 (valid during the call), readout L first (translated_blocks).
+template <Lens LensT, class Fn>
+void read_recorded_blocks(const SiteRecorder& rec, const LensT& lens, BatchReader& reader,
+                          uint32_t first, uint32_t end, Fn&& fn) {
+  translated_blocks(rec, lens, reader.max_rows(), first, end,
+                    [&](size_t i, uint32_t s0, const float* x, size_t n) { fn(i, s0, reader.logits(x, n)); });
 }
 
 // Runs `tokens` at full depth (appended to the session) and calls fn(i, slot0, block) for every

@@ -243,19 +243,19 @@ enum class Target : uint8_t {
 };
 
 // Runs `tokens` (appended to the session) and profiles every position through the lens: per
-// readout, a block of up to `block_rows` tokens is read out with one matrix product
-// (lens::read_recorded_blocks) and reduced to top-1 and target rank row by row, so no more than
-// one [block_rows, vocab] block of logits exists at a time. The final readout comes first (it
-// may be the target). `products`: lens::BatchReader's (Exact, or Gemm: the model's own kernels).
-// Equal to profile_tokens_per_token up to the summation order of the products, and for a
-// quantised unembedding with Exact products up to the per-token path's int8 activations too
-// (lens/batch_readout.hpp).
+// readout, a block of up to reader.max_rows() tokens is read out with one matrix product reduced
+// to top-1 and target rank inside the product (lens::BatchReader::ranks): no [rows, vocab] block
+// of logits is written with Exact products, one at a time with Gemm products. The final readout
+// comes first (it may be the target). Equal to profile_tokens_per_token up to the summation order
+// of the products, and for a quantised unembedding with Exact products up to the per-token path's
+// int8 activations too (lens/batch_readout.hpp). One `reader` can serve many calls: it keeps the
+// unembedding packed for its products.
 template <class Lens>
 std::vector<TokenProfile> profile_tokens(Session& s, std::span<const int32_t> tokens,
-                                         const Lens& lens, Target target = Target::FinalTop1,
-                                         size_t block_rows = lens::BatchReader::kDefaultRows,
-                                         kernels::Rows products = kernels::Rows::Exact) {
+                                         const Lens& lens, Target target, lens::BatchReader& reader) {
   const size_t L = s.model().n_layers(), V = s.model().vocab();
+  if (reader.vocab() != V || reader.hidden() != s.model().hidden())
+    throw UsageError("", "reader", "a BatchReader of another model");
   std::vector<TokenProfile> out(tokens.size());
   if (tokens.empty()) return out;
   for (size_t t = 0; t < tokens.size(); ++t) {
@@ -269,21 +269,35 @@ std::vector<TokenProfile> profile_tokens(Session& s, std::span<const int32_t> to
     }
   }
   const lens::SiteRecorder rec = lens::record_hidden_states(s, tokens);
-  lens::BatchReader reader(s.model(), block_rows, products);
-  lens::read_recorded_blocks(
-      rec, lens, reader, 0, uint32_t(tokens.size()),
-      [&](size_t i, uint32_t s0, std::span<const float> block) {
-        lens::for_each_row(block, V, [&](size_t j, std::span<const float> lg) {
-          auto& p = out[s0 + j];
-          p.top1[i] = lens::top1_id(lg);
-          if (i == L && target == Target::FinalTop1) p.target = p.top1[L];
-          if (p.target < 0) return;
-          if (i == L) p.rank.resize(L + 1);
-          p.rank[i] = lens::rank_of(lg, p.target);
-        });
-      });
+  std::vector<int32_t> targets;  // [n] the block's targets
+  lens::translated_blocks(rec, lens, reader.max_rows(), 0, uint32_t(tokens.size()),
+                          [&](size_t i, uint32_t s0, const float* x, size_t n) {
+    // The final readout's own top-1 is its target: no count needed, its rank is 1.
+    const bool own_top1 = i == L && target == Target::FinalTop1;
+    targets.resize(own_top1 ? 0 : n);
+    for (size_t j = 0; j < targets.size(); ++j) targets[j] = out[s0 + j].target;
+    const auto& r = reader.ranks(x, n, targets, own_top1 ? 0 : 1);
+    for (size_t j = 0; j < n; ++j) {
+      auto& p = out[s0 + j];
+      p.top1[i] = r.top1[j];
+      if (own_top1) p.target = p.top1[L];
+      if (p.target < 0) continue;
+      if (i == L) p.rank.resize(L + 1);
+      p.rank[i] = own_top1 ? 1 : r.rank[j];
+    }
+  });
   if (target == Target::NextToken) out.pop_back();
   return out;
+}
+// The same with a reader of its own: blocks of `block_rows`, `products` as lens::BatchReader's
+// (Exact, or Gemm: the model's own kernels).
+template <class Lens>
+std::vector<TokenProfile> profile_tokens(Session& s, std::span<const int32_t> tokens,
+                                         const Lens& lens, Target target = Target::FinalTop1,
+                                         size_t block_rows = lens::BatchReader::kDefaultRows,
+                                         kernels::Rows products = kernels::Rows::Exact) {
+  lens::BatchReader reader(s.model(), block_rows, products);
+  return profile_tokens(s, tokens, lens, target, reader);
 }
 
 // The same profiles one [vocab] readout at a time (a matrix-vector product per token and

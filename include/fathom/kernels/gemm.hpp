@@ -45,29 +45,48 @@ inline size_t k_block(size_t K) {
   return std::min(kc_max(), ((K + n - 1) / n + 7) / 8 * 8);
 }
 
-// C[MR, NR] (+)= Ap[kc][MR] . Bp[kc][NR]; C has leading dimension ldc.
+// C[MR, NR] (+)= Ap[kc][MR] . Bp[kc][NR]; C has leading dimension ldc. Rows < kMR: only the
+// first `Rows` rows of the panel (a partial last tile; each element's sum is the same chain).
+template <size_t Rows = kMR>
 inline void gemm_tile(size_t kc, const float* Ap, const float* Bp, float* C, size_t ldc,
                       bool accumulate) {
   using simd::fvec;
   constexpr size_t W = simd::W;
-  fvec c0[kMR], c1[kMR];
-  for (size_t i = 0; i < kMR; ++i) {
+  fvec c0[Rows], c1[Rows];
+  for (size_t i = 0; i < Rows; ++i) {
     c0[i] = accumulate ? simd::loadu(C + i * ldc) : fvec(0.f);
     c1[i] = accumulate ? simd::loadu(C + i * ldc + W) : fvec(0.f);
   }
   for (size_t k = 0; k < kc; ++k) {
     const fvec b0 = simd::loadu(Bp + k * kNR), b1 = simd::loadu(Bp + k * kNR + W);
 #pragma GCC unroll 16
-    for (size_t i = 0; i < kMR; ++i) {
+    for (size_t i = 0; i < Rows; ++i) {
       const fvec a(Ap[k * kMR + i]);
       c0[i] = xsimd::fma(a, b0, c0[i]);
       c1[i] = xsimd::fma(a, b1, c1[i]);
     }
   }
-  for (size_t i = 0; i < kMR; ++i) {
+  for (size_t i = 0; i < Rows; ++i) {
     simd::storeu(C + i * ldc, c0[i]);
     simd::storeu(C + i * ldc + W, c1[i]);
   }
+}
+
+// The tile for the first mr <= kMR rows of a panel: the kernel for a third, two thirds or all of
+// kMR rows, whichever is the smallest that covers mr (a block of 256 rows ends in 4 rows of 12).
+// Writes that many rows of C: exactly mr when mr is one of those sizes.
+inline size_t tile_rows(size_t mr) {
+  constexpr size_t third = kMR % 3 == 0 ? kMR / 3 : kMR;
+  return mr <= third ? third : mr <= 2 * third ? std::min(kMR, 2 * third) : kMR;
+}
+inline void gemm_tile_rows(size_t mr, size_t kc, const float* Ap, const float* Bp, float* C, size_t ldc,
+                           bool accumulate) {
+  constexpr size_t third = kMR % 3 == 0 ? kMR / 3 : kMR;
+  if constexpr (third < kMR) {
+    if (mr <= third) return gemm_tile<third>(kc, Ap, Bp, C, ldc, accumulate);
+    if (mr <= 2 * third) return gemm_tile<2 * third>(kc, Ap, Bp, C, ldc, accumulate);
+  }
+  gemm_tile(kc, Ap, Bp, C, ldc, accumulate);
 }
 
 #if defined(__AVX512F__)
@@ -221,6 +240,9 @@ struct DenseProduct {
   const void* data;  // W [N, K] in the call's dtype (any: widen.hpp)
   size_t N;
   float* Y;          // [M, N]
+  // W already widened into panels ([N/NR][K][NR] f32: kernels::PackedPanels), or null to pack each
+  // panel's K block here. The same values either way, so the same bits.
+  const float* panels = nullptr;
 };
 
 // Y_j[M, N_j] = X[M, K] . W_j[N_j, K]^T for products that share X and a dtype (F32, BF16, F16,
@@ -291,20 +313,25 @@ inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<c
           const DenseProduct& P = products[j];
           const size_t N = P.N, n0 = (p - first) * kNR, nr = std::min(kNR, N - n0);
           const MatrixView W{dt, N, K, P.data};
-          pack_weights(W, n0, nr, k0, kc, Bp, s.row.data());
-          // The next panel's weights (NR runs of kc elements, a row apart) are fetched a few lines
-          // per tile while this panel computes: packing them would otherwise wait on DRAM, as the
-          // hardware prefetchers do not follow 16 short runs (1.2-1.3x on a 49,152 x 576 matrix).
+          const float* B = Bp;
+          if (P.panels) B = P.panels + (p - first) * K * kNR + k0 * kNR;
+          else pack_weights(W, n0, nr, k0, kc, Bp, s.row.data());
+          // The next panel's weights (NR runs of kc elements, a row apart; pre-packed: one run of
+          // kc * NR floats) are fetched a few lines per tile while this panel computes: packing
+          // them would otherwise wait on DRAM, as the hardware prefetchers do not follow 16 short
+          // runs (1.2-1.3x on a 49,152 x 576 matrix).
           const RowBytes rb = row_bytes(W);
-          const size_t row_lines = (kc * rb.elem + 63) / 64;
+          const size_t row_lines = P.panels ? kc * kNR * sizeof(float) / 64 : (kc * rb.elem + 63) / 64;
           const size_t next_n0 = n0 + kNR, next_rows = p + 1 < pe && next_n0 < N ? std::min(kNR, N - next_n0) : 0;
-          const size_t tiles = (mc + kMR - 1) / kMR, next_lines = next_rows * row_lines;
+          const size_t tiles = (mc + kMR - 1) / kMR, next_lines = P.panels ? (next_rows ? row_lines : 0) : next_rows * row_lines;
           const size_t per_tile = (next_lines + tiles - 1) / tiles;
+          const uintptr_t next_panel = P.panels ? uintptr_t(B + K * kNR) : 0;
           size_t line = 0;
           for (size_t i0 = 0; i0 < mc; i0 += kMR) {
             for (const size_t end = std::min(line + per_tile, next_lines); line < end; ++line)
-              prefetch_line(uintptr_t(rb.base + (next_n0 + line / row_lines) * rb.stride + k0 * rb.elem) +
-                            line % row_lines * 64);
+              prefetch_line(P.panels ? next_panel + line * 64
+                                     : uintptr_t(rb.base + (next_n0 + line / row_lines) * rb.stride + k0 * rb.elem) +
+                                           line % row_lines * 64);
             const size_t mr = std::min(kMR, mc - i0);
             const float* Ap = A + (i0 / kMR) * kMR * kc;
             float* C = P.Y + (m0 + i0) * N + n0;
@@ -315,8 +342,8 @@ inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<c
                 prefetch_line(uintptr_t(C + i * N));
                 prefetch_line(uintptr_t(C + i * N + kNR - 1));
               }
-            if (mr == kMR && nr == kNR) {
-              gemm_tile(kc, Ap, Bp, C, N, acc);
+            if (nr == kNR && tile_rows(mr) == mr) {  // a whole tile, or a whole third / two thirds
+              gemm_tile_rows(mr, kc, Ap, B, C, N, acc);
               continue;
             }
             // Edge tile: go through a full-size scratch tile, copy the valid part back.
@@ -324,7 +351,7 @@ inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<c
             for (size_t i = 0; i < kMR; ++i)
               for (size_t jj = 0; jj < kNR; ++jj)
                 T[i * kNR + jj] = (acc && i < mr && jj < nr) ? C[i * N + jj] : 0.f;
-            gemm_tile(kc, Ap, Bp, T, kNR, acc);
+            gemm_tile_rows(mr, kc, Ap, B, T, kNR, acc);
             for (size_t i = 0; i < mr; ++i)
               for (size_t jj = 0; jj < nr; ++jj) C[i * N + jj] = T[i * kNR + jj];
           }

@@ -12,7 +12,11 @@
 // unembeddings, as the model's logits; the faster choice where VNNI is present).
 //
 // Statistics are taken from each [n, vocab] block as it comes out and the block is then reused:
-// reading every layer of a long text never holds more than one block of logits.
+// reading every layer of a long text never holds more than one block of logits. ranks() goes
+// further for the statistics the depth metrics need (top-1 and target ranks): with Exact products
+// the block is reduced inside the product (kernels::gemm_rank) and never written, the same values
+// bit for bit; the unembedding is then kept widened to f32 panels (4 bytes per weight, made once
+// per reader) unless that exceeds kPrepackMaxBytes.
 //
 // Results equal Reader (readout.hpp, one token at a time with the model's decode product) up to
 // the summation order of the product for f32/bf16/f16 unembeddings: a logit may differ in its
@@ -28,6 +32,7 @@
 #include <vector>
 
 #include "fathom/core/error.hpp"
+#include "fathom/kernels/gemm_rank.hpp"
 #include "fathom/lens/readout.hpp"
 #include "fathom/model/model.hpp"
 
@@ -39,6 +44,16 @@ inline int32_t top1_id(std::span<const float> logits) {
   for (size_t v = 1; v < logits.size(); ++v)
     if (logits[v] > logits[best]) best = v;
   return int32_t(best);
+}
+
+// Calls fn(j, row_logits) for every row j of an [n, vocab] block, rows split between threads
+// (each row's statistics are independent; fn must only write per-row results).
+template <class Fn>
+void for_each_row(std::span<const float> block, size_t vocab, Fn&& fn) {
+  const long n = long(block.size() / vocab);
+  // A row scan is ~vocab operations; only parallel when there are enough rows to share.
+#pragma omp parallel for schedule(static) if (n >= 8 && size_t(n) * vocab >= (size_t(1) << 18))
+  for (long j = 0; j < n; ++j) fn(size_t(j), block.subspan(size_t(j) * vocab, vocab));
 }
 
 // Turns blocks of up to `max_rows` residual-stream rows into logits with one product each.
@@ -74,6 +89,54 @@ class BatchReader {
     r_(h, n, normed_.data(), logits_.data(), how_);
     return {logits_.data(), n * vocab()};
   }
+  // What ranks() gives per row j of a block, T targets per row (j * T + t).
+  struct RowRanks {
+    std::vector<int32_t> top1;   // [n] top1_id of the row's logits
+    std::vector<float> logit;    // [n, T] the target's logit (NaN: no target)
+    std::vector<int64_t> rank;   // [n, T] rank_of the target (0: no target)
+  };
+  // Per row of h [n, hidden] (n <= max_rows()): top-1 and, for targets[j * T + t] (negative =
+  // none), the target's logit and rank: the values logits() would give, without the [n, vocab]
+  // block when products are Exact (valid until the next call).
+  const RowRanks& ranks(const float* h, size_t n, std::span<const int32_t> targets, size_t T) {
+    if (targets.size() != n * T)
+      throw UsageError("", "targets", std::to_string(targets.size()) + " ids for " + std::to_string(n) +
+                                          " rows x " + std::to_string(T));
+    for (int32_t id : targets)  // checked here: rows are scanned in threads
+      if (id >= 0 && size_t(id) >= vocab())
+        throw UsageError("", "targets", "token id " + std::to_string(id) + " outside the vocabulary");
+    RowRanks& r = ranks_;
+    r.top1.assign(n, 0), r.logit.assign(n * T, NAN), r.rank.assign(n * T, 0);
+    if (how_ != kernels::Rows::Exact) {
+      const auto block = logits(h, n);
+      for_each_row(block, vocab(), [&](size_t j, std::span<const float> row) {
+        r.top1[j] = top1_id(row);
+        for (size_t t = 0; t < T; ++t)
+          if (const int32_t id = targets[j * T + t]; id >= 0)
+            r.logit[j * T + t] = row[size_t(id)], r.rank[j * T + t] = rank_of(row, id);
+      });
+      return r;
+    }
+    if (n > rows_)
+      throw UsageError("", "n", std::to_string(n) + " rows in one block, at most " + std::to_string(rows_));
+    const kernels::MatrixView& W = r_.unembed;
+    if (packed_.empty() && W.rows * W.cols * sizeof(float) <= kPrepackMaxBytes)
+      packed_ = kernels::PackedPanels(W);
+    normed_.resize(n * hidden());  // [n, hidden]
+    (*r_.norm)(h, normed_.data(), n);
+    kernels::RankStats st =
+        kernels::gemm_rank(W, packed_.empty() ? nullptr : &packed_, normed_.data(), n, targets, T);
+    r.top1 = std::move(st.argmax);
+    r.logit = std::move(st.value);
+    for (size_t i = 0; i < n * T; ++i)
+      if (targets[i] >= 0) r.rank[i] = st.above[i] + 1;
+    return r;
+  }
+  // The f32 panels ranks() keeps of the unembedding: up to 1 GiB (a 49,152 x 576 unembedding
+  // takes 113 MB; a 128,256 x 4,096 one, 2.1 GB, is packed panel by panel during each call
+  // instead: 0-5 % slower on the readout shape, docs/benchmarks.md).
+  static constexpr size_t kPrepackMaxBytes = size_t(1) << 30;
+
   // Row j of the last block.
   std::span<const float> row(size_t j) const {
     return {logits_.data() + j * vocab(), vocab()};
@@ -85,16 +148,8 @@ class BatchReader {
   kernels::Rows how_;
   std::vector<float> normed_;  // [rows, hidden]
   std::vector<float> logits_;  // [rows, vocab]
+  kernels::PackedPanels packed_;  // [vocab/NR][hidden][NR] the unembedding widened (ranks())
+  RowRanks ranks_;
 };
-
-// Calls fn(j, row_logits) for every row j of an [n, vocab] block, rows split between threads
-// (each row's statistics are independent; fn must only write per-row results).
-template <class Fn>
-void for_each_row(std::span<const float> block, size_t vocab, Fn&& fn) {
-  const long n = long(block.size() / vocab);
-  // A row scan is ~vocab operations; only parallel when there are enough rows to share.
-#pragma omp parallel for schedule(static) if (n >= 8 && size_t(n) * vocab >= (size_t(1) << 18))
-  for (long j = 0; j < n; ++j) fn(size_t(j), block.subspan(size_t(j) * vocab, vocab));
-}
 
 }  // namespace fathom::lens

@@ -34,6 +34,7 @@
 #include "fathom/kernels/bf16dot.hpp"
 #include "fathom/kernels/kl_row.hpp"
 #include "fathom/kernels/linear.hpp"
+#include "fathom/kernels/packed_panels.hpp"
 #include "fathom/lens/readout.hpp"
 #include "fathom/lens/site.hpp"
 #include "fathom/lens/tuned_lens.hpp"
@@ -142,23 +143,23 @@ class LensObjective {
   explicit LensObjective(const Model& m, bool bf16_products = false)
       : m_(&m), H_(m.hidden()), V_(m.vocab()), bf16_(bf16_products && kernels::kBf16Dot) {
     const auto& U = m.readout().unembed;
-    // f32 W_U [V, H] for the forward product (exact gradients need the same matrix both ways)
-    // and W_Uᵀ [H, V] for dn = W_Uᵀ dlogits as a product (gemm multiplies by a transposed W).
-    if (U.dtype == DType::F32) {
-      u_ = static_cast<const float*>(U.data);
-    } else {
-      uf_.resize(V_ * H_);
-      for (size_t v = 0; v < V_; ++v)
-        for (size_t c = 0; c < H_; ++c) uf_[v * H_ + c] = U.at(v, c);
-      u_ = uf_.data();
-    }
-    ut_.resize(H_ * V_);
+    // W_U [V, H] for the forward product and W_Uᵀ [H, V] for dn = W_Uᵀ dlogits (gemm multiplies
+    // by a transposed W), both with W_U's exact values (exact gradients need the same matrix both
+    // ways): widened to f32 panels once (kernels::PackedPanels), so no step widens or transposes
+    // them again; or as bf16 copies for the bf16 products.
+    std::vector<float> ut(H_ * V_);  // [H, V]
     for (size_t v = 0; v < V_; ++v)
-      for (size_t c = 0; c < H_; ++c) ut_[c * V_ + v] = u_[v * H_ + c];
+      for (size_t c = 0; c < H_; ++c) ut[c * V_ + v] = U.at(v, c);
     if (bf16_) {
       u16_.resize(V_ * H_), ut16_.resize(H_ * V_);
-      for (size_t k = 0; k < V_ * H_; ++k) u16_[k] = f32_to_bf16(u_[k]), ut16_[k] = f32_to_bf16(ut_[k]);
+      for (size_t k = 0; k < V_ * H_; ++k) ut16_[k] = f32_to_bf16(ut[k]);
+      for (size_t v = 0; v < V_; ++v)
+        for (size_t c = 0; c < H_; ++c) u16_[v * H_ + c] = ut16_[c * V_ + v];
+      return;
     }
+    u_ = kernels::PackedPanels(U);
+    // The panels keep their own values; ut (freed here) is only named by ut_'s matrix() view.
+    ut_ = kernels::PackedPanels(kernels::MatrixView{DType::F32, H_, V_, ut.data()});
   }
   bool bf16_products() const { return bf16_; }
 
@@ -182,8 +183,8 @@ class LensObjective {
     z_.resize(n * H), nrm_.resize(n * H), lg_.resize(n * V), kl_.resize(n);
     lens.translate(i, h, z_.data(), n, H);                                   // z = h + A h + b  [n, H]
     norm(z_.data(), nrm_.data(), n);                                         // norm(z)          [n, H]
-    kernels::gemm(bf16_ ? MatrixView{DType::BF16, V, H, u16_.data()} : MatrixView{DType::F32, V, H, u_},
-                  nrm_.data(), n, lg_.data());                                // logits   [n, V]
+    if (bf16_) kernels::gemm(MatrixView{DType::BF16, V, H, u16_.data()}, nrm_.data(), n, lg_.data());
+    else kernels::gemm_packed(u_, nrm_.data(), n, lg_.data());             // logits   [n, V]
     const float inv = float(1.0 / scale_tokens);
 #pragma omp parallel for schedule(static) if (n > 1)
     for (long t = 0; t < long(n); ++t) {  // KL row; logits become dlogits = (q − p) / scale
@@ -195,8 +196,8 @@ class LensObjective {
     for (size_t t = 0; t < n; ++t) total += kl_[t];
     if (!grad) return total;
     dn_.resize(n * H), dz_.resize(n * H);
-    kernels::gemm(bf16_ ? MatrixView{DType::BF16, H, V, ut16_.data()} : MatrixView{DType::F32, H, V, ut_.data()},
-                  lg_.data(), n, dn_.data());                                 // [n, H]
+    if (bf16_) kernels::gemm(MatrixView{DType::BF16, H, V, ut16_.data()}, lg_.data(), n, dn_.data());
+    else kernels::gemm_packed(ut_, lg_.data(), n, dn_.data());             // dn = W_Uᵀ dlogits [n, H]
 #pragma omp parallel for schedule(static) if (n > 1)
     for (long t = 0; t < long(n); ++t) {  // RMSNorm backward: dz [n, H]
       const float* z = z_.data() + size_t(t) * H;
@@ -227,10 +228,9 @@ class LensObjective {
   const Model* m_;
   size_t H_, V_;
   bool bf16_ = false;
-  const float* u_ = nullptr;  // [V, H] f32 unembedding
+  kernels::PackedPanels u_;           // W_U [V, H] as f32 panels (f32 products)
+  kernels::PackedPanels ut_;          // W_Uᵀ [H, V] as f32 panels
   std::vector<uint16_t> u16_, ut16_;  // [V, H], [H, V] bf16 copies (bf16 products)
-  std::vector<float> uf_;     // [V, H] converted copy when stored in bf16/f16/Q8
-  std::vector<float> ut_;     // [H, V] its transpose
   std::vector<float> z_, nrm_, dn_, dz_;  // [n, H]
   std::vector<float> lg_;                 // [n, V] logits, then dlogits
   std::vector<double> kl_;                // [n]
