@@ -271,6 +271,18 @@ inline DenseWork dense_work(size_t K, size_t M, std::span<const DenseProduct> pr
 // so the same bits).
 constexpr size_t kPrepackPanelsPerThread = 64;
 
+// All of X packed, the threads sharing the blocks: block (m0 / kMC) * kblocks + k0 / KC of
+// kMC * KC + 16 floats (pack_inputs' slack) at dst + that index * (kMC * KC + 16).
+inline void pack_all_inputs(const float* X, size_t K, size_t M, size_t KC, int threads, float* dst) {
+  const size_t kblocks = (K + KC - 1) / KC, mblocks = (M + kMC - 1) / kMC, block = kMC * KC + 16;
+  parallel_chunks(mblocks * kblocks, threads, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      const size_t m0 = i / kblocks * kMC, k0 = i % kblocks * KC;
+      pack_inputs(X, K, M, m0, std::min(kMC, M - m0), k0, std::min(KC, K - k0), dst + i * block);
+    }
+  });
+}
+
 inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<const DenseProduct> products) {
   const DenseWork dw = dense_work(K, M, products);
   const size_t panels = dw.panels, work = dw.work;
@@ -287,12 +299,7 @@ inline void gemm_dense(DType dt, size_t K, const float* X, size_t M, std::span<c
   if (prepack) {
     prepacked.resize(mblocks * kblocks * block);
     packed = prepacked.data();
-    parallel_chunks(mblocks * kblocks, threads, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i) {
-        const size_t m0 = i / kblocks * kMC, k0 = i % kblocks * KC;
-        pack_inputs(X, K, M, m0, std::min(kMC, M - m0), k0, std::min(KC, K - k0), packed + i * block);
-      }
-    });
+    pack_all_inputs(X, K, M, KC, threads, packed);
   }
   parallel_chunks(panels, threads, [&](size_t pb, size_t pe) {
     GemmScratch& s = gemm_scratch();

@@ -122,12 +122,7 @@ inline RankStats gemm_rank(const MatrixView& W, const PackedPanels* packed, cons
   const size_t block = kMC * KC + 16, tiles = (M + kMR - 1) / kMR, P = (N + kNR - 1) / kNR;
   const int threads = worker_count(M * N * K);
   std::vector<float> A(mblocks * kblocks * block);
-  parallel_chunks(mblocks * kblocks, threads, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      const size_t m0 = i / kblocks * kMC, k0 = i % kblocks * KC;
-      pack_inputs(X, K, M, m0, std::min(kMC, M - m0), k0, std::min(KC, K - k0), A.data() + i * block);
-    }
-  });
+  pack_all_inputs(X, K, M, KC, threads, A.data());
 
   const auto Ap = [&](size_t t, size_t kb) {  // tile t's packed rows of K block kb
     const size_t i0 = t * kMR, kc = std::min(KC, K - kb * KC);

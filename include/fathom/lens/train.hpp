@@ -13,9 +13,9 @@
 //   dlogits = (q − p) / tokens,  dn = W_Uᵀ dlogits,
 //   dz = r · (g ⊙ dn) − r³ · z · Σ_j(g_j dn_j z_j) / H,   dA += dz hᵀ,   db += dz.
 // Every step of it runs on a block of up to `rows_per_block` tokens at once: the products
-// (translator, unembedding, W_Uᵀ dlogits, Σ_t dz_t h_tᵀ) are kernels::gemm calls (threaded,
-// bit-reproducible whatever the thread count), the per-token parts (KL row, RMSNorm backward)
-// run row-parallel. Hidden states and final distributions are computed per micro-batch of
+// (translator, unembedding, W_Uᵀ dlogits, Σ_t dz_t h_tᵀ) are kernels::gemm / gemm_packed calls
+// (threaded, bit-reproducible whatever the thread count), the per-token parts (KL row, RMSNorm
+// backward) run row-parallel. Hidden states and final distributions are computed per micro-batch of
 // sequences and dropped after use: memory is bounded by the block, not by the step.
 #include <algorithm>
 #include <cmath>
