@@ -1,6 +1,7 @@
-// kernels::gemm_packed and kernels::gemm_rank against gemm_exact: gemm_rank against the full product (gemm_exact) scanned row by row: argmax (lowest
-// column among equal maxima), target values bit for bit, counts strictly above, with pre-packed
-// and per-call packed weights, 1 and 2 threads, partial panels and tiles, several K blocks, ties.
+// kernels::gemm_rank, gemm_rank_screened and gemm_packed against gemm_exact: the full product
+// scanned row by row gives argmax (lowest column among equal maxima), target values bit for bit and
+// counts strictly above; with pre-packed and per-call packed weights, the integer screen, 1-3
+// threads, partial panels and tiles, several K blocks, exact and near ties, zero and NaN rows.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -9,6 +10,7 @@
 
 #include "fathom/kernels/gemm_rank.hpp"
 #include "fathom/kernels/linear.hpp"
+#include "fathom/kernels/rank_screen.hpp"
 #include "thread_scope.hpp"
 
 using namespace fathom;
@@ -182,4 +184,88 @@ TEST_CASE("gemm_rank rejects wrong target counts, ids outside the matrix, anothe
   const kernels::PackedPanels other(W2);
   CHECK_THROWS_AS(kernels::gemm_rank(W, &other, x.data(), 2, {}, 0), UsageError);
   CHECK(kernels::gemm_rank(W, nullptr, x.data(), 0, {}, 0).argmax.empty());
+}
+
+TEST_CASE("gemm_rank_screened (integer screen, exact recheck) equals the scanned gemm_exact product") {
+  std::mt19937 rng(17);
+  const size_t shapes[][3] = {{33, 17, 5}, {1000, 576, 40}, {257, 1100, 13}, {3000, 96, 30}};  // N, K, M
+  int64_t rechecked = 0;
+  for (const auto& [N, K, M] : shapes) {
+    CAPTURE(N);
+    CAPTURE(K);
+    RandomWeights rw(DType::Q8, N, K, rng);
+    const MatrixView W = rw.view;
+    auto X = random_floats(M * K, rng);
+    for (size_t m = 0; m < M; m += 3) X[m * K + m % K] *= 40.f;  // outliers widen the int16 steps
+    const size_t T = 3;
+    std::vector<int32_t> targets(M * T);
+    std::uniform_int_distribution<int32_t> id(0, int32_t(N - 1));
+    for (size_t i = 0; i < targets.size(); ++i) targets[i] = i % 5 == 4 ? -1 : id(rng);
+    std::vector<float> Y(M * N);
+    kernels::gemm_exact(W, X.data(), M, Y.data());
+    const Expected want = scan(Y, M, N, targets, T);
+    const kernels::RankScreen screen(W);
+    for (int threads : {1, 2, 3}) {
+      CAPTURE(threads);
+      ThreadScope ts(threads);
+      const kernels::RankStats got = kernels::gemm_rank_screened(screen, X.data(), M, targets, T);
+      check_equal(got, want, targets);
+      rechecked += got.rechecked;
+    }
+  }
+  if (kernels::kRankScreen) CHECK(rechecked > 0);  // the exact recheck ran (the targets at least)
+}
+
+TEST_CASE("gemm_rank_screened: exact and near ties decided by the exact values, zero and NaN rows") {
+  std::mt19937 rng(19);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const size_t N = 2000, K = 100, M = 16;
+  std::vector<float> w(N * K);
+  for (float& v : w) v = nd(rng) * 0.1f;
+  // Rows 5, 900 and 1999 equal and the largest; row 700 = row 40; row 41 = row 40 but one element
+  // one Q8 step away, on the column where X is tiny: far inside the screen's bound.
+  for (size_t k = 0; k < K; ++k) {
+    w[5 * K + k] = w[900 * K + k] = w[1999 * K + k] = 0.5f + 0.25f * float(k % 3);
+    w[700 * K + k] = w[41 * K + k] = w[40 * K + k];
+  }
+  kernels::QuantizedMatrix q = kernels::quantize_q8(MatrixView{DType::F32, N, K, w.data()});
+  const MatrixView W = q.view();
+  const kernels::detail::Q8Layout L = kernels::detail::q8_layout(W);
+  const_cast<uint8_t*>(L.qs)[41 * L.nb * kernels::kQ8Block + 7] += 1;
+  std::vector<float> X(M * K);
+  for (float& v : X) v = 0.5f + std::abs(nd(rng));
+  for (size_t m = 0; m < M; ++m) X[m * K + 7] = 1e-6f * float(m + 1);
+  std::fill_n(X.begin() + 3 * K, K, 0.f);  // every value 0: all tie, column 0 wins
+  const size_t T = 3;
+  std::vector<int32_t> targets(M * T);
+  for (size_t m = 0; m < M; ++m) targets[m * T] = 40, targets[m * T + 1] = 900, targets[m * T + 2] = 41;
+  std::vector<float> Y(M * N);
+  kernels::gemm_exact(W, X.data(), M, Y.data());
+  const Expected want = scan(Y, M, N, targets, T);
+  CHECK(want.argmax[0] == 5);
+  CHECK(want.argmax[3] == 0);
+  const kernels::RankScreen screen(W);
+  for (int threads : {1, 2, 3}) {
+    ThreadScope ts(threads);
+    const kernels::RankStats got = kernels::gemm_rank_screened(screen, X.data(), M, targets, T);
+    check_equal(got, want, targets);
+    if (kernels::kRankScreen) CHECK(got.rechecked >= int64_t(N));  // the zero row: every column
+  }
+  X[5 * K + 2] = NAN;  // a NaN row: gemm_rank's exact pass, whatever it makes of it
+  const auto exact = kernels::gemm_rank(W, nullptr, X.data(), M, targets, T);
+  const auto screened = kernels::gemm_rank_screened(screen, X.data(), M, targets, T);
+  CHECK(screened.argmax == exact.argmax);
+  CHECK(screened.above == exact.above);
+}
+
+TEST_CASE("RankScreen takes Q8 matrices only; gemm_rank_screened checks its targets") {
+  std::vector<float> w(40 * 8, 1.f), x(2 * 8, 1.f);
+  const MatrixView F{DType::F32, 40, 8, w.data()};
+  CHECK_THROWS_AS(kernels::RankScreen{F}, UsageError);
+  const kernels::QuantizedMatrix q = kernels::quantize_q8(F);
+  const kernels::RankScreen screen(q.view());
+  const std::vector<int32_t> one{1}, two{1, 40};
+  CHECK_THROWS_AS(kernels::gemm_rank_screened(screen, x.data(), 2, one, 1), UsageError);
+  CHECK_THROWS_AS(kernels::gemm_rank_screened(screen, x.data(), 2, two, 1), UsageError);
+  CHECK(kernels::gemm_rank_screened(screen, x.data(), 0, {}, 0).argmax.empty());
 }

@@ -144,6 +144,20 @@ inline void transpose8(const float* src, size_t ld_src, float* dst, size_t ld_ds
 }
 #endif
 
+// Bp[k][j] = src[j * ld + k] for j < NR, k < kc: NR rows of a weight panel turned k-major.
+inline void transpose_panel(const float* src, size_t ld, size_t kc, float* Bp) {
+  size_t k = 0;
+#if defined(__AVX512F__)
+  for (; k + 16 <= kc; k += 16)
+    for (size_t j = 0; j < kNR; j += 16) transpose16(src + j * ld + k, ld, Bp + k * kNR + j, kNR);
+#elif defined(__AVX2__)
+  for (; k + 8 <= kc; k += 8)
+    for (size_t j = 0; j < kNR; j += 8) transpose8(src + j * ld + k, ld, Bp + k * kNR + j, kNR);
+#endif
+  for (; k < kc; ++k)
+    for (size_t j = 0; j < kNR; ++j) Bp[k * kNR + j] = src[j * ld + k];
+}
+
 // Widens rows [n0, n0+nr) x cols [k0, k0+kc) of W (any format, exactly: widen.hpp) to f32 and
 // stores them transposed and zero padded to NR columns: Bp[k][j] = W[n0+j, k0+k]. rows: scratch
 // of NR * kc floats.
@@ -162,17 +176,7 @@ inline void pack_weights(const MatrixView& W, size_t n0, size_t nr, size_t k0, s
       else widen_segment(W, n0 + j, k0, kc, dst);
     }
   }
-  // 2. transpose src[NR][kc] -> Bp[kc][NR]
-  size_t k = 0;
-#if defined(__AVX512F__)
-  for (; k + 16 <= kc; k += 16)
-    for (size_t j = 0; j < kNR; j += 16) transpose16(src + j * ld + k, ld, Bp + k * kNR + j, kNR);
-#elif defined(__AVX2__)
-  for (; k + 8 <= kc; k += 8)
-    for (size_t j = 0; j < kNR; j += 8) transpose8(src + j * ld + k, ld, Bp + k * kNR + j, kNR);
-#endif
-  for (; k < kc; ++k)
-    for (size_t j = 0; j < kNR; ++j) Bp[k * kNR + j] = src[j * ld + k];
+  transpose_panel(src, ld, kc, Bp);
 }
 
 // Ap[p][k][i] = X[m0 + p*MR + i, k0 + k], zero padded past row M. Ap needs 16 floats of slack

@@ -41,9 +41,39 @@ struct RankStats {
   std::vector<int32_t> argmax;  // [M]
   std::vector<float> value;     // [M, T]
   std::vector<int64_t> above;   // [M, T]
+  int64_t rechecked = 0;        // columns computed exactly after a screen (rank_screen.hpp)
 };
 
 namespace detail {
+
+// The checks every rank product makes: a valid matrix, T targets per row, ids inside it.
+inline void check_rank_args(const MatrixView& W, const char* what, size_t M, std::span<const int32_t> targets,
+                            size_t T) {
+  check_matrix(W, what);
+  if (targets.size() != M * T)
+    throw UsageError("", "targets", std::to_string(targets.size()) + " ids for " + std::to_string(M) +
+                                        " rows x " + std::to_string(T) + " targets");
+  for (const int32_t id : targets)
+    if (id >= 0 && size_t(id) >= W.rows)
+      throw UsageError("", "targets", "column " + std::to_string(id) + " of a " + std::to_string(W.rows) +
+                                          "-row matrix");
+}
+
+// X [M, K] packed once for every panel, as gemm_dense's prepack: [mblocks][kblocks][block].
+struct PackedRows {
+  size_t K, KC, kblocks, block;
+  std::vector<float> A;
+  PackedRows(const float* X, size_t K_, size_t M, int threads)
+      : K(K_), KC(k_block(K_)), kblocks((K_ + KC - 1) / KC), block(kMC * KC + 16),
+        A((M + kMC - 1) / kMC * kblocks * block) {
+    pack_all_inputs(X, K, M, KC, threads, A.data());
+  }
+  // Row tile t's packed rows (kMR of them) of K block kb: [kc][kMR].
+  const float* tile(size_t t, size_t kb) const {
+    const size_t i0 = t * kMR, kc = std::min(KC, K - kb * KC);
+    return A.data() + (i0 / kMC * kblocks + kb) * block + (i0 % kMC / kMR) * kMR * kc;
+  }
+};
 
 // One thread's running statistics over its columns.
 struct RankPartial {
@@ -94,10 +124,7 @@ inline void fold_tile(const float* Tt, size_t m0, size_t mr, size_t n0, size_t n
 inline RankStats gemm_rank(const MatrixView& W, const PackedPanels* packed, const float* X, size_t M,
                            std::span<const int32_t> targets, size_t T) {
   using namespace detail;
-  check_matrix(W, "gemm_rank");
-  if (targets.size() != M * T)
-    throw UsageError("", "targets", std::to_string(targets.size()) + " ids for " + std::to_string(M) +
-                                        " rows x " + std::to_string(T) + " targets");
+  check_rank_args(W, "gemm_rank", M, targets, T);
   if (packed && (packed->matrix().data != W.data || packed->matrix().rows != W.rows ||
                  packed->matrix().cols != W.cols))
     throw UsageError("", "packed", "packed panels of another matrix");
@@ -107,27 +134,15 @@ inline RankStats gemm_rank(const MatrixView& W, const PackedPanels* packed, cons
   out.value.assign(M * T, NAN);
   out.above.assign(M * T, 0);
   if (M == 0) return out;
-
-  for (size_t i = 0; i < M * T; ++i)
-    if (targets[i] >= 0 && size_t(targets[i]) >= N)
-      throw UsageError("", "targets", "column " + std::to_string(targets[i]) + " of a " +
-                                          std::to_string(N) + "-row matrix");
   if (K == 0) {  // every Y element is an empty sum, 0
     for (size_t m = 0; m < M; ++m) out.argmax[m] = N ? 0 : -1;
     return out;
   }
 
-  // X packed once for every panel: [mblocks][kblocks][block], as gemm_dense's prepack.
-  const size_t KC = k_block(K), kblocks = (K + KC - 1) / KC, mblocks = (M + kMC - 1) / kMC;
-  const size_t block = kMC * KC + 16, tiles = (M + kMR - 1) / kMR, P = (N + kNR - 1) / kNR;
   const int threads = worker_count(M * N * K);
-  std::vector<float> A(mblocks * kblocks * block);
-  pack_all_inputs(X, K, M, KC, threads, A.data());
-
-  const auto Ap = [&](size_t t, size_t kb) {  // tile t's packed rows of K block kb
-    const size_t i0 = t * kMR, kc = std::min(KC, K - kb * KC);
-    return A.data() + (i0 / kMC * kblocks + kb) * block + (i0 % kMC / kMR) * kMR * kc;
-  };
+  const PackedRows A(X, K, M, threads);
+  const size_t KC = A.KC, kblocks = A.kblocks, tiles = (M + kMR - 1) / kMR, P = (N + kNR - 1) / kNR;
+  const auto Ap = [&](size_t t, size_t kb) { return A.tile(t, kb); };
   // Panel p's weights: the pre-packed panel, or packed into `own` (kNR * K + 16 floats).
   const auto panel = [&](size_t p, std::vector<float>& own, std::vector<float>& rows) -> const float* {
     if (packed) return packed->panel(p);
