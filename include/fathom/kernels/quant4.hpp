@@ -270,51 +270,73 @@ inline __m512i offset_corr(int bias, __m512i x) {
                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(bias)), x));
 }
 
-// One weight row against RX activation rows: out[m] = row . x_m. Q4_0 / Q4_1 / Q5_0 / Q5_1 (the
-// fifth bits of a pair of blocks are one 64-bit mask that sets 16 in the bytes of the pair).
-template <int RX>
-inline void q4_row_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const float* const* xd,
-                        const float* const* sx, float* out) {
+// Weight rows r .. r + RW - 1 against RX activation rows: out[m * RW + w] = row r + w . x_m.
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 (the fifth bits of a pair of blocks are one 64-bit mask that sets 16
+// in the bytes of the pair). Each row runs the same operations in the same order whatever RW (its
+// own accumulator chain), so the bits do not depend on it; RW = 2 gives the core two independent
+// chains for short rows (decode, gguf_rows_gemv).
+template <int RW, int RX>
+inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const float* const* xd,
+                         const float* const* sx, float* out) {
   const size_t nb = L.nb;
   const bool has_min = L.m != nullptr;
-  const uint8_t* qs = L.qs + r * nb * 16;
-  const uint32_t* qh = L.qh ? L.qh + r * nb : nullptr;
-  const uint16_t* wd = L.d + r * nb;
-  const uint16_t* wm = has_min ? L.m + r * nb : nullptr;
-  __m512 acc[RX], macc[RX];
-  for (int m = 0; m < RX; ++m) acc[m] = macc[m] = _mm512_setzero_ps();
+  const uint8_t* qs[RW];
+  const uint32_t* qh[RW];
+  const uint16_t* wd[RW];
+  const uint16_t* wm[RW];
+  for (int w = 0; w < RW; ++w) {
+    qs[w] = L.qs + (r + w) * nb * 16;
+    qh[w] = L.qh ? L.qh + (r + w) * nb : nullptr;
+    wd[w] = L.d + (r + w) * nb;
+    wm[w] = has_min ? L.m + (r + w) * nb : nullptr;
+  }
+  __m512 acc[RW][RX], macc[RW][RX];
+  for (int w = 0; w < RW; ++w)
+    for (int m = 0; m < RX; ++m) acc[w][m] = macc[w][m] = _mm512_setzero_ps();
   const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i sixteen = _mm512_set1_epi8(16);
   for (size_t g = 0; g < nb; g += 16) {
     const size_t gb = std::min<size_t>(16, nb - g);
     const __mmask16 bm = __mmask16(gb == 16 ? 0xffffu : (1u << gb) - 1u);
-    const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd + g));
-    __m512 sc[RX];
-    for (int m = 0; m < RX; ++m) sc[m] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(bm, xd[m] + g));
-    if (has_min) {
-      const __m512 mw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wm + g));
-      for (int m = 0; m < RX; ++m) macc[m] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(bm, sx[m] + g), macc[m]);
+    __m512 sc[RW][RX];
+    for (int w = 0; w < RW; ++w) {
+      const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd[w] + g));
+      for (int m = 0; m < RX; ++m) sc[w][m] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(bm, xd[m] + g));
+      if (has_min) {
+        const __m512 mw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wm[w] + g));
+        for (int m = 0; m < RX; ++m)
+          macc[w][m] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(bm, sx[m] + g), macc[w][m]);
+      }
+      for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kPrefetchAhead));
+      q4_prefetch_scales(wd[w], wm[w], qh[w], g);
     }
-    for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs + g * 16 + 64 * k + kPrefetchAhead));
-    q4_prefetch_scales(wd, wm, qh, g);
     for (size_t j = 0; 2 * j < gb; ++j) {
       const size_t b = g + 2 * j;
       const bool two = 2 * j + 1 < gb;
-      __m512i w = q4_unpack_pair(qs + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
-      if (qh)
-        w = _mm512_or_si512(w, _mm512_maskz_mov_epi8(_cvtu64_mask64(uint64_t(qh[b]) | uint64_t(two ? qh[b + 1] : 0) << 32),
-                                                     sixteen));
       const __mmask64 lm = two ? ~__mmask64(0) : __mmask64(0xffffffffu);
       const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
-      for (int m = 0; m < RX; ++m) {
-        const __m512i x = _mm512_maskz_loadu_epi8(lm, xq[m] + b * 32);
-        const __m512i s = _mm512_dpbusd_epi32(offset_corr(bias, x), w, x);
-        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_permutexvar_ps(idx, sc[m]), acc[m]);
+      __m512i x[RX];
+      for (int m = 0; m < RX; ++m) x[m] = _mm512_maskz_loadu_epi8(lm, xq[m] + b * 32);
+      for (int w = 0; w < RW; ++w) {
+        __m512i wv = q4_unpack_pair(qs[w] + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
+        if (qh[w])
+          wv = _mm512_or_si512(wv, _mm512_maskz_mov_epi8(
+                                       _cvtu64_mask64(uint64_t(qh[w][b]) | uint64_t(two ? qh[w][b + 1] : 0) << 32), sixteen));
+        for (int m = 0; m < RX; ++m) {
+          const __m512i sd = _mm512_dpbusd_epi32(offset_corr(bias, x[m]), wv, x[m]);
+          acc[w][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sd), _mm512_permutexvar_ps(idx, sc[w][m]), acc[w][m]);
+        }
       }
     }
   }
-  for (int m = 0; m < RX; ++m)
-    out[m] = has_min ? q8_lanes_sum(acc[m]) + q8_lanes_sum(macc[m]) : q8_lanes_sum(acc[m]);
+  for (int w = 0; w < RW; ++w)
+    for (int m = 0; m < RX; ++m)
+      out[m * RW + w] = has_min ? q8_lanes_sum(acc[w][m]) + q8_lanes_sum(macc[w][m]) : q8_lanes_sum(acc[w][m]);
+}
+template <int RX>
+inline void q4_row_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const float* const* xd,
+                        const float* const* sx, float* out) {
+  q4_rows_vnni<1, RX>(L, bias, r, xq, xd, sx, out);
 }
 
 // Q4_K: one weight row against RX activation rows. Per super-block the 8 group scales times the
@@ -786,7 +808,7 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 #endif
 }
 
-// Rows of at most this many blocks decode two at a time on AVX2 (Q4_0/Q4_1/Q5_0/Q5_1).
+// Rows of at most this many blocks decode two at a time (Q4_0/Q4_1/Q5_0/Q5_1; AVX2, AVX512-VNNI).
 constexpr size_t kGgufShortRow = 32;
 
 // y[r] for r in [r0, r1), one activation row (decode).
@@ -800,6 +822,15 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
     size_t r = r0;
     for (; r + 2 <= r1; r += 2) q4_family_avx2<2, 1>(W, r, xq, xp, xd, sx, y + r);
     if (r < r1) q4_family_avx2<1, 1>(W, r, xq, xp, xd, sx, y + r);
+    return;
+  }
+#elif defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  if (is_q4_family(W.dtype) && A.nb <= kGgufShortRow) {  // short rows: two chains per step
+    const Q4Layout L = q4_layout(W);
+    const int bias = q4_bias(W.dtype);
+    size_t r = r0;
+    for (; r + 2 <= r1; r += 2) q4_rows_vnni<2, 1>(L, bias, r, xq, xd, sx, y + r);
+    if (r < r1) q4_rows_vnni<1, 1>(L, bias, r, xq, xd, sx, y + r);
     return;
   }
 #endif
