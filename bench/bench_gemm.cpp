@@ -87,12 +87,13 @@ static void BM_gemm_rank(benchmark::State& state, DType dt) {
 BENCHMARK_CAPTURE(BM_gemm_rank, q8_readout, DType::Q8)->Args({49152, 576, 256, 1})->Args({49152, 576, 256, 0})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 // The same statistics from the integer screen and an exact recheck of the undecided columns
-// (kernels/rank_screen.hpp; without AVX512-VNNI it is gemm_rank's pass). GFLOP/s counts the f32
+// (kernels/rank_screen.hpp; without AVX512-VNNI it is gemm_rank's pass): a Q8 matrix exactly, a
+// bf16 one rounded to int16 blocks (a wider bound, more rechecks). GFLOP/s counts the f32
 // product it replaces; "rechecked" is the columns per row computed exactly (random states and
 // targets: the targets sit mid-vocabulary, where the values are densest).
-static void BM_gemm_rank_screened(benchmark::State& state) {
+static void BM_gemm_rank_screened(benchmark::State& state, DType dt) {
   const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1)), n = size_t(state.range(2));
-  kbench::BenchMatrix m(DType::Q8, rows, cols);
+  kbench::BenchMatrix m(dt, rows, cols);
   const auto X = kbench::bench_vector(n * cols);
   std::vector<int32_t> targets(n);
   for (size_t i = 0; i < n; ++i) targets[i] = int32_t(i * 7919 % rows);
@@ -107,7 +108,12 @@ static void BM_gemm_rank_screened(benchmark::State& state) {
   state.counters["rechecked"] = double(rechecked) / double(n);
   state.SetLabel(kernels::kRankScreen ? "vpdpwssd screen" : "no AVX512-VNNI: gemm_rank");
 }
-BENCHMARK(BM_gemm_rank_screened)->Args({49152, 576, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gemm_rank_screened, q8_readout, DType::Q8)->Args({49152, 576, 256})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gemm_rank_screened, bf16_readout, DType::BF16)->Args({49152, 576, 256})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_gemm_rank, bf16_readout, DType::BF16)->Args({49152, 576, 256, 1})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gemm_exact, q4_1, DType::Q4_1)->Args({896, 4864, 512})->Args({4864, 896, 512})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_gemm_exact, q4_k_1536, DType::Q4_K)->Args({1536, 1536, 512})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -190,10 +190,12 @@ TEST_CASE("gemm_rank_screened (integer screen, exact recheck) equals the scanned
   std::mt19937 rng(17);
   const size_t shapes[][3] = {{33, 17, 5}, {1000, 576, 40}, {257, 1100, 13}, {3000, 96, 30}};  // N, K, M
   int64_t rechecked = 0;
+  for (DType dt : {DType::Q8, DType::F32, DType::BF16})  // Q8 exactly; the others rounded to int16
   for (const auto& [N, K, M] : shapes) {
+    CAPTURE(dtype_name(dt));
     CAPTURE(N);
     CAPTURE(K);
-    RandomWeights rw(DType::Q8, N, K, rng);
+    RandomWeights rw(dt, N, K, rng);
     const MatrixView W = rw.view;
     auto X = random_floats(M * K, rng);
     for (size_t m = 0; m < M; m += 3) X[m * K + m % K] *= 40.f;  // outliers widen the int16 steps
@@ -228,10 +230,12 @@ TEST_CASE("gemm_rank_screened: exact and near ties decided by the exact values, 
     w[5 * K + k] = w[900 * K + k] = w[1999 * K + k] = 0.5f + 0.25f * float(k % 3);
     w[700 * K + k] = w[41 * K + k] = w[40 * K + k];
   }
+  // Q8: row 41 one step (of its block's scale) away; F32: one ulp.
   kernels::QuantizedMatrix q = kernels::quantize_q8(MatrixView{DType::F32, N, K, w.data()});
-  const MatrixView W = q.view();
-  const kernels::detail::Q8Layout L = kernels::detail::q8_layout(W);
+  const kernels::detail::Q8Layout L = kernels::detail::q8_layout(q.view());
   const_cast<uint8_t*>(L.qs)[41 * L.nb * kernels::kQ8Block + 7] += 1;
+  std::vector<float> wf = w;
+  wf[41 * K + 7] = std::nextafter(wf[41 * K + 7], 1.f);
   std::vector<float> X(M * K);
   for (float& v : X) v = 0.5f + std::abs(nd(rng));
   for (size_t m = 0; m < M; ++m) X[m * K + 7] = 1e-6f * float(m + 1);
@@ -239,33 +243,45 @@ TEST_CASE("gemm_rank_screened: exact and near ties decided by the exact values, 
   const size_t T = 3;
   std::vector<int32_t> targets(M * T);
   for (size_t m = 0; m < M; ++m) targets[m * T] = 40, targets[m * T + 1] = 900, targets[m * T + 2] = 41;
-  std::vector<float> Y(M * N);
-  kernels::gemm_exact(W, X.data(), M, Y.data());
-  const Expected want = scan(Y, M, N, targets, T);
-  CHECK(want.argmax[0] == 5);
-  CHECK(want.argmax[3] == 0);
-  const kernels::RankScreen screen(W);
-  for (int threads : {1, 2, 3}) {
-    ThreadScope ts(threads);
-    const kernels::RankStats got = kernels::gemm_rank_screened(screen, X.data(), M, targets, T);
-    check_equal(got, want, targets);
-    if (kernels::kRankScreen) CHECK(got.rechecked >= int64_t(N));  // the zero row: every column
+  for (const MatrixView W : {q.view(), MatrixView{DType::F32, N, K, wf.data()}}) {
+    CAPTURE(dtype_name(W.dtype));
+    std::vector<float> Y(M * N);
+    kernels::gemm_exact(W, X.data(), M, Y.data());
+    const Expected want = scan(Y, M, N, targets, T);
+    CHECK(want.argmax[0] == 5);
+    CHECK(want.argmax[3] == 0);
+    const kernels::RankScreen screen(W);
+    for (int threads : {1, 2, 3}) {
+      ThreadScope ts(threads);
+      const kernels::RankStats got = kernels::gemm_rank_screened(screen, X.data(), M, targets, T);
+      check_equal(got, want, targets);
+      if (kernels::kRankScreen) CHECK(got.rechecked >= int64_t(N));  // the zero row: every column
+    }
+    std::vector<float> Xn = X;
+    Xn[5 * K + 2] = NAN;  // a NaN row: gemm_rank's exact pass, whatever it makes of it
+    const auto exact = kernels::gemm_rank(W, nullptr, Xn.data(), M, targets, T);
+    const auto screened = kernels::gemm_rank_screened(screen, Xn.data(), M, targets, T);
+    CHECK(screened.argmax == exact.argmax);
+    CHECK(screened.above == exact.above);
   }
-  X[5 * K + 2] = NAN;  // a NaN row: gemm_rank's exact pass, whatever it makes of it
-  const auto exact = kernels::gemm_rank(W, nullptr, X.data(), M, targets, T);
-  const auto screened = kernels::gemm_rank_screened(screen, X.data(), M, targets, T);
-  CHECK(screened.argmax == exact.argmax);
-  CHECK(screened.above == exact.above);
 }
 
-TEST_CASE("RankScreen takes Q8 matrices only; gemm_rank_screened checks its targets") {
+TEST_CASE("gemm_rank_screened: a non-finite weight takes the exact pass; targets are checked") {
   std::vector<float> w(40 * 8, 1.f), x(2 * 8, 1.f);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float(i % 7) - 3.f;
   const MatrixView F{DType::F32, 40, 8, w.data()};
-  CHECK_THROWS_AS(kernels::RankScreen{F}, UsageError);
-  const kernels::QuantizedMatrix q = kernels::quantize_q8(F);
-  const kernels::RankScreen screen(q.view());
-  const std::vector<int32_t> one{1}, two{1, 40};
+  const std::vector<int32_t> one{1}, two{1, 40}, ok{3, 5};
+  const kernels::RankScreen screen(F);
+  CHECK(screen.finite());
   CHECK_THROWS_AS(kernels::gemm_rank_screened(screen, x.data(), 2, one, 1), UsageError);
   CHECK_THROWS_AS(kernels::gemm_rank_screened(screen, x.data(), 2, two, 1), UsageError);
   CHECK(kernels::gemm_rank_screened(screen, x.data(), 0, {}, 0).argmax.empty());
+  w[17] = INFINITY;
+  const kernels::RankScreen spoilt(F);
+  CHECK_FALSE(spoilt.finite());
+  const auto exact = kernels::gemm_rank(F, nullptr, x.data(), 2, ok, 1);
+  const auto screened = kernels::gemm_rank_screened(spoilt, x.data(), 2, ok, 1);
+  CHECK(screened.argmax == exact.argmax);
+  CHECK(screened.above == exact.above);
+  CHECK(screened.rechecked == 0);
 }

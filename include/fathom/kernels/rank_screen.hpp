@@ -1,34 +1,37 @@
 #pragma once
-// gemm_rank's statistics (argmax, target values, counts above) for a Q8 matrix, the same numbers
-// bit for bit, from a cheaper product: screen with integers, then recompute exactly only the few
-// columns the screen cannot decide.
+// gemm_rank's statistics (argmax, target values, counts above), the same numbers bit for bit, from
+// a cheaper product: screen with integers, then recompute exactly only the few columns the screen
+// cannot decide.
 //
 // Why: reading every layer of a text out through a 49,152 x 576 unembedding is ~900 GFLOP of f32
-// products per 512 tokens, and gemm_rank runs them near the f32 FMA peak. A Q8 weight is an int8
-// times a per-block scale, so with the activations rounded to int16 (one scale per row) each block
-// dot product is exact in int32 and AVX512-VNNI's vpdpwssd does 32 multiply-adds per instruction,
-// twice an f32 FMA's 16. Those approximate values a are within a proven bound E of the exact ones
-// e (gemm_exact's f32 chain), per row r and column c:
+// products per 512 tokens, and gemm_rank runs them near the f32 FMA peak. With the weights as int16
+// values times a scale per block of 32 (a Q8 matrix is exactly that; other formats are rounded to
+// it, |q| <= 2047) and the activations rounded to int16 (one scale per row), each block dot product
+// is exact in int32, and AVX512-VNNI's vpdpwssd does 32 multiply-adds per instruction, twice an f32
+// FMA's 16. Those approximate values a are within a proven bound E of the exact ones e (gemm_exact's
+// f32 chain), per row r and column c:
 //
-//   |a - e| <= ||w_c|| (||dx_r|| + g(nb+2) ||x^_r|| + g(K) ||x_r||) = ||w_c|| G_r
+//   |a - e| <= ||w_c|| (||dx_r|| + g(K) ||x_r|| + g(nb+2) ||x^_r||) + ||x^_r|| ||dw_c||
 //
-// x^ = s q the rounded row, dx = x - x^, g(n) = n u / (1 - n u) with u = 2^-24 (Higham's bound for
-// n roundings: the f32 chain of K multiply-adds, and the screen's int32->f32 conversion, its nb
-// block multiply-adds and the row scale; the integer sums are exact), Cauchy-Schwarz for the
-// rounding of x. Every norm is computed in double and rounded up, and E is widened by 2^-10 of
-// itself and 2^-20 of the row's largest possible |value| so the float comparisons below cannot
-// round across it. Then, with lo = a - E <= e <= hi = a + E:
+// x^ = s q the rounded row, dx = x - x^, dw = w - w^ the rounding of the weights (0 for Q8; the
+// norm of w is taken as the larger of ||w|| and ||w^||), g(n) = n u / (1 - n u) with u = 2^-24
+// (Higham's bound for n roundings: the f32 chain of K multiply-adds, and the screen's int32->f32
+// conversion, its nb block multiply-adds and the row scale; the integer sums are exact), and
+// Cauchy-Schwarz for the roundings of x and w. Every norm is computed in double and rounded up, the
+// column norms are their 32-column panel's largest, and E is widened by 2^-10 of itself and 2^-20
+// of the row's largest possible |value| so the float comparisons below cannot round across it.
+// Then, with lo = a - E <= e <= hi = a + E:
 //   - lo > v  means the column is above the target value v for sure; hi <= v, not above;
 //   - otherwise the column is recomputed exactly (gemm_exact's tile on a gathered panel);
 //   - the argmax is among the columns whose hi reaches the row's largest lo (all columns equal
 //     to the maximum included), recomputed exactly, lowest column on a tie.
 // The target values themselves come from the exact tile first. So the statistics are gemm_rank's;
-// tests/test_rank_screen.cpp checks them bit for bit, near ties and exact ties included.
+// tests/test_gemm_rank.cpp checks them bit for bit, near ties and exact ties included.
 //
-// On SmolLM2 the bound is ~0.1-0.5 % of the logits' spread, and a few hundred of 49,152 columns per
-// row and target are recomputed (docs/kernels.md "Ranks screened with integers"). Rows with a
-// non-finite value, matrices with a non-finite scale, and builds without AVX512-VNNI (kRankScreen
-// false) take gemm_rank's exact pass: the results are the same on every machine.
+// On SmolLM2's Q8 unembedding 12 of 49,152 columns per row are recomputed on average
+// (docs/kernels.md "Ranks screened with integers"). Rows with a non-finite value, matrices with a
+// non-finite value or scale, and builds without AVX512-VNNI (kRankScreen false) take gemm_rank's
+// exact pass: the results are the same on every machine.
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -64,7 +67,10 @@ constexpr bool kRankScreen = false;
 
 namespace detail {
 constexpr size_t kScreenRows = 6;     // X rows per screening tile: 4 of the 32 registers each
-constexpr int32_t kScreenQ = 32767;   // |int16 activation|: a block dot stays below 2^27
+constexpr int32_t kScreenQ = 32767;   // |int16 activation|
+// |weight value| outside Q8 (whose int8 values are taken as they are): a block dot of 32 products
+// stays within int32 (32 * 32767 * 2047 < 2^31).
+constexpr int32_t kScreenWeightQ = 2047;
 constexpr size_t kScreenPairs = kQ8Block / 2;  // int16 pairs per Q8 block
 
 inline double rounding_bound(size_t n) {  // g(n) above
@@ -77,68 +83,104 @@ inline float round_up(double x) {  // the smallest float >= x
 }
 }  // namespace detail
 
-// A Q8 matrix W [N, K] for the screen: per 32-row panel the int8 values widened to int16 pairs,
-// [nb*16][NR] 32-bit words (word [i][j] = w[j, 2i] | w[j, 2i+1] << 16), the block scales
-// [nb][NR] as f32, and the largest column norm ||w_j|| of the panel. About 2.1 bytes per weight.
+// A matrix W [N, K] for the screen: per 32-row panel its values as int16 pairs, [nb*16][NR] 32-bit
+// words (word [i][j] = q[j, 2i] | q[j, 2i+1] << 16), one f32 scale per row and block of 32, [nb][NR]
+// (w^ = scale * q), and per panel the largest column norms: max(||w_j||, ||w^_j||) and ||w_j - w^_j||.
+// A Q8 matrix is held exactly (q its int8 values, the scale its f16 d: w^ = w); any other format
+// (F32, BF16, F16, the GGUF blocks: widened exactly first) is rounded to |q| <= 2047 per block, its
+// rounding bounded like the activations' (top of this file). About 2.1 bytes per weight.
 class RankScreen {
  public:
   RankScreen() = default;
   explicit RankScreen(const MatrixView& W) : W_(W) {
     detail::check_matrix(W, "RankScreen");
-    if (W.dtype != DType::Q8)
-      throw UsageError("", "W", std::string("RankScreen: a Q8 matrix, not ") + std::string(dtype_name(W.dtype)));
-    constexpr size_t NR = detail::kNR;
-    const detail::Q8Layout L = detail::q8_layout(W);
-    nb_ = L.nb;
+    constexpr size_t NR = detail::kNR, PB = detail::kScreenPairs;
+    nb_ = q8_blocks(W.cols);
     const size_t P = panels();
-    words_.assign(P * nb_ * detail::kScreenPairs * NR, 0u);
+    words_.assign(P * nb_ * PB * NR, 0u);
     scales_.assign(P * nb_ * NR, 0.f);
     norm_.assign(P, 0.f);
+    dnorm_.assign(P, 0.f);
     std::atomic<bool> finite{true};
     detail::parallel_chunks(P, detail::worker_count(W.rows * W.cols), [&](size_t pb, size_t pe) {
+      std::vector<float> w(nb_ * kQ8Block);  // one row widened (zero padded to whole blocks)
+      std::vector<int32_t> q(nb_ * kQ8Block);
+      std::vector<float> d(nb_);
       for (size_t p = pb; p < pe; ++p) {
-        double largest = 0;
+        double largest = 0, dlargest = 0;
         for (size_t j = 0; j < NR && p * NR + j < W.rows; ++j) {
           const size_t n = p * NR + j;
-          const uint8_t* q = L.qs + n * nb_ * kQ8Block;  // q + 128
-          double ss = 0;
+          row_blocks(W, n, w, q, d);
+          double ww = 0, hh = 0, dd = 0;  // ||w||^2, ||w^||^2, ||w - w^||^2
           for (size_t b = 0; b < nb_; ++b) {
-            const float d = f16_to_f32(L.d[n * nb_ + b]);
-            if (!std::isfinite(d)) finite = false;
-            scales_[(p * nb_ + b) * NR + j] = d;
-            for (size_t i = 0; i < detail::kScreenPairs; ++i) {
-              const int lo = int(q[b * kQ8Block + 2 * i]) - 128, hi = int(q[b * kQ8Block + 2 * i + 1]) - 128;
-              words_[((p * nb_ + b) * detail::kScreenPairs + i) * NR + j] =
-                  uint32_t(uint16_t(int16_t(lo))) | uint32_t(uint16_t(int16_t(hi))) << 16;
-              ss += double(lo) * lo * d * d + double(hi) * hi * d * d;
+            if (!std::isfinite(d[b])) finite = false;
+            scales_[(p * nb_ + b) * NR + j] = d[b];
+            for (size_t i = 0; i < kQ8Block; ++i) {
+              const double v = w[b * kQ8Block + i], h = double(d[b]) * q[b * kQ8Block + i];
+              ww += v * v, hh += h * h, dd += (v - h) * (v - h);
             }
+            for (size_t i = 0; i < PB; ++i)
+              words_[((p * nb_ + b) * PB + i) * NR + j] = uint32_t(uint16_t(int16_t(q[b * kQ8Block + 2 * i]))) |
+                                                          uint32_t(uint16_t(int16_t(q[b * kQ8Block + 2 * i + 1]))) << 16;
           }
-          largest = std::max(largest, std::sqrt(ss));
+          largest = std::max({largest, std::sqrt(ww), std::sqrt(hh)});
+          dlargest = std::max(dlargest, std::sqrt(dd));
         }
         norm_[p] = detail::round_up(largest * (1 + 0x1p-30));
+        dnorm_[p] = detail::round_up(dlargest * (1 + 0x1p-30));
       }
     });
-    finite_ = finite && std::isfinite(*std::max_element(norm_.begin(), norm_.end()));
+    const auto all_finite = [](const std::vector<float>& v) {
+      return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+    };
+    finite_ = finite && all_finite(norm_) && all_finite(dnorm_);
   }
 
   const MatrixView& matrix() const { return W_; }
   bool empty() const { return words_.empty(); }
-  // False when a scale is not finite (products then take the exact pass).
+  // False when a value or scale is not finite (products then take the exact pass).
   bool finite() const { return finite_; }
   size_t blocks() const { return nb_; }
   size_t panels() const { return (W_.rows + detail::kNR - 1) / detail::kNR; }
   const uint32_t* words(size_t p) const { return words_.data() + p * nb_ * detail::kScreenPairs * detail::kNR; }
   const float* scales(size_t p) const { return scales_.data() + p * nb_ * detail::kNR; }
-  float norm(size_t p) const { return norm_[p]; }  // max ||w_j|| over panel p, rounded up
+  float norm(size_t p) const { return norm_[p]; }    // max(||w_j||, ||w^_j||) over panel p, rounded up
+  float dnorm(size_t p) const { return dnorm_[p]; }  // max ||w_j - w^_j|| over panel p (0 for Q8)
   float norm_max() const { return norm_.empty() ? 0.f : *std::max_element(norm_.begin(), norm_.end()); }
-  size_t bytes() const { return words_.size() * 4 + scales_.size() * 4 + norm_.size() * 4; }
+  size_t bytes() const { return (words_.size() + scales_.size() + norm_.size() + dnorm_.size()) * 4; }
 
  private:
+  // Row n's blocks: w its exact values, q the int16 values, d the block scales.
+  static void row_blocks(const MatrixView& W, size_t n, std::vector<float>& w, std::vector<int32_t>& q,
+                         std::vector<float>& d) {
+    const size_t nb = d.size();
+    std::fill(w.begin(), w.end(), 0.f);
+    detail::widen_segment(W, n, 0, W.cols, w.data());
+    if (W.dtype == DType::Q8) {  // exactly: w = d * (stored - 128)
+      const detail::Q8Layout L = detail::q8_layout(W);
+      for (size_t b = 0; b < nb; ++b) d[b] = f16_to_f32(L.d[n * nb + b]);
+      for (size_t i = 0; i < nb * kQ8Block; ++i) q[i] = int32_t(L.qs[n * nb * kQ8Block + i]) - 128;
+      return;
+    }
+    for (size_t b = 0; b < nb; ++b) {
+      const float* v = w.data() + b * kQ8Block;
+      float top = 0;
+      for (size_t i = 0; i < kQ8Block; ++i) top = std::max(top, std::fabs(v[i]));
+      float s = top / float(detail::kScreenWeightQ);
+      if (!(s > 0) || !std::isfinite(s)) s = std::isfinite(top) ? 1.f : top;  // zeros; or not finite
+      d[b] = s;
+      for (size_t i = 0; i < kQ8Block; ++i)
+        q[b * kQ8Block + i] = std::isfinite(v[i]) ? std::clamp(int32_t(std::lrint(v[i] / s)), -detail::kScreenWeightQ,
+                                                               detail::kScreenWeightQ)
+                                                  : 0;
+    }
+  }
+
   MatrixView W_{};
   size_t nb_ = 0;
   std::vector<uint32_t> words_;  // [panels][nb*16][NR] int16 pairs
   std::vector<float> scales_;    // [panels][nb][NR]
-  std::vector<float> norm_;      // [panels]
+  std::vector<float> norm_, dnorm_;  // [panels]
   bool finite_ = true;
 };
 
@@ -146,14 +188,14 @@ namespace detail {
 
 // X [M, K] rounded to int16 per row (scale s = max|x| / 32767), packed for the screen tiles as
 // [tiles][nb*16][kScreenRows] words of pairs (zero past K and past row M), with each row's bound
-// factors: E(row, panel) = G * norm(panel) + C.
+// factors: E(row, panel) = G * norm(panel) + H * dnorm(panel) + C.
 struct ScreenRows {
   std::vector<uint32_t> words;
-  std::vector<float> scale, G, C;  // [M]
+  std::vector<float> scale, G, H, C;  // [M]
   bool finite = true;
 
   ScreenRows(const float* X, size_t M, size_t K, size_t nb, float wmax, int threads)
-      : words((M + kScreenRows - 1) / kScreenRows * nb * kScreenPairs * kScreenRows, 0u), scale(M), G(M), C(M) {
+      : words((M + kScreenRows - 1) / kScreenRows * nb * kScreenPairs * kScreenRows, 0u), scale(M), G(M), H(M), C(M) {
     const size_t K2 = nb * kScreenPairs;
     const double gk = rounding_bound(K), gs = rounding_bound(nb + 2), widen = 1 + 0x1p-10;
     const double slack = double(K + nb + 8) * 0x1p-126;  // underflow (also with FTZ/DAZ set)
@@ -185,6 +227,7 @@ struct ScreenRows {
         nx = std::sqrt(nx), nxh = std::sqrt(nxh), ndx = std::sqrt(ndx);
         scale[m] = s;
         G[m] = round_up((ndx + gs * nxh + gk * nx) * widen);
+        H[m] = round_up(nxh * widen);
         C[m] = round_up(0x1p-20 * (nxh + nx) * double(wmax) * widen + slack);
         if (!std::isfinite(G[m]) || !(C[m] < 1e30f)) ok = false;
       }
@@ -362,11 +405,11 @@ inline RankStats gemm_rank_screened(const RankScreen& screen, const float* X, si
     for (size_t p = pb; p < pe; ++p) {
       const size_t n0 = p * kNR, nr = std::min(kNR, N - n0);
       const uint32_t valid = nr == kNR ? ~0u : (1u << nr) - 1;
-      const float norm = screen.norm(p);
+      const float norm = screen.norm(p), dnorm = screen.dnorm(p);
       for (size_t t = 0; t < tiles; ++t) {
         screen_tile(nb, S.words.data() + t * K2 * kScreenRows, screen.words(p), screen.scales(p), sums);
         for (size_t i = 0, m = t * kScreenRows; i < kScreenRows && m < M; ++i, ++m)
-          fold_screen(sums + i * kNR, m, S.scale[m], std::fma(S.G[m], norm, S.C[m]), int32_t(n0), valid, T,
+          fold_screen(sums + i * kNR, m, S.scale[m], std::fma(S.G[m], norm, std::fma(S.H[m], dnorm, S.C[m])), int32_t(n0), valid, T,
                       targets.data(), out.value.data(), r);
       }
     }

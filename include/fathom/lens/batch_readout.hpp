@@ -16,10 +16,10 @@
 // further for the statistics the depth metrics need (top-1 and target ranks): with Exact products
 // the block is reduced inside the product (kernels::gemm_rank) and never written, the same values
 // bit for bit; the unembedding is then kept widened to f32 panels (4 bytes per weight, made once
-// per reader) unless that exceeds kPrepackMaxBytes. A Q8 unembedding, where the build targets
-// AVX512-VNNI, is screened with int16 products instead and only the columns the screen cannot
-// decide are computed exactly (kernels::gemm_rank_screened: the same statistics, ~1.3x faster on
-// SmolLM2's readouts), kept as int16 panels (~2 bytes per weight).
+// per reader) unless that exceeds kPrepackMaxBytes. Where the build targets AVX512-VNNI the
+// unembedding is screened with int16 products instead and only the columns the screen cannot
+// decide are computed exactly (kernels::gemm_rank_screened: the same statistics; SmolLM2's
+// readouts 1.3-1.4x faster), kept as int16 panels (~2 bytes per weight).
 //
 // Results equal Reader (readout.hpp, one token at a time with the model's decode product) up to
 // the summation order of the product for f32/bf16/f16 unembeddings: a logit may differ in its
@@ -124,7 +124,7 @@ class BatchReader {
     if (n > rows_)
       throw UsageError("", "n", std::to_string(n) + " rows in one block, at most " + std::to_string(rows_));
     const kernels::MatrixView& W = r_.unembed;
-    const bool screened = kernels::kRankScreen && W.dtype == DType::Q8;
+    const bool screened = kernels::kRankScreen;
     if (screened && screen_.empty()) screen_ = kernels::RankScreen(W);
     if (!screened && packed_.empty() && W.rows * W.cols * sizeof(float) <= kPrepackMaxBytes)
       packed_ = kernels::PackedPanels(W);
@@ -156,7 +156,7 @@ class BatchReader {
   std::vector<float> normed_;  // [rows, hidden]
   std::vector<float> logits_;  // [rows, vocab]
   kernels::PackedPanels packed_;  // [vocab/NR][hidden][NR] the unembedding widened (ranks())
-  kernels::RankScreen screen_;    // a Q8 unembedding as int16 panels (ranks(), with AVX512-VNNI)
+  kernels::RankScreen screen_;    // the unembedding as int16 panels (ranks(), with AVX512-VNNI)
   RowRanks ranks_;
 };
 
