@@ -6,7 +6,7 @@
 // Why: reading every layer of a text out through a 49,152 x 576 unembedding is ~900 GFLOP of f32
 // products per 512 tokens, and gemm_rank runs them near the f32 FMA peak. With the weights as int16
 // values times a scale per block of 32 (a Q8 matrix is exactly that; other formats are rounded to
-// it, |q| <= 2047) and the activations rounded to int16 (one scale per row), each block dot product
+// it, |q| <= 4095) and the activations rounded to int16 (one scale per row), each block dot product
 // is exact in int32, and AVX512-VNNI's vpdpwssd does 32 multiply-adds per instruction, twice an f32
 // FMA's 16. Those approximate values a are within a proven bound E of the exact ones e (gemm_exact's
 // f32 chain), per row r and column c:
@@ -67,10 +67,10 @@ constexpr bool kRankScreen = false;
 
 namespace detail {
 constexpr size_t kScreenRows = 6;     // X rows per screening tile: 4 of the 32 registers each
-constexpr int32_t kScreenQ = 32767;   // |int16 activation|
-// |weight value| outside Q8 (whose int8 values are taken as they are): a block dot of 32 products
-// stays within int32 (32 * 32767 * 2047 < 2^31).
-constexpr int32_t kScreenWeightQ = 2047;
+// |int16 values|: activations against Q8's int8 values 32,767; other formats share the int32 range
+// of a block dot (32 products) between weights and activations, 4,095 x 16,383 (32 x 4,095 x
+// 16,383 < 2^31), which balances the two roundings better than 2,047 x 32,767.
+constexpr int32_t kScreenQ = 32767, kScreenQShared = 16383, kScreenWeightQ = 4095;
 constexpr size_t kScreenPairs = kQ8Block / 2;  // int16 pairs per Q8 block
 
 inline double rounding_bound(size_t n) {  // g(n) above
@@ -87,7 +87,7 @@ inline float round_up(double x) {  // the smallest float >= x
 // words (word [i][j] = q[j, 2i] | q[j, 2i+1] << 16), one f32 scale per row and block of 32, [nb][NR]
 // (w^ = scale * q), and per panel the largest column norms: max(||w_j||, ||w^_j||) and ||w_j - w^_j||.
 // A Q8 matrix is held exactly (q its int8 values, the scale its f16 d: w^ = w); any other format
-// (F32, BF16, F16, the GGUF blocks: widened exactly first) is rounded to |q| <= 2047 per block, its
+// (F32, BF16, F16, the GGUF blocks: widened exactly first) is rounded to |q| <= 4095 per block, its
 // rounding bounded like the activations' (top of this file). About 2.1 bytes per weight.
 class RankScreen {
  public:
@@ -147,6 +147,8 @@ class RankScreen {
   float norm(size_t p) const { return norm_[p]; }    // max(||w_j||, ||w^_j||) over panel p, rounded up
   float dnorm(size_t p) const { return dnorm_[p]; }  // max ||w_j - w^_j|| over panel p (0 for Q8)
   float norm_max() const { return norm_.empty() ? 0.f : *std::max_element(norm_.begin(), norm_.end()); }
+  // The largest |int16 value| of the activations against this matrix.
+  int32_t activation_max() const { return W_.dtype == DType::Q8 ? detail::kScreenQ : detail::kScreenQShared; }
   size_t bytes() const { return (words_.size() + scales_.size() + norm_.size() + dnorm_.size()) * 4; }
 
  private:
@@ -186,7 +188,7 @@ class RankScreen {
 
 namespace detail {
 
-// X [M, K] rounded to int16 per row (scale s = max|x| / 32767), packed for the screen tiles as
+// X [M, K] rounded to int16 per row (scale s = max|x| / qmax), packed for the screen tiles as
 // [tiles][nb*16][kScreenRows] words of pairs (zero past K and past row M), with each row's bound
 // factors: E(row, panel) = G * norm(panel) + H * dnorm(panel) + C.
 struct ScreenRows {
@@ -194,7 +196,7 @@ struct ScreenRows {
   std::vector<float> scale, G, H, C;  // [M]
   bool finite = true;
 
-  ScreenRows(const float* X, size_t M, size_t K, size_t nb, float wmax, int threads)
+  ScreenRows(const float* X, size_t M, size_t K, size_t nb, float wmax, int32_t qmax, int threads)
       : words((M + kScreenRows - 1) / kScreenRows * nb * kScreenPairs * kScreenRows, 0u), scale(M), G(M), H(M), C(M) {
     const size_t K2 = nb * kScreenPairs;
     const double gk = rounding_bound(K), gs = rounding_bound(nb + 2), widen = 1 + 0x1p-10;
@@ -211,12 +213,12 @@ struct ScreenRows {
           ok = false;
           continue;
         }
-        float s = top / float(kScreenQ);
+        float s = top / float(qmax);
         if (!(s > 0)) s = 1;
         double nx = 0, nxh = 0, ndx = 0;
         std::fill(q.begin(), q.end(), 0);
         for (size_t k = 0; k < K; ++k) {
-          const int32_t v = std::clamp(int32_t(std::lrint(x[k] / s)), -kScreenQ, kScreenQ);
+          const int32_t v = std::clamp(int32_t(std::lrint(x[k] / s)), -qmax, qmax);
           q[k] = v;
           const double xh = double(s) * v, dx = double(x[k]) - xh;
           nx += double(x[k]) * x[k], nxh += xh * xh, ndx += dx * dx;
@@ -371,7 +373,7 @@ inline RankStats gemm_rank_screened(const RankScreen& screen, const float* X, si
     return gemm_rank(W, nullptr, X, M, targets, T);
   const int threads = worker_count(M * N * K);
   const size_t nb = screen.blocks();
-  const ScreenRows S(X, M, K, nb, screen.norm_max(), threads);
+  const ScreenRows S(X, M, K, nb, screen.norm_max(), screen.activation_max(), threads);
   if (!S.finite) return gemm_rank(W, nullptr, X, M, targets, T);
   const PackedRows A(X, K, M, threads);
 
