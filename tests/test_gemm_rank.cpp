@@ -82,18 +82,20 @@ void check_equal(const kernels::RankStats& got, const Expected& want, const std:
 
 }  // namespace
 
-TEST_CASE("gemm_rank equals the scanned gemm_exact product: packed or not, 1 and 2 threads") {
+TEST_CASE("gemm_rank and gemm_rank_screened equal the scanned gemm_exact product, 1-3 threads") {
   std::mt19937 rng(7);
   // N, K, M: partial last panels (N % 32), partial tiles (M % 12), K in 1-3 blocks
   const size_t shapes[][3] = {{33, 17, 5}, {1000, 576, 40}, {257, 1100, 13}, {64, 65, 1}, {3000, 96, 30}};
-  for (DType dt : {DType::F32, DType::BF16, DType::Q8})
+  int64_t rechecked = 0;
+  for (DType dt : {DType::F32, DType::BF16, DType::Q8})  // the screen: Q8 exactly, the others rounded
     for (const auto& [N, K, M] : shapes) {
       CAPTURE(dtype_name(dt));
       CAPTURE(N);
       CAPTURE(K);
       RandomWeights rw(dt, N, K, rng);
       const MatrixView W = rw.view;
-      const auto X = random_floats(M * K, rng);
+      auto X = random_floats(M * K, rng);
+      for (size_t m = 0; m < M; m += 3) X[m * K + m % K] *= 40.f;  // outliers widen the int16 steps
       const size_t T = 3;
       std::vector<int32_t> targets(M * T);
       std::uniform_int_distribution<int32_t> id(0, int32_t(N - 1));
@@ -108,15 +110,20 @@ TEST_CASE("gemm_rank equals the scanned gemm_exact product: packed or not, 1 and
       }
       const Expected want = scan(Y, M, N, targets, T);
       const kernels::PackedPanels packed(W);
-      for (int threads : {1, 2}) {
+      const kernels::RankScreen screen(W);
+      for (int threads : {1, 2, 3}) {
         CAPTURE(threads);
         ThreadScope ts(threads);
         check_equal(kernels::gemm_rank(W, &packed, X.data(), M, targets, T), want, targets);
         check_equal(kernels::gemm_rank(W, nullptr, X.data(), M, targets, T), want, targets);
+        const kernels::RankStats got = kernels::gemm_rank_screened(screen, X.data(), M, targets, T);
+        check_equal(got, want, targets);
+        rechecked += got.rechecked;
       }
-      auto none = kernels::gemm_rank(W, &packed, X.data(), M, {}, 0);  // argmax only
-      CHECK(none.argmax == want.argmax);
+      CHECK(kernels::gemm_rank(W, &packed, X.data(), M, {}, 0).argmax == want.argmax);  // argmax only
+      CHECK(kernels::gemm_rank_screened(screen, X.data(), M, {}, 0).argmax == want.argmax);
     }
+  if (kernels::kRankScreen) CHECK(rechecked > 0);  // the exact recheck ran (the targets at least)
 }
 
 TEST_CASE("gemm_rank ties: the lowest column wins, equal values are not above, across thread chunks") {
@@ -184,38 +191,6 @@ TEST_CASE("gemm_rank rejects wrong target counts, ids outside the matrix, anothe
   const kernels::PackedPanels other(W2);
   CHECK_THROWS_AS(kernels::gemm_rank(W, &other, x.data(), 2, {}, 0), UsageError);
   CHECK(kernels::gemm_rank(W, nullptr, x.data(), 0, {}, 0).argmax.empty());
-}
-
-TEST_CASE("gemm_rank_screened (integer screen, exact recheck) equals the scanned gemm_exact product") {
-  std::mt19937 rng(17);
-  const size_t shapes[][3] = {{33, 17, 5}, {1000, 576, 40}, {257, 1100, 13}, {3000, 96, 30}};  // N, K, M
-  int64_t rechecked = 0;
-  for (DType dt : {DType::Q8, DType::F32, DType::BF16})  // Q8 exactly; the others rounded to int16
-  for (const auto& [N, K, M] : shapes) {
-    CAPTURE(dtype_name(dt));
-    CAPTURE(N);
-    CAPTURE(K);
-    RandomWeights rw(dt, N, K, rng);
-    const MatrixView W = rw.view;
-    auto X = random_floats(M * K, rng);
-    for (size_t m = 0; m < M; m += 3) X[m * K + m % K] *= 40.f;  // outliers widen the int16 steps
-    const size_t T = 3;
-    std::vector<int32_t> targets(M * T);
-    std::uniform_int_distribution<int32_t> id(0, int32_t(N - 1));
-    for (size_t i = 0; i < targets.size(); ++i) targets[i] = i % 5 == 4 ? -1 : id(rng);
-    std::vector<float> Y(M * N);
-    kernels::gemm_exact(W, X.data(), M, Y.data());
-    const Expected want = scan(Y, M, N, targets, T);
-    const kernels::RankScreen screen(W);
-    for (int threads : {1, 2, 3}) {
-      CAPTURE(threads);
-      ThreadScope ts(threads);
-      const kernels::RankStats got = kernels::gemm_rank_screened(screen, X.data(), M, targets, T);
-      check_equal(got, want, targets);
-      rechecked += got.rechecked;
-    }
-  }
-  if (kernels::kRankScreen) CHECK(rechecked > 0);  // the exact recheck ran (the targets at least)
 }
 
 TEST_CASE("gemm_rank_screened: exact and near ties decided by the exact values, zero and NaN rows") {
