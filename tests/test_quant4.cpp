@@ -111,9 +111,12 @@ TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel'
   PrefillScope int8_prompts(false);  // gemm's int8 kernels (the default prompt path is gemm_exact)
   std::mt19937 rng(5);
   for (DType t : kTypes)
-    for (size_t cols : {size_t(96), size_t(256), size_t(576), size_t(768), size_t(800), size_t(1536 + 256)})
+    for (size_t cols :
+         {size_t(96), size_t(256), size_t(576), size_t(768), size_t(800), size_t(1056), size_t(1792), size_t(5152)})
       for (size_t rows : {size_t(1), size_t(7), size_t(67)}) {
-        // 96, 576 (SmolLM2's width), 800: 3, 18, 25 blocks of 32, not whole groups of 8 or 16
+        // 96, 576 (SmolLM2's width), 800, 1056, 5152: 3, 18, 25, 33, 161 blocks of 32, not whole
+        // groups of 8 or 16 (5152: longer than kGgufShortRow, decoded one row at a time; 1056 and
+        // 5152 end on an unpaired block)
         if (cols % kk::gguf_block_elems(t) != 0) continue;
         CAPTURE(dtype_name(t));
         CAPTURE(cols);

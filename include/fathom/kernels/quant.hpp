@@ -46,6 +46,15 @@ namespace fathom::kernels {
 
 constexpr size_t kQ8Block = 32;
 
+namespace detail {
+// Whether the Q4-family vector kernels (quant4.hpp) are compiled in: they read Q8Acts::qp.
+#if defined(FATHOM_KERNELS_AVX2_INT8) || (defined(__AVX512VNNI__) && defined(__AVX512BW__))
+constexpr bool kPairOrder = true;
+#else
+constexpr bool kPairOrder = false;
+#endif
+}  // namespace detail
+
 inline size_t q8_blocks(size_t cols) { return (cols + kQ8Block - 1) / kQ8Block; }
 inline size_t q8_bytes(size_t rows, size_t cols) { return rows * q8_blocks(cols) * (kQ8Block + 2); }
 
@@ -114,9 +123,9 @@ struct Q8Acts {
   std::vector<int8_t> qs;   // [n][nb*32]
   std::vector<float> d;     // [n][nb]
   std::vector<float> sx;    // [n][nb] d * sum(qs) of the block (the minimum terms of quant4.hpp)
-  // AVX2 kernels only (quant4.hpp's Q4_0 / Q4_1): qs with each pair of blocks b, b + 1 (b even)
-  // in the order of a Q4 pair's nibbles, [b 0-15 | b+1 0-15 | b 16-31 | b+1 16-31]; a last
-  // unpaired block as in qs. Empty elsewhere.
+  // Vector kernels only (quant4.hpp's Q4_0 / Q4_1 / Q5_0 / Q5_1 with AVX2 or AVX512-VNNI): qs
+  // with each pair of blocks b, b + 1 (b even) in the order of a Q4 pair's nibbles, [b 0-15 |
+  // b+1 0-15 | b 16-31 | b+1 16-31]; a last unpaired block as in qs. Empty elsewhere.
   std::vector<int8_t> qp;   // [n][nb*32]
   size_t nb = 0;
   // Rows are independent: a prompt's rows are split between the threads (each row's values are
@@ -126,9 +135,7 @@ struct Q8Acts {
     qs.resize(n * nb * kQ8Block);
     d.resize(n * nb);
     sx.resize(n * nb);
-#if defined(FATHOM_KERNELS_AVX2_INT8)
-    qp.resize(qs.size());
-#endif
+    if (kPairOrder) qp.resize(qs.size());
     parallel_chunks(n, worker_count(n * cols * 8), [&](size_t t0, size_t t1) { assign_rows(X, t0, t1, cols); });
   }
 
@@ -142,8 +149,7 @@ struct Q8Acts {
       for (size_t k = 0; k < kQ8Block; ++k) s += qs[i * kQ8Block + k];
       sx[i] = d[i] * float(s);
     }
-#if defined(FATHOM_KERNELS_AVX2_INT8)
-    for (size_t t = t0; t < t1; ++t) {
+    for (size_t t = t0; kPairOrder && t < t1; ++t) {
       const int8_t* src = qs.data() + t * nb * kQ8Block;
       int8_t* dst = qp.data() + t * nb * kQ8Block;
       size_t b = 0;
@@ -153,7 +159,6 @@ struct Q8Acts {
             std::copy_n(src + (b + k) * kQ8Block + 16 * h, 16, dst + b * kQ8Block + 32 * h + 16 * k);
       if (b < nb) std::copy_n(src + b * kQ8Block, kQ8Block, dst + b * kQ8Block);
     }
-#endif
   }
   void assign_blocks(const float* X, size_t t0, size_t t1, size_t cols) {
     for (size_t t = t0; t < t1; ++t)

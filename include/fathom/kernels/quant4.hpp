@@ -96,7 +96,8 @@ inline Q4Layout q4_layout(const MatrixView& W) {
 // 8) keeps its 8 qh words as 32 bytes of bit planes, in the order the kernel reads the nibbles: byte
 // j, bit s = 2p + h holds the fifth bit of element j % 16 + 16 h of block g + 2p + j / 16 (p the
 // pair of blocks, h the nibble half). One load then serves the group, and each 32 nibbles get their
-// fifth bits by a shift and a mask. The blocks after the last whole group keep GGUF's word.
+// fifth bits by a shift and a mask. The blocks after the last whole group keep GGUF's word. (The
+// AVX512-VNNI kernel keeps GGUF's words: a bit test on these planes was no faster there.)
 #if defined(FATHOM_KERNELS_AVX2_INT8)
 constexpr bool kQ5Planes = true;
 #else
@@ -254,15 +255,6 @@ inline float h2f_fast(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// 32 bytes of nibbles -> 64 bytes [lo of bytes 0-15 | hi of 0-15 | lo of 16-31 | hi of 16-31]
-// (two Q4 blocks in element order); bytes past `m32` read as zero.
-inline __m512i q4_unpack_pair(const uint8_t* qs, __mmask32 m32) {
-  const __m256i raw = _mm256_maskz_loadu_epi8(m32, qs), m0f = _mm256_set1_epi8(15);
-  const __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
-  const __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);  // lo0 lo1 hi0 hi1
-  return _mm512_shuffle_i64x2(t, t, _MM_SHUFFLE(3, 1, 2, 0));                // lo0 hi0 lo1 hi1
-}
-
 // -bias * sum x per 4 bytes (the offset of the weights' values), or zero.
 inline __m512i offset_corr(int bias, __m512i x) {
   if (bias == 0) return _mm512_setzero_si512();
@@ -270,14 +262,34 @@ inline __m512i offset_corr(int bias, __m512i x) {
                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(bias)), x));
 }
 
+// The nibbles of blocks b, b + 1 (32 bytes, both halves of a 512-bit register) -> 64 values
+// [b 0-15 | b+1 0-15 | b 16-31 | b+1 16-31]: the low nibbles below, the high ones above, by one
+// variable shift and a mask (no shuffle); Q8Acts::qp holds the activations in this order. `m32`:
+// 0xffff for a last, unpaired block (the b + 1 quarters read as zero).
+inline __m512i q4_unpack_pair_halves(const uint8_t* qs, __mmask32 m32) {
+  const __m512i shifts = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  const __m512i raw = _mm512_broadcast_i64x4(_mm256_maskz_loadu_epi8(m32, qs));
+  return _mm512_and_si512(_mm512_srlv_epi16(raw, shifts), _mm512_set1_epi8(15));
+}
+
+// The fifth bits of that pair (GGUF's qh words a, c of blocks b, b + 1) as one byte mask in the
+// same order.
+inline __mmask64 q5_pair_mask(uint64_t a, uint64_t c) {
+  return _cvtu64_mask64((a & 0xffff) | (c & 0xffff) << 16 | (a >> 16) << 32 | (c >> 16) << 48);
+}
+
 // Weight rows r .. r + RW - 1 against RX activation rows: out[m * RW + w] = row r + w . x_m.
-// Q4_0 / Q4_1 / Q5_0 / Q5_1 (the fifth bits of a pair of blocks are one 64-bit mask that sets 16
-// in the bytes of the pair). Each row runs the same operations in the same order whatever RW (its
-// own accumulator chain), so the bits do not depend on it; RW = 2 gives the core two independent
-// chains for short rows (decode, gguf_rows_gemv).
+// Q4_0 / Q4_1 / Q5_0 / Q5_1, two blocks per step in q4_unpack_pair_halves' order against xp
+// (Q8Acts::qp; a last unpaired block against xq's halves): int32 lanes 0-3 and 8-11 belong to
+// block b, 4-7 and 12-15 to b + 1, so each lane holds the header's lane of the same 4 bytes (lanes
+// 4-7 and 8-11 swapped), takes the same products in the same order and is put back in place
+// before q8_lanes_sum: the portable kernel's bits, without the element order's two shuffles per
+// pair (SmolLM2 Q4_1 decode 1.07-1.16x on one Zen 5 thread). Each row runs the same operations in
+// the same order whatever RW (its own accumulator chain), so the bits do not depend on it; RW = 2
+// gives the core two independent chains for short rows (decode, gguf_rows_gemv).
 template <int RW, int RX>
-inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const float* const* xd,
-                         const float* const* sx, float* out) {
+inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+                         const float* const* xd, const float* const* sx, float* out) {
   const size_t nb = L.nb;
   const bool has_min = L.m != nullptr;
   const uint8_t* qs[RW];
@@ -293,8 +305,29 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
   __m512 acc[RW][RX], macc[RW][RX];
   for (int w = 0; w < RW; ++w)
     for (int m = 0; m < RX; ++m) acc[w][m] = macc[w][m] = _mm512_setzero_ps();
-  const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
   const __m512i sixteen = _mm512_set1_epi8(16);
+  // One pair of blocks b, b + 1 (b - g even) of group g; `two` false: b is the last block.
+  auto pair_step = [&](size_t g, size_t b, bool two, const __m512 (&sc)[RW][RX]) {
+    const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(b - g)));
+    __m512i x[RX], corr[RX];
+    for (int m = 0; m < RX; ++m) {
+      const auto* half = reinterpret_cast<const __m128i*>(xq[m] + b * 32);  // an unpaired block's halves
+      x[m] = two ? _mm512_loadu_si512(xp[m] + b * 32)
+                 : _mm512_inserti32x4(_mm512_castsi128_si512(_mm_loadu_si128(half)), _mm_loadu_si128(half + 1), 2);
+      corr[m] = offset_corr(bias, x[m]);
+    }
+    for (int w = 0; w < RW; ++w) {
+      __m512i wv = q4_unpack_pair_halves(qs[w] + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
+      if (qh[w])
+        wv = _mm512_or_si512(wv, _mm512_maskz_mov_epi8(q5_pair_mask(qh[w][b], two ? qh[w][b + 1] : 0), sixteen));
+      for (int m = 0; m < RX; ++m) {
+        const __m512i sd = _mm512_dpbusd_epi32(corr[m], wv, x[m]);
+        acc[w][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sd), _mm512_permutexvar_ps(idx, sc[w][m]), acc[w][m]);
+      }
+    }
+  };
+  const size_t pairs_end = nb / 2 * 2;
   for (size_t g = 0; g < nb; g += 16) {
     const size_t gb = std::min<size_t>(16, nb - g);
     const __mmask16 bm = __mmask16(gb == 16 ? 0xffffu : (1u << gb) - 1u);
@@ -310,33 +343,26 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
       for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kPrefetchAhead));
       q4_prefetch_scales(wd[w], wm[w], qh[w], g);
     }
-    for (size_t j = 0; 2 * j < gb; ++j) {
-      const size_t b = g + 2 * j;
-      const bool two = 2 * j + 1 < gb;
-      const __mmask64 lm = two ? ~__mmask64(0) : __mmask64(0xffffffffu);
-      const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
-      __m512i x[RX];
-      for (int m = 0; m < RX; ++m) x[m] = _mm512_maskz_loadu_epi8(lm, xq[m] + b * 32);
-      for (int w = 0; w < RW; ++w) {
-        __m512i wv = q4_unpack_pair(qs[w] + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
-        if (qh[w])
-          wv = _mm512_or_si512(wv, _mm512_maskz_mov_epi8(
-                                       _cvtu64_mask64(uint64_t(qh[w][b]) | uint64_t(two ? qh[w][b + 1] : 0) << 32), sixteen));
-        for (int m = 0; m < RX; ++m) {
-          const __m512i sd = _mm512_dpbusd_epi32(offset_corr(bias, x[m]), wv, x[m]);
-          acc[w][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sd), _mm512_permutexvar_ps(idx, sc[w][m]), acc[w][m]);
-        }
-      }
+    const size_t ge = std::min(g + gb, pairs_end);
+    if (ge == g + 16) {  // a whole group: unrolled, the scales' permutations fixed
+#pragma GCC unroll 8
+      for (size_t j = 0; j < 8; ++j) pair_step(g, g + 2 * j, true, sc);
+    } else {
+      for (size_t b = g; b < ge; b += 2) pair_step(g, b, true, sc);
     }
+    if (g + gb > pairs_end) pair_step(g, pairs_end, false, sc);
   }
+  const __m512i back = _mm512_set_epi32(15, 14, 13, 12, 7, 6, 5, 4, 11, 10, 9, 8, 3, 2, 1, 0);
   for (int w = 0; w < RW; ++w)
-    for (int m = 0; m < RX; ++m)
-      out[m * RW + w] = has_min ? q8_lanes_sum(acc[w][m]) + q8_lanes_sum(macc[w][m]) : q8_lanes_sum(acc[w][m]);
+    for (int m = 0; m < RX; ++m) {
+      const float s = q8_lanes_sum(_mm512_permutexvar_ps(back, acc[w][m]));
+      out[m * RW + w] = has_min ? s + q8_lanes_sum(macc[w][m]) : s;
+    }
 }
 template <int RX>
-inline void q4_row_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const float* const* xd,
-                        const float* const* sx, float* out) {
-  q4_rows_vnni<1, RX>(L, bias, r, xq, xd, sx, out);
+inline void q4_row_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
+                        const float* const* xd, const float* const* sx, float* out) {
+  q4_rows_vnni<1, RX>(L, bias, r, xq, xp, xd, sx, out);
 }
 
 // Q4_K: one weight row against RX activation rows. Per super-block the 8 group scales times the
@@ -768,7 +794,7 @@ inline const char* gguf_kernel_name() { return kQ4Vnni ? "AVX512-VNNI" : kQ4Avx2
 constexpr int kGgufMaxRx = kQ4Vnni ? 8 : 4;
 
 // out[m] = row r of W . activation row m, for RX rows; vector kernel when compiled in. xp: the
-// activation rows in Q8Acts::qp's order (AVX2 only).
+// activation rows in Q8Acts::qp's order (the Q4_0 / Q4_1 / Q5_0 / Q5_1 vector kernels).
 template <int RX>
 inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, const int8_t* const* xp,
                      const float* const* xd, const float* const* sx, float* out) {
@@ -776,7 +802,7 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   switch (W.dtype) {
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
-      return q4_row_vnni<RX>(q4_layout(W), q4_bias(W.dtype), r, xq, xd, sx, out);
+      return q4_row_vnni<RX>(q4_layout(W), q4_bias(W.dtype), r, xq, xp, xd, sx, out);
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
       return q4k_row_vnni<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
@@ -808,8 +834,11 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 #endif
 }
 
-// Rows of at most this many blocks decode two at a time (Q4_0/Q4_1/Q5_0/Q5_1; AVX2, AVX512-VNNI).
-constexpr size_t kGgufShortRow = 32;
+// Rows of at most this many blocks decode two at a time (Q4_0/Q4_1/Q5_0/Q5_1): the second row's
+// chain against its streams (nibbles, scales, minimums). AVX512-VNNI on a Zen 5 thread, from DRAM:
+// two rows 1.1-1.3x one on rows of 48-160 blocks, 0.64-0.97x on rows of 224-448 (Q4_1 worst);
+// AVX2 on a Zen 3 thread: 1536-wide rows (48 blocks) already lose 20-27 %.
+constexpr size_t kGgufShortRow = kQ4Vnni ? 160 : 32;
 
 // y[r] for r in [r0, r1), one activation row (decode).
 inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
@@ -829,8 +858,8 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
     const Q4Layout L = q4_layout(W);
     const int bias = q4_bias(W.dtype);
     size_t r = r0;
-    for (; r + 2 <= r1; r += 2) q4_rows_vnni<2, 1>(L, bias, r, xq, xd, sx, y + r);
-    if (r < r1) q4_rows_vnni<1, 1>(L, bias, r, xq, xd, sx, y + r);
+    for (; r + 2 <= r1; r += 2) q4_rows_vnni<2, 1>(L, bias, r, xq, xp, xd, sx, y + r);
+    if (r < r1) q4_rows_vnni<1, 1>(L, bias, r, xq, xp, xd, sx, y + r);
     return;
   }
 #endif
