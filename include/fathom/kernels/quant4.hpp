@@ -104,12 +104,24 @@ constexpr bool kQ5Planes = true;
 constexpr bool kQ5Planes = false;
 #endif
 
-// The scales (and minimums, fifth bits) of the rows kPrefetchAhead bytes of nibbles ahead, asked
-// for while block g of a row is read: they are streams of their own (2 or 4 bytes per 16 bytes of
-// nibbles), which the hardware prefetchers did not keep ahead of a matrix-vector product (on a
-// Zen 5 the loads of a Q4_1 row's d and m were a third of SmolLM2's decode gemv time).
+// How far ahead the GGUF block kernels prefetch their rows (bytes of blocks). The AVX512-VNNI
+// kernels take fewer instructions per byte than the dense and AVX2 ones, and 2 KiB (kPrefetchAhead)
+// did not cover the DRAM latency at their rate: 8 KiB against 2 KiB at one Zen 5 thread, in one
+// program, from DRAM: Q4_1 / Q4_0 1.0-1.9x (576 x 1536 most; 1536 x 576 0.91-0.98x), Q4_K
+// 1.03-1.26x, Q6_K 1.09-1.25x (docs/benchmarks.md, "GGUF prefetch distance"); the dense rows there
+// were 0.87-0.97x at 8 KiB, so they keep theirs.
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+constexpr size_t kGgufPrefetchAhead = 8192;
+#else
+constexpr size_t kGgufPrefetchAhead = kPrefetchAhead;
+#endif
+
+// The scales (and minimums, fifth bits) of the rows kGgufPrefetchAhead bytes of nibbles ahead,
+// asked for while block g of a row is read: they are streams of their own (2 or 4 bytes per 16
+// bytes of nibbles), which the hardware prefetchers did not keep ahead of a matrix-vector product
+// (on a Zen 5 the loads of a Q4_1 row's d and m were a third of SmolLM2's decode gemv time).
 inline void q4_prefetch_scales(const uint16_t* d, const uint16_t* m, const uint32_t* qh, size_t g) {
-  constexpr size_t ahead = kPrefetchAhead / 8;  // bytes of scales per kPrefetchAhead of nibbles
+  constexpr size_t ahead = kGgufPrefetchAhead / 8;  // bytes of scales per kGgufPrefetchAhead of nibbles
   prefetch_line(uintptr_t(d + g) + ahead);
   if (m) prefetch_line(uintptr_t(m + g) + ahead);
   if (qh) prefetch_line(uintptr_t(qh + g) + 2 * ahead);
@@ -340,7 +352,7 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
         for (int m = 0; m < RX; ++m)
           macc[w][m] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(bm, sx[m] + g), macc[w][m]);
       }
-      for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kPrefetchAhead));
+      for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kGgufPrefetchAhead));
       q4_prefetch_scales(wd[w], wm[w], qh[w], g);
     }
     const size_t ge = std::min(g + gb, pairs_end);
@@ -381,9 +393,9 @@ inline void q4k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
   const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   for (size_t s = 0; s < nsb; ++s) {
     const uint8_t* blk = row + s * kQ4KBytes;
-    prefetch_line(uintptr_t(blk + kPrefetchAhead));
-    prefetch_line(uintptr_t(blk + 64 + kPrefetchAhead));
-    prefetch_line(uintptr_t(blk + 128 + kPrefetchAhead));
+    prefetch_line(uintptr_t(blk + kGgufPrefetchAhead));
+    prefetch_line(uintptr_t(blk + 64 + kGgufPrefetchAhead));
+    prefetch_line(uintptr_t(blk + 128 + kGgufPrefetchAhead));
     uint32_t u[4];  // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3]
     k4_unpack_scales_mins(blk, u);
     const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
@@ -430,7 +442,7 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
   const __m512i g_idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   for (size_t s = 0; s < nsb; ++s) {
     const uint8_t* blk = row + s * kQ6KBytes;
-    for (int k = 0; k < 4; ++k) prefetch_line(uintptr_t(blk + 64 * k + kPrefetchAhead));
+    for (int k = 0; k < 4; ++k) prefetch_line(uintptr_t(blk + 64 * k + kGgufPrefetchAhead));
     const float d = h2f_fast(blk + 208);
     // dsc[g] = d * scale_g, exact (11 x 8 significant bits)
     const __m512 dsc = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
@@ -597,7 +609,7 @@ inline void q4_rows_avx2(const Q4Layout& L, int bias, size_t r, const int8_t* co
           _mm256_store_ps(ml, _mm256_fmadd_ps(mw, _mm256_loadu_ps(sx[m] + g), _mm256_load_ps(ml)));
         }
       }
-      for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kPrefetchAhead));
+      for (size_t k = 0; k < 2; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kGgufPrefetchAhead));
       q4_prefetch_scales(wd[w], HasMin ? wm[w] : nullptr, Five ? qh[w] : nullptr, g);
     }
 #pragma GCC unroll 4
@@ -678,9 +690,9 @@ inline void q4k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq
   alignas(32) float S[RX][8];
   for (size_t s = 0; s < nsb; ++s) {
     const uint8_t* blk = row + s * kQ4KBytes;
-    prefetch_line(uintptr_t(blk + kPrefetchAhead));
-    prefetch_line(uintptr_t(blk + 64 + kPrefetchAhead));
-    prefetch_line(uintptr_t(blk + 128 + kPrefetchAhead));
+    prefetch_line(uintptr_t(blk + kGgufPrefetchAhead));
+    prefetch_line(uintptr_t(blk + 64 + kGgufPrefetchAhead));
+    prefetch_line(uintptr_t(blk + 128 + kGgufPrefetchAhead));
     uint32_t u[4];  // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3]
     k4_unpack_scales_mins(blk, u);
     const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
@@ -717,7 +729,7 @@ inline void q6k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq
   alignas(32) float dsc[16];
   for (size_t s = 0; s < nsb; ++s) {
     const uint8_t* blk = row + s * kQ6KBytes;
-    for (int k = 0; k < 4; ++k) prefetch_line(uintptr_t(blk + 64 * k + kPrefetchAhead));
+    for (int k = 0; k < 4; ++k) prefetch_line(uintptr_t(blk + 64 * k + kGgufPrefetchAhead));
     // dsc[g] = d * scale_g, exact (11 x 8 significant bits)
     const __m256 d = _mm256_set1_ps(h2f_avx2(blk + 208));
     const __m128i s16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192));
