@@ -32,15 +32,50 @@ static void BM_gemm(benchmark::State& state, DType dt) { gemm_bench(state, dt, f
 // by default) against the int8-activation kernels of BM_gemm on the same matrices.
 static void BM_gemm_exact(benchmark::State& state, DType dt) { gemm_bench(state, dt, true); }
 
-// bf16 weights with bf16 activations (kernels/bf16dot.hpp, vdpbf16ps; opt-in, inexact).
-static void BM_gemm_bf16acts(benchmark::State& state) {
+// bf16 weights with bf16 activations (kernels/bf16dot.hpp; opt-in, inexact): the AMX tile kernel
+// where the CPU has AMX-BF16 (kernels/amx.hpp), vdpbf16ps with AMX switched off (one run, both).
+static void BM_gemm_bf16acts(benchmark::State& state, bool amx) {
+  if (amx && !kernels::amx_bf16_active()) return state.SkipWithError("no AMX-BF16 granted on this CPU");
+  kernels::set_amx_allowed(amx);
   kernels::set_bf16_activations(true);
   BM_gemm(state, DType::BF16);
   kernels::set_bf16_activations(false);
-  state.SetLabel(kernels::kBf16Dot ? "vdpbf16ps" : "no AVX512_BF16: exact path");
+  kernels::set_amx_allowed(true);
+  state.SetLabel(amx ? "AMX tdpbf16ps" : kernels::kBf16Dot ? "vdpbf16ps" : "no AVX512_BF16: exact path");
 }
-BENCHMARK(BM_gemm_bf16acts)->Args({896, 4864, 512})->Args({4864, 896, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_gemm_bf16acts)->Args({4096, 14336, 512})->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+#define FATHOM_BF16ACTS_BENCH(name, amx)                                                          \
+  BENCHMARK_CAPTURE(BM_gemm_bf16acts, name, amx)->Args({896, 4864, 512})->Args({4864, 896, 512}) \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();                                             \
+  BENCHMARK_CAPTURE(BM_gemm_bf16acts, name, amx)->Args({4096, 14336, 512})->Iterations(3)        \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+FATHOM_BF16ACTS_BENCH(amx, true)
+FATHOM_BF16ACTS_BENCH(avx512, false)
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The AMX unit's peak on one core: tdpbf16ps on tiles that stay in the unit (no loads), four
+// independent accumulators as in the tile GEMM; 16 x 16 x 32 multiply-adds each.
+static void BM_amx_bf16_peak(benchmark::State& state) {
+  if (!kernels::amx_bf16_active()) return state.SkipWithError("no AMX-BF16 granted on this CPU");
+  using T = kernels::detail::AmxTiles;
+  alignas(64) static uint16_t ones[16 * 32];
+  std::fill(std::begin(ones), std::end(ones), f32_to_bf16(1.f));
+  constexpr int kSteps = 1024;
+  T::configure();
+  T::load<4>(ones, 64), T::load<5>(ones, 64), T::load<6>(ones, 64), T::load<7>(ones, 64);
+  for (auto _ : state) {
+    T::zero<0>(), T::zero<1>(), T::zero<2>(), T::zero<3>();
+    for (int i = 0; i < kSteps; ++i) {
+      T::dpbf16ps<0, 4, 6>();
+      T::dpbf16ps<1, 4, 7>();
+      T::dpbf16ps<2, 5, 6>();
+      T::dpbf16ps<3, 5, 7>();
+    }
+  }
+  T::release();
+  kbench::report(state, 0.0, 4.0 * kSteps * 2.0 * 16 * 16 * 32);
+}
+BENCHMARK(BM_amx_bf16_peak);
+#endif
 
 // The big shape takes ~0.5 s per call: a few iterations are enough.
 #define FATHOM_GEMM_BENCH(name, dt)                                                         \

@@ -47,7 +47,7 @@ struct ModelArgs {
     app.add_option("--weights", weights, "weight format in memory: as-stored, f32, bf16, q8")
         ->check(CLI::IsMember({"as-stored", "f32", "bf16", "q8"}));
     app.add_option("--activations", activations,
-                   "bf16: round activations to bf16 for bf16 weights (AVX512_BF16 vdpbf16ps; inexact, opt-in)")
+                   "bf16: round activations to bf16 for bf16 weights (AVX512_BF16 vdpbf16ps, AMX tiles for prompts where present; inexact, opt-in)")
         ->check(CLI::IsMember({"f32", "bf16"}));
     app.add_option("--prefill", prefill,
                    "prompt products with Q8 / GGUF block weights: exact (default: f32 activations with the "

@@ -25,7 +25,9 @@ qwen (the default), in order:
      2 threads. Every measurement is a fresh process (load, one 512-token prefill, 128 single-token
      decode steps, no warm-up for anyone), so OpenMP pools of different runtimes never share a
      process. The same 512 prompt ids (seeded) go to every engine; decode feeds back the argmax
-     token.
+     token. fathom runs its bf16 weights twice: exact products (the default) and with
+     `--activations bf16` (bf16-rounded activations, as llama.cpp and torch multiply; the AMX tile
+     kernel where the CPU has AMX-BF16): peers' bf16 rows get a ratio against each.
 
 smollm2: the real SmolLM2-135M-Instruct Q4_1 GGUF in $FATHOM_SHARED (Q4_1 matrices, Q8_0
   embedding = tied LM head), read by fathom as stored (`--weights as-stored`: native Q4_1 kernels)
@@ -237,10 +239,11 @@ def run_generate(generate: Path, model: Path, ids: list[int], n: int, weights: s
     return {"prefill": float(m.group(2)), "decode": float(m.group(4)), "stdout": r.stdout}
 
 
-def run_fathom(generate: Path, model_dir: Path, weights: str, threads: int, ids: list[int]) -> dict:
+def run_fathom(generate: Path, model_dir: Path, weights: str, threads: int, ids: list[int],
+               extra: tuple[str, ...] = ()) -> dict:
     # generate's prefill rate is prompt tokens ÷ time to the first token; its decode rate covers
     # the 127 single-token forwards after it.
-    r = run_generate(generate, model_dir, ids, DECODE, weights, threads)
+    r = run_generate(generate, model_dir, ids, DECODE, weights, threads, extra)
     return {"prefill": r["prefill"], "decode": r["decode"]}
 
 def run_worker(args: list[str], threads: int) -> dict:
@@ -473,9 +476,10 @@ def table(results: dict) -> str:
     def med(key, what):
         return median([r[what] for r in results.get(key, [])])
 
-    # fathom's counterpart at equal precision: bf16 ↔ bf16, q8 ↔ q8_0; transformers f32 is
-    # compared with fathom bf16 (fathom's default for a bf16 checkpoint).
-    fathom_of = {"bf16": "bf16", "q8_0": "q8", "f32": "bf16"}
+    # fathom's counterparts at equal precision: bf16 ↔ bf16 (exact products, the default) and
+    # bf16-acts (bf16-rounded activations, as the peers), q8 ↔ q8_0; transformers f32 is compared
+    # with fathom bf16 (fathom's default for a bf16 checkpoint).
+    fathom_of = {"bf16": ("bf16", "bf16-acts"), "q8_0": ("q8",), "f32": ("bf16",)}
     lines = ["| engine | weights | threads | runs | prefill-512 tok/s | decode-128 tok/s | "
              "fathom ÷ it, prefill | fathom ÷ it, decode |",
              "|---|---|---|---|---|---|---|---|"]
@@ -485,14 +489,19 @@ def table(results: dict) -> str:
         runs = results[key]
         p, d = med(key, "prefill"), med(key, "decode")
         span = lambda w: f"{min(r[w] for r in runs):.1f}–{max(r[w] for r in runs):.1f}"
-        if eng == "fathom":
-            rp = rd = "—"
-        else:
-            fk = ("fathom", fathom_of[prec], th)
-            rp = f"{med(fk, 'prefill') / p:.2f}×" if fk in results else "n/a"
-            rd = f"{med(fk, 'decode') / d:.2f}×" if fk in results else "n/a"
-        lines.append(f"| {eng} | {prec} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "
-                     f"| {rp} | {rd} |")
+        cells = [(prec, "—", "—")]
+        if eng != "fathom":
+            cells = []
+            for i, f in enumerate(fathom_of[prec]):
+                fk = ("fathom", f, th)
+                if i and fk not in results:
+                    continue
+                rp = f"{med(fk, 'prefill') / p:.2f}×" if fk in results else "n/a"
+                rd = f"{med(fk, 'decode') / d:.2f}×" if fk in results else "n/a"
+                cells.append((prec if not i else f"{prec} (÷ fathom {f})", rp, rd))
+        for name, rp, rd in cells:
+            lines.append(f"| {eng} | {name} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "
+                         f"| {rp} | {rd} |")
     lines += table_notes(results)
     return "\n".join(lines)
 
@@ -579,9 +588,12 @@ def main() -> int:
     ids = prompt_ids()
     for th in threads:
         if "fathom" in engines:
-            for w, name in (("as-stored", "bf16"), ("q8", "q8")):
+            # bf16-acts: bf16 weights with bf16-rounded activations (opt-in, inexact; the AMX tile
+            # kernel on a CPU with AMX-BF16, vdpbf16ps elsewhere), as llama.cpp and torch multiply
+            for w, name, extra in (("as-stored", "bf16", ()), ("as-stored", "bf16-acts", ("--activations", "bf16")),
+                                   ("q8", "q8", ())):
                 configs.append((("fathom", name, th),
-                                lambda w=w, th=th: run_fathom(generate, model_dir, w, th, ids)))
+                                lambda w=w, th=th, x=extra: run_fathom(generate, model_dir, w, th, ids, x)))
         if "llama.cpp" in engines:
             for prec, path in ggufs.items():
                 configs.append((("llama.cpp", prec, th),

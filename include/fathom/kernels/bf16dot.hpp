@@ -8,7 +8,8 @@
 //
 // On: set_bf16_activations(true), or FATHOM_ACTIVATIONS=bf16 in the environment (read once).
 // Where the compiler does not target AVX512_BF16 (kBf16Dot false) the setting is ignored and the
-// exact kernels run. Results are bit-reproducible for every thread count (each output summed by
+// exact kernels run. Prompts on a CPU with AMX-BF16 run on its tiles instead (amx.hpp).
+// Results are bit-reproducible for every thread count (each output summed by
 // one thread in a fixed order), not between this mode and the exact one.
 #include <algorithm>
 #include <atomic>
@@ -20,6 +21,8 @@
 #include <vector>
 
 #include "fathom/core/dtype.hpp"
+#include "fathom/kernels/amx.hpp"
+#include "fathom/kernels/bf16_pairs.hpp"
 #include "fathom/kernels/gemm.hpp"
 #include "fathom/kernels/parallel.hpp"
 #include "fathom/kernels/prefetch.hpp"
@@ -49,15 +52,6 @@ inline bool bf16_activations_requested() { return detail::bf16_activations_flag(
 inline bool bf16_activations() { return kBf16Dot && bf16_activations_requested(); }
 
 namespace detail {
-
-// x rounded to bf16, as 32-bit words of pairs: word i = bf16(x[2i]) | bf16(x[2i+1]) << 16
-// (the odd tail element paired with 0).
-inline void round_pairs(const float* x, size_t n, uint32_t* out) {
-  for (size_t i = 0; 2 * i < n; ++i) {
-    const uint32_t lo = f32_to_bf16(x[2 * i]), hi = 2 * i + 1 < n ? f32_to_bf16(x[2 * i + 1]) : 0u;
-    out[i] = lo | hi << 16;
-  }
-}
 
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
@@ -115,8 +109,11 @@ inline void bf16dot_tile(size_t kc2, const uint32_t* Ap, const uint32_t* Bp, flo
 
 // Y_j[M, N_j] = bf16(X)[M, K] . W_j[N_j, K]^T for bf16 W_j (gemm_dense's structure: K blocks of
 // 2*kKC, X rounded and packed once per block and thread, the threads split the NR-row panels).
+// On a CPU with AMX-BF16 (granted by the OS, not switched off) from kAmxMinRows rows of X on:
+// the tile kernel of amx.hpp instead.
 inline void gemm_bf16dot(size_t K, const float* X, size_t M, std::span<const DenseProduct> products) {
   static_assert(kNR == 32, "two 16-lane vectors per tile row");
+  if (M >= kAmxMinRows && amx_bf16_active()) return gemm_amx_bf16<AmxTiles>(K, X, M, products);
   constexpr size_t kKC2 = kKC;  // pairs per K block (2 * kKC elements)
   const DenseWork dw = dense_work(K, M, products);
   const size_t panels = dw.panels, work = dw.work;
@@ -151,28 +148,8 @@ inline void gemm_bf16dot(size_t K, const float* X, size_t M, std::span<const Den
           while (p >= first + (products[j].N + kNR - 1) / kNR) first += (products[j++].N + kNR - 1) / kNR;
           const DenseProduct& P = products[j];
           const size_t N = P.N, n0 = (p - first) * kNR, nr = std::min(kNR, N - n0);
-          const uint16_t* W = static_cast<const uint16_t*>(P.data);
-          // weights: Bp[k][jj] = pair k of row n0 + jj in this block (zero rows past N, zero tail).
-          // A full panel of whole pairs is a 32 x kc2 transpose of 32-bit words: moved by
-          // transpose16's shuffles (bit moves, no arithmetic) rather than word by word.
-          if (nr == kNR && K % 2 == 0 && elems == 2 * kc2 && kc2 % 16 == 0) {
-            for (size_t k = 0; k < kc2; k += 16)
-              for (size_t jj = 0; jj < kNR; jj += 16)
-                transpose16(reinterpret_cast<const float*>(W + (n0 + jj) * K + e0 + 2 * k), K / 2,
-                            reinterpret_cast<float*>(b.data() + k * kNR + jj), kNR);
-          } else {
-            for (size_t jj = 0; jj < kNR; ++jj) {
-              const uint16_t* wr = jj < nr ? W + (n0 + jj) * K + e0 : nullptr;
-              for (size_t k = 0; k < kc2; ++k) {
-                uint32_t v = 0;
-                if (wr) {
-                  const uint32_t lo = wr[2 * k], hi = 2 * k + 1 < elems ? wr[2 * k + 1] : 0u;
-                  v = lo | hi << 16;
-                }
-                b[k * kNR + jj] = v;
-              }
-            }
-          }
+          // weights: Bp[k][jj] = pair k of row n0 + jj in this block (zero rows past N, zero tail)
+          pack_pair_panel(static_cast<const uint16_t*>(P.data), K, n0, nr, e0, elems, kc2, b.data());
           for (size_t i0 = 0; i0 < mc; i0 += kMR) {
             const size_t mr = std::min(kMR, mc - i0);
             const uint32_t* Ap = a.data() + (i0 / kMR) * kMR * kc2;

@@ -6,8 +6,7 @@
 // (Linux: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)); a tile instruction without both
 // dies with SIGILL, as llama.cpp's build did on such a machine. amx() asks once and answers false
 // when the CPU lacks AMX, the request is refused, or the platform is not x86-64 Linux: callers
-// then use the AVX-512 / portable kernels. No AMX kernel exists yet (the development machine, an
-// AMD EPYC Zen 5, has none); this is the detection that one will sit behind.
+// then use the AVX-512 / portable kernels. The AMX kernels (amx.hpp) run only where this allows.
 #include <cstdint>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

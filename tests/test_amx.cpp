@@ -1,0 +1,156 @@
+// AMX tile GEMM (kernels/amx.hpp): the kernel on emulated tiles on every machine (against the
+// bf16-rounded reference, the same bits for 1-3 threads and for fused products, the emulation's
+// tdpbf16ps pinned to the architecture's order of sums), and on the AMX unit itself where the CPU
+// has one and the OS grants it (the same references; gemm's dispatch to it in the bf16-activation
+// mode). Without AMX the mode's other kernels run: test_bf16dot.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "fathom/kernels/linear.hpp"
+#include "thread_scope.hpp"
+
+using namespace fathom;
+namespace kk = fathom::kernels;
+namespace kd = fathom::kernels::detail;
+
+namespace {
+struct Case {
+  size_t rows, cols, n;
+  std::vector<uint16_t> w;  // W [rows, cols] bf16
+  std::vector<float> X;     // X [n, cols]
+  Case(size_t r, size_t c, size_t m, unsigned seed) : rows(r), cols(c), n(m), w(r * c), X(m * c) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (auto& v : w) v = f32_to_bf16(nd(rng));
+    for (auto& v : X) v = nd(rng);
+  }
+  template <class Tiles> std::vector<float> run() const {
+    std::vector<float> Y(n * rows, -1.f);  // every element must be written
+    const kd::DenseProduct p{w.data(), rows, Y.data()};
+    kd::gemm_amx_bf16<Tiles>(cols, X.data(), n, std::span<const kd::DenseProduct>(&p, 1));
+    return Y;
+  }
+  // |Y - sum bf16(W) bf16(X)| within f32 summation error
+  void check(const std::vector<float>& Y) const {
+    for (size_t t = 0; t < n; ++t)
+      for (size_t r = 0; r < rows; ++r) {
+        double ref = 0, mag = 0;
+        for (size_t c = 0; c < cols; ++c) {
+          const double p = double(bf16_to_f32(w[r * cols + c])) * bf16_to_f32(f32_to_bf16(X[t * cols + c]));
+          ref += p;
+          mag += std::fabs(p);
+        }
+        REQUIRE(std::fabs(Y[t * rows + r] - ref) <= 1e-5 * mag + 1e-30);
+      }
+  }
+};
+
+template <class Tiles> void check_kernel(const char* what) {
+  // 70 rows: two whole 32-row panels and a partial one; columns: an odd tail pair, 16-pair steps
+  // with and without zero padding, three K blocks (256 + 256 + 32 pairs, then + 38 padded to 48);
+  // rows of X: one, a partial 32-row block, a whole one and a partial second
+  for (size_t rows : {size_t(1), size_t(7), size_t(70)})
+    for (size_t cols : {size_t(1), size_t(3), size_t(64), size_t(1001), size_t(1088), size_t(1100)})
+      for (size_t n : {size_t(1), size_t(17), size_t(32), size_t(40)}) {
+        CAPTURE(what);
+        CAPTURE(rows);
+        CAPTURE(cols);
+        CAPTURE(n);
+        const Case c(rows, cols, n, unsigned(rows * 7919 + cols * 31 + n));
+        std::vector<float> Y1;
+        {
+          ThreadScope one(1);
+          Y1 = c.template run<Tiles>();
+        }
+        c.check(Y1);
+        for (int threads = 2; threads <= 3; ++threads) {
+          ThreadScope ts(threads);
+          const std::vector<float> Y = c.template run<Tiles>();
+          CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
+        }
+      }
+}
+
+// Two products sharing X (as q, k and v do) give each the bits of its own call.
+template <class Tiles> void check_fused() {
+  const Case a(40, 600, 35, 5), b(33, 600, 35, 6);
+  std::vector<float> ya(35 * 40), yb(35 * 33);
+  const kd::DenseProduct ps[2] = {{a.w.data(), 40, ya.data()}, {b.w.data(), 33, yb.data()}};
+  ThreadScope ts(2);
+  kd::gemm_amx_bf16<Tiles>(600, a.X.data(), 35, std::span<const kd::DenseProduct>(ps, 2));
+  const Case b_with_a_X = [&] { Case c = b; c.X = a.X; return c; }();
+  const std::vector<float> ra = a.template run<Tiles>(), rb = b_with_a_X.template run<Tiles>();
+  CHECK(std::memcmp(ya.data(), ra.data(), ya.size() * 4) == 0);
+  CHECK(std::memcmp(yb.data(), rb.data(), yb.size() * 4) == 0);
+}
+}  // namespace
+
+TEST_CASE("AMX tile GEMM on emulated tiles: bf16-rounded reference, same bits for any thread count") {
+  check_kernel<kd::EmulatedTiles>("emulated tiles");
+  check_fused<kd::EmulatedTiles>();
+}
+
+TEST_CASE("emulated tdpbf16ps: even and odd products summed apart, subnormal inputs read as zero") {
+  using E = kd::EmulatedTiles;
+  alignas(64) uint16_t a[16][32] = {}, b[16][32] = {};
+  alignas(64) float c[16][16] = {};
+  // row 0, column 0: pairs (1, 1) . (1, 2^-24), then (0, 1) . (0, 2^-24). Even and odd sums apart:
+  // 1 + 2^-23 (the odd sum holds both small terms); one sum in k order would round each tie to 1.
+  a[0][0] = a[0][1] = a[0][3] = f32_to_bf16(1.f);
+  b[0][0] = f32_to_bf16(1.f);
+  b[0][1] = b[1][1] = f32_to_bf16(0x1p-24f);
+  // row 1, column 1: a subnormal bf16 input (2^-133) times 2^100 reads as zero (else 2^-33)
+  a[1][0] = 0x0001;
+  b[0][2] = f32_to_bf16(0x1p100f);
+  c[1][0] = 0.5f;  // C's own values are kept as they are
+  E::configure();
+  E::load<0>(c, 64);
+  E::load<4>(a, 64);
+  E::load<6>(b, 64);
+  E::dpbf16ps<0, 4, 6>();
+  E::store<0>(c, 64);
+  E::release();
+  CHECK(c[0][0] == 1.f + 0x1p-23f);
+  CHECK(c[0][1] == 0x1p100f);
+  CHECK(c[1][0] == 0.5f);
+  CHECK(c[1][1] == 0.f);
+}
+
+TEST_CASE("AMX tile GEMM on the AMX unit where the CPU has it; the switch and the fallback") {
+  const kk::AmxSupport& s = kk::amx();
+  {
+    kk::set_amx_allowed(false);
+    CHECK_FALSE(kk::amx_bf16_active());
+    kk::set_amx_allowed(true);
+  }
+  CHECK(kk::amx_bf16_active() == (s.usable() && s.bf16));
+  if (!kk::amx_bf16_active()) {
+    MESSAGE("no AMX-BF16 granted here (tile " << s.tile << ", bf16 " << s.bf16 << ", permitted " << s.permitted
+                                             << "): the hardware path is not run; the emulated one is");
+    return;
+  }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  check_kernel<kd::AmxTiles>("AMX unit");
+  check_fused<kd::AmxTiles>();
+  // gemm in the bf16-activation mode dispatches to the unit from kAmxMinRows rows of X on
+  const Case c(70, 1001, 40, 9);
+  const std::vector<float> direct = c.run<kd::AmxTiles>();
+  std::vector<float> via(c.n * c.rows);
+  const bool saved = kk::bf16_activations_requested();
+  kk::set_bf16_activations(true);
+  kk::gemm(kk::MatrixView{DType::BF16, c.rows, c.cols, c.w.data()}, c.X.data(), c.n, via.data());
+  kk::set_bf16_activations(saved);
+  CHECK(std::memcmp(direct.data(), via.data(), via.size() * 4) == 0);
+  // the unit against its emulation: the same products and f32 sums, perhaps in another order
+  const std::vector<float> emulated = c.run<kd::EmulatedTiles>();
+  size_t same = 0;
+  for (size_t i = 0; i < direct.size(); ++i) same += direct[i] == emulated[i];
+  MESSAGE("AMX unit: " << same << " of " << direct.size() << " outputs equal to the emulation's bits");
+#endif
+}
