@@ -9,11 +9,31 @@
 
 #include "fathom/core/dtype.hpp"
 #include "fathom/kernels/elementwise.hpp"
+#include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
 
 namespace fathom::kernels {
 
 namespace detail {
+// Cache rows asked for this many positions ahead of the row being read, in the grouped kernels
+// (attend_group, attend_group_bf16): decode reads each layer's keys and then its values once, as
+// two streams of T rows, from DRAM (the weights' stream evicts them between tokens), and the
+// hardware prefetchers started each stream late. 32 rows: 8 KiB of a 64-wide f32 head.
+constexpr size_t kAttendAheadRows = 32;
+// The lines of elements [c0, c0 + n) of row t (element size E bytes).
+template <class E>
+inline void prefetch_row(const E* base, size_t t, size_t stride, size_t c0, size_t n) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(base + t * stride + c0);
+  for (uintptr_t line = at & ~uintptr_t(63); line < at + n * sizeof(E); line += 64) prefetch_line(line);
+}
+// Keys then values as one stream of 2T rows: row i < T is key i, else value i - T. The scores'
+// pass asks for the first values while it ends, so the weighted sum starts on warm rows.
+template <class E>
+inline void prefetch_kv_row(const E* K, const E* V, size_t i, size_t T, size_t stride, size_t hd) {
+  if (i < T) prefetch_row(K, i, stride, 0, hd);
+  else if (i < 2 * T) prefetch_row(V, i - T, stride, 0, hd);
+}
+
 // scores[t] -> softmax weights in place over visible positions; returns false when none is
 // visible. Masked positions get weight 0.
 inline bool attention_weights(float* scores, size_t T) {
@@ -206,6 +226,7 @@ inline void weighted_sum_heads(const float* const* p, float* const* out, size_t 
   for (size_t g = 0; g < H; ++g)
     for (size_t k = 0; k < NV; ++k) acc[g][k] = simd::fvec(0.f);
   for (size_t t = 0; t < T; ++t) {
+    if (t + kAttendAheadRows < T) prefetch_row(V, t + kAttendAheadRows, stride, c0, NV * W);
     const float* row = V + t * stride + c0;
     for (size_t g = 0; g < H; ++g) {
       const float pg = p[g][t];
@@ -238,6 +259,7 @@ inline void weighted_sum_heads_bf16(const float* const* p, float* const* out, si
   for (size_t g = 0; g < H; ++g)
     for (size_t k = 0; k < NP; ++k) ae[g][k] = ao[g][k] = simd::fvec(0.f);
   for (size_t t = 0; t < T; ++t) {
+    if (t + kAttendAheadRows < T) prefetch_row(V, t + kAttendAheadRows, stride, c0, 2 * NP * W);
     const uint16_t* row = V + t * stride + c0;
     for (size_t g = 0; g < H; ++g) {
       const float pg = p[g][t];
@@ -285,8 +307,10 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
     return;
   }
   const size_t nv = hd / W;
+  for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
   for (size_t t0 = 0; t0 < T; t0 += W) {  // scores, one block of W positions for all heads
     const size_t tb = std::min(W, T - t0);
+    for (size_t j = 0; j < W; ++j) detail::prefetch_kv_row(K, V, t0 + j + detail::kAttendAheadRows, T, stride, hd);
     for (size_t g = 0; g < G; ++g) {
       const float* qg = q + g * q_stride;
       detail::scores_blocked(
@@ -342,8 +366,10 @@ inline void attend_group_bf16(const float* q, size_t q_stride, size_t G, const u
   thread_local std::vector<detail::SplitVector> qs;  // [G] even/odd elements of each query
   if (qs.size() < G) qs.resize(G);
   for (size_t g = 0; g < G; ++g) qs[g].assign(q + g * q_stride, hd);
+  for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
   for (size_t t0 = 0; t0 < T; t0 += W) {
     const size_t tb = std::min(W, T - t0);
+    for (size_t j = 0; j < W; ++j) detail::prefetch_kv_row(K, V, t0 + j + detail::kAttendAheadRows, T, stride, hd);
     for (size_t g = 0; g < G; ++g) {
       const float* qe = qs[g].even.data();
       const float* qo = qs[g].odd.data();

@@ -123,6 +123,28 @@ class TilePrefetch {
   size_t rem_ = 0, near_ = 0, far_ = 0;  // ahead % stride; bytes to the same row k, k+1 tiles on
 };
 
+// Prefetching for a kernel that reads one contiguous region front to back in steps of a few short
+// rows (the GGUF decode rows of 48 blocks or fewer, four at a time): before each step, every line
+// up to `ahead` bytes past the step's end, each line once. The first call also asks for the lines
+// the step itself reads (a small matrix does not begin with a stall on every line). A
+// default-constructed one does nothing.
+class StreamPrefetch {
+ public:
+  StreamPrefetch() = default;
+  StreamPrefetch(const void* start, size_t ahead)
+      : next_(reinterpret_cast<uintptr_t>(start) & ~uintptr_t(63)), ahead_(ahead), on_(true) {}
+  // The next step reads up to (not including) `end`.
+  void to(const void* end) {
+    if (!on_) return;
+    for (const uintptr_t t = reinterpret_cast<uintptr_t>(end) + ahead_; next_ < t; next_ += 64) prefetch_line(next_);
+  }
+
+ private:
+  uintptr_t next_ = 0;
+  size_t ahead_ = 0;
+  bool on_ = false;
+};
+
 }  // namespace fathom::kernels::detail
 
 namespace fathom::kernels {

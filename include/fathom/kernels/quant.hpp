@@ -404,16 +404,37 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // side were faster on L3-resident matrices (independent FMA chains) but slower from DRAM, where
 // decode reads (SmolLM2-135M with --weights q8: one row decodes 1.19x / 1.28x faster at 1 / 2 Zen 3
 // threads, docs/benchmarks.md).
+//
+// The prefetches: with AVX512-VNNI the rows [r0, r1), one contiguous run of values and one of
+// scales, are streamed kQ8StreamAhead (8 KiB) ahead of each row (StreamPrefetch): at one Zen 5
+// thread, from DRAM, 1.19-2.05x the tile's own prefetches 2 KiB ahead (28-40 GB/s where those
+// reached 16-24; SmolLM2's 49,152 x 576 unembedding 2.0x; docs/benchmarks.md, "Q8 decode rows
+// streamed"). The AVX2 and portable builds keep the tile's prefetches (not measured with the
+// stream).
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+constexpr size_t kQ8StreamAhead = 8192;
+#else
+constexpr size_t kQ8StreamAhead = 0;
+#endif
 inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   if (r0 >= r1) return;
   const size_t nb = L.nb, stride = nb * kQ8Block;
-  const TilePrefetch pf(kPrefetchAhead, stride, 1);
-  const TilePrefetch pfd(kPrefetchAhead / 16, nb * sizeof(uint16_t), 1);  // 2 scale bytes per 32 values
-  pf.prime(L.qs + r0 * stride);
-  pfd.prime(L.d + r0 * nb);
   const int8_t* xq[1] = {A.qs.data()};
   const float* xd[1] = {A.d.data()};
+  StreamPrefetch pq, pd;
+  TilePrefetch pf, pfd;
+  if constexpr (kQ8StreamAhead > 0) {
+    pq = StreamPrefetch(L.qs + r0 * stride, kQ8StreamAhead);
+    pd = StreamPrefetch(L.d + r0 * nb, kQ8StreamAhead / 16);  // 2 scale bytes per 32 values
+  } else {
+    pf = TilePrefetch(kPrefetchAhead, stride, 1);
+    pfd = TilePrefetch(kPrefetchAhead / 16, nb * sizeof(uint16_t), 1);
+    pf.prime(L.qs + r0 * stride);
+    pfd.prime(L.d + r0 * nb);
+  }
   for (size_t r = r0; r < r1; ++r) {
+    pq.to(L.qs + (r + 1) * stride);
+    pd.to(L.d + (r + 1) * nb);
     const uint8_t* wq[1] = {L.qs + r * stride};
     const uint16_t* wd[1] = {L.d + r * nb};
     q8_tile<1, 1>(wq, wd, xq, xd, nb, y + r, pf, pfd);

@@ -299,7 +299,7 @@ inline __mmask64 q5_pair_mask(uint64_t a, uint64_t c) {
 // pair (SmolLM2 Q4_1 decode 1.07-1.16x on one Zen 5 thread). Each row runs the same operations in
 // the same order whatever RW (its own accumulator chain), so the bits do not depend on it; RW = 2
 // gives the core two independent chains for short rows (decode, gguf_rows_gemv).
-template <int RW, int RX>
+template <int RW, int RX, bool OwnPrefetch = true>
 inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
                          const float* const* xd, const float* const* sx, float* out) {
   const size_t nb = L.nb;
@@ -352,8 +352,10 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
         for (int m = 0; m < RX; ++m)
           macc[w][m] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(bm, sx[m] + g), macc[w][m]);
       }
-      for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kGgufPrefetchAhead));
-      q4_prefetch_scales(wd[w], wm[w], qh[w], g);
+      if constexpr (OwnPrefetch) {  // else the caller streams the rows (gguf_rows_gemv)
+        for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kGgufPrefetchAhead));
+        q4_prefetch_scales(wd[w], wm[w], qh[w], g);
+      }
     }
     const size_t ge = std::min(g + gb, pairs_end);
     if (ge == g + 16) {  // a whole group: unrolled, the scales' permutations fixed
@@ -851,6 +853,15 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 // two rows 1.1-1.3x one on rows of 48-160 blocks, 0.64-0.97x on rows of 224-448 (Q4_1 worst);
 // AVX2 on a Zen 3 thread: 1536-wide rows (48 blocks) already lose 20-27 %.
 constexpr size_t kGgufShortRow = kQ4Vnni ? 160 : 32;
+// Q4_0 / Q4_1 rows of at most this many blocks decode four at a time with AVX512-VNNI, and the
+// rows' nibbles, scales and minimums are prefetched as three contiguous streams (StreamPrefetch)
+// rather than per group of each row: SmolLM2's 576-wide rows (18 blocks) spent more on each row's
+// fixed costs (scales, prefetches, the sums' tree) and on the chain of its FMAs than on its
+// 360 bytes. One Zen 5 thread, from DRAM, against two rows with their own prefetches: 1.10-1.65x
+// on rows of 18-48 blocks (the small matrices most), 0.83x at 80 blocks and 0.49x at 152, where
+// the per-group prefetches keep ahead better. Q5_0 / Q5_1 keep two rows: 0.91-0.98x at 28 blocks
+// (their fifth bits make them compute-bound there). docs/benchmarks.md, "Four short Q4 rows".
+constexpr size_t kQ4FourRows = kQ4Vnni ? 48 : 0;
 
 // y[r] for r in [r0, r1), one activation row (decode).
 inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
@@ -866,10 +877,27 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
     return;
   }
 #elif defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  if (is_q4_family(W.dtype) && A.nb <= kGgufShortRow) {  // short rows: two chains per step
+  if (is_q4_family(W.dtype) && A.nb <= kGgufShortRow) {  // short rows: two or four chains per step
     const Q4Layout L = q4_layout(W);
     const int bias = q4_bias(W.dtype);
+    const size_t nb = L.nb;
     size_t r = r0;
+    if (!L.qh && nb <= kQ4FourRows) {
+      StreamPrefetch pq(L.qs + r0 * nb * 16, kGgufPrefetchAhead), pd(L.d + r0 * nb, kGgufPrefetchAhead / 8),
+          pm = L.m ? StreamPrefetch(L.m + r0 * nb, kGgufPrefetchAhead / 8) : StreamPrefetch();
+      auto stream_to = [&](size_t row) {  // the rows before `row`, and kGgufPrefetchAhead beyond
+        pq.to(L.qs + row * nb * 16);
+        pd.to(L.d + row * nb);
+        if (L.m) pm.to(L.m + row * nb);
+      };
+      for (; r + 4 <= r1; r += 4) {
+        stream_to(r + 4);
+        q4_rows_vnni<4, 1, false>(L, bias, r, xq, xp, xd, sx, y + r);
+      }
+      stream_to(r1);
+      for (; r < r1; ++r) q4_rows_vnni<1, 1, false>(L, bias, r, xq, xp, xd, sx, y + r);
+      return;
+    }
     for (; r + 2 <= r1; r += 2) q4_rows_vnni<2, 1>(L, bias, r, xq, xp, xd, sx, y + r);
     if (r < r1) q4_rows_vnni<1, 1>(L, bias, r, xq, xp, xd, sx, y + r);
     return;
