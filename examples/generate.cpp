@@ -142,7 +142,11 @@ int main(int argc, char** argv) {
     }
     if (ids.empty()) throw fathom::UsageError("", "prompt", "empty prompt (and no BOS): nothing to run");
 
-    fathom::Session session(*model, {0, fathom::KvStrategy::Propagate, margs.kv_precision()});
+    // The cache holds the positions this run can reach (the prompt, -n tokens and one more), not the
+    // default 4,096: less memory to fault in at the start (huge pages: kv_cache.hpp).
+    const int64_t reach = int64_t(ids.size()) + int64_t(gen.max_new_tokens) + 1;
+    const int64_t max_context = reach <= int64_t(model->config().max_position_embeddings) ? reach : 0;
+    fathom::Session session(*model, {max_context, fathom::KvStrategy::Propagate, margs.kv_precision()});
     if (!dump.empty()) {
       DumpObserver obs;
       obs.tokens = ids.size();
