@@ -695,7 +695,7 @@ TEST_CASE("simd::hsum_rows puts row j's sum in lane j") {
 
 TEST_CASE("attend_group(_bf16) equals attend(_bf16) on every head of the group, bit for bit") {
   std::mt19937 rng(12);
-  for (size_t hd : {size_t(33), size_t(64), size_t(128)})
+  for (size_t hd : {size_t(32), size_t(33), size_t(64), size_t(128)})
     for (size_t G : {size_t(1), size_t(5), size_t(7)})
       for (size_t T : {size_t(1), size_t(17), size_t(300)})
         for (int masked = 0; masked < 3; ++masked) {

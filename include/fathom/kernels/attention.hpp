@@ -70,6 +70,26 @@ inline void scores_blocked(RowDot row_dot, size_t T, float scale, const uint8_t*
   }
 }
 
+// Scores of one head over positions [t0, t0 + tb) (scores_blocked) with hd = NV * W known at
+// compile time: the query stays in NV registers and each position's dot product is NV FMAs without
+// a branch between them (the same FMAs in the same order as attend()'s loop, so the same bits):
+// 1.15-1.20x for attend_group over SmolLM2's cache from DRAM on a Zen 5 core.
+template <size_t NV>
+inline void scores_head(const float* q, const float* K, size_t t0, size_t tb, size_t stride, float scale,
+                        const uint8_t* mask, float* scores) {
+  constexpr size_t W = simd::W;
+  simd::fvec qv[NV];
+  for (size_t i = 0; i < NV; ++i) qv[i] = simd::loadu(q + i * W);
+  scores_blocked(
+      [&](size_t t) {
+        const float* k = K + (t0 + t) * stride;
+        simd::fvec a(0.f);
+        for (size_t i = 0; i < NV; ++i) a = xsimd::fma(qv[i], simd::loadu(k + i * W), a);
+        return a;
+      },
+      tb, scale, mask, scores);
+}
+
 // out[c*W .. c*W + NV*W) = sum_t p[t] * V[t][same range], V rows given by v_at(t) (f32).
 template <size_t NV>
 inline void weighted_sum_f32(const float* p, const float* V, size_t T, size_t stride, size_t c0,
@@ -313,6 +333,14 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
     for (size_t j = 0; j < W; ++j) detail::prefetch_kv_row(K, V, t0 + j + detail::kAttendAheadRows, T, stride, hd);
     for (size_t g = 0; g < G; ++g) {
       const float* qg = q + g * q_stride;
+      const uint8_t* m = mask ? mask + t0 : nullptr;
+      float* sg = scores + g * T + t0;
+      switch (nv) {
+        case 2: detail::scores_head<2>(qg, K, t0, tb, stride, scale, m, sg); continue;
+        case 4: detail::scores_head<4>(qg, K, t0, tb, stride, scale, m, sg); continue;
+        case 8: detail::scores_head<8>(qg, K, t0, tb, stride, scale, m, sg); continue;
+        default: break;
+      }
       detail::scores_blocked(
           [&](size_t t) {
             const float* k = K + (t0 + t) * stride;
@@ -320,7 +348,7 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
             for (size_t i = 0; i < nv; ++i) a = xsimd::fma(simd::loadu(qg + i * W), simd::loadu(k + i * W), a);
             return a;
           },
-          tb, scale, mask ? mask + t0 : nullptr, scores + g * T + t0);
+          tb, scale, m, sg);
     }
   }
   thread_local std::vector<uint8_t> visible;  // [G] does head g see any position?
