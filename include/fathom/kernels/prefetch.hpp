@@ -123,11 +123,11 @@ class TilePrefetch {
   size_t rem_ = 0, near_ = 0, far_ = 0;  // ahead % stride; bytes to the same row k, k+1 tiles on
 };
 
-// Prefetching for a kernel that reads one contiguous region front to back in steps of a few short
-// rows (the GGUF decode rows of 48 blocks or fewer, four at a time): before each step, every line
-// up to `ahead` bytes past the step's end, each line once. The first call also asks for the lines
-// the step itself reads (a small matrix does not begin with a stall on every line). A
-// default-constructed one does nothing.
+// Prefetching for a kernel that reads one contiguous region front to back in steps of one or a few
+// rows (Q8 decode rows one at a time, GGUF rows of 48 blocks or fewer four at a time, on AVX512-VNNI
+// builds): before each step, every line up to `ahead` bytes past the step's end, each line once.
+// The first call also asks for the lines the step itself reads (a small matrix does not begin with
+// a stall on every line). A default-constructed one does nothing.
 class StreamPrefetch {
  public:
   StreamPrefetch() = default;
