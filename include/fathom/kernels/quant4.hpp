@@ -859,9 +859,11 @@ constexpr size_t kGgufShortRow = kQ4Vnni ? 160 : 32;
 // fixed costs (scales, prefetches, the sums' tree) and on the chain of its FMAs than on its
 // 360 bytes. One Zen 5 thread, from DRAM, against two rows with their own prefetches: 1.10-1.65x
 // on rows of 18-48 blocks (the small matrices most), 0.83x at 80 blocks and 0.49x at 152, where
-// the per-group prefetches keep ahead better. Q5_0 / Q5_1 keep two rows: 0.91-0.98x at 28 blocks
-// (their fifth bits make them compute-bound there). docs/benchmarks.md, "Four short Q4 rows".
+// the per-group prefetches keep ahead better. Q5_0 / Q5_1 rows (their qh words a fourth stream)
+// take four only up to 24 blocks: 1.05-1.17x on SmolLM2's 576-wide rows, 0.91-0.98x at 28 blocks,
+// where their fifth bits make them compute-bound. docs/benchmarks.md, "Decode streams".
 constexpr size_t kQ4FourRows = kQ4Vnni ? 48 : 0;
+constexpr size_t kQ5FourRows = kQ4Vnni ? 24 : 0;
 
 // y[r] for r in [r0, r1), one activation row (decode).
 inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
@@ -882,13 +884,15 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
     const int bias = q4_bias(W.dtype);
     const size_t nb = L.nb;
     size_t r = r0;
-    if (!L.qh && nb <= kQ4FourRows) {
+    if (nb <= (L.qh ? kQ5FourRows : kQ4FourRows)) {
       StreamPrefetch pq(L.qs + r0 * nb * 16, kGgufPrefetchAhead), pd(L.d + r0 * nb, kGgufPrefetchAhead / 8),
-          pm = L.m ? StreamPrefetch(L.m + r0 * nb, kGgufPrefetchAhead / 8) : StreamPrefetch();
+          pm = L.m ? StreamPrefetch(L.m + r0 * nb, kGgufPrefetchAhead / 8) : StreamPrefetch(),
+          ph = L.qh ? StreamPrefetch(L.qh + r0 * nb, kGgufPrefetchAhead / 4) : StreamPrefetch();
       auto stream_to = [&](size_t row) {  // the rows before `row`, and kGgufPrefetchAhead beyond
         pq.to(L.qs + row * nb * 16);
         pd.to(L.d + row * nb);
         if (L.m) pm.to(L.m + row * nb);
+        if (L.qh) ph.to(L.qh + row * nb);
       };
       for (; r + 4 <= r1; r += 4) {
         stream_to(r + 4);
