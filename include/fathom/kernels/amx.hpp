@@ -66,6 +66,7 @@ namespace detail {
 constexpr size_t kAmxRows = 16;           // rows of every tile
 constexpr size_t kAmxPairs = 16;          // bf16 pairs per A row / B row (64 bytes)
 constexpr size_t kAmxBlockRows = 32;      // rows of Y per step (two A tiles)
+constexpr size_t kAmxNR = 32;             // columns of Y per weight panel (two B tiles)
 constexpr size_t kAmxKC2 = 256;           // pairs per K block: a packed B panel of 32 KiB
 // Fewer rows of activations than this stay on gemm_bf16dot's vdpbf16ps: a tile step multiplies 32
 // rows whatever M is (unmeasured on an AMX machine so far: the development machines have none).
@@ -149,8 +150,7 @@ struct EmulatedTiles {
 // share X; the threads split the 32-row panels of all the W_j, as gemm_dense does).
 template <class Tiles>
 inline void gemm_amx_bf16(size_t K, const float* X, size_t M, std::span<const DenseProduct> products) {
-  static_assert(kNR == 32, "a weight panel is two 16-column B tiles");
-  const DenseWork dw = dense_work(K, M, products);
+  const DenseWork dw = dense_work(K, M, products, kAmxNR);
   if (K == 0 || M == 0) return;
   const size_t K2 = (K + 1) / 2;                                         // pairs per row
   const size_t K2p = (K2 + kAmxPairs - 1) / kAmxPairs * kAmxPairs;       // padded with zero pairs
@@ -170,9 +170,9 @@ inline void gemm_amx_bf16(size_t K, const float* X, size_t M, std::span<const De
   });
   parallel_chunks(dw.panels, threads, [&](size_t pb, size_t pe) {
     thread_local std::vector<uint32_t> bpanel;  // [kc2][NR] weight pairs (+ room to align to 64 bytes)
-    bpanel.resize(kAmxKC2 * kNR + 16);
+    bpanel.resize(kAmxKC2 * kAmxNR + 16);
     uint32_t* const Bp = reinterpret_cast<uint32_t*>((reinterpret_cast<uintptr_t>(bpanel.data()) + 63) & ~uintptr_t(63));
-    alignas(64) float edge[kAmxBlockRows * kNR];  // a block of Y past row M or column N
+    alignas(64) float edge[kAmxBlockRows * kAmxNR];  // a block of Y past row M or column N
     Tiles::configure();
     for (size_t mo = 0; mo < Mp; mo += kMC) {  // kMC rows of xr per K block stay in L2
       const size_t mend = std::min(Mp, mo + kMC);
@@ -181,18 +181,18 @@ inline void gemm_amx_bf16(size_t K, const float* X, size_t M, std::span<const De
         const bool acc = k0 > 0;
         size_t j = 0, first = 0;  // product of panel p, and that product's first panel
         for (size_t p = pb; p < pe; ++p) {
-          while (p >= first + (products[j].N + kNR - 1) / kNR) first += (products[j++].N + kNR - 1) / kNR;
+          while (p >= first + (products[j].N + kAmxNR - 1) / kAmxNR) first += (products[j++].N + kAmxNR - 1) / kAmxNR;
           const DenseProduct& P = products[j];
-          const size_t N = P.N, n0 = (p - first) * kNR, nr = std::min(kNR, N - n0);
-          pack_pair_panel(static_cast<const uint16_t*>(P.data), K, n0, nr, e0, elems, kc2, Bp);
+          const size_t N = P.N, n0 = (p - first) * kAmxNR, nr = std::min(kAmxNR, N - n0);
+          pack_pair_panel<kAmxNR>(static_cast<const uint16_t*>(P.data), K, n0, nr, e0, elems, kc2, Bp);
           for (size_t m0 = mo; m0 < mend; m0 += kAmxBlockRows) {
-            const bool whole = m0 + kAmxBlockRows <= M && nr == kNR;
+            const bool whole = m0 + kAmxBlockRows <= M && nr == kAmxNR;
             float* C = whole ? P.Y + m0 * N + n0 : edge;
-            const size_t ldc = whole ? N : kNR;  // floats
+            const size_t ldc = whole ? N : kAmxNR;  // floats
             if (!whole && acc)
               for (size_t i = 0; i < kAmxBlockRows; ++i)
-                for (size_t jj = 0; jj < kNR; ++jj)
-                  edge[i * kNR + jj] = m0 + i < M && jj < nr ? P.Y[(m0 + i) * N + n0 + jj] : 0.f;
+                for (size_t jj = 0; jj < kAmxNR; ++jj)
+                  edge[i * kAmxNR + jj] = m0 + i < M && jj < nr ? P.Y[(m0 + i) * N + n0 + jj] : 0.f;
             if (acc) {
               Tiles::template load<0>(C, ldc * 4);
               Tiles::template load<1>(C + 16, ldc * 4);
@@ -208,8 +208,8 @@ inline void gemm_amx_bf16(size_t K, const float* X, size_t M, std::span<const De
             for (size_t k = 0; k < kc2; k += kAmxPairs) {
               Tiles::template load<4>(A + k, lda);
               Tiles::template load<5>(A + 16 * K2p + k, lda);
-              Tiles::template load<6>(Bp + k * kNR, kNR * 4);
-              Tiles::template load<7>(Bp + k * kNR + 16, kNR * 4);
+              Tiles::template load<6>(Bp + k * kAmxNR, kAmxNR * 4);
+              Tiles::template load<7>(Bp + k * kAmxNR + 16, kAmxNR * 4);
               Tiles::template dpbf16ps<0, 4, 6>();
               Tiles::template dpbf16ps<1, 4, 7>();
               Tiles::template dpbf16ps<2, 5, 6>();
@@ -221,7 +221,7 @@ inline void gemm_amx_bf16(size_t K, const float* X, size_t M, std::span<const De
             Tiles::template store<3>(C + 16 * ldc + 16, ldc * 4);
             if (!whole)
               for (size_t i = 0; i < kAmxBlockRows && m0 + i < M; ++i)
-                for (size_t jj = 0; jj < nr; ++jj) P.Y[(m0 + i) * N + n0 + jj] = edge[i * kNR + jj];
+                for (size_t jj = 0; jj < nr; ++jj) P.Y[(m0 + i) * N + n0 + jj] = edge[i * kAmxNR + jj];
           }
         }
       }

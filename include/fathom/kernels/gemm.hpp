@@ -258,11 +258,12 @@ struct DenseProduct {
 struct DenseWork {
   size_t panels = 0, work = 0;
 };
-inline DenseWork dense_work(size_t K, size_t M, std::span<const DenseProduct> products) {
+inline DenseWork dense_work(size_t K, size_t M, std::span<const DenseProduct> products,
+                            size_t panel_cols = kNR) {
   DenseWork w;
   for (const DenseProduct& p : products) {
     if (K == 0) std::fill(p.Y, p.Y + M * p.N, 0.f);
-    w.panels += (p.N + kNR - 1) / kNR;
+    w.panels += (p.N + panel_cols - 1) / panel_cols;
     w.work += M * p.N * K;
   }
   return w;
