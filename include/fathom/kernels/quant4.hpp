@@ -169,17 +169,23 @@ inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
   }
 }
 
-// The 12 packed bytes of a Q4_K block's scales (at blk + 4) unpacked four at a time: bytes 0-7 of
-// u the 8 six-bit scales, bytes 8-15 the 8 six-bit minimums (k4_scale_min for all j at once), the
-// layout the vector kernels widen with one load.
-inline void k4_unpack_scales_mins(const uint8_t* blk, uint32_t u[4]) {
-  std::memcpy(u, blk + 4, 12);
-  u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-  const uint32_t mins_lo = u[1] & 0x3f3f3f3fu;
-  u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-  u[2] = mins_lo;
-  u[0] &= 0x3f3f3f3fu;
+#if defined(__AVX2__)
+// The 12 packed bytes of a Q4_K block's scales (at blk + 4) unpacked in one register: bytes 0-7 the
+// 8 six-bit scales, bytes 8-15 the 8 six-bit minimums (k4_scale_min for all j at once), by two byte
+// shuffles and masks. (Unpacked as four 32-bit words in scalar registers, stored and loaded back as
+// one vector, they stalled every super-block: a 16-byte load from four 4-byte stores is not
+// forwarded.) Reads the 16 bytes at blk + 4: the 12 of the scales and 4 of the nibbles.
+inline __m128i k4_scales_mins_vec(const uint8_t* blk) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 4));
+  // a: [s0-3 | s8-11 | s4-7 | s8-11], b: [0 | s0-3 | 0 | s4-7] (s: the 12 packed bytes)
+  const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+  const __m128i low = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0));
+  const __m128i high_nibbles = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f));
+  const __m128i top_bits = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm_or_si128(low, _mm_or_si128(high_nibbles, top_bits));
 }
+#endif
 
 inline float h2f(const uint8_t* p) {
   uint16_t h;
@@ -284,10 +290,15 @@ inline __m512i q4_unpack_pair_halves(const uint8_t* qs, __mmask32 m32) {
   return _mm512_and_si512(_mm512_srlv_epi16(raw, shifts), _mm512_set1_epi8(15));
 }
 
-// The fifth bits of that pair (GGUF's qh words a, c of blocks b, b + 1) as one byte mask in the
-// same order.
-inline __mmask64 q5_pair_mask(uint64_t a, uint64_t c) {
-  return _cvtu64_mask64((a & 0xffff) | (c & 0xffff) << 16 | (a >> 16) << 32 | (c >> 16) << 48);
+// The fifth bits of a group's 16 blocks (GGUF's qh words; `bm`: the blocks present) as 8 byte
+// masks, one per pair of blocks b, b + 1 in the order above: pair j's 64 bits are the low halves
+// of words 2j, 2j + 1, then their high halves, so one word permutation per group makes all 8 and
+// each pair's mask is one load into a mask register (the words' shifts and ors per pair were
+// scalar work on the critical path of Qwen's Q5_0 rows).
+inline void q5_group_masks(const uint32_t* qh, __mmask16 bm, uint64_t* masks) {
+  const __m512i order = _mm512_set_epi16(31, 29, 30, 28, 27, 25, 26, 24, 23, 21, 22, 20, 19, 17, 18, 16,  //
+                                         15, 13, 14, 12, 11, 9, 10, 8, 7, 5, 6, 4, 3, 1, 2, 0);
+  _mm512_store_si512(masks, _mm512_permutexvar_epi16(order, _mm512_maskz_loadu_epi32(bm, qh)));
 }
 
 // Weight rows r .. r + RW - 1 against RX activation rows: out[m * RW + w] = row r + w . x_m.
@@ -320,6 +331,7 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
   const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
   const __m512i sixteen = _mm512_set1_epi8(16);
   // One pair of blocks b, b + 1 (b - g even) of group g; `two` false: b is the last block.
+  alignas(64) uint64_t q5m[RW][8];  // the group's fifth-bit masks per pair (Q5_0 / Q5_1)
   auto pair_step = [&](size_t g, size_t b, bool two, const __m512 (&sc)[RW][RX]) {
     const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(b - g)));
     __m512i x[RX], corr[RX];
@@ -332,7 +344,7 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
     for (int w = 0; w < RW; ++w) {
       __m512i wv = q4_unpack_pair_halves(qs[w] + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
       if (qh[w])
-        wv = _mm512_or_si512(wv, _mm512_maskz_mov_epi8(q5_pair_mask(qh[w][b], two ? qh[w][b + 1] : 0), sixteen));
+        wv = _mm512_mask_add_epi8(wv, _load_mask64(reinterpret_cast<__mmask64*>(&q5m[w][(b - g) / 2])), wv, sixteen);
       for (int m = 0; m < RX; ++m) {
         const __m512i sd = _mm512_dpbusd_epi32(corr[m], wv, x[m]);
         acc[w][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sd), _mm512_permutexvar_ps(idx, sc[w][m]), acc[w][m]);
@@ -347,6 +359,7 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
     for (int w = 0; w < RW; ++w) {
       const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd[w] + g));
       for (int m = 0; m < RX; ++m) sc[w][m] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(bm, xd[m] + g));
+      if (qh[w]) q5_group_masks(qh[w] + g, bm, q5m[w]);
       if (has_min) {
         const __m512 mw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wm[w] + g));
         for (int m = 0; m < RX; ++m)
@@ -379,29 +392,61 @@ inline void q4_row_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* con
   q4_rows_vnni<1, RX>(L, bias, r, xq, xp, xd, sx, out);
 }
 
-// Q4_K: one weight row against RX activation rows. Per super-block the 8 group scales times the
-// 8 activation scales are one vector product (S), permuted to the lanes of each pair of groups;
-// the minimum terms accumulate in 8 lanes per super-block parity (lane b mod 16 of the header).
+// Q4_K: one weight row against RX activation rows, two super-blocks per step. Their 16 group scales
+// times the 16 activation scales are one vector product (S; each d * sc exact), permuted to the
+// lanes of each pair of groups; the minimum terms (dmin * mn) * sx accumulate in lane b mod 16 of
+// the header, which is lane b - b0 of the step's blocks b0 .. b0 + 15 (b0 a multiple of 16). Per
+// super-block, the scale work in 8 lanes and the minimums through memory cost as much as its 256
+// multiply-adds. A last odd super-block takes lanes 0-7 alone.
 template <int RX>
 inline void q4k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
                          const float* const* sx, float* out) {
-  __m512 acc[RX];
-  __m256 macc[RX][2];
-  for (int m = 0; m < RX; ++m) {
-    acc[m] = _mm512_setzero_ps();
-    macc[m][0] = macc[m][1] = _mm256_setzero_ps();
-  }
-  const __m256i m0f = _mm256_set1_epi8(15);
+  __m512 acc[RX], macc[RX];
+  for (int m = 0; m < RX; ++m) acc[m] = macc[m] = _mm512_setzero_ps();
   const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  for (size_t s = 0; s < nsb; ++s) {
+  const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+  const __m512i m0f = _mm512_set1_epi8(15);
+  // groups 2p, 2p + 1 of the super-block at blk (its scales in lanes 8h .. 8h + 7 of S, its
+  // activations from block b)
+  auto pairs = [&](const uint8_t* blk, size_t b, int h, const __m512 (&S)[RX]) {
+    for (int p = 0; p < 4; ++p) {  // the low and high nibbles of 32 bytes: one shift, both halves
+      const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + p * 32)));
+      const __m512i w = _mm512_and_si512(_mm512_srlv_epi16(raw, nibble_shift), m0f);
+      const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(8 * h + 2 * p));
+      for (int m = 0; m < RX; ++m) {
+        const __m512i x = _mm512_loadu_si512(xq[m] + (b + 2 * p) * 32);
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, S[m]), acc[m]);
+      }
+    }
+  };
+  const __m512i lanes_d = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i lanes_dmin = _mm512_add_epi32(lanes_d, _mm512_set1_epi32(1));
+  size_t s = 0;
+  for (; s + 2 <= nsb; s += 2) {
     const uint8_t* blk = row + s * kQ4KBytes;
-    prefetch_line(uintptr_t(blk + kGgufPrefetchAhead));
-    prefetch_line(uintptr_t(blk + 64 + kGgufPrefetchAhead));
-    prefetch_line(uintptr_t(blk + 128 + kGgufPrefetchAhead));
-    uint32_t u[4];  // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3]
-    k4_unpack_scales_mins(blk, u);
-    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
-    // d * sc_j and dmin * mn_j: exact (11 x 6 significant bits)
+    for (size_t k = 0; k < 5; ++k) prefetch_line(uintptr_t(blk + 64 * k + kGgufPrefetchAhead));
+    const __m128i sm0 = k4_scales_mins_vec(blk), sm1 = k4_scales_mins_vec(blk + kQ4KBytes);
+    uint32_t h0, h1;  // f16 d, dmin of each
+    std::memcpy(&h0, blk, 4);
+    std::memcpy(&h1, blk + kQ4KBytes, 4);
+    const __m512 dd = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(h0) | int64_t(h1) << 32)));
+    const __m512 dl = _mm512_mul_ps(_mm512_permutexvar_ps(lanes_d, dd),
+                                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi64(sm0, sm1))));
+    const __m512 ml = _mm512_mul_ps(_mm512_permutexvar_ps(lanes_dmin, dd),
+                                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(sm0, sm1))));
+    const size_t b0 = s * 8;
+    __m512 S[RX];
+    for (int m = 0; m < RX; ++m) {
+      S[m] = _mm512_mul_ps(dl, _mm512_loadu_ps(xd[m] + b0));
+      macc[m] = _mm512_fmadd_ps(ml, _mm512_loadu_ps(sx[m] + b0), macc[m]);
+    }
+    pairs(blk, b0, 0, S);
+    pairs(blk + kQ4KBytes, b0 + 8, 1, S);
+  }
+  if (s < nsb) {
+    const uint8_t* blk = row + s * kQ4KBytes;
+    const __m128i sm = k4_scales_mins_vec(blk);
     const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f_fast(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
     const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f_fast(blk + 2)),
                                     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))));
@@ -409,26 +454,12 @@ inline void q4k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
     __m512 S[RX];
     for (int m = 0; m < RX; ++m) {
       S[m] = _mm512_castps256_ps512(_mm256_mul_ps(dl, _mm256_loadu_ps(xd[m] + b0)));
-      macc[m][s % 2] = _mm256_fmadd_ps(ml, _mm256_loadu_ps(sx[m] + b0), macc[m][s % 2]);
+      macc[m] = _mm512_mask3_fmadd_ps(_mm512_castps256_ps512(ml), _mm512_castps256_ps512(_mm256_loadu_ps(sx[m] + b0)),
+                                      macc[m], __mmask16(0x00ff));
     }
-    for (int p = 0; p < 4; ++p) {  // groups 2p, 2p+1: the low and high nibbles of 32 bytes
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + p * 32));
-      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(raw, m0f)),
-                                           _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f), 1);
-      const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(2 * p));
-      for (int m = 0; m < RX; ++m) {
-        const __m512i x = _mm512_loadu_si512(xq[m] + (b0 + 2 * p) * 32);
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, S[m]), acc[m]);
-      }
-    }
+    pairs(blk, b0, 0, S);
   }
-  for (int m = 0; m < RX; ++m) {
-    alignas(64) float mlanes[16];
-    _mm256_store_ps(mlanes, macc[m][0]);
-    _mm256_store_ps(mlanes + 8, macc[m][1]);
-    out[m] = q8_lanes_sum(acc[m]) - q8_tree_sum(mlanes);
-  }
+  for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m]) - q8_lanes_sum(macc[m]);
 }
 
 // Q6_K: one weight row against RX activation rows.
@@ -695,9 +726,7 @@ inline void q4k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq
     prefetch_line(uintptr_t(blk + kGgufPrefetchAhead));
     prefetch_line(uintptr_t(blk + 64 + kGgufPrefetchAhead));
     prefetch_line(uintptr_t(blk + 128 + kGgufPrefetchAhead));
-    uint32_t u[4];  // the 8 six-bit scales to bytes u[0..1], the 8 minimums to u[2..3]
-    k4_unpack_scales_mins(blk, u);
-    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+    const __m128i sm = k4_scales_mins_vec(blk);  // bytes 0-7: the 8 six-bit scales, 8-15: the minimums
     const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f_avx2(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
     const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f_avx2(blk + 2)),
                                     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))));
@@ -853,17 +882,17 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 // two rows 1.1-1.3x one on rows of 48-160 blocks, 0.64-0.97x on rows of 224-448 (Q4_1 worst);
 // AVX2 on a Zen 3 thread: 1536-wide rows (48 blocks) already lose 20-27 %.
 constexpr size_t kGgufShortRow = kQ4Vnni ? 160 : 32;
-// Q4_0 / Q4_1 rows of at most this many blocks decode four at a time with AVX512-VNNI, and the
-// rows' nibbles, scales and minimums are prefetched as three contiguous streams (StreamPrefetch)
-// rather than per group of each row: SmolLM2's 576-wide rows (18 blocks) spent more on each row's
-// fixed costs (scales, prefetches, the sums' tree) and on the chain of its FMAs than on its
-// 360 bytes. One Zen 5 thread, from DRAM, against two rows with their own prefetches: 1.10-1.65x
-// on rows of 18-48 blocks (the small matrices most), 0.83x at 80 blocks and 0.49x at 152, where
-// the per-group prefetches keep ahead better. Q5_0 / Q5_1 rows (their qh words a fourth stream)
-// take four only up to 24 blocks: 1.05-1.17x on SmolLM2's 576-wide rows, 0.91-0.98x at 28 blocks,
-// where their fifth bits make them compute-bound. docs/benchmarks.md, "Decode streams".
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 rows of at most this many blocks decode four at a time with
+// AVX512-VNNI, and the rows' nibbles, scales, minimums and fifth bits are prefetched as contiguous
+// streams (StreamPrefetch) rather than per group of each row: SmolLM2's 576-wide rows (18 blocks)
+// spent more on each row's fixed costs (scales, prefetches, the sums' tree) and on the chain of its
+// FMAs than on its 360 bytes. One Zen 5 thread, from DRAM, against two rows with their own
+// prefetches: Q4_1 1.10-1.65x on rows of 18-48 blocks (the small matrices most), 0.83x at 80
+// blocks and 0.49x at 152, where the per-group prefetches keep ahead better; Q5_0 / Q5_1 (with
+// their fifth bits' masks made per group) 1.09-1.44x at 28 blocks (Qwen2.5-0.5B's 896-wide rows),
+// 1.04-1.27x at 48, 0.98-1.09x at 64, 0.72-1.03x at 80. docs/benchmarks.md, "Decode streams" and
+// "Q5 fifth bits by group".
 constexpr size_t kQ4FourRows = kQ4Vnni ? 48 : 0;
-constexpr size_t kQ5FourRows = kQ4Vnni ? 24 : 0;
 
 // y[r] for r in [r0, r1), one activation row (decode).
 inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
@@ -884,7 +913,7 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
     const int bias = q4_bias(W.dtype);
     const size_t nb = L.nb;
     size_t r = r0;
-    if (nb <= (L.qh ? kQ5FourRows : kQ4FourRows)) {
+    if (nb <= kQ4FourRows) {
       StreamPrefetch pq(L.qs + r0 * nb * 16, kGgufPrefetchAhead), pd(L.d + r0 * nb, kGgufPrefetchAhead / 8),
           pm = L.m ? StreamPrefetch(L.m + r0 * nb, kGgufPrefetchAhead / 8) : StreamPrefetch(),
           ph = L.qh ? StreamPrefetch(L.qh + r0 * nb, kGgufPrefetchAhead / 4) : StreamPrefetch();
