@@ -504,6 +504,29 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
   }
   for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m]);
 }
+
+// Rows [r0, r0 + P) of a Q4_0 / Q5_0 matrix as Q8 rows (quant.hpp's layout: value + 128, the same
+// f16 scale) for gemm_gguf_block: block by block in element order (the low nibbles are elements
+// 0-15, the high ones 16-31; GGUF's qh word a mask of the 16s to add), then - bias + 128. Exact:
+// every weight keeps its value and its block's scale. qs: [P][nb*32], d: [P][nb].
+inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs, uint16_t* d) {
+  const Q4Layout L = q4_layout(W);
+  const size_t nb = L.nb;
+  const __m256i off = _mm256_set1_epi8(char(128 - q4_bias(W.dtype)));
+  const __m256i m0f = _mm256_set1_epi8(15), sixteen = _mm256_set1_epi8(16);
+  for (size_t i = 0; i < P; ++i) {
+    const size_t r = r0 + i;
+    const uint8_t* src = L.qs + r * nb * 16;
+    uint8_t* dst = qs + i * nb * kQ8Block;
+    std::memcpy(d + i * nb, L.d + r * nb, nb * sizeof(uint16_t));
+    for (size_t b = 0; b < nb; ++b) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + b * 16));
+      __m256i w = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1), m0f);
+      if (L.qh) w = _mm256_mask_add_epi8(w, _cvtu32_mask32(L.qh[r * nb + b]), w, sixteen);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kQ8Block), _mm256_add_epi8(w, off));
+    }
+  }
+}
 #else
 constexpr bool kQ4Vnni = false;
 #endif
@@ -971,17 +994,18 @@ inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_
   }
 }
 
-// Prompts. With AVX2, Q4_0 / Q5_0 run on quant.hpp's Q8 tiles (4 weight rows x 2 activation rows
-// per step, where the native kernel takes one weight row), each band of 64 rows converted to Q8 in
-// a per-thread buffer first (q4_rows_to_q8: exact, the same bits as the native kernel). Q5_0
-// 896 x 4864 and 4864 x 896 x 512 tokens, one Zen 3 thread (bench_gemm): 1.10 / 1.20x Q8's time
-// natively, 1.04 / 1.07x converted; a band's conversion costs about one activation row.
+// Prompts. Q4_0 / Q5_0 run on quant.hpp's Q8 tiles (4 weight rows x 2 activation rows per step,
+// where the native kernel takes one weight row), each band of 64 rows converted to Q8 in a
+// per-thread buffer first (q4_rows_to_q8: exact, the same bits as the native kernel). Q5_0
+// 896 x 4864 and 4864 x 896 x 512 tokens, one Zen 3 thread (AVX2, bench_gemm): 1.10 / 1.20x Q8's
+// time natively, 1.04 / 1.07x converted; a band's conversion costs about one activation row. One
+// Zen 5 thread (AVX512-VNNI), 256 tokens: converted 1.37-1.60x native Q5_0, 1.26-1.37x Q4_0.
 inline void gemm_gguf_block(const MatrixView& W, const float* X, size_t n, float* Y) {
   thread_local Q8Acts acts;  // [n][nb*32] quantised activations and their block sums
   acts.assign(X, n, W.cols);
   const Q8Acts& A = acts;
   const int threads = worker_count(W.rows * W.cols * n);
-#if defined(FATHOM_KERNELS_AVX2_INT8)
+#if defined(FATHOM_KERNELS_AVX2_INT8) || (defined(__AVX512VNNI__) && defined(__AVX512BW__))
   if ((W.dtype == DType::Q4_0 || W.dtype == DType::Q5_0) && n >= 8) {  // fewer rows: not worth converting
     constexpr size_t kBand = 64;
     const size_t nb = W.cols / kQ4Block;
