@@ -53,6 +53,20 @@ constexpr bool kPairOrder = true;
 #else
 constexpr bool kPairOrder = false;
 #endif
+// With AVX512-VNNI a pair's nibbles are stored interleaved by 4-byte groups (quant4.hpp, "pair
+// lanes"): int32 lane L of an unpacked pair belongs to block b + L % 2.
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+constexpr bool kQ4PairLanes = true;
+#else
+constexpr bool kQ4PairLanes = false;
+#endif
+// Element (within blocks b, b + 1) that byte p (0..63) of an unpacked Q4 pair holds, as 32 * (its
+// block - b) + its index: the low nibbles first, then the high ones (quant4.hpp).
+inline size_t q4_pair_element(size_t p) {
+  const size_t h = p / 32, s = p % 32;  // nibble half, stored byte
+  if (kQ4PairLanes) return 32 * (s / 4 % 2) + 16 * h + 4 * (s / 8) + s % 4;
+  return 32 * (s / 16) + 16 * h + s % 16;
+}
 }  // namespace detail
 
 inline size_t q8_blocks(size_t cols) { return (cols + kQ8Block - 1) / kQ8Block; }
@@ -124,8 +138,10 @@ struct Q8Acts {
   std::vector<float> d;     // [n][nb]
   std::vector<float> sx;    // [n][nb] d * sum(qs) of the block (the minimum terms of quant4.hpp)
   // Vector kernels only (quant4.hpp's Q4_0 / Q4_1 / Q5_0 / Q5_1 with AVX2 or AVX512-VNNI): qs
-  // with each pair of blocks b, b + 1 (b even) in the order of a Q4 pair's nibbles, [b 0-15 |
-  // b+1 0-15 | b 16-31 | b+1 16-31]; a last unpaired block as in qs. Empty elsewhere.
+  // with each pair of blocks b, b + 1 (b even) in the order of a Q4 pair's unpacked nibbles
+  // (q4_pair_element): AVX2 [b 0-15 | b+1 0-15 | b 16-31 | b+1 16-31], AVX512-VNNI the 4-byte
+  // groups of b and b + 1 alternating, [b 0-3 | b+1 0-3 | .. | b+1 12-15 | b 16-19 | .. | b+1 28-31];
+  // a last unpaired block as in qs. Empty elsewhere.
   std::vector<int8_t> qp;   // [n][nb*32]
   size_t nb = 0;
   // Rows are independent: a prompt's rows are split between the threads (each row's values are
@@ -154,9 +170,8 @@ struct Q8Acts {
       int8_t* dst = qp.data() + t * nb * kQ8Block;
       size_t b = 0;
       for (; b + 2 <= nb; b += 2)
-        for (size_t h = 0; h < 2; ++h)      // element halves 0-15, 16-31
-          for (size_t k = 0; k < 2; ++k)    // blocks b, b + 1
-            std::copy_n(src + (b + k) * kQ8Block + 16 * h, 16, dst + b * kQ8Block + 32 * h + 16 * k);
+        for (size_t p = 0; p < 2 * kQ8Block; p += 4)  // 4-byte groups stay whole in both orders
+          std::copy_n(src + b * kQ8Block + q4_pair_element(p), 4, dst + b * kQ8Block + p);
       if (b < nb) std::copy_n(src + b * kQ8Block, kQ8Block, dst + b * kQ8Block);
     }
   }

@@ -6,8 +6,10 @@
 // Memory layouts (MatrixView::data; rows are whole blocks, cols a multiple of the block):
 //   Q4_0, Q4_1, Q5_0, Q5_1 (re-laid from GGUF at load, like Q8_0: no arithmetic on any value):
 //     uint8  qs[rows][nb * 16]  each block's 16 bytes as in GGUF: byte j holds element j in its low
-//                               nibble and element j + 16 in its high nibble (q in 0..15)
-//     uint32 qh[rows][nb]       Q5 only: bit j is element j's fifth bit (q += 16 * bit)
+//                               nibble and element j + 16 in its high nibble (q in 0..15); with
+//                               AVX512-VNNI each pair of blocks' 32 bytes interleaved ("pair lanes")
+//     uint32 qh[rows][nb]       Q5 only: bit j is element j's fifth bit (q += 16 * bit); AVX2 and
+//                               AVX512-VNNI builds keep them in their kernels' order (below)
 //     uint16 d [rows][nb]       f16 scales
 //     uint16 m [rows][nb]       f16 minimums (Q4_1, Q5_1)
 //     element = d * (q - 8) (Q4_0), d * (q - 16) (Q5_0), d * q + m (Q4_1, Q5_1); 18 / 20 / 22 / 24
@@ -97,7 +99,7 @@ inline Q4Layout q4_layout(const MatrixView& W) {
 // j, bit s = 2p + h holds the fifth bit of element j % 16 + 16 h of block g + 2p + j / 16 (p the
 // pair of blocks, h the nibble half). One load then serves the group, and each 32 nibbles get their
 // fifth bits by a shift and a mask. The blocks after the last whole group keep GGUF's word. (The
-// AVX512-VNNI kernel keeps GGUF's words: a bit test on these planes was no faster there.)
+// AVX512-VNNI kernel has its own order, "pair lanes" below.)
 #if defined(FATHOM_KERNELS_AVX2_INT8)
 constexpr bool kQ5Planes = true;
 #else
@@ -127,8 +129,44 @@ inline void q4_prefetch_scales(const uint16_t* d, const uint16_t* m, const uint3
   if (qh) prefetch_line(uintptr_t(qh + g) + 2 * ahead);
 }
 
+// Pair lanes (kQ4PairLanes, AVX512-VNNI builds): each pair of blocks b, b + 1 (b even) keeps its 32
+// bytes of nibbles interleaved by 4-byte groups, [b 0-3 | b+1 0-3 | b 4-7 | b+1 4-7 | .. | b+1
+// 12-15] (GGUF's bytes of each block), and, for Q5, its two qh words as one 64-bit mask in the
+// order the kernel unpacks them: bit p < 32 is the fifth bit of stored byte p's low nibble, bit
+// 32 + p of its high nibble. Unpacked (one variable shift for both halves), int32 lane L of a pair
+// then belongs to block b + L % 2: one 64-bit broadcast of the two blocks' scales serves the pair,
+// where GGUF's order needed a permutation of the group's scales per pair and row, and its fifth
+// bits are one mask load (q4_rows_vnni). A last unpaired block keeps GGUF's bytes and word.
+inline bool q4_paired(size_t nb, size_t b) { return kQ4PairLanes && b < nb / 2 * 2; }
+
+// Where GGUF byte j (0..15) of block b sits in its row's nibbles.
+inline size_t q4_byte_at(size_t nb, size_t b, size_t j) {
+  if (q4_paired(nb, b)) return (b & ~size_t(1)) * 16 + 8 * (j / 4) + 4 * (b & 1) + j % 4;
+  return b * 16 + j;
+}
+
+// GGUF's nibbles and qh words of one row -> pair lanes (in place; qh null for Q4_0 / Q4_1).
+inline void q4_to_pair_lanes(uint8_t* qs, uint32_t* qh, size_t nb) {
+  if (!kQ4PairLanes) return;
+  for (size_t b = 0; b + 2 <= nb; b += 2) {
+    uint8_t pair[32];
+    uint64_t mask = 0;
+    for (size_t p = 0; p < 64; ++p) {
+      const size_t e = q4_pair_element(p), blk = b + e / 32, j = e % 32;  // the value unpacked into byte p
+      if (p < 32) pair[p] = qs[blk * 16 + j % 16];
+      if (qh && ((qh[blk] >> j) & 1)) mask |= uint64_t(1) << p;
+    }
+    std::memcpy(qs + b * 16, pair, 32);
+    if (qh) std::memcpy(qh + b, &mask, 8);
+  }
+}
+
 // Element j's fifth bit of block b in a row's qh words (layout above).
 inline int q5_fifth_bit(const uint32_t* qh, size_t nb, size_t b, size_t j) {
+  if (q4_paired(nb, b)) {  // bit 32 * (j / 16) + s of the pair's mask, s the byte q4_byte_at names
+    const size_t s = q4_byte_at(nb, b, j % 16) % 32;
+    return int((qh[(b & ~size_t(1)) + j / 16] >> s) & 1);
+  }
   if (kQ5Planes && b < nb / 8 * 8) {
     const size_t g = b / 8 * 8, p = (b - g) / 2, q = (b - g) % 2;
     const auto* plane = reinterpret_cast<const uint8_t*>(qh + g);
@@ -151,7 +189,7 @@ inline void q5_to_planes(uint32_t* qh, size_t nb) {
 
 // The unsigned value (0..15, or 0..31 with the fifth bit) of element j of block b of row r.
 inline int q4_value(const Q4Layout& L, size_t r, size_t b, size_t j) {
-  const uint8_t byte = L.qs[(r * L.nb + b) * 16 + (j % 16)];
+  const uint8_t byte = L.qs[r * L.nb * 16 + q4_byte_at(L.nb, b, j % 16)];
   const int q = j < 16 ? byte & 15 : byte >> 4;
   return L.qh ? q | q5_fifth_bit(L.qh + r * L.nb, L.nb, b, j) << 4 : q;
 }
@@ -280,39 +318,29 @@ inline __m512i offset_corr(int bias, __m512i x) {
                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(bias)), x));
 }
 
-// The nibbles of blocks b, b + 1 (32 bytes, both halves of a 512-bit register) -> 64 values
-// [b 0-15 | b+1 0-15 | b 16-31 | b+1 16-31]: the low nibbles below, the high ones above, by one
-// variable shift and a mask (no shuffle); Q8Acts::qp holds the activations in this order. `m32`:
-// 0xffff for a last, unpaired block (the b + 1 quarters read as zero).
-inline __m512i q4_unpack_pair_halves(const uint8_t* qs, __mmask32 m32) {
+// The nibbles of a pair of blocks (32 bytes in pair lanes, both halves of a 512-bit register) ->
+// 64 values in q4_pair_element's order: the low nibbles below, the high ones above, by one variable
+// shift and a mask (no shuffle); Q8Acts::qp holds the activations in this order.
+inline __m512i q4_unpack_pair(__m256i raw) {
   const __m512i shifts = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  const __m512i raw = _mm512_broadcast_i64x4(_mm256_maskz_loadu_epi8(m32, qs));
-  return _mm512_and_si512(_mm512_srlv_epi16(raw, shifts), _mm512_set1_epi8(15));
-}
-
-// The fifth bits of a group's 16 blocks (GGUF's qh words; `bm`: the blocks present) as 8 byte
-// masks, one per pair of blocks b, b + 1 in the order above: pair j's 64 bits are the low halves
-// of words 2j, 2j + 1, then their high halves, so one word permutation per group makes all 8 and
-// each pair's mask is one load into a mask register (the words' shifts and ors per pair were
-// scalar work on the critical path of Qwen's Q5_0 rows).
-inline void q5_group_masks(const uint32_t* qh, __mmask16 bm, uint64_t* masks) {
-  const __m512i order = _mm512_set_epi16(31, 29, 30, 28, 27, 25, 26, 24, 23, 21, 22, 20, 19, 17, 18, 16,  //
-                                         15, 13, 14, 12, 11, 9, 10, 8, 7, 5, 6, 4, 3, 1, 2, 0);
-  _mm512_store_si512(masks, _mm512_permutexvar_epi16(order, _mm512_maskz_loadu_epi32(bm, qh)));
+  return _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(raw), shifts), _mm512_set1_epi8(15));
 }
 
 // Weight rows r .. r + RW - 1 against RX activation rows: out[m * RW + w] = row r + w . x_m.
-// Q4_0 / Q4_1 / Q5_0 / Q5_1, two blocks per step in q4_unpack_pair_halves' order against xp
-// (Q8Acts::qp; a last unpaired block against xq's halves): int32 lanes 0-3 and 8-11 belong to
-// block b, 4-7 and 12-15 to b + 1, so each lane holds the header's lane of the same 4 bytes (lanes
-// 4-7 and 8-11 swapped), takes the same products in the same order and is put back in place
-// before q8_lanes_sum: the portable kernel's bits, without the element order's two shuffles per
-// pair (SmolLM2 Q4_1 decode 1.07-1.16x on one Zen 5 thread). Each row runs the same operations in
-// the same order whatever RW (its own accumulator chain), so the bits do not depend on it; RW = 2
-// gives the core two independent chains for short rows (decode, gguf_rows_gemv).
+// Q4_0 / Q4_1 / Q5_0 / Q5_1, two blocks per step, unpacked in pair lanes (above) against xp
+// (Q8Acts::qp): int32 lane L = 2i + k (L < 8) holds block b + k's bytes 4i..4i+3, lane 8 + 2i + k
+// its bytes 16 + 4i..; each lane is one of the header's lanes (8k + i, 8k + 4 + i), takes the same
+// products in the same order and is put back in place before q8_lanes_sum: the portable kernel's
+// bits. Per pair and row: the unpacking, a masked add of the 16s (Q5: the pair's mask loaded as it
+// is stored), one vpdpbusd, a conversion and an FMA with the two blocks' scales broadcast from the
+// group's 16 (stored once per group). A last unpaired block (GGUF's bytes and word) is widened into
+// the same lanes, its partner's lanes zero. Each row runs the same operations in the same order
+// whatever RW (its own accumulator chain), so the bits do not depend on it; RW = 2 or 4 gives the
+// core independent chains for short rows (decode, gguf_rows_gemv).
 template <int RW, int RX, bool OwnPrefetch = true>
 inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
                          const float* const* xd, const float* const* sx, float* out) {
+  (void)xq;
   const size_t nb = L.nb;
   const bool has_min = L.m != nullptr;
   const uint8_t* qs[RW];
@@ -328,26 +356,47 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
   __m512 acc[RW][RX], macc[RW][RX];
   for (int w = 0; w < RW; ++w)
     for (int m = 0; m < RX; ++m) acc[w][m] = macc[w][m] = _mm512_setzero_ps();
-  const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
   const __m512i sixteen = _mm512_set1_epi8(16);
-  // One pair of blocks b, b + 1 (b - g even) of group g; `two` false: b is the last block.
-  alignas(64) uint64_t q5m[RW][8];  // the group's fifth-bit masks per pair (Q5_0 / Q5_1)
-  auto pair_step = [&](size_t g, size_t b, bool two, const __m512 (&sc)[RW][RX]) {
-    const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(b - g)));
+  // The group's scales d * dx. One activation row (decode): stored, each pair's two read by a 64-bit
+  // broadcast (a load). More (prompts): kept in registers, each pair's two permuted into place (a
+  // shuffle): eight broadcasts per pair and row were 0.88x the permutations at 64 tokens (Q4_1).
+  constexpr bool kStored = RX == 1;
+  alignas(64) float scm[RW][RX][kStored ? 16 : 1];
+  __m512 scr[RW][RX];
+  const __m512i parity = _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+  // One pair of blocks b, b + 1 (b - g even) of group g; `two` false: b is the last block, alone.
+  auto pair_step = [&](size_t g, size_t b, bool two) {
     __m512i x[RX], corr[RX];
     for (int m = 0; m < RX; ++m) {
-      const auto* half = reinterpret_cast<const __m128i*>(xq[m] + b * 32);  // an unpaired block's halves
-      x[m] = two ? _mm512_loadu_si512(xp[m] + b * 32)
-                 : _mm512_inserti32x4(_mm512_castsi128_si512(_mm_loadu_si128(half)), _mm_loadu_si128(half + 1), 2);
+      x[m] = two ? _mm512_loadu_si512(xp[m] + b * 32)  // a last block: its 4-byte groups into even lanes
+                 : _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp[m] + b * 32)));
       corr[m] = offset_corr(bias, x[m]);
     }
     for (int w = 0; w < RW; ++w) {
-      __m512i wv = q4_unpack_pair_halves(qs[w] + b * 16, two ? ~__mmask32(0) : __mmask32(0xffffu));
-      if (qh[w])
-        wv = _mm512_mask_add_epi8(wv, _load_mask64(reinterpret_cast<__mmask64*>(&q5m[w][(b - g) / 2])), wv, sixteen);
+      const auto* src = reinterpret_cast<const __m128i*>(qs[w] + b * 16);
+      __m512i wv = q4_unpack_pair(two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
+                                      : _mm256_cvtepu32_epi64(_mm_loadu_si128(src)));
+      if (qh[w]) {
+        uint64_t bits;
+        if (two) {
+          std::memcpy(&bits, qh[w] + b, 8);
+        } else {  // element j -> byte 32 (j / 16) + 8 (j % 16 / 4) + j % 4, its 4-byte group's lane
+          bits = 0;
+          for (int k = 0; k < 8; ++k) bits |= uint64_t((qh[w][b] >> (4 * k)) & 15u) << (8 * k);
+        }
+        wv = _mm512_mask_add_epi8(wv, _cvtu64_mask64(bits), wv, sixteen);
+      }
       for (int m = 0; m < RX; ++m) {
         const __m512i sd = _mm512_dpbusd_epi32(corr[m], wv, x[m]);
-        acc[w][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sd), _mm512_permutexvar_ps(idx, sc[w][m]), acc[w][m]);
+        __m512 s2;  // the scales of blocks b, b + 1 in lanes of parity 0, 1
+        if constexpr (kStored) {
+          double two_scales;
+          std::memcpy(&two_scales, &scm[w][m][b - g], 8);
+          s2 = _mm512_castpd_ps(_mm512_set1_pd(two_scales));
+        } else {
+          s2 = _mm512_permutexvar_ps(_mm512_add_epi32(parity, _mm512_set1_epi32(int(b - g))), scr[w][m]);
+        }
+        acc[w][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sd), s2, acc[w][m]);
       }
     }
   };
@@ -355,11 +404,12 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
   for (size_t g = 0; g < nb; g += 16) {
     const size_t gb = std::min<size_t>(16, nb - g);
     const __mmask16 bm = __mmask16(gb == 16 ? 0xffffu : (1u << gb) - 1u);
-    __m512 sc[RW][RX];
     for (int w = 0; w < RW; ++w) {
       const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd[w] + g));
-      for (int m = 0; m < RX; ++m) sc[w][m] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(bm, xd[m] + g));
-      if (qh[w]) q5_group_masks(qh[w] + g, bm, q5m[w]);
+      for (int m = 0; m < RX; ++m) {
+        scr[w][m] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(bm, xd[m] + g));
+        if constexpr (kStored) _mm512_store_ps(scm[w][m], scr[w][m]);
+      }
       if (has_min) {
         const __m512 mw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wm[w] + g));
         for (int m = 0; m < RX; ++m)
@@ -371,15 +421,16 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
       }
     }
     const size_t ge = std::min(g + gb, pairs_end);
-    if (ge == g + 16) {  // a whole group: unrolled, the scales' permutations fixed
+    if (ge == g + 16) {  // a whole group: unrolled
 #pragma GCC unroll 8
-      for (size_t j = 0; j < 8; ++j) pair_step(g, g + 2 * j, true, sc);
+      for (size_t j = 0; j < 8; ++j) pair_step(g, g + 2 * j, true);
     } else {
-      for (size_t b = g; b < ge; b += 2) pair_step(g, b, true, sc);
+      for (size_t b = g; b < ge; b += 2) pair_step(g, b, true);
     }
-    if (g + gb > pairs_end) pair_step(g, pairs_end, false, sc);
+    if (g + gb > pairs_end) pair_step(g, pairs_end, false);
   }
-  const __m512i back = _mm512_set_epi32(15, 14, 13, 12, 7, 6, 5, 4, 11, 10, 9, 8, 3, 2, 1, 0);
+  // lane 8c + i of the header <- lane 2i + c (i < 4) or 8 + 2(i - 4) + c
+  const __m512i back = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
   for (int w = 0; w < RW; ++w)
     for (int m = 0; m < RX; ++m) {
       const float s = q8_lanes_sum(_mm512_permutexvar_ps(back, acc[w][m]));
@@ -507,24 +558,37 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
 }
 
 // Rows [r0, r0 + P) of a Q4_0 / Q5_0 matrix as Q8 rows (quant.hpp's layout: value + 128, the same
-// f16 scale) for gemm_gguf_block: block by block in element order (the low nibbles are elements
-// 0-15, the high ones 16-31; GGUF's qh word a mask of the 16s to add), then - bias + 128. Exact:
-// every weight keeps its value and its block's scale. qs: [P][nb*32], d: [P][nb].
+// f16 scale) for gemm_gguf_block: a pair of blocks unpacked as the kernel does (pair lanes, the
+// mask of 16s), its 4-byte groups put back in element order by one dword permutation, then - bias
+// + 128; a last unpaired block from GGUF's bytes and word. Exact: every weight keeps its value and
+// its block's scale. qs: [P][nb*32], d: [P][nb].
 inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs, uint16_t* d) {
   const Q4Layout L = q4_layout(W);
   const size_t nb = L.nb;
-  const __m256i off = _mm256_set1_epi8(char(128 - q4_bias(W.dtype)));
-  const __m256i m0f = _mm256_set1_epi8(15), sixteen = _mm256_set1_epi8(16);
+  const char off = char(128 - q4_bias(W.dtype));
+  // dword t of the Q8 pair (block t / 8, its bytes 4 (t % 8)..) <- lane 8 (i / 4) + 2 (i % 4) + t / 8, i = t % 8
+  const __m512i order = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
   for (size_t i = 0; i < P; ++i) {
     const size_t r = r0 + i;
     const uint8_t* src = L.qs + r * nb * 16;
     uint8_t* dst = qs + i * nb * kQ8Block;
     std::memcpy(d + i * nb, L.d + r * nb, nb * sizeof(uint16_t));
-    for (size_t b = 0; b < nb; ++b) {
+    size_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      __m512i w = q4_unpack_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 16)));
+      if (L.qh) {
+        uint64_t bits;
+        std::memcpy(&bits, L.qh + r * nb + b, 8);
+        w = _mm512_mask_add_epi8(w, _cvtu64_mask64(bits), w, _mm512_set1_epi8(16));
+      }
+      _mm512_storeu_si512(dst + b * kQ8Block, _mm512_add_epi8(_mm512_permutexvar_epi32(order, w), _mm512_set1_epi8(off)));
+    }
+    if (b < nb) {  // GGUF's block: the low nibbles are elements 0-15, the high ones 16-31
       const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + b * 16));
-      __m256i w = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1), m0f);
-      if (L.qh) w = _mm256_mask_add_epi8(w, _cvtu32_mask32(L.qh[r * nb + b]), w, sixteen);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kQ8Block), _mm256_add_epi8(w, off));
+      __m256i w = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1),
+                                   _mm256_set1_epi8(15));
+      if (L.qh) w = _mm256_mask_add_epi8(w, _cvtu32_mask32(L.qh[r * nb + b]), w, _mm256_set1_epi8(16));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kQ8Block), _mm256_add_epi8(w, _mm256_set1_epi8(off)));
     }
   }
 }
@@ -1101,6 +1165,7 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
       std::memcpy(qs + i * 16, blk + qoff, 16);
     }
     if (qh) detail::q5_to_planes(qh + r * nb, nb);
+    detail::q4_to_pair_lanes(qs + r * nb * 16, qh ? qh + r * nb : nullptr, nb);
   }
   return M;
 }

@@ -33,9 +33,12 @@ inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float
       int q[kQ4Block];
       if (L.qh) {
         for (size_t j = j0; j < j1; ++j) q[j] = q4_value(L, r, b, j);
-      } else {  // byte j % 16: element j in the low nibble, j + 16 in the high one
-        const uint8_t* qs = L.qs + (r * L.nb + b) * 16;
-        for (size_t j = 0; j < 16; ++j) q[j] = qs[j] & 15, q[j + 16] = qs[j] >> 4;
+      } else {  // GGUF byte j: element j in the low nibble, j + 16 in the high one
+        const uint8_t* row = L.qs + r * L.nb * 16;
+        for (size_t j = 0; j < 16; ++j) {
+          const uint8_t byte = row[q4_byte_at(L.nb, b, j)];
+          q[j] = byte & 15, q[j + 16] = byte >> 4;
+        }
       }
       if (L.m) for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j]) + mn;
       else for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j] - bias);
