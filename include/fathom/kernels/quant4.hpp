@@ -161,20 +161,6 @@ inline void q4_to_pair_lanes(uint8_t* qs, uint32_t* qh, size_t nb) {
   }
 }
 
-// Element j's fifth bit of block b in a row's qh words (layout above).
-inline int q5_fifth_bit(const uint32_t* qh, size_t nb, size_t b, size_t j) {
-  if (q4_paired(nb, b)) {  // bit 32 * (j / 16) + s of the pair's mask, s the byte q4_byte_at names
-    const size_t s = q4_byte_at(nb, b, j % 16) % 32;
-    return int((qh[(b & ~size_t(1)) + j / 16] >> s) & 1);
-  }
-  if (kQ5Planes && b < nb / 8 * 8) {
-    const size_t g = b / 8 * 8, p = (b - g) / 2, q = (b - g) % 2;
-    const auto* plane = reinterpret_cast<const uint8_t*>(qh + g);
-    return (plane[j % 16 + 16 * q] >> (2 * p + j / 16)) & 1;
-  }
-  return int((qh[b] >> j) & 1);
-}
-
 // GGUF's qh words of one row -> the layout above (in place).
 inline void q5_to_planes(uint32_t* qh, size_t nb) {
   if (!kQ5Planes) return;
@@ -187,11 +173,40 @@ inline void q5_to_planes(uint32_t* qh, size_t nb) {
   }
 }
 
-// The unsigned value (0..15, or 0..31 with the fifth bit) of element j of block b of row r.
-inline int q4_value(const Q4Layout& L, size_t r, size_t b, size_t j) {
-  const uint8_t byte = L.qs[r * L.nb * 16 + q4_byte_at(L.nb, b, j % 16)];
-  const int q = j < 16 ? byte & 15 : byte >> 4;
-  return L.qh ? q | q5_fifth_bit(L.qh + r * L.nb, L.nb, b, j) << 4 : q;
+// Block b of row r as GGUF stores it: its 16 bytes of nibbles, and (Q5) its qh word, whichever
+// layout this build keeps.
+inline void q4_block_bytes(const Q4Layout& L, size_t r, size_t b, uint8_t* bytes) {
+  const uint8_t* row = L.qs + r * L.nb * 16;
+  if (!q4_paired(L.nb, b)) return (void)std::memcpy(bytes, row + b * 16, 16);
+  for (size_t g = 0; g < 4; ++g) std::memcpy(bytes + 4 * g, row + q4_byte_at(L.nb, b, 4 * g), 4);
+}
+inline uint32_t q5_block_word(const Q4Layout& L, size_t r, size_t b) {
+  const uint32_t* qh = L.qh + r * L.nb;
+  if (q4_paired(L.nb, b)) {  // bits 8k + 4 (b & 1) .. + 3 of the pair's mask are elements 4k .. 4k + 3
+    uint64_t mask;
+    std::memcpy(&mask, qh + (b & ~size_t(1)), 8);
+    uint32_t word = 0;
+    for (size_t k = 0; k < 8; ++k) word |= uint32_t((mask >> (8 * k + 4 * (b & 1))) & 15) << (4 * k);
+    return word;
+  }
+  if (!kQ5Planes || b >= L.nb / 8 * 8) return qh[b];
+  // kQ5Planes: element j's bit is bit 2 p + j / 16 of the group's plane byte j % 16 + 16 q
+  const size_t g = b / 8 * 8, p = (b - g) / 2, q = (b - g) % 2;
+  const auto* plane = reinterpret_cast<const uint8_t*>(qh + g);
+  uint32_t word = 0;
+  for (size_t j = 0; j < 32; ++j) word |= uint32_t((plane[j % 16 + 16 * q] >> (2 * p + j / 16)) & 1) << j;
+  return word;
+}
+
+// The 32 unsigned values (0..15, or 0..31 with the fifth bit) of block b of row r, in element order.
+inline void q4_block_unsigned(const Q4Layout& L, size_t r, size_t b, uint8_t* w) {
+  uint8_t bytes[16];
+  q4_block_bytes(L, r, b, bytes);
+  const uint32_t fifth = L.qh ? q5_block_word(L, r, b) : 0;
+  for (size_t j = 0; j < 16; ++j) {
+    w[j] = uint8_t((bytes[j] & 15) | ((fifth >> j) & 1) << 4);
+    w[j + 16] = uint8_t((bytes[j] >> 4) | ((fifth >> (j + 16)) & 1) << 4);
+  }
 }
 // The offset a signed format's values are stored with (Q4_0 8, Q5_0 16; 0 for those with a minimum).
 inline int q4_bias(DType t) { return t == DType::Q4_0 ? 8 : t == DType::Q5_0 ? 16 : 0; }
@@ -255,7 +270,7 @@ inline float gguf_row_dot_portable(DType t, const MatrixView& W, size_t r, const
   if (is_q4_family(t)) {
     const Q4Layout L = q4_layout(W);
     for (size_t b = 0; b < L.nb; ++b) {
-      for (size_t j = 0; j < 32; ++j) w[j] = uint8_t(q4_value(L, r, b, j));
+      q4_block_unsigned(L, r, b, w);
       const float sc = f16_to_f32(L.d[r * L.nb + b]) * xd[b];
       lanes_fma(acc, b, w, xq + b * 32, q4_bias(t), sc, sc);
       if (L.m) macc[b % 16] = std::fma(f16_to_f32(L.m[r * L.nb + b]), sx[b], macc[b % 16]);
