@@ -52,4 +52,23 @@ inline const AmxSupport& amx() {
   return a;
 }
 
+// An AMD family 0x19 CPU (Zen 3 / Zen 4; with AVX-512 a Zen 4, whose 512-bit operations run on
+// 256-bit datapaths). Kernels whose best shape differs there ask this (linear.hpp's dense decode
+// rows). Read once per process.
+inline bool amd_family_19h() {
+  static const bool yes = [] {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amd = ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;  // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+    const unsigned family = ((eax >> 8) & 0xf) + (((eax >> 8) & 0xf) == 0xf ? (eax >> 20) & 0xff : 0);
+    return family == 0x19;
+#else
+    return false;
+#endif
+  }();
+  return yes;
+}
+
 }  // namespace fathom::kernels
