@@ -60,15 +60,14 @@ inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
 // words). 4 accumulators of 16 lanes per row, summed in a fixed tree.
 inline void bf16dot_rows(const uint16_t* W, size_t cols, const uint32_t* xb, size_t r0, size_t r1, float* y) {
   const size_t words = cols / 2;  // whole pairs of the row
+  const size_t ahead = dense_prefetch(/*f32=*/false);
   for (size_t r = r0; r < r1; ++r) {
     const uint32_t* w = reinterpret_cast<const uint32_t*>(W + r * cols);  // pairs of row r (unaligned)
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 64 <= words; i += 64) {
-      prefetch_line(uintptr_t(w + i) + kPrefetchAhead);
-      prefetch_line(uintptr_t(w + i) + kPrefetchAhead + 64);
-      prefetch_line(uintptr_t(w + i) + kPrefetchAhead + 128);
-      prefetch_line(uintptr_t(w + i) + kPrefetchAhead + 192);
+      if (ahead)
+        for (size_t k = 0; k < 256; k += 64) prefetch_line(uintptr_t(w + i) + ahead + k);
       a0 = _mm512_dpbf16_ps(a0, as_bh(_mm512_loadu_si512(w + i)), as_bh(_mm512_loadu_si512(xb + i)));
       a1 = _mm512_dpbf16_ps(a1, as_bh(_mm512_loadu_si512(w + i + 16)), as_bh(_mm512_loadu_si512(xb + i + 16)));
       a2 = _mm512_dpbf16_ps(a2, as_bh(_mm512_loadu_si512(w + i + 32)), as_bh(_mm512_loadu_si512(xb + i + 32)));

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "fathom/kernels/cpu_features.hpp"
+
 namespace fathom::kernels::detail {
 
 // Bytes along a row between the line a kernel reads and the line it prefetches (2 KiB per row in
@@ -21,14 +23,17 @@ namespace fathom::kernels::detail {
 constexpr size_t kPrefetchAhead = 2048;
 
 // The distance of the dense (f32 / bf16) rows' prefetches (dense_prefetch() below) when nobody
-// chose one. Measured per element type and ISA class (docs/benchmarks.md, "Dense decode rows and
-// software prefetch"): on the AVX-512 machine (AMD Zen 5) both types gained from kPrefetchAhead;
-// on the AVX2 one (AMD Zen 3) f32 rows streamed faster on the hardware prefetchers alone (13 of
-// 14 shapes x thread counts, up to +61 %), while bf16 rows still gained from it in 9 of 14.
-constexpr size_t default_dense_prefetch(bool f32) {
+// chose one. Measured per element type and CPU (docs/benchmarks.md, "Dense decode rows and
+// software prefetch" and "Zen 4: dense decode rows without software prefetch"): on the AVX-512
+// Zen 5 both types gained from kPrefetchAhead; on a Zen 4 (AMD family 19h with AVX-512) the
+// hardware prefetchers alone streamed the rows faster (one thread: bf16 1.10-1.32x, f32
+// 1.0-1.43x; two threads 1.03-1.21x); on the AVX2 Zen 3 f32 rows streamed faster on the hardware
+// prefetchers alone (13 of 14 shapes x thread counts, up to +61 %), while bf16 rows still gained
+// from it in 9 of 14.
+inline size_t default_dense_prefetch(bool f32) {
 #if defined(__AVX512F__)
   (void)f32;
-  return kPrefetchAhead;
+  return amd_family_19h() ? 0 : kPrefetchAhead;
 #else
   return f32 ? 0 : kPrefetchAhead;
 #endif

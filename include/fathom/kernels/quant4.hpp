@@ -353,9 +353,8 @@ inline __m512i q4_unpack_pair(__m256i raw) {
 // whatever RW (its own accumulator chain), so the bits do not depend on it; RW = 2 or 4 gives the
 // core independent chains for short rows (decode, gguf_rows_gemv).
 template <int RW, int RX, bool OwnPrefetch = true>
-inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
-                         const float* const* xd, const float* const* sx, float* out) {
-  (void)xq;
+inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xp, const float* const* xd,
+                         const float* const* sx, float* out) {
   const size_t nb = L.nb;
   const bool has_min = L.m != nullptr;
   const uint8_t* qs[RW];
@@ -453,9 +452,9 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
     }
 }
 template <int RX>
-inline void q4_row_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xq, const int8_t* const* xp,
-                        const float* const* xd, const float* const* sx, float* out) {
-  q4_rows_vnni<1, RX>(L, bias, r, xq, xp, xd, sx, out);
+inline void q4_row_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xp, const float* const* xd,
+                        const float* const* sx, float* out) {
+  q4_rows_vnni<1, RX>(L, bias, r, xp, xd, sx, out);
 }
 
 // Q4_K: one weight row against RX activation rows, two super-blocks per step. Their 16 group scales
@@ -948,7 +947,7 @@ inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, con
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   switch (W.dtype) {
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
-      return q4_row_vnni<RX>(q4_layout(W), q4_bias(W.dtype), r, xq, xp, xd, sx, out);
+      return q4_row_vnni<RX>(q4_layout(W), q4_bias(W.dtype), r, xp, xd, sx, out);
     case DType::Q4_K: {
       const size_t nsb = W.cols / kSuperBlock;
       return q4k_row_vnni<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
@@ -1028,14 +1027,14 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
       };
       for (; r + 4 <= r1; r += 4) {
         stream_to(r + 4);
-        q4_rows_vnni<4, 1, false>(L, bias, r, xq, xp, xd, sx, y + r);
+        q4_rows_vnni<4, 1, false>(L, bias, r, xp, xd, sx, y + r);
       }
       stream_to(r1);
-      for (; r < r1; ++r) q4_rows_vnni<1, 1, false>(L, bias, r, xq, xp, xd, sx, y + r);
+      for (; r < r1; ++r) q4_rows_vnni<1, 1, false>(L, bias, r, xp, xd, sx, y + r);
       return;
     }
-    for (; r + 2 <= r1; r += 2) q4_rows_vnni<2, 1>(L, bias, r, xq, xp, xd, sx, y + r);
-    if (r < r1) q4_rows_vnni<1, 1>(L, bias, r, xq, xp, xd, sx, y + r);
+    for (; r + 2 <= r1; r += 2) q4_rows_vnni<2, 1>(L, bias, r, xp, xd, sx, y + r);
+    if (r < r1) q4_rows_vnni<1, 1>(L, bias, r, xp, xd, sx, y + r);
     return;
   }
 #endif
