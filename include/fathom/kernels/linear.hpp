@@ -105,14 +105,14 @@ inline void dense_rows(const MatrixView& W, const PreparedInput& in, size_t r0, 
   const size_t cols = W.cols;
   if (W.dtype == DType::F32) {
     const float* w = static_cast<const float*>(W.data);
-    const TilePrefetch pf(dense_prefetch(/*f32=*/true), cols * sizeof(float), R);
+    const TilePrefetch pf = dense_tile_prefetch(/*f32=*/true, cols, R);
     pf.prime(w + r0 * cols);
     size_t r = r0;
     for (; r + R <= r1; r += R) dot_f32_rows<R>(w + r * cols, cols, in.x, cols, y + r, pf);
     for (; r < r1; ++r) y[r] = dot_f32(w + r * cols, in.x, cols);
   } else {
     const uint16_t* w = static_cast<const uint16_t*>(W.data);
-    const TilePrefetch pf(dense_prefetch(/*f32=*/false), cols * sizeof(uint16_t), R);
+    const TilePrefetch pf = dense_tile_prefetch(/*f32=*/false, cols, R);
     pf.prime(w + r0 * cols);
     size_t r = r0;
     for (; r + R <= r1; r += R) dot_bf16_rows<R>(w + r * cols, cols, *in.split, in.x, cols, y + r, pf);

@@ -64,6 +64,14 @@ inline void prefetch_line(uintptr_t addr) {
   __builtin_prefetch(reinterpret_cast<const void*>(addr), /*rw=*/0, /*locality=*/3);
 #endif
 }
+// The same into L2 (and beyond), not L1: for streams whose L1 is busy holding x.
+inline void prefetch_line_l2(uintptr_t addr) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  asm volatile("prefetcht1 (%0)" : : "r"(addr));
+#else
+  __builtin_prefetch(reinterpret_cast<const void*>(addr), /*rw=*/0, /*locality=*/2);
+#endif
+}
 
 // Prefetching for a kernel that reads tiles of R consecutive rows (row pitch `stride` bytes) side
 // by side, front to back, then moves on to the next R rows. Seen from one row of a tile, the
@@ -78,8 +86,8 @@ inline void prefetch_line(uintptr_t addr) {
 class TilePrefetch {
  public:
   TilePrefetch() = default;
-  TilePrefetch(size_t ahead, size_t stride, size_t R)
-      : on_(ahead > 0 && stride > 0), ahead_(ahead), stride_(stride), R_(R),
+  TilePrefetch(size_t ahead, size_t stride, size_t R, bool l2 = false)
+      : on_(ahead > 0 && stride > 0), l2_(l2), ahead_(ahead), stride_(stride), R_(R),
         rem_(on_ ? ahead % stride : 0),
         near_(on_ ? R * (ahead / stride) * stride : 0),
         far_(on_ ? R * (ahead / stride + 1) * stride : 0) {}
@@ -93,7 +101,7 @@ class TilePrefetch {
     if (!on_) return;
     for (size_t b = 0; b < bytes; b += 64) {
       const uintptr_t at = target(first_row, off + b);
-      for (int r = 0; r < R; ++r) prefetch_line(at + size_t(r) * stride_);
+      for (int r = 0; r < R; ++r) l2_ ? prefetch_line_l2(at + size_t(r) * stride_) : prefetch_line(at + size_t(r) * stride_);
     }
   }
 
@@ -107,7 +115,7 @@ class TilePrefetch {
   // What the kernel reads before its own prefetches reach it: the first `ahead` bytes of each
   // stream, from the tile whose first row starts at `first_row`. Called where a thread starts on
   // a range of rows, so that a short matrix does not begin with a stall on every line.
-  void prime(const void* first_row) const { for_primed(first_row, prefetch_line); }
+  void prime(const void* first_row) const { for_primed(first_row, l2_ ? prefetch_line_l2 : prefetch_line); }
   // Calls f(address) for each line prime() prefetches.
   template <class F>
   void for_primed(const void* first_row, F&& f) const {
@@ -123,7 +131,7 @@ class TilePrefetch {
   }
 
  private:
-  bool on_ = false;
+  bool on_ = false, l2_ = false;  // l2_: prefetcht1
   size_t ahead_ = 0, stride_ = 0, R_ = 1;
   size_t rem_ = 0, near_ = 0, far_ = 0;  // ahead % stride; bytes to the same row k, k+1 tiles on
 };
@@ -163,4 +171,23 @@ inline size_t dense_prefetch(bool f32) {
   const size_t v = detail::dense_prefetch_ref().load(std::memory_order_relaxed);
   return v == detail::kDensePrefetchDefault ? detail::default_dense_prefetch(f32) : v;
 }
+
+namespace detail {
+// The prefetch of a dense gemv tile of R rows of `cols` values (linear.hpp): dense_prefetch(f32)
+// into L1, except where nobody chose a distance on a Zen 4 (AMD family 19h with AVX-512) and one
+// bf16 row runs with more than 16 KiB of x: there the row and x no longer both fit its 32 KiB L1,
+// the hardware prefetchers alone streamed 896 x 4864 bf16 rows at 13-20 GB/s, lines asked for
+// 8 KiB ahead into L2 (prefetcht1) at 23-27 (1.34-1.79x; 2048 x 8192: 1.6x), while prefetches
+// into L1 were no better than none (docs/benchmarks.md, "Zen 4: dense decode rows without
+// software prefetch"). f32 rows (twice the bytes per value) were 0.88-0.96x with it, so keep none.
+inline TilePrefetch dense_tile_prefetch(bool f32, size_t cols, size_t R) {
+  const size_t stride = cols * (f32 ? sizeof(float) : sizeof(uint16_t));
+#if defined(__AVX512F__)
+  if (!f32 && R == 1 && cols * sizeof(float) > (size_t(16) << 10) && amd_family_19h() &&
+      dense_prefetch_ref().load(std::memory_order_relaxed) == kDensePrefetchDefault)
+    return TilePrefetch(size_t(8) << 10, stride, 1, /*l2=*/true);
+#endif
+  return TilePrefetch(dense_prefetch(f32), stride, R);
+}
+}  // namespace detail
 }  // namespace fathom::kernels
