@@ -120,6 +120,41 @@ TEST_CASE("gemv matches the reference for every dense dtype, odd sizes, 1 and 2 
       }
 }
 
+TEST_CASE("gemv on wide dense rows: one-row and four-row tiles, L2 prefetch, the same bits") {
+  // 4099 and 6001 columns: one-row tiles at one thread on a Zen 4 (x up to 24 KiB), the bf16 ones
+  // prefetched into L2 there (more than 16 KiB of x); 9001: four-row tiles. Elsewhere other tiles.
+  std::mt19937 rng(11);
+  for (DType dt : kDense)
+    for (size_t cols : {size_t(4099), size_t(6001), size_t(9001)}) {
+      CAPTURE(dtype_name(dt));
+      CAPTURE(cols);
+      const size_t rows = 37;
+      TestMatrix m(dt, rows, cols, rng);
+      const auto x = random_vec(cols, rng);
+      std::vector<float> ref(rows), y1(rows), y2(rows), y0(rows);
+      kernels::reference::gemv(m.view, x.data(), ref.data());
+      { ThreadScope ts(1); kernels::gemv(m.view, x.data(), y1.data()); }
+      { ThreadScope ts(2); kernels::gemv(m.view, x.data(), y2.data()); }
+      check_close(m.view, x.data(), 1, y1.data(), ref.data(), 1e-5);
+      CHECK(std::memcmp(y1.data(), y2.data(), rows * 4) == 0);
+      kernels::set_dense_prefetch(0);  // a chosen distance replaces the L2 choice too
+      CHECK_FALSE(bool(kernels::detail::dense_tile_prefetch(dt == DType::F32, cols, 1)));
+      { ThreadScope ts(1); kernels::gemv(m.view, x.data(), y0.data()); }
+      kernels::reset_dense_prefetch();
+      CHECK(std::memcmp(y0.data(), y1.data(), rows * 4) == 0);
+    }
+#if defined(__AVX512F__)
+  const bool l2 = kernels::amd_family_19h();  // only there: one bf16 row with > 16 KiB of x
+#else
+  const bool l2 = false;
+#endif
+  using kernels::detail::dense_tile_prefetch;
+  CHECK(dense_tile_prefetch(/*f32=*/false, 4099, 1).to_l2() == l2);
+  CHECK_FALSE(dense_tile_prefetch(/*f32=*/false, 4099, 4).to_l2());
+  CHECK_FALSE(dense_tile_prefetch(/*f32=*/false, 1000, 1).to_l2());
+  CHECK_FALSE(dense_tile_prefetch(/*f32=*/true, 4099, 1).to_l2());
+}
+
 TEST_CASE("gemm matches the reference for every dense dtype, odd sizes, 1 and 2 threads") {
   std::mt19937 rng(2);
   const size_t kTokens[] = {2, 5, 13, 29};

@@ -86,10 +86,10 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
 // too), and, once the rows streamed without software prefetch there (prefetch.hpp), 1.12x on
 // 4864-wide bf16 rows (19 KiB of x; f32 1.0x) but 0.6x on 14336-wide ones (56 KiB: x no longer
 // stays in L1 beside the row), so there one thread takes one row up to 24 KiB of x. With 16
-// vector registers (AVX2) four rows' 16 accumulators and x spill to the stack: on an AMD Zen 3, 1 thread, one row streamed
-// 20-35 % faster on 288-wide rows (llama2.c's 15M shape), as fast on 768- to 896-wide ones, and
-// four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c run.c"). Results do not
-// depend on the choice.
+// vector registers (AVX2) four rows' 16 accumulators and x spill to the stack: on an AMD Zen 3,
+// 1 thread, one row streamed 20-35 % faster on 288-wide rows (llama2.c's 15M shape), as fast on
+// 768- to 896-wide ones, and four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c
+// run.c"). Results do not depend on the choice.
 inline int gemv_row_tile(size_t cols, int threads) {
 #if defined(__AVX512F__)
   const size_t kOneRowMax1 = amd_family_19h() ? size_t(24) << 10 : 0;  // else 1 thread: always four rows

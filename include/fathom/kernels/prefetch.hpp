@@ -93,6 +93,7 @@ class TilePrefetch {
         far_(on_ ? R * (ahead / stride + 1) * stride : 0) {}
 
   explicit operator bool() const { return on_; }
+  bool to_l2() const { return on_ && l2_; }  // prefetcht1 rather than prefetcht0
 
   // Lines [off, off + bytes) of the tile's R rows (the first starting at `first_row`), `ahead`
   // bytes further along. The address arithmetic is in integers: it may point past the buffer.
@@ -101,7 +102,10 @@ class TilePrefetch {
     if (!on_) return;
     for (size_t b = 0; b < bytes; b += 64) {
       const uintptr_t at = target(first_row, off + b);
-      for (int r = 0; r < R; ++r) l2_ ? prefetch_line_l2(at + size_t(r) * stride_) : prefetch_line(at + size_t(r) * stride_);
+      for (int r = 0; r < R; ++r) {
+        const uintptr_t line = at + size_t(r) * stride_;
+        l2_ ? prefetch_line_l2(line) : prefetch_line(line);
+      }
     }
   }
 
@@ -131,7 +135,7 @@ class TilePrefetch {
   }
 
  private:
-  bool on_ = false, l2_ = false;  // l2_: prefetcht1
+  bool on_ = false, l2_ = false;
   size_t ahead_ = 0, stride_ = 0, R_ = 1;
   size_t rem_ = 0, near_ = 0, far_ = 0;  // ahead % stride; bytes to the same row k, k+1 tiles on
 };
