@@ -54,7 +54,7 @@ inline const AmxSupport& amx() {
 
 // An AMD family 0x19 CPU (Zen 3 / Zen 4; with AVX-512 a Zen 4, whose 512-bit operations run on
 // 256-bit datapaths). Kernels whose best shape differs there ask this (linear.hpp's dense decode
-// rows). Read once per process.
+// row tiles, prefetch.hpp's dense prefetch choices). Read once per process.
 inline bool amd_family_19h() {
   static const bool yes = [] {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
