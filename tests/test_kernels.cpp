@@ -496,6 +496,37 @@ TEST_CASE("Q8 gemv/gemm match the dequantised reference, and f32 within the quan
         }
 }
 
+TEST_CASE("Q8 decode rows of 1536-5152 values: streamed or prefetched into L2, the reference's values, any threads") {
+  std::mt19937 rng(23);
+  for (size_t cols : {size_t(1536), size_t(2048), size_t(5152)})
+    for (size_t rows : {size_t(1), size_t(67)}) {
+      CAPTURE(cols);
+      CAPTURE(rows);
+      TestMatrix m(DType::F32, rows, cols, rng);
+      const auto q = kernels::quantize_q8(m.view);
+      const MatrixView W = q.view();
+      const auto x = random_vec(cols, rng);
+      const auto xq = kernels::reference::q8_activations(x.data(), cols);
+      std::vector<float> ref(rows), y1(rows), y2(rows);
+      kernels::reference::gemm(W, xq.data(), 1, ref.data());
+      { ThreadScope ts(1); kernels::gemv(W, x.data(), y1.data()); }
+      { ThreadScope ts(2); kernels::gemv(W, x.data(), y2.data()); }
+      check_close(W, xq.data(), 1, y1.data(), ref.data(), 1e-5);
+      CHECK(std::memcmp(y1.data(), y2.data(), rows * 4) == 0);
+    }
+  // the choice: with AVX512-VNNI rows stream 8 KiB ahead, except rows of 2048 values or more on a
+  // Zen 4 (the tile's prefetches into L2); other builds take the tile's prefetches
+  using kernels::detail::Q8DecodePrefetch;
+  using kernels::detail::q8_decode_prefetch;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  CHECK(q8_decode_prefetch(1536) == Q8DecodePrefetch::stream);
+  CHECK(q8_decode_prefetch(2048) == (kernels::amd_family_19h() ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream));
+#else
+  CHECK(q8_decode_prefetch(1536) == Q8DecodePrefetch::tile);
+  CHECK(q8_decode_prefetch(2048) == Q8DecodePrefetch::tile);
+#endif
+}
+
 TEST_CASE("Q8 activation quantisation (vector path) equals the reference rounding exactly") {
   std::mt19937 rng(14);
   for (size_t n : {size_t(1), size_t(31), size_t(32), size_t(100), size_t(4096)}) {

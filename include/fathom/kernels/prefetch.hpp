@@ -73,6 +73,14 @@ inline void prefetch_line_l2(uintptr_t addr) {
 #endif
 }
 
+// Either of the above: into L2 when `l2`, else into every level.
+inline void prefetch_line_to(uintptr_t addr, bool l2) {
+  if (l2)
+    prefetch_line_l2(addr);
+  else
+    prefetch_line(addr);
+}
+
 // Prefetching for a kernel that reads tiles of R consecutive rows (row pitch `stride` bytes) side
 // by side, front to back, then moves on to the next R rows. Seen from one row of a tile, the
 // kernel reads a stream: that row, then the same row of the next tile, and so on. While reading
@@ -103,8 +111,7 @@ class TilePrefetch {
     for (size_t b = 0; b < bytes; b += 64) {
       const uintptr_t at = target(first_row, off + b);
       for (int r = 0; r < R; ++r) {
-        const uintptr_t line = at + size_t(r) * stride_;
-        l2_ ? prefetch_line_l2(line) : prefetch_line(line);
+        prefetch_line_to(at + size_t(r) * stride_, l2_);
       }
     }
   }
@@ -144,22 +151,23 @@ class TilePrefetch {
 // rows (Q8 decode rows one at a time, GGUF rows of 48 blocks or fewer four at a time, on AVX512-VNNI
 // builds): before each step, every line up to `ahead` bytes past the step's end, each line once.
 // The first call also asks for the lines the step itself reads (a small matrix does not begin with
-// a stall on every line). A default-constructed one does nothing.
+// a stall on every line; `l2`: into L2 only). A default-constructed one does nothing.
 class StreamPrefetch {
  public:
   StreamPrefetch() = default;
-  StreamPrefetch(const void* start, size_t ahead)
-      : next_(reinterpret_cast<uintptr_t>(start) & ~uintptr_t(63)), ahead_(ahead), on_(true) {}
+  StreamPrefetch(const void* start, size_t ahead, bool l2 = false)
+      : next_(reinterpret_cast<uintptr_t>(start) & ~uintptr_t(63)), ahead_(ahead), on_(true), l2_(l2) {}
   // The next step reads up to (not including) `end`.
   void to(const void* end) {
     if (!on_) return;
-    for (const uintptr_t t = reinterpret_cast<uintptr_t>(end) + ahead_; next_ < t; next_ += 64) prefetch_line(next_);
+    for (const uintptr_t t = reinterpret_cast<uintptr_t>(end) + ahead_; next_ < t; next_ += 64)
+      prefetch_line_to(next_, l2_);
   }
 
  private:
   uintptr_t next_ = 0;
   size_t ahead_ = 0;
-  bool on_ = false;
+  bool on_ = false, l2_ = false;
 };
 
 }  // namespace fathom::kernels::detail

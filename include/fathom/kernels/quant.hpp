@@ -421,16 +421,26 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // threads, docs/benchmarks.md).
 //
 // The prefetches: with AVX512-VNNI the rows [r0, r1), one contiguous run of values and one of
-// scales, are streamed kQ8StreamAhead (8 KiB) ahead of each row (StreamPrefetch): at one Zen 5
+// scales, are streamed 8 KiB ahead of each row (StreamPrefetch): at one Zen 5
 // thread, from DRAM, 1.19-2.05x the tile's own prefetches 2 KiB ahead (28-40 GB/s where those
 // reached 16-24; SmolLM2's 49,152 x 576 unembedding 2.0x; docs/benchmarks.md, "Q8 decode rows
-// streamed"). The AVX2 and portable builds keep the tile's prefetches (not measured with the
-// stream).
+// streamed"). On a Zen 4 (AMD family 19h with AVX-512) the stream only suits short rows: it asks
+// for a whole row's lines at once before each row, and rows of 2048 values or more (a burst of 32+
+// lines) streamed at 12-21 GB/s at one thread where the tile's prefetches 8 KiB ahead into L2
+// (prefetcht1, 4 lines per 256 bytes read) reached 22-24 (1.13-1.88x; two threads 1.08-1.54x;
+// docs/benchmarks.md, "Zen 4: quantised decode prefetches"); rows of up to 1536 values keep the
+// stream (the tile's were 0.86-0.95x there). The AVX2 and portable builds keep the tile's prefetches 2 KiB ahead (not
+// measured with the stream).
+// How q8_rows_gemv prefetches rows of `cols` values on this build and CPU (above).
+enum class Q8DecodePrefetch { stream, tile_l2, tile };
+inline Q8DecodePrefetch q8_decode_prefetch(size_t cols) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-constexpr size_t kQ8StreamAhead = 8192;
+  return amd_family_19h() && cols >= 2048 ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream;
 #else
-constexpr size_t kQ8StreamAhead = 0;
+  (void)cols;
+  return Q8DecodePrefetch::tile;
 #endif
+}
 inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   if (r0 >= r1) return;
   const size_t nb = L.nb, stride = nb * kQ8Block;
@@ -438,9 +448,15 @@ inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r
   const float* xd[1] = {A.d.data()};
   StreamPrefetch pq, pd;
   TilePrefetch pf, pfd;
-  if constexpr (kQ8StreamAhead > 0) {
-    pq = StreamPrefetch(L.qs + r0 * stride, kQ8StreamAhead);
-    pd = StreamPrefetch(L.d + r0 * nb, kQ8StreamAhead / 16);  // 2 scale bytes per 32 values
+  const Q8DecodePrefetch how = q8_decode_prefetch(stride);
+  if (how == Q8DecodePrefetch::tile_l2) {
+    pf = TilePrefetch(8192, stride, 1, /*l2=*/true);
+    pfd = TilePrefetch(8192 / 16, nb * sizeof(uint16_t), 1, /*l2=*/true);
+    pf.prime(L.qs + r0 * stride);
+    pfd.prime(L.d + r0 * nb);
+  } else if (how == Q8DecodePrefetch::stream) {
+    pq = StreamPrefetch(L.qs + r0 * stride, 8192);
+    pd = StreamPrefetch(L.d + r0 * nb, 8192 / 16);  // 2 scale bytes per 32 values
   } else {
     pf = TilePrefetch(kPrefetchAhead, stride, 1);
     pfd = TilePrefetch(kPrefetchAhead / 16, nb * sizeof(uint16_t), 1);

@@ -117,16 +117,28 @@ constexpr size_t kGgufPrefetchAhead = 8192;
 #else
 constexpr size_t kGgufPrefetchAhead = kPrefetchAhead;
 #endif
+// Where the AVX512-VNNI kernels' prefetches put those lines: into L1 (prefetcht0) as measured on
+// the Zen 5, into L2 only (prefetcht1) on a Zen 4 (AMD family 19h with AVX-512), where one thread
+// streamed Q4_0 / Q4_1 / Q5_0 / Q4_K / Q6_K rows at 7-20 GB/s of its 30 with them into L1 and at
+// 14-22 into L2 (1.03-2.15x; two threads 1.04-1.71x; docs/benchmarks.md, "Zen 4: quantised decode
+// prefetches"). The AVX2 kernels keep L1.
+inline bool gguf_prefetch_l2() {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  return amd_family_19h();
+#else
+  return false;
+#endif
+}
 
 // The scales (and minimums, fifth bits) of the rows kGgufPrefetchAhead bytes of nibbles ahead,
 // asked for while block g of a row is read: they are streams of their own (2 or 4 bytes per 16
 // bytes of nibbles), which the hardware prefetchers did not keep ahead of a matrix-vector product
 // (on a Zen 5 the loads of a Q4_1 row's d and m were a third of SmolLM2's decode gemv time).
-inline void q4_prefetch_scales(const uint16_t* d, const uint16_t* m, const uint32_t* qh, size_t g) {
+inline void q4_prefetch_scales(const uint16_t* d, const uint16_t* m, const uint32_t* qh, size_t g, bool l2 = false) {
   constexpr size_t ahead = kGgufPrefetchAhead / 8;  // bytes of scales per kGgufPrefetchAhead of nibbles
-  prefetch_line(uintptr_t(d + g) + ahead);
-  if (m) prefetch_line(uintptr_t(m + g) + ahead);
-  if (qh) prefetch_line(uintptr_t(qh + g) + 2 * ahead);
+  prefetch_line_to(uintptr_t(d + g) + ahead, l2);
+  if (m) prefetch_line_to(uintptr_t(m + g) + ahead, l2);
+  if (qh) prefetch_line_to(uintptr_t(qh + g) + 2 * ahead, l2);
 }
 
 // Pair lanes (kQ4PairLanes, AVX512-VNNI builds): each pair of blocks b, b + 1 (b even) keeps its 32
@@ -371,6 +383,7 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
   for (int w = 0; w < RW; ++w)
     for (int m = 0; m < RX; ++m) acc[w][m] = macc[w][m] = _mm512_setzero_ps();
   const __m512i sixteen = _mm512_set1_epi8(16);
+  [[maybe_unused]] const bool l2 = gguf_prefetch_l2();
   // The group's scales d * dx. One activation row (decode): stored, each pair's two read by a 64-bit
   // broadcast (a load). More (prompts): kept in registers, each pair's two permuted into place (a
   // shuffle): eight broadcasts per pair and row were 0.88x the permutations at 64 tokens (Q4_1).
@@ -430,8 +443,8 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
           macc[w][m] = _mm512_fmadd_ps(mw, _mm512_maskz_loadu_ps(bm, sx[m] + g), macc[w][m]);
       }
       if constexpr (OwnPrefetch) {  // else the caller streams the rows (gguf_rows_gemv)
-        for (size_t k = 0; k < 4; ++k) prefetch_line(uintptr_t(qs[w] + g * 16 + 64 * k + kGgufPrefetchAhead));
-        q4_prefetch_scales(wd[w], wm[w], qh[w], g);
+        for (size_t k = 0; k < 4; ++k) prefetch_line_to(uintptr_t(qs[w] + g * 16 + 64 * k + kGgufPrefetchAhead), l2);
+        q4_prefetch_scales(wd[w], wm[w], qh[w], g, l2);
       }
     }
     const size_t ge = std::min(g + gb, pairs_end);
@@ -488,10 +501,11 @@ inline void q4k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
   };
   const __m512i lanes_d = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i lanes_dmin = _mm512_add_epi32(lanes_d, _mm512_set1_epi32(1));
+  const bool l2 = gguf_prefetch_l2();
   size_t s = 0;
   for (; s + 2 <= nsb; s += 2) {
     const uint8_t* blk = row + s * kQ4KBytes;
-    for (size_t k = 0; k < 5; ++k) prefetch_line(uintptr_t(blk + 64 * k + kGgufPrefetchAhead));
+    for (size_t k = 0; k < 5; ++k) prefetch_line_to(uintptr_t(blk + 64 * k + kGgufPrefetchAhead), l2);
     const __m128i sm0 = k4_scales_mins_vec(blk), sm1 = k4_scales_mins_vec(blk + kQ4KBytes);
     uint32_t h0, h1;  // f16 d, dmin of each
     std::memcpy(&h0, blk, 4);
@@ -539,9 +553,10 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
   const __m512i shl_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
   const __m512i shr_hi = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
   const __m512i g_idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const bool l2 = gguf_prefetch_l2();
   for (size_t s = 0; s < nsb; ++s) {
     const uint8_t* blk = row + s * kQ6KBytes;
-    for (int k = 0; k < 4; ++k) prefetch_line(uintptr_t(blk + 64 * k + kGgufPrefetchAhead));
+    for (int k = 0; k < 4; ++k) prefetch_line_to(uintptr_t(blk + 64 * k + kGgufPrefetchAhead), l2);
     const float d = h2f_fast(blk + 208);
     // dsc[g] = d * scale_g, exact (11 x 8 significant bits)
     const __m512 dsc = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
@@ -1016,9 +1031,10 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
     const size_t nb = L.nb;
     size_t r = r0;
     if (nb <= kQ4FourRows) {
-      StreamPrefetch pq(L.qs + r0 * nb * 16, kGgufPrefetchAhead), pd(L.d + r0 * nb, kGgufPrefetchAhead / 8),
-          pm = L.m ? StreamPrefetch(L.m + r0 * nb, kGgufPrefetchAhead / 8) : StreamPrefetch(),
-          ph = L.qh ? StreamPrefetch(L.qh + r0 * nb, kGgufPrefetchAhead / 4) : StreamPrefetch();
+      const bool l2 = gguf_prefetch_l2();
+      StreamPrefetch pq(L.qs + r0 * nb * 16, kGgufPrefetchAhead, l2), pd(L.d + r0 * nb, kGgufPrefetchAhead / 8, l2),
+          pm = L.m ? StreamPrefetch(L.m + r0 * nb, kGgufPrefetchAhead / 8, l2) : StreamPrefetch(),
+          ph = L.qh ? StreamPrefetch(L.qh + r0 * nb, kGgufPrefetchAhead / 4, l2) : StreamPrefetch();
       auto stream_to = [&](size_t row) {  // the rows before `row`, and kGgufPrefetchAhead beyond
         pq.to(L.qs + row * nb * 16);
         pd.to(L.d + row * nb);
