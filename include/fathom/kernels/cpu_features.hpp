@@ -54,7 +54,8 @@ inline const AmxSupport& amx() {
 
 // An AMD family 0x19 CPU (Zen 3 / Zen 4; with AVX-512 a Zen 4, whose 512-bit operations run on
 // 256-bit datapaths). Kernels whose best shape differs there ask this (linear.hpp's dense decode
-// row tiles, prefetch.hpp's dense prefetch choices). Read once per process.
+// row tiles; where the dense, Q8 and GGUF decode rows prefetch: prefetch.hpp, quant.hpp,
+// quant4.hpp). Read once per process.
 inline bool amd_family_19h() {
   static const bool yes = [] {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -110,9 +110,7 @@ class TilePrefetch {
     if (!on_) return;
     for (size_t b = 0; b < bytes; b += 64) {
       const uintptr_t at = target(first_row, off + b);
-      for (int r = 0; r < R; ++r) {
-        prefetch_line_to(at + size_t(r) * stride_, l2_);
-      }
+      for (int r = 0; r < R; ++r) prefetch_line_to(at + size_t(r) * stride_, l2_);
     }
   }
 

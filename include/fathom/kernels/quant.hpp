@@ -421,7 +421,7 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // threads, docs/benchmarks.md).
 //
 // The prefetches: with AVX512-VNNI the rows [r0, r1), one contiguous run of values and one of
-// scales, are streamed 8 KiB ahead of each row (StreamPrefetch): at one Zen 5
+// scales, are streamed kQ8PrefetchAhead (8 KiB) ahead of each row (StreamPrefetch): at one Zen 5
 // thread, from DRAM, 1.19-2.05x the tile's own prefetches 2 KiB ahead (28-40 GB/s where those
 // reached 16-24; SmolLM2's 49,152 x 576 unembedding 2.0x; docs/benchmarks.md, "Q8 decode rows
 // streamed"). On a Zen 4 (AMD family 19h with AVX-512) the stream only suits short rows: it asks
@@ -429,8 +429,9 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // lines) streamed at 12-21 GB/s at one thread where the tile's prefetches 8 KiB ahead into L2
 // (prefetcht1, 4 lines per 256 bytes read) reached 22-24 (1.13-1.88x; two threads 1.08-1.54x;
 // docs/benchmarks.md, "Zen 4: quantised decode prefetches"); rows of up to 1536 values keep the
-// stream (the tile's were 0.86-0.95x there). The AVX2 and portable builds keep the tile's prefetches 2 KiB ahead (not
-// measured with the stream).
+// stream (the tile's were 0.86-0.95x there). The AVX2 and portable builds keep the tile's
+// prefetches kPrefetchAhead (2 KiB) ahead (not measured with the stream).
+constexpr size_t kQ8PrefetchAhead = 8192;
 // How q8_rows_gemv prefetches rows of `cols` values on this build and CPU (above).
 enum class Q8DecodePrefetch { stream, tile_l2, tile };
 inline Q8DecodePrefetch q8_decode_prefetch(size_t cols) {
@@ -450,13 +451,13 @@ inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r
   TilePrefetch pf, pfd;
   const Q8DecodePrefetch how = q8_decode_prefetch(stride);
   if (how == Q8DecodePrefetch::tile_l2) {
-    pf = TilePrefetch(8192, stride, 1, /*l2=*/true);
-    pfd = TilePrefetch(8192 / 16, nb * sizeof(uint16_t), 1, /*l2=*/true);
+    pf = TilePrefetch(kQ8PrefetchAhead, stride, 1, /*l2=*/true);
+    pfd = TilePrefetch(kQ8PrefetchAhead / 16, nb * sizeof(uint16_t), 1, /*l2=*/true);
     pf.prime(L.qs + r0 * stride);
     pfd.prime(L.d + r0 * nb);
   } else if (how == Q8DecodePrefetch::stream) {
-    pq = StreamPrefetch(L.qs + r0 * stride, 8192);
-    pd = StreamPrefetch(L.d + r0 * nb, 8192 / 16);  // 2 scale bytes per 32 values
+    pq = StreamPrefetch(L.qs + r0 * stride, kQ8PrefetchAhead);
+    pd = StreamPrefetch(L.d + r0 * nb, kQ8PrefetchAhead / 16);  // 2 scale bytes per 32 values
   } else {
     pf = TilePrefetch(kPrefetchAhead, stride, 1);
     pfd = TilePrefetch(kPrefetchAhead / 16, nb * sizeof(uint16_t), 1);
