@@ -251,12 +251,28 @@ inline float q8_lanes_sum(__m512 a) {
   return _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps(t8, t8, 1));
 }
 
+// -bias * sum x per 4 bytes of activations x: the offset of weights stored as value + bias (Q8: 128,
+// the GGUF 4- and 5-bit formats: 8 or 16, Q6_K: 32), or zero.
+inline __m512i offset_corr(int bias, __m512i x) {
+  if (bias == 0) return _mm512_setzero_si512();
+  return _mm512_sub_epi32(_mm512_setzero_si512(),
+                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(bias)), x));
+}
+// The 64 bytes of a pair of blocks at p, or (`two` false: a row's last block alone) its 32, zero above.
+inline __m512i q8_load_pair(const void* p, bool two) {
+  return two ? _mm512_loadu_si512(p) : _mm512_zextsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+}
+
 // RW weight rows x RX activation rows; each of the RW*RX results has its own accumulator and
 // the same sequence of operations, so a result does not depend on the tile it was computed in.
 // Two blocks (64 bytes) per step: int32 lanes 0-7 belong to the first, 8-15 to the second. Per
 // 16 blocks the two scales are multiplied once (sc = dw * dx); per step and result: one
 // vpdpbusd, one conversion, one permute of sc, one FMA. pf / pfd prefetch the values / scales of
-// the rows ahead (prefetch.hpp; the RW rows of a tile are one row stride apart).
+// the rows ahead (prefetch.hpp; the RW rows of a tile are one row stride apart). A whole group's
+// eight steps are unrolled without masks (a masked loop took ~35 instructions per pair, so one
+// decode row - a single chain of FMAs - filled the reorder window): at one Zen 4 thread, decode rows
+// of 576 and 896 values ran 1.15-1.22x faster from L2/L3, rows of 4864 and 14336 values 1.27-1.34x
+// from DRAM (docs/benchmarks.md, "Zen 4: Q8 rows unrolled").
 template <int RW, int RX>
 inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
                          const int8_t* const* xq, const float* const* xd, size_t nb, float* out,
@@ -264,7 +280,6 @@ inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
   __m512 acc[RX][RW];
   for (int m = 0; m < RX; ++m)
     for (int r = 0; r < RW; ++r) acc[m][r] = _mm512_setzero_ps();
-  const __m512i bias = _mm512_set1_epi8(char(0x80));  // 128 as the unsigned operand
   const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   for (size_t g = 0; g < nb; g += 16) {
     const size_t gb = std::min<size_t>(16, nb - g);  // blocks in this group of 16
@@ -276,24 +291,29 @@ inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
         sc[m][r] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(bm, wd[r] + g)), sx);
     }
     pfd.tile<RW>(wd[0], g * sizeof(uint16_t), 64);
-    for (size_t j = 0; 2 * j < gb; ++j) {
+    // pair j of the group: blocks g + 2j, g + 2j + 1 (`two` false: g + 2j is the row's last block)
+    auto step = [&](size_t j, bool two) {
+      if (j % 4 == 0) pf.tile<RW>(wq[0], (g + 2 * j) * kQ8Block, 4 * 2 * kQ8Block);  // 4 pairs ahead (prefetch.hpp)
       const size_t off = (g + 2 * j) * kQ8Block;
-      if (j % 4 == 0) pf.tile<RW>(wq[0], off, 4 * 2 * kQ8Block);  // 4 pairs ahead (prefetch.hpp)
-      const __mmask64 lm = 2 * j + 1 < gb ? ~__mmask64(0) : __mmask64(0xffffffffu);
       const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
       __m512i x[RX], corr[RX];
-      for (int m = 0; m < RX; ++m) {  // -128 * sum(qx) per lane: removes the weights' offset
-        x[m] = _mm512_maskz_loadu_epi8(lm, xq[m] + off);
-        corr[m] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                   _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, x[m]));
+      for (int m = 0; m < RX; ++m) {
+        x[m] = q8_load_pair(xq[m] + off, two);
+        corr[m] = offset_corr(128, x[m]);
       }
       for (int r = 0; r < RW; ++r) {
-        const __m512i w = _mm512_maskz_loadu_epi8(lm, wq[r] + off);
+        const __m512i w = q8_load_pair(wq[r] + off, two);
         for (int m = 0; m < RX; ++m) {
           const __m512i s = _mm512_dpbusd_epi32(corr[m], w, x[m]);  // exact block dots
           acc[m][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_permutexvar_ps(idx, sc[m][r]), acc[m][r]);
         }
       }
+    };
+    if (gb == 16) {  // a whole group: unrolled, no masks
+#pragma GCC unroll 8
+      for (size_t j = 0; j < 8; ++j) step(j, true);
+    } else {
+      for (size_t j = 0; 2 * j < gb; ++j) step(j, 2 * j + 1 < gb);
     }
   }
   for (int m = 0; m < RX; ++m)

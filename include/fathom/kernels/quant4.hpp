@@ -338,13 +338,6 @@ inline float h2f_fast(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// -bias * sum x per 4 bytes (the offset of the weights' values), or zero.
-inline __m512i offset_corr(int bias, __m512i x) {
-  if (bias == 0) return _mm512_setzero_si512();
-  return _mm512_sub_epi32(_mm512_setzero_si512(),
-                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(bias)), x));
-}
-
 // The nibbles of a pair of blocks (32 bytes in pair lanes, both halves of a 512-bit register) ->
 // 64 values in q4_pair_element's order: the low nibbles below, the high ones above, by one variable
 // shift and a mask (no shuffle); Q8Acts::qp holds the activations in this order.
