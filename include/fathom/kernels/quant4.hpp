@@ -84,8 +84,33 @@ struct Q4Layout {
   const uint16_t* m;   // [rows][nb] (Q4_1, Q5_1), else null
   size_t nb;
 };
-inline bool q4_has_min(DType t) { return t == DType::Q4_1 || t == DType::Q5_1; }
-inline bool q4_has_fifth_bit(DType t) { return t == DType::Q5_0 || t == DType::Q5_1; }
+// The format of a Q4_0 / Q4_1 / Q5_0 / Q5_1 matrix, also as a template argument: the AVX512-VNNI
+// decode kernels are instantiated per format (with_q4_fmt), so that its minimums, fifth bits and
+// offset cost no branch per pair and row (with the format a run-time value GCC kept one per feature
+// in the unrolled steps, and a register copy around each vpdpbusd: ~15 instructions per pair and row
+// where 9 do the work). `runtime`: the kernel reads them from the layout.
+enum class Q4Fmt { runtime, q4_0, q4_1, q5_0, q5_1 };
+constexpr Q4Fmt q4_fmt(DType t) {
+  return t == DType::Q4_0 ? Q4Fmt::q4_0 : t == DType::Q4_1 ? Q4Fmt::q4_1 : t == DType::Q5_0 ? Q4Fmt::q5_0
+       : t == DType::Q5_1 ? Q4Fmt::q5_1 : Q4Fmt::runtime;
+}
+constexpr bool q4_has_min(Q4Fmt f) { return f == Q4Fmt::q4_1 || f == Q4Fmt::q5_1; }
+constexpr bool q4_has_fifth_bit(Q4Fmt f) { return f == Q4Fmt::q5_0 || f == Q4Fmt::q5_1; }
+// The offset a signed format's values are stored with (Q4_0 8, Q5_0 16; 0 for those with a minimum).
+constexpr int q4_bias(Q4Fmt f) { return f == Q4Fmt::q4_0 ? 8 : f == Q4Fmt::q5_0 ? 16 : 0; }
+inline bool q4_has_min(DType t) { return q4_has_min(q4_fmt(t)); }
+inline bool q4_has_fifth_bit(DType t) { return q4_has_fifth_bit(q4_fmt(t)); }
+inline int q4_bias(DType t) { return q4_bias(q4_fmt(t)); }
+// Calls f(std::integral_constant<Q4Fmt, q4_fmt(t)>) for t one of the four formats.
+template <class F>
+inline void with_q4_fmt(DType t, F&& f) {
+  switch (q4_fmt(t)) {
+    case Q4Fmt::q4_0: return f(std::integral_constant<Q4Fmt, Q4Fmt::q4_0>{});
+    case Q4Fmt::q4_1: return f(std::integral_constant<Q4Fmt, Q4Fmt::q4_1>{});
+    case Q4Fmt::q5_0: return f(std::integral_constant<Q4Fmt, Q4Fmt::q5_0>{});
+    default: return f(std::integral_constant<Q4Fmt, Q4Fmt::q5_1>{});
+  }
+}
 inline Q4Layout q4_layout(const MatrixView& W) {
   const size_t nb = W.cols / kQ4Block, n = W.rows * nb;
   const auto* base = static_cast<const uint8_t*>(W.data);
@@ -220,8 +245,6 @@ inline void q4_block_unsigned(const Q4Layout& L, size_t r, size_t b, uint8_t* w)
     w[j + 16] = uint8_t((bytes[j] >> 4) | ((fifth >> (j + 16)) & 1) << 4);
   }
 }
-// The offset a signed format's values are stored with (Q4_0 8, Q5_0 16; 0 for those with a minimum).
-inline int q4_bias(DType t) { return t == DType::Q4_0 ? 8 : t == DType::Q5_0 ? 16 : 0; }
 
 // Q4_K's six-bit scale and minimum j of a super-block (GGUF's get_scale_min_k4).
 inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
@@ -356,19 +379,23 @@ inline __m512i q4_unpack_pair(__m256i raw) {
 // group's 16 (stored once per group). A last unpaired block (GGUF's bytes and word) is widened into
 // the same lanes, its partner's lanes zero. Each row runs the same operations in the same order
 // whatever RW (its own accumulator chain), so the bits do not depend on it; RW = 2 or 4 gives the
-// core independent chains for short rows (decode, gguf_rows_gemv).
-template <int RW, int RX, bool OwnPrefetch = true>
-inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* const* xp, const float* const* xd,
+// core independent chains for short rows (decode, gguf_rows_gemv). Fmt: the format, when known at
+// compile time (Q4Fmt), else read from L and bias_arg.
+template <int RW, int RX, bool OwnPrefetch = true, Q4Fmt Fmt = Q4Fmt::runtime>
+inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t* const* xp, const float* const* xd,
                          const float* const* sx, float* out) {
   const size_t nb = L.nb;
-  const bool has_min = L.m != nullptr;
+  constexpr bool kFixed = Fmt != Q4Fmt::runtime;
+  const bool has_min = kFixed ? q4_has_min(Fmt) : L.m != nullptr;
+  const bool five = kFixed ? q4_has_fifth_bit(Fmt) : L.qh != nullptr;
+  const int bias = kFixed ? q4_bias(Fmt) : bias_arg;
   const uint8_t* qs[RW];
   const uint32_t* qh[RW];
   const uint16_t* wd[RW];
   const uint16_t* wm[RW];
   for (int w = 0; w < RW; ++w) {
     qs[w] = L.qs + (r + w) * nb * 16;
-    qh[w] = L.qh ? L.qh + (r + w) * nb : nullptr;
+    qh[w] = five ? L.qh + (r + w) * nb : nullptr;
     wd[w] = L.d + (r + w) * nb;
     wm[w] = has_min ? L.m + (r + w) * nb : nullptr;
   }
@@ -396,7 +423,7 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias, size_t r, const int8_t* co
       const auto* src = reinterpret_cast<const __m128i*>(qs[w] + b * 16);
       __m512i wv = q4_unpack_pair(two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
                                       : _mm256_cvtepu32_epi64(_mm_loadu_si128(src)));
-      if (qh[w]) {
+      if (five) {
         uint64_t bits;
         if (two) {
           std::memcpy(&bits, qh[w] + b, 8);
@@ -1034,15 +1061,19 @@ inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size
         if (L.m) pm.to(L.m + row * nb);
         if (L.qh) ph.to(L.qh + row * nb);
       };
-      for (; r + 4 <= r1; r += 4) {
-        stream_to(r + 4);
-        q4_rows_vnni<4, 1, false>(L, bias, r, xp, xd, sx, y + r);
-      }
+      with_q4_fmt(W.dtype, [&](auto fmt) {
+        for (; r + 4 <= r1; r += 4) {
+          stream_to(r + 4);
+          q4_rows_vnni<4, 1, false, fmt>(L, bias, r, xp, xd, sx, y + r);
+        }
+      });
       stream_to(r1);
       for (; r < r1; ++r) q4_rows_vnni<1, 1, false>(L, bias, r, xp, xd, sx, y + r);
       return;
     }
-    for (; r + 2 <= r1; r += 2) q4_rows_vnni<2, 1>(L, bias, r, xp, xd, sx, y + r);
+    with_q4_fmt(W.dtype, [&](auto fmt) {
+      for (; r + 2 <= r1; r += 2) q4_rows_vnni<2, 1, true, fmt>(L, bias, r, xp, xd, sx, y + r);
+    });
     if (r < r1) q4_rows_vnni<1, 1>(L, bias, r, xp, xd, sx, y + r);
     return;
   }
