@@ -7,7 +7,7 @@
 //   Q4_0, Q4_1, Q5_0, Q5_1 (re-laid from GGUF at load, like Q8_0: no arithmetic on any value):
 //     uint8  qs[rows][nb * 16]  each block's 16 bytes as in GGUF: byte j holds element j in its low
 //                               nibble and element j + 16 in its high nibble (q in 0..15); with
-//                               AVX512-VNNI each pair of blocks' 32 bytes interleaved ("pair lanes")
+//                               AVX512-VNNI re-laid by fours and pairs ("quad lanes", "pair lanes")
 //     uint32 qh[rows][nb]       Q5 only: bit j is element j's fifth bit (q += 16 * bit); AVX2 and
 //                               AVX512-VNNI builds keep them in their kernels' order (below)
 //     uint16 d [rows][nb]       f16 scales
@@ -174,16 +174,25 @@ inline void q4_prefetch_scales(const uint16_t* d, const uint16_t* m, const uint3
 // then belongs to block b + L % 2: one 64-bit broadcast of the two blocks' scales serves the pair,
 // where GGUF's order needed a permutation of the group's scales per pair and row, and its fifth
 // bits are one mask load (q4_rows_vnni). A last unpaired block keeps GGUF's bytes and word.
+//
+// Quad lanes (the blocks b .. b + 3 of each whole four, b a multiple of 4): the two pairs' unpacked
+// values in one 64-byte run, byte p holding value p of pair b, b + 1 in its low nibble and value p
+// of pair b + 2, b + 3 in its high one; the Q5 masks stay one per pair. The kernel then unpacks two
+// pairs from one load by a mask and a shift by 4 (instead of a 32-byte broadcast and a variable
+// shift per pair): 1.05-1.15x decode at one Zen 4 thread (docs/benchmarks.md, "Zen 4: quad
+// lanes"). A pair after the last whole four keeps pair lanes.
 inline bool q4_paired(size_t nb, size_t b) { return kQ4PairLanes && b < nb / 2 * 2; }
+inline bool q4_in_quad(size_t nb, size_t b) { return kQ4PairLanes && b < nb / 4 * 4; }
 
-// Where GGUF byte j (0..15) of block b sits in its row's nibbles.
-inline size_t q4_byte_at(size_t nb, size_t b, size_t j) {
-  if (q4_paired(nb, b)) return (b & ~size_t(1)) * 16 + 8 * (j / 4) + 4 * (b & 1) + j % 4;
-  return b * 16 + j;
+// Value p (0..63, q4_pair_element's order) of the unpacked pair of blocks b, b + 1 (b even) of a
+// row's nibbles, stored in quad or pair lanes.
+inline uint8_t q4_pair_value(const uint8_t* row, size_t nb, size_t b, size_t p) {
+  if (q4_in_quad(nb, b)) return uint8_t((row[(b & ~size_t(3)) * 16 + p] >> (4 * (b / 2 % 2))) & 15);
+  return uint8_t((row[b * 16 + p % 32] >> (4 * (p / 32))) & 15);
 }
 
-// GGUF's nibbles and qh words of one row -> pair lanes (in place; qh null for Q4_0 / Q4_1).
-inline void q4_to_pair_lanes(uint8_t* qs, uint32_t* qh, size_t nb) {
+// GGUF's nibbles and qh words of one row -> quad and pair lanes (in place; qh null for Q4_0 / Q4_1).
+inline void q4_to_lanes(uint8_t* qs, uint32_t* qh, size_t nb) {
   if (!kQ4PairLanes) return;
   for (size_t b = 0; b + 2 <= nb; b += 2) {
     uint8_t pair[32];
@@ -195,6 +204,14 @@ inline void q4_to_pair_lanes(uint8_t* qs, uint32_t* qh, size_t nb) {
     }
     std::memcpy(qs + b * 16, pair, 32);
     if (qh) std::memcpy(qh + b, &mask, 8);
+  }
+  for (size_t b = 0; b + 4 <= nb; b += 4) {  // two pairs in pair lanes -> one quad
+    uint8_t quad[64];
+    for (size_t p = 0; p < 64; ++p) {
+      const size_t s = p % 32, h = 4 * (p / 32);
+      quad[p] = uint8_t(((qs[b * 16 + s] >> h) & 15) | ((qs[b * 16 + 32 + s] >> h) & 15) << 4);
+    }
+    std::memcpy(qs + b * 16, quad, 64);
   }
 }
 
@@ -215,7 +232,12 @@ inline void q5_to_planes(uint32_t* qh, size_t nb) {
 inline void q4_block_bytes(const Q4Layout& L, size_t r, size_t b, uint8_t* bytes) {
   const uint8_t* row = L.qs + r * L.nb * 16;
   if (!q4_paired(L.nb, b)) return (void)std::memcpy(bytes, row + b * 16, 16);
-  for (size_t g = 0; g < 4; ++g) std::memcpy(bytes + 4 * g, row + q4_byte_at(L.nb, b, 4 * g), 4);
+  // element e of block b is value p = 32 (e / 16) + 8 (e % 16 / 4) + 4 (b % 2) + e % 4 of its pair
+  const size_t pb = b & ~size_t(1);
+  for (size_t j = 0; j < 16; ++j) {
+    const size_t p = 8 * (j / 4) + 4 * (b % 2) + j % 4;
+    bytes[j] = uint8_t(q4_pair_value(row, L.nb, pb, p) | q4_pair_value(row, L.nb, pb, 32 + p) << 4);
+  }
 }
 inline uint32_t q5_block_word(const Q4Layout& L, size_t r, size_t b) {
   const uint32_t* qh = L.qh + r * L.nb;
@@ -370,8 +392,8 @@ inline __m512i q4_unpack_pair(__m256i raw) {
 }
 
 // Weight rows r .. r + RW - 1 against RX activation rows: out[m * RW + w] = row r + w . x_m.
-// Q4_0 / Q4_1 / Q5_0 / Q5_1, two blocks per step, unpacked in pair lanes (above) against xp
-// (Q8Acts::qp): int32 lane L = 2i + k (L < 8) holds block b + k's bytes 4i..4i+3, lane 8 + 2i + k
+// Q4_0 / Q4_1 / Q5_0 / Q5_1, two blocks per step (four from one load in quad lanes), unpacked into
+// pair lanes' order (above) against xp (Q8Acts::qp): int32 lane L = 2i + k (L < 8) holds block b + k's bytes 4i..4i+3, lane 8 + 2i + k
 // its bytes 16 + 4i..; each lane is one of the header's lanes (8k + i, 8k + 4 + i), takes the same
 // products in the same order and is put back in place before q8_lanes_sum: the portable kernel's
 // bits. Per pair and row: the unpacking, a masked add of the 16s (Q5: the pair's mask loaded as it
@@ -411,8 +433,10 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
   alignas(64) float scm[RW][RX][kStored ? 16 : 1];
   __m512 scr[RW][RX];
   const __m512i parity = _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
-  // One pair of blocks b, b + 1 (b - g even) of group g; `two` false: b is the last block, alone.
-  auto pair_step = [&](size_t g, size_t b, bool two) {
+  // The pairs' values wv[w] (unpacked, Q5's 16s not yet added) against blocks b, b + 1 (b - g
+  // even) of group g; `two` false: b is the last block, alone. (Inlined by force: GCC called it
+  // for Q5_0 with the registers passed through memory, at half the speed.)
+  auto pair_products = [&](size_t g, size_t b, bool two, __m512i (&wv)[RW]) __attribute__((always_inline)) {
     __m512i x[RX], corr[RX];
     for (int m = 0; m < RX; ++m) {
       x[m] = two ? _mm512_loadu_si512(xp[m] + b * 32)  // a last block: its 4-byte groups into even lanes
@@ -420,9 +444,6 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
       corr[m] = offset_corr(bias, x[m]);
     }
     for (int w = 0; w < RW; ++w) {
-      const auto* src = reinterpret_cast<const __m128i*>(qs[w] + b * 16);
-      __m512i wv = q4_unpack_pair(two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
-                                      : _mm256_cvtepu32_epi64(_mm_loadu_si128(src)));
       if (five) {
         uint64_t bits;
         if (two) {
@@ -431,10 +452,10 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
           bits = 0;
           for (int k = 0; k < 8; ++k) bits |= uint64_t((qh[w][b] >> (4 * k)) & 15u) << (8 * k);
         }
-        wv = _mm512_mask_add_epi8(wv, _cvtu64_mask64(bits), wv, sixteen);
+        wv[w] = _mm512_mask_add_epi8(wv[w], _cvtu64_mask64(bits), wv[w], sixteen);
       }
       for (int m = 0; m < RX; ++m) {
-        const __m512i sd = _mm512_dpbusd_epi32(corr[m], wv, x[m]);
+        const __m512i sd = _mm512_dpbusd_epi32(corr[m], wv[w], x[m]);
         __m512 s2;  // the scales of blocks b, b + 1 in lanes of parity 0, 1
         if constexpr (kStored) {
           double two_scales;
@@ -447,7 +468,29 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
       }
     }
   };
-  const size_t pairs_end = nb / 2 * 2;
+  // A pair in pair lanes (or the last block alone).
+  auto pair_step = [&](size_t g, size_t b, bool two) __attribute__((always_inline)) {
+    __m512i wv[RW];
+    for (int w = 0; w < RW; ++w) {
+      const auto* src = reinterpret_cast<const __m128i*>(qs[w] + b * 16);
+      wv[w] = q4_unpack_pair(two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
+                                 : _mm256_cvtepu32_epi64(_mm_loadu_si128(src)));
+    }
+    pair_products(g, b, two, wv);
+  };
+  // Blocks b .. b + 3 in quad lanes: one load, its low nibbles the first pair, its high the second.
+  const __m512i low4 = _mm512_set1_epi8(15);
+  auto quad_step = [&](size_t g, size_t b) __attribute__((always_inline)) {
+    __m512i raw[RW], wv[RW];
+    for (int w = 0; w < RW; ++w) {
+      raw[w] = _mm512_loadu_si512(qs[w] + b * 16);
+      wv[w] = _mm512_and_si512(raw[w], low4);
+    }
+    pair_products(g, b, true, wv);
+    for (int w = 0; w < RW; ++w) wv[w] = _mm512_and_si512(_mm512_srli_epi16(raw[w], 4), low4);
+    pair_products(g, b + 2, true, wv);
+  };
+  const size_t pairs_end = nb / 2 * 2, quads_end = nb / 4 * 4;
   for (size_t g = 0; g < nb; g += 16) {
     const size_t gb = std::min<size_t>(16, nb - g);
     const __mmask16 bm = __mmask16(gb == 16 ? 0xffffu : (1u << gb) - 1u);
@@ -467,14 +510,15 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
         q4_prefetch_scales(wd[w], wm[w], qh[w], g, l2);
       }
     }
-    const size_t ge = std::min(g + gb, pairs_end);
-    if (ge == g + 16) {  // a whole group: unrolled
-#pragma GCC unroll 8
-      for (size_t j = 0; j < 8; ++j) pair_step(g, g + 2 * j, true);
+    if (gb == 16) {  // a whole group: four quads, unrolled
+#pragma GCC unroll 4
+      for (size_t j = 0; j < 4; ++j) quad_step(g, g + 4 * j);
     } else {
-      for (size_t b = g; b < ge; b += 2) pair_step(g, b, true);
+      size_t b = g;
+      for (; b < quads_end; b += 4) quad_step(g, b);
+      if (b < pairs_end) pair_step(g, b, true);
+      if (pairs_end < nb) pair_step(g, pairs_end, false);
     }
-    if (g + gb > pairs_end) pair_step(g, pairs_end, false);
   }
   // lane 8c + i of the header <- lane 2i + c (i < 4) or 8 + 2(i - 4) + c
   const __m512i back = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -612,8 +656,8 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
 }
 
 // Rows [r0, r0 + P) of a Q4_0 / Q5_0 matrix as Q8 rows (quant.hpp's layout: value + 128, the same
-// f16 scale) for gemm_gguf_block: a pair of blocks unpacked as the kernel does (pair lanes, the
-// mask of 16s), its 4-byte groups put back in element order by one dword permutation, then - bias
+// f16 scale) for gemm_gguf_block: a pair of blocks unpacked as the kernel does (quad or pair lanes,
+// the mask of 16s), its 4-byte groups put back in element order by one dword permutation, then - bias
 // + 128; a last unpaired block from GGUF's bytes and word. Exact: every weight keeps its value and
 // its block's scale. qs: [P][nb*32], d: [P][nb].
 inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs, uint16_t* d) {
@@ -627,16 +671,22 @@ inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs,
     const uint8_t* src = L.qs + r * nb * 16;
     uint8_t* dst = qs + i * nb * kQ8Block;
     std::memcpy(d + i * nb, L.d + r * nb, nb * sizeof(uint16_t));
-    size_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-      __m512i w = q4_unpack_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 16)));
+    auto put_pair = [&](size_t b, __m512i w) {  // w: pair b, b + 1 unpacked
       if (L.qh) {
         uint64_t bits;
         std::memcpy(&bits, L.qh + r * nb + b, 8);
         w = _mm512_mask_add_epi8(w, _cvtu64_mask64(bits), w, _mm512_set1_epi8(16));
       }
       _mm512_storeu_si512(dst + b * kQ8Block, _mm512_add_epi8(_mm512_permutexvar_epi32(order, w), _mm512_set1_epi8(off)));
+    };
+    size_t b = 0;
+    for (; b + 4 <= nb; b += 4) {  // quad lanes
+      const __m512i raw = _mm512_loadu_si512(src + b * 16);
+      put_pair(b, _mm512_and_si512(raw, _mm512_set1_epi8(15)));
+      put_pair(b + 2, _mm512_and_si512(_mm512_srli_epi16(raw, 4), _mm512_set1_epi8(15)));
     }
+    for (; b + 2 <= nb; b += 2)
+      put_pair(b, q4_unpack_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 16))));
     if (b < nb) {  // GGUF's block: the low nibbles are elements 0-15, the high ones 16-31
       const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + b * 16));
       __m256i w = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1),
@@ -1224,7 +1274,7 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
       std::memcpy(qs + i * 16, blk + qoff, 16);
     }
     if (qh) detail::q5_to_planes(qh + r * nb, nb);
-    detail::q4_to_pair_lanes(qs + r * nb * 16, qh ? qh + r * nb : nullptr, nb);
+    detail::q4_to_lanes(qs + r * nb * 16, qh ? qh + r * nb : nullptr, nb);
   }
   return M;
 }
