@@ -251,6 +251,16 @@ inline float q8_lanes_sum(__m512 a) {
   return _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps(t8, t8, 1));
 }
 
+// v, pinned to a vector register. Depending on what a kernel is inlined into (a benchmark, a
+// user's file), GCC 12 stored the activations each step uses twice (offset_corr and the product) to
+// the stack and read them back as vpdpbusd's memory operand, every step: a 64-byte store forwarded
+// to a load costs a Zen 4 ~3 cycles (two pairs' products: 10.1 against 4.0 cycles in a loop), and the
+// Q8 decode step then ran 1.2-1.46x slower from L2/L3 (docs/benchmarks.md, "Zen 4: quad lanes").
+inline __m512i in_register(__m512i v) {
+  __asm__("" : "+v"(v));
+  return v;
+}
+
 // -bias * sum x per 4 bytes of activations x: the offset of weights stored as value + bias (Q8: 128,
 // the GGUF 4- and 5-bit formats: 8 or 16, Q6_K: 32), or zero.
 inline __m512i offset_corr(int bias, __m512i x) {
@@ -298,7 +308,7 @@ inline void q8_tile_vnni(const uint8_t* const* wq, const uint16_t* const* wd,
       const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(int(2 * j)));
       __m512i x[RX], corr[RX];
       for (int m = 0; m < RX; ++m) {
-        x[m] = q8_load_pair(xq[m] + off, two);
+        x[m] = in_register(q8_load_pair(xq[m] + off, two));
         corr[m] = offset_corr(128, x[m]);
       }
       for (int r = 0; r < RW; ++r) {

@@ -439,8 +439,8 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
   auto pair_products = [&](size_t g, size_t b, bool two, __m512i (&wv)[RW]) __attribute__((always_inline)) {
     __m512i x[RX], corr[RX];
     for (int m = 0; m < RX; ++m) {
-      x[m] = two ? _mm512_loadu_si512(xp[m] + b * 32)  // a last block: its 4-byte groups into even lanes
-                 : _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp[m] + b * 32)));
+      x[m] = in_register(two ? _mm512_loadu_si512(xp[m] + b * 32)  // a last block: its 4-byte groups into even lanes
+                             : _mm512_cvtepu32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp[m] + b * 32))));
       corr[m] = offset_corr(bias, x[m]);
     }
     for (int w = 0; w < RW; ++w) {
@@ -645,7 +645,7 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
         const size_t b = s * 8 + size_t(j0);
         const __m512i idx = _mm512_add_epi32(g_idx, _mm512_set1_epi32(2 * j0));
         for (int m = 0; m < RX; ++m) {
-          const __m512i x = _mm512_loadu_si512(xq[m] + b * 32);
+          const __m512i x = in_register(_mm512_loadu_si512(xq[m] + b * 32));
           const __m512i dot = _mm512_dpbusd_epi32(offset_corr(32, x), w, x);
           acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, S[m]), acc[m]);
         }
