@@ -696,8 +696,34 @@ inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs,
     }
   }
 }
+
+// The 32 unsigned values of block b of row r (in a pair: quad or pair lanes) in element order, by
+// the kernel's unpacking and q4_rows_to_q8's permutation. For the exact prefill's widening
+// (widen_gguf), which read quad lanes nibble by nibble (q4_block_bytes) at 0.89-0.99x the prompt
+// speed of pair lanes.
+inline void q4_block_elements(const Q4Layout& L, size_t r, size_t b, uint8_t* w) {
+  if (!q4_paired(L.nb, b)) return q4_block_unsigned(L, r, b, w);
+  const uint8_t* row = L.qs + r * L.nb * 16;
+  const size_t pb = b & ~size_t(1);
+  __m512i v = q4_in_quad(L.nb, pb)
+                  ? _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512(row + (pb & ~size_t(3)) * 16),
+                                                      _mm_cvtsi32_si128(4 * int(pb / 2 % 2))),
+                                     _mm512_set1_epi8(15))
+                  : q4_unpack_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + pb * 16)));
+  if (L.qh) {
+    uint64_t bits;
+    std::memcpy(&bits, L.qh + r * L.nb + pb, 8);
+    v = _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(16));
+  }
+  // dword t (block t / 8, its bytes 4 (t % 8)..) <- lane 8 (i / 4) + 2 (i % 4) + t / 8, i = t % 8
+  const __m512i order = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
+  v = _mm512_permutexvar_epi32(order, v);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(w),
+                      b % 2 ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
+}
 #else
 constexpr bool kQ4Vnni = false;
+inline void q4_block_elements(const Q4Layout& L, size_t r, size_t b, uint8_t* w) { q4_block_unsigned(L, r, b, w); }
 #endif
 
 #if defined(FATHOM_KERNELS_AVX2_INT8)

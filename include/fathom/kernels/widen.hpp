@@ -30,14 +30,8 @@ inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float
       const float d = f16_to_f32(L.d[r * L.nb + b]);
       const float mn = L.m ? f16_to_f32(L.m[r * L.nb + b]) : 0.f;
       float* o = out + (c - c0) - j0;  // o[j] = element j of block b
-      uint8_t bytes[16];  // GGUF's: byte j holds element j in its low nibble, j + 16 in its high one
-      q4_block_bytes(L, r, b, bytes);
-      int q[kQ4Block];
-      for (size_t j = 0; j < 16; ++j) q[j] = bytes[j] & 15, q[j + 16] = bytes[j] >> 4;
-      if (L.qh) {
-        const uint32_t fifth = q5_block_word(L, r, b);
-        for (size_t j = 0; j < kQ4Block; ++j) q[j] |= int((fifth >> j) & 1) << 4;
-      }
+      uint8_t q[kQ4Block];  // element j's unsigned value (0..15, Q5 0..31)
+      q4_block_elements(L, r, b, q);
       if (L.m) for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j]) + mn;
       else for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j] - bias);
       c += j1 - j0;
