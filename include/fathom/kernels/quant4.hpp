@@ -655,6 +655,19 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
   for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m]);
 }
 
+// Pair pb, pb + 1 of row r, unpacked (v, pair lanes' order) -> its 64 unsigned values in element
+// order (block pb's 32, then pb + 1's), Q5's 16s added: one dword permutation.
+inline __m512i q4_pair_elements(const Q4Layout& L, size_t r, size_t pb, __m512i v) {
+  if (L.qh) {
+    uint64_t bits;
+    std::memcpy(&bits, L.qh + r * L.nb + pb, 8);
+    v = _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(16));
+  }
+  // dword t (block t / 8, its bytes 4 (t % 8)..) <- lane 8 (i / 4) + 2 (i % 4) + t / 8, i = t % 8
+  const __m512i order = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
+  return _mm512_permutexvar_epi32(order, v);
+}
+
 // Rows [r0, r0 + P) of a Q4_0 / Q5_0 matrix as Q8 rows (quant.hpp's layout: value + 128, the same
 // f16 scale) for gemm_gguf_block: a pair of blocks unpacked as the kernel does (quad or pair lanes,
 // the mask of 16s), its 4-byte groups put back in element order by one dword permutation, then - bias
@@ -664,20 +677,13 @@ inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs,
   const Q4Layout L = q4_layout(W);
   const size_t nb = L.nb;
   const char off = char(128 - q4_bias(W.dtype));
-  // dword t of the Q8 pair (block t / 8, its bytes 4 (t % 8)..) <- lane 8 (i / 4) + 2 (i % 4) + t / 8, i = t % 8
-  const __m512i order = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
   for (size_t i = 0; i < P; ++i) {
     const size_t r = r0 + i;
     const uint8_t* src = L.qs + r * nb * 16;
     uint8_t* dst = qs + i * nb * kQ8Block;
     std::memcpy(d + i * nb, L.d + r * nb, nb * sizeof(uint16_t));
     auto put_pair = [&](size_t b, __m512i w) {  // w: pair b, b + 1 unpacked
-      if (L.qh) {
-        uint64_t bits;
-        std::memcpy(&bits, L.qh + r * nb + b, 8);
-        w = _mm512_mask_add_epi8(w, _cvtu64_mask64(bits), w, _mm512_set1_epi8(16));
-      }
-      _mm512_storeu_si512(dst + b * kQ8Block, _mm512_add_epi8(_mm512_permutexvar_epi32(order, w), _mm512_set1_epi8(off)));
+      _mm512_storeu_si512(dst + b * kQ8Block, _mm512_add_epi8(q4_pair_elements(L, r, b, w), _mm512_set1_epi8(off)));
     };
     size_t b = 0;
     for (; b + 4 <= nb; b += 4) {  // quad lanes
@@ -698,7 +704,7 @@ inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs,
 }
 
 // The 32 unsigned values of block b of row r (in a pair: quad or pair lanes) in element order, by
-// the kernel's unpacking and q4_rows_to_q8's permutation. For the exact prefill's widening
+// the kernel's unpacking and q4_pair_elements. For the exact prefill's widening
 // (widen_gguf), which read quad lanes nibble by nibble (q4_block_bytes) at 0.89-0.99x the prompt
 // speed of pair lanes.
 inline void q4_block_elements(const Q4Layout& L, size_t r, size_t b, uint8_t* w) {
@@ -710,14 +716,7 @@ inline void q4_block_elements(const Q4Layout& L, size_t r, size_t b, uint8_t* w)
                                                       _mm_cvtsi32_si128(4 * int(pb / 2 % 2))),
                                      _mm512_set1_epi8(15))
                   : q4_unpack_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + pb * 16)));
-  if (L.qh) {
-    uint64_t bits;
-    std::memcpy(&bits, L.qh + r * L.nb + pb, 8);
-    v = _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(16));
-  }
-  // dword t (block t / 8, its bytes 4 (t % 8)..) <- lane 8 (i / 4) + 2 (i % 4) + t / 8, i = t % 8
-  const __m512i order = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
-  v = _mm512_permutexvar_epi32(order, v);
+  v = q4_pair_elements(L, r, pb, v);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(w),
                       b % 2 ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
 }
