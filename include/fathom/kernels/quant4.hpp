@@ -391,10 +391,16 @@ inline __m512i q4_unpack_pair(__m256i raw) {
   return _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(raw), shifts), _mm512_set1_epi8(15));
 }
 
+// The 64 bytes of a quad (quad lanes) -> the unpacked values of its pair h (0: blocks b, b + 1 in
+// the low nibbles; 1: b + 2, b + 3 in the high ones), in q4_unpack_pair's order.
+inline __m512i q4_unpack_quad(__m512i raw, int h) {
+  return _mm512_and_si512(h ? _mm512_srli_epi16(raw, 4) : raw, _mm512_set1_epi8(15));
+}
+
 // Weight rows r .. r + RW - 1 against RX activation rows: out[m * RW + w] = row r + w . x_m.
 // Q4_0 / Q4_1 / Q5_0 / Q5_1, two blocks per step (four from one load in quad lanes), unpacked into
-// pair lanes' order (above) against xp (Q8Acts::qp): int32 lane L = 2i + k (L < 8) holds block b + k's bytes 4i..4i+3, lane 8 + 2i + k
-// its bytes 16 + 4i..; each lane is one of the header's lanes (8k + i, 8k + 4 + i), takes the same
+// pair lanes' order (above) against xp (Q8Acts::qp): int32 lane L = 2i + k (L < 8) holds block
+// b + k's bytes 4i..4i+3, lane 8 + 2i + k its bytes 16 + 4i..; each lane is one of the header's lanes (8k + i, 8k + 4 + i), takes the same
 // products in the same order and is put back in place before q8_lanes_sum: the portable kernel's
 // bits. Per pair and row: the unpacking, a masked add of the 16s (Q5: the pair's mask loaded as it
 // is stored), one vpdpbusd, a conversion and an FMA with the two blocks' scales broadcast from the
@@ -479,15 +485,14 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
     pair_products(g, b, two, wv);
   };
   // Blocks b .. b + 3 in quad lanes: one load, its low nibbles the first pair, its high the second.
-  const __m512i low4 = _mm512_set1_epi8(15);
   auto quad_step = [&](size_t g, size_t b) __attribute__((always_inline)) {
     __m512i raw[RW], wv[RW];
     for (int w = 0; w < RW; ++w) {
       raw[w] = _mm512_loadu_si512(qs[w] + b * 16);
-      wv[w] = _mm512_and_si512(raw[w], low4);
+      wv[w] = q4_unpack_quad(raw[w], 0);
     }
     pair_products(g, b, true, wv);
-    for (int w = 0; w < RW; ++w) wv[w] = _mm512_and_si512(_mm512_srli_epi16(raw[w], 4), low4);
+    for (int w = 0; w < RW; ++w) wv[w] = q4_unpack_quad(raw[w], 1);
     pair_products(g, b + 2, true, wv);
   };
   const size_t pairs_end = nb / 2 * 2, quads_end = nb / 4 * 4;
@@ -688,8 +693,8 @@ inline void q4_rows_to_q8(const MatrixView& W, size_t r0, size_t P, uint8_t* qs,
     size_t b = 0;
     for (; b + 4 <= nb; b += 4) {  // quad lanes
       const __m512i raw = _mm512_loadu_si512(src + b * 16);
-      put_pair(b, _mm512_and_si512(raw, _mm512_set1_epi8(15)));
-      put_pair(b + 2, _mm512_and_si512(_mm512_srli_epi16(raw, 4), _mm512_set1_epi8(15)));
+      put_pair(b, q4_unpack_quad(raw, 0));
+      put_pair(b + 2, q4_unpack_quad(raw, 1));
     }
     for (; b + 2 <= nb; b += 2)
       put_pair(b, q4_unpack_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 16))));
@@ -712,9 +717,7 @@ inline void q4_block_elements(const Q4Layout& L, size_t r, size_t b, uint8_t* w)
   const uint8_t* row = L.qs + r * L.nb * 16;
   const size_t pb = b & ~size_t(1);
   __m512i v = q4_in_quad(L.nb, pb)
-                  ? _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512(row + (pb & ~size_t(3)) * 16),
-                                                      _mm_cvtsi32_si128(4 * int(pb / 2 % 2))),
-                                     _mm512_set1_epi8(15))
+                  ? q4_unpack_quad(_mm512_loadu_si512(row + (pb & ~size_t(3)) * 16), int(pb / 2 % 2))
                   : q4_unpack_pair(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + pb * 16)));
   v = q4_pair_elements(L, r, pb, v);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(w),
