@@ -251,6 +251,23 @@ inline float q8_lanes_sum(__m512 a) {
   return _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps(t8, t8, 1));
 }
 
+// q8_lanes_sum of four registers at once, the sums in lanes 0-3: every level of the tree adds the
+// same pairs of lanes as q8_lanes_sum (the same bits), four rows per instruction. A short decode
+// row (SmolLM2's 576 values: nine pairs of blocks) spent as much on its own tree as on three pairs.
+inline __m128 q8_lanes_sum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  // halves: 128-bit chunks [a0 lanes 0-3 + 8-11, a0 4-7 + 12-15, a1 .., a1 ..]
+  const __m512 h01 = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 h23 = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(a2, a3, _MM_SHUFFLE(3, 2, 3, 2)));
+  // quarters: chunk r holds row r's four (t6)
+  const __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(h01, h23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_f32x4(h01, h23, _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 p = _mm512_add_ps(q, _mm512_permute_ps(q, _MM_SHUFFLE(1, 0, 3, 2)));  // t6[0]+t6[2], t6[1]+t6[3]
+  const __m512 s = _mm512_add_ps(p, _mm512_permute_ps(p, _MM_SHUFFLE(2, 3, 0, 1)));  // lane 4r: row r's sum
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), s));
+}
+
 // v, pinned to a vector register. Depending on what a kernel is inlined into (a benchmark, a
 // user's file), GCC 12 stored the activations each step uses twice (offset_corr and the product) to
 // the stack and read them back as vpdpbusd's memory operand, every step: a 64-byte store forwarded

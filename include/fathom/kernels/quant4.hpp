@@ -527,6 +527,15 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
   }
   // lane 8c + i of the header <- lane 2i + c (i < 4) or 8 + 2(i - 4) + c
   const __m512i back = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
+  if constexpr (RW == 4) {
+    for (int m = 0; m < RX; ++m) {
+      __m128 s = q8_lanes_sum4(_mm512_permutexvar_ps(back, acc[0][m]), _mm512_permutexvar_ps(back, acc[1][m]),
+                               _mm512_permutexvar_ps(back, acc[2][m]), _mm512_permutexvar_ps(back, acc[3][m]));
+      if (has_min) s = _mm_add_ps(s, q8_lanes_sum4(macc[0][m], macc[1][m], macc[2][m], macc[3][m]));
+      _mm_storeu_ps(out + m * RW, s);
+    }
+    return;
+  }
   for (int w = 0; w < RW; ++w)
     for (int m = 0; m < RX; ++m) {
       const float s = q8_lanes_sum(_mm512_permutexvar_ps(back, acc[w][m]));
