@@ -47,9 +47,10 @@ inline kernels::BlockMatrix random_block_matrix(DType dt, size_t rows, size_t co
 }
 
 // A random weight matrix in f32, bf16 or Q8 (quantised from the f32 values), or random GGUF
-// blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), owning its bytes in
-// a WeightBuffer (huge pages, like the weights fathom converts or quantises at load). Different
-// seeds give different bytes (identical pages could be merged by the host, see bandwidth.hpp).
+// blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), owning its bytes in a WeightBuffer (huge pages,
+// like the weights fathom converts or quantises at load; ColdMatrices makes them in a
+// WeightArena, as loading does). Different seeds give different bytes (identical pages could be
+// merged by the host, see bandwidth.hpp).
 struct BenchMatrix {
   kernels::WeightBuffer dense;  // F32 or BF16 elements
   kernels::QuantizedMatrix q8;
@@ -64,23 +65,26 @@ struct BenchMatrix {
       return;
     }
     fathom::detail::FastNormal rng{seed};  // fast: the cold sets hold 256 MiB of weights
-    kernels::WeightBuffer f32(rows * cols * sizeof(float));
-    float* f = f32.as<float>();
-    for (size_t i = 0; i < rows * cols; ++i) f[i] = 0.05f * rng();
+    if (dt == DType::F32) {
+      dense = kernels::WeightBuffer(rows * cols * sizeof(float));
+      float* f = dense.as<float>();
+      for (size_t i = 0; i < rows * cols; ++i) f[i] = 0.05f * rng();
+      view = {DType::F32, rows, cols, f};
+      bytes = rows * cols * 4;
+      return;
+    }
+    std::vector<float> f(rows * cols);  // [rows, cols] the values before rounding (not in the arena)
+    for (float& v : f) v = 0.05f * rng();
     if (dt == DType::Q8) {
-      q8 = kernels::quantize_q8({DType::F32, rows, cols, f});
+      q8 = kernels::quantize_q8({DType::F32, rows, cols, f.data()});
       view = q8.view();
       bytes = q8.bytes();
-    } else if (dt == DType::BF16) {
+    } else {
       dense = kernels::WeightBuffer(rows * cols * 2);
       uint16_t* h = dense.as<uint16_t>();
       for (size_t i = 0; i < rows * cols; ++i) h[i] = f32_to_bf16(f[i]);
       view = {DType::BF16, rows, cols, h};
       bytes = rows * cols * 2;
-    } else {
-      dense = std::move(f32);
-      view = {DType::F32, rows, cols, dense.data()};
-      bytes = rows * cols * 4;
     }
   }
 };
@@ -93,6 +97,7 @@ struct ColdMatrices {
   size_t i = 0;
   ColdMatrices(DType dt, size_t rows, size_t cols, size_t min_bytes = size_t(256) << 20,
                size_t min_copies = 2) {
+    kernels::WeightArena arena;  // side by side on huge pages, as a loaded model's matrices
     size_t total = 0;
     for (uint32_t seed = 7; total < min_bytes || copies.size() < min_copies; ++seed) {
       copies.push_back(std::make_unique<BenchMatrix>(dt, rows, cols, seed));

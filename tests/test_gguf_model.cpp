@@ -4,12 +4,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fathom/core/shared_path.hpp"
+#include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/quant4.hpp"
+#include "fathom/kernels/weight_buffer.hpp"
 #include "fathom/model/generate.hpp"
 #include "fathom/model/load.hpp"
 #include "thread_scope.hpp"
@@ -179,6 +184,32 @@ TEST_CASE("gguf model: SmolLM2 with native Q4_1 matrices: logits against the deq
   CHECK(rel_native < 0.1);
   CHECK(agree_native >= 0.9);
   (void)rel_q8, (void)agree_q8;
+}
+
+// load_model opens a WeightArena (kernels/weight_buffer.hpp): SmolLM2's 210 layer matrices (80 KiB -
+// 1.1 MiB each, 4 KiB pages apiece before) lie side by side, 64-byte steps, in 2 MiB-aligned chunks.
+TEST_CASE("gguf model: SmolLM2's layer matrices lie side by side in huge-page chunks") {
+  auto model = load_model(shared_file(kSmolLM2));
+  constexpr size_t kHuge = kernels::WeightBuffer::kHugePage, kChunk = kernels::detail::ArenaChunk::kBytes;
+  std::vector<std::pair<uintptr_t, size_t>> spans;  // start, bytes of each matrix below 2 MiB
+  for (const kernels::MatrixView* m : model->matrices()) {
+    REQUIRE(kernels::is_gguf_block(m->dtype) + (m->dtype == DType::Q8) == 1);
+    const size_t bytes = m->dtype == DType::Q8 ? kernels::q8_bytes(m->rows, m->cols)
+                                               : kernels::gguf_block_matrix_bytes(m->dtype, m->rows, m->cols);
+    if (bytes < kHuge) spans.emplace_back(reinterpret_cast<uintptr_t>(m->data), bytes);
+  }
+  REQUIRE(spans.size() == 7 * model->n_layers());
+  std::sort(spans.begin(), spans.end());
+  size_t chunks = 1, total = spans[0].second;
+  CHECK(spans[0].first % kHuge == 0);
+  for (size_t i = 1; i < spans.size(); ++i) {
+    total += spans[i].second;
+    if (spans[i].first == spans[i - 1].first + (spans[i - 1].second + 63) / 64 * 64) continue;
+    ++chunks;
+    CHECK(spans[i].first % kHuge == 0);
+  }
+  MESSAGE(spans.size() << " matrices, " << total << " bytes in " << chunks << " chunks");
+  CHECK(chunks <= total / (kChunk - kHuge) + 1);
 }
 
 TEST_CASE("gguf model: SmolLM2 native with exact prefill (the default): the dequantised f32 model's prompt logits, bit for bit") {

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/reference.hpp"
+#include "fathom/kernels/weight_buffer.hpp"
 #include "thread_scope.hpp"
 
 using namespace fathom;
@@ -353,6 +355,57 @@ TEST_CASE("gemv_fused equals one gemv per matrix bit for bit; mixed dtypes and w
   std::vector<float> in(8), out(8);
   const MatrixView null{DType::F32, 2, 4, nullptr};
   CHECK_THROWS_AS(kernels::gemv_fused({{&f.view, gf.data()}, {&null, out.data()}}, in.data()), UsageError);
+}
+
+// WeightArena: the buffers below 2 MiB made while one is open lie side by side (64-byte steps)
+// from a 2 MiB boundary, zero-filled; larger ones and those made after it closes are their own;
+// the memory outlives the arena and the other buffers of its chunk.
+TEST_CASE("WeightArena carves small weight buffers side by side from huge-page chunks") {
+  using kernels::WeightBuffer;
+  const auto addr = [](const WeightBuffer& b) { return reinterpret_cast<uintptr_t>(b.data()); };
+  const auto zero = [](const WeightBuffer& b) {
+    return std::all_of(b.data(), b.data() + b.size(), [](std::byte v) { return v == std::byte{0}; });
+  };
+  std::vector<WeightBuffer> small;
+  WeightBuffer big, after;
+  {
+    kernels::WeightArena arena;
+    small.emplace_back(100);
+    {
+      kernels::WeightArena inner;  // nested: the outer arena's chunk
+      small.emplace_back(4096);
+    }
+    big = WeightBuffer(WeightBuffer::kHugePage);
+    small.emplace_back(1);
+    for (int i = 0; i < 20; ++i) small.emplace_back(size_t(1900) << 10);  // 17 fit in a 32 MiB chunk
+  }
+  after = WeightBuffer(100);
+  CHECK(addr(small[0]) % WeightBuffer::kHugePage == 0);
+  CHECK(addr(small[1]) == addr(small[0]) + 128);
+  CHECK(addr(small[2]) == addr(small[1]) + 4096);
+  CHECK(addr(small[3]) == addr(small[2]) + 64);
+  CHECK(addr(big) % WeightBuffer::kHugePage == 0);
+  const auto in_chunks = [&](const WeightBuffer& b) {  // where the arena's next buffer would be
+    return std::any_of(small.begin(), small.end(),
+                       [&](const WeightBuffer& s) { return addr(b) == addr(s) + (s.size() + 63) / 64 * 64; });
+  };
+  CHECK(!in_chunks(big));
+  int new_chunks = 0;
+  for (size_t i = 4; i < small.size(); ++i) {
+    CHECK(addr(small[i]) % 64 == 0);
+    if (addr(small[i]) != addr(small[i - 1]) + (small[i - 1].size() + 63) / 64 * 64) {
+      ++new_chunks;
+      CHECK(addr(small[i]) % WeightBuffer::kHugePage == 0);
+    }
+  }
+  CHECK(new_chunks == 1);
+  CHECK(!in_chunks(after));
+  for (const auto& b : small) CHECK(zero(b));
+  CHECK(zero(big));
+  CHECK(zero(after));
+  small.erase(small.begin(), small.begin() + 10);  // the chunk's other buffers gone: the rest stay usable
+  for (auto& b : small) std::memset(b.data(), 0x5a, b.size());
+  CHECK(small.back().as<uint8_t>()[small.back().size() - 1] == 0x5a);
 }
 
 // The gemv kernels read tiles of R rows side by side in 64-byte loads and ask for lines `ahead`

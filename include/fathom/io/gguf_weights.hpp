@@ -143,27 +143,16 @@ inline std::shared_ptr<kernels::QuantizedMatrix> relay_q8_0(const GgufFile& f, c
   return Q;
 }
 
-// Any supported type -> Q8 by kernels::quantize_q8 of the exact f32 rows, 64 rows at a time: the
-// same Q8 as loading the f32 weights and asking for q8.
+// Any supported type -> Q8 by kernels::quantize_q8's arithmetic on the exact f32 rows: the same Q8
+// as loading the f32 weights and asking for q8.
 inline std::shared_ptr<kernels::QuantizedMatrix> quantize_rows(const GgufFile& f, const GgufTensor& t, const Rows& R,
                                                                const RowMap& src) {
-  constexpr size_t kChunk = 64;
-  auto Q = std::make_shared<kernels::QuantizedMatrix>(R.rows, R.cols);
-  const size_t nb = kernels::q8_blocks(R.cols);
-  std::vector<float> buf(kChunk * R.cols);  // [kChunk, cols] dequantised rows
-  for (size_t r0 = 0; r0 < R.rows; r0 += kChunk) {
-    const size_t n = std::min(kChunk, R.rows - r0);
-    dequantize_rows(t, R, src, r0, n, buf.data());
-    kernels::QuantizedMatrix part;
-    try {
-      part = kernels::quantize_q8({DType::F32, n, R.cols, buf.data()});
-    } catch (const FormatError& e) {  // a non-finite weight
-      throw FormatError(f.path(), t.name, "rows from " + std::to_string(r0) + ": " + e.field() + ": " + e.reason());
-    }
-    std::memcpy(Q->values() + r0 * nb * kernels::kQ8Block, part.values(), n * nb * kernels::kQ8Block);
-    std::memcpy(Q->scales() + r0 * nb, part.scales(), n * nb * sizeof(uint16_t));
+  try {
+    return std::make_shared<kernels::QuantizedMatrix>(kernels::quantize_q8_rows(
+        R.rows, R.cols, [&](size_t r, float* out) { dequantize_rows(t, R, src, r, 1, out); }));
+  } catch (const FormatError& e) {  // a non-finite weight
+    throw FormatError(f.path(), t.name, e.field() + ": " + e.reason());
   }
-  return Q;
 }
 
 }  // namespace detail

@@ -5,11 +5,13 @@
 #include <memory>
 
 #include "fathom/io/checkpoint.hpp"
+#include "fathom/kernels/weight_buffer.hpp"
 #include "fathom/model/model.hpp"
 
 namespace fathom {
 
 inline std::unique_ptr<Model> load_model(const std::filesystem::path& path, LoadOptions opts = {}) {
+  kernels::WeightArena arena;  // the weights made below side by side on huge pages (weight_buffer.hpp)
   auto ck = io::load_checkpoint(path, opts.weights);
   auto store = std::make_shared<io::TensorStore>(std::move(ck.weights));
   if (store->origin().empty()) store->set_origin(path.string());

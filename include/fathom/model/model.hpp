@@ -25,6 +25,7 @@
 #include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/weight_buffer.hpp"
 #include "fathom/core/model_config.hpp"
 #include "fathom/model/q8_checkpoint.hpp"
 
@@ -64,6 +65,7 @@ class Model {
   // presence and shape against the config; `weights` must outlive the model unless converted.
   Model(ModelConfig config, std::shared_ptr<const io::TensorStore> weights, LoadOptions opts = {})
       : cfg_(std::move(config)), store_(std::move(weights)) {
+    kernels::WeightArena arena;  // converted weights side by side on huge pages (kernels/weight_buffer.hpp)
     validate_config();
     const auto H = cfg_.hidden_size, hd = cfg_.head_dim, nh = cfg_.num_attention_heads,
                nkv = cfg_.num_key_value_heads, I = cfg_.intermediate_size, V = cfg_.vocab_size;
