@@ -253,7 +253,8 @@ inline float q8_lanes_sum(__m512 a) {
 
 // q8_lanes_sum of four registers at once, the sums in lanes 0-3: every level of the tree adds the
 // same pairs of lanes as q8_lanes_sum (the same bits), four rows per instruction. A short decode
-// row (SmolLM2's 576 values: nine pairs of blocks) spent as much on its own tree as on three pairs.
+// row (SmolLM2's 576 values: nine pairs of blocks) spent on its own tree about what two of its
+// pairs cost.
 inline __m128 q8_lanes_sum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   // halves: 128-bit chunks [a0 lanes 0-3 + 8-11, a0 4-7 + 12-15, a1 .., a1 ..]
   const __m512 h01 = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(1, 0, 1, 0)),

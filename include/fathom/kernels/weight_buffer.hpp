@@ -9,7 +9,8 @@
 // carved one after another from shared 32 MiB chunks on huge pages: a small model's matrices
 // (SmolLM2-135M's are 80 KiB - 1.1 MiB) would otherwise each sit on 4 KiB pages, and a decode
 // step, which passes every matrix once per token, missed the TLB every 4 KiB with the hardware
-// prefetchers stopping at each page (docs/benchmarks.md, "Small matrices on huge pages").
+// prefetchers stopping at each page (docs/benchmarks.md, "Zen 4: a model's small matrices on huge
+// pages").
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
