@@ -225,9 +225,12 @@ inline void q5_to_planes(uint32_t* qh, size_t nb) {
   if (!kQ5Planes) return;
   for (size_t g = 0; g + 8 <= nb; g += 8) {
     uint8_t plane[32] = {};
-    for (size_t i = 0; i < 8; ++i)
-      for (size_t j = 0; j < 32; ++j)
-        if ((qh[g + i] >> j) & 1) plane[j % 16 + 16 * (i % 2)] |= uint8_t(1u << (2 * (i / 2) + j / 16));
+    for (size_t i = 0; i < 8; ++i) {  // block g + i: its bits j and 16 + j -> byte j + 16 (i % 2)
+      const uint32_t bits = qh[g + i];
+      const int at = int(2 * (i / 2));
+      for (size_t j = 0; j < 16; ++j)
+        plane[j + 16 * (i % 2)] |= uint8_t(((bits >> j) & 1u) << at | ((bits >> (16 + j)) & 1u) << (at + 1));
+    }
     std::memcpy(qh + g, plane, 32);
   }
 }
