@@ -399,6 +399,13 @@ inline __m512i q4_unpack_pair(__m256i raw) {
   return _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(raw), shifts), _mm512_set1_epi8(15));
 }
 
+// Pair lanes -> the header's order, as a dword / float permutation: lane 8c + i <- lane 2i + c
+// (i < 4) or 8 + 2 (i - 4) + c. It puts a pair's unpacked 4-byte groups in element order
+// (q4_pair_elements) and a decode step's accumulator lanes where the portable kernel has them.
+inline __m512i q4_pair_lane_order() {
+  return _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
+}
+
 // The 64 bytes of a quad (quad lanes) -> the unpacked values of its pair h (0: blocks b, b + 1 in
 // the low nibbles; 1: b + 2, b + 3 in the high ones), in q4_unpack_pair's order.
 inline __m512i q4_unpack_quad(__m512i raw, int h) {
@@ -408,8 +415,9 @@ inline __m512i q4_unpack_quad(__m512i raw, int h) {
 // Weight rows r .. r + RW - 1 against RX activation rows: out[m * RW + w] = row r + w . x_m.
 // Q4_0 / Q4_1 / Q5_0 / Q5_1, two blocks per step (four from one load in quad lanes), unpacked into
 // pair lanes' order (above) against xp (Q8Acts::qp): int32 lane L = 2i + k (L < 8) holds block
-// b + k's bytes 4i..4i+3, lane 8 + 2i + k its bytes 16 + 4i..; each lane is one of the header's lanes (8k + i, 8k + 4 + i), takes the same
-// products in the same order and is put back in place before q8_lanes_sum: the portable kernel's
+// b + k's bytes 4i..4i+3, lane 8 + 2i + k its bytes 16 + 4i..; each lane is one of the header's
+// lanes (8k + i, 8k + 4 + i), takes the same products in the same order and is put back in place
+// (q4_pair_lane_order) before q8_lanes_sum: the portable kernel's
 // bits. Per pair and row: the unpacking, a masked add of the 16s (Q5: the pair's mask loaded as it
 // is stored), one vpdpbusd, a conversion and an FMA with the two blocks' scales broadcast from the
 // group's 16 (stored once per group). A last unpaired block (GGUF's bytes and word) is widened into
@@ -533,8 +541,7 @@ inline void q4_rows_vnni(const Q4Layout& L, int bias_arg, size_t r, const int8_t
       if (pairs_end < nb) pair_step(g, pairs_end, false);
     }
   }
-  // lane 8c + i of the header <- lane 2i + c (i < 4) or 8 + 2(i - 4) + c
-  const __m512i back = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i back = q4_pair_lane_order();
   if constexpr (RW == 4) {
     for (int m = 0; m < RX; ++m) {
       __m128 s = q8_lanes_sum4(_mm512_permutexvar_ps(back, acc[0][m]), _mm512_permutexvar_ps(back, acc[1][m]),
@@ -685,9 +692,8 @@ inline __m512i q4_pair_elements(const Q4Layout& L, size_t r, size_t pb, __m512i 
     std::memcpy(&bits, L.qh + r * L.nb + pb, 8);
     v = _mm512_mask_add_epi8(v, _cvtu64_mask64(bits), v, _mm512_set1_epi8(16));
   }
-  // dword t (block t / 8, its bytes 4 (t % 8)..) <- lane 8 (i / 4) + 2 (i % 4) + t / 8, i = t % 8
-  const __m512i order = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
-  return _mm512_permutexvar_epi32(order, v);
+  // dword t: block t / 8's bytes 4 (t % 8)..
+  return _mm512_permutexvar_epi32(q4_pair_lane_order(), v);
 }
 
 // Rows [r0, r0 + P) of a Q4_0 / Q5_0 matrix as Q8 rows (quant.hpp's layout: value + 128, the same
