@@ -75,6 +75,36 @@ static void BM_amx_bf16_peak(benchmark::State& state) {
   kbench::report(state, 0.0, 4.0 * kSteps * 2.0 * 16 * 16 * 32);
 }
 BENCHMARK(BM_amx_bf16_peak);
+
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+// Where the tile kernel starts to pay: few rows of X (short prompts, batched decoding) through
+// the tile kernel called directly (it steps 32 rows whatever M is) against vdpbf16ps, on Qwen2.5-
+// 0.5B's FFN shape (bf16dot.hpp: the tile kernel from one row on).
+static void BM_amx_rows(benchmark::State& state, bool amx) {
+  if (amx && !kernels::amx_bf16_active()) return state.SkipWithError("no AMX-BF16 granted on this CPU");
+  const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1)), n = size_t(state.range(2));
+  kbench::BenchMatrix m(DType::BF16, rows, cols);
+  const auto X = kbench::bench_vector(n * cols);
+  std::vector<float> Y(n * rows);
+  const kernels::detail::DenseProduct p{m.view.data, rows, Y.data()};
+  const std::span<const kernels::detail::DenseProduct> products(&p, 1);
+  kernels::set_amx_allowed(false);
+  for (auto _ : state) {
+    if (amx) kernels::detail::gemm_amx_bf16<kernels::detail::AmxTiles>(cols, X.data(), n, products);
+    else kernels::detail::gemm_bf16dot(cols, X.data(), n, products);
+    benchmark::DoNotOptimize(Y.data());
+    benchmark::ClobberMemory();
+  }
+  kernels::set_amx_allowed(true);
+  state.SetLabel(amx ? "AMX tdpbf16ps" : "vdpbf16ps");
+  kbench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols) * double(n));
+}
+BENCHMARK_CAPTURE(BM_amx_rows, amx, true)->ArgsProduct({{4864}, {896}, {1, 4, 8, 12, 16, 24, 32, 64}})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_amx_rows, avx512, false)->ArgsProduct({{4864}, {896}, {1, 4, 8, 12, 16, 24, 32, 64}})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+#endif  // AVX512_BF16
 #endif
 
 // The big shape takes ~0.5 s per call: a few iterations are enough.

@@ -138,7 +138,7 @@ TEST_CASE("AMX tile GEMM on the AMX unit where the CPU has it; the switch and th
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   check_kernel<kd::AmxTiles>("AMX unit");
   check_fused<kd::AmxTiles>();
-  // gemm in the bf16-activation mode dispatches to the unit from kAmxMinRows rows of X on
+  // gemm in the bf16-activation mode dispatches to the unit (from one row of X on)
   const Case c(70, 1001, 40, 9);
   const std::vector<float> direct = c.run<kd::AmxTiles>();
   std::vector<float> via(c.n * c.rows);

@@ -13,8 +13,8 @@
 //   C00 += A0 . B0   C01 += A0 . B1        A0 = rows m0..m0+15 of X, pairs k..k+15
 //   C10 += A1 . B0   C11 += A1 . B1        A1 = rows m0+16..m0+31;  B0, B1 = panel columns 0-15, 16-31
 //
-// The activations are rounded once into rows of pairs padded to a multiple of 16 pairs (zeros) and
-// 32 rows, so A tiles load straight from them; the weights are packed per 32-row panel and K block
+// The activations are rounded once into pairs padded to a multiple of 16 pairs (zeros) and 32 rows
+// and stored tile by tile, so each A tile loads 1 KiB straight from them; the weights are packed per 32-row panel and K block
 // of 256 pairs (32 KiB, L1-resident), as gemm_bf16dot does. Each Y element is summed by one thread
 // in a fixed order (K blocks, then 16-pair steps, then the instruction's own order): the same bits
 // for every thread count on a given CPU, not the same bits as vdpbf16ps's order.
@@ -68,9 +68,7 @@ constexpr size_t kAmxPairs = 16;          // bf16 pairs per A row / B row (64 by
 constexpr size_t kAmxBlockRows = 32;      // rows of Y per step (two A tiles)
 constexpr size_t kAmxNR = 32;             // columns of Y per weight panel (two B tiles)
 constexpr size_t kAmxKC2 = 256;           // pairs per K block: a packed B panel of 32 KiB
-// Fewer rows of activations than this stay on gemm_bf16dot's vdpbf16ps: a tile step multiplies 32
-// rows whatever M is (unmeasured on an AMX machine so far: the development machines have none).
-constexpr size_t kAmxMinRows = 16;
+constexpr size_t kAmxTile = kAmxRows * kAmxPairs;  // pairs per A tile (1 KiB)
 
 // ldtilecfg's 64-byte operand: palette 1, tiles 0-7 of 16 rows x 64 bytes.
 struct alignas(64) TileConfig {
@@ -148,6 +146,11 @@ struct EmulatedTiles {
 
 // Y_j[M, N_j] = bf16(X)[M, K] . W_j[N_j, K]^T for bf16 W_j on the tile unit Tiles (the products
 // share X; the threads split the 32-row panels of all the W_j, as gemm_dense does).
+// Two choices measured on an Intel Xeon (family 6 model 207, one core; docs/benchmarks.md) against
+// loading all four input tiles before the four products and storing X row by row: each tile load
+// sits just before the first tdpbf16ps that reads it (tiles are not renamed, so a load waits for
+// the instructions still reading its tile; 1.3-1.9x), and X's rounded pairs are stored tile by
+// tile (16 rows x 16 pairs, 1 KiB contiguous: one stream for the load, not 16 rows apart).
 template <class Tiles>
 inline void gemm_amx_bf16(size_t K, const float* X, size_t M, std::span<const DenseProduct> products) {
   const DenseWork dw = dense_work(K, M, products, kAmxNR);
@@ -155,19 +158,26 @@ inline void gemm_amx_bf16(size_t K, const float* X, size_t M, std::span<const De
   const size_t K2 = (K + 1) / 2;                                         // pairs per row
   const size_t K2p = (K2 + kAmxPairs - 1) / kAmxPairs * kAmxPairs;       // padded with zero pairs
   const size_t Mp = (M + kAmxBlockRows - 1) / kAmxBlockRows * kAmxBlockRows;  // zero rows past M
-  const size_t lda = K2p * 4;                                            // bytes per row of xr
+  const size_t ktiles = K2p / kAmxPairs;
   const int threads = worker_count(dw.work);
-  thread_local std::vector<uint32_t> xr;  // [Mp][K2p] X rounded to bf16 pairs, shared by the workers
+  thread_local std::vector<uint32_t> xr;  // [Mp/16][K2p/16][16][16] X rounded to bf16 pairs, tile by tile
   xr.resize(Mp * K2p);
   uint32_t* xrp = xr.data();
   parallel_chunks(Mp, threads, [&](size_t b, size_t e) {
+    thread_local std::vector<uint32_t> row_buf;
+    row_buf.resize(K2p);
     for (size_t m = b; m < e; ++m) {
-      uint32_t* row = xrp + m * K2p;
+      uint32_t* row = row_buf.data();
       size_t done = 0;
       if (m < M) round_pairs(X + m * K, K, row), done = K2;
       std::fill(row + done, row + K2p, 0u);
+      for (size_t t = 0; t < ktiles; ++t)
+        std::memcpy(xrp + ((m / kAmxRows) * ktiles + t) * kAmxTile + (m % kAmxRows) * kAmxPairs,
+                    row + t * kAmxPairs, kAmxPairs * 4);
     }
   });
+  // the A tile of rows m..m+15 (m a multiple of 16) and pairs k..k+15: 64-byte rows, contiguous
+  const auto a_tile = [&](size_t m, size_t k) { return xrp + ((m / kAmxRows) * ktiles + k / kAmxPairs) * kAmxTile; };
   parallel_chunks(dw.panels, threads, [&](size_t pb, size_t pe) {
     thread_local std::vector<uint32_t> bpanel;  // [kc2][NR] weight pairs (+ room to align to 64 bytes)
     bpanel.resize(kAmxKC2 * kAmxNR + 16);
@@ -204,14 +214,15 @@ inline void gemm_amx_bf16(size_t K, const float* X, size_t M, std::span<const De
               Tiles::template zero<2>();
               Tiles::template zero<3>();
             }
-            const uint32_t* A = xrp + m0 * K2p + k0;
             for (size_t k = 0; k < kc2; k += kAmxPairs) {
-              Tiles::template load<4>(A + k, lda);
-              Tiles::template load<5>(A + 16 * K2p + k, lda);
-              Tiles::template load<6>(Bp + k * kAmxNR, kAmxNR * 4);
-              Tiles::template load<7>(Bp + k * kAmxNR + 16, kAmxNR * 4);
+              const uint32_t *A0 = a_tile(m0, k0 + k), *A1 = a_tile(m0 + kAmxRows, k0 + k);
+              const uint32_t *B0 = Bp + k * kAmxNR, *B1 = B0 + 16;
+              Tiles::template load<4>(A0, 64);
+              Tiles::template load<6>(B0, kAmxNR * 4);
               Tiles::template dpbf16ps<0, 4, 6>();
+              Tiles::template load<7>(B1, kAmxNR * 4);
               Tiles::template dpbf16ps<1, 4, 7>();
+              Tiles::template load<5>(A1, 64);
               Tiles::template dpbf16ps<2, 5, 6>();
               Tiles::template dpbf16ps<3, 5, 7>();
             }
