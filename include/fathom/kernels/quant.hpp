@@ -472,19 +472,23 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // scales, are streamed kQ8PrefetchAhead (8 KiB) ahead of each row (StreamPrefetch): at one Zen 5
 // thread, from DRAM, 1.19-2.05x the tile's own prefetches 2 KiB ahead (28-40 GB/s where those
 // reached 16-24; SmolLM2's 49,152 x 576 unembedding 2.0x; docs/benchmarks.md, "Q8 decode rows
-// streamed"). On a Zen 4 (AMD family 19h with AVX-512) the stream only suits short rows: it asks
-// for a whole row's lines at once before each row, and rows of 2048 values or more (a burst of 32+
-// lines) streamed at 12-21 GB/s at one thread where the tile's prefetches 8 KiB ahead into L2
-// (prefetcht1, 4 lines per 256 bytes read) reached 22-24 (1.13-1.88x; two threads 1.08-1.54x;
-// docs/benchmarks.md, "Zen 4: quantised decode prefetches"); rows of up to 1536 values keep the
-// stream (the tile's were 0.86-0.95x there). The AVX2 and portable builds keep the tile's
-// prefetches kPrefetchAhead (2 KiB) ahead (not measured with the stream).
+// streamed"). But the stream only suits short rows: it asks for a whole row's lines at once before
+// each row, and rows of 2048 values or more (a burst of 32+ lines) stream faster on the tile's
+// prefetches 8 KiB ahead into L2 (prefetcht1, 4 lines per 256 bytes read): on a Zen 4 (AMD family
+// 19h) 22-24 GB/s at one thread against 12-21 (1.13-1.88x; two threads 1.08-1.54x;
+// docs/benchmarks.md, "Zen 4: quantised decode prefetches"), and on a Zen 5 (family 1Ah) 1.11-1.34x
+// at one thread (Llama-8B's 14336-wide FFN rows 27 -> 35 GB/s) and 1.05-1.76x at two ("Zen 5: Q8
+// decode rows of 2048 values or more"). Rows of up to 1536 values keep the stream (the tile's were
+// 0.86-0.95x on the Zen 4, 0.85-1.08x on the Zen 5). Unmeasured on Intel, where the Q8 rows of
+// 14336 also streamed slowest (64 % of the read bandwidth, against 69-82 % on shorter rows). The
+// AVX2 and portable builds keep the tile's prefetches kPrefetchAhead (2 KiB) ahead (not measured
+// with the stream).
 constexpr size_t kQ8PrefetchAhead = 8192;
 // How q8_rows_gemv prefetches rows of `cols` values on this build and CPU (above).
 enum class Q8DecodePrefetch { stream, tile_l2, tile };
 inline Q8DecodePrefetch q8_decode_prefetch(size_t cols) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  return amd_family_19h() && cols >= 2048 ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream;
+  return cols >= 2048 ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream;
 #else
   (void)cols;
   return Q8DecodePrefetch::tile;
