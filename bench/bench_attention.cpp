@@ -105,5 +105,5 @@ static void BM_attend_model_cache(benchmark::State& state) {
   const double elems = double(L) * double(KvH) * double(T) * double(hd) * 2.0;  // keys and values, once
   kbench::report(state, elems * 4.0, 2.0 * elems * G);
 }
-BENCHMARK(BM_attend_model_cache)->ArgNames({"T", "head_major"})->Args({448, 0})->Args({448, 1})
+BENCHMARK(BM_attend_model_cache)->ArgNames({"T", "head_major"})->Args({448, 0})->Args({448, 1})->Args({4096, 1})
     ->Unit(benchmark::kMillisecond);

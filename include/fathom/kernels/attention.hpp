@@ -37,9 +37,14 @@ inline void prefetch_kv_row(const E* K, const E* V, size_t i, size_t T, size_t s
 // scores[t] -> softmax weights in place over visible positions; returns false when none is
 // visible. Masked positions get weight 0.
 inline bool attention_weights(float* scores, size_t T) {
-  float m = -INFINITY;
-  for (size_t t = 0; t < T; ++t) m = scores[t] > m ? scores[t] : m;
-  if (m == -INFINITY) return false;
+  // Is any score above -inf? Vectors: softmax finds the maximum itself, and a scalar maximum here
+  // (a chain of maxss) took 15 % of a grouped head's time at 2048 positions.
+  constexpr size_t W = simd::W;
+  bool any = false;
+  size_t t = 0;
+  for (; t + W <= T && !any; t += W) any = xsimd::any(simd::loadu(scores + t) > simd::fvec(-INFINITY));
+  for (; t < T && !any; ++t) any = scores[t] > -INFINITY;
+  if (!any) return false;
   softmax(scores, T);  // exp(-inf - m) = 0 for masked positions
   return true;
 }
