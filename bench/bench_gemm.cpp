@@ -103,7 +103,6 @@ BENCHMARK_CAPTURE(BM_amx_rows, amx, true)->ArgsProduct({{4864}, {896}, {1, 4, 8,
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_amx_rows, avx512, false)->ArgsProduct({{4864}, {896}, {1, 4, 8, 12, 16, 24, 32, 64}})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
-
 #endif  // AVX512_BF16
 #endif
 
