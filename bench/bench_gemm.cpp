@@ -51,7 +51,86 @@ static void BM_gemm_bf16acts(benchmark::State& state, bool amx) {
 FATHOM_BF16ACTS_BENCH(amx, true)
 FATHOM_BF16ACTS_BENCH(avx512, false)
 
+// Q8 weights with int8 activations (the int8 prompts, `--prefill int8`): the AMX-INT8 tile kernel
+// where the CPU has it (kernels/amx_q8.hpp), the AVX512-VNNI / AVX2 kernel with AMX switched off.
+static void BM_gemm_q8_int8(benchmark::State& state, bool amx) {
+  if (amx && !kernels::amx_int8_active()) return state.SkipWithError("no AMX-INT8 granted on this CPU");
+  kernels::set_amx_allowed(amx);
+  BM_gemm(state, DType::Q8);
+  kernels::set_amx_allowed(true);
+  state.SetLabel(amx ? "AMX tdpbssd" : kernels::detail::q8_kernel_name());
+}
+#define FATHOM_Q8INT8_BENCH(name, amx)                                                           \
+  BENCHMARK_CAPTURE(BM_gemm_q8_int8, name, amx)->Args({896, 4864, 512})->Args({4864, 896, 512}) \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();                                              \
+  BENCHMARK_CAPTURE(BM_gemm_q8_int8, name, amx)->Args({4096, 14336, 512})->Iterations(3)        \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+FATHOM_Q8INT8_BENCH(amx, true)
+FATHOM_Q8INT8_BENCH(avx512, false)
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The AMX unit's int8 peak on one core: tdpbssd on tiles that stay in the unit, four independent
+// accumulators; full tiles (K = 64 bytes) and the Q8 kernel's (K = 32: one block per instruction).
+static void BM_amx_int8_peak(benchmark::State& state) {
+  if (!kernels::amx_int8_active()) return state.SkipWithError("no AMX-INT8 granted on this CPU");
+  using T = kernels::detail::AmxTiles;
+  const bool block = state.range(0) == 32;
+  alignas(64) static int8_t ones[16 * 64];
+  std::fill(std::begin(ones), std::end(ones), int8_t(1));
+  constexpr int kSteps = 1024;
+  T::configure(block ? kernels::detail::amx_int8_tiles() : kernels::detail::amx_full_tiles());
+  T::load<4>(ones, 64), T::load<5>(ones, 64), T::load<6>(ones, 64), T::load<7>(ones, 64);
+  for (auto _ : state) {
+    T::zero<0>(), T::zero<1>(), T::zero<2>(), T::zero<3>();
+    for (int i = 0; i < kSteps; ++i) {
+      T::dpbssd<0, 4, 6>();
+      T::dpbssd<1, 4, 7>();
+      T::dpbssd<2, 5, 6>();
+      T::dpbssd<3, 5, 7>();
+    }
+  }
+  T::release();
+  state.SetLabel("GFLOP/s = int8 Gop/s");
+  kbench::report(state, 0.0, 4.0 * kSteps * 2.0 * 16 * 16 * double(state.range(0)));
+}
+BENCHMARK(BM_amx_int8_peak)->Arg(64)->Arg(32);
+
+// The Q8 tile kernel's plans (blocks rescaled together: 1, 2 or 4; the same bits) and, against
+// the VNNI kernel, few rows of X (where gemm starts to use the tiles: kAmxQ8MinRows), both
+// called directly.
+static void BM_amx_q8(benchmark::State& state, int plan) {
+  if (plan && !kernels::amx_int8_active()) return state.SkipWithError("no AMX-INT8 granted on this CPU");
+  const size_t rows = size_t(state.range(0)), cols = size_t(state.range(1)), n = size_t(state.range(2));
+  kbench::BenchMatrix m(DType::Q8, rows, cols);
+  const auto X = kbench::bench_vector(n * cols);
+  std::vector<float> Y(n * rows);
+  namespace kd = kernels::detail;
+  for (auto _ : state) {
+    switch (plan) {
+      case 0: kd::gemm_q8(m.view, X.data(), n, Y.data()); break;
+      case 1: kd::gemm_amx_q8<kd::AmxTiles, 1>(m.view, X.data(), n, Y.data()); break;
+      case 2: kd::gemm_amx_q8<kd::AmxTiles, 2>(m.view, X.data(), n, Y.data()); break;
+      default: kd::gemm_amx_q8<kd::AmxTiles, 4>(m.view, X.data(), n, Y.data()); break;
+    }
+    benchmark::DoNotOptimize(Y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(plan ? "AMX, blocks per rescale " + std::to_string(plan) : kernels::detail::q8_kernel_name());
+  kbench::report(state, double(m.bytes), 2.0 * double(rows) * double(cols) * double(n));
+}
+#define FATHOM_AMX_Q8_PLAN(name, plan)                                                                \
+  BENCHMARK_CAPTURE(BM_amx_q8, name, plan)->Args({896, 4864, 512})->Args({4864, 896, 512})          \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();                                                 \
+  BENCHMARK_CAPTURE(BM_amx_q8, name, plan)->Args({4096, 14336, 512})->Iterations(3)                  \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+FATHOM_AMX_Q8_PLAN(plan1, 1)
+FATHOM_AMX_Q8_PLAN(plan2, 2)
+FATHOM_AMX_Q8_PLAN(plan4, 4)
+BENCHMARK_CAPTURE(BM_amx_q8, rows_amx, 2)->ArgsProduct({{4864}, {896}, {8, 12, 16, 24, 32}})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_amx_q8, rows_vnni, 0)->ArgsProduct({{4864}, {896}, {8, 12, 16, 24, 32}})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 // The AMX unit's peak on one core: tdpbf16ps on tiles that stay in the unit (no loads), four
 // independent accumulators as in the tile GEMM; 16 x 16 x 32 multiply-adds each.
 static void BM_amx_bf16_peak(benchmark::State& state) {

@@ -1,10 +1,13 @@
-// AMX tile GEMM (kernels/amx.hpp): the kernel on emulated tiles on every machine (against the
-// bf16-rounded reference, the same bits for 1-3 threads and for fused products, the emulation's
-// tdpbf16ps pinned to the architecture's order of sums), and on the AMX unit itself where the CPU
-// has one and the OS grants it (the same references; gemm's dispatch to it in the bf16-activation
-// mode). Without AMX the mode's other kernels run: test_bf16dot.
+// AMX tile GEMMs (kernels/amx.hpp, amx_q8.hpp): the kernels on emulated tiles on every machine
+// (bf16: against the bf16-rounded reference, the same bits for 1-3 threads and for fused products,
+// the emulation's tdpbf16ps pinned to the architecture's order of sums; Q8 with int8 activations:
+// the kernel's own arithmetic bit for bit, the dequantised reference's value and the VNNI kernel's
+// within f32 rounding, 1-3 threads; tdpbssd pinned), and on the AMX unit itself where the CPU has
+// one and the OS grants it (the same references; gemm's dispatch to it in the bf16-activation mode
+// and for int8 prompts). Without AMX the other kernels run: test_bf16dot, test_kernels.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -91,6 +94,134 @@ template <class Tiles> void check_fused() {
 }
 }  // namespace
 
+namespace {
+// A Q8 weight matrix and f32 activations for the AMX-INT8 kernel (amx_q8.hpp).
+struct Q8Case {
+  size_t rows, cols, n;
+  kk::QuantizedMatrix W;
+  std::vector<float> X;  // [n, cols]
+  Q8Case(size_t r, size_t c, size_t m, unsigned seed) : rows(r), cols(c), n(m), X(m * c) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> w(r * c);
+    for (auto& v : w) v = nd(rng);
+    for (auto& v : X) v = nd(rng);
+    W = kk::quantize_q8(kk::MatrixView{DType::F32, r, c, w.data()});
+  }
+  template <class Tiles, size_t G = kd::kAmxQ8Group> std::vector<float> run() const {
+    std::vector<float> Y(n * rows, -1.f);  // every element must be written
+    kd::gemm_amx_q8<Tiles, G>(W.view(), X.data(), n, Y.data());
+    return Y;
+  }
+  // The kernel's arithmetic, element by element (amx_q8.hpp): exact int32 block dots, then one
+  // chain acc = fma(dot, dw * dx, acc) in block order. Also checked: the value against the
+  // dequantised weights times the quantised activations (double), and the VNNI / portable kernel
+  // (another order of sums) within f32 rounding.
+  void check(const std::vector<float>& Y) const {
+    kd::Q8Acts acts;
+    acts.assign(X.data(), n, cols);
+    const kd::Q8Layout L = kd::q8_layout(W.view());
+    std::vector<float> other(n * rows);
+    {
+      DecodeBitsPrompts vnni;
+      kk::gemm(W.view(), X.data(), n, other.data());
+    }
+    for (size_t t = 0; t < n; ++t)
+      for (size_t r = 0; r < rows; ++r) {
+        float acc = 0.f;
+        double ref = 0, mag = 0;
+        for (size_t b = 0; b < L.nb; ++b) {
+          int32_t dot = 0;
+          for (size_t k = 0; k < 32; ++k) {
+            const int q = int(L.qs[r * L.nb * 32 + b * 32 + k]) - 128, x = acts.qs[(t * L.nb + b) * 32 + k];
+            dot += q * x;
+            const double p = double(q) * f16_to_f32(L.d[r * L.nb + b]) * double(x) * acts.d[t * L.nb + b];
+            ref += p;
+            mag += std::fabs(p);
+          }
+          acc = std::fma(float(dot), f16_to_f32(L.d[r * L.nb + b]) * acts.d[t * L.nb + b], acc);
+        }
+        const float y = Y[t * rows + r];
+        REQUIRE(std::bit_cast<uint32_t>(y) == std::bit_cast<uint32_t>(acc));
+        REQUIRE(std::fabs(y - ref) <= 1e-5 * mag + 1e-30);
+        REQUIRE(std::fabs(y - other[t * rows + r]) <= 1e-5 * mag + 1e-30);
+      }
+  }
+};
+
+template <class Tiles> void check_q8_kernel(const char* what) {
+  // 70 rows: two whole 32-row panels and a partial one; columns: a partial block, one block, a
+  // last block short, and 65 / 130 blocks (two and three chunks of 64); rows of X: one, a partial
+  // 32-row block, a whole one and a partial second, and 544 (two passes of 512 rows)
+  for (size_t rows : {size_t(1), size_t(7), size_t(70)})
+    for (size_t cols : {size_t(5), size_t(32), size_t(1001), size_t(2080), size_t(4160)})
+      for (size_t n : {size_t(1), size_t(17), size_t(32), size_t(40), size_t(544)}) {
+        if (n == 544 && (rows != 70 || cols != 2080)) continue;
+        CAPTURE(what);
+        CAPTURE(rows);
+        CAPTURE(cols);
+        CAPTURE(n);
+        const Q8Case c(rows, cols, n, unsigned(rows * 7919 + cols * 31 + n));
+        std::vector<float> Y1;
+        {
+          ThreadScope one(1);
+          Y1 = c.template run<Tiles>();
+        }
+        c.check(Y1);
+        for (int threads = 2; threads <= 3; ++threads) {
+          ThreadScope ts(threads);
+          const std::vector<float> Y = c.template run<Tiles>();
+          CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
+        }
+      }
+  // blocks rescaled one, two or four at a time (a chunk of 64 blocks and one more: partial
+  // groups): the same order of sums, the same bits
+  for (size_t cols : {size_t(2080), size_t(1001)}) {
+    const Q8Case c(70, cols, 40, 11);
+    const std::vector<float> y1 = c.template run<Tiles, 1>(), y2 = c.template run<Tiles, 2>(),
+                             y4 = c.template run<Tiles, 4>();
+    c.check(y1);
+    CHECK(std::memcmp(y1.data(), y2.data(), y1.size() * 4) == 0);
+    CHECK(std::memcmp(y1.data(), y4.data(), y1.size() * 4) == 0);
+  }
+  // an infinite activation makes its row's products NaN, as in f32 and the other kernels
+  Q8Case c(40, 100, 20, 3);
+  c.X[5 * 100 + 60] = INFINITY;
+  const std::vector<float> Y = c.template run<Tiles>();
+  for (size_t t = 0; t < 20; ++t)
+    for (size_t r = 0; r < 40; ++r) REQUIRE(std::isnan(Y[t * 40 + r]) == (t == 5));
+}
+}  // namespace
+
+TEST_CASE("AMX-INT8 Q8 GEMM on emulated tiles: its arithmetic bit for bit, the reference's value, any thread count") {
+  check_q8_kernel<kd::EmulatedTiles>("emulated tiles");
+}
+
+TEST_CASE("emulated tdpbssd: signed bytes, 4-byte groups along A's rows and B's columns, int32 sums") {
+  using E = kd::EmulatedTiles;
+  alignas(64) int8_t a[16][64] = {}, b[16][64] = {};
+  alignas(64) int32_t c[16][16] = {};
+  // C[0][1] = a[0][0..3] . b[0][4..7] + a[0][4..7] . b[1][4..7]; A's byte 32 and B's row 8 lie
+  // past the int8 configuration's tiles (16 x 32 bytes, 8 x 64 bytes) and are not read
+  const int8_t a0[8] = {1, -2, 3, -128, 5, 6, 7, -8}, b0[4] = {-1, 2, 127, -128}, b1[4] = {1, 1, 1, 1};
+  std::memcpy(a[0], a0, 8);
+  std::memcpy(b[0] + 4, b0, 4);
+  std::memcpy(b[1] + 4, b1, 4);
+  b[8][4] = 100;
+  a[0][32] = 1;
+  c[0][1] = 7;
+  E::configure(kd::amx_int8_tiles());
+  E::load<0>(c, 64);
+  E::load<4>(a, 64);
+  E::load<6>(b, 64);
+  E::dpbssd<0, 4, 6>();
+  E::store<0>(c, 64);
+  E::release();
+  CHECK(c[0][1] == 7 + (-1 - 4 + 381 + 16384) + (5 + 6 + 7 - 8));
+  CHECK(c[0][0] == 0);
+  CHECK(c[1][1] == 0);
+}
+
 TEST_CASE("AMX tile GEMM on emulated tiles: bf16-rounded reference, same bits for any thread count") {
   check_kernel<kd::EmulatedTiles>("emulated tiles");
   check_fused<kd::EmulatedTiles>();
@@ -152,5 +283,39 @@ TEST_CASE("AMX tile GEMM on the AMX unit where the CPU has it; the switch and th
   size_t same = 0;
   for (size_t i = 0; i < direct.size(); ++i) same += direct[i] == emulated[i];
   MESSAGE("AMX unit: " << same << " of " << direct.size() << " outputs equal to the emulation's bits");
+#endif
+}
+
+TEST_CASE("AMX-INT8 Q8 GEMM on the AMX unit where the CPU has it; gemm's int8 prompts dispatch to it") {
+  const kk::AmxSupport& s = kk::amx();
+  CHECK(kk::amx_int8_active() == (s.usable() && s.int8));
+  if (!kk::amx_int8_active()) {
+    MESSAGE("no AMX-INT8 granted here (tile " << s.tile << ", int8 " << s.int8 << ", permitted " << s.permitted
+                                             << "): the hardware path is not run; the emulated one is");
+    return;
+  }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  check_q8_kernel<kd::AmxTiles>("AMX unit");
+  const Q8Case c(70, 1001, 40, 9);
+  const std::vector<float> direct = c.run<kd::AmxTiles>(), emulated = c.run<kd::EmulatedTiles>();
+  CHECK(std::memcmp(direct.data(), emulated.data(), direct.size() * 4) == 0);
+  std::vector<float> via(c.n * c.rows);
+  {
+    PrefillScope int8_prompts(false);
+    kk::gemm(c.W.view(), c.X.data(), c.n, via.data());
+  }
+  CHECK(std::memcmp(direct.data(), via.data(), via.size() * 4) == 0);
+  // fewer rows than kAmxQ8MinRows stay on the VNNI kernel (decode's bits)
+  const Q8Case few(70, 1001, kd::kAmxQ8MinRows - 1, 10);
+  std::vector<float> yf(few.n * few.rows), yv(few.n * few.rows);
+  {
+    PrefillScope int8_prompts(false);
+    kk::gemm(few.W.view(), few.X.data(), few.n, yf.data());
+  }
+  {
+    DecodeBitsPrompts vnni;
+    kk::gemm(few.W.view(), few.X.data(), few.n, yv.data());
+  }
+  CHECK(std::memcmp(yf.data(), yv.data(), yf.size() * 4) == 0);
 #endif
 }

@@ -272,7 +272,7 @@ TEST_CASE("exact prefill (default): Q8 prompts multiply exact values, decode and
   std::vector<float> int8(n * 45), exact(n * 45), prefill(n * 45), batch(n * 45), one(45);
   kernels::gemm_exact(q.view(), X.data(), n, exact.data());
   {
-    PrefillScope int8_prompts(false);
+    DecodeBitsPrompts int8_prompts;
     kernels::gemm(q.view(), X.data(), n, int8.data());
   }
   {
@@ -506,7 +506,7 @@ double q8_error_bound(const MatrixView& W, const float* x, size_t r) {
 }  // namespace
 
 TEST_CASE("Q8 gemv/gemm match the dequantised reference, and f32 within the quantisation bound") {
-  PrefillScope int8_prompts(false);  // gemm's int8 kernel (the default prompt path is gemm_exact)
+  DecodeBitsPrompts int8_prompts;  // gemm's int8 kernel (the default prompt path is gemm_exact)
   std::mt19937 rng(6);
   const size_t kTokens[] = {1, 2, 5, 9};
   for (DType dt : {DType::F32, DType::BF16})
@@ -608,7 +608,7 @@ TEST_CASE("Q8 products of non-finite activations are NaN (no undefined conversio
 
 TEST_CASE("Q8 portable block dot: the fast path's bits, the reference's value") {
   // Bit equality is what lets a run on a CPU without AVX512-VNNI reproduce one with it.
-  PrefillScope int8_prompts(false);
+  DecodeBitsPrompts int8_prompts;
   std::mt19937 rng(7);
   for (size_t cols : {size_t(1), size_t(3), size_t(65), size_t(549), size_t(1000)}) {  // 1..32 blocks
     TestMatrix m(DType::F32, 5, cols, rng);

@@ -129,7 +129,7 @@ TEST_CASE("Q8 unembedding: Gemm readouts with int8 prompts are the per-token rea
     const auto bd = model.logits(h.data(), n);
     CHECK(std::memcmp(bd.data(), e.data(), n * V * sizeof(float)) == 0);
   }
-  PrefillScope int8_prompts(false);
+  DecodeBitsPrompts int8_prompts;
   const auto bm = model.logits(h.data(), n);
   size_t differ = 0;
   for (size_t j = 0; j < n; ++j) {

@@ -22,3 +22,15 @@ struct PrefillScope {
   PrefillScope(const PrefillScope&) = delete;
   PrefillScope& operator=(const PrefillScope&) = delete;
 };
+
+// Int8 prompts with decode's bits: the int8 prompt kernels with the AMX tiles switched off, since
+// on a CPU with AMX-INT8 Q8 prompts sum in another order there (kernels/amx_q8.hpp, checked by
+// tests/test_amx.cpp); elsewhere the same as PrefillScope(false).
+struct DecodeBitsPrompts {
+  PrefillScope int8{false};
+  bool amx_saved = fathom::kernels::detail::amx_allowed_flag().load();
+  DecodeBitsPrompts() { fathom::kernels::set_amx_allowed(false); }
+  ~DecodeBitsPrompts() { fathom::kernels::set_amx_allowed(amx_saved); }
+  DecodeBitsPrompts(const DecodeBitsPrompts&) = delete;
+  DecodeBitsPrompts& operator=(const DecodeBitsPrompts&) = delete;
+};

@@ -23,7 +23,7 @@
 // so no compiler flag is needed; only called where amx() allows), EmulatedTiles carries out the
 // architecture's definition of the same operations in C++. Tests run the kernel on EmulatedTiles on
 // every machine (the layouts, edges, K blocks and thread splits), and on AmxTiles where the CPU has
-// AMX, against the same references.
+// AMX, against the same references. amx_q8.hpp's int8 kernel (tdpbssd) runs on the same two units.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -32,6 +32,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -63,14 +65,15 @@ inline bool amx_bf16_active() {
 
 namespace detail {
 
-constexpr size_t kAmxRows = 16;           // rows of every tile
+constexpr size_t kAmxRows = 16;           // rows of a full tile
 constexpr size_t kAmxPairs = 16;          // bf16 pairs per A row / B row (64 bytes)
 constexpr size_t kAmxBlockRows = 32;      // rows of Y per step (two A tiles)
 constexpr size_t kAmxNR = 32;             // columns of Y per weight panel (two B tiles)
 constexpr size_t kAmxKC2 = 256;           // pairs per K block: a packed B panel of 32 KiB
 constexpr size_t kAmxTile = kAmxRows * kAmxPairs;  // pairs per A tile (1 KiB)
 
-// ldtilecfg's 64-byte operand: palette 1, tiles 0-7 of 16 rows x 64 bytes.
+// ldtilecfg's 64-byte operand: palette 1, tiles 0-7 of rows[t] rows x colsb[t] bytes; by default
+// all of 16 rows x 64 bytes (the bf16 kernel's; amx_q8.hpp configures narrower ones).
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0;
   uint8_t reserved[14] = {};
@@ -78,15 +81,16 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
 };
 static_assert(sizeof(TileConfig) == 64);
+inline const TileConfig& amx_full_tiles() {
+  static const TileConfig cfg;
+  return cfg;
+}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // The instructions themselves. "memory" on loads too: the tile reads memory the compiler must
 // have written by then (GCC's _tile_loadd declares no memory operand).
 struct AmxTiles {
-  static void configure() {
-    static const TileConfig cfg;
-    asm volatile("ldtilecfg %0" ::"m"(cfg));
-  }
+  static void configure(const TileConfig& cfg = amx_full_tiles()) { asm volatile("ldtilecfg %0" ::"m"(cfg)); }
   static void release() { asm volatile("tilerelease" ::: "memory"); }
   template <int T> static void zero() { asm volatile("tilezero %%tmm%c0" ::"n"(T)); }
   template <int T> static void load(const void* p, size_t stride) {
@@ -98,16 +102,23 @@ struct AmxTiles {
   template <int C, int A, int B> static void dpbf16ps() {
     asm volatile("tdpbf16ps %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"n"(C), "n"(A), "n"(B));
   }
+  template <int C, int A, int B> static void dpbssd() {
+    asm volatile("tdpbssd %%tmm%c2, %%tmm%c1, %%tmm%c0" ::"n"(C), "n"(A), "n"(B));
+  }
 };
 #endif
 
-// The same operations in C++, by the architecture's definition of tdpbf16ps: per row m of C, the
-// even and the odd products of the 16 pairs are summed apart in k order (f32 fused multiply-add,
-// round to nearest even), then C[m][n] += even[n] + odd[n]; bf16 inputs below the normal range
-// read as zero and subnormal results are flushed to zero. Each thread has its own tiles.
+// The same operations in C++, by the architecture's definitions. Loads and stores move rows[t]
+// rows of colsb[t] bytes (the configuration's; the rest of a tile reads as zero). tdpbf16ps: per
+// row m of C, the even and the odd products of the 16 pairs are summed apart in k order (f32
+// fused multiply-add, round to nearest even), then C[m][n] += even[n] + odd[n]; bf16 inputs below
+// the normal range read as zero and subnormal results are flushed to zero. tdpbssd: C[m][n] (int32)
+// += the products of A's signed bytes 4k..4k+3 of row m with B's signed bytes 4n..4n+3 of row k,
+// for every 4-byte group k of A's rows (exact; int32 wraps). Each thread has its own tiles.
 struct EmulatedTiles {
   struct State {
     alignas(64) uint8_t t[8][kAmxRows * 64];
+    TileConfig cfg;
   };
   static State& state() {
     thread_local State s;
@@ -115,16 +126,32 @@ struct EmulatedTiles {
   }
   static float daz(uint16_t b) { return (b & 0x7f80u) ? bf16_to_f32(b) : 0.f; }
   static float ftz(float v) { return std::fabs(v) < 0x1p-126f ? std::copysign(0.f, v) : v; }
-  static void configure() { std::memset(state().t, 0, sizeof state().t); }
+  static void configure(const TileConfig& cfg = amx_full_tiles()) {
+    std::memset(state().t, 0, sizeof state().t);
+    state().cfg = cfg;
+  }
   static void release() { std::memset(state().t, 0, sizeof state().t); }
   template <int T> static void zero() { std::memset(state().t[T], 0, kAmxRows * 64); }
   template <int T> static void load(const void* p, size_t stride) {
-    for (size_t r = 0; r < kAmxRows; ++r) std::memcpy(state().t[T] + r * 64, static_cast<const char*>(p) + r * stride, 64);
+    State& s = state();
+    std::memset(s.t[T], 0, kAmxRows * 64);
+    for (size_t r = 0; r < s.cfg.rows[T]; ++r)
+      std::memcpy(s.t[T] + r * 64, static_cast<const char*>(p) + r * stride, s.cfg.colsb[T]);
   }
   template <int T> static void store(void* p, size_t stride) {
-    for (size_t r = 0; r < kAmxRows; ++r) std::memcpy(static_cast<char*>(p) + r * stride, state().t[T] + r * 64, 64);
+    const State& s = state();
+    for (size_t r = 0; r < s.cfg.rows[T]; ++r)
+      std::memcpy(static_cast<char*>(p) + r * stride, s.t[T] + r * 64, s.cfg.colsb[T]);
+  }
+  // The shapes the instructions require of their tiles (the CPU faults otherwise): C's rows are A's,
+  // A's row of 4-byte groups is B's rows, B's row length is C's.
+  template <int C, int A, int B> static void check_shapes(const char* what) {
+    const TileConfig& g = state().cfg;
+    if (g.rows[C] != g.rows[A] || g.colsb[A] / 4 != g.rows[B] || g.colsb[B] != g.colsb[C])
+      throw std::logic_error(std::string(what) + ": tile shapes that do not fit (the instruction would fault)");
   }
   template <int C, int A, int B> static void dpbf16ps() {
+    check_shapes<C, A, B>("tdpbf16ps");
     State& s = state();
     float c[kAmxRows][16];
     uint16_t a[kAmxRows][32], b[kAmxPairs][32];
@@ -140,6 +167,24 @@ struct EmulatedTiles {
         }
       for (size_t n = 0; n < 16; ++n) c[m][n] = ftz(c[m][n] + ftz(even[n] + odd[n]));
     }
+    std::memcpy(s.t[C], c, sizeof c);
+  }
+  template <int C, int A, int B> static void dpbssd() {
+    check_shapes<C, A, B>("tdpbssd");
+    State& s = state();
+    int32_t c[kAmxRows][16];
+    int8_t a[kAmxRows][64], b[kAmxRows][64];
+    std::memcpy(c, s.t[C], sizeof c);
+    std::memcpy(a, s.t[A], sizeof a);
+    std::memcpy(b, s.t[B], sizeof b);
+    const size_t groups = s.cfg.colsb[A] / 4;
+    for (size_t m = 0; m < s.cfg.rows[C]; ++m)
+      for (size_t n = 0; n < size_t(s.cfg.colsb[C] / 4); ++n) {
+        uint32_t sum = uint32_t(c[m][n]);  // int32 arithmetic wraps
+        for (size_t k = 0; k < groups; ++k)
+          for (size_t j = 0; j < 4; ++j) sum += uint32_t(int32_t(a[m][4 * k + j]) * int32_t(b[k][4 * n + j]));
+        c[m][n] = int32_t(sum);
+      }
     std::memcpy(s.t[C], c, sizeof c);
   }
 };

@@ -1,0 +1,244 @@
+#pragma once
+// AMX-INT8 tile GEMM for Q8 weights with int8 activations (issue 14, part 3): the int8 prompt
+// kernel (`set_exact_prefill(false)`, `--prefill int8`) on a CPU with AMX-INT8 whose OS grants the
+// tile state (cpu_features.hpp). The activations are quantised to the Q8 blocks as for the
+// AVX512-VNNI kernel (quant.hpp's Q8Acts: 32 int8 values and an f32 scale per block); what
+// differs is where the block dot products are made and the order their scaled sums take.
+//
+// Per block b of 32 values, tdpbssd computes the exact int32 dot of a weight row's signed values
+// with an activation row's, for 16 x 16 (row, column) pairs per instruction; AVX-512 then applies
+// the two scales, one chain per output in block order:
+//
+//   acc = +0;  for b in 0 .. nb-1:  acc = fma(float(dot_b), dw[n, b] * dx[m, b], acc);  Y[m, n] = acc
+//
+// (the int32 dot, at most 32 x 127 x 127, converts to f32 exactly). The VNNI and portable kernels
+// instead sum 16 lanes of 4-byte partial dots (quant.hpp), so on an AMX CPU an int8 prompt's rows
+// differ from decode's (still VNNI) by f32 rounding in the order of the sums (tests/test_amx.cpp:
+// within 1e-5 of sum |w x|); FATHOM_AMX=off (set_amx_allowed(false)) restores the VNNI kernel and the
+// bit equality with decode. Each Y element is summed by one thread in that fixed order: the same
+// bits for every thread count on every CPU with AMX-INT8.
+//
+// Tiles (the configuration amx_int8_tiles()): C 0-3 of 16 x 16 int32, a 32 x 32 block of dots; A
+// 4-5 of 16 activation rows x one block (32 bytes, read straight from the quantised rows); B 6-7
+// of one block of 16 weight rows, as tdpbssd wants it: 8 rows of 4-byte groups, group k of the 16
+// weight rows side by side (64 bytes), packed per 32-row panel and chunk of kAmxQ8Chunk blocks
+// with the stored q + 128 turned back into signed q. One block is 4 tdpbssd (32 x 32 x 32
+// multiply-adds); the dots go through memory (tilestored) to the AVX-512 rescale into Y.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "fathom/core/dtype.hpp"
+#include "fathom/kernels/amx.hpp"
+#include "fathom/kernels/matrix.hpp"
+#include "fathom/kernels/parallel.hpp"
+#include "fathom/kernels/quant.hpp"
+#include "fathom/kernels/simd.hpp"
+
+namespace fathom::kernels {
+
+// Whether int8 prompts with Q8 weights run on the tiles (the CPU, the OS and set_amx_allowed).
+inline bool amx_int8_active() {
+  return detail::amx_allowed_flag().load(std::memory_order_relaxed) && amx().usable() && amx().int8;
+}
+
+namespace detail {
+
+constexpr size_t kAmxQ8Chunk = 64;   // blocks per packed weight panel: 32 rows x 2048 values (64 KiB)
+constexpr size_t kAmxQ8MC = 512;     // activation rows per pass over a chunk (1 MiB: L2-resident)
+constexpr size_t kAmxQ8Rows = 32;    // rows of Y per step (two A tiles)
+constexpr size_t kAmxQ8Cols = 32;    // columns of Y per panel (two B tiles)
+constexpr size_t kAmxQ8BTile = 8 * 16;  // 4-byte words per B tile (8 groups x 16 weight rows)
+// Blocks rescaled together (gemm_amx_q8). One Intel Xeon core (family 6 model 207), Gop/s on
+// 896 x 4864 / 4864 x 896 / 4096 x 14336 x 512 rows: 1 block 228 / 233 / 139, 2 blocks 291 / 280 /
+// 228, 4 blocks 279 / 340 / 294 (docs/benchmarks.md, "AMX-INT8").
+constexpr size_t kAmxQ8Group = 4;
+// Prompts of fewer rows stay on the VNNI kernel: the tiles always compute 32 rows. On that Xeon
+// (one core, 4864 x 896) the tiles took 1179 / 1118 / 1165 / 1424 us for 8 / 12 / 16 / 32 rows,
+// VNNI 998 / 1427 / 1250 / 2411.
+constexpr size_t kAmxQ8MinRows = 12;
+
+inline const TileConfig& amx_int8_tiles() {
+  static const TileConfig cfg = [] {
+    TileConfig c;
+    c.colsb[4] = c.colsb[5] = 32;  // A: 16 rows x one block
+    c.rows[6] = c.rows[7] = 8;     // B: 8 groups of 4 bytes x 16 weight rows
+    return c;
+  }();
+  return cfg;
+}
+
+// Packs blocks [c0, c0 + cb) of weight rows [n0, n0 + nr) (nr <= 32; missing rows as zero):
+// Bp[blk][h][g][c] = the 4 signed bytes of group g of block c0 + blk of row n0 + 16h + c, and
+// dw[blk][j] = the f16 scale of row n0 + j as f32 (0 past nr).
+inline void pack_q8_panel(const Q8Layout& L, size_t n0, size_t nr, size_t c0, size_t cb, uint32_t* Bp, float* dw) {
+  const size_t stride = L.nb * kQ8Block;
+  if (nr < kAmxQ8Cols) {
+    std::memset(Bp, 0, cb * 2 * kAmxQ8BTile * 4);
+    std::fill(dw, dw + cb * kAmxQ8Cols, 0.f);
+  }
+  for (size_t j = 0; j < nr; ++j) {
+    const uint8_t* row = L.qs + (n0 + j) * stride + c0 * kQ8Block;
+    const uint16_t* d = L.d + (n0 + j) * L.nb + c0;
+    uint32_t* dst = Bp + (j / 16) * kAmxQ8BTile + j % 16;
+    for (size_t blk = 0; blk < cb; ++blk) {
+      for (size_t g = 0; g < 8; ++g) {
+        uint32_t w;
+        std::memcpy(&w, row + blk * kQ8Block + 4 * g, 4);
+        dst[blk * 2 * kAmxQ8BTile + g * 16] = w ^ 0x80808080u;  // q + 128 -> q, per byte
+      }
+      dw[blk * kAmxQ8Cols + j] = f16_to_f32(d[blk]);
+    }
+  }
+}
+
+// C[i][j] = fma(float(dots_k[i][j]), dw_k[j] * dx[i][k], C[i][j]) for blocks k = 0 .. G-1 in
+// turn, i < rows, j < 32 (C: ldc floats; dots_k: 32 x 32 int32, 4 KiB apart; dw_k: 32 floats
+// apart; dx[i][k] at dx + i * dx_stride + k). Each C[i] row is loaded and stored once per G blocks.
+template <size_t G>
+inline void q8_rescale(const int32_t* dots, const float* dw, const float* dx, size_t dx_stride, size_t rows,
+                       float* C, size_t ldc) {
+  using simd::fvec;
+  using ivec = xsimd::batch<int32_t>;
+  constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols;
+#if !defined(__FMA__)
+  // xsimd's fma is a multiply and an add without FMA in the target (emulated tiles on such a build):
+  // std::fma keeps the kernel's rounding.
+  for (size_t i = 0; i < rows; ++i)
+    for (size_t j = 0; j < kAmxQ8Cols; ++j)
+      for (size_t k = 0; k < G; ++k)
+        C[i * ldc + j] = std::fma(float(dots[k * kDots + i * kAmxQ8Cols + j]), dw[k * kAmxQ8Cols + j] * dx[i * dx_stride + k],
+                                  C[i * ldc + j]);
+  return;
+#endif
+  for (size_t i = 0; i < rows; ++i) {
+    fvec x[G];
+    for (size_t k = 0; k < G; ++k) x[k] = fvec(dx[i * dx_stride + k]);
+    for (size_t j = 0; j < kAmxQ8Cols; j += simd::W) {
+      fvec acc = simd::loadu(C + i * ldc + j);
+      for (size_t k = 0; k < G; ++k) {
+        const fvec d = xsimd::to_float(ivec::load_aligned(dots + k * kDots + i * kAmxQ8Cols + j));
+        acc = xsimd::fma(d, simd::loadu(dw + k * kAmxQ8Cols + j) * x[k], acc);
+      }
+      simd::storeu(C + i * ldc + j, acc);
+    }
+  }
+}
+
+// Y[M, N] = X[M, K] . W^T for a Q8 W [N, K], int8 activations, on the tile unit Tiles. The threads
+// split the 32-row weight panels.
+//
+// The dots of G blocks are rescaled together (each C row read and written once per G blocks), and
+// the tiles run one group ahead of the rescale: the products of group g + 1 are issued, in program
+// order, before the rescale of group g, into the other half of a double buffer. On an Intel Xeon
+// (family 6 model 207, one core) one block at a time in the plain order - products, tile stores,
+// the rescale loading them - ran at 146-260 Gop/s (6-11 % of the unit's int8 peak with these tile
+// shapes, 2.4 Top/s); four blocks per rescale, a group ahead, at 279-340 (docs/benchmarks.md,
+// "AMX-INT8"). Each block's four products start from zeroed tiles and end in tile stores, so the
+// tiles' latency is not hidden within a block; that is what is left to gain.
+template <class Tiles, size_t G = kAmxQ8Group>
+inline void gemm_amx_q8(const MatrixView& W, const float* X, size_t M, float* Y) {
+  const size_t N = W.rows, K = W.cols;
+  if (M == 0 || N == 0) return;
+  const size_t nb = q8_blocks(K), stride = nb * kQ8Block;
+  thread_local Q8Acts acts;  // [M][nb*32] int8 values, [M][nb] scales
+  acts.assign(X, M, K);
+  const Q8Layout L = q8_layout(W);
+  const size_t Mp = (M + kAmxQ8Rows - 1) / kAmxQ8Rows * kAmxQ8Rows;
+  thread_local std::vector<int8_t> padded;  // [Mp][nb*32] the values with zero rows past M (whole A tiles)
+  const int8_t* xq = acts.qs.data();
+  if (Mp != M) {
+    padded.assign(Mp * stride, 0);
+    std::copy(acts.qs.begin(), acts.qs.begin() + M * stride, padded.begin());
+    xq = padded.data();
+  }
+  const float* xd = acts.d.data();
+  const size_t panels = (N + kAmxQ8Cols - 1) / kAmxQ8Cols;
+  const int threads = worker_count(N * K * M);
+  constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols;
+  parallel_chunks(panels, threads, [&](size_t pb, size_t pe) {
+    thread_local std::vector<uint32_t> bpanel;  // [chunk][2][8][16] weight groups (+ room to align to 64 bytes)
+    thread_local std::vector<float> dwp;        // [chunk][32] weight scales
+    thread_local std::vector<int32_t> dots_buf;  // [2][G][32][32] two groups of blocks' dots (+ alignment)
+    bpanel.resize(kAmxQ8Chunk * 2 * kAmxQ8BTile + 16);
+    dwp.resize(kAmxQ8Chunk * kAmxQ8Cols);
+    dots_buf.resize(2 * G * kDots + 16);
+    const auto align64 = [](auto* p) {
+      return reinterpret_cast<decltype(p)>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+    };
+    uint32_t* const Bp = align64(bpanel.data());
+    int32_t* const dots = align64(dots_buf.data());
+    alignas(64) float edge[kAmxQ8Rows * kAmxQ8Cols];  // a block of Y past row M or column N
+    Tiles::configure(amx_int8_tiles());
+    for (size_t mo = 0; mo < Mp; mo += kAmxQ8MC) {
+      const size_t mend = std::min(Mp, mo + kAmxQ8MC);
+      for (size_t c0 = 0; c0 < nb; c0 += kAmxQ8Chunk) {
+        const size_t cb = std::min(kAmxQ8Chunk, nb - c0), groups = (cb + G - 1) / G;
+        for (size_t p = pb; p < pe; ++p) {
+          const size_t n0 = p * kAmxQ8Cols, nr = std::min(kAmxQ8Cols, N - n0);
+          pack_q8_panel(L, n0, nr, c0, cb, Bp, dwp.data());
+          for (size_t m0 = mo; m0 < mend; m0 += kAmxQ8Rows) {
+            const size_t rows = std::min(kAmxQ8Rows, M - std::min(M, m0));  // rows of Y here
+            if (rows == 0) break;
+            const bool whole = rows == kAmxQ8Rows && nr == kAmxQ8Cols;
+            float* C = whole ? Y + m0 * N + n0 : edge;
+            const size_t ldc = whole ? N : kAmxQ8Cols;
+            for (size_t i = 0; i < kAmxQ8Rows && (c0 == 0 || !whole); ++i)
+              for (size_t j = 0; j < kAmxQ8Cols; ++j)
+                if (c0 == 0) C[i * ldc + j] = 0.f;
+                else C[i * ldc + j] = i < rows && j < nr ? Y[(m0 + i) * N + n0 + j] : 0.f;
+            const int8_t* A0 = xq + m0 * stride + c0 * kQ8Block;
+            const int8_t* A1 = A0 + 16 * stride;
+            const auto products = [&](size_t g) {  // group g's dots into dots[g % 2]
+              for (size_t blk = g * G; blk < std::min(cb, g * G + G); ++blk) {
+                const uint32_t* B0 = Bp + blk * 2 * kAmxQ8BTile;
+                int32_t* D = dots + ((g % 2) * G + blk - g * G) * kDots;
+                Tiles::template zero<0>();
+                Tiles::template zero<1>();
+                Tiles::template zero<2>();
+                Tiles::template zero<3>();
+                Tiles::template load<4>(A0 + blk * kQ8Block, stride);
+                Tiles::template load<6>(B0, 64);
+                Tiles::template dpbssd<0, 4, 6>();
+                Tiles::template load<7>(B0 + kAmxQ8BTile, 64);
+                Tiles::template dpbssd<1, 4, 7>();
+                Tiles::template load<5>(A1 + blk * kQ8Block, stride);
+                Tiles::template dpbssd<2, 5, 6>();
+                Tiles::template dpbssd<3, 5, 7>();
+                Tiles::template store<0>(D, kAmxQ8Cols * 4);
+                Tiles::template store<1>(D + 16, kAmxQ8Cols * 4);
+                Tiles::template store<2>(D + 16 * kAmxQ8Cols, kAmxQ8Cols * 4);
+                Tiles::template store<3>(D + 16 * kAmxQ8Cols + 16, kAmxQ8Cols * 4);
+              }
+            };
+            const auto rescale = [&](size_t g) {
+              const size_t b = g * G, count = std::min(G, cb - b);
+              const int32_t* D = dots + (g % 2) * G * kDots;
+              const float* dx = xd + m0 * nb + c0 + b;
+              if (count == G) return q8_rescale<G>(D, dwp.data() + b * kAmxQ8Cols, dx, nb, rows, C, ldc);
+              for (size_t k = 0; k < count; ++k)  // a chunk's last, partial group
+                q8_rescale<1>(D + k * kDots, dwp.data() + (b + k) * kAmxQ8Cols, dx + k, nb, rows, C, ldc);
+            };
+            products(0);
+            for (size_t g = 1; g < groups; ++g) {
+              products(g);
+              rescale(g - 1);
+            }
+            rescale(groups - 1);
+            if (!whole)
+              for (size_t i = 0; i < rows; ++i)
+                for (size_t j = 0; j < nr; ++j) Y[(m0 + i) * N + n0 + j] = edge[i * kAmxQ8Cols + j];
+          }
+        }
+      }
+    }
+    Tiles::release();
+  }, /*grain=*/1);
+}
+
+}  // namespace detail
+}  // namespace fathom::kernels
