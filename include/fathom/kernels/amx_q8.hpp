@@ -102,8 +102,6 @@ inline void pack_q8_panel(const Q8Layout& L, size_t n0, size_t nr, size_t c0, si
 template <size_t G>
 inline void q8_rescale(const int32_t* dots, const float* dw, const float* dx, size_t dx_stride, size_t rows,
                        float* C, size_t ldc) {
-  using simd::fvec;
-  using ivec = xsimd::batch<int32_t>;
   constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols;
 #if !defined(__FMA__)
   // xsimd's fma is a multiply and an add without FMA in the target (emulated tiles on such a build):
@@ -113,8 +111,9 @@ inline void q8_rescale(const int32_t* dots, const float* dw, const float* dx, si
       for (size_t k = 0; k < G; ++k)
         C[i * ldc + j] = std::fma(float(dots[k * kDots + i * kAmxQ8Cols + j]), dw[k * kAmxQ8Cols + j] * dx[i * dx_stride + k],
                                   C[i * ldc + j]);
-  return;
-#endif
+#else
+  using simd::fvec;
+  using ivec = xsimd::batch<int32_t>;
   for (size_t i = 0; i < rows; ++i) {
     fvec x[G];
     for (size_t k = 0; k < G; ++k) x[k] = fvec(dx[i * dx_stride + k]);
@@ -127,6 +126,7 @@ inline void q8_rescale(const int32_t* dots, const float* dw, const float* dx, si
       simd::storeu(C + i * ldc + j, acc);
     }
   }
+#endif
 }
 
 // Y[M, N] = X[M, K] . W^T for a Q8 W [N, K], int8 activations, on the tile unit Tiles. The threads
