@@ -54,6 +54,22 @@ struct Case {
   }
 };
 
+// The case's product at one thread, checked against the case's references; at 2 and 3 threads
+// the same bits.
+template <class Tiles, class CaseT> void check_any_threads(const CaseT& c) {
+  std::vector<float> Y1;
+  {
+    ThreadScope one(1);
+    Y1 = c.template run<Tiles>();
+  }
+  c.check(Y1);
+  for (int threads = 2; threads <= 3; ++threads) {
+    ThreadScope ts(threads);
+    const std::vector<float> Y = c.template run<Tiles>();
+    CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
+  }
+}
+
 template <class Tiles> void check_kernel(const char* what) {
   // 70 rows: two whole 32-row panels and a partial one; columns: an odd tail pair, 16-pair steps
   // with and without zero padding, three K blocks (256 + 256 + 32 pairs, then + 38 padded to 48);
@@ -66,17 +82,7 @@ template <class Tiles> void check_kernel(const char* what) {
         CAPTURE(cols);
         CAPTURE(n);
         const Case c(rows, cols, n, unsigned(rows * 7919 + cols * 31 + n));
-        std::vector<float> Y1;
-        {
-          ThreadScope one(1);
-          Y1 = c.template run<Tiles>();
-        }
-        c.check(Y1);
-        for (int threads = 2; threads <= 3; ++threads) {
-          ThreadScope ts(threads);
-          const std::vector<float> Y = c.template run<Tiles>();
-          CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
-        }
+        check_any_threads<Tiles>(c);
       }
 }
 
@@ -162,17 +168,7 @@ template <class Tiles> void check_q8_kernel(const char* what) {
         CAPTURE(cols);
         CAPTURE(n);
         const Q8Case c(rows, cols, n, unsigned(rows * 7919 + cols * 31 + n));
-        std::vector<float> Y1;
-        {
-          ThreadScope one(1);
-          Y1 = c.template run<Tiles>();
-        }
-        c.check(Y1);
-        for (int threads = 2; threads <= 3; ++threads) {
-          ThreadScope ts(threads);
-          const std::vector<float> Y = c.template run<Tiles>();
-          CHECK(std::memcmp(Y.data(), Y1.data(), Y.size() * 4) == 0);
-        }
+        check_any_threads<Tiles>(c);
       }
   // blocks rescaled one, two or four at a time (a chunk of 64 blocks and one more: partial
   // groups): the same order of sums, the same bits
