@@ -62,6 +62,9 @@ The GGUF suites measure prefill-256 and decode-128 at 256-384 tokens of context:
   llama.cpp: `llama-bench -p 256 -n 0 -r 1` and `llama-bench -p 0 -n 128 -d 256 -r 1` (the decode
     test after a 256-token context), each with llama-bench's own warm-up run; its defaults
     otherwise (f16 KV cache, flash attention auto, weight repacking on). fathom's KV cache is f32.
+    On an Intel Xeon with AMX (family 6 model 207, 2026-12-04) llama.cpp built with its AMX
+    kernels (-DGGML_AMX_TILE=ON -DGGML_AMX_INT8=ON -DGGML_AMX_BF16=ON) died of SIGILL at its first
+    graph computation; build llama-bench there without them (docs/benchmarks.md, "AMX-INT8").
 
 Every suite also measures the machine's DRAM read bandwidth in the same round robin (fathom's
 `bench_gemv --benchmark_filter=BM_read_bandwidth/plain`: 512 MiB of random bytes streamed by 1 or
