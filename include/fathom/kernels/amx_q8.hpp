@@ -26,7 +26,6 @@
 // multiply-adds); the dots go through memory (tilestored) to the AVX-512 rescale into Y.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -102,18 +101,9 @@ inline void pack_q8_panel(const Q8Layout& L, size_t n0, size_t nr, size_t c0, si
 template <size_t G>
 inline void q8_rescale(const int32_t* dots, const float* dw, const float* dx, size_t dx_stride, size_t rows,
                        float* C, size_t ldc) {
-  constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols;
-#if !defined(__FMA__)
-  // xsimd's fma is a multiply and an add without FMA in the target (emulated tiles on such a build):
-  // std::fma keeps the kernel's rounding.
-  for (size_t i = 0; i < rows; ++i)
-    for (size_t j = 0; j < kAmxQ8Cols; ++j)
-      for (size_t k = 0; k < G; ++k)
-        C[i * ldc + j] = std::fma(float(dots[k * kDots + i * kAmxQ8Cols + j]), dw[k * kAmxQ8Cols + j] * dx[i * dx_stride + k],
-                                  C[i * ldc + j]);
-#else
   using simd::fvec;
   using ivec = xsimd::batch<int32_t>;
+  constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols;
   for (size_t i = 0; i < rows; ++i) {
     fvec x[G];
     for (size_t k = 0; k < G; ++k) x[k] = fvec(dx[i * dx_stride + k]);
@@ -121,12 +111,11 @@ inline void q8_rescale(const int32_t* dots, const float* dw, const float* dx, si
       fvec acc = simd::loadu(C + i * ldc + j);
       for (size_t k = 0; k < G; ++k) {
         const fvec d = xsimd::to_float(ivec::load_aligned(dots + k * kDots + i * kAmxQ8Cols + j));
-        acc = xsimd::fma(d, simd::loadu(dw + k * kAmxQ8Cols + j) * x[k], acc);
+        acc = simd::fma_fused(d, simd::loadu(dw + k * kAmxQ8Cols + j) * x[k], acc);
       }
       simd::storeu(C + i * ldc + j, acc);
     }
   }
-#endif
 }
 
 // Y[M, N] = X[M, K] . W^T for a Q8 W [N, K], int8 activations, on the tile unit Tiles. The threads

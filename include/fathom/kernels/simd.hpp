@@ -1,6 +1,7 @@
 #pragma once
 // Shared SIMD vocabulary of the kernels: xsimd batch types for the best instruction set the
 // compiler targets, horizontal sums, and bf16 widening without intrinsics.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -30,6 +31,24 @@ constexpr size_t W = fvec::size;
 inline fvec loadu(const float* p) { return fvec::load_unaligned(p); }
 inline void storeu(float* p, const fvec& v) { v.store_unaligned(p); }
 inline float hsum(const fvec& v) { return xsimd::hadd(v); }
+
+// a * b + c rounded once, as std::fma, whatever the optimisation level. xsimd 8's fma for AVX-512
+// is a multiply and an add, fused only where GCC contracts them (at -O2, not at -O1): kernels
+// whose results are defined by an FMA (amx_q8.hpp's rescale) use this one.
+inline fvec fma_fused(const fvec& a, const fvec& b, const fvec& c) {
+#if defined(__AVX512F__)
+  static_assert(W == 16);
+  return _mm512_fmadd_ps(a, b, c);
+#elif defined(__AVX__) && defined(__FMA__)
+  static_assert(W == 8);
+  return _mm256_fmadd_ps(a, b, c);
+#else
+  alignas(64) float x[W], y[W], z[W];
+  a.store_aligned(x), b.store_aligned(y), c.store_aligned(z);
+  for (size_t i = 0; i < W; ++i) x[i] = std::fma(x[i], y[i], z[i]);
+  return fvec::load_aligned(x);
+#endif
+}
 
 // Lane j of the result = sum of the lanes of rows[j], for W rows. (xsimd 8.1's haddp returns
 // the AVX-512 sums in a permuted lane order, so it is not used.)
