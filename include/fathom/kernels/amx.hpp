@@ -178,12 +178,17 @@ struct EmulatedTiles {
     std::memcpy(a, s.t[A], sizeof a);
     std::memcpy(b, s.t[B], sizeof b);
     const size_t groups = s.cfg.colsb[A] / 4;
+    // As unsigned x signed, a . b = (a + 128) . b - 128 sum b: GCC 12 turns signed x signed byte
+    // reductions into vpdpbusd (unsigned x signed) and gets them wrong (docs/kernels.md, "Compiler notes").
     for (size_t m = 0; m < s.cfg.rows[C]; ++m)
       for (size_t n = 0; n < size_t(s.cfg.colsb[C] / 4); ++n) {
-        uint32_t sum = uint32_t(c[m][n]);  // int32 arithmetic wraps
+        int32_t ub = 0, sb = 0;
         for (size_t k = 0; k < groups; ++k)
-          for (size_t j = 0; j < 4; ++j) sum += uint32_t(int32_t(a[m][4 * k + j]) * int32_t(b[k][4 * n + j]));
-        c[m][n] = int32_t(sum);
+          for (size_t j = 0; j < 4; ++j) {
+            ub += int32_t(uint8_t(a[m][4 * k + j] + 128)) * b[k][4 * n + j];
+            sb += b[k][4 * n + j];
+          }
+        c[m][n] = int32_t(uint32_t(c[m][n]) + uint32_t(ub - 128 * sb));  // int32 arithmetic wraps
       }
     std::memcpy(s.t[C], c, sizeof c);
   }
