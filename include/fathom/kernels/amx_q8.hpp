@@ -176,10 +176,12 @@ inline void gemm_amx_q8(const MatrixView& W, const float* X, size_t M, float* Y)
             const bool whole = rows == kAmxQ8Rows && nr == kAmxQ8Cols;
             float* C = whole ? Y + m0 * N + n0 : edge;
             const size_t ldc = whole ? N : kAmxQ8Cols;
-            for (size_t i = 0; i < kAmxQ8Rows && (c0 == 0 || !whole); ++i)
-              for (size_t j = 0; j < kAmxQ8Cols; ++j)
-                if (c0 == 0) C[i * ldc + j] = 0.f;
-                else C[i * ldc + j] = i < rows && j < nr ? Y[(m0 + i) * N + n0 + j] : 0.f;
+            // the accumulators: zero for the first chunk; an edge block carries Y's sums over
+            const bool fresh = c0 == 0;
+            if (fresh || !whole)
+              for (size_t i = 0; i < kAmxQ8Rows; ++i)
+                for (size_t j = 0; j < kAmxQ8Cols; ++j)
+                  C[i * ldc + j] = !fresh && i < rows && j < nr ? Y[(m0 + i) * N + n0 + j] : 0.f;
             const int8_t* A0 = xq + m0 * stride + c0 * kQ8Block;
             const int8_t* A1 = A0 + 16 * stride;
             const auto products = [&](size_t g) {  // group g's dots into dots[g % 2]
