@@ -68,6 +68,32 @@ static void BM_gemm_q8_int8(benchmark::State& state, bool amx) {
 FATHOM_Q8INT8_BENCH(amx, true)
 FATHOM_Q8INT8_BENCH(avx512, false)
 
+// The GGUF 4- and 5-bit formats with int8 activations: the AMX-INT8 tile kernel where the CPU has
+// it (kernels/amx_gguf.hpp), the AVX512-VNNI / AVX2 kernels (quant4.hpp) with AMX switched off.
+static void BM_gemm_gguf_int8(benchmark::State& state, DType dt, bool amx) {
+  if (amx && !kernels::amx_int8_active()) return state.SkipWithError("no AMX-INT8 granted on this CPU");
+  kernels::set_amx_allowed(amx);
+  BM_gemm(state, dt);
+  kernels::set_amx_allowed(true);
+  state.SetLabel(amx ? "AMX tdpbssd" : "int8 block kernel");
+}
+#define FATHOM_GGUF_INT8_BENCH(name, dt, amx)                                                        \
+  BENCHMARK_CAPTURE(BM_gemm_gguf_int8, name, dt, amx)->Args({896, 4864, 512})->Args({4864, 896, 512}) \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+#define FATHOM_GGUF_K_INT8_BENCH(name, dt, amx)                                                       \
+  BENCHMARK_CAPTURE(BM_gemm_gguf_int8, name, dt, amx)->Args({1536, 1536, 512})                       \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();                                                  \
+  BENCHMARK_CAPTURE(BM_gemm_gguf_int8, name, dt, amx)->Args({4096, 14336, 512})->Iterations(3)       \
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+FATHOM_GGUF_INT8_BENCH(q4_0_amx, DType::Q4_0, true)
+FATHOM_GGUF_INT8_BENCH(q4_0_vnni, DType::Q4_0, false)
+FATHOM_GGUF_INT8_BENCH(q4_1_amx, DType::Q4_1, true)
+FATHOM_GGUF_INT8_BENCH(q4_1_vnni, DType::Q4_1, false)
+FATHOM_GGUF_INT8_BENCH(q5_0_amx, DType::Q5_0, true)
+FATHOM_GGUF_INT8_BENCH(q5_0_vnni, DType::Q5_0, false)
+FATHOM_GGUF_K_INT8_BENCH(q4_k_amx, DType::Q4_K, true)
+FATHOM_GGUF_K_INT8_BENCH(q4_k_vnni, DType::Q4_K, false)
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // The AMX unit's int8 peak on one core: tdpbssd on tiles that stay in the unit, four independent
 // accumulators; full tiles (K = 64 bytes) and the Q8 kernel's (K = 32: one block per instruction).

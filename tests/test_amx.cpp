@@ -1,10 +1,11 @@
-// AMX tile GEMMs (kernels/amx.hpp, amx_q8.hpp): the kernels on emulated tiles on every machine
-// (bf16: against the bf16-rounded reference, the same bits for 1-3 threads and for fused products,
-// the emulation's tdpbf16ps pinned to the architecture's order of sums; Q8 with int8 activations:
-// the kernel's own arithmetic bit for bit, the dequantised reference's value and the VNNI kernel's
-// within f32 rounding, 1-3 threads; tdpbssd pinned), and on the AMX unit itself where the CPU has
-// one and the OS grants it (the same references; gemm's dispatch to it in the bf16-activation mode
-// and for int8 prompts). Without AMX the other kernels run: test_bf16dot, test_kernels.
+// AMX tile GEMMs (kernels/amx.hpp, amx_q8.hpp, amx_gguf.hpp): the kernels on emulated tiles on
+// every machine (bf16: against the bf16-rounded reference, the same bits for 1-3 threads and for
+// fused products, the emulation's tdpbf16ps pinned to the architecture's order of sums; Q8 and the
+// GGUF 4/5-bit formats with int8 activations: the kernel's own arithmetic bit for bit, the
+// dequantised reference's value and the VNNI kernels' within f32 rounding, 1-3 threads; tdpbssd
+// pinned), and on the AMX unit itself where the CPU has one and the OS grants it (the same
+// references; gemm's dispatch to it in the bf16-activation mode and for int8 prompts). Without AMX
+// the other kernels run: test_bf16dot, test_kernels, test_quant4.
 #include <doctest/doctest.h>
 
 #include <bit>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "fathom/kernels/linear.hpp"
+#include "gguf_cases.hpp"
 #include "thread_scope.hpp"
 
 using namespace fathom;
@@ -193,6 +195,148 @@ TEST_CASE("AMX-INT8 Q8 GEMM on emulated tiles: its arithmetic bit for bit, the r
   check_q8_kernel<kd::EmulatedTiles>("emulated tiles");
 }
 
+namespace {
+// A GGUF 4- or 5-bit weight matrix (random blocks in the file layout, gguf_cases.hpp) and f32
+// activations for the AMX-INT8 kernel (amx_gguf.hpp).
+struct GgufCase {
+  size_t rows, cols, n;
+  gguf_test::Case g;
+  std::vector<float> X;  // [n, cols]
+  GgufCase(DType t, size_t r, size_t c, size_t m, unsigned seed) : rows(r), cols(c), n(m), X(m * c) {
+    std::mt19937 rng(seed);
+    g = gguf_test::make_case(t, r, c, rng);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (auto& v : X) v = nd(rng);
+  }
+  template <class Tiles, size_t G = kd::kAmxQ8Group> std::vector<float> run() const {
+    std::vector<float> Y(n * rows, -1.f);  // every element must be written
+    kd::gemm_amx_gguf<Tiles, G>(g.M.view(), X.data(), n, Y.data());
+    return Y;
+  }
+  // Block b (32 values) of row r read from the file's bytes: values, scale and minimum with
+  // weight = s q + m (amx_gguf.hpp's table; GGUF's layouts, ggml's dequantize_row_*).
+  struct Parts {
+    int q[32];
+    float s, m = 0.f;
+  };
+  Parts parts(size_t r, size_t b) const {
+    const size_t bb = kk::gguf_block_bytes(g.t), row_bytes = cols / kk::gguf_block_elems(g.t) * bb;
+    const uint8_t* row = g.raw.data() + r * row_bytes;
+    const auto f16 = [](const uint8_t* p) { return kd::h2f(p); };
+    Parts p;
+    if (g.t == DType::Q4_K) {
+      const uint8_t* sb = row + b / 8 * bb;
+      const size_t k = b % 8;
+      int sc, mn;
+      kd::k4_scale_min(sb + 4, int(k), sc, mn);
+      p.s = f16(sb) * float(sc);
+      p.m = -(f16(sb + 2) * float(mn));
+      for (size_t e = 0; e < 32; ++e) p.q[e] = k % 2 ? sb[16 + 32 * (k / 2) + e] >> 4 : sb[16 + 32 * (k / 2) + e] & 15;
+      return p;
+    }
+    const uint8_t* blk = row + b * bb;
+    const bool has_min = g.t == DType::Q4_1 || g.t == DType::Q5_1, five = g.t == DType::Q5_0 || g.t == DType::Q5_1;
+    p.s = f16(blk);
+    if (has_min) p.m = f16(blk + 2);
+    uint32_t qh = 0;
+    if (five) std::memcpy(&qh, blk + (has_min ? 4 : 2), 4);
+    const uint8_t* qs = blk + (has_min ? 4 : 2) + (five ? 4 : 0);
+    const int bias = g.t == DType::Q4_0 ? 8 : g.t == DType::Q5_0 ? 16 : 0;
+    for (size_t j = 0; j < 16; ++j) {
+      p.q[j] = int((qs[j] & 15) | ((qh >> j) & 1) << 4) - bias;
+      p.q[j + 16] = int((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - bias;
+    }
+    return p;
+  }
+  // The kernel's arithmetic, element by element: exact int32 block dots of the values, then
+  // acc = fma(dot, s dx, acc) and, with a minimum, acc = fma(m, sx, acc), in block order. Also
+  // checked: each part against io::dequantize's weights, the value against those weights times the
+  // quantised activations (double), and the VNNI / portable kernel within f32 rounding.
+  void check(const std::vector<float>& Y) const {
+    kd::Q8Acts acts;
+    acts.assign(X.data(), n, cols);
+    std::vector<float> other(n * rows);
+    {
+      DecodeBitsPrompts vnni;
+      kk::gemm(g.M.view(), X.data(), n, other.data());
+    }
+    const size_t nb = cols / 32;
+    std::vector<Parts> P(rows * nb);
+    size_t off = 0;  // weights whose parts are not io::dequantize's value (to its f32 rounding)
+    for (size_t r = 0; r < rows; ++r)
+      for (size_t b = 0; b < nb; ++b) {
+        const Parts& p = P[r * nb + b] = parts(r, b);
+        for (size_t e = 0; e < 32; ++e) {
+          const double w = double(p.s) * p.q[e] + p.m, size = std::fabs(double(p.s) * p.q[e]) + std::fabs(p.m);
+          off += std::fabs(w - g.dq[r * cols + b * 32 + e]) > 1e-6 * size;
+        }
+      }
+    REQUIRE(off == 0);
+    const bool has_min = g.t != DType::Q4_0 && g.t != DType::Q5_0;
+    for (size_t t = 0; t < n; ++t)
+      for (size_t r = 0; r < rows; ++r) {
+        float acc = 0.f;
+        double ref = 0, mag = 0;
+        for (size_t b = 0; b < nb; ++b) {
+          const Parts& p = P[r * nb + b];
+          const float dx = acts.d[t * nb + b];
+          int32_t dot = 0;
+          for (size_t e = 0; e < 32; ++e) {
+            const int x = acts.qs[(t * nb + b) * 32 + e];
+            dot += p.q[e] * x;
+            ref += double(g.dq[r * cols + b * 32 + e]) * x * dx;
+            mag += (std::fabs(double(p.s) * p.q[e]) + std::fabs(p.m)) * std::fabs(x * dx);
+          }
+          acc = std::fma(float(dot), p.s * dx, acc);
+          if (has_min) acc = std::fma(p.m, acts.sx[t * nb + b], acc);
+        }
+        const float y = Y[t * rows + r];
+        REQUIRE(std::bit_cast<uint32_t>(y) == std::bit_cast<uint32_t>(acc));
+        REQUIRE(std::fabs(y - ref) <= 1e-5 * mag + 1e-30);
+        REQUIRE(std::fabs(y - other[t * rows + r]) <= 1e-5 * mag + 1e-30);
+      }
+  }
+};
+
+const DType kAmxGguf[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K};
+
+template <class Tiles> void check_gguf_kernel(const char* what) {
+  // columns: one block (super-block), a last unpaired block (1056: 33), two chunks of 64 and one
+  // block more (2080, Q4_K 2304: 72 blocks), three chunks (4160, Q4_K 4352)
+  for (DType t : kAmxGguf) {
+    const bool k = t == DType::Q4_K;
+    for (size_t rows : {size_t(7), size_t(70)})
+      for (size_t cols : {k ? size_t(256) : size_t(32), k ? size_t(2304) : size_t(1056),
+                          k ? size_t(4352) : size_t(2080), k ? size_t(0) : size_t(4160)})
+        for (size_t n : {size_t(1), size_t(17), size_t(40)}) {
+          if (cols == 0 || (cols >= 2080 && rows == 7 && n != 17)) continue;
+          CAPTURE(what);
+          CAPTURE(dtype_name(t));
+          CAPTURE(rows);
+          CAPTURE(cols);
+          CAPTURE(n);
+          const GgufCase c(t, rows, cols, n, unsigned(rows * 7919 + cols * 31 + n + int(t)));
+          check_any_threads<Tiles>(c);
+        }
+    // one, two or four blocks per rescale: the same bits (a partial last group)
+    const GgufCase c(t, 40, k ? 2304 : 2080, 33, 12);
+    const std::vector<float> y1 = c.template run<Tiles, 1>(), y4 = c.template run<Tiles, 4>();
+    c.check(y4);
+    CHECK(std::memcmp(y1.data(), y4.data(), y1.size() * 4) == 0);
+  }
+  // an infinite activation makes its row's products NaN
+  GgufCase c(DType::Q4_K, 40, 512, 20, 3);
+  c.X[5 * 512 + 300] = INFINITY;
+  const std::vector<float> Y = c.template run<Tiles>();
+  for (size_t t = 0; t < 20; ++t)
+    for (size_t r = 0; r < 40; ++r) REQUIRE(std::isnan(Y[t * 40 + r]) == (t == 5));
+}
+}  // namespace
+
+TEST_CASE("AMX-INT8 GGUF 4/5-bit GEMM on emulated tiles: its arithmetic bit for bit, the references, any thread count") {
+  check_gguf_kernel<kd::EmulatedTiles>("emulated tiles");
+}
+
 TEST_CASE("emulated tdpbssd: signed bytes, 4-byte groups along A's rows and B's columns, int32 sums") {
   using E = kd::EmulatedTiles;
   alignas(64) int8_t a[16][64] = {}, b[16][64] = {};
@@ -313,5 +457,42 @@ TEST_CASE("AMX-INT8 Q8 GEMM on the AMX unit where the CPU has it; gemm's int8 pr
     kk::gemm(few.W.view(), few.X.data(), few.n, yv.data());
   }
   CHECK(std::memcmp(yf.data(), yv.data(), yf.size() * 4) == 0);
+#endif
+}
+
+TEST_CASE("AMX-INT8 GGUF 4/5-bit GEMM on the AMX unit where the CPU has it; gemm's int8 prompts dispatch to it") {
+  if (!kk::amx_int8_active()) {
+    MESSAGE("no AMX-INT8 granted here: the hardware path is not run; the emulated one is");
+    return;
+  }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  check_gguf_kernel<kd::AmxTiles>("AMX unit");
+  for (DType t : kAmxGguf) {
+    CAPTURE(dtype_name(t));
+    const GgufCase c(t, 70, 2304, 40, 13);
+    const std::vector<float> direct = c.run<kd::AmxTiles>(), emulated = c.run<kd::EmulatedTiles>();
+    CHECK(std::memcmp(direct.data(), emulated.data(), direct.size() * 4) == 0);
+    std::vector<float> via(c.n * c.rows);
+    {
+      PrefillScope int8_prompts(false);
+      kk::gemm(c.g.M.view(), c.X.data(), c.n, via.data());
+    }
+    CHECK(std::memcmp(direct.data(), via.data(), via.size() * 4) == 0);
+  }
+  // Q6_K (16-value groups) stays on its VNNI kernel: decode's bits
+  std::mt19937 rng(14);
+  const gguf_test::Case q6 = gguf_test::make_case(DType::Q6_K, 40, 512, rng);
+  std::vector<float> X(20 * 512), ya(20 * 40), yv(20 * 40);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto& v : X) v = nd(rng);
+  {
+    PrefillScope int8_prompts(false);
+    kk::gemm(q6.M.view(), X.data(), 20, ya.data());
+  }
+  {
+    DecodeBitsPrompts vnni;
+    kk::gemm(q6.M.view(), X.data(), 20, yv.data());
+  }
+  CHECK(std::memcmp(ya.data(), yv.data(), ya.size() * 4) == 0);
 #endif
 }

@@ -17,6 +17,7 @@
 #include "fathom/kernels/gemv_batch.hpp"
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant4.hpp"
+#include "gguf_cases.hpp"
 #include "thread_scope.hpp"
 
 using namespace fathom;
@@ -25,61 +26,11 @@ namespace kd = fathom::kernels::detail;
 
 namespace {
 
-io::GgmlType ggml_of(DType t) {
-  switch (t) {
-    case DType::Q4_0: return io::GgmlType::Q4_0;
-    case DType::Q4_1: return io::GgmlType::Q4_1;
-    case DType::Q5_0: return io::GgmlType::Q5_0;
-    case DType::Q5_1: return io::GgmlType::Q5_1;
-    case DType::Q4_K: return io::GgmlType::Q4_K;
-    default: return io::GgmlType::Q6_K;
-  }
-}
-
-void put_f16(uint8_t* p, float v) {
-  const uint16_t h = kd::f32_to_f16(v);
-  std::memcpy(p, &h, 2);
-}
-
-// rows x cols of random GGUF blocks of type t (file layout, row after row).
-std::vector<uint8_t> random_gguf(DType t, size_t rows, size_t cols, std::mt19937& rng) {
-  const size_t bb = kk::gguf_block_bytes(t), nb = cols / kk::gguf_block_elems(t);
-  std::vector<uint8_t> raw(rows * nb * bb);
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> u(0.002f, 0.05f);
-  for (auto& b : raw) b = uint8_t(byte(rng));
-  for (size_t i = 0; i < rows * nb; ++i) {
-    uint8_t* blk = raw.data() + i * bb;
-    const float sign = byte(rng) & 1 ? 1.f : -1.f;
-    switch (t) {
-      case DType::Q4_0: case DType::Q5_0: put_f16(blk, sign * u(rng)); break;
-      case DType::Q4_1: put_f16(blk, u(rng)); put_f16(blk + 2, -8.f * u(rng)); break;
-      case DType::Q5_1: put_f16(blk, u(rng)); put_f16(blk + 2, -16.f * u(rng)); break;
-      case DType::Q4_K: put_f16(blk, u(rng) / 8); put_f16(blk + 2, u(rng) / 8); break;
-      default: put_f16(blk + 208, sign * u(rng) / 16); break;
-    }
-  }
-  return raw;
-}
-
-struct Case {
-  DType t;
-  size_t rows, cols;
-  std::vector<uint8_t> raw;
-  kk::BlockMatrix M;
-  std::vector<float> dq;  // [rows, cols] io::dequantize of raw
-};
-
-Case make_case(DType t, size_t rows, size_t cols, std::mt19937& rng) {
-  Case c{t, rows, cols, random_gguf(t, rows, cols, rng), {}, {}};
-  const size_t row_bytes = cols / kk::gguf_block_elems(t) * kk::gguf_block_bytes(t);
-  c.M = kk::block_matrix_from_gguf(t, rows, cols, [&](size_t r) {
-    return reinterpret_cast<const std::byte*>(c.raw.data() + r * row_bytes);
-  });
-  c.dq.resize(rows * cols);
-  io::dequantize(ggml_of(t), reinterpret_cast<const std::byte*>(c.raw.data()), rows * cols, c.dq.data());
-  return c;
-}
+using gguf_test::Case;
+using gguf_test::ggml_of;
+using gguf_test::make_case;
+using gguf_test::put_f16;
+using gguf_test::random_gguf;
 
 std::vector<float> random_acts(size_t n, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -108,7 +59,7 @@ TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit"
 }
 
 TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel's bits, any thread count") {
-  PrefillScope int8_prompts(false);  // gemm's int8 kernels (the default prompt path is gemm_exact)
+  DecodeBitsPrompts int8_prompts;  // gemm's int8 kernels with decode's bits (the default prompt path is gemm_exact)
   std::mt19937 rng(5);
   for (DType t : kTypes)
     for (size_t cols :
@@ -196,7 +147,7 @@ TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit f
     // exact prefill: gemm becomes gemm_exact; batched decoding keeps gemv's int8 rows
     std::vector<float> int8(n * c.rows), prefill(n * c.rows), batch(n * c.rows), one(c.rows);
     {
-      PrefillScope int8_prompts(false);
+      DecodeBitsPrompts int8_prompts;
       kk::gemm(c.M.view(), X.data(), n, int8.data());
     }
     {
@@ -214,7 +165,7 @@ TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit f
 TEST_CASE("GGUF block products at the ends of the ranges: largest weights and activations, the portable bits") {
   // Weights at their largest magnitudes (Q4: 0 and 15; Q5: 0 and 31; Q6_K: 0 and 63) and activations of equal
   // magnitude in every element (|qx| = 127): the largest pair sums of vpmaddubsw (AVX2).
-  PrefillScope int8_prompts(false);  // gemm's int8 kernels (the default prompt path is gemm_exact)
+  DecodeBitsPrompts int8_prompts;  // gemm's int8 kernels with decode's bits (the default prompt path is gemm_exact)
   std::mt19937 rng(17);
   for (DType t : kTypes) {
     CAPTURE(dtype_name(t));

@@ -24,8 +24,8 @@ struct PrefillScope {
 };
 
 // Int8 prompts with decode's bits: the int8 prompt kernels with the AMX tiles switched off, since
-// on a CPU with AMX-INT8 Q8 prompts sum in another order there (kernels/amx_q8.hpp, checked by
-// tests/test_amx.cpp); elsewhere the same as PrefillScope(false).
+// on a CPU with AMX-INT8 Q8 and GGUF 4/5-bit prompts sum in another order there (kernels/amx_q8.hpp,
+// amx_gguf.hpp, checked by tests/test_amx.cpp); elsewhere the same as PrefillScope(false).
 struct DecodeBitsPrompts {
   PrefillScope int8{false};
   bool amx_saved = fathom::kernels::detail::amx_allowed_flag().load();

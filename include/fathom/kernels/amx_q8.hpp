@@ -2,8 +2,10 @@
 // AMX-INT8 tile GEMM for Q8 weights with int8 activations (issue 14, part 3): the int8 prompt
 // kernel (`set_exact_prefill(false)`, `--prefill int8`) on a CPU with AMX-INT8 whose OS grants the
 // tile state (cpu_features.hpp). The activations are quantised to the Q8 blocks as for the
-// AVX512-VNNI kernel (quant.hpp's Q8Acts: 32 int8 values and an f32 scale per block); what
-// differs is where the block dot products are made and the order their scaled sums take.
+// AVX512-VNNI kernel (quant.hpp's Q8Acts: 32 int8 values and an f32 scale per block); what differs
+// is where the block dot products are made and the order their scaled sums take. The kernel,
+// gemm_amx_int8, takes any weights in blocks of 32 values with a scale (and a minimum) each from a
+// packing function; amx_gguf.hpp runs the GGUF 4- and 5-bit formats on it.
 //
 // Per block b of 32 values, tdpbssd computes the exact int32 dot of a weight row's signed values
 // with an activation row's, for 16 x 16 (row, column) pairs per instruction; AVX-512 then applies
@@ -71,72 +73,88 @@ inline const TileConfig& amx_int8_tiles() {
   return cfg;
 }
 
-// Packs blocks [c0, c0 + cb) of weight rows [n0, n0 + nr) (nr <= 32; missing rows as zero):
-// Bp[blk][h][g][c] = the 4 signed bytes of group g of block c0 + blk of row n0 + 16h + c, and
-// dw[blk][j] = the f16 scale of row n0 + j as f32 (0 past nr).
-inline void pack_q8_panel(const Q8Layout& L, size_t n0, size_t nr, size_t c0, size_t cb, uint32_t* Bp, float* dw) {
-  const size_t stride = L.nb * kQ8Block;
-  if (nr < kAmxQ8Cols) {
-    std::memset(Bp, 0, cb * 2 * kAmxQ8BTile * 4);
-    std::fill(dw, dw + cb * kAmxQ8Cols, 0.f);
+// The B tiles of a panel chunk: block blk of panel row j (0 <= j < 32) as 8 groups of 4 bytes,
+// Bp[blk][j / 16][g][j % 16] = bytes 4g..4g+3 of v, each group XOR flip (0x80808080: stored q + 128
+// back to signed q).
+inline void put_block_groups(const uint8_t* v, uint32_t flip, size_t blk, size_t j, uint32_t* Bp) {
+  uint32_t* dst = Bp + blk * 2 * kAmxQ8BTile + (j / 16) * kAmxQ8BTile + j % 16;
+  for (size_t g = 0; g < 8; ++g) {
+    uint32_t w;
+    std::memcpy(&w, v + 4 * g, 4);
+    dst[g * 16] = w ^ flip;
   }
+}
+// A panel of nr < 32 rows: the missing rows' values and scales (and minimums) zero.
+inline void clear_panel(size_t nr, size_t cb, uint32_t* Bp, float* dw, float* mw) {
+  if (nr == kAmxQ8Cols) return;
+  std::memset(Bp, 0, cb * 2 * kAmxQ8BTile * 4);
+  std::fill(dw, dw + cb * kAmxQ8Cols, 0.f);
+  if (mw) std::fill(mw, mw + cb * kAmxQ8Cols, 0.f);
+}
+
+// Packs blocks [c0, c0 + cb) of Q8 weight rows [n0, n0 + nr) (nr <= 32): their signed values into
+// Bp (put_block_groups) and dw[blk][j] = the f16 scale of row n0 + j as f32 (0 past nr).
+inline void pack_q8_panel(const Q8Layout& L, size_t n0, size_t nr, size_t c0, size_t cb, uint32_t* Bp, float* dw) {
+  clear_panel(nr, cb, Bp, dw, nullptr);
   for (size_t j = 0; j < nr; ++j) {
-    const uint8_t* row = L.qs + (n0 + j) * stride + c0 * kQ8Block;
+    const uint8_t* row = L.qs + (n0 + j) * L.nb * kQ8Block + c0 * kQ8Block;
     const uint16_t* d = L.d + (n0 + j) * L.nb + c0;
-    uint32_t* dst = Bp + (j / 16) * kAmxQ8BTile + j % 16;
     for (size_t blk = 0; blk < cb; ++blk) {
-      for (size_t g = 0; g < 8; ++g) {
-        uint32_t w;
-        std::memcpy(&w, row + blk * kQ8Block + 4 * g, 4);
-        dst[blk * 2 * kAmxQ8BTile + g * 16] = w ^ 0x80808080u;  // q + 128 -> q, per byte
-      }
+      put_block_groups(row + blk * kQ8Block, 0x80808080u, blk, j, Bp);
       dw[blk * kAmxQ8Cols + j] = f16_to_f32(d[blk]);
     }
   }
 }
 
-// C[i][j] = fma(float(dots_k[i][j]), dw_k[j] * dx[i][k], C[i][j]) for blocks k = 0 .. G-1 in
-// turn, i < rows, j < 32 (C: ldc floats; dots_k: 32 x 32 int32, 4 KiB apart; dw_k: 32 floats
-// apart; dx[i][k] at dx + i * dx_stride + k). Each C[i] row is loaded and stored once per G blocks.
-template <size_t G>
-inline void q8_rescale(const int32_t* dots, const float* dw, const float* dx, size_t dx_stride, size_t rows,
-                       float* C, size_t ldc) {
+// C[i][j] = fma(float(dots_k[i][j]), dw_k[j] * dx[i][k], C[i][j]), then with Min
+// C[i][j] = fma(mw_k[j], sx[i][k], C[i][j]), for blocks k = 0 .. G-1 in turn, i < rows, j < 32 (C:
+// ldc floats; dots_k: 32 x 32 int32, 4 KiB apart; dw_k, mw_k: 32 floats apart; dx[i][k] and
+// sx[i][k] at i * x_stride + k). Each C row is loaded and stored once per G blocks.
+template <size_t G, bool Min>
+inline void amx_rescale(const int32_t* dots, const float* dw, const float* mw, const float* dx, const float* sx,
+                        size_t x_stride, size_t rows, float* C, size_t ldc) {
   using simd::fvec;
   using ivec = xsimd::batch<int32_t>;
   constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols;
   for (size_t i = 0; i < rows; ++i) {
-    fvec x[G];
-    for (size_t k = 0; k < G; ++k) x[k] = fvec(dx[i * dx_stride + k]);
+    fvec x[G], s[G];
+    for (size_t k = 0; k < G; ++k) {
+      x[k] = fvec(dx[i * x_stride + k]);
+      if constexpr (Min) s[k] = fvec(sx[i * x_stride + k]);
+    }
     for (size_t j = 0; j < kAmxQ8Cols; j += simd::W) {
       fvec acc = simd::loadu(C + i * ldc + j);
       for (size_t k = 0; k < G; ++k) {
         const fvec d = xsimd::to_float(ivec::load_aligned(dots + k * kDots + i * kAmxQ8Cols + j));
         acc = simd::fma_fused(d, simd::loadu(dw + k * kAmxQ8Cols + j) * x[k], acc);
+        if constexpr (Min) acc = simd::fma_fused(simd::loadu(mw + k * kAmxQ8Cols + j), s[k], acc);
       }
       simd::storeu(C + i * ldc + j, acc);
     }
   }
 }
 
-// Y[M, N] = X[M, K] . W^T for a Q8 W [N, K], int8 activations, on the tile unit Tiles. The threads
-// split the 32-row weight panels.
+// Y[M, N] = X[M, K] . W^T on the tile unit Tiles for weights in blocks of 32 values with an f32
+// scale each (and, with Min, a minimum: weight = scale * q + minimum), int8 activations. The
+// weights come from pack(n0, nr, c0, cb, Bp, dw, mw), which fills blocks [c0, c0 + cb) of rows
+// [n0, n0 + nr) of a 32-row panel: Bp as put_block_groups lays it out, dw[blk][j] the scales and,
+// with Min, mw[blk][j] the minimums (zero past nr). The threads split the 32-row panels.
 //
 // The dots of G blocks are rescaled together (each C row read and written once per G blocks), and
 // the tiles run one group ahead of the rescale: the products of group g + 1 are issued, in program
 // order, before the rescale of group g, into the other half of a double buffer. On an Intel Xeon
-// (family 6 model 207, one core) one block at a time in the plain order - products, tile stores,
+// (family 6 model 207, one core, Q8) one block at a time in the plain order - products, tile stores,
 // the rescale loading them - ran at 146-260 Gop/s (6-11 % of the unit's int8 peak with these tile
 // shapes, 2.4 Top/s); four blocks per rescale, a group ahead, at 279-340 (docs/benchmarks.md,
-// "AMX-INT8"). Each block's four products start from zeroed tiles and end in tile stores, so the
-// tiles' latency is not hidden within a block; that is what is left to gain.
-template <class Tiles, size_t G = kAmxQ8Group>
-inline void gemm_amx_q8(const MatrixView& W, const float* X, size_t M, float* Y) {
-  const size_t N = W.rows, K = W.cols;
+// "AMX-INT8"). Each block's four products start from zeroed tiles and end in tile stores, and
+// each of its 1024 dots then takes a conversion and an FMA in AVX-512 (two with a minimum: Q4_1
+// ran at 0.78-0.83x Q4_0's rate there, so the rescale is a good part of the time).
+template <class Tiles, bool Min, size_t G, class Pack>
+inline void gemm_amx_int8(size_t N, size_t K, const float* X, size_t M, float* Y, const Pack& pack) {
   if (M == 0 || N == 0) return;
   const size_t nb = q8_blocks(K), stride = nb * kQ8Block;
-  thread_local Q8Acts acts;  // [M][nb*32] int8 values, [M][nb] scales
+  thread_local Q8Acts acts;  // [M][nb*32] int8 values, [M][nb] scales and block sums
   acts.assign(X, M, K);
-  const Q8Layout L = q8_layout(W);
   const size_t Mp = (M + kAmxQ8Rows - 1) / kAmxQ8Rows * kAmxQ8Rows;
   thread_local std::vector<int8_t> padded;  // [Mp][nb*32] the values with zero rows past M (whole A tiles)
   const int8_t* xq = acts.qs.data();
@@ -146,21 +164,24 @@ inline void gemm_amx_q8(const MatrixView& W, const float* X, size_t M, float* Y)
     xq = padded.data();
   }
   const float* xd = acts.d.data();
+  const float* xs = acts.sx.data();
   const size_t panels = (N + kAmxQ8Cols - 1) / kAmxQ8Cols;
   const int threads = worker_count(N * K * M);
   constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols;
   parallel_chunks(panels, threads, [&](size_t pb, size_t pe) {
     thread_local std::vector<uint32_t> bpanel;  // [chunk][2][8][16] weight groups (+ room to align to 64 bytes)
-    thread_local std::vector<float> dwp;        // [chunk][32] weight scales
+    thread_local std::vector<float> dwp, mwp;   // [chunk][32] weight scales, minimums (Min)
     thread_local std::vector<int32_t> dots_buf;  // [2][G][32][32] two groups of blocks' dots (+ alignment)
     bpanel.resize(kAmxQ8Chunk * 2 * kAmxQ8BTile + 16);
     dwp.resize(kAmxQ8Chunk * kAmxQ8Cols);
+    mwp.resize(Min ? kAmxQ8Chunk * kAmxQ8Cols : 0);
     dots_buf.resize(2 * G * kDots + 16);
     const auto align64 = [](auto* p) {
       return reinterpret_cast<decltype(p)>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
     };
     uint32_t* const Bp = align64(bpanel.data());
     int32_t* const dots = align64(dots_buf.data());
+    float* const mw = Min ? mwp.data() : nullptr;
     alignas(64) float edge[kAmxQ8Rows * kAmxQ8Cols];  // a block of Y past row M or column N
     Tiles::configure(amx_int8_tiles());
     for (size_t mo = 0; mo < Mp; mo += kAmxQ8MC) {
@@ -169,7 +190,7 @@ inline void gemm_amx_q8(const MatrixView& W, const float* X, size_t M, float* Y)
         const size_t cb = std::min(kAmxQ8Chunk, nb - c0), groups = (cb + G - 1) / G;
         for (size_t p = pb; p < pe; ++p) {
           const size_t n0 = p * kAmxQ8Cols, nr = std::min(kAmxQ8Cols, N - n0);
-          pack_q8_panel(L, n0, nr, c0, cb, Bp, dwp.data());
+          pack(n0, nr, c0, cb, Bp, dwp.data(), mw);
           for (size_t m0 = mo; m0 < mend; m0 += kAmxQ8Rows) {
             const size_t rows = std::min(kAmxQ8Rows, M - std::min(M, m0));  // rows of Y here
             if (rows == 0) break;
@@ -209,10 +230,13 @@ inline void gemm_amx_q8(const MatrixView& W, const float* X, size_t M, float* Y)
             const auto rescale = [&](size_t g) {
               const size_t b = g * G, count = std::min(G, cb - b);
               const int32_t* D = dots + (g % 2) * G * kDots;
-              const float* dx = xd + m0 * nb + c0 + b;
-              if (count == G) return q8_rescale<G>(D, dwp.data() + b * kAmxQ8Cols, dx, nb, rows, C, ldc);
+              const size_t x0 = m0 * nb + c0 + b;
+              const float* dwb = dwp.data() + b * kAmxQ8Cols;
+              const float* mwb = Min ? mw + b * kAmxQ8Cols : nullptr;
+              if (count == G) return amx_rescale<G, Min>(D, dwb, mwb, xd + x0, xs + x0, nb, rows, C, ldc);
               for (size_t k = 0; k < count; ++k)  // a chunk's last, partial group
-                q8_rescale<1>(D + k * kDots, dwp.data() + (b + k) * kAmxQ8Cols, dx + k, nb, rows, C, ldc);
+                amx_rescale<1, Min>(D + k * kDots, dwb + k * kAmxQ8Cols, Min ? mwb + k * kAmxQ8Cols : nullptr,
+                                    xd + x0 + k, xs + x0 + k, nb, rows, C, ldc);
             };
             products(0);
             for (size_t g = 1; g < groups; ++g) {
@@ -229,6 +253,16 @@ inline void gemm_amx_q8(const MatrixView& W, const float* X, size_t M, float* Y)
     }
     Tiles::release();
   }, /*grain=*/1);
+}
+
+// The Q8 instance: Y[M, N] = X[M, K] . W^T for a Q8 W [N, K], int8 activations.
+template <class Tiles, size_t G = kAmxQ8Group>
+inline void gemm_amx_q8(const MatrixView& W, const float* X, size_t M, float* Y) {
+  const Q8Layout L = q8_layout(W);
+  gemm_amx_int8<Tiles, /*Min=*/false, G>(W.rows, W.cols, X, M, Y,
+      [&](size_t n0, size_t nr, size_t c0, size_t cb, uint32_t* Bp, float* dw, float*) {
+        pack_q8_panel(L, n0, nr, c0, cb, Bp, dw);
+      });
 }
 
 }  // namespace detail

@@ -15,6 +15,7 @@
 
 #include "fathom/core/dtype.hpp"
 #include "fathom/core/error.hpp"
+#include "fathom/kernels/amx_gguf.hpp"
 #include "fathom/kernels/amx_q8.hpp"
 #include "fathom/kernels/bf16dot.hpp"
 #include "fathom/kernels/cpu_features.hpp"
@@ -209,8 +210,9 @@ inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&
 // decoding keep the int8 kernels (activations quantised to int8 blocks, as llama.cpp does), so a
 // prompt's products differ from decode's for the same rows by that rounding.
 // set_exact_prefill(false), or FATHOM_PREFILL=int8 in the environment (read once), runs prompts
-// through the int8 kernels too: prompt rows then equal decode rows bit for bit (Q8 on a CPU with
-// AMX-INT8: within f32 rounding, amx_q8.hpp; FATHOM_AMX=off makes them equal there too).
+// through the int8 kernels too: prompt rows then equal decode rows bit for bit (Q8, Q4_0, Q4_1,
+// Q5_0, Q5_1 and Q4_K on a CPU with AMX-INT8: within f32 rounding, amx_q8.hpp and amx_gguf.hpp;
+// FATHOM_AMX=off makes them equal there too).
 namespace detail {
 inline std::atomic<bool>& exact_prefill_flag() {
   static std::atomic<bool> on = [] {
@@ -227,8 +229,8 @@ inline bool exact_prefill() { return detail::exact_prefill_flag().load(std::memo
 // n == 1 is the matrix-vector product (same result as gemv). For Q8 weights each row of X is
 // quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit
 // (except on a CPU with AMX-INT8, whose tiles sum in another order: amx_q8.hpp); so for the GGUF
-// block formats (quant4.hpp) — when !exact_prefill() (above; by default those formats run
-// gemm_exact).
+// block formats (quant4.hpp; with AMX-INT8 all but Q6_K sum in the tiles' order, amx_gguf.hpp) —
+// when !exact_prefill() (above; by default those formats run gemm_exact).
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
   if (n == 1) return gemv(W, X, Y);
@@ -251,6 +253,10 @@ inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
       return detail::gemm_q8(W, X, n, Y);
     case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0: case DType::Q5_1:
       if (exact_prefill()) return detail::gemm_dense(W.dtype, W.data, W.rows, W.cols, X, n, Y);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+      if (amx_int8_active() && detail::amx_gguf_format(W.dtype) && n >= detail::kAmxQ8MinRows)
+        return detail::gemm_amx_gguf<detail::AmxTiles>(W, X, n, Y);
+#endif
       return detail::gemm_gguf_block(W, X, n, Y);
     default: throw UnsupportedError("", std::string(dtype_name(W.dtype)), "gemm: weight dtype");
   }
