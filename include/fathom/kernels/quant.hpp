@@ -21,6 +21,7 @@
 // starting from -128 * sum(qx), which is computed once per activation block and shared by every
 // weight row; without VNNI a portable integer loop does the same sums.
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstddef>
@@ -479,14 +480,23 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // docs/benchmarks.md, "Zen 4: quantised decode prefetches"), and on a Zen 5 (family 1Ah) 1.11-1.34x
 // at one thread (Llama-8B's 14336-wide FFN rows 27 -> 35 GB/s) and 1.05-1.76x at two ("Zen 5: Q8
 // decode rows of 2048 values or more"). Rows of up to 1536 values keep the stream (the tile's were
-// 0.86-0.95x on the Zen 4, 0.85-1.08x on the Zen 5). Unmeasured on Intel, where the Q8 rows of
-// 14336 also streamed slowest (64 % of the read bandwidth, against 69-82 % on shorter rows). The
+// 0.86-0.95x on the Zen 4, 0.85-1.08x on the Zen 5). On an Intel Xeon (family 6 model 207) the
+// same choice holds for the long rows: the tile's into L2 1.19-1.28x the stream at one thread,
+// 1.13-1.33x at two (85-92 % and 92-105 % of the read bandwidth); 896-value rows were 0.93x at one
+// thread and 1.15x at two there (docs/benchmarks.md, "AMX-INT8 for the GGUF 4/5-bit formats"). The
 // AVX2 and portable builds keep the tile's prefetches kPrefetchAhead (2 KiB) ahead (not measured
 // with the stream).
 constexpr size_t kQ8PrefetchAhead = 8192;
 // How q8_rows_gemv prefetches rows of `cols` values on this build and CPU (above).
 enum class Q8DecodePrefetch { stream, tile_l2, tile };
+// A plan forced for every row length (bench_gemv's BM_gemv_q8_prefetch compares them on one CPU);
+// -1: the choice below. Results do not depend on it.
+inline std::atomic<int>& q8_decode_prefetch_forced() {
+  static std::atomic<int> plan{-1};
+  return plan;
+}
 inline Q8DecodePrefetch q8_decode_prefetch(size_t cols) {
+  if (const int f = q8_decode_prefetch_forced().load(std::memory_order_relaxed); f >= 0) return Q8DecodePrefetch(f);
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   return cols >= 2048 ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream;
 #else
