@@ -109,25 +109,33 @@ inline void pack_q8_panel(const Q8Layout& L, size_t n0, size_t nr, size_t c0, si
 // C[i][j] = fma(float(dots_k[i][j]), dw_k[j] * dx[i][k], C[i][j]), then with Min
 // C[i][j] = fma(mw_k[j], sx[i][k], C[i][j]), for blocks k = 0 .. G-1 in turn, i < rows, j < 32 (C:
 // ldc floats; dots_k: 32 x 32 int32, 4 KiB apart; dw_k, mw_k: 32 floats apart; dx[i][k] and
-// sx[i][k] at i * x_stride + k). Each C row is loaded and stored once per G blocks.
+// sx[i][k] at i * x_stride + k). The G blocks' scales (and minimums) are held in registers for all
+// rows; each C row is loaded and stored once per G blocks.
 template <size_t G, bool Min>
 inline void amx_rescale(const int32_t* dots, const float* dw, const float* mw, const float* dx, const float* sx,
                         size_t x_stride, size_t rows, float* C, size_t ldc) {
   using simd::fvec;
   using ivec = xsimd::batch<int32_t>;
-  constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols;
+  constexpr size_t kDots = kAmxQ8Rows * kAmxQ8Cols, kV = kAmxQ8Cols / simd::W;
+  fvec w[G][kV], m[Min ? G : 1][kV];
+  for (size_t k = 0; k < G; ++k)
+    for (size_t v = 0; v < kV; ++v) {
+      w[k][v] = simd::loadu(dw + k * kAmxQ8Cols + v * simd::W);
+      if constexpr (Min) m[k][v] = simd::loadu(mw + k * kAmxQ8Cols + v * simd::W);
+    }
   for (size_t i = 0; i < rows; ++i) {
     fvec x[G], s[G];
     for (size_t k = 0; k < G; ++k) {
       x[k] = fvec(dx[i * x_stride + k]);
       if constexpr (Min) s[k] = fvec(sx[i * x_stride + k]);
     }
-    for (size_t j = 0; j < kAmxQ8Cols; j += simd::W) {
+    for (size_t v = 0; v < kV; ++v) {
+      const size_t j = v * simd::W;
       fvec acc = simd::loadu(C + i * ldc + j);
       for (size_t k = 0; k < G; ++k) {
         const fvec d = xsimd::to_float(ivec::load_aligned(dots + k * kDots + i * kAmxQ8Cols + j));
-        acc = simd::fma_fused(d, simd::loadu(dw + k * kAmxQ8Cols + j) * x[k], acc);
-        if constexpr (Min) acc = simd::fma_fused(simd::loadu(mw + k * kAmxQ8Cols + j), s[k], acc);
+        acc = simd::fma_fused(d, w[k][v] * x[k], acc);
+        if constexpr (Min) acc = simd::fma_fused(m[k][v], s[k], acc);
       }
       simd::storeu(C + i * ldc + j, acc);
     }
@@ -147,8 +155,10 @@ inline void amx_rescale(const int32_t* dots, const float* dw, const float* mw, c
 // the rescale loading them - ran at 146-260 Gop/s (6-11 % of the unit's int8 peak with these tile
 // shapes, 2.4 Top/s); four blocks per rescale, a group ahead, at 279-340 (docs/benchmarks.md,
 // "AMX-INT8"). Each block's four products start from zeroed tiles and end in tile stores, and
-// each of its 1024 dots then takes a conversion and an FMA in AVX-512 (two with a minimum: Q4_1
-// ran at 0.78-0.83x Q4_0's rate there, so the rescale is a good part of the time).
+// each of its 1024 dots then takes a conversion, a multiply and an FMA in AVX-512 (two FMAs with a
+// minimum: Q4_1 ran at 0.78-0.83x Q4_0's rate there, so the rescale is a good part of the time;
+// holding the group's scales in registers instead of loading them per row was 1.09-1.26x at one
+// core, docs/benchmarks.md, "AMX-INT8 for the GGUF 4/5-bit formats").
 template <class Tiles, bool Min, size_t G, class Pack>
 inline void gemm_amx_int8(size_t N, size_t K, const float* X, size_t M, float* Y, const Pack& pack) {
   if (M == 0 || N == 0) return;
