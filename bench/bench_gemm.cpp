@@ -5,6 +5,7 @@
 #include "fathom/kernels/gemm_rank.hpp"
 #include "fathom/kernels/rank_screen.hpp"
 
+#include <string>
 #include <utility>
 
 using namespace fathom;
@@ -53,12 +54,16 @@ FATHOM_BF16ACTS_BENCH(avx512, false)
 
 // Q8 weights with int8 activations (the int8 prompts, `--prefill int8`): the AMX-INT8 tile kernel
 // where the CPU has it (kernels/amx_q8.hpp), the AVX512-VNNI / AVX2 kernel with AMX switched off.
-static void BM_gemm_q8_int8(benchmark::State& state, bool amx) {
+// (shared with the GGUF formats below: the int8 prompt kernel with the tiles allowed or not)
+static void int8_prompt_bench(benchmark::State& state, DType dt, bool amx, const std::string& other) {
   if (amx && !kernels::amx_int8_active()) return state.SkipWithError("no AMX-INT8 granted on this CPU");
   kernels::set_amx_allowed(amx);
-  BM_gemm(state, DType::Q8);
+  BM_gemm(state, dt);
   kernels::set_amx_allowed(true);
-  state.SetLabel(amx ? "AMX tdpbssd" : kernels::detail::q8_kernel_name());
+  state.SetLabel(amx ? "AMX tdpbssd" : other);
+}
+static void BM_gemm_q8_int8(benchmark::State& state, bool amx) {
+  int8_prompt_bench(state, DType::Q8, amx, kernels::detail::q8_kernel_name());
 }
 #define FATHOM_Q8INT8_BENCH(name, amx)                                                           \
   BENCHMARK_CAPTURE(BM_gemm_q8_int8, name, amx)->Args({896, 4864, 512})->Args({4864, 896, 512}) \
@@ -71,11 +76,7 @@ FATHOM_Q8INT8_BENCH(avx512, false)
 // The GGUF 4- and 5-bit formats with int8 activations: the AMX-INT8 tile kernel where the CPU has
 // it (kernels/amx_gguf.hpp), the AVX512-VNNI / AVX2 kernels (quant4.hpp) with AMX switched off.
 static void BM_gemm_gguf_int8(benchmark::State& state, DType dt, bool amx) {
-  if (amx && !kernels::amx_int8_active()) return state.SkipWithError("no AMX-INT8 granted on this CPU");
-  kernels::set_amx_allowed(amx);
-  BM_gemm(state, dt);
-  kernels::set_amx_allowed(true);
-  state.SetLabel(amx ? "AMX tdpbssd" : "int8 block kernel");
+  int8_prompt_bench(state, dt, amx, "int8 block kernel");
 }
 #define FATHOM_GGUF_INT8_BENCH(name, dt, amx)                                                        \
   BENCHMARK_CAPTURE(BM_gemm_gguf_int8, name, dt, amx)->Args({896, 4864, 512})->Args({4864, 896, 512}) \
