@@ -52,8 +52,8 @@ struct ModelArgs {
     app.add_option("--prefill", prefill,
                    "prompt products with Q8 / GGUF block weights: exact (default: f32 activations with the "
                    "weights' exact values, = the dequantised f32 model) or int8 (as decode: the same bits, except Q8 and "
-                   "the GGUF 4/5-bit formats but Q6_K on AMX-INT8 CPUs, whose tiles sum in another order unless "
-                   "FATHOM_AMX=off)")
+                   "Q4_K on AMX-INT8 CPUs, whose tiles sum in another order unless FATHOM_AMX=off; for Q4_0 / Q4_1 / "
+                   "Q5_0 / Q5_1 about twice as fast as exact)")
         ->check(CLI::IsMember({"int8", "exact"}));
     app.add_option("--kv-cache", kv_cache, "KV cache precision: f32 (exact) or bf16 (half the memory, inexact)")
         ->check(CLI::IsMember({"f32", "bf16"}));

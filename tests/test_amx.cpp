@@ -251,7 +251,8 @@ struct GgufCase {
   // The kernel's arithmetic, element by element: exact int32 block dots of the values, then
   // acc = fma(dot, s dx, acc) and, with a minimum, acc = fma(m, sx, acc), in block order. Also
   // checked: each part against io::dequantize's weights, the value against those weights times the
-  // quantised activations (double), and the VNNI / portable kernel within f32 rounding.
+  // quantised activations (double), and the VNNI / portable kernel within f32 rounding (Q4_0 ..
+  // Q5_1: equal).
   void check(const std::vector<float>& Y) const {
     kd::Q8Acts acts;
     acts.assign(X.data(), n, cols);
@@ -294,6 +295,8 @@ struct GgufCase {
         REQUIRE(std::bit_cast<uint32_t>(y) == std::bit_cast<uint32_t>(acc));
         REQUIRE(std::fabs(y - ref) <= 1e-5 * mag + 1e-30);
         REQUIRE(std::fabs(y - other[t * rows + r]) <= 1e-5 * mag + 1e-30);
+        // Q4_0 .. Q5_1: the vector kernels sum in this order too (q4_groups.hpp): the same bits
+        if (kk::is_q4_family(g.t)) REQUIRE(std::bit_cast<uint32_t>(y) == std::bit_cast<uint32_t>(other[t * rows + r]));
       }
   }
 };

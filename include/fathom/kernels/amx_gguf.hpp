@@ -50,8 +50,8 @@ inline void pack_q4_panel(const MatrixView& W, size_t n0, size_t nr, size_t c0, 
       q4_block_elements(L, r, b, v);
       for (size_t e = 0; e < kQ4Block; ++e) v[e] = uint8_t(v[e] - bias);
       put_block_groups(v, 0, blk, j, Bp);
-      dw[blk * kAmxQ8Cols + j] = f16_to_f32(L.d[r * L.nb + b]);
-      if (L.m) mw[blk * kAmxQ8Cols + j] = f16_to_f32(L.m[r * L.nb + b]);
+      dw[blk * kAmxQ8Cols + j] = f16_to_f32(q4_scale_bits(L, r, b));
+      if (q4_has_min(L.fmt)) mw[blk * kAmxQ8Cols + j] = f16_to_f32(q4_min_bits(L, r, b));
     }
   }
 }

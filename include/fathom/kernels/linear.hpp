@@ -165,12 +165,14 @@ struct Product {
 inline void gemv_fused(std::span<const Product> products, const float* x) {
   if (products.empty()) return;
   const MatrixView& W0 = *products[0].W;
+  // Rows per tile: 4, or the 16 rows of a Q4_0 / Q4_1 / Q5_0 / Q5_1 group (q4_groups.hpp).
+  const size_t tile = is_q4_family(W0.dtype) ? kQ4GroupRows : 4;
   size_t tiles = 0, work = 0;
   bool uniform = true;
   for (const Product& p : products) {
     detail::check_matrix(*p.W, "gemv");
     uniform = uniform && p.W->dtype == W0.dtype && p.W->cols == W0.cols;
-    tiles += (p.W->rows + 3) / 4;
+    tiles += (p.W->rows + tile - 1) / tile;
     work += p.W->rows * p.W->cols;
   }
   if (!uniform) {
@@ -187,10 +189,10 @@ inline void gemv_fused(std::span<const Product> products, const float* x) {
   detail::parallel_chunks(tiles, threads, [&](size_t b, size_t e) {
     size_t first = 0;  // tile index of products[i]'s first tile
     for (const Product& p : products) {
-      const size_t n = (p.W->rows + 3) / 4;
+      const size_t n = (p.W->rows + tile - 1) / tile;
       const size_t lo = std::max(b, first), hi = std::min(e, first + n);
       if (lo < hi)
-        detail::gemv_rows(*p.W, in, (lo - first) * 4, std::min(p.W->rows, (hi - first) * 4), p.y, threads);
+        detail::gemv_rows(*p.W, in, (lo - first) * tile, std::min(p.W->rows, (hi - first) * tile), p.y, threads);
       first += n;
     }
   });
@@ -206,13 +208,15 @@ inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&
 // weights' exact values with f32 activations (gemm_exact), so a prompt's products are those of
 // the dequantised f32 model, bit for bit, on every machine. Against the int8 kernels it is faster
 // or within 7 % on the CPUs measured (docs/benchmarks.md: Zen 3 without VNNI 1.1-1.56x; Zen 5
-// with AVX512-VNNI Q4_1 and Q6_K 1.2-1.4x, Q8 and Q4_K 0.93-0.97x). Decode (gemv) and batched
+// with AVX512-VNNI Q6_K 1.2-1.4x, Q8 and Q4_K 0.93-0.97x), except for Q4_0 / Q4_1 / Q5_0 / Q5_1
+// since their 16-row tiles (q4_groups.hpp): int8 prompts 2.1x the exact ones on SmolLM2's Q4_1
+// end to end (Zen 5), which stay the default for their exactness. Decode (gemv) and batched
 // decoding keep the int8 kernels (activations quantised to int8 blocks, as llama.cpp does), so a
 // prompt's products differ from decode's for the same rows by that rounding.
 // set_exact_prefill(false), or FATHOM_PREFILL=int8 in the environment (read once), runs prompts
-// through the int8 kernels too: prompt rows then equal decode rows bit for bit (Q8, Q4_0, Q4_1,
-// Q5_0, Q5_1 and Q4_K on a CPU with AMX-INT8: within f32 rounding, amx_q8.hpp and amx_gguf.hpp;
-// FATHOM_AMX=off makes them equal there too).
+// through the int8 kernels too: prompt rows then equal decode rows bit for bit (Q8 and Q4_K on a
+// CPU with AMX-INT8: within f32 rounding, amx_q8.hpp and amx_gguf.hpp; FATHOM_AMX=off makes them
+// equal there too).
 namespace detail {
 inline std::atomic<bool>& exact_prefill_flag() {
   static std::atomic<bool> on = [] {
@@ -229,8 +233,9 @@ inline bool exact_prefill() { return detail::exact_prefill_flag().load(std::memo
 // n == 1 is the matrix-vector product (same result as gemv). For Q8 weights each row of X is
 // quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit
 // (except on a CPU with AMX-INT8, whose tiles sum in another order: amx_q8.hpp); so for the GGUF
-// block formats (quant4.hpp; with AMX-INT8 all but Q6_K sum in the tiles' order, amx_gguf.hpp) —
-// when !exact_prefill() (above; by default those formats run gemm_exact).
+// block formats (quant4.hpp; with AMX-INT8 Q4_K sums in the tiles' order, amx_gguf.hpp, while Q4_0
+// .. Q5_1 sum there in their own, q4_groups.hpp) -- when !exact_prefill() (above; by default those
+// formats run gemm_exact).
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
   if (n == 1) return gemv(W, X, Y);

@@ -47,29 +47,6 @@ namespace fathom::kernels {
 
 constexpr size_t kQ8Block = 32;
 
-namespace detail {
-// Whether the Q4-family vector kernels (quant4.hpp) are compiled in: they read Q8Acts::qp.
-#if defined(FATHOM_KERNELS_AVX2_INT8) || (defined(__AVX512VNNI__) && defined(__AVX512BW__))
-constexpr bool kPairOrder = true;
-#else
-constexpr bool kPairOrder = false;
-#endif
-// With AVX512-VNNI a pair's nibbles are stored interleaved by 4-byte groups (quant4.hpp, "pair
-// lanes"): int32 lane L of an unpacked pair belongs to block b + L % 2.
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-constexpr bool kQ4PairLanes = true;
-#else
-constexpr bool kQ4PairLanes = false;
-#endif
-// Element (within blocks b, b + 1) that byte p (0..63) of an unpacked Q4 pair holds, as 32 * (its
-// block - b) + its index: the low nibbles first, then the high ones (quant4.hpp).
-inline size_t q4_pair_element(size_t p) {
-  const size_t h = p / 32, s = p % 32;  // nibble half, stored byte
-  if (kQ4PairLanes) return 32 * (s / 4 % 2) + 16 * h + 4 * (s / 8) + s % 4;
-  return 32 * (s / 16) + 16 * h + s % 16;
-}
-}  // namespace detail
-
 inline size_t q8_blocks(size_t cols) { return (cols + kQ8Block - 1) / kQ8Block; }
 inline size_t q8_bytes(size_t rows, size_t cols) { return rows * q8_blocks(cols) * (kQ8Block + 2); }
 
@@ -138,12 +115,7 @@ struct Q8Acts {
   std::vector<int8_t> qs;   // [n][nb*32]
   std::vector<float> d;     // [n][nb]
   std::vector<float> sx;    // [n][nb] d * sum(qs) of the block (the minimum terms of quant4.hpp)
-  // Vector kernels only (quant4.hpp's Q4_0 / Q4_1 / Q5_0 / Q5_1 with AVX2 or AVX512-VNNI): qs
-  // with each pair of blocks b, b + 1 (b even) in the order of a Q4 pair's unpacked nibbles
-  // (q4_pair_element): AVX2 [b 0-15 | b+1 0-15 | b 16-31 | b+1 16-31], AVX512-VNNI the 4-byte
-  // groups of b and b + 1 alternating, [b 0-3 | b+1 0-3 | .. | b+1 12-15 | b 16-19 | .. | b+1 28-31];
-  // a last unpaired block as in qs. Empty elsewhere.
-  std::vector<int8_t> qp;   // [n][nb*32]
+  std::vector<int32_t> sumq;  // [n][nb] sum(qs) of the block (the offsets of Q4_0 / Q5_0, q4_groups.hpp)
   size_t nb = 0;
   // Rows are independent: a prompt's rows are split between the threads (each row's values are
   // the same whoever computes them).
@@ -152,7 +124,7 @@ struct Q8Acts {
     qs.resize(n * nb * kQ8Block);
     d.resize(n * nb);
     sx.resize(n * nb);
-    if (kPairOrder) qp.resize(qs.size());
+    sumq.resize(n * nb);
     parallel_chunks(n, worker_count(n * cols * 8), [&](size_t t0, size_t t1) { assign_rows(X, t0, t1, cols); });
   }
 
@@ -164,16 +136,8 @@ struct Q8Acts {
     for (size_t i = t0 * nb; i < t1 * nb; ++i) {
       int32_t s = 0;
       for (size_t k = 0; k < kQ8Block; ++k) s += qs[i * kQ8Block + k];
+      sumq[i] = s;
       sx[i] = d[i] * float(s);
-    }
-    for (size_t t = t0; kPairOrder && t < t1; ++t) {
-      const int8_t* src = qs.data() + t * nb * kQ8Block;
-      int8_t* dst = qp.data() + t * nb * kQ8Block;
-      size_t b = 0;
-      for (; b + 2 <= nb; b += 2)
-        for (size_t p = 0; p < 2 * kQ8Block; p += 4)  // 4-byte groups stay whole in both orders
-          std::copy_n(src + b * kQ8Block + q4_pair_element(p), 4, dst + b * kQ8Block + p);
-      if (b < nb) std::copy_n(src + b * kQ8Block, kQ8Block, dst + b * kQ8Block);
     }
   }
   void assign_blocks(const float* X, size_t t0, size_t t1, size_t cols) {

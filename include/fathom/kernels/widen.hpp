@@ -20,19 +20,30 @@ namespace fathom::kernels::detail {
 // The GGUF blocks: their reference dequantisation (io::dequantize's bits, element for element;
 // tests/test_quant4.cpp) with each block's, group's or sub-block's scales decoded once, and within
 // a run sharing one scale the values read from consecutive bytes (loops the compiler vectorises).
+// f16 -> f32: F16C's conversion where there is one (the same exact value as f16_to_f32, without its
+// branches: two per block of 32 here).
+inline float f16_value(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  return f16_to_f32(h);
+#endif
+}
+
 inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float* out) {
   const size_t end = c0 + n;
   if (is_q4_family(W.dtype)) {
     const Q4Layout L = q4_layout(W);
     const int bias = q4_bias(W.dtype);
+    const bool has_min = q4_has_min(L.fmt);
     for (size_t c = c0; c < end;) {
       const size_t b = c / kQ4Block, j0 = c % kQ4Block, j1 = std::min(end - c + j0, kQ4Block);
-      const float d = f16_to_f32(L.d[r * L.nb + b]);
-      const float mn = L.m ? f16_to_f32(L.m[r * L.nb + b]) : 0.f;
+      const float d = f16_value(q4_scale_bits(L, r, b));
+      const float mn = has_min ? f16_value(q4_min_bits(L, r, b)) : 0.f;
       float* o = out + (c - c0) - j0;  // o[j] = element j of block b
       uint8_t q[kQ4Block];  // element j's unsigned value (0..15, Q5 0..31)
       q4_block_elements(L, r, b, q);
-      if (L.m) for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j]) + mn;
+      if (has_min) for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j]) + mn;
       else for (size_t j = j0; j < j1; ++j) o[j] = d * float(q[j] - bias);
       c += j1 - j0;
     }
