@@ -78,6 +78,53 @@ inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float
   }
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__BMI2__)
+constexpr bool kQ4PanelWiden = true;
+// Bp[k * 32 + 16 h + i] = W[n0 + 16 h + i, k0 + k] for k < kc, h < 2, rows n0 .. n0 + nr - 1 of a
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 matrix (n0 a multiple of 16), zero past nr: the gemm's weight panel
+// (gemm.hpp, pack_weights, 32 columns with AVX-512) straight from the tiles, a group's 16 rows per
+// vector with their 16 scales and minimums, no per-row gather and no transposition. The values are
+// widen_gguf's expressions on 16 lanes (d * q + m, d * (q - bias)), so the same bits, contracted or
+// not as the compiler does the scalar ones.
+inline void q4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0, size_t kc, float* Bp) {
+  const Q4Layout L = q4_layout(W);
+  const bool has_min = q4_has_min(L.fmt), five = q4_has_fifth_bit(L.fmt);
+  const __m512i bias = _mm512_set1_epi32(q4_bias(L.fmt)), lo4 = _mm512_set1_epi32(15);
+  for (size_t h = 0; h < 2; ++h) {
+    const size_t r0 = n0 + 16 * h;
+    const __mmask16 rows = __mmask16(r0 >= n0 + nr ? 0u : n0 + nr - r0 >= 16 ? 0xffffu : (1u << (n0 + nr - r0)) - 1u);
+    float* out = Bp + 16 * h;
+    if (rows == 0) {
+      for (size_t k = 0; k < kc; ++k) _mm512_storeu_ps(out + k * 32, _mm512_setzero_ps());
+      continue;
+    }
+    for (size_t b = k0 / kQ4Block; b * kQ4Block < k0 + kc; ++b) {
+      const uint8_t* t = L.tile_at(r0, b);
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + L.d_at)));
+      const __m512 m = has_min ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + L.d_at + 32)))
+                               : _mm512_setzero_ps();
+      const size_t e0 = std::max(k0, b * kQ4Block) - b * kQ4Block, e1 = std::min(k0 + kc, (b + 1) * kQ4Block) - b * kQ4Block;
+      for (size_t e = e0; e < e1; ++e) {  // element e = 16 hh + 4 j + c: byte c of chunk j, nibble hh
+        const size_t hh = e / 16, j = e % 16 / 4, c = e % 4;
+        const __m512i chunk = _mm512_loadu_si512(t + 64 * j);
+        __m512i q = _mm512_and_si512(_mm512_srl_epi32(chunk, _mm_cvtsi32_si128(int(8 * c + 4 * hh))), lo4);
+        if (five) {
+          uint64_t mask;
+          std::memcpy(&mask, t + 256 + 8 * (2 * j + hh), 8);
+          q = _mm512_mask_add_epi32(q, __mmask16(_pext_u64(mask, 0x1111111111111111ull << c)), q, _mm512_set1_epi32(16));
+        }
+        __m512 v;
+        if (has_min) v = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(q)), m);
+        else v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(q, bias)));
+        _mm512_storeu_ps(out + (b * kQ4Block + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
+      }
+    }
+  }
+}
+#else
+constexpr bool kQ4PanelWiden = false;
+#endif
+
 // out[j] = W[r, c0 + j] for j < n. Every format's value is exact in f32 (Q8: q * d, an 8-bit
 // integer times an f16; the GGUF blocks: their reference dequantisation, widen_gguf).
 inline void widen_segment(const MatrixView& W, size_t r, size_t c0, size_t n, float* out) {
