@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds everything (the test program, every public
 # header alone, benchmarks, examples), runs the whole doctest/CTest suite (one CTest test per
-# tests/test_*.cpp), the consumer test (tests/consumer/run.sh: find_package, add_subdirectory,
-# fathom::tokenizer alone), distributed eval under mpirun (tests/mpi/run.sh), the sanitizer run,
-# then short bounded fuzzing runs of the parsers. Prints each step's wall time at the end.
+# tests/test_*.cpp), the kernel tests built for AVX2 and SSE2 (scripts/isa-check.sh), the
+# consumer test (tests/consumer/run.sh: find_package, add_subdirectory, fathom::tokenizer alone),
+# distributed eval under mpirun (tests/mpi/run.sh), the sanitizer run, then short bounded fuzzing
+# runs of the parsers. Prints each step's wall time at the end.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FATHOM_BUILD_DIR:-$root/build}
@@ -31,6 +32,7 @@ stage "build (tests, benchmarks, examples)" env FATHOM_BUILD_DIR="$build" bash "
 export FATHOM_SHARED=${FATHOM_SHARED:-$(cd "$root/.." && pwd)/shared}
 stage "header check" cmake --build "$build" -j"$(nproc)" --target fathom_header_check  # every public header alone
 stage "ctest" ctest --test-dir "$build" --output-on-failure -j2
+stage "fallback kernels" bash "$root/scripts/isa-check.sh" "$build/isa"  # AVX2 and SSE2 builds, about 35 s
 stage "consumer test" bash "$root/tests/consumer/run.sh"
 if [[ $mpi == ON ]]; then stage "mpi test" bash "$root/tests/mpi/run.sh" "$build/examples/eval"; fi  # about 30 s
 # The parsers, the run loop, the depth policies and the kernels again under AddressSanitizer +

@@ -165,8 +165,10 @@ inline void pack_weights(const MatrixView& W, size_t n0, size_t nr, size_t k0, s
                          float* rows) {
   // 1. the panel's rows as src[j * ld]: a whole f32 panel in place (its rows are K apart), else
   //    widened into rows[j][kc] (contiguous, vectorised conversion) with zero padding rows.
-  if constexpr (kQ4PanelWiden && kNR == 32)  // the tiles' 16 rows are already a panel's lanes
-    if (is_q4_family(W.dtype) && n0 % kQ4GroupRows == 0) return q4_widen_panel(W, n0, nr, k0, kc, Bp);
+#if defined(FATHOM_KERNELS_Q4_PANEL_WIDEN)  // the tiles' 16 rows are already a panel's lanes
+  static_assert(kNR == 2 * kQ4GroupRows);
+  if (is_q4_family(W.dtype) && n0 % kQ4GroupRows == 0) return q4_widen_panel(W, n0, nr, k0, kc, Bp);
+#endif
   const float* src = rows;
   size_t ld = kc;
   if (W.dtype == DType::F32 && nr == kNR) {

@@ -79,7 +79,7 @@ inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float
 }
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__BMI2__)
-constexpr bool kQ4PanelWiden = true;
+#define FATHOM_KERNELS_Q4_PANEL_WIDEN 1
 // Bp[k * 32 + 16 h + i] = W[n0 + 16 h + i, k0 + k] for k < kc, h < 2, rows n0 .. n0 + nr - 1 of a
 // Q4_0 / Q4_1 / Q5_0 / Q5_1 matrix (n0 a multiple of 16), zero past nr: the gemm's weight panel
 // (gemm.hpp, pack_weights, 32 columns with AVX-512) straight from the tiles, a group's 16 rows per
@@ -121,8 +121,6 @@ inline void q4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
     }
   }
 }
-#else
-constexpr bool kQ4PanelWiden = false;
 #endif
 
 // out[j] = W[r, c0 + j] for j < n. Every format's value is exact in f32 (Q8: q * d, an 8-bit
