@@ -4,8 +4,9 @@
 // quantised to 8 bits per block of 32 as for Q8 (quant.hpp's Q8Acts), as llama.cpp does.
 //
 // Memory layouts (MatrixView::data; cols a multiple of the block):
-//   Q4_0, Q4_1, Q5_0, Q5_1: groups of 16 rows, one tile of 16 blocks after another, the file's bytes
-//     re-laid at load (no arithmetic on any value): q4_groups.hpp, which also holds their kernels.
+//   Q4_0, Q4_1, Q5_0, Q5_1: groups of 16 rows, each a run of tiles (block b of the group's 16 rows),
+//     the file's bytes re-laid at load (no arithmetic on any value): q4_groups.hpp, which also
+//     holds their kernels.
 //     (llama.cpp's Q4_K_M falls back to Q5_0 for matrices whose rows are not whole 256-blocks, such
 //     as Qwen2.5-0.5B's 896.)
 //   Q4_K, Q6_K: the GGUF super-blocks of 256 as stored (144 / 210 bytes; io/gguf_quants.hpp spells
