@@ -62,7 +62,8 @@ constexpr bool q4_has_min(Q4Fmt f) { return f == Q4Fmt::q4_1 || f == Q4Fmt::q5_1
 constexpr bool q4_has_fifth_bit(Q4Fmt f) { return f == Q4Fmt::q5_0 || f == Q4Fmt::q5_1; }
 // The offset a signed format's values are stored with (Q4_0 8, Q5_0 16; 0 for those with a minimum).
 constexpr int q4_bias(Q4Fmt f) { return f == Q4Fmt::q4_0 ? 8 : f == Q4Fmt::q5_0 ? 16 : 0; }
-constexpr size_t q4_tile_bytes(Q4Fmt f) { return 256 + (q4_has_fifth_bit(f) ? 64 : 0) + 32 + (q4_has_min(f) ? 32 : 0); }
+constexpr size_t q4_scales_at(Q4Fmt f) { return 256 + (q4_has_fifth_bit(f) ? 64 : 0); }  // in a tile
+constexpr size_t q4_tile_bytes(Q4Fmt f) { return q4_scales_at(f) + 32 + (q4_has_min(f) ? 32 : 0); }
 inline bool q4_has_min(DType t) { return q4_has_min(q4_fmt(t)); }
 inline bool q4_has_fifth_bit(DType t) { return q4_has_fifth_bit(q4_fmt(t)); }
 inline int q4_bias(DType t) { return q4_bias(q4_fmt(t)); }
@@ -90,7 +91,7 @@ struct Q4Layout {
 };
 inline Q4Layout q4_layout(DType t, const void* data, size_t cols) {
   const Q4Fmt f = q4_fmt(t);
-  return {static_cast<const uint8_t*>(data), cols / kQ4Block, f, q4_tile_bytes(f), q4_has_fifth_bit(f) ? 320u : 256u};
+  return {static_cast<const uint8_t*>(data), cols / kQ4Block, f, q4_tile_bytes(f), q4_scales_at(f)};
 }
 inline Q4Layout q4_layout(const MatrixView& W) { return q4_layout(W.dtype, W.data, W.cols); }
 
@@ -111,11 +112,10 @@ inline uint16_t q4_min_bits(const Q4Layout& L, size_t r, size_t b) {
   return h;
 }
 
-// Block b of row r as the file has it: its 16 bytes of nibbles and (Q5) its qh word.
-inline uint32_t q4_block_bytes(const Q4Layout& L, size_t r, size_t b, uint8_t* bytes) {
+// Block b of row r's qh word as the file has it (Q5; 0 for Q4_0 / Q4_1).
+inline uint32_t q4_block_qh(const Q4Layout& L, size_t r, size_t b) {
   const uint8_t* t = L.tile_at(r, b);
   const size_t i = r % kQ4GroupRows;
-  for (size_t j = 0; j < 4; ++j) std::memcpy(bytes + 4 * j, t + 64 * j + 4 * i, 4);
   uint32_t qh = 0;
   for (size_t k = 0; q4_has_fifth_bit(L.fmt) && k < 8; ++k) {  // mask k = 2j + h
     uint64_t mask;
@@ -125,9 +125,15 @@ inline uint32_t q4_block_bytes(const Q4Layout& L, size_t r, size_t b, uint8_t* b
   return qh;
 }
 
-// The 32 unsigned values (0..15, Q5 0..31) of block b of row r, in element order.
-// (The exact prefill widens every block of a prompt's matrices through this: vectors where there
-// are, the row's 16 bytes gathered from the tile's four chunks.)
+// Block b of row r as the file has it: its 16 bytes of nibbles and (Q5) its qh word.
+inline uint32_t q4_block_bytes(const Q4Layout& L, size_t r, size_t b, uint8_t* bytes) {
+  const uint8_t* t = L.tile_at(r, b) + 4 * (r % kQ4GroupRows);
+  for (size_t j = 0; j < 4; ++j) std::memcpy(bytes + 4 * j, t + 64 * j, 4);
+  return q4_block_qh(L, r, b);
+}
+
+// The 32 unsigned values (0..15, Q5 0..31) of block b of row r, in element order (widen_segment:
+// MatrixView::at, the exact prefill where q4_widen_panel is not compiled in; the AMX packer).
 inline void q4_block_elements(const Q4Layout& L, size_t r, size_t b, uint8_t* w) {
 #if defined(__SSE2__)
   // the four chunks' words straight into one register (four 4-byte stores read back as one 16-byte
@@ -138,8 +144,7 @@ inline void q4_block_elements(const Q4Layout& L, size_t r, size_t b, uint8_t* w)
   const __m128i v = _mm_setr_epi32(c[0], c[1], c[2], c[3]), lo4 = _mm_set1_epi8(15);
   __m128i lo = _mm_and_si128(v, lo4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), lo4);
   if (q4_has_fifth_bit(L.fmt)) {
-    uint8_t bytes[16];
-    const uint32_t qh = q4_block_bytes(L, r, b, bytes);
+    const uint32_t qh = q4_block_qh(L, r, b);
     auto sixteens = [](uint32_t bits) {  // 16 bits -> 16 bytes: 16 where bit e is set, else 0
       const uint64_t spread = 0x0101010101010101ull;
       const __m128i x = _mm_set_epi64x(int64_t(((bits >> 8) & 0xff) * spread), int64_t((bits & 0xff) * spread));
@@ -165,7 +170,7 @@ inline void q4_block_elements(const Q4Layout& L, size_t r, size_t b, uint8_t* w)
 // GGUF block `blk` (d, [m], [qh], 16 bytes of nibbles) -> block b of row r. The group's tiles must
 // be zero before its first row is written (the fifth bits are or-ed in).
 inline void q4_put_block(uint8_t* base, Q4Fmt f, size_t nb, size_t r, size_t b, const uint8_t* blk) {
-  const size_t tile = q4_tile_bytes(f), i = r % kQ4GroupRows, d_at = q4_has_fifth_bit(f) ? 320 : 256;
+  const size_t tile = q4_tile_bytes(f), i = r % kQ4GroupRows, d_at = q4_scales_at(f);
   uint8_t* t = base + ((r / kQ4GroupRows) * nb + b) * tile;
   const size_t qh_at = q4_has_min(f) ? 4 : 2, qs_at = qh_at + (q4_has_fifth_bit(f) ? 4 : 0);
   for (size_t j = 0; j < 4; ++j) std::memcpy(t + 64 * j + 4 * i, blk + qs_at + 4 * j, 4);
@@ -245,7 +250,7 @@ template <int RX, Q4Fmt F>
 inline void q4_group_vnni(const Q4Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
   constexpr bool kFive = q4_has_fifth_bit(F), kMin = q4_has_min(F);
   constexpr int kBias = q4_bias(F);
-  constexpr size_t kTile = q4_tile_bytes(F), kD = kFive ? 320 : 256;
+  constexpr size_t kTile = q4_tile_bytes(F), kD = q4_scales_at(F);
   const size_t nb = L.nb;
   const uint8_t* t = L.base + g * nb * kTile;
   const bool l2 = gguf_prefetch_l2();
@@ -313,7 +318,7 @@ inline void q4_group_avx2(const Q4Layout& L, size_t g, const Q4Acts<RX>& a, floa
   static_assert(RX <= 2);
   constexpr bool kFive = q4_has_fifth_bit(F), kMin = q4_has_min(F);
   constexpr int kBias = q4_bias(F);
-  constexpr size_t kTile = q4_tile_bytes(F), kD = kFive ? 320 : 256;
+  constexpr size_t kTile = q4_tile_bytes(F), kD = q4_scales_at(F);
   const size_t nb = L.nb;
   const uint8_t* t = L.base + g * nb * kTile;
   const __m256i lo4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
