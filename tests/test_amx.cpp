@@ -2,7 +2,8 @@
 // every machine (bf16: against the bf16-rounded reference, the same bits for 1-3 threads and for
 // fused products, the emulation's tdpbf16ps pinned to the architecture's order of sums; Q8 and the
 // GGUF 4/5-bit formats with int8 activations: the kernel's own arithmetic bit for bit, the
-// dequantised reference's value and the VNNI kernels' within f32 rounding, 1-3 threads; tdpbssd
+// dequantised reference's value, 1-3 threads, the VNNI kernels' within f32 rounding (Q8) or bit for
+// bit (the GGUF formats); tdpbssd
 // pinned), and on the AMX unit itself where the CPU has one and the OS grants it (the same
 // references; gemm's dispatch to it in the bf16-activation mode and for int8 prompts). Without AMX
 // the other kernels run: test_bf16dot, test_kernels, test_quant4.
@@ -251,8 +252,7 @@ struct GgufCase {
   // The kernel's arithmetic, element by element: exact int32 block dots of the values, then
   // acc = fma(dot, s dx, acc) and, with a minimum, acc = fma(m, sx, acc), in block order. Also
   // checked: each part against io::dequantize's weights, the value against those weights times the
-  // quantised activations (double), and the VNNI / portable kernel within f32 rounding (Q4_0 ..
-  // Q5_1: equal).
+  // quantised activations (double), and the VNNI / portable kernel: equal.
   void check(const std::vector<float>& Y) const {
     kd::Q8Acts acts;
     acts.assign(X.data(), n, cols);
@@ -295,8 +295,8 @@ struct GgufCase {
         REQUIRE(std::bit_cast<uint32_t>(y) == std::bit_cast<uint32_t>(acc));
         REQUIRE(std::fabs(y - ref) <= 1e-5 * mag + 1e-30);
         REQUIRE(std::fabs(y - other[t * rows + r]) <= 1e-5 * mag + 1e-30);
-        // Q4_0 .. Q5_1: the vector kernels sum in this order too (q4_groups.hpp): the same bits
-        if (kk::is_q4_family(g.t)) REQUIRE(std::bit_cast<uint32_t>(y) == std::bit_cast<uint32_t>(other[t * rows + r]));
+        // the vector kernels sum in this order too (q4_groups.hpp, k4_groups.hpp): the same bits
+        REQUIRE(std::bit_cast<uint32_t>(y) == std::bit_cast<uint32_t>(other[t * rows + r]));
       }
   }
 };

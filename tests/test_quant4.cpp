@@ -49,8 +49,8 @@ TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit"
     CAPTURE(dtype_name(t));
     const Case c = make_case(t, 5, 512, rng);
     const kk::MatrixView W = c.M.view();
-    // the file's bytes; Q4_0 .. Q5_1 in whole groups of 16 rows (the 11 padding rows zero)
-    CHECK(c.M.bytes() == c.raw.size() / 5 * (kk::is_q4_family(t) ? 16 : 5));
+    // the file's bytes; Q4_0 .. Q5_1 and Q4_K in whole groups of 16 rows (the 11 padding rows zero)
+    CHECK(c.M.bytes() == c.raw.size() / 5 * (kk::in_row_groups(t) ? 16 : 5));
     size_t bad = 0;
     for (size_t r = 0; r < c.rows; ++r)
       for (size_t k = 0; k < c.cols; ++k)

@@ -13,11 +13,10 @@
 //
 //   acc = fma(float(q_b . qx_b), scale_b dx_b, acc);   with a minimum:  acc = fma(min_b, sx_b, acc)
 //
-// where qx_b, dx_b and sx_b = dx_b sum qx_b are the activations' block (quant.hpp's Q8Acts). The
-// VNNI and portable kernels (quant4.hpp) keep the minimum terms in a second accumulator and sum 16
-// lanes, so an AMX CPU's int8 prompt rows differ from decode's in the last bits (within 1e-5 of the
-// summed magnitudes, tests/test_amx.cpp), as Q8's do; FATHOM_AMX=off restores decode's bits. Q6_K
-// (16-value groups with a scale each) stays on its VNNI kernel.
+// where qx_b, dx_b and sx_b = dx_b sum qx_b are the activations' block (quant.hpp's Q8Acts): the
+// order of the VNNI, AVX2 and portable kernels of these formats too (q4_groups.hpp, k4_groups.hpp),
+// so an AMX CPU's int8 prompt rows equal decode's bit for bit (tests/test_amx.cpp). Q6_K (16-value
+// groups with a scale each) stays on its VNNI kernel.
 //
 // The unpacking costs a block's 32 values once per 32-row panel, chunk of 64 blocks and pass of
 // 512 activation rows, against 32 x 32 x 32 multiply-adds per step of 32 rows.
@@ -56,30 +55,22 @@ inline void pack_q4_panel(const MatrixView& W, size_t n0, size_t nr, size_t c0, 
   }
 }
 
-// Blocks [c0, c0 + cb) (c0 a multiple of 8: whole super-blocks) of Q4_K rows [n0, n0 + nr):
-// GGUF's super-block of 256 is d, dmin (f16), 12 bytes of six-bit scales and minimums, then 128
-// bytes of nibbles, byte 32i + l holding value l of block 2i (low nibble) and of block 2i + 1
-// (high nibble).
+// Blocks [c0, c0 + cb) of Q4_K rows [n0, n0 + nr) (block b: sub-block b % 8 of super-block b / 8,
+// k4_groups.hpp): values q, scales d sc_j, minimums -(dmin mn_j).
 inline void pack_q4k_panel(const MatrixView& W, size_t n0, size_t nr, size_t c0, size_t cb, uint32_t* Bp, float* dw,
                            float* mw) {
-  constexpr size_t kPerSuper = kSuperBlock / kQ4Block;  // 8 blocks
-  const size_t row_bytes = W.cols / kSuperBlock * gguf_block_bytes(DType::Q4_K);
+  const K4Layout L = k4_layout(W);
   clear_panel(nr, cb, Bp, dw, mw);
-  for (size_t j = 0; j < nr; ++j) {
-    const uint8_t* row = static_cast<const uint8_t*>(W.data) + (n0 + j) * row_bytes;
+  for (size_t j = 0; j < nr; ++j)
     for (size_t blk = 0; blk < cb; ++blk) {
-      const size_t b = c0 + blk, k = b % kPerSuper;
-      const uint8_t* sb = row + b / kPerSuper * gguf_block_bytes(DType::Q4_K);
-      const uint8_t* nib = sb + 16 + 32 * (k / 2);
+      const size_t b = c0 + blk;
       uint8_t v[kQ4Block];
-      for (size_t e = 0; e < kQ4Block; ++e) v[e] = k % 2 ? nib[e] >> 4 : nib[e] & 15;
+      float scale, min;
+      k4_subblock(L, n0 + j, b / 8, int(b % 8), v, scale, min);
       put_block_groups(v, 0, blk, j, Bp);
-      int sc, mn;
-      k4_scale_min(sb + 4, int(k), sc, mn);
-      dw[blk * kAmxQ8Cols + j] = h2f(sb) * float(sc);
-      mw[blk * kAmxQ8Cols + j] = -(h2f(sb + 2) * float(mn));
+      dw[blk * kAmxQ8Cols + j] = scale;
+      mw[blk * kAmxQ8Cols + j] = -min;
     }
-  }
 }
 
 // Y[M, N] = X[M, K] . W^T for W in one of the amx_gguf_format formats, int8 activations.

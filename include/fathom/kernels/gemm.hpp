@@ -168,6 +168,7 @@ inline void pack_weights(const MatrixView& W, size_t n0, size_t nr, size_t k0, s
 #if defined(FATHOM_KERNELS_Q4_PANEL_WIDEN)  // the tiles' 16 rows are already a panel's lanes
   static_assert(kNR == 2 * kQ4GroupRows);
   if (is_q4_family(W.dtype) && n0 % kQ4GroupRows == 0) return q4_widen_panel(W, n0, nr, k0, kc, Bp);
+  if (W.dtype == DType::Q4_K && n0 % kQ4GroupRows == 0) return k4_widen_panel(W, n0, nr, k0, kc, Bp);
 #endif
   const float* src = rows;
   size_t ld = kc;

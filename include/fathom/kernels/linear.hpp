@@ -165,8 +165,8 @@ struct Product {
 inline void gemv_fused(std::span<const Product> products, const float* x) {
   if (products.empty()) return;
   const MatrixView& W0 = *products[0].W;
-  // Rows per tile: 4, or the 16 rows of a Q4_0 / Q4_1 / Q5_0 / Q5_1 group (q4_groups.hpp).
-  const size_t tile = is_q4_family(W0.dtype) ? kQ4GroupRows : 4;
+  // Rows per tile: 4, or the 16 rows of a Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K group (q4_groups.hpp).
+  const size_t tile = in_row_groups(W0.dtype) ? kQ4GroupRows : 4;
   size_t tiles = 0, work = 0;
   bool uniform = true;
   for (const Product& p : products) {

@@ -67,10 +67,10 @@ constexpr size_t q4_tile_bytes(Q4Fmt f) { return q4_scales_at(f) + 32 + (q4_has_
 inline bool q4_has_min(DType t) { return q4_has_min(q4_fmt(t)); }
 inline bool q4_has_fifth_bit(DType t) { return q4_has_fifth_bit(q4_fmt(t)); }
 inline int q4_bias(DType t) { return q4_bias(q4_fmt(t)); }
-// Calls f(std::integral_constant<Q4Fmt, q4_fmt(t)>) for t one of the four formats.
+// Calls f(std::integral_constant<Q4Fmt, f>).
 template <class F>
-inline void with_q4_fmt(DType t, F&& f) {
-  switch (q4_fmt(t)) {
+inline void with_q4_fmt(Q4Fmt fmt, F&& f) {
+  switch (fmt) {
     case Q4Fmt::q4_0: return f(std::integral_constant<Q4Fmt, Q4Fmt::q4_0>{});
     case Q4Fmt::q4_1: return f(std::integral_constant<Q4Fmt, Q4Fmt::q4_1>{});
     case Q4Fmt::q5_0: return f(std::integral_constant<Q4Fmt, Q4Fmt::q5_0>{});
@@ -367,37 +367,33 @@ inline void q4_group_avx2(const Q4Layout& L, size_t g, const Q4Acts<RX>& a, floa
 constexpr bool kQ4Avx2 = false;
 #endif
 
+// AVX2's group kernels take at most 2 activation rows (16 registers): RX rows as pairs, two(acts,
+// out) for each, and one(acts, out) for a last odd row.
+template <int RX, class Two, class One>
+inline void in_pairs_of_rows(const Q4Acts<RX>& a, float* out, Two&& two, One&& one) {
+  auto rows = [&](auto k, int m0) {
+    Q4Acts<decltype(k)::value> p;
+    for (int m = 0; m < decltype(k)::value; ++m)
+      p.xq[m] = a.xq[m0 + m], p.xd[m] = a.xd[m0 + m], p.sx[m] = a.sx[m0 + m], p.sumq[m] = a.sumq[m0 + m];
+    return p;
+  };
+  if constexpr (RX >= 2)
+    for (int m0 = 0; m0 + 2 <= RX; m0 += 2) two(rows(std::integral_constant<int, 2>{}, m0), out + 16 * m0);
+  if constexpr (RX % 2) one(rows(std::integral_constant<int, 1>{}, RX - 1), out + 16 * (RX - 1));
+}
+
 // out[16 m + i] = row 16 g + i . activation row m (m < RX), the padding rows included: the vector
 // kernel compiled in, else the portable one.
 template <int RX>
 inline void q4_group(const Q4Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  switch (L.fmt) {
-    case Q4Fmt::q4_0: return q4_group_vnni<RX, Q4Fmt::q4_0>(L, g, a, out);
-    case Q4Fmt::q4_1: return q4_group_vnni<RX, Q4Fmt::q4_1>(L, g, a, out);
-    case Q4Fmt::q5_0: return q4_group_vnni<RX, Q4Fmt::q5_0>(L, g, a, out);
-    default: return q4_group_vnni<RX, Q4Fmt::q5_1>(L, g, a, out);
-  }
+  with_q4_fmt(L.fmt, [&](auto F) { q4_group_vnni<RX, decltype(F)::value>(L, g, a, out); });
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-  if constexpr (RX > 2) {  // 16 registers: two rows of activations at a time
-    Q4Acts<2> two;
-    for (int m0 = 0; m0 < RX; m0 += 2) {
-      for (int k = 0; k < 2; ++k) {
-        const int m = std::min(m0 + k, RX - 1);
-        two.xq[k] = a.xq[m], two.xd[k] = a.xd[m], two.sx[k] = a.sx[m], two.sumq[k] = a.sumq[m];
-      }
-      float part[32];
-      q4_group<2>(L, g, two, part);
-      std::memcpy(out + 16 * m0, part, sizeof(float) * 16 * std::min(2, RX - m0));
-    }
-  } else {
-    switch (L.fmt) {
-      case Q4Fmt::q4_0: return q4_group_avx2<RX, Q4Fmt::q4_0>(L, g, a, out);
-      case Q4Fmt::q4_1: return q4_group_avx2<RX, Q4Fmt::q4_1>(L, g, a, out);
-      case Q4Fmt::q5_0: return q4_group_avx2<RX, Q4Fmt::q5_0>(L, g, a, out);
-      default: return q4_group_avx2<RX, Q4Fmt::q5_1>(L, g, a, out);
-    }
-  }
+  with_q4_fmt(L.fmt, [&](auto F) {
+    constexpr Q4Fmt f = decltype(F)::value;
+    in_pairs_of_rows<RX>(a, out, [&](const Q4Acts<2>& two, float* part) { q4_group_avx2<2, f>(L, g, two, part); },
+                         [&](const Q4Acts<1>& one, float* part) { q4_group_avx2<1, f>(L, g, one, part); });
+  });
 #else
   for (int m = 0; m < RX; ++m)
     for (size_t i = 0; i < kQ4GroupRows; ++i)

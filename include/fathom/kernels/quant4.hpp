@@ -9,19 +9,20 @@
 //     holds their kernels.
 //     (llama.cpp's Q4_K_M falls back to Q5_0 for matrices whose rows are not whole 256-blocks, such
 //     as Qwen2.5-0.5B's 896.)
-//   Q4_K, Q6_K: the GGUF super-blocks of 256 as stored (144 / 210 bytes; io/gguf_quants.hpp spells
-//     the bits out), row after row.
+//   Q4_K: groups of 16 rows too, a tile per super-block of 256 columns: k4_groups.hpp, with its
+//     kernels.
+//   Q6_K: the GGUF super-blocks of 256 as stored (210 bytes; io/gguf_quants.hpp spells the bits
+//     out), row after row.
 //
 // Products: with activation blocks x = dx * qx (qx int8, one f32 scale dx per 32, sx = dx * sum qx)
-//   Q4_0 .. Q5_1  q4_groups.hpp: block by block, one FMA per block (and one per minimum)
-//   Q4_K  sum_b (d sc_j) dx_b (q_b . qx_b)  -  sum_b (dmin mn_j) sx_b     (block b = group j of 32)
+//   Q4_0 .. Q5_1, Q4_K  q4_groups.hpp, k4_groups.hpp: block by block (Q4_K: sub-block by
+//                       sub-block), one FMA per block and one per minimum
 //   Q6_K  sum over groups g of 16: (d sc_g) dx_b (q_g . qx_g - 32 sum qx_g)
-// Every integer dot is exact; the float arithmetic of Q4_K and Q6_K is the Q8 kernel's
-// (quant.hpp): 16 lanes, lane 8 * (b mod 2) + i accumulates by FMA block b's bytes 4i..4i+3, the
-// minimum terms go to lane b mod 16 of a second accumulator, both are summed by q8_tree_sum. The
-// vector kernels and the portable ones do exactly these operations, so results are the same bits
-// on every CPU, and for every thread count (each output is summed by one thread in this fixed
-// order).
+// Every integer dot is exact; the float arithmetic of Q6_K is the Q8 kernel's (quant.hpp): 16
+// lanes, lane 8 * (b mod 2) + i accumulates by FMA block b's bytes 4i..4i+3, summed by
+// q8_tree_sum. The vector kernels and the portable ones do exactly these operations, so results
+// are the same bits on every CPU, and for every thread count (each output is summed by one thread
+// in this fixed order).
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -35,6 +36,7 @@
 #include "fathom/core/dtype.hpp"
 #include "fathom/core/error.hpp"
 #include "fathom/kernels/matrix.hpp"
+#include "fathom/kernels/k4_groups.hpp"
 #include "fathom/kernels/parallel.hpp"
 #include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/q4_groups.hpp"
@@ -43,10 +45,11 @@
 
 namespace fathom::kernels {
 
-constexpr size_t kSuperBlock = 256;  // Q4_K / Q6_K super-block
-constexpr size_t kQ4KBytes = 144, kQ6KBytes = 210;
+constexpr size_t kQ6KBytes = 210;  // the file's Q6_K super-block
 
 inline bool is_gguf_block(DType t) { return is_q4_family(t) || t == DType::Q4_K || t == DType::Q6_K; }
+// Held in groups of 16 rows (q4_groups.hpp, k4_groups.hpp): all but Q6_K.
+inline bool in_row_groups(DType t) { return is_q4_family(t) || t == DType::Q4_K; }
 inline size_t gguf_block_elems(DType t) { return t == DType::Q4_K || t == DType::Q6_K ? kSuperBlock : kQ4Block; }
 inline size_t gguf_block_bytes(DType t) {
   switch (t) {
@@ -60,42 +63,14 @@ inline size_t gguf_block_bytes(DType t) {
   }
 }
 // Bytes of a rows x cols matrix in one of these formats as held (cols a multiple of the block;
-// Q4_0 / Q4_1 / Q5_0 / Q5_1 in whole groups of 16 rows, q4_groups.hpp).
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 and Q4_K in whole groups of 16 rows).
 inline size_t gguf_block_matrix_bytes(DType t, size_t rows, size_t cols) {
   if (is_q4_family(t)) return detail::q4_matrix_bytes(t, rows, cols);
+  if (t == DType::Q4_K) return detail::k4_matrix_bytes(rows, cols);
   return rows * (cols / gguf_block_elems(t)) * gguf_block_bytes(t);
 }
 
 namespace detail {
-
-// Q4_K's six-bit scale and minimum j of a super-block (GGUF's get_scale_min_k4).
-inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    mn = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
-    mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-  }
-}
-
-#if defined(__AVX2__)
-// The 12 packed bytes of a Q4_K block's scales (at blk + 4) unpacked in one register: bytes 0-7 the
-// 8 six-bit scales, bytes 8-15 the 8 six-bit minimums (k4_scale_min for all j at once), by two byte
-// shuffles and masks. (Unpacked as four 32-bit words in scalar registers, stored and loaded back as
-// one vector, they stalled every super-block: a 16-byte load from four 4-byte stores is not
-// forwarded.) Reads the 16 bytes at blk + 4: the 12 of the scales and 4 of the nibbles.
-inline __m128i k4_scales_mins_vec(const uint8_t* blk) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 4));
-  // a: [s0-3 | s8-11 | s4-7 | s8-11], b: [0 | s0-3 | 0 | s4-7] (s: the 12 packed bytes)
-  const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-  const __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-  const __m128i low = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0));
-  const __m128i high_nibbles = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi32(0, 0, 0, 0x0f0f0f0f));
-  const __m128i top_bits = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
-  return _mm_or_si128(low, _mm_or_si128(high_nibbles, top_bits));
-}
-#endif
 
 inline float h2f(const uint8_t* p) {
   uint16_t h;
@@ -122,27 +97,11 @@ inline void lanes_fma(float* acc, size_t b, const uint8_t* w, const int8_t* x, i
 // One weight row . one activation row; xq: [nb32*32], xd, sx: [nb32].
 inline float gguf_row_dot_portable(DType t, const MatrixView& W, size_t r, const int8_t* xq, const float* xd,
                                    const float* sx) {
-  float acc[16] = {}, macc[16] = {};
-  uint8_t w[32];
   if (is_q4_family(t)) return q4_row_dot_portable(q4_layout(W), r, xq, xd, sx);
+  if (t == DType::Q4_K) return k4_row_dot_portable(k4_layout(W), r, xq, xd, sx);
+  float acc[16] = {};
+  uint8_t w[32];
   const size_t nsb = W.cols / kSuperBlock;
-  if (t == DType::Q4_K) {
-    for (size_t s = 0; s < nsb; ++s) {
-      const uint8_t* blk = static_cast<const uint8_t*>(W.data) + (r * nsb + s) * kQ4KBytes;
-      const float d = h2f(blk), dmin = h2f(blk + 2);
-      for (int j = 0; j < 8; ++j) {
-        const size_t b = s * 8 + size_t(j);
-        int sc, mn;
-        k4_scale_min(blk + 4, j, sc, mn);
-        const uint8_t* qs = blk + 16 + (j / 2) * 32;
-        for (int l = 0; l < 32; ++l) w[l] = (qs[l] >> (4 * (j % 2))) & 15;
-        const float scale = (d * float(sc)) * xd[b];
-        lanes_fma(acc, b, w, xq + b * 32, 0, scale, scale);
-        macc[b % 16] = std::fma(dmin * float(mn), sx[b], macc[b % 16]);
-      }
-    }
-    return q8_tree_sum(acc) - q8_tree_sum(macc);
-  }
   // Q6_K
   for (size_t s = 0; s < nsb; ++s) {
     const uint8_t* blk = static_cast<const uint8_t*>(W.data) + (r * nsb + s) * kQ6KBytes;
@@ -170,79 +129,6 @@ inline float h2f_fast(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
   return _cvtsh_ss(h);
-}
-
-// Q4_K: one weight row against RX activation rows, two super-blocks per step. Their 16 group scales
-// times the 16 activation scales are one vector product (S; each d * sc exact), permuted to the
-// lanes of each pair of groups; the minimum terms (dmin * mn) * sx accumulate in lane b mod 16 of
-// the header, which is lane b - b0 of the step's blocks b0 .. b0 + 15 (b0 a multiple of 16). A last
-// odd super-block takes lanes 0-7 alone. (One super-block per step, with its scale work in 8 lanes
-// and its minimum terms in a register pair indexed by its parity, i.e. through memory, spent as much
-// on those as on its 256 multiply-adds: two per step are 1.07-1.23x faster, the same bits.)
-template <int RX>
-inline void q4k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
-                         const float* const* sx, float* out) {
-  __m512 acc[RX], macc[RX];
-  for (int m = 0; m < RX; ++m) acc[m] = macc[m] = _mm512_setzero_ps();
-  const __m512i pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  const __m512i m0f = _mm512_set1_epi8(15);
-  // groups 2p, 2p + 1 of the super-block at blk (its scales in lanes 8h .. 8h + 7 of S, its
-  // activations from block b)
-  auto pairs = [&](const uint8_t* blk, size_t b, int h, const __m512 (&S)[RX]) {
-    for (int p = 0; p < 4; ++p) {  // the low and high nibbles of 32 bytes: one shift, both halves
-      const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + p * 32)));
-      const __m512i w = _mm512_and_si512(_mm512_srlv_epi16(raw, nibble_shift), m0f);
-      const __m512i idx = _mm512_add_epi32(pair_idx, _mm512_set1_epi32(8 * h + 2 * p));
-      for (int m = 0; m < RX; ++m) {
-        const __m512i x = _mm512_loadu_si512(xq[m] + (b + 2 * p) * 32);
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, S[m]), acc[m]);
-      }
-    }
-  };
-  const __m512i lanes_d = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i lanes_dmin = _mm512_add_epi32(lanes_d, _mm512_set1_epi32(1));
-  const bool l2 = gguf_prefetch_l2();
-  size_t s = 0;
-  for (; s + 2 <= nsb; s += 2) {
-    const uint8_t* blk = row + s * kQ4KBytes;
-    for (size_t k = 0; k < 5; ++k) prefetch_line_to(uintptr_t(blk + 64 * k + kGgufPrefetchAhead), l2);
-    const __m128i sm0 = k4_scales_mins_vec(blk), sm1 = k4_scales_mins_vec(blk + kQ4KBytes);
-    uint32_t h0, h1;  // f16 d, dmin of each
-    std::memcpy(&h0, blk, 4);
-    std::memcpy(&h1, blk + kQ4KBytes, 4);
-    const __m512 dd = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128(int64_t(h0) | int64_t(h1) << 32)));
-    const __m512 dl = _mm512_mul_ps(_mm512_permutexvar_ps(lanes_d, dd),
-                                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi64(sm0, sm1))));
-    const __m512 ml = _mm512_mul_ps(_mm512_permutexvar_ps(lanes_dmin, dd),
-                                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi64(sm0, sm1))));
-    const size_t b0 = s * 8;
-    __m512 S[RX];
-    for (int m = 0; m < RX; ++m) {
-      S[m] = _mm512_mul_ps(dl, _mm512_loadu_ps(xd[m] + b0));
-      macc[m] = _mm512_fmadd_ps(ml, _mm512_loadu_ps(sx[m] + b0), macc[m]);
-    }
-    pairs(blk, b0, 0, S);
-    pairs(blk + kQ4KBytes, b0 + 8, 1, S);
-  }
-  if (s < nsb) {  // a last odd super-block; without its prefetches 896 x 4864 streamed at 0.6x (Zen 4)
-    const uint8_t* blk = row + s * kQ4KBytes;
-    for (size_t k = 0; k < 3; ++k) prefetch_line_to(uintptr_t(blk + 64 * k + kGgufPrefetchAhead), l2);
-    const __m128i sm = k4_scales_mins_vec(blk);
-    const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f_fast(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
-    const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f_fast(blk + 2)),
-                                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))));
-    const size_t b0 = s * 8;
-    __m512 S[RX];
-    for (int m = 0; m < RX; ++m) {
-      S[m] = _mm512_castps256_ps512(_mm256_mul_ps(dl, _mm256_loadu_ps(xd[m] + b0)));
-      macc[m] = _mm512_mask3_fmadd_ps(_mm512_castps256_ps512(ml), _mm512_castps256_ps512(_mm256_loadu_ps(sx[m] + b0)),
-                                      macc[m], __mmask16(0x00ff));
-    }
-    pairs(blk, b0, 0, S);
-  }
-  for (int m = 0; m < RX; ++m) out[m] = q8_lanes_sum(acc[m]) - q8_lanes_sum(macc[m]);
 }
 
 // Q6_K: one weight row against RX activation rows.
@@ -320,44 +206,6 @@ inline __m256 q_fma_s(__m256i aw, __m256i sw, const int8_t* x, __m256 scale, __m
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_u8s8(aw, _mm256_sign_epi8(xv, sw))), scale, acc);
 }
 
-// Q4_K: one weight row against RX activation rows (RX <= 4).
-template <int RX>
-inline void q4k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
-                         const float* const* sx, float* out) {
-  __m256 acc[RX][2];
-  alignas(32) float macc[RX][16] = {};  // lane b mod 16: 8 lanes per super-block parity
-  for (int m = 0; m < RX; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-  const __m256i m0f = _mm256_set1_epi8(15);
-  alignas(32) float S[RX][8];
-  for (size_t s = 0; s < nsb; ++s) {
-    const uint8_t* blk = row + s * kQ4KBytes;
-    prefetch_line(uintptr_t(blk + kGgufPrefetchAhead));
-    prefetch_line(uintptr_t(blk + 64 + kGgufPrefetchAhead));
-    prefetch_line(uintptr_t(blk + 128 + kGgufPrefetchAhead));
-    const __m128i sm = k4_scales_mins_vec(blk);  // bytes 0-7: the 8 six-bit scales, 8-15: the minimums
-    const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(h2f_avx2(blk)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
-    const __m256 ml = _mm256_mul_ps(_mm256_set1_ps(h2f_avx2(blk + 2)),
-                                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8))));
-    const size_t b0 = s * 8;
-    for (int m = 0; m < RX; ++m) {
-      _mm256_store_ps(S[m], _mm256_mul_ps(dl, _mm256_loadu_ps(xd[m] + b0)));
-      float* mlanes = macc[m] + 8 * (s % 2);
-      _mm256_store_ps(mlanes, _mm256_fmadd_ps(ml, _mm256_loadu_ps(sx[m] + b0), _mm256_load_ps(mlanes)));
-    }
-    for (int p = 0; p < 4; ++p) {  // groups 2p, 2p+1: the low and high nibbles of 32 bytes
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + p * 32));
-      const __m256i lo = _mm256_and_si256(raw, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m0f);
-      for (int m = 0; m < RX; ++m) {
-        const int8_t* x = xq[m] + (b0 + 2 * p) * 32;
-        acc[m][0] = q_fma_u(lo, x, _mm256_broadcast_ss(&S[m][2 * p]), acc[m][0]);
-        acc[m][1] = q_fma_u(hi, x + 32, _mm256_broadcast_ss(&S[m][2 * p + 1]), acc[m][1]);
-      }
-    }
-  }
-  for (int m = 0; m < RX; ++m)  // q8_lanes_sum of macc's halves is q8_tree_sum(macc)
-    out[m] = q8_lanes_sum(acc[m][0], acc[m][1]) - q8_lanes_sum(_mm256_load_ps(macc[m]), _mm256_load_ps(macc[m] + 8));
-}
-
 // Q6_K: one weight row against RX activation rows (RX <= 4).
 template <int RX>
 inline void q6k_row_avx2(const uint8_t* row, size_t nsb, const int8_t* const* xq, const float* const* xd,
@@ -408,32 +256,26 @@ inline const char* gguf_kernel_name() { return kQ4Vnni ? "AVX512-VNNI" : kQ4Avx2
 // AVX2's 16.
 constexpr int kGgufMaxRx = kQ4Vnni ? 8 : 4;
 
-// out[m] = row r of W . activation row m, for RX rows, W Q4_K or Q6_K; vector kernel when
-// compiled in.
+// out[m] = row r of W . activation row m, for RX rows, W Q6_K; vector kernel when compiled in.
 template <int RX>
-inline void gguf_row(const MatrixView& W, size_t r, const int8_t* const* xq, const float* const* xd,
-                     const float* const* sx, float* out) {
+inline void q6k_row(const MatrixView& W, size_t r, const int8_t* const* xq, const float* const* xd, float* out) {
   const size_t nsb = W.cols / kSuperBlock;
+  [[maybe_unused]] const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * nsb * kQ6KBytes;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  if (W.dtype == DType::Q4_K)
-    return q4k_row_vnni<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
-  return q6k_row_vnni<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ6KBytes, nsb, xq, xd, out);
+  q6k_row_vnni<RX>(row, nsb, xq, xd, out);
 #elif defined(FATHOM_KERNELS_AVX2_INT8)
   if constexpr (RX > 4) {  // 16 registers: two halves
-    gguf_row<RX / 2>(W, r, xq, xd, sx, out);
-    gguf_row<RX - RX / 2>(W, r, xq + RX / 2, xd + RX / 2, sx + RX / 2, out + RX / 2);
-  } else if (W.dtype == DType::Q4_K) {
-    q4k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ4KBytes, nsb, xq, xd, sx, out);
+    q6k_row<RX / 2>(W, r, xq, xd, out);
+    q6k_row<RX - RX / 2>(W, r, xq + RX / 2, xd + RX / 2, out + RX / 2);
   } else {
-    q6k_row_avx2<RX>(static_cast<const uint8_t*>(W.data) + r * nsb * kQ6KBytes, nsb, xq, xd, out);
+    q6k_row_avx2<RX>(row, nsb, xq, xd, out);
   }
 #else
-  (void)nsb;
-  for (int m = 0; m < RX; ++m) out[m] = gguf_row_dot_portable(W.dtype, W, r, xq[m], xd[m], sx[m]);
+  for (int m = 0; m < RX; ++m) out[m] = gguf_row_dot_portable(W.dtype, W, r, xq[m], xd[m], nullptr);
 #endif
 }
 
-// Activation rows t .. t + RX - 1 of A for the Q4_0 / Q4_1 / Q5_0 / Q5_1 group kernels.
+// Activation rows t .. t + RX - 1 of A for the group kernels.
 template <int RX>
 inline Q4Acts<RX> q4_acts(const Q8Acts& A, size_t t) {
   Q4Acts<RX> a;
@@ -446,89 +288,79 @@ inline Q4Acts<RX> q4_acts(const Q8Acts& A, size_t t) {
   return a;
 }
 
-// Y[t * ldy + r] for rows r in [r0, r1) of a Q4_0 / Q4_1 / Q5_0 / Q5_1 matrix and activation rows
-// t in [0, n): each group of 16 rows overlapping the range against RX activation rows at a time
-// (its tiles unpacked once for all of them; kGgufMaxRx, then 4, then 1), in token blocks of ~24 KB
-// of activations (L1-resident while the group's tiles pass). Only the range's rows are written.
-inline void q4_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y, size_t ldy) {
+// Calls run(std::integral_constant<int, RX>{}, t) for activation rows t .. t + RX - 1 covering
+// [t0, t1): RX = kGgufMaxRx, then 4, then 1.
+template <class Run>
+inline void in_activation_steps(size_t t0, size_t t1, Run&& run) {
+  size_t t = t0;
+  if constexpr (kGgufMaxRx >= 8)
+    for (; t + 8 <= t1; t += 8) run(std::integral_constant<int, 8>{}, t);
+  for (; t + 4 <= t1; t += 4) run(std::integral_constant<int, 4>{}, t);
+  for (; t < t1; ++t) run(std::integral_constant<int, 1>{}, t);
+}
+
+// Y[t * ldy + r] for rows r in [r0, r1) of a matrix held in groups of 16 rows (in_row_groups) and
+// activation rows t in [0, n): each group overlapping the range against RX activation rows at a
+// time (its tiles unpacked once for all of them), in token blocks of ~24 KB of activations
+// (L1-resident while the group's tiles pass). Only the range's rows are written.
+inline void group_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y, size_t ldy) {
   if (r0 >= r1) return;
-  const Q4Layout L = q4_layout(W);
   const size_t tb = n == 1 ? 1 : std::max<size_t>(8, (size_t(24) << 10) / (A.nb * kQ8Block) / 8 * 8);
-  for (size_t t0 = 0; t0 < n; t0 += tb) {
-    const size_t t1 = std::min(n, t0 + tb);
+  for (size_t t0 = 0; t0 < n; t0 += tb)
     for (size_t g = r0 / kQ4GroupRows; g * kQ4GroupRows < r1; ++g) {
       const size_t lo = std::max(r0, g * kQ4GroupRows), hi = std::min(r1, (g + 1) * kQ4GroupRows);
-      size_t t = t0;
-      auto run = [&](auto rx) {
+      in_activation_steps(t0, std::min(n, t0 + tb), [&](auto rx, size_t t) {
         constexpr int RX = decltype(rx)::value;
         float out[kQ4GroupRows * RX];  // [RX][16]
-        q4_group<RX>(L, g, q4_acts<RX>(A, t), out);
+        if (W.dtype == DType::Q4_K) k4_group<RX>(k4_layout(W), g, q4_acts<RX>(A, t), out);
+        else q4_group<RX>(q4_layout(W), g, q4_acts<RX>(A, t), out);
         for (int m = 0; m < RX; ++m)
           for (size_t r = lo; r < hi; ++r) Y[(t + m) * ldy + r] = out[16 * m + r % kQ4GroupRows];
-      };
-      if constexpr (kGgufMaxRx >= 8)
-        for (; t + 8 <= t1; t += 8) run(std::integral_constant<int, 8>{});
-      for (; t + 4 <= t1; t += 4) run(std::integral_constant<int, 4>{});
-      for (; t < t1; ++t) run(std::integral_constant<int, 1>{});
+      });
     }
-  }
+}
+
+// Y[t, r] for t in [0, n), r in [r0, r1), W Q6_K: each weight row against RX activation rows at a
+// time (its blocks unpacked once for all of them), token blocks of ~24 KB of activations
+// (L1-resident while every row of the range passes; the rows come from L2).
+inline void q6k_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y, size_t ldy) {
+  const size_t nb = A.nb;
+  const size_t tb = n == 1 ? 1 : std::max<size_t>(8, (size_t(24) << 10) / (nb * kQ8Block) / 8 * 8);
+  for (size_t t0 = 0; t0 < n; t0 += tb)
+    for (size_t r = r0; r < r1; ++r)
+      in_activation_steps(t0, std::min(n, t0 + tb), [&](auto rx, size_t t) {
+        constexpr int RX = decltype(rx)::value;
+        const int8_t* xq[RX];
+        const float* xd[RX];
+        for (int m = 0; m < RX; ++m) {
+          xq[m] = A.qs.data() + (t + m) * nb * kQ8Block;
+          xd[m] = A.d.data() + (t + m) * nb;
+        }
+        float out[RX];
+        q6k_row<RX>(W, r, xq, xd, out);
+        for (int m = 0; m < RX; ++m) Y[(t + m) * ldy + r] = out[m];
+      });
 }
 
 // y[r] for r in [r0, r1), one activation row (decode).
 inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
-  if (is_q4_family(W.dtype)) return q4_rows(W, A, 1, r0, r1, y, 0);
-  const int8_t* xq[1] = {A.qs.data()};
-  const float* xd[1] = {A.d.data()};
-  const float* sx[1] = {A.sx.data()};
-  for (size_t r = r0; r < r1; ++r) gguf_row<1>(W, r, xq, xd, sx, y + r);
+  if (in_row_groups(W.dtype)) return group_rows(W, A, 1, r0, r1, y, 0);
+  q6k_rows(W, A, 1, r0, r1, y, 0);
 }
 
-// Y[t, r] for t in [0, n), r in [r0, r1), W Q4_K or Q6_K: each weight row against kGgufMaxRx (8 /
-// 4), then 4, then 1 activation rows at a time (its blocks unpacked once for all of them), token
-// blocks of ~24 KB of activations (L1-resident while every row of the range passes; the rows come
-// from L2).
-inline void gguf_rows_gemm(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y) {
-  const size_t nb = A.nb, N = W.rows;
-  const size_t tb = std::max<size_t>(8, (size_t(24) << 10) / (nb * kQ8Block) / 8 * 8);
-  for (size_t t0 = 0; t0 < n; t0 += tb) {
-    const size_t t1 = std::min(n, t0 + tb);
-    for (size_t r = r0; r < r1; ++r) {
-      size_t t = t0;
-      auto run = [&](auto rx) {
-        constexpr int RX = decltype(rx)::value;
-        const int8_t* xq[RX];
-        const float *xd[RX], *sx[RX];
-        for (int m = 0; m < RX; ++m) {
-          xq[m] = A.qs.data() + (t + m) * nb * kQ8Block;
-          xd[m] = A.d.data() + (t + m) * nb;
-          sx[m] = A.sx.data() + (t + m) * nb;
-        }
-        float out[RX];
-        gguf_row<RX>(W, r, xq, xd, sx, out);
-        for (int m = 0; m < RX; ++m) Y[(t + m) * N + r] = out[m];
-      };
-      if constexpr (kGgufMaxRx >= 8)
-        for (; t + 8 <= t1; t += 8) run(std::integral_constant<int, 8>{});
-      for (; t + 4 <= t1; t += 4) run(std::integral_constant<int, 4>{});
-      for (; t < t1; ++t) run(std::integral_constant<int, 1>{});
-    }
-  }
-}
-
-// Prompts through the int8 kernels: the threads split the rows (Q4_0 / Q4_1 / Q5_0 / Q5_1: whole
-// groups of 16).
+// Prompts through the int8 kernels: the threads split the rows (whole groups of 16 where held so).
 inline void gemm_gguf_block(const MatrixView& W, const float* X, size_t n, float* Y) {
   thread_local Q8Acts acts;  // [n][nb*32] quantised activations and their block sums
   acts.assign(X, n, W.cols);
   const Q8Acts& A = acts;
   const int threads = worker_count(W.rows * W.cols * n);
-  if (is_q4_family(W.dtype)) {
+  if (in_row_groups(W.dtype)) {
     parallel_chunks(q4_groups(W.rows), threads, [&](size_t b, size_t e) {
-      q4_rows(W, A, n, b * kQ4GroupRows, std::min(W.rows, e * kQ4GroupRows), Y, W.rows);
+      group_rows(W, A, n, b * kQ4GroupRows, std::min(W.rows, e * kQ4GroupRows), Y, W.rows);
     });
     return;
   }
-  parallel_chunks(W.rows, threads, [&](size_t b, size_t e) { gguf_rows_gemm(W, A, n, b, e, Y); });
+  parallel_chunks(W.rows, threads, [&](size_t b, size_t e) { q6k_rows(W, A, n, b, e, Y, W.rows); });
 }
 
 // Checks a matrix of one of these formats before it is used: the cols are whole blocks.
@@ -558,8 +390,8 @@ class BlockMatrix {
 };
 
 // A matrix from GGUF-layout rows: row r of the result is the bytes at src(r) (cols / block
-// elements GGUF blocks). Q4_0 / Q4_1 / Q5_0 / Q5_1 are re-laid in groups of 16 rows
-// (q4_groups.hpp), Q4_K / Q6_K copied. Throws FormatError naming the row and block of a non-finite
+// elements GGUF blocks). Q4_0 / Q4_1 / Q5_0 / Q5_1 and Q4_K are re-laid in groups of 16 rows
+// (q4_groups.hpp, k4_groups.hpp), Q6_K copied. Throws FormatError naming the row and block of a non-finite
 // scale or minimum.
 inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
                                           const std::function<const std::byte*(size_t)>& src) {
@@ -571,22 +403,31 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
   auto bad = [](size_t r, size_t b) {
     throw FormatError("", "row " + std::to_string(r) + ", block " + std::to_string(b), "non-finite block scale");
   };
-  if (t == DType::Q4_K || t == DType::Q6_K) {
+  auto* base = reinterpret_cast<uint8_t*>(M.data());
+  if (t == DType::Q6_K) {
+    for (size_t r = 0; r < rows; ++r) {
+      const auto* row = reinterpret_cast<const uint8_t*>(src(r));
+      for (size_t b = 0; b < nb; ++b)
+        if (!std::isfinite(detail::h2f(row + b * bb + 208))) bad(r, b);
+      std::memcpy(base + r * nb * bb, row, nb * bb);
+    }
+    return M;
+  }
+  if (t == DType::Q4_K) {
+    if (rows % kQ4GroupRows != 0)  // the padding rows: zero
+      std::memset(base + (rows / kQ4GroupRows) * nb * detail::kK4Tile, 0, nb * detail::kK4Tile);
     for (size_t r = 0; r < rows; ++r) {
       const auto* row = reinterpret_cast<const uint8_t*>(src(r));
       for (size_t b = 0; b < nb; ++b) {
         const uint8_t* blk = row + b * bb;
-        if (t == DType::Q4_K ? !(std::isfinite(detail::h2f(blk)) && std::isfinite(detail::h2f(blk + 2)))
-                             : !std::isfinite(detail::h2f(blk + 208)))
-          bad(r, b);
+        if (!std::isfinite(detail::h2f(blk)) || !std::isfinite(detail::h2f(blk + 2))) bad(r, b);
+        detail::k4_put_superblock(base, nb, r, b, blk);
       }
-      std::memcpy(M.data() + r * nb * bb, row, nb * bb);
     }
     return M;
   }
   // GGUF blocks: f16 d, f16 m (with a minimum), u32 qh (Q5), 16 bytes of nibbles -> tiles
   const detail::Q4Fmt f = detail::q4_fmt(t);
-  auto* base = reinterpret_cast<uint8_t*>(M.data());
   const size_t group_bytes = nb * detail::q4_tile_bytes(f);
   for (size_t r = 0; r < rows; ++r) {
     if (r % kQ4GroupRows == 0)  // the fifth bits are or-ed in, the padding rows stay zero

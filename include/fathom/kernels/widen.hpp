@@ -49,31 +49,35 @@ inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float
     }
     return;
   }
-  const size_t nsb = W.cols / kSuperBlock, bytes = W.dtype == DType::Q4_K ? kQ4KBytes : kQ6KBytes;
-  const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * nsb * bytes;
-  const size_t group = W.dtype == DType::Q4_K ? 32 : 16;  // elements sharing one scale
-  for (size_t c = c0; c < end;) {
-    const uint8_t* b = row + c / kSuperBlock * bytes;
-    const size_t e = c % kSuperBlock, g0 = e - e % group;  // the group's first element
-    const size_t i0 = e - g0, i1 = std::min(end - c + i0, group);
-    float* o = out + (c - c0) - i0;  // o[i] = element g0 + i
-    if (W.dtype == DType::Q4_K) {
-      const int j = int(g0 / 32);
-      int sc, mn;
-      k4_scale_min(b + 4, j, sc, mn);
-      const float dl = h2f(b) * float(sc), ml = h2f(b + 2) * float(mn);
-      const uint8_t* qs = b + 16 + (j / 2) * 32;
-      const int shift = 4 * (j % 2);
-      for (size_t i = i0; i < i1; ++i) o[i] = dl * float((qs[i] >> shift) & 15) - ml;
-    } else {  // a group of 16 lies in one half, one 64-run of ql and one 32-run of qh
-      const size_t h = g0 / 128, rr = g0 % 128;
-      const uint8_t* ql = b + h * 64 + rr % 64;
-      const uint8_t* qh = b + 128 + h * 32 + rr % 32;
-      const int lo_shift = int(4 * (rr / 64)), hi_shift = int(2 * (rr / 32));
-      const float dl = h2f(b + 208) * float(int8_t(b[192 + g0 / 16]));
-      for (size_t i = i0; i < i1; ++i)
-        o[i] = dl * float((((ql[i] >> lo_shift) & 15) | ((qh[i] >> hi_shift) & 3) << 4) - 32);
+  if (W.dtype == DType::Q4_K) {
+    const K4Layout L = k4_layout(W);
+    for (size_t c = c0; c < end;) {
+      const size_t i0 = c % 32, i1 = std::min(end - c + i0, size_t(32));
+      uint8_t q[32];  // sub-block c / 32's values
+      float dl, ml;
+      k4_subblock(L, r, c / kSuperBlock, int(c % kSuperBlock / 32), q, dl, ml);
+      float* o = out + (c - c0) - i0;  // o[i] = element i of the sub-block
+      for (size_t i = i0; i < i1; ++i) o[i] = dl * float(q[i]) - ml;
+      c += i1 - i0;
     }
+    return;
+  }
+  // Q6_K
+  const size_t nsb = W.cols / kSuperBlock;
+  const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * nsb * kQ6KBytes;
+  for (size_t c = c0; c < end;) {
+    const uint8_t* b = row + c / kSuperBlock * kQ6KBytes;
+    const size_t e = c % kSuperBlock, g0 = e - e % 16;  // the first element of the group of 16 sharing a scale
+    const size_t i0 = e - g0, i1 = std::min(end - c + i0, size_t(16));
+    float* o = out + (c - c0) - i0;  // o[i] = element g0 + i
+    // a group of 16 lies in one half, one 64-run of ql and one 32-run of qh
+    const size_t h = g0 / 128, rr = g0 % 128;
+    const uint8_t* ql = b + h * 64 + rr % 64;
+    const uint8_t* qh = b + 128 + h * 32 + rr % 32;
+    const int lo_shift = int(4 * (rr / 64)), hi_shift = int(2 * (rr / 32));
+    const float dl = h2f(b + 208) * float(int8_t(b[192 + g0 / 16]));
+    for (size_t i = i0; i < i1; ++i)
+      o[i] = dl * float((((ql[i] >> lo_shift) & 15) | ((qh[i] >> hi_shift) & 3) << 4) - 32);
     c += i1 - i0;
   }
 }
@@ -117,6 +121,41 @@ inline void q4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
         if (has_min) v = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(q)), m);
         else v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(q, bias)));
         _mm512_storeu_ps(out + (b * kQ4Block + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
+      }
+    }
+  }
+}
+
+// The same panel from Q4_K's tiles (k4_groups.hpp): per sub-block the 16 rows' scales d sc_j and
+// minimums dmin mn_j, then each element as widen_gguf's d sc_j q - dmin mn_j on 16 lanes (the
+// product exact, so the same bits contracted or not).
+inline void k4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0, size_t kc, float* Bp) {
+  const K4Layout L = k4_layout(W);
+  const __m512i lo4 = _mm512_set1_epi32(15);
+  for (size_t h = 0; h < 2; ++h) {
+    const size_t r0 = n0 + 16 * h;
+    const __mmask16 rows = __mmask16(r0 >= n0 + nr ? 0u : n0 + nr - r0 >= 16 ? 0xffffu : (1u << (n0 + nr - r0)) - 1u);
+    float* out = Bp + 16 * h;
+    if (rows == 0) {
+      for (size_t k = 0; k < kc; ++k) _mm512_storeu_ps(out + k * 32, _mm512_setzero_ps());
+      continue;
+    }
+    for (size_t sb = k0 / 32; sb * 32 < k0 + kc; ++sb) {  // sub-block sb: j = sb % 8 of super-block sb / 8
+      const int j = int(sb % 8);
+      const uint8_t* t = L.tile_at(r0, sb / 8);
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t)));
+      const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + kK4Min)));
+      const __m512i w0 = _mm512_loadu_si512(t + kK4Scales), w1 = _mm512_loadu_si512(t + kK4Scales + 64),
+                    w2 = _mm512_loadu_si512(t + kK4Scales + 128);
+      const __m512 dl = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(j, false, w0, w1, w2)));
+      const __m512 ml = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(j, true, w0, w1, w2)));
+      const uint8_t* run = t + kK4Qs + 512 * size_t(j / 2);
+      const size_t e0 = std::max(k0, sb * 32) - sb * 32, e1 = std::min(k0 + kc, (sb + 1) * 32) - sb * 32;
+      for (size_t e = e0; e < e1; ++e) {  // element e: byte e % 4 of chunk e / 4, nibble j % 2
+        const __m512i chunk = _mm512_loadu_si512(run + 64 * (e / 4));
+        const __m512i q = _mm512_and_si512(_mm512_srl_epi32(chunk, _mm_cvtsi32_si128(int(8 * (e % 4) + 4 * (j % 2)))), lo4);
+        const __m512 v = _mm512_sub_ps(_mm512_mul_ps(dl, _mm512_cvtepi32_ps(q)), ml);
+        _mm512_storeu_ps(out + (sb * 32 + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
       }
     }
   }
