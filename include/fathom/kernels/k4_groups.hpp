@@ -25,6 +25,7 @@
 // weights (the file's layout, a row's super-blocks in a run, ran at 35 GB/s from L3 on a Zen 5
 // core, below its DRAM's read rate; docs/benchmarks.md). Every kernel below does exactly these
 // operations: the same bits on every CPU, for any thread count and any number of activation rows.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -208,15 +208,14 @@ inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&
 // weights' exact values with f32 activations (gemm_exact), so a prompt's products are those of
 // the dequantised f32 model, bit for bit, on every machine. Against the int8 kernels it is faster
 // or within 7 % on the CPUs measured (docs/benchmarks.md: Zen 3 without VNNI 1.1-1.56x; Zen 5
-// with AVX512-VNNI Q6_K 1.2-1.4x, Q8 and Q4_K 0.93-0.97x), except for Q4_0 / Q4_1 / Q5_0 / Q5_1
-// since their 16-row tiles (q4_groups.hpp): int8 prompts 2.1x the exact ones on SmolLM2's Q4_1
-// end to end (Zen 5), which stay the default for their exactness. Decode (gemv) and batched
+// with AVX512-VNNI Q6_K 1.2-1.4x, Q8 0.93-0.97x), except for Q4_0 / Q4_1 / Q5_0 / Q5_1 and Q4_K
+// since their 16-row tiles (q4_groups.hpp, k4_groups.hpp): int8 prompts 2.1x the exact ones on
+// SmolLM2's Q4_1 end to end (Zen 5), which stay the default for their exactness. Decode (gemv) and batched
 // decoding keep the int8 kernels (activations quantised to int8 blocks, as llama.cpp does), so a
 // prompt's products differ from decode's for the same rows by that rounding.
 // set_exact_prefill(false), or FATHOM_PREFILL=int8 in the environment (read once), runs prompts
-// through the int8 kernels too: prompt rows then equal decode rows bit for bit (Q8 and Q4_K on a
-// CPU with AMX-INT8: within f32 rounding, amx_q8.hpp and amx_gguf.hpp; FATHOM_AMX=off makes them
-// equal there too).
+// through the int8 kernels too: prompt rows then equal decode rows bit for bit (Q8 on a CPU with
+// AMX-INT8: within f32 rounding, amx_q8.hpp; FATHOM_AMX=off makes them equal there too).
 namespace detail {
 inline std::atomic<bool>& exact_prefill_flag() {
   static std::atomic<bool> on = [] {
@@ -233,9 +232,8 @@ inline bool exact_prefill() { return detail::exact_prefill_flag().load(std::memo
 // n == 1 is the matrix-vector product (same result as gemv). For Q8 weights each row of X is
 // quantised to int8 blocks first (quant.hpp) and every row's result equals gemv's bit for bit
 // (except on a CPU with AMX-INT8, whose tiles sum in another order: amx_q8.hpp); so for the GGUF
-// block formats (quant4.hpp; with AMX-INT8 Q4_K sums in the tiles' order, amx_gguf.hpp, while Q4_0
-// .. Q5_1 sum there in their own, q4_groups.hpp) -- when !exact_prefill() (above; by default those
-// formats run gemm_exact).
+// block formats (quant4.hpp; their AMX tiles sum in decode's order, amx_gguf.hpp) -- when
+// !exact_prefill() (above; by default those formats run gemm_exact).
 inline void gemm(const MatrixView& W, const float* X, size_t n, float* Y) {
   if (n == 0) return;
   if (n == 1) return gemv(W, X, Y);

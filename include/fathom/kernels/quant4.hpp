@@ -184,23 +184,17 @@ inline void q6k_row_vnni(const uint8_t* row, size_t nsb, const int8_t* const* xq
 #if defined(FATHOM_KERNELS_AVX2_INT8)
 // AVX2 without AVX512-VNNI (quant.hpp's Q8 AVX2 kernel): the header's 16 lanes are two 8-lane
 // registers (lo: even blocks, hi: odd blocks), one 32-byte block per step; int32 lane i = block b's
-// bytes 4i..4i+3 by vpmaddubsw + vpmaddwd (dot4_u8s8). Q4_1, Q5_1 and Q4_K weights (0..15 / 0..31)
-// are the unsigned operand as they are; Q4_0, Q5_0 and Q6_K weights minus their offset (8 / 16 /
-// 32) are signed, so their magnitudes are the unsigned operand and their signs move to the
-// activations (vpsignb), which makes the int32 q.qx - 8 sum qx (16, 32 sum qx) directly. Same
-// integers, same float operations, so the same bits as the portable and VNNI kernels. The scales of 8 blocks are
-// multiplied at once into a small array and broadcast per block.
+// bytes 4i..4i+3 by vpmaddubsw + vpmaddwd (dot4_u8s8). Q6_K weights minus their offset 32 are
+// signed, so their magnitudes are the unsigned operand and their signs move to the activations
+// (vpsignb), which makes the int32 q.qx - 32 sum qx directly. Same integers, same float
+// operations, so the same bits as the portable and VNNI kernels.
 inline float h2f_avx2(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
   return _cvtsh_ss(h);
 }
 
-// acc += block dot (weights w: unsigned as they are, or signed `sw` with magnitudes |sw|) x scale.
-inline __m256 q_fma_u(__m256i w, const int8_t* x, __m256 scale, __m256 acc) {
-  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_u8s8(w, xv)), scale, acc);
-}
+// acc += block dot (signed weights `sw` with magnitudes `aw` = |sw|) x scale.
 inline __m256 q_fma_s(__m256i aw, __m256i sw, const int8_t* x, __m256 scale, __m256 acc) {
   const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_u8s8(aw, _mm256_sign_epi8(xv, sw))), scale, acc);
