@@ -122,6 +122,7 @@ struct Tiny {
   std::string arch = "llama";
   int64_t H = 64, L = 2, nh = 4, nkv = 2, hd = 16, I = 96, V = 40;
   bool tied = true;
+  GgmlType embed = GgmlType::Q8_0;                // token_embd's type
   std::set<std::string> omit_keys;                // metadata keys left out
   std::function<void(GgufBuilder&)> extra_kvs;    // more metadata
   std::function<void(GgufBuilder&)> extra_tensors;
@@ -191,7 +192,7 @@ Built build(const Tiny& m) {
     out.shapes[hf] = cols > 1 ? std::vector<int64_t>{int64_t(rows), int64_t(cols)} : std::vector<int64_t>{int64_t(rows)};
   };
   const size_t H = size_t(m.H), I = size_t(m.I), hd = size_t(m.hd), nh = size_t(m.nh), nkv = size_t(m.nkv);
-  add("token_embd.weight", "model.embed_tokens.weight", GgmlType::Q8_0, size_t(m.V), H);
+  add("token_embd.weight", "model.embed_tokens.weight", m.embed, size_t(m.V), H);
   for (int64_t l = 0; l < m.L; ++l) {
     const std::string g = "blk." + std::to_string(l) + ".", p = "model.layers." + std::to_string(l) + ".";
     add(g + "attn_norm.weight", p + "input_layernorm.weight", GgmlType::F32, H, 1, 0, 1.f);
@@ -460,6 +461,40 @@ TEST_CASE("gguf checkpoint: held as stored, Q8_0, Q4_1 and Q5_0 keep their exact
   CHECK(rel(logits_of(*gm, ids), lf) < rel(logits_of(q8ref, ids), lf));
 }
 
+TEST_CASE("gguf checkpoint: a 4/5-bit embedding stays native: exact rows, the tied head multiplies the file's bytes") {
+  Tiny m;
+  m.embed = GgmlType::Q4_1;
+  TinyFile f(m);
+  const auto& want = f.built.hf.at("model.embed_tokens.weight");
+  auto gm = load_model(f.path);  // as stored
+  auto f32 = load_model(f.path, LoadOptions{WeightFormat::F32});
+  auto q8 = load_model(f.path, LoadOptions{WeightFormat::Q8});
+  CHECK(gm->embedding().dtype == DType::Q4_1);
+  CHECK(gm->readout().unembed.dtype == DType::Q4_1);
+  CHECK(gm->readout().unembed.data == gm->embedding().data);  // one copy, the file's bytes
+  CHECK(q8->embedding().dtype == DType::Q8);
+  CHECK(q8->readout().unembed.data == q8->embedding().data);
+  CHECK(f32->readout().unembed.dtype == DType::F32);
+  std::vector<float> h(64);
+  for (const Model* model : {gm.get(), f32.get()}) {  // exact rows, whoever holds them
+    model->embed(7, h.data());
+    CHECK(std::equal(h.begin(), h.end(), want.begin() + 7 * 64));
+  }
+  // the f32 model's head holds the exact values too (they once went through Q8 on the way)
+  const kernels::MatrixView& head = f32->readout().unembed;
+  std::vector<float> hv(40 * 64);
+  for (size_t i = 0; i < hv.size(); ++i) hv[i] = head.at(i / 64, i % 64);
+  CHECK(hv == want);
+  // exact prefill: the prompt's logits are the dequantised f32 model's, bit for bit
+  const std::vector<int32_t> ids{1, 5, 9, 33};
+  CHECK(logits_of(*gm, ids) == logits_of(*f32, ids));
+  // one row of the file per token in the bandwidth bound: 2 blocks of 20 bytes
+  size_t mats = 0;
+  for (const auto* w : gm->matrices()) mats += Model::matrix_bytes(*w);
+  CHECK(gm->weight_bytes_per_token() == mats + 2 * 20);
+  CHECK_THROWS_AS(save_model(*gm, TempDir().path), UnsupportedError);
+}
+
 TEST_CASE("gguf checkpoint: a model held as Q8 saves and reloads bit for bit (Q8 embedding included)") {
   TinyFile f;
   CHECK_THROWS_AS(save_model(*load_model(f.path), TempDir().path), UnsupportedError);  // native Q4_1
@@ -546,11 +581,50 @@ TEST_CASE("gguf bad input: RoPE scaling without a positive factor") {
   CHECK(e.field() == "llama.rope.scaling.factor");
 }
 
-TEST_CASE("gguf bad input: llama.cpp's rope_freqs tensor") {
+TEST_CASE("gguf config: llama.cpp's rope_freqs tensor divides the rotary frequencies (Llama 3.1+ files)") {
+  // llama.cpp's converter writes llama3 scaling as these factors (conversion/llama.py): 1 for short
+  // wavelengths, `factor` for long ones, a ramp between. Here factor 8 on the 8 frequencies of
+  // head_dim 16, and the model's RoPE equals transformers' llama3 RoPE with those parameters.
+  RopeScaling l3;
+  l3.type = RopeScaling::Type::Llama3, l3.factor = 8.0, l3.low_freq_factor = 1.0, l3.high_freq_factor = 4.0;
+  l3.original_max_position_embeddings = 64;
+  const blocks::Rope plain(16, 10000.0, {}), want(16, 10000.0, l3);
+  std::vector<float> factors(8);
+  for (size_t i = 0; i < 8; ++i) factors[i] = plain.inv_freq()[i] / want.inv_freq()[i];
   Tiny m;
-  m.extra_tensors = [](GgufBuilder& b) { b.tensor("rope_freqs.weight", 0, {8}, std::string(32, '\0')); };
-  auto e = load_error<UnsupportedError>(m);
-  CHECK(e.field() == "rope_freqs.weight");
+  m.extra_tensors = [&](GgufBuilder& b) {
+    b.tensor("rope_freqs.weight", 0, {8}, std::string(reinterpret_cast<const char*>(factors.data()), 32));
+  };
+  TinyFile f(m);
+  const Checkpoint ck = load_gguf(f.path);
+  REQUIRE(ck.config.rope_scaling.type == RopeScaling::Type::Factors);
+  REQUIRE(ck.config.rope_scaling.freq_factors.size() == 8);
+  auto model = load_model(f.path);
+  for (size_t i = 0; i < 8; ++i) CHECK(model->rope().inv_freq()[i] == doctest::Approx(want.inv_freq()[i]).epsilon(1e-6));
+  CHECK(model->rope().inv_freq()[7] < plain.inv_freq()[7] / 7.9f);  // a long wavelength, scaled
+  // saved with --weights q8 and loaded back: the same factors, the same logits
+  auto q8 = load_model(f.path, LoadOptions{WeightFormat::Q8});
+  TempDir out;
+  save_model(*q8, out.path);
+  auto back = load_model(out.path);
+  CHECK(back->config().rope_scaling.freq_factors == ck.config.rope_scaling.freq_factors);
+  const std::vector<int32_t> ids{1, 5, 9, 33, 2};
+  CHECK(logits_of(*back, ids) == logits_of(*q8, ids));
+}
+
+TEST_CASE("gguf bad input: a rope_freqs tensor of the wrong size, or with a factor that is not positive") {
+  for (int k = 0; k < 3; ++k) {
+    CAPTURE(k);
+    std::vector<float> v(k == 0 ? 4 : 8, 1.f);
+    if (k == 1) v[3] = 0.f;
+    if (k == 2) v[5] = NAN;
+    Tiny m;
+    m.extra_tensors = [&](GgufBuilder& b) {
+      b.tensor("rope_freqs.weight", 0, {v.size()}, std::string(reinterpret_cast<const char*>(v.data()), 4 * v.size()));
+    };
+    auto e = load_error<FormatError>(m);
+    CHECK(e.field() == "rope_freqs.weight");
+  }
 }
 
 TEST_CASE("gguf bad input: vocab_size that disagrees with token_embd") {

@@ -46,6 +46,13 @@ fathom's prompts multiply quantised weights' exact values with f32 activations (
   prefill); the quantised suites also run it as stored with `--prefill int8` (activations
   quantised to int8 blocks, as decode and llama.cpp do).
 
+llama-q4km: as qwen-q4km with a random model of Llama-3.2-1B's config (hidden 2048, 16 layers, 32
+  / 8 heads, 8192-wide MLP, 128,256-token tied embedding; the llama3 tokenizer from
+  $FATHOM_SHARED/tokenizers/llama3 for the converter). Every row is whole 256-weight K blocks, so
+  the file is what a Llama Q4_K_M user has: Q4_K matrices, Q6_K for half the v and down matrices
+  and for the tied embedding, which is also the head. 2.5 GB of bf16 and ~0.8 GB of Q4_K_M under
+  --work.
+
 qwen-bf16: the same model's bf16 GGUF (no quantiser needed), measured as smollm2: fathom as stored
   (bf16 weights widened exactly, f32 products), as stored with `--activations bf16` (activations
   rounded to bf16, vdpbf16ps where AVX512_BF16 is present: inexact, opt-in) and converted to Q8 at
@@ -110,10 +117,12 @@ def prompt_ids(seed: int = 1234) -> list[int]:
 
 
 # ---------------------------------------------------------------- 1. the model
-def make_model(model_dir: Path, shared: Path | None) -> None:
-    if (model_dir / "model.safetensors").exists():
+def make_model(model_dir: Path, shared: Path | None, shape: str = "qwen") -> None:
+    if any(model_dir.glob("model*.safetensors")):
         log("model exists:", model_dir)
         return
+    if shape == "llama":
+        return make_llama_model(model_dir, shared)
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
     # Qwen2.5-0.5B's config.json, except that the weights are random.
@@ -132,6 +141,29 @@ def make_model(model_dir: Path, shared: Path | None) -> None:
         for f in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(shared / "tokenizers" / "qwen3" / f, model_dir / f)
     log("saved random Qwen2.5-0.5B-shaped model to", model_dir)
+
+
+def make_llama_model(model_dir: Path, shared: Path | None) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    # Llama-3.2-1B's config.json, except that the weights are random: every matrix is whole
+    # 256-weight K blocks wide (2048, 8192), so its Q4_K_M file is Q4_K and Q6_K throughout.
+    cfg = LlamaConfig(
+        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=64, max_position_embeddings=131072,
+        rope_theta=500000.0, rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                                           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+        rms_norm_eps=1e-5, tie_word_embeddings=True, hidden_act="silu", bos_token_id=128000,
+        eos_token_id=128001, attention_bias=False, mlp_bias=False, torch_dtype="bfloat16")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(model_dir, safe_serialization=True)
+    if shared is None or not (shared / "tokenizers" / "llama3" / "tokenizer.json").exists():
+        raise SystemExit("--suite llama-q4km needs $FATHOM_SHARED/tokenizers/llama3 (convert_hf_to_gguf.py reads it)")
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(shared / "tokenizers" / "llama3" / f, model_dir / f)
+    log("saved random Llama-3.2-1B-shaped model to", model_dir)
 
 
 # ---------------------------------------------------------------- 2. llama.cpp
@@ -421,13 +453,14 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
         file_type, vocab, title = "Q4_1", 49152, "SmolLM2-135M-Instruct Q4_1 GGUF"
         as_stored = "Q4_1 (as stored: native Q4_1, Q8_0 embedding)"
     else:
-        if not a.llama_src or (a.suite == "qwen-q4km" and not a.llama_quantize):
-            raise SystemExit(f"--suite {a.suite} needs --llama-src" +
-                             (" and --llama-quantize" if a.suite == "qwen-q4km" else ""))
-        model_dir = work / "qwen-random"
-        make_model(model_dir, shared)
+        q4km = a.suite.endswith("-q4km")
+        if not a.llama_src or (q4km and not a.llama_quantize):
+            raise SystemExit(f"--suite {a.suite} needs --llama-src" + (" and --llama-quantize" if q4km else ""))
+        shape = a.suite.split("-")[0]  # qwen or llama
+        model_dir = work / f"{shape}-random"
+        make_model(model_dir, shared, shape)
         src = Path(a.llama_src).resolve()
-        bf16 = work / "qwen-random-bf16.gguf"
+        bf16 = work / f"{shape}-random-bf16.gguf"
         convert_gguf(src, model_dir, bf16, "bf16")
     fathom_weights = [("as-stored", None, ()), ("q8", "Q8 (converted at load)", ())]
     if a.suite == "qwen-bf16":
@@ -447,6 +480,13 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
         # 896-wide rows are not whole 256-weight K blocks: llama-quantize falls back to Q5_0 / Q8_0
         # for them; only ffn_down is Q4_K / Q6_K. All are held natively (io/gguf_weights.hpp).
         as_stored = "as stored (Q5_0/Q4_K/Q6_K native, Q8_0 as Q8)"
+    elif a.suite == "llama-q4km":
+        gguf = work / "llama-random-Q4_K_M.gguf"
+        quantize_q4km(Path(a.llama_quantize), bf16, gguf, max(threads))
+        file_type, vocab, title = "Q4_K_M", 128000, "Llama-3.2-1B-shaped random model, Q4_K_M GGUF"
+        # every row whole K blocks: Q4_K, with Q6_K for half the v and down matrices and for the
+        # tied embedding (the head), all held natively
+        as_stored = "as stored (Q4_K/Q6_K native)"
     if a.suite != "qwen-bf16":  # quantised weights as stored, prompts through the int8 kernels too
         fathom_weights.insert(1, ("as-stored", as_stored + ", --prefill int8", ("--prefill", "int8")))
     else:  # the bf16 weights with bf16-rounded activations, as llama.cpp multiplies them (vdpbf16ps)
@@ -537,7 +577,8 @@ def main() -> int:
         return 0
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["qwen", "smollm2", "qwen-q4km", "qwen-bf16", "qwen-q8_0"], default="qwen")
+    ap.add_argument("--suite", choices=["qwen", "smollm2", "qwen-q4km", "qwen-bf16", "qwen-q8_0", "llama-q4km"],
+                    default="qwen")
     ap.add_argument("--build", default=str(REPO / "build-cmp"), help="fathom build dir (examples/generate)")
     ap.add_argument("--work", default=None, help="scratch dir (default: <build>/compare)")
     ap.add_argument("--engines", default=None,

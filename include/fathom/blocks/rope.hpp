@@ -37,6 +37,9 @@ class Rope {
           f = float((1.0 - smooth) * f / scaling.factor + smooth * f);
         }
       }
+    } else if (scaling.type == T::Factors) {  // Model checks there are head_dim / 2 of them
+      for (size_t i = 0; i < half && i < scaling.freq_factors.size(); ++i)
+        inv_freq_[i] = float(inv_freq_[i] / scaling.freq_factors[i]);
     }
   }
 

@@ -22,11 +22,14 @@ constexpr const char* family_name(Family f) {
 }
 
 struct RopeScaling {
-  enum class Type : uint8_t { None, Linear, Llama3 } type = Type::None;
+  enum class Type : uint8_t { None, Linear, Llama3, Factors } type = Type::None;
   double factor = 1.0;                        // linear and llama3
   double low_freq_factor = 1.0;               // llama3
   double high_freq_factor = 4.0;              // llama3
   int64_t original_max_position_embeddings = 8192;  // llama3
+  // Factors: frequency i is divided by freq_factors[i] (head_dim / 2 of them): llama.cpp's
+  // rope_freqs.weight, the form a GGUF file gives Llama 3.1 / 3.2's llama3 scaling in.
+  std::vector<double> freq_factors;
 };
 
 struct ModelConfig {

@@ -4,6 +4,7 @@
 // is absent takes that class's default, so the model we build is the model transformers builds.
 // Anything fathom cannot run exactly is an UnsupportedError, never a silent approximation.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -100,6 +101,16 @@ inline void read_rope(const JsonObjectReader& r, ModelConfig& c) {
       positive(s, "original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings);
       if (!(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))
         s.fail("high_freq_factor", "must be greater than low_freq_factor (the llama3 ramp divides by their difference)");
+    } else if (type == "fathom_freq_factors") {  // a GGUF file's rope_freqs.weight, saved by fathom
+      c.rope_scaling.type = RopeScaling::Type::Factors;
+      const Json& f = s.require("factors");
+      if (!f.is_array() || f.empty()) s.fail("factors", "must be a non-empty array of numbers");
+      c.rope_scaling.freq_factors.clear();
+      for (const Json& v : f) {
+        const double x = s.to_number("factors", v);
+        if (!(std::isfinite(x) && x > 0)) s.fail("factors", "every factor must be positive");
+        c.rope_scaling.freq_factors.push_back(x);
+      }
     } else {
       throw UnsupportedError(r.file(), key + ".rope_type",
                              "RoPE type '" + type + "' is not supported (default, linear, llama3 are)");
@@ -294,6 +305,9 @@ inline nlohmann::ordered_json config_to_json(const ModelConfig& c) {
                            {"low_freq_factor", c.rope_scaling.low_freq_factor},
                            {"high_freq_factor", c.rope_scaling.high_freq_factor},
                            {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+      break;
+    case RopeScaling::Type::Factors:  // no transformers form: fathom's own type, read back below
+      j["rope_scaling"] = {{"rope_type", "fathom_freq_factors"}, {"factors", c.rope_scaling.freq_factors}};
       break;
   }
   j["tie_word_embeddings"] = c.tie_word_embeddings;

@@ -14,6 +14,8 @@
 //   blk.N.attn_{q,k}_norm.*    model.layers.N.self_attn.{q,k}_norm.weight
 //   blk.N.ffn_{gate,up,down}.* model.layers.N.mlp.{gate,up,down}_proj.weight
 //
+//   rope_freqs.weight          (config: rope_scaling's per-frequency factors, gguf_config.hpp)
+//
 // A tensor outside this table is an UnsupportedError naming it: a part of the model fathom would
 // silently leave out.
 #include <filesystem>
@@ -92,6 +94,7 @@ inline Checkpoint load_gguf(const std::filesystem::path& path, WeightFormat want
 
   bool viewed = false;
   for (const GgufTensor& t : f.tensors()) {
+    if (t.name == "rope_freqs.weight") continue;  // in the config (gguf_config.hpp: RopeScaling::Factors)
     const auto hf = detail::gguf_hf_tensor(t.name, c.num_hidden_layers);
     if (!hf) throw UnsupportedError(f.path(), t.name, "tensor not part of a llama / qwen2 / qwen3 model as fathom runs it");
     std::vector<int64_t> shape = t.shape();

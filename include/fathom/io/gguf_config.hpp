@@ -13,6 +13,7 @@
 //   {arch}.attention.layer_norm_rms_epsilon   rms_norm_eps
 //   {arch}.rope.freq_base                     rope_theta (default 10000)
 //   {arch}.rope.scaling.*                     rope_scaling (none, linear; llama3 with its factors)
+//   rope_freqs.weight                         rope_scaling Factors (llama.cpp's Llama 3.1+ form)
 //   {arch}.context_length                     max_position_embeddings
 //   {arch}.attention.sliding_window           sliding_window (0 / absent: full attention)
 //   token_embd.weight rows                    vocab_size ({arch}.vocab_size must agree)
@@ -21,9 +22,12 @@
 //   tokenizer.ggml.bos/eos/eot/eom_token_id   bos_token_id, eos_token_ids (generation stops on each)
 //
 // Anything the forward pass cannot run exactly (partial rotary, per-layer head counts, an o_proj
-// bias, llama.cpp's rope_freqs tensor, YaRN) is an UnsupportedError naming the key or tensor.
+// bias, YaRN) is an UnsupportedError naming the key or tensor. llama.cpp's rope_freqs.weight
+// (per-frequency divisors) becomes RopeScaling::Factors.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "fathom/core/error.hpp"
@@ -104,6 +108,26 @@ inline void gguf_rope_scaling(const GgufFile& f, const GgufKeys& k, ModelConfig&
   (void)f;
 }
 
+// llama.cpp's rope_freqs.weight: head_dim / 2 f32 divisors of the rotary frequencies (its form of
+// Llama 3.1 / 3.2's llama3 scaling, which the file's metadata then leaves out).
+inline void gguf_rope_freqs(const GgufFile& f, const GgufTensor& t, ModelConfig& c) {
+  const auto bad = [&](const std::string& why) { throw FormatError(f.path(), t.name, why); };
+  if (c.rope_scaling.type != RopeScaling::Type::None)
+    throw UnsupportedError(f.path(), t.name, "per-frequency RoPE factors together with rope.scaling.type");
+  if (t.type != GgmlType::F32 || t.ne.size() != 1) bad("expected a 1-D F32 tensor");
+  if (t.ne[0] != c.head_dim / 2)
+    bad(std::to_string(t.ne[0]) + " factors for a head dimension of " + std::to_string(c.head_dim) +
+        " (expected " + std::to_string(c.head_dim / 2) + ")");
+  c.rope_scaling.type = RopeScaling::Type::Factors;
+  c.rope_scaling.freq_factors.resize(size_t(t.ne[0]));
+  for (size_t i = 0; i < c.rope_scaling.freq_factors.size(); ++i) {
+    float v;
+    std::memcpy(&v, t.data + 4 * i, 4);
+    if (!(std::isfinite(v) && v > 0)) bad("factor " + std::to_string(i) + " is " + std::to_string(v) + ", not positive");
+    c.rope_scaling.freq_factors[i] = v;
+  }
+}
+
 }  // namespace detail
 
 // The ModelConfig of a GGUF file (see the table above).
@@ -149,9 +173,7 @@ inline ModelConfig gguf_config(const GgufFile& f) {
   if (!(c.rope_theta > 0)) k.fail("rope.freq_base", "must be positive");
   c.max_position_embeddings = k.positive_or("context_length", c.family == Family::Llama ? 2048 : 32768);
   detail::gguf_rope_scaling(f, k, c);
-  if (f.tensor("rope_freqs.weight"))
-    throw UnsupportedError(f.path(), "rope_freqs.weight",
-                           "per-frequency RoPE factors (llama.cpp's form of Llama 3.1 scaling) are not supported");
+  if (const GgufTensor* t = f.tensor("rope_freqs.weight")) detail::gguf_rope_freqs(f, *t, c);
 
   c.sliding_window = k.has("attention.sliding_window") ? k.positive("attention.sliding_window") : 0;
   // ModelConfig's Llama has no window; a windowed `llama` file is a Mistral model.

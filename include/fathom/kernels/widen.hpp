@@ -203,8 +203,7 @@ inline RowBytes row_bytes(const MatrixView& W) {
 namespace fathom::kernels {
 
 // Q8 (quant.hpp) from a matrix in any format: each row widened exactly, then quantised as
-// quantize_q8 does (an embedding held in a GGUF block format, which lookups read row by row; a
-// --weights q8 model).
+// quantize_q8 does (a --weights q8 model's GGUF block matrices and embedding).
 inline QuantizedMatrix quantize_q8_blocks(const MatrixView& W) {
   if (!is_gguf_block(W.dtype)) return quantize_q8(W);
   return quantize_q8_rows(W.rows, W.cols,

@@ -26,6 +26,7 @@
 #include "fathom/kernels/linear.hpp"
 #include "fathom/kernels/quant.hpp"
 #include "fathom/kernels/weight_buffer.hpp"
+#include "fathom/kernels/widen.hpp"
 #include "fathom/core/model_config.hpp"
 #include "fathom/model/q8_checkpoint.hpp"
 
@@ -70,7 +71,7 @@ class Model {
     const auto H = cfg_.hidden_size, hd = cfg_.head_dim, nh = cfg_.num_attention_heads,
                nkv = cfg_.num_key_value_heads, I = cfg_.intermediate_size, V = cfg_.vocab_size;
     rope_ = blocks::Rope(size_t(hd), cfg_.rope_theta, cfg_.rope_scaling);
-    embed_ = embedding_tensor(V, H);
+    embed_ = embedding_tensor(V, H, opts);
     using io::HfTensor;
     final_norm_ = norm(io::hf_name(HfTensor::FinalNorm), H);
     layers_.resize(size_t(cfg_.num_hidden_layers));
@@ -119,8 +120,8 @@ class Model {
   const blocks::Rope& rope() const { return rope_; }
   const Readout& readout() const { return readout_; }
   const blocks::RMSNorm& final_norm() const { return final_norm_; }
-  // The token embedding as held ([vocab, hidden]: F32, BF16 or F16 as stored, or Q8 in
-  // kernels/quant.hpp's layout).
+  // The token embedding as held ([vocab, hidden]: F32, BF16 or F16 as stored, Q8 in
+  // kernels/quant.hpp's layout, or a GGUF block format held natively, kernels/quant4.hpp).
   const io::TensorView& embedding() const { return embed_; }
 
   // Every weight matrix, in a fixed order: per layer q, k, v, o, gate, up, down, then the
@@ -146,7 +147,10 @@ class Model {
   // Bytes of weight matrices read per decoded token at full depth (for bandwidth bounds): every
   // matrix and one embedding row.
   size_t weight_bytes_per_token() const {
-    size_t b = matrix_bytes({embed_.dtype, 1, size_t(cfg_.hidden_size), nullptr});
+    const DType e = embed_.dtype;
+    const size_t H = hidden();
+    size_t b = kernels::is_gguf_block(e) ? H / kernels::gguf_block_elems(e) * kernels::gguf_block_bytes(e)  // the file's row
+                                         : matrix_bytes({e, 1, H, nullptr});
     for (auto* m : matrices()) b += matrix_bytes(*m);
     return b;
   }
@@ -168,13 +172,10 @@ class Model {
         for (size_t i = 0; i < H; ++i) h[i] = bf16_to_f32(e[i]);
         break;
       }
-      case DType::Q8: {  // q * d of the row's blocks: the exact value (GGUF Q8_0 dequantises so)
-        const auto L = kernels::detail::q8_layout({DType::Q8, vocab(), H, embed_.data});
-        const uint8_t* q = L.qs + size_t(token) * L.nb * kernels::kQ8Block;
-        const uint16_t* d = L.d + size_t(token) * L.nb;
-        for (size_t i = 0; i < H; ++i) h[i] = float(int(q[i]) - 128) * f16_to_f32(d[i / kernels::kQ8Block]);
+      case DType::Q8: case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0:
+      case DType::Q5_1:  // the row's exact values (as io::dequantize gives them)
+        kernels::detail::widen_segment({embed_.dtype, vocab(), H, embed_.data}, size_t(token), 0, H, h);
         break;
-      }
       default: {
         const uint16_t* e = reinterpret_cast<const uint16_t*>(embed_.data) + off;
         for (size_t i = 0; i < H; ++i) h[i] = f16_to_f32(e[i]);
@@ -195,6 +196,10 @@ class Model {
     if (cfg_.head_dim <= 0 || cfg_.head_dim % 2) bad("head_dim", "must be positive and even");
     if (cfg_.intermediate_size <= 0) bad("intermediate_size", "must be positive");
     if (cfg_.vocab_size <= 0) bad("vocab_size", "must be positive");
+    if (cfg_.rope_scaling.type == RopeScaling::Type::Factors &&
+        cfg_.rope_scaling.freq_factors.size() != size_t(cfg_.head_dim / 2))
+      bad("rope_scaling", std::to_string(cfg_.rope_scaling.freq_factors.size()) + " frequency factors for head_dim " +
+                              std::to_string(cfg_.head_dim));
   }
 
   void check_float(const io::TensorView& t) const {
@@ -233,13 +238,15 @@ class Model {
                                             std::to_string(want) + " for " + io::shape_string(t.shape));
   }
 
-  // The token embedding [vocab, hidden]: F32/BF16/F16 as stored, or Q8 (a GGUF Q8_0 embedding,
-  // a GGUF 4/6-bit one quantised to Q8 from its exact values, or a Q8 checkpoint's int8 values +
-  // scales unpacked once here and shared with a tied head).
-  io::TensorView embedding_tensor(int64_t V, int64_t H) {
+  // The token embedding [vocab, hidden]: F32/BF16/F16 as stored, Q8 (a GGUF Q8_0 embedding, or a
+  // Q8 checkpoint's int8 values + scales unpacked once here and shared with a tied head), or a GGUF
+  // 4/5/6-bit one as held (lookups widen a row exactly; a tied head multiplies it natively, as the
+  // file's own bytes) -- or, with --weights q8, quantised to Q8 from its exact values.
+  io::TensorView embedding_tensor(int64_t V, int64_t H, const LoadOptions& opts) {
     io::TensorView t = store_->get(io::hf_name(io::HfTensor::Embed), {V, H});
     if (kernels::is_gguf_block(t.dtype)) {
       check_block(t);
+      if (opts.weights != WeightFormat::Q8) return t;
       auto q = std::make_shared<kernels::QuantizedMatrix>(
           kernels::quantize_q8_blocks({t.dtype, size_t(V), size_t(H), t.data}));
       owned_.push_back(q);

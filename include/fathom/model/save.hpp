@@ -52,8 +52,8 @@ inline void save_model(const Model& model, const std::filesystem::path& dir) {
   using io::HfTensor;
   const io::TensorView& E = model.embedding();
   const std::string embed = io::hf_name(HfTensor::Embed);
-  if (E.dtype == DType::Q8)  // a GGUF Q8_0 embedding: int8 values + f16 scales, as every Q8 matrix
-    detail::add_matrix(t, embed, {DType::Q8, size_t(E.shape.at(0)), size_t(E.shape.at(1)), E.data});
+  if (E.dtype == DType::Q8 || kernels::is_gguf_block(E.dtype))  // Q8 as every Q8 matrix; a native one refused
+    detail::add_matrix(t, embed, {E.dtype, size_t(E.shape.at(0)), size_t(E.shape.at(1)), E.data});
   else
     t.push_back(io::bytes_source(embed, E.dtype, E.shape, E.data, E.nbytes));
   for (size_t i = 0; i < model.n_layers(); ++i) {
