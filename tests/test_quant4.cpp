@@ -49,8 +49,8 @@ TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit"
     CAPTURE(dtype_name(t));
     const Case c = make_case(t, 5, 512, rng);
     const kk::MatrixView W = c.M.view();
-    // the file's bytes; Q4_0 .. Q5_1 and Q4_K in whole groups of 16 rows (the 11 padding rows zero)
-    CHECK(c.M.bytes() == c.raw.size() / 5 * (kk::in_row_groups(t) ? 16 : 5));
+    // the file's bytes in whole groups of 16 rows (the 11 padding rows zero)
+    CHECK(c.M.bytes() == c.raw.size() / 5 * 16);
     size_t bad = 0;
     for (size_t r = 0; r < c.rows; ++r)
       for (size_t k = 0; k < c.cols; ++k)
@@ -99,8 +99,7 @@ TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel'
             REQUIRE(std::fabs(got - ref) <= 1e-5 * mag + 1e-30);
             REQUIRE(std::fabs(got - exact) <= qbound + 1e-5 * mag);
             // the portable kernel: the same bits
-            const float p = kd::gguf_row_dot_portable(t, W, r, A.qs.data() + tt * A.nb * 32, A.d.data() + tt * A.nb,
-                                                      A.sx.data() + tt * A.nb);
+            const float p = kd::gguf_row_dot_portable(W, r, A, tt);
             REQUIRE(std::bit_cast<uint32_t>(p) == std::bit_cast<uint32_t>(Y1[tt * rows + r]));
           }
         for (int threads = 1; threads <= 3; ++threads) {
@@ -207,8 +206,7 @@ TEST_CASE("GGUF block products at the ends of the ranges: largest weights and ac
           ref += v;
           mag += std::fabs(v);
         }
-        const float p = kd::gguf_row_dot_portable(t, W, r, A.qs.data() + tt * A.nb * 32, A.d.data() + tt * A.nb,
-                                                  A.sx.data() + tt * A.nb);
+        const float p = kd::gguf_row_dot_portable(W, r, A, tt);
         CHECK(std::fabs(p - ref) <= 1e-5 * mag + 1e-30);
         CHECK(std::bit_cast<uint32_t>(p) == std::bit_cast<uint32_t>(y[r]));
         CHECK(std::bit_cast<uint32_t>(p) == std::bit_cast<uint32_t>(Y[tt * rows + r]));

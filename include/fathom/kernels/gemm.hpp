@@ -169,6 +169,7 @@ inline void pack_weights(const MatrixView& W, size_t n0, size_t nr, size_t k0, s
   static_assert(kNR == 2 * kQ4GroupRows);
   if (is_q4_family(W.dtype) && n0 % kQ4GroupRows == 0) return q4_widen_panel(W, n0, nr, k0, kc, Bp);
   if (W.dtype == DType::Q4_K && n0 % kQ4GroupRows == 0) return k4_widen_panel(W, n0, nr, k0, kc, Bp);
+  if (W.dtype == DType::Q6_K && n0 % kQ4GroupRows == 0) return k6_widen_panel(W, n0, nr, k0, kc, Bp);
 #endif
   const float* src = rows;
   size_t ld = kc;

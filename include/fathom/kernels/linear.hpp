@@ -165,8 +165,8 @@ struct Product {
 inline void gemv_fused(std::span<const Product> products, const float* x) {
   if (products.empty()) return;
   const MatrixView& W0 = *products[0].W;
-  // Rows per tile: 4, or the 16 rows of a Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K group (q4_groups.hpp).
-  const size_t tile = in_row_groups(W0.dtype) ? kQ4GroupRows : 4;
+  // Rows per tile: 4, or the 16 rows of a GGUF block format's group (quant4.hpp).
+  const size_t tile = is_gguf_block(W0.dtype) ? kQ4GroupRows : 4;
   size_t tiles = 0, work = 0;
   bool uniform = true;
   for (const Product& p : products) {
@@ -206,11 +206,11 @@ inline void gemv(const MatrixView& W, const float* x, float* y) { gemv_fused({{&
 
 // Exact prefill (the default): gemm with Q8 or GGUF block weights and n > 1 multiplies the
 // weights' exact values with f32 activations (gemm_exact), so a prompt's products are those of
-// the dequantised f32 model, bit for bit, on every machine. Against the int8 kernels it is faster
+// the dequantised f32 model, bit for bit, on every machine. Against the int8 kernels it was faster
 // or within 7 % on the CPUs measured (docs/benchmarks.md: Zen 3 without VNNI 1.1-1.56x; Zen 5
-// with AVX512-VNNI Q6_K 1.2-1.4x, Q8 0.93-0.97x), except for Q4_0 / Q4_1 / Q5_0 / Q5_1 and Q4_K
-// since their 16-row tiles (q4_groups.hpp, k4_groups.hpp): int8 prompts 2.1x the exact ones on
-// SmolLM2's Q4_1 end to end (Zen 5), which stay the default for their exactness. Decode (gemv) and batched
+// with AVX512-VNNI Q8 0.93-0.97x); since the GGUF formats' 16-row tiles (quant4.hpp) their int8
+// prompts run 1.5-2.9x the exact ones (Zen 5; SmolLM2's Q4_1 end to end 2.1x), which stay the
+// default for their exactness. Decode (gemv) and batched
 // decoding keep the int8 kernels (activations quantised to int8 blocks, as llama.cpp does), so a
 // prompt's products differ from decode's for the same rows by that rounding.
 // set_exact_prefill(false), or FATHOM_PREFILL=int8 in the environment (read once), runs prompts

@@ -237,6 +237,7 @@ struct Q4Acts {
   const float* xd[RX];     // [nb] block scales
   const float* sx[RX];     // [nb] dx * sum qx
   const int32_t* sumq[RX]; // [nb] sum qx
+  const int32_t* sumh[RX]; // [2 nb] sum qx of each half block (Q6_K)
 };
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -374,7 +375,8 @@ inline void in_pairs_of_rows(const Q4Acts<RX>& a, float* out, Two&& two, One&& o
   auto rows = [&](auto k, int m0) {
     Q4Acts<decltype(k)::value> p;
     for (int m = 0; m < decltype(k)::value; ++m)
-      p.xq[m] = a.xq[m0 + m], p.xd[m] = a.xd[m0 + m], p.sx[m] = a.sx[m0 + m], p.sumq[m] = a.sumq[m0 + m];
+      p.xq[m] = a.xq[m0 + m], p.xd[m] = a.xd[m0 + m], p.sx[m] = a.sx[m0 + m], p.sumq[m] = a.sumq[m0 + m],
+      p.sumh[m] = a.sumh[m0 + m];
     return p;
   };
   if constexpr (RX >= 2)

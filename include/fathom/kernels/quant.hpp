@@ -116,6 +116,7 @@ struct Q8Acts {
   std::vector<float> d;     // [n][nb]
   std::vector<float> sx;    // [n][nb] d * sum(qs) of the block (the minimum terms of quant4.hpp)
   std::vector<int32_t> sumq;  // [n][nb] sum(qs) of the block (the offsets of Q4_0 / Q5_0, q4_groups.hpp)
+  std::vector<int32_t> sumh;  // [n][2 nb] sums of each block's two halves (Q6_K's offsets, k6_groups.hpp)
   size_t nb = 0;
   // Rows are independent: a prompt's rows are split between the threads (each row's values are
   // the same whoever computes them).
@@ -125,6 +126,7 @@ struct Q8Acts {
     d.resize(n * nb);
     sx.resize(n * nb);
     sumq.resize(n * nb);
+    sumh.resize(2 * n * nb);
     parallel_chunks(n, worker_count(n * cols * 8), [&](size_t t0, size_t t1) { assign_rows(X, t0, t1, cols); });
   }
 
@@ -134,10 +136,11 @@ struct Q8Acts {
     std::fill(d.begin() + t0 * nb, d.begin() + t1 * nb, 0.f);
     assign_blocks(X, t0, t1, cols);
     for (size_t i = t0 * nb; i < t1 * nb; ++i) {
-      int32_t s = 0;
-      for (size_t k = 0; k < kQ8Block; ++k) s += qs[i * kQ8Block + k];
-      sumq[i] = s;
-      sx[i] = d[i] * float(s);
+      int32_t lo = 0, hi = 0;
+      for (size_t k = 0; k < kQ8Block / 2; ++k) lo += qs[i * kQ8Block + k], hi += qs[i * kQ8Block + kQ8Block / 2 + k];
+      sumh[2 * i] = lo, sumh[2 * i + 1] = hi;
+      sumq[i] = lo + hi;
+      sx[i] = d[i] * float(lo + hi);
     }
   }
   void assign_blocks(const float* X, size_t t0, size_t t1, size_t cols) {

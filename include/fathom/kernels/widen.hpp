@@ -62,22 +62,14 @@ inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float
     }
     return;
   }
-  // Q6_K
-  const size_t nsb = W.cols / kSuperBlock;
-  const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * nsb * kQ6KBytes;
+  const K6Layout L = k6_layout(W);  // Q6_K
   for (size_t c = c0; c < end;) {
-    const uint8_t* b = row + c / kSuperBlock * kQ6KBytes;
-    const size_t e = c % kSuperBlock, g0 = e - e % 16;  // the first element of the group of 16 sharing a scale
-    const size_t i0 = e - g0, i1 = std::min(end - c + i0, size_t(16));
-    float* o = out + (c - c0) - i0;  // o[i] = element g0 + i
-    // a group of 16 lies in one half, one 64-run of ql and one 32-run of qh
-    const size_t h = g0 / 128, rr = g0 % 128;
-    const uint8_t* ql = b + h * 64 + rr % 64;
-    const uint8_t* qh = b + 128 + h * 32 + rr % 32;
-    const int lo_shift = int(4 * (rr / 64)), hi_shift = int(2 * (rr / 32));
-    const float dl = h2f(b + 208) * float(int8_t(b[192 + g0 / 16]));
-    for (size_t i = i0; i < i1; ++i)
-      o[i] = dl * float((((ql[i] >> lo_shift) & 15) | ((qh[i] >> hi_shift) & 3) << 4) - 32);
+    const size_t i0 = c % 32, i1 = std::min(end - c + i0, size_t(32));
+    uint8_t q[32];  // sub-block c / 32's values
+    float lo, hi;   // the scales of its two groups of 16
+    k6_subblock(L, r, c / kSuperBlock, int(c % kSuperBlock / 32), q, lo, hi);
+    float* o = out + (c - c0) - i0;  // o[i] = element i of the sub-block
+    for (size_t i = i0; i < i1; ++i) o[i] = (i < 16 ? lo : hi) * float(int(q[i]) - 32);
     c += i1 - i0;
   }
 }
@@ -155,6 +147,45 @@ inline void k4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
         const __m512i chunk = _mm512_loadu_si512(run + 64 * (e / 4));
         const __m512i q = _mm512_and_si512(_mm512_srl_epi32(chunk, _mm_cvtsi32_si128(int(8 * (e % 4) + 4 * (j % 2)))), lo4);
         const __m512 v = _mm512_sub_ps(_mm512_mul_ps(dl, _mm512_cvtepi32_ps(q)), ml);
+        _mm512_storeu_ps(out + (sb * 32 + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
+      }
+    }
+  }
+}
+
+// The same panel from Q6_K's tiles (k6_groups.hpp): per sub-block the 16 rows' two group scales
+// d sc_g, then each element as widen_gguf's d sc_g (q - 32) on 16 lanes (exact: the same bits).
+inline void k6_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0, size_t kc, float* Bp) {
+  const K6Layout L = k6_layout(W);
+  for (size_t h = 0; h < 2; ++h) {
+    const size_t r0 = n0 + 16 * h;
+    const __mmask16 rows = __mmask16(r0 >= n0 + nr ? 0u : n0 + nr - r0 >= 16 ? 0xffffu : (1u << (n0 + nr - r0)) - 1u);
+    float* out = Bp + 16 * h;
+    if (rows == 0) {
+      for (size_t k = 0; k < kc; ++k) _mm512_storeu_ps(out + k * 32, _mm512_setzero_ps());
+      continue;
+    }
+    for (size_t sb = k0 / 32; sb * 32 < k0 + kc; ++sb) {  // sub-block j = sb % 8 of super-block sb / 8
+      const size_t j = sb % 8, h4 = j / 4, jj = j % 4;  // half super-block h4
+      const uint8_t* t = L.tile_at(r0, sb / 8);
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + kK6D)));
+      __m512 sc[2];
+      for (size_t k = 0; k < 2; ++k) {
+        const size_t grp = 2 * j + k;
+        const __m512i word = _mm512_loadu_si512(t + kK6Scales + 64 * (grp / 4));
+        const __m512i v = _mm512_srai_epi32(_mm512_sll_epi32(word, _mm_cvtsi32_si128(int(24 - 8 * (grp % 4)))), 24);
+        sc[k] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(v));
+      }
+      const size_t e0 = std::max(k0, sb * 32) - sb * 32, e1 = std::min(k0 + kc, (sb + 1) * 32) - sb * 32;
+      for (size_t e = e0; e < e1; ++e) {  // element e: byte e % 4 of chunk e / 4
+        const __m512i A = _mm512_loadu_si512(t + 64 * (16 * h4 + 8 * (jj % 2) + e / 4));
+        const __m512i H = _mm512_loadu_si512(t + kK6Qh + 64 * (8 * h4 + e / 4));
+        const __m512i lo = _mm512_and_si512(_mm512_srl_epi32(A, _mm_cvtsi32_si128(int(8 * (e % 4) + 4 * (jj / 2)))),
+                                            _mm512_set1_epi32(15));
+        const __m512i hi = _mm512_and_si512(_mm512_srl_epi32(H, _mm_cvtsi32_si128(int(8 * (e % 4) + 2 * jj))),
+                                            _mm512_set1_epi32(3));
+        const __m512i q = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+        const __m512 v = _mm512_mul_ps(sc[e / 16], _mm512_cvtepi32_ps(q));
         _mm512_storeu_ps(out + (sb * 32 + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
       }
     }
