@@ -16,8 +16,8 @@
 //
 // Q8_0 is fathom's own Q8 block format (32 int8 + one f16 scale per block), so it is re-laid into
 // kernels/quant.hpp's layout (values and scales apart, values offset by 128) without
-// re-quantising: every weight keeps its exact value. Q4_0 / Q4_1 / Q5_0 / Q5_1 and Q4_K are re-laid
-// in groups of 16 rows (the file's bytes, nothing computed) and Q6_K rows copied as stored:
+// re-quantising: every weight keeps its exact value. Q4_0 / Q4_1 / Q5_0 / Q5_1, Q4_K and Q6_K are
+// re-laid in groups of 16 rows (the file's bytes, nothing computed):
 // the kernels multiply them directly (issue 14), so memory and bytes read per token stay the
 // file's (Q4_1: 0.625 bytes per weight, Q5_0 0.69; as Q8 1.06, as f32 4). Other quantised types
 // are dequantised bit-exactly (io/gguf_quants.hpp), then converted; their AsStored form is Q8 so
