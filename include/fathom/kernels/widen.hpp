@@ -76,6 +76,23 @@ inline void widen_gguf(const MatrixView& W, size_t r, size_t c0, size_t n, float
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__BMI2__)
 #define FATHOM_KERNELS_Q4_PANEL_WIDEN 1
+// The gemm's 32-column weight panel as two halves of 16 lanes (a 16-row group each): calls
+// f(r0, rows, out) for each half with rows present (rows: the lanes below n0 + nr; out: Bp + 16h,
+// columns 32 apart) and zeroes a half past the matrix.
+template <class F>
+inline void for_panel_halves(size_t n0, size_t nr, size_t kc, float* Bp, F&& f) {
+  for (size_t h = 0; h < 2; ++h) {
+    const size_t r0 = n0 + 16 * h;
+    const __mmask16 rows = __mmask16(r0 >= n0 + nr ? 0u : n0 + nr - r0 >= 16 ? 0xffffu : (1u << (n0 + nr - r0)) - 1u);
+    float* out = Bp + 16 * h;
+    if (rows == 0) {
+      for (size_t k = 0; k < kc; ++k) _mm512_storeu_ps(out + k * 32, _mm512_setzero_ps());
+      continue;
+    }
+    f(r0, rows, out);
+  }
+}
+
 // Bp[k * 32 + 16 h + i] = W[n0 + 16 h + i, k0 + k] for k < kc, h < 2, rows n0 .. n0 + nr - 1 of a
 // Q4_0 / Q4_1 / Q5_0 / Q5_1 matrix (n0 a multiple of 16), zero past nr: the gemm's weight panel
 // (gemm.hpp, pack_weights, 32 columns with AVX-512) straight from the tiles, a group's 16 rows per
@@ -86,14 +103,7 @@ inline void q4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
   const Q4Layout L = q4_layout(W);
   const bool has_min = q4_has_min(L.fmt), five = q4_has_fifth_bit(L.fmt);
   const __m512i bias = _mm512_set1_epi32(q4_bias(L.fmt)), lo4 = _mm512_set1_epi32(15);
-  for (size_t h = 0; h < 2; ++h) {
-    const size_t r0 = n0 + 16 * h;
-    const __mmask16 rows = __mmask16(r0 >= n0 + nr ? 0u : n0 + nr - r0 >= 16 ? 0xffffu : (1u << (n0 + nr - r0)) - 1u);
-    float* out = Bp + 16 * h;
-    if (rows == 0) {
-      for (size_t k = 0; k < kc; ++k) _mm512_storeu_ps(out + k * 32, _mm512_setzero_ps());
-      continue;
-    }
+  for_panel_halves(n0, nr, kc, Bp, [&](size_t r0, __mmask16 rows, float* out) {
     for (size_t b = k0 / kQ4Block; b * kQ4Block < k0 + kc; ++b) {
       const uint8_t* t = L.tile_at(r0, b);
       const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + L.d_at)));
@@ -115,7 +125,7 @@ inline void q4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
         _mm512_storeu_ps(out + (b * kQ4Block + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
       }
     }
-  }
+  });
 }
 
 // The same panel from Q4_K's tiles (k4_groups.hpp): per sub-block the 16 rows' scales d sc_j and
@@ -124,14 +134,7 @@ inline void q4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
 inline void k4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0, size_t kc, float* Bp) {
   const K4Layout L = k4_layout(W);
   const __m512i lo4 = _mm512_set1_epi32(15);
-  for (size_t h = 0; h < 2; ++h) {
-    const size_t r0 = n0 + 16 * h;
-    const __mmask16 rows = __mmask16(r0 >= n0 + nr ? 0u : n0 + nr - r0 >= 16 ? 0xffffu : (1u << (n0 + nr - r0)) - 1u);
-    float* out = Bp + 16 * h;
-    if (rows == 0) {
-      for (size_t k = 0; k < kc; ++k) _mm512_storeu_ps(out + k * 32, _mm512_setzero_ps());
-      continue;
-    }
+  for_panel_halves(n0, nr, kc, Bp, [&](size_t r0, __mmask16 rows, float* out) {
     for (size_t sb = k0 / 32; sb * 32 < k0 + kc; ++sb) {  // sub-block sb: j = sb % 8 of super-block sb / 8
       const int j = int(sb % 8);
       const uint8_t* t = L.tile_at(r0, sb / 8);
@@ -150,21 +153,14 @@ inline void k4_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
         _mm512_storeu_ps(out + (sb * 32 + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
       }
     }
-  }
+  });
 }
 
 // The same panel from Q6_K's tiles (k6_groups.hpp): per sub-block the 16 rows' two group scales
 // d sc_g, then each element as widen_gguf's d sc_g (q - 32) on 16 lanes (exact: the same bits).
 inline void k6_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0, size_t kc, float* Bp) {
   const K6Layout L = k6_layout(W);
-  for (size_t h = 0; h < 2; ++h) {
-    const size_t r0 = n0 + 16 * h;
-    const __mmask16 rows = __mmask16(r0 >= n0 + nr ? 0u : n0 + nr - r0 >= 16 ? 0xffffu : (1u << (n0 + nr - r0)) - 1u);
-    float* out = Bp + 16 * h;
-    if (rows == 0) {
-      for (size_t k = 0; k < kc; ++k) _mm512_storeu_ps(out + k * 32, _mm512_setzero_ps());
-      continue;
-    }
+  for_panel_halves(n0, nr, kc, Bp, [&](size_t r0, __mmask16 rows, float* out) {
     for (size_t sb = k0 / 32; sb * 32 < k0 + kc; ++sb) {  // sub-block j = sb % 8 of super-block sb / 8
       const size_t j = sb % 8, h4 = j / 4, jj = j % 4;  // half super-block h4
       const uint8_t* t = L.tile_at(r0, sb / 8);
@@ -189,7 +185,7 @@ inline void k6_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
         _mm512_storeu_ps(out + (sb * 32 + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
       }
     }
-  }
+  });
 }
 #endif
 
