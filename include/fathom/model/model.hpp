@@ -160,27 +160,9 @@ class Model {
     if (token < 0 || token >= cfg_.vocab_size)
       throw UsageError("", "token", "id " + std::to_string(token) + " outside the vocabulary [0, " +
                                         std::to_string(cfg_.vocab_size) + ")");
-    const size_t H = hidden(), off = size_t(token) * H;
-    switch (embed_.dtype) {
-      case DType::F32: {
-        const float* e = reinterpret_cast<const float*>(embed_.data) + off;
-        std::copy(e, e + H, h);
-        break;
-      }
-      case DType::BF16: {
-        const uint16_t* e = reinterpret_cast<const uint16_t*>(embed_.data) + off;
-        for (size_t i = 0; i < H; ++i) h[i] = bf16_to_f32(e[i]);
-        break;
-      }
-      case DType::Q8: case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::Q6_K: case DType::Q5_0:
-      case DType::Q5_1:  // the row's exact values (as io::dequantize gives them)
-        kernels::detail::widen_segment({embed_.dtype, vocab(), H, embed_.data}, size_t(token), 0, H, h);
-        break;
-      default: {
-        const uint16_t* e = reinterpret_cast<const uint16_t*>(embed_.data) + off;
-        for (size_t i = 0; i < H; ++i) h[i] = f16_to_f32(e[i]);
-      }
-    }
+    // the row's exact values in any format the embedding is held in (widen.hpp; as io::dequantize
+    // gives them for a GGUF one)
+    kernels::detail::widen_segment({embed_.dtype, vocab(), hidden(), embed_.data}, size_t(token), 0, hidden(), h);
   }
 
  private:
