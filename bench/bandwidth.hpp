@@ -30,42 +30,51 @@ inline void fill_random(void* data, size_t bytes, uint64_t seed) {
   }
 }
 
-// Reads the buffer once per iteration with all threads, each streaming one contiguous part (as
-// gemv splits rows), summing 32-bit integers; with `prefetch`, also software prefetch at the
-// kernels' distance. The better of the two is the machine's read bandwidth.
-inline void BM_read_bandwidth(benchmark::State& state, bool prefetch) {
-  using uvec = fathom::kernels::simd::uvec;
-  namespace kd = fathom::kernels::detail;
-  constexpr size_t kBytes = size_t(512) << 20, kStep = 4 * uvec::size * sizeof(uint32_t);
+// The buffer above, built once per process.
+constexpr size_t kReadBytes = size_t(512) << 20;
+inline const fathom::kernels::WeightBuffer& read_buffer() {
   static const fathom::kernels::WeightBuffer buf = [] {
-    fathom::kernels::WeightBuffer b(kBytes);
-    fill_random(b.data(), kBytes, 42);
+    fathom::kernels::WeightBuffer b(kReadBytes);
+    fill_random(b.data(), kReadBytes, 42);
     return b;
   }();
-  const size_t steps = kBytes / kStep;
-  const int threads = kd::worker_count(kBytes);
-  for (auto _ : state) {
-    uint32_t total = 0;
-    kd::parallel_chunks(steps, threads, [&](size_t b, size_t e) {
-      uvec a0(0u), a1(0u), a2(0u), a3(0u);
-      for (size_t i = b; i < e; ++i) {
-        const uint32_t* p = buf.as<uint32_t>() + i * kStep / sizeof(uint32_t);
-        if (prefetch)
-          for (size_t l = 0; l < kStep; l += 64)
-            kd::prefetch_line(reinterpret_cast<uintptr_t>(p) + kd::kPrefetchAhead + l);
-        a0 += uvec::load_unaligned(p);
-        a1 += uvec::load_unaligned(p + uvec::size);
-        a2 += uvec::load_unaligned(p + 2 * uvec::size);
-        a3 += uvec::load_unaligned(p + 3 * uvec::size);
-      }
-      const uint32_t s = xsimd::hadd((a0 + a1) + (a2 + a3));
+  return buf;
+}
+
+// One read of the buffer with all threads, each streaming one contiguous part (as gemv splits
+// rows), summing 32-bit integers; with `prefetch`, also software prefetch at the kernels'
+// distance. Returns the sum (so that the loads cannot be dropped).
+inline uint32_t read_pass(bool prefetch) {
+  using uvec = fathom::kernels::simd::uvec;
+  namespace kd = fathom::kernels::detail;
+  constexpr size_t kStep = 4 * uvec::size * sizeof(uint32_t);
+  const auto& buf = read_buffer();
+  const size_t steps = kReadBytes / kStep;
+  uint32_t total = 0;
+  kd::parallel_chunks(steps, kd::worker_count(kReadBytes), [&](size_t b, size_t e) {
+    uvec a0(0u), a1(0u), a2(0u), a3(0u);
+    for (size_t i = b; i < e; ++i) {
+      const uint32_t* p = buf.as<uint32_t>() + i * kStep / sizeof(uint32_t);
+      if (prefetch)
+        for (size_t l = 0; l < kStep; l += 64) kd::prefetch_line(reinterpret_cast<uintptr_t>(p) + kd::kPrefetchAhead + l);
+      a0 += uvec::load_unaligned(p);
+      a1 += uvec::load_unaligned(p + uvec::size);
+      a2 += uvec::load_unaligned(p + 2 * uvec::size);
+      a3 += uvec::load_unaligned(p + 3 * uvec::size);
+    }
+    const uint32_t s = xsimd::hadd((a0 + a1) + (a2 + a3));
 #pragma omp atomic
-      total += s;
-    });
-    benchmark::DoNotOptimize(total);
-  }
-  state.SetBytesProcessed(int64_t(kBytes) * int64_t(state.iterations()));
-  state.counters["GB/s"] = benchmark::Counter(double(kBytes) * double(state.iterations()) / 1e9,
+    total += s;
+  });
+  return total;
+}
+
+// The better of plain and prefetch is the machine's read bandwidth.
+inline void BM_read_bandwidth(benchmark::State& state, bool prefetch) {
+  read_buffer();
+  for (auto _ : state) benchmark::DoNotOptimize(read_pass(prefetch));
+  state.SetBytesProcessed(int64_t(kReadBytes) * int64_t(state.iterations()));
+  state.counters["GB/s"] = benchmark::Counter(double(kReadBytes) * double(state.iterations()) / 1e9,
                                               benchmark::Counter::kIsRate);
 }
 

@@ -17,13 +17,16 @@ namespace bench {
 
 // "qwen-bf16", "qwen-q8", "qwen-f32": Qwen2.5-0.5B-shaped random model; "stories260K": the real one;
 // "smollm2-f32", "smollm2-bf16", "smollm2-q8": the real SmolLM2-135M-Instruct GGUF (Q8_0 embedding,
-// Q4_1 matrices) held in that format; "smollm2-native": as stored (Q4_1 matrices multiplied natively).
+// Q4_1 matrices) held in that format; "smollm2-native": as stored (Q4_1 matrices multiplied natively);
+// a name ending in ".gguf": that file, as stored.
 inline const char* kSmolLM2Gguf = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 inline const fathom::Model& model(const std::string& name) {
   static std::map<std::string, std::unique_ptr<fathom::Model>> cache;
   auto& m = cache[name];
   if (!m) {
-    if (name == "stories260K") {
+    if (name.ends_with(".gguf")) {
+      m = fathom::load_model(name, {fathom::WeightFormat::AsStored});
+    } else if (name == "stories260K") {
       m = fathom::load_model(fathom::shared_file("models/stories260K/stories260K.bin"));
     } else if (name.starts_with("smollm2-")) {
       const auto w = name == "smollm2-f32"      ? fathom::WeightFormat::F32

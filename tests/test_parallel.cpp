@@ -1,11 +1,12 @@
 // The kernels' thread pool (kernels/parallel.hpp): every unit runs exactly once whatever the
 // thread count (more threads than cores included), per-thread slots stay below the thread count,
-// nested and concurrent callers run correctly, and products are bit-identical for 1..4 threads
-// on the pool and on OpenMP regions.
+// each thread's chunks come from its own range before it steals, nested and concurrent callers run
+// correctly, and products are bit-identical for 1..4 threads on the pool and on OpenMP regions.
 #include <doctest/doctest.h>
 #include <omp.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <string>
@@ -49,6 +50,34 @@ TEST_CASE("parallel_chunks and parallel_jobs run every unit once, slots below th
     for (long j = 0; j < jobs; ++j) REQUIRE(hits[size_t(j)].load() == 1);
     CHECK(bad_slot.load() == 0);
   }
+}
+
+TEST_CASE("each thread takes its own contiguous range front to back, then steals the others' from the back") {
+  ThreadScope ts(2);
+  for (int i = 0; i < 400 && kd::ThreadPool::instance().solo(); ++i)  // an earlier stall's solo period
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE_FALSE(kd::ThreadPool::instance().solo());
+  constexpr long jobs = 64;
+  std::vector<long> ran[2];  // [slot] jobs in the order that slot ran them
+  std::atomic<int> runs{0};
+  kd::parallel_jobs(jobs, true, [&](long j, int slot) {
+    REQUIRE((slot == 0 || slot == 1));
+    // The worker's first job sleeps: the caller, done with its own range, must take the rest.
+    if (slot == 1 && ran[1].empty()) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    ran[slot].push_back(j);
+    runs.fetch_add(1);
+  });
+  CHECK(runs.load() == jobs);
+  std::vector<int> seen(jobs, 0);
+  for (const auto& r : ran)
+    for (long j : r) ++seen[size_t(j)];
+  for (long j = 0; j < jobs; ++j) REQUIRE(seen[size_t(j)] == 1);
+  // Slot 0: 0..31 in order, then slot 1's range from its end down.
+  REQUIRE(ran[0].size() > size_t(jobs / 2));
+  for (size_t k = 0; k < ran[0].size(); ++k)
+    CHECK(ran[0][k] == (k < size_t(jobs / 2) ? long(k) : jobs - 1 - long(k - jobs / 2)));
+  // Slot 1 (if it woke in time): its range's front, in order.
+  for (size_t k = 0; k < ran[1].size(); ++k) CHECK(ran[1][k] == jobs / 2 + long(k));
 }
 
 TEST_CASE("pool jobs nested in a pool job or an OpenMP region run on the calling thread") {

@@ -10,7 +10,13 @@
 //
 // The pool instead hands out chunks of a job dynamically, and the caller only waits for chunks
 // some thread has actually *claimed*: a worker that has not woken up yet simply finds no work
-// left, so a descheduled thread costs at most the chunk it is in the middle of. Idle workers spin
+// left, so a descheduled thread costs at most the chunk it is in the middle of. Each thread owns a
+// contiguous range of the chunks and claims them front to back, so its part of a matrix is one
+// stream for the prefetchers and its claims touch a cache line nobody else writes; a thread out
+// of chunks steals from the back of the others' ranges. (With one shared counter the threads took
+// chunks alternately: every chunk restarted a stream and its claim moved a contended line between
+// cores; SmolLM2-135M decoded 1.09-1.15x faster at two threads with the ranges, docs/benchmarks.md,
+// "Decode against the read bound".) Idle workers spin
 // briefly (FATHOM_SPIN_US, default 50 us: regions follow each other within microseconds when
 // decoding on a quiet machine), then sleep on a futex (std::atomic::wait) and so leave the core to
 // whoever needs it. When the caller nevertheless has to sleep for a claimed chunk (its thread is
@@ -100,8 +106,11 @@ class ThreadPool {
     call_ = [](void* ctx, size_t chunk, int slot) { (*static_cast<F*>(ctx))(chunk, slot); };
     ctx_ = &fn;
     done_.store(0, std::memory_order_relaxed);
-    const uint64_t st = pack(++gen_, uint64_t(threads), chunks, 0);
-    state_.store(st, std::memory_order_seq_cst);
+    ++gen_;
+    for (int t = 0; t < threads; ++t)  // published by the store to state_ below
+      ranges_[t].v.store(pack_range(gen_, chunks * size_t(t) / size_t(threads), chunks * size_t(t + 1) / size_t(threads)),
+                         std::memory_order_relaxed);
+    state_.store(pack(gen_, uint64_t(threads), chunks), std::memory_order_seq_cst);
     epoch_.fetch_add(1, std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) > 0) epoch_.notify_all();
     tl_in_pool_job = true;
@@ -113,14 +122,18 @@ class ThreadPool {
   }
 
  private:
-  // state_: gen (16 bits) | threads (8) | total chunks (20) | next unclaimed chunk (20).
-  static uint64_t pack(uint64_t gen, uint64_t threads, uint64_t total, uint64_t next) {
-    return (gen & 0xffff) << 48 | threads << 40 | total << 20 | next;
+  // state_: gen (16 bits) | threads (8) | total chunks (20).
+  static uint64_t pack(uint64_t gen, uint64_t threads, uint64_t total) {
+    return (gen & 0xffff) << 48 | threads << 40 | total << 20;
   }
   static uint64_t gen_of(uint64_t s) { return s >> 48; }
   static int threads_of(uint64_t s) { return int((s >> 40) & 0xff); }
   static size_t total_of(uint64_t s) { return size_t((s >> 20) & 0xfffff); }
-  static size_t next_of(uint64_t s) { return size_t(s & 0xfffff); }
+  // ranges_[t]: gen (16 bits) | front (20) | back (20): slot t's unclaimed chunks [front, back) of
+  // job gen. A word of an older job (a slot the current one does not use) is spent: front >= back.
+  static uint64_t pack_range(uint64_t gen, uint64_t front, uint64_t back) {
+    return (gen & 0xffff) << 40 | front << 20 | back;
+  }
 
   static std::chrono::microseconds spin_time() {
     static const long us = [] {
@@ -130,21 +143,43 @@ class ThreadPool {
     return std::chrono::microseconds(us);
   }
 
-  // Claims and runs chunks of the current job until none is left; returns how many it ran.
-  size_t work(int slot) {
-    size_t ran = 0;
-    uint64_t s = state_.load(std::memory_order_acquire);
+  // Claims a chunk of job `gen` from slot t's range: its front (the owner) or its back (a thief).
+  bool claim(int t, uint64_t gen, bool front, size_t& chunk) {
+    std::atomic<uint64_t>& range = ranges_[t].v;
+    uint64_t r = range.load(std::memory_order_acquire);
     for (;;) {
-      if (slot >= threads_of(s) || next_of(s) >= total_of(s)) return ran;
-      if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-      // The chunk is ours and the job cannot end before we report it: call_/ctx_ are this job's.
-      call_(ctx_, next_of(s), slot);
-      ++ran;
-      if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == total_of(s) && slot != 0 &&
-          caller_sleeping_.load(std::memory_order_seq_cst))
-        done_.notify_one();
-      s = state_.load(std::memory_order_acquire);
+      const size_t f = size_t((r >> 20) & 0xfffff), b = size_t(r & 0xfffff);
+      if ((r >> 40) != (gen & 0xffff) || f >= b) return false;
+      if (range.compare_exchange_weak(r, front ? r + (uint64_t(1) << 20) : r - 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+        chunk = front ? f : b - 1;
+        return true;
+      }
     }
+  }
+
+  // Claims and runs chunks of the current job until none is left -- its own range from the front,
+  // then the others' from the back; returns how many it ran.
+  size_t work(int slot) {
+    const uint64_t s = state_.load(std::memory_order_acquire);
+    const int threads = threads_of(s);
+    if (slot >= threads) return 0;
+    size_t ran = 0, chunk = 0;
+    for (int k = 0; k < threads; ++k) {
+      const int owner = (slot + k) % threads;
+      while (claim(owner, gen_of(s), k == 0, chunk)) {
+        // The chunk is ours and the job cannot end before we report it: call_/ctx_ and state_ are
+        // this job's (s may be an older job's with the same 16-bit gen, if this thread was off
+        // its CPU for 65536 jobs).
+        call_(ctx_, chunk, slot);
+        ++ran;
+        const size_t total = total_of(state_.load(std::memory_order_acquire));
+        if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == total && slot != 0 &&
+            caller_sleeping_.load(std::memory_order_seq_cst))
+          done_.notify_one();
+      }
+    }
+    return ran;
   }
 
   // Contention: the caller waited for a worker's chunk more than 4 times as long as its own
@@ -246,6 +281,10 @@ class ThreadPool {
   uint64_t gen_ = 0;                    // jobs published (caller side, under run_mutex_)
   void (*call_)(void*, size_t, int) = nullptr;
   void* ctx_ = nullptr;
+  struct alignas(64) Range {  // one cache line each: an owner's claims write only its own
+    std::atomic<uint64_t> v{0};
+  };
+  Range ranges_[kMaxThreads];
   alignas(64) std::atomic<uint64_t> state_{0};
   alignas(64) std::atomic<uint32_t> done_{0};    // chunks finished by workers in this job
   std::atomic<bool> caller_sleeping_{false};
