@@ -7,6 +7,9 @@
 // summation order differs). Greedy tokens must be identical.
 #include "fixture_util.hpp"
 
+#include <cstring>
+#include <set>
+
 #include "fathom/model/generate.hpp"
 #include "fathom/model/session.hpp"
 
@@ -93,6 +96,40 @@ TEST_CASE("weights converted at load time give the same outputs") {
   auto sa = a.forward(ids, Phase::PP, Logits::All);
   std::vector<float> la(sa.begin(), sa.end());
   CHECK(rel_err(b.forward(ids, Phase::PP, Logits::All), la) <= kTol);
+}
+
+// Matrices computed on in their stored format are views into the mapped checkpoint (4 KiB pages);
+// Model copies them onto huge pages unless LoadOptions::map_weights (model.hpp). Same bits either way.
+TEST_CASE("matrices kept as stored are copied out of the mapped checkpoint, unless map_weights") {
+  for (const char* name : {"llama_f32", "qwen3_bf16_tied"}) {
+    CAPTURE(name);
+    auto ck = io::load_checkpoint(fixtures::model_dir(name));
+    auto store = std::make_shared<const io::TensorStore>(std::move(ck.weights));
+    Model copied(ck.config, store), mapped(ck.config, store, LoadOptions{WeightFormat::AsStored, true});
+    std::set<const void*> file;  // where the checkpoint's tensors lie
+    for (const auto& n : store->names()) {
+      CHECK(store->get(n).mapped);
+      file.insert(store->get(n).data);
+    }
+    const auto a = copied.matrices(), b = mapped.matrices();
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(file.count(a[i]->data) == 0);
+      CHECK(file.count(b[i]->data) == 1);
+      CHECK(std::memcmp(a[i]->data, b[i]->data, Model::matrix_bytes(*a[i])) == 0);
+    }
+    if (ck.config.tie_word_embeddings) {  // one copy serves as both (save_model keeps it tied)
+      CHECK(copied.embedding().data == a.back()->data);
+      CHECK(mapped.embedding().data == b.back()->data);
+    }
+    fixtures::Expected ex(fixtures::model_dir(name) / "expected.safetensors");
+    const auto ids = ex.ids("input_ids");
+    Session sa(copied), sb(mapped);
+    auto la = sa.forward(ids, Phase::PP, Logits::All);
+    const std::vector<float> ref(la.begin(), la.end());
+    auto lb = sb.forward(ids, Phase::PP, Logits::All);
+    CHECK(std::equal(ref.begin(), ref.end(), lb.begin(), lb.end()));
+  }
 }
 
 TEST_CASE("bf16 activations (opt-in, inexact): the bf16 fixtures' logits within bf16 rounding of the reference") {

@@ -184,7 +184,7 @@ inline bool add_gguf_tensor(TensorStore& store, const GgufFile& f, const GgufTen
     case GgufHeld::View: {
       const DType dt = detail::plain_dtype(t.type);
       if (!permuted) {
-        store.add(TensorView{name, dt, std::move(shape), t.data, t.nbytes, f.path()});
+        store.add(TensorView{name, dt, std::move(shape), t.data, t.nbytes, f.path(), /*mapped=*/true});
         return true;
       }
       auto buf = std::make_shared<kernels::WeightBuffer>(t.nbytes);  // [rows][row_bytes], rows in HF order

@@ -46,10 +46,11 @@ inline std::vector<std::byte> permute_rope_rows(const float* src, int64_t n_head
 }  // namespace detail
 
 // A llama2.c checkpoint held in `bytes` (a mapped file, or memory for tests and fuzzing); `file`
-// names it in errors. Tensors view `bytes` (Wq/Wk are permuted copies): `owner` keeps them alive
-// with the store, or the caller keeps `bytes` alive as long as the checkpoint.
+// names it in errors. Tensors view `bytes` (Wq/Wk are permuted copies): `map`, the mapping
+// `bytes` lie in, stays alive with the store, or the caller keeps `bytes` alive as long as the
+// checkpoint.
 inline Checkpoint parse_llama2c(std::span<const std::byte> bytes, const std::string& file,
-                                std::shared_ptr<const void> owner = {}) {
+                                std::shared_ptr<const MappedFile> map = {}) {
   const std::byte* const data = bytes.data();
   const size_t size = bytes.size();
 
@@ -135,9 +136,9 @@ inline Checkpoint parse_llama2c(std::span<const std::byte> bytes, const std::str
 
   auto& w = ck.weights;
   w.set_origin(file);
-  if (owner) w.keep_alive(std::move(owner));
+  if (map) w.keep_alive(map);
   auto view = [&](std::string name, std::vector<int64_t> shape, const float* p) {
-    TensorView v{std::move(name), DType::F32, std::move(shape), reinterpret_cast<const std::byte*>(p), 0, file};
+    TensorView v{std::move(name), DType::F32, std::move(shape), reinterpret_cast<const std::byte*>(p), 0, file, map != nullptr};
     v.nbytes = v.numel() * sizeof(float);
     w.add(std::move(v));
   };

@@ -199,10 +199,10 @@ inline SafetensorsHeader read_safetensors_header(const std::filesystem::path& fi
 namespace detail {
 
 // Adds the tensors of a safetensors file held in `bytes` to `store`; returns their names. Views
-// point into `bytes` (the caller keeps them alive with the store) unless a tensor is misaligned
-// for its element type (legal in the format), then it is copied.
+// point into `bytes` (the caller keeps them alive with the store; `mapped`: they are a MappedFile's)
+// unless a tensor is misaligned for its element type (legal in the format), then it is copied.
 inline std::vector<std::string> add_safetensors_bytes(TensorStore& store, std::span<const std::byte> bytes,
-                                                      const std::string& file) {
+                                                      const std::string& file, bool mapped = false) {
   auto h = parse_safetensors_header(bytes, file);
   std::vector<std::string> names;
   for (auto& e : h.tensors) {
@@ -213,7 +213,7 @@ inline std::vector<std::string> add_safetensors_bytes(TensorStore& store, std::s
     if (nbytes > 0 && reinterpret_cast<uintptr_t>(p) % dtype_size(e.dtype) != 0) {
       store.add_owned(e.name, e.dtype, e.shape, std::vector<std::byte>(p, p + nbytes), file);
     } else {
-      store.add(TensorView{e.name, e.dtype, e.shape, nbytes ? p : nullptr, nbytes, file});
+      store.add(TensorView{e.name, e.dtype, e.shape, nbytes ? p : nullptr, nbytes, file, mapped});
     }
     names.push_back(e.name);
   }
@@ -223,7 +223,7 @@ inline std::vector<std::string> add_safetensors_bytes(TensorStore& store, std::s
 // Maps one file and adds its tensors to `store`; returns their names.
 inline std::vector<std::string> add_safetensors_file(TensorStore& store, const std::filesystem::path& path) {
   auto map = MappedFile::open(path);
-  auto names = add_safetensors_bytes(store, map->bytes(), path.string());
+  auto names = add_safetensors_bytes(store, map->bytes(), path.string(), /*mapped=*/true);
   store.keep_alive(map);
   return names;
 }

@@ -21,6 +21,9 @@ struct TensorView {
   const std::byte* data = nullptr;  // nbytes bytes, valid while the owning TensorStore lives
   size_t nbytes = 0;
   std::string file;                 // where it came from, for error messages
+  // The data lie in a memory-mapped checkpoint file (io::MappedFile; its 4 KiB pages), not in a
+  // buffer made at load: Model copies such matrices onto huge pages (LoadOptions::map_weights).
+  bool mapped = false;
 
   size_t numel() const {
     size_t n = 1;

@@ -52,24 +52,31 @@ inline const AmxSupport& amx() {
   return a;
 }
 
+// The family of an AMD CPU (0x19: Zen 3 / Zen 4; 0x1a: Zen 5), 0 on other vendors' CPUs. Read once
+// per process.
+inline unsigned amd_family() {
+  static const unsigned family = [] {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return 0u;
+    const bool amd = ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;  // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0u;
+    return ((eax >> 8) & 0xf) + (((eax >> 8) & 0xf) == 0xf ? (eax >> 20) & 0xff : 0);
+#else
+    return 0u;
+#endif
+  }();
+  return family;
+}
+
 // An AMD family 0x19 CPU (Zen 3 / Zen 4; with AVX-512 a Zen 4, whose 512-bit operations run on
 // 256-bit datapaths). Kernels whose best shape differs there ask this (linear.hpp's dense decode
 // row tiles; where the dense, Q8 and GGUF decode rows prefetch: prefetch.hpp, quant.hpp,
-// quant4.hpp). Read once per process.
-inline bool amd_family_19h() {
-  static const bool yes = [] {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
-    const bool amd = ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;  // "AuthenticAMD"
-    if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
-    const unsigned family = ((eax >> 8) & 0xf) + (((eax >> 8) & 0xf) == 0xf ? (eax >> 20) & 0xff : 0);
-    return family == 0x19;
-#else
-    return false;
-#endif
-  }();
-  return yes;
-}
+// quant4.hpp).
+inline bool amd_family_19h() { return amd_family() == 0x19; }
+
+// An AMD family 0x1a CPU or later (Zen 5): where dense decode rows stream one at a time, prefetched a
+// whole number of rows ahead (linear.hpp, prefetch.hpp).
+inline bool amd_family_1ah_on() { return amd_family() >= 0x1a; }
 
 }  // namespace fathom::kernels

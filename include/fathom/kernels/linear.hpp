@@ -79,26 +79,31 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
 }
 
 // Rows per tile of the dense gemv kernels. Several rows side by side share the loads of x, which
-// matters once x no longer fits L1; below that, with 2 or more threads, one row at a time makes
-// each thread read a single stream, which the shared memory system serves faster. Measured on
-// this machine class (docs/benchmarks.md), 2 threads: one row +10-20 % on 896- to 4096-wide
-// rows, four rows +15-60 % on 4864- and 14336-wide ones; 1 thread with AVX-512: four rows equal
-// or better on a Zen 5 (up to 35 % on the 151,936 x 896 LM head), but on a Zen 4 (AMD family
-// 19h) one row streamed 2.1-2.2x as fast from DRAM on 896-wide rows (bf16 and f32, the LM head
-// too), and, once the rows streamed without software prefetch there (prefetch.hpp), 1.12x on
-// 4864-wide bf16 rows (19 KiB of x; f32 1.0x) but 0.6x on 14336-wide ones (56 KiB: x no longer
-// stays in L1 beside the row), so there one thread takes one row up to 24 KiB of x. With 16
-// vector registers (AVX2) four rows' 16 accumulators and x spill to the stack: on an AMD Zen 3,
-// 1 thread, one row streamed 20-35 % faster on 288-wide rows (llama2.c's 15M shape), as fast on
-// 768- to 896-wide ones, and four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c
-// run.c"). Results do not depend on the choice.
-inline int gemv_row_tile(size_t cols, int threads) {
+// matters once x no longer fits L1; below that one row at a time makes each thread read a single
+// stream, which the memory system serves faster. Measured on this machine class
+// (docs/benchmarks.md): 2 threads, one row +10-20 % on 896- to 4096-wide rows, four rows +15-60 %
+// on 4864- and 14336-wide ones. On a Zen 5 (AMD family 1Ah), with one row prefetched a whole
+// number of rows ahead less a line (prefetch.hpp, whole_rows_ahead), one row at any thread count:
+// bf16 up to 4864 wide (20 KiB of x; 1.10-1.22x at 1 thread, 5632 wide equal, 8192 0.75x), f32 up
+// to 3072 wide (1.09-1.22x; 4096 0.94x at 1 thread, four rows 1.08x at 2). 1 thread with AVX-512
+// elsewhere: four rows (the Intel Xeons: not yet measured the Zen 5 way); on a Zen 4 (AMD family 19h) one row
+// streamed 2.1-2.2x as fast from DRAM on 896-wide rows (bf16 and f32, the LM head too), and, once
+// the rows streamed without software prefetch there (prefetch.hpp), 1.12x on 4864-wide bf16 rows
+// (19 KiB of x; f32 1.0x) but 0.6x on 14336-wide ones (56 KiB: x no longer stays in L1 beside the
+// row), so there one thread takes one row up to 24 KiB of x. With 16 vector registers (AVX2) four
+// rows' 16 accumulators and x spill to the stack: on an AMD Zen 3, 1 thread, one row streamed
+// 20-35 % faster on 288-wide rows (llama2.c's 15M shape), as fast on 768- to 896-wide ones, and
+// four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c run.c"). Results do not
+// depend on the choice.
+inline int gemv_row_tile(size_t cols, int threads, bool f32) {
+  const size_t x_bytes = cols * sizeof(float);
 #if defined(__AVX512F__)
+  if (amd_family_1ah_on()) return x_bytes <= (size_t(f32 ? 12 : 20) << 10) ? 1 : 4;
   const size_t kOneRowMax1 = amd_family_19h() ? size_t(24) << 10 : 0;  // else 1 thread: always four rows
 #else
+  (void)f32;
   constexpr size_t kOneRowMax1 = size_t(4) << 10;
 #endif
-  const size_t x_bytes = cols * sizeof(float);
   return x_bytes <= (threads >= 2 ? size_t(16) << 10 : kOneRowMax1) ? 1 : 4;
 }
 
@@ -132,7 +137,7 @@ inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, s
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
       if (in.xb) return bf16dot_rows(static_cast<const uint16_t*>(W.data), cols, in.xb, r0, r1, y);
 #endif
-      return gemv_row_tile(cols, threads) == 1 ? dense_rows<1>(W, in, r0, r1, y)
+      return gemv_row_tile(cols, threads, W.dtype == DType::F32) == 1 ? dense_rows<1>(W, in, r0, r1, y)
                                                : dense_rows<4>(W, in, r0, r1, y);
     case DType::F16: {
       const uint16_t* w = static_cast<const uint16_t*>(W.data);

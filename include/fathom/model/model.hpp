@@ -10,6 +10,7 @@
 //     h    = a + MLP_l(RMSNorm_l^mlp(a))                 resid_post
 //   logits = W_U · RMSNorm^final(h)                      [vocab]
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,11 @@ namespace fathom {
 
 struct LoadOptions {
   WeightFormat weights = WeightFormat::AsStored;
+  // false (default): a matrix computed on in its stored format (f32 / bf16 / f16 as stored) is
+  // copied out of the mapped checkpoint onto huge pages (kernels::WeightBuffer): on the file's
+  // 4 KiB pages exact bf16 decode ran 4-9 % slower (docs/benchmarks.md, "Dense decode rows a whole
+  // number of rows ahead"). true: compute on the mapping (no copy: half the resident memory).
+  bool map_weights = false;
 };
 
 struct DecoderLayer {
@@ -107,6 +113,10 @@ class Model {
                         "missing tensor (config says tie_word_embeddings=false)");
     readout_.norm = &final_norm_;
     readout_.unembed = tied ? matrix(embed_, opts) : matrix(head, V, H, opts);
+    if (tied && readout_.unembed.dtype == embed_.dtype && readout_.unembed.data != embed_.data) {
+      embed_.data = static_cast<const std::byte*>(readout_.unembed.data);  // its copy on huge pages: still one matrix
+      embed_.mapped = false;
+    }
   }
 
   Model(const Model&) = delete;  // layers hold pointers into the model (rope, norms)
@@ -273,8 +283,7 @@ class Model {
       check_float(t);
       m = {t.dtype, rows, cols, t.data};
     }
-    if (opts.weights == WeightFormat::Q8) {
-      if (m.dtype == DType::Q8) return m;
+    if (opts.weights == WeightFormat::Q8 && m.dtype != DType::Q8) {
       auto q = std::make_shared<kernels::QuantizedMatrix>(kernels::quantize_q8_blocks(m));
       owned_.push_back(q);
       return q->view();
@@ -282,7 +291,13 @@ class Model {
     const DType want = opts.weights == WeightFormat::F32    ? DType::F32
                        : opts.weights == WeightFormat::BF16 ? DType::BF16
                                                             : m.dtype;
-    if (want == m.dtype) return m;
+    if (want == m.dtype) {
+      if (!t.mapped || opts.map_weights) return m;
+      auto buf = std::make_shared<kernels::WeightBuffer>(matrix_bytes(m));  // the stored bytes, on huge pages
+      std::memcpy(buf->data(), m.data, matrix_bytes(m));
+      owned_.push_back(buf);
+      return {m.dtype, m.rows, m.cols, buf->data()};
+    }
     const size_t n = m.rows * m.cols;
     auto buf = std::make_shared<kernels::WeightBuffer>(n * dtype_size(want));
     owned_.push_back(buf);
