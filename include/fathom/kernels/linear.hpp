@@ -86,15 +86,15 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
 // number of rows ahead less a line (prefetch.hpp, whole_rows_ahead), one row at any thread count:
 // bf16 up to 4864 wide (20 KiB of x; 1.10-1.22x at 1 thread, 5632 wide equal, 8192 0.75x), f32 up
 // to 3072 wide (1.09-1.22x; 4096 0.94x at 1 thread, four rows 1.08x at 2). 1 thread with AVX-512
-// elsewhere: four rows (the Intel Xeons: not yet measured the Zen 5 way); on a Zen 4 (AMD family 19h) one row
-// streamed 2.1-2.2x as fast from DRAM on 896-wide rows (bf16 and f32, the LM head too), and, once
-// the rows streamed without software prefetch there (prefetch.hpp), 1.12x on 4864-wide bf16 rows
-// (19 KiB of x; f32 1.0x) but 0.6x on 14336-wide ones (56 KiB: x no longer stays in L1 beside the
-// row), so there one thread takes one row up to 24 KiB of x. With 16 vector registers (AVX2) four
-// rows' 16 accumulators and x spill to the stack: on an AMD Zen 3, 1 thread, one row streamed
-// 20-35 % faster on 288-wide rows (llama2.c's 15M shape), as fast on 768- to 896-wide ones, and
-// four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c run.c"). Results do not
-// depend on the choice.
+// elsewhere: four rows (the Intel Xeons: not yet measured the Zen 5 way), except on a Zen 4 (AMD
+// family 19h), where one row streamed 2.1-2.2x as fast from DRAM on 896-wide rows (bf16 and f32,
+// the LM head too), and, once the rows streamed without software prefetch there (prefetch.hpp),
+// 1.12x on 4864-wide bf16 rows (19 KiB of x; f32 1.0x) but 0.6x on 14336-wide ones (56 KiB: x no
+// longer stays in L1 beside the row), so there one thread takes one row up to 24 KiB of x. With
+// 16 vector registers (AVX2) four rows' 16 accumulators and x spill to the stack: on an AMD Zen 3,
+// 1 thread, one row streamed 20-35 % faster on 288-wide rows (llama2.c's 15M shape), as fast on
+// 768- to 896-wide ones, and four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c
+// run.c"). Results do not depend on the choice.
 inline int gemv_row_tile(size_t cols, int threads, bool f32) {
   const size_t x_bytes = cols * sizeof(float);
 #if defined(__AVX512F__)
@@ -138,7 +138,7 @@ inline void gemv_rows(const MatrixView& W, const PreparedInput& in, size_t r0, s
       if (in.xb) return bf16dot_rows(static_cast<const uint16_t*>(W.data), cols, in.xb, r0, r1, y);
 #endif
       return gemv_row_tile(cols, threads, W.dtype == DType::F32) == 1 ? dense_rows<1>(W, in, r0, r1, y)
-                                               : dense_rows<4>(W, in, r0, r1, y);
+                                                                      : dense_rows<4>(W, in, r0, r1, y);
     case DType::F16: {
       const uint16_t* w = static_cast<const uint16_t*>(W.data);
       thread_local std::vector<float> row;  // [cols] one widened weight row

@@ -480,7 +480,7 @@ inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r
   TilePrefetch pf, pfd;
   const Q8DecodePrefetch how = q8_decode_prefetch(stride);
   if (how == Q8DecodePrefetch::tile_l2) {
-    // On a Zen 5 into L1, one line short of a whole number of rows (prefetch.hpp): 1.04-1.08x
+    // On a Zen 5 into L1, one line short of a whole number of rows (prefetch.hpp): 1.04-1.12x
     // on 2048- to 14336-wide rows at one thread (docs/benchmarks.md, "Dense decode rows a whole
     // number of rows ahead").
     const bool rows = amd_family_1ah_on();
