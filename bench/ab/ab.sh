@@ -14,5 +14,5 @@ g++ "${flags[@]}" -DSIDE_OLD -DSIDE_NS=fathom_old -I "$out/old/include" -I "$out
   -c "$here/side.cpp" -o "$out/old.o" &
 g++ "${flags[@]}" -DSIDE_NS=fathom_new -I "$root/include" -I "$root/bench" -I "$here" -c "$here/side.cpp" -o "$out/new.o"
 wait
-g++ "${flags[@]}" -I "$here" "$here/main.cpp" "$out/old.o" "$out/new.o" -o "$out/ab" -lbenchmark -lpthread
+g++ "${flags[@]}" -I "$root/include" -I "$root/bench" -I "$here" "$here/main.cpp" "$out/old.o" "$out/new.o" -o "$out/ab" -lbenchmark -lpthread
 echo "$out/ab"

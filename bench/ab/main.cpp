@@ -3,6 +3,8 @@
 // DTYPE is fathom::DType's number (core/dtype.hpp: Q8 3, Q4_0 9, Q4_1 10, Q4_K 11, Q6_K 12, Q5_0 13,
 // Q5_1 14). cold: gemv over >= 256 MiB of copies (DRAM); hot: one copy; gemm:N: N activation rows
 // (FATHOM_PREFILL picks the prompt path for quantised weights). Threads: OMP_NUM_THREADS.
+// Cold rounds also read bench/bandwidth.hpp's 512 MiB once and report each side against that
+// round's read rate (a VM's DRAM bandwidth jumps between phases within seconds).
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bandwidth.hpp"
 #include "side.hpp"
 
 int main(int argc, char** argv) {
@@ -43,7 +46,7 @@ int main(int argc, char** argv) {
     maxdiff = std::max(maxdiff, double(std::fabs(Y[0][i] - Y[1][i])));
     maxabs = std::max(maxabs, double(std::fabs(Y[0][i])));
   }
-  std::vector<double> ratio, times[2];
+  std::vector<double> ratio, times[2], of_read[2], reads;
   for (int r = 0; r < rounds; ++r) {
     double t[2];
     for (int s = 0; s < 2; ++s) {
@@ -60,6 +63,13 @@ int main(int argc, char** argv) {
       times[k].push_back(t[k]);
     }
     ratio.push_back(t[0] / t[1]);
+    if (!hot) {
+      const auto r0 = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(bench::read_pass(false));
+      const double read = double(bench::kReadBytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
+      reads.push_back(read * 1e-9);
+      for (int k = 0; k < 2; ++k) of_read[k].push_back(100.0 * api[k].bytes(set[k]) / t[k] / read);
+    }
   }
   auto quantile = [](std::vector<double> v, double q) {
     std::sort(v.begin(), v.end());
@@ -71,4 +81,8 @@ int main(int argc, char** argv) {
               dt, rows, cols, mode.c_str(), omp_get_max_threads(), t0 * 1e6, api[0].bytes(set[0]) / t0 * 1e-9,
               t1 * 1e6, api[1].bytes(set[1]) / t1 * 1e-9, quantile(ratio, 0.5), quantile(ratio, 0.25),
               quantile(ratio, 0.75), maxdiff, maxabs);
+  if (!hot)
+    std::printf("  of the same round's read (%.1f GB/s [%.1f, %.1f]): old %.1f %%, new %.1f %% (medians)\n",
+                quantile(reads, 0.5), quantile(reads, 0.25), quantile(reads, 0.75), quantile(of_read[0], 0.5),
+                quantile(of_read[1], 0.5));
 }

@@ -159,12 +159,17 @@ class ThreadPool {
   }
 
   // Claims and runs chunks of the current job until none is left -- its own range from the front,
-  // then the others' from the back; returns how many it ran.
+  // then the others' from the back; returns how many it ran. The chunks of its own range are
+  // reported done together when the range runs out (stolen ones one by one): done_ is a line every
+  // thread writes, and an atomic add on it per chunk cost ~1 us per small job at two threads on a
+  // Zen 5 whose cores sat on different CCDs (docs/benchmarks.md, "Decode at two threads: job
+  // bookkeeping and attention"). A chunk not yet reported keeps the job open, so a thread that
+  // stops in the middle of its range delays the caller no more than the chunk it is in did.
   size_t work(int slot) {
     const uint64_t s = state_.load(std::memory_order_acquire);
     const int threads = threads_of(s);
     if (slot >= threads) return 0;
-    size_t ran = 0, chunk = 0;
+    size_t ran = 0, unreported = 0, chunk = 0;
     for (int k = 0; k < threads; ++k) {
       const int owner = (slot + k) % threads;
       while (claim(owner, gen_of(s), k == 0, chunk)) {
@@ -172,14 +177,22 @@ class ThreadPool {
         // this job's (s may be an older job's with the same 16-bit gen, if this thread was off
         // its CPU for 65536 jobs).
         call_(ctx_, chunk, slot);
-        ++ran;
-        const size_t total = total_of(state_.load(std::memory_order_acquire));
-        if (done_.fetch_add(1, std::memory_order_seq_cst) + 1 == total && slot != 0 &&
-            caller_sleeping_.load(std::memory_order_seq_cst))
-          done_.notify_one();
+        ++ran, ++unreported;
+        if (k > 0) report(unreported, slot);
       }
+      if (k == 0) report(unreported, slot);
     }
     return ran;
+  }
+
+  // Adds `n` finished chunks to done_ (n = 0 afterwards); wakes a sleeping caller at the last.
+  void report(size_t& n, int slot) {
+    if (n == 0) return;
+    const size_t total = total_of(state_.load(std::memory_order_acquire));  // still this job's: n holds it open
+    if (done_.fetch_add(uint32_t(n), std::memory_order_seq_cst) + n == total && slot != 0 &&
+        caller_sleeping_.load(std::memory_order_seq_cst))
+      done_.notify_one();
+    n = 0;
   }
 
   // Contention: the caller waited for a worker's chunk more than 4 times as long as its own
