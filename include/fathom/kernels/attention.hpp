@@ -34,6 +34,18 @@ inline void prefetch_kv_row(const E* K, const E* V, size_t i, size_t T, size_t s
   else if (i < 2 * T) prefetch_row(V, i - T, stride, 0, hd);
 }
 
+// The prefetches for one block of W positions (rows t0 + kAttendAheadRows on), shared out over the
+// G heads' score passes of the block: head g asks for rows [W g / G, W (g + 1) / G). All W rows at
+// once before the first head (64 lines of a 64-wide f32 head) ran the keys' pass at 20-23 GB/s
+// from DRAM on a Zen 5, shared out 29-30 (1.33-1.45x at 4000 positions, 1.05-1.19x at 449-1000;
+// docs/benchmarks.md, "Decode at two threads").
+template <class E>
+inline void prefetch_block_share(const E* K, const E* V, size_t t0, size_t g, size_t G, size_t T, size_t stride,
+                                 size_t hd) {
+  constexpr size_t W = simd::W;
+  for (size_t j = W * g / G; j < W * (g + 1) / G; ++j) prefetch_kv_row(K, V, t0 + j + kAttendAheadRows, T, stride, hd);
+}
+
 // scores[t] -> softmax weights in place over visible positions; returns false when none is
 // visible. Masked positions get weight 0.
 inline bool attention_weights(float* scores, size_t T) {
@@ -335,8 +347,8 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
   for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
   for (size_t t0 = 0; t0 < T; t0 += W) {  // scores, one block of W positions for all heads
     const size_t tb = std::min(W, T - t0);
-    for (size_t j = 0; j < W; ++j) detail::prefetch_kv_row(K, V, t0 + j + detail::kAttendAheadRows, T, stride, hd);
     for (size_t g = 0; g < G; ++g) {
+      detail::prefetch_block_share(K, V, t0, g, G, T, stride, hd);
       const float* qg = q + g * q_stride;
       const uint8_t* m = mask ? mask + t0 : nullptr;
       float* sg = scores + g * T + t0;
@@ -402,8 +414,8 @@ inline void attend_group_bf16(const float* q, size_t q_stride, size_t G, const u
   for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
   for (size_t t0 = 0; t0 < T; t0 += W) {
     const size_t tb = std::min(W, T - t0);
-    for (size_t j = 0; j < W; ++j) detail::prefetch_kv_row(K, V, t0 + j + detail::kAttendAheadRows, T, stride, hd);
     for (size_t g = 0; g < G; ++g) {
+      detail::prefetch_block_share(K, V, t0, g, G, T, stride, hd);
       const float* qe = qs[g].even.data();
       const float* qo = qs[g].odd.data();
       detail::scores_blocked(
