@@ -161,10 +161,11 @@ class ThreadPool {
   // Claims and runs chunks of the current job until none is left -- its own range from the front,
   // then the others' from the back; returns how many it ran. The chunks of its own range are
   // reported done together when the range runs out (stolen ones one by one): done_ is a line every
-  // thread writes, and an atomic add on it per chunk cost ~1 us per small job at two threads on a
-  // Zen 5 whose cores sat on different CCDs (docs/benchmarks.md, "Decode at two threads: job
-  // bookkeeping and attention"). A chunk not yet reported keeps the job open, so a thread that
-  // stops in the middle of its range delays the caller no more than the chunk it is in did.
+  // thread writes, and an atomic add on it per chunk cost 0.4-0.9 us per small job at two threads
+  // on a Zen 5 VM whose two vCPUs behaved like cores on different dies (docs/benchmarks.md,
+  // "Decode at two threads: job bookkeeping and attention"). A chunk not yet reported keeps the
+  // job open, so a thread that stops in the middle of its range delays the caller no more than
+  // the chunk it is in did.
   size_t work(int slot) {
     const uint64_t s = state_.load(std::memory_order_acquire);
     const int threads = threads_of(s);
