@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
     if (!hot) {
       const auto r0 = std::chrono::steady_clock::now();
       benchmark::DoNotOptimize(bench::read_pass(false));
-      const double read = double(bench::kReadBytes) / std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
+      const double read = double(bench::kReadBytes) / secs;
       reads.push_back(read * 1e-9);
       for (int k = 0; k < 2; ++k) of_read[k].push_back(100.0 * api[k].bytes(set[k]) / t[k] / read);
     }

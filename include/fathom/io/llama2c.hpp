@@ -138,7 +138,8 @@ inline Checkpoint parse_llama2c(std::span<const std::byte> bytes, const std::str
   w.set_origin(file);
   if (map) w.keep_alive(map);
   auto view = [&](std::string name, std::vector<int64_t> shape, const float* p) {
-    TensorView v{std::move(name), DType::F32, std::move(shape), reinterpret_cast<const std::byte*>(p), 0, file, map != nullptr};
+    TensorView v{std::move(name), DType::F32, std::move(shape), reinterpret_cast<const std::byte*>(p), 0, file,
+                 /*mapped=*/map != nullptr};
     v.nbytes = v.numel() * sizeof(float);
     w.add(std::move(v));
   };

@@ -35,10 +35,11 @@ namespace fathom {
 
 struct LoadOptions {
   WeightFormat weights = WeightFormat::AsStored;
-  // false (default): a matrix computed on in its stored format (f32 / bf16 / f16 as stored) is
-  // copied out of the mapped checkpoint onto huge pages (kernels::WeightBuffer): on the file's
-  // 4 KiB pages exact bf16 decode ran 4-9 % slower (docs/benchmarks.md, "Dense decode rows a whole
-  // number of rows ahead"). true: compute on the mapping (no copy: half the resident memory).
+  // false (default): a matrix computed on in its stored format (f32 / bf16 / f16, and GGUF blocks
+  // kept native) is copied out of the mapped checkpoint onto huge pages (kernels::WeightBuffer):
+  // on the file's 4 KiB pages exact bf16 decode ran 4-9 % slower (docs/benchmarks.md, "Dense decode
+  // rows a whole number of rows ahead"). true: compute on the mapping (no copy: half the resident
+  // memory).
   bool map_weights = false;
 };
 
