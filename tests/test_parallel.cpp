@@ -80,6 +80,28 @@ TEST_CASE("each thread takes its own contiguous range front to back, then steals
   for (size_t k = 0; k < ran[1].size(); ++k) CHECK(ran[1][k] == jobs / 2 + long(k));
 }
 
+TEST_CASE("jobs run every unit once across the wrap of the pool's 32-bit job numbers") {
+  // A job's ranges are numbered with it; a range of an older job counts as fresh. Near the wrap
+  // (and at the 2^28 boundaries where idle slots' ranges are renewed) that comparison must hold.
+  auto& adaptive = kd::ThreadPool::adaptive_threads_flag();
+  const bool was = adaptive.load();
+  adaptive.store(false);  // no solo periods: every job goes through the pool
+  for (uint32_t start : {0xfffffff0u, (1u << 28) - 5, 0x7ffffff8u}) {
+    kd::parallel_chunks(64, 3, [](size_t, size_t) {});  // the workers exist
+    kd::ThreadPool::instance().renumber_for_testing(start);
+    for (int threads : {2, 3, 2}) {
+      for (int job = 0; job < 12; ++job) {
+        std::vector<std::atomic<int>> hits(97);
+        kd::parallel_chunks(hits.size(), threads, [&](size_t b, size_t e) {
+          for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+        });
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+      }
+    }
+  }
+  adaptive.store(was);
+}
+
 TEST_CASE("pool jobs nested in a pool job or an OpenMP region run on the calling thread") {
   std::atomic<int> inner_total{0}, foreign{0};
   kd::parallel_chunks(8, 2, [&](size_t b, size_t e) {

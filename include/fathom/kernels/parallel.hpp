@@ -35,9 +35,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -83,10 +85,17 @@ inline void cpu_relax() {
 // The pool: workers 1..n-1 (the calling thread is slot 0 of every job), created on first use and
 // kept for the life of the process. One job at a time (a mutex serialises callers from different
 // threads).
+//
+// A job costs its threads a few transfers of cache lines between cores, and on a VM whose vCPUs
+// sat on different dies each one took ~0.3 us, 24 KB of streaming at two threads (docs/
+// benchmarks.md, "Decode at two threads: hand-offs"). So a worker finds all it needs in the line
+// it polls (job_: number, shape, function, small closures copied in), initialises its own range
+// itself (no other thread writes it before it claims), and counts its finished chunks on its own
+// line (slots_[t]), which the caller sums: of the pool's state the caller writes only job_.
 class ThreadPool {
  public:
-  // Most chunks per job and threads per job (the job state packs them into one 64-bit word).
-  static constexpr size_t kMaxChunks = (size_t(1) << 20) - 1;
+  // Most chunks per job and threads per job (the job word packs them with the job's number).
+  static constexpr size_t kMaxChunks = (size_t(1) << 16) - 1;
   static constexpr int kMaxThreads = 255;
 
   // Never destroyed: its sleeping workers end with the process, and no static destructor can run
@@ -103,36 +112,43 @@ class ThreadPool {
     std::lock_guard<std::mutex> lock(run_mutex_);
     threads = std::clamp(threads, 1, kMaxThreads);
     grow(threads - 1);
-    call_ = [](void* ctx, size_t chunk, int slot) { (*static_cast<F*>(ctx))(chunk, slot); };
-    ctx_ = &fn;
-    done_.store(0, std::memory_order_relaxed);
-    ++gen_;
-    for (int t = 0; t < threads; ++t)  // published by the store to state_ below
-      ranges_[t].v.store(pack_range(gen_, chunks * size_t(t) / size_t(threads), chunks * size_t(t + 1) / size_t(threads)),
-                         std::memory_order_relaxed);
-    state_.store(pack(gen_, uint64_t(threads), chunks), std::memory_order_seq_cst);
-    epoch_.fetch_add(1, std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) epoch_.notify_all();
+    const uint32_t gen = ++gen_;
+    refresh_idle_ranges(gen);
+    job_.call = [](void* ctx, size_t chunk, int slot) { (*static_cast<F*>(ctx))(chunk, slot); };
+    if constexpr (sizeof(F) <= sizeof(job_.fn) && std::is_trivially_copyable_v<F> && alignof(F) <= alignof(void*)) {
+      std::memcpy(job_.fn, &fn, sizeof(F));  // in the line the workers poll: one transfer less
+      job_.ctx = job_.fn;
+    } else {
+      job_.ctx = &fn;
+    }
+    job_.state.store(pack(gen, uint64_t(threads), chunks), std::memory_order_seq_cst);  // publishes call/ctx
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+      epoch_.fetch_add(1, std::memory_order_seq_cst);
+      epoch_.notify_all();
+    }
+    target_ += uint32_t(chunks);
     tl_in_pool_job = true;
     const int64_t t0 = now_us();
     const size_t mine = work(0);
     const int64_t t1 = now_us();
     tl_in_pool_job = false;
-    wait_done(uint32_t(chunks), t1, mine ? (t1 - t0) / int64_t(mine) : 0);
+    caller_done_ += uint32_t(mine);
+    wait_done(t1, mine ? (t1 - t0) / int64_t(mine) : 0);
   }
 
  private:
-  // state_: gen (16 bits) | threads (8) | total chunks (20).
-  static uint64_t pack(uint64_t gen, uint64_t threads, uint64_t total) {
-    return (gen & 0xffff) << 48 | threads << 40 | total << 20;
+  // job_.state: gen (32 bits) | threads (8) | chunks (16).
+  static uint64_t pack(uint64_t gen, uint64_t threads, uint64_t chunks) {
+    return uint64_t(uint32_t(gen)) << 32 | threads << 16 | chunks;
   }
-  static uint64_t gen_of(uint64_t s) { return s >> 48; }
-  static int threads_of(uint64_t s) { return int((s >> 40) & 0xff); }
-  static size_t total_of(uint64_t s) { return size_t((s >> 20) & 0xfffff); }
-  // ranges_[t]: gen (16 bits) | front (20) | back (20): slot t's unclaimed chunks [front, back) of
-  // job gen. A word of an older job (a slot the current one does not use) is spent: front >= back.
-  static uint64_t pack_range(uint64_t gen, uint64_t front, uint64_t back) {
-    return (gen & 0xffff) << 40 | front << 20 | back;
+  static uint32_t gen_of(uint64_t s) { return uint32_t(s >> 32); }
+  static int threads_of(uint64_t s) { return int((s >> 16) & 0xff); }
+  static size_t chunks_of(uint64_t s) { return size_t(s & 0xffff); }
+  // slots_[t].range: gen (32 bits) | front (16) | back (16): slot t's unclaimed chunks [front,
+  // back) of job gen. A word of an older job stands for the slot's whole share of the current one
+  // (the first claim writes it); a word of a newer job means the claimer's job is over.
+  static uint64_t pack_range(uint32_t gen, uint64_t front, uint64_t back) {
+    return uint64_t(gen) << 32 | front << 16 | back;
   }
 
   static std::chrono::microseconds spin_time() {
@@ -143,14 +159,23 @@ class ThreadPool {
     return std::chrono::microseconds(us);
   }
 
-  // Claims a chunk of job `gen` from slot t's range: its front (the owner) or its back (a thief).
-  bool claim(int t, uint64_t gen, bool front, size_t& chunk) {
-    std::atomic<uint64_t>& range = ranges_[t].v;
+  // Claims a chunk of job s from slot t's range: its front (the owner) or its back (a thief).
+  // A thread that read s and then was off its CPU while the job ended finds every range of the
+  // job spent or newer: a job ends only when each of its ranges has been claimed empty.
+  bool claim(int t, uint64_t s, bool front, size_t& chunk) {
+    std::atomic<uint64_t>& range = slots_[t].range;
+    const uint32_t gen = gen_of(s);
     uint64_t r = range.load(std::memory_order_acquire);
     for (;;) {
-      const size_t f = size_t((r >> 20) & 0xfffff), b = size_t(r & 0xfffff);
-      if ((r >> 40) != (gen & 0xffff) || f >= b) return false;
-      if (range.compare_exchange_weak(r, front ? r + (uint64_t(1) << 20) : r - 1, std::memory_order_acq_rel,
+      uint64_t cur = r;
+      if (uint32_t(r >> 32) != gen) {
+        if (int32_t(gen - uint32_t(r >> 32)) < 0) return false;  // a newer job's: s is over
+        const size_t chunks = chunks_of(s), threads = size_t(threads_of(s));
+        cur = pack_range(gen, chunks * size_t(t) / threads, chunks * size_t(t + 1) / threads);
+      }
+      const size_t f = size_t((cur >> 16) & 0xffff), b = size_t(cur & 0xffff);
+      if (f >= b) return false;
+      if (range.compare_exchange_weak(r, front ? cur + (uint64_t(1) << 16) : cur - 1, std::memory_order_acq_rel,
                                       std::memory_order_acquire)) {
         chunk = front ? f : b - 1;
         return true;
@@ -158,26 +183,39 @@ class ThreadPool {
     }
   }
 
+ public:
+  // Tests: the next job is number `gen` + 1 (to cross the wrap of the 32-bit job numbers).
+  void renumber_for_testing(uint32_t gen) {
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    gen_ = gen;
+    for (int t = 0; t <= workers_; ++t) slots_[t].range.store(pack_range(gen, 0, 0), std::memory_order_relaxed);
+  }
+
+ private:
+  // A range word 2^31 or more jobs old would read as newer than the current job (32-bit
+  // numbers wrap): the caller renews the words of slots the recent jobs did not use.
+  void refresh_idle_ranges(uint32_t gen) {
+    if ((gen & ((uint32_t(1) << 28) - 1)) != 0) return;
+    for (int t = 0; t <= workers_; ++t)
+      slots_[t].range.store(pack_range(gen - 1, 0, 0), std::memory_order_relaxed);  // spent, one job old
+  }
+
   // Claims and runs chunks of the current job until none is left -- its own range from the front,
   // then the others' from the back; returns how many it ran. The chunks of its own range are
-  // reported done together when the range runs out (stolen ones one by one): done_ is a line every
-  // thread writes, and an atomic add on it per chunk cost 0.4-0.9 us per small job at two threads
-  // on a Zen 5 VM whose two vCPUs behaved like cores on different dies (docs/benchmarks.md,
-  // "Decode at two threads: job bookkeeping and attention"). A chunk not yet reported keeps the
-  // job open, so a thread that stops in the middle of its range delays the caller no more than
-  // the chunk it is in did.
+  // reported done together when the range runs out (stolen ones one by one), so a small job costs
+  // each thread one write to its own line. A chunk not yet reported keeps the job open, so a
+  // thread that stops in the middle of its range delays the caller no more than the chunk it is in.
   size_t work(int slot) {
-    const uint64_t s = state_.load(std::memory_order_acquire);
+    const uint64_t s = job_.state.load(std::memory_order_acquire);
     const int threads = threads_of(s);
     if (slot >= threads) return 0;
     size_t ran = 0, unreported = 0, chunk = 0;
     for (int k = 0; k < threads; ++k) {
       const int owner = (slot + k) % threads;
-      while (claim(owner, gen_of(s), k == 0, chunk)) {
-        // The chunk is ours and the job cannot end before we report it: call_/ctx_ and state_ are
-        // this job's (s may be an older job's with the same 16-bit gen, if this thread was off
-        // its CPU for 65536 jobs).
-        call_(ctx_, chunk, slot);
+      while (claim(owner, s, k == 0, chunk)) {
+        // The chunk is ours and the job cannot end before we report it: job_.call/ctx are this
+        // job's.
+        job_.call(job_.ctx, chunk, slot);
         ++ran, ++unreported;
         if (k > 0) report(unreported, slot);
       }
@@ -186,14 +224,24 @@ class ThreadPool {
     return ran;
   }
 
-  // Adds `n` finished chunks to done_ (n = 0 afterwards); wakes a sleeping caller at the last.
+  // Adds `n` finished chunks to the slot's count (n = 0 afterwards); wakes a sleeping caller.
+  // The caller counts its own chunks itself.
   void report(size_t& n, int slot) {
-    if (n == 0) return;
-    const size_t total = total_of(state_.load(std::memory_order_acquire));  // still this job's: n holds it open
-    if (done_.fetch_add(uint32_t(n), std::memory_order_seq_cst) + n == total && slot != 0 &&
-        caller_sleeping_.load(std::memory_order_seq_cst))
-      done_.notify_one();
+    if (n == 0 || slot == 0) return;
+    std::atomic<uint32_t>& done = slots_[slot].done;
+    done.store(done.load(std::memory_order_relaxed) + uint32_t(n), std::memory_order_seq_cst);
+    if (caller_sleeping_.load(std::memory_order_seq_cst)) {
+      wake_.fetch_add(1, std::memory_order_seq_cst);
+      wake_.notify_one();
+    }
     n = 0;
+  }
+
+  // Chunks finished in all jobs so far (wrapping): the caller's and every worker's.
+  uint32_t finished() const {
+    uint32_t d = caller_done_;
+    for (int t = 1; t <= workers_; ++t) d += slots_[t].done.load(std::memory_order_seq_cst);
+    return d;
   }
 
   // Contention: the caller waited for a worker's chunk more than 4 times as long as its own
@@ -230,11 +278,11 @@ class ThreadPool {
         .count();
   }
 
-  // Every chunk reports in done_ when finished; the caller waits for all of them.
-  // `since`: when the caller ran out of chunks; `chunk_us`: its mean time per chunk. A wait of
-  // more than 4 chunks' time (+ 100 us) means the thread holding the last chunk was off its CPU.
-  void wait_done(uint32_t target, int64_t since, int64_t chunk_us) {
-    if (done_.load(std::memory_order_acquire) == target) return;
+  // The caller waits until every chunk is reported. `since`: when the caller ran out of chunks;
+  // `chunk_us`: its mean time per chunk. A wait of more than 4 chunks' time (+ 100 us) means the
+  // thread holding the last chunk was off its CPU.
+  void wait_done(int64_t since, int64_t chunk_us) {
+    if (finished() == target_) return;
     struct Check {  // on every way out: was this a stall?
       ThreadPool& p;
       int64_t since, limit;
@@ -244,27 +292,27 @@ class ThreadPool {
     } check{*this, since, 4 * chunk_us + 100};
     const auto until = std::chrono::steady_clock::now() + spin_time();
     for (int i = 0;; ++i) {
-      if (done_.load(std::memory_order_acquire) == target) return;
+      if (finished() == target_) return;
       if (i % 64 == 63 && std::chrono::steady_clock::now() > until) break;
       cpu_relax();
     }
     for (;;) {  // a worker holding a chunk is slow or descheduled: sleep until it reports
       caller_sleeping_.store(true, std::memory_order_seq_cst);
-      const uint32_t d = done_.load(std::memory_order_seq_cst);
-      if (d == target) break;
-      done_.wait(d, std::memory_order_acquire);
+      const uint32_t w = wake_.load(std::memory_order_seq_cst);
+      if (finished() == target_) break;
+      wake_.wait(w, std::memory_order_seq_cst);
     }
     caller_sleeping_.store(false, std::memory_order_relaxed);
   }
 
-  void worker(int slot) {
-    uint64_t seen = gen_of(state_.load(std::memory_order_acquire));
+  // `seen`: the last job published before the thread was started (it may start after the next).
+  void worker(int slot, uint32_t seen) {
     for (;;) {
       // Wait for a job newer than `seen`: spin a little, then sleep.
       bool fresh = false;
       const auto until = std::chrono::steady_clock::now() + spin_time();
       for (int i = 0;; ++i) {
-        if (gen_of(state_.load(std::memory_order_acquire)) != seen) {
+        if (gen_of(job_.state.load(std::memory_order_acquire)) != seen) {
           fresh = true;
           break;
         }
@@ -274,12 +322,12 @@ class ThreadPool {
       if (!fresh) {
         const uint32_t e = epoch_.load(std::memory_order_seq_cst);
         sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        if (gen_of(state_.load(std::memory_order_seq_cst)) == seen)
+        if (gen_of(job_.state.load(std::memory_order_seq_cst)) == seen)
           epoch_.wait(e, std::memory_order_seq_cst);
         sleepers_.fetch_sub(1, std::memory_order_seq_cst);
         continue;
       }
-      seen = gen_of(state_.load(std::memory_order_acquire));
+      seen = gen_of(job_.state.load(std::memory_order_acquire));
       tl_in_pool_job = true;
       work(slot);
       tl_in_pool_job = false;
@@ -287,22 +335,31 @@ class ThreadPool {
   }
 
   void grow(int n) {
-    for (; workers_ < n; ++workers_) std::thread([this, slot = workers_ + 1] { worker(slot); }).detach();
+    for (; workers_ < n; ++workers_) std::thread([this, slot = workers_ + 1, seen = gen_] { worker(slot, seen); }).detach();
   }
 
+  // Written by the caller (under run_mutex_) only.
   std::mutex run_mutex_;
-  int workers_ = 0;                     // threads started (slots 1..workers_)
-  uint64_t gen_ = 0;                    // jobs published (caller side, under run_mutex_)
-  void (*call_)(void*, size_t, int) = nullptr;
-  void* ctx_ = nullptr;
-  struct alignas(64) Range {  // one cache line each: an owner's claims write only its own
-    std::atomic<uint64_t> v{0};
+  int workers_ = 0;          // threads started (slots 1..workers_)
+  uint32_t gen_ = 0;         // jobs published
+  uint32_t target_ = 0;      // chunks of all jobs so far (wrapping)
+  uint32_t caller_done_ = 0; // of them, run by callers
+  // The line workers poll: what the current job is. call/ctx are written before state publishes
+  // them and not again until every chunk of the job is done.
+  struct alignas(64) Job {
+    std::atomic<uint64_t> state{0};
+    void (*call)(void*, size_t, int) = nullptr;
+    void* ctx = nullptr;
+    alignas(void*) unsigned char fn[40];
+  } job_;
+  struct alignas(64) Slot {      // written by the slot's thread (and thieves' claims)
+    std::atomic<uint64_t> range{0};
+    std::atomic<uint32_t> done{0};  // chunks this worker finished, all jobs (wrapping)
   };
-  Range ranges_[kMaxThreads];
-  alignas(64) std::atomic<uint64_t> state_{0};
-  alignas(64) std::atomic<uint32_t> done_{0};    // chunks finished by workers in this job
-  std::atomic<bool> caller_sleeping_{false};
-  alignas(64) std::atomic<uint32_t> epoch_{0};   // bumped per job: what sleeping workers wait on
+  Slot slots_[kMaxThreads];
+  alignas(64) std::atomic<bool> caller_sleeping_{false};
+  std::atomic<uint32_t> wake_{0};   // bumped by a report while the caller sleeps
+  alignas(64) std::atomic<uint32_t> epoch_{0};   // bumped for sleeping workers: what they wait on
   std::atomic<int> sleepers_{0};
   std::atomic<int64_t> solo_until_us_{0}, solo_span_us_{10000};
 };
@@ -345,7 +402,7 @@ inline void parallel_chunks(size_t units, int threads, Body&& body, size_t grain
     return;
   }
   const size_t chunks = std::min({units, size_t(threads) * std::max<size_t>(grain, 1), ThreadPool::kMaxChunks});
-  auto fn = [&](size_t c, int) { body(units * c / chunks, units * (c + 1) / chunks); };
+  auto fn = [units, chunks, &body](size_t c, int) { body(units * c / chunks, units * (c + 1) / chunks); };
   ThreadPool::instance().run(chunks, threads, fn);
 }
 
@@ -371,7 +428,7 @@ inline void parallel_jobs(long jobs, bool threaded, Body&& body) {
     return;
   }
   const size_t n = size_t(jobs), chunks = std::min(n, ThreadPool::kMaxChunks);
-  auto fn = [&](size_t c, int slot) {
+  auto fn = [n, chunks, &body](size_t c, int slot) {
     for (size_t j = n * c / chunks; j < n * (c + 1) / chunks; ++j) body(long(j), slot);
   };
   ThreadPool::instance().run(chunks, threads, fn);
