@@ -224,8 +224,8 @@ class ThreadPool {
     return ran;
   }
 
-  // Adds `n` finished chunks to the slot's count (n = 0 afterwards); wakes a sleeping caller.
-  // The caller counts its own chunks itself.
+  // Adds a worker's `n` finished chunks to its slot's count (n = 0 afterwards); wakes a sleeping
+  // caller. The caller (slot 0) counts its own chunks from work()'s result instead.
   void report(size_t& n, int slot) {
     if (n == 0 || slot == 0) return;
     std::atomic<uint32_t>& done = slots_[slot].done;
