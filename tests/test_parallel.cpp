@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -97,6 +98,30 @@ TEST_CASE("jobs run every unit once across the wrap of the pool's 32-bit job num
         });
         for (auto& h : hits) REQUIRE(h.load() == 1);
       }
+    }
+  }
+  adaptive.store(was);
+}
+
+TEST_CASE("an exception thrown by a unit reaches the caller once the job is done; the pool keeps working") {
+  auto& adaptive = kd::ThreadPool::adaptive_threads_flag();
+  const bool was = adaptive.load();
+  adaptive.store(false);
+  for (int threads : {2, 3}) {
+    ThreadScope ts(threads);
+    constexpr long jobs = 200;
+    for (long bad : {0L, jobs / 2 + 1, jobs - 1}) {  // the caller's range, a worker's, the last one
+      std::vector<std::atomic<int>> hits(jobs);
+      CHECK_THROWS_WITH_AS(kd::parallel_jobs(jobs, true,
+                                             [&](long j, int) {
+                                               hits[size_t(j)].fetch_add(1);
+                                               if (j == bad) throw std::runtime_error("unit " + std::to_string(j));
+                                             }),
+                           ("unit " + std::to_string(bad)).c_str(), std::runtime_error);
+      for (long j = 0; j < jobs; ++j) REQUIRE(hits[size_t(j)].load() == 1);
+      std::atomic<long> total{0};
+      kd::parallel_chunks(1000, threads, [&](size_t b, size_t e) { total.fetch_add(long(e - b)); });
+      CHECK(total.load() == 1000);
     }
   }
   adaptive.store(was);

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <string_view>
 #include <thread>
@@ -107,6 +108,8 @@ class ThreadPool {
 
   // Calls fn(chunk, slot) for chunk = 0..chunks-1 over `threads` threads (slot < threads; the
   // caller is slot 0 and takes chunks too); returns when every chunk is done. chunks <= kMaxChunks.
+  // An exception thrown by fn on any thread is rethrown here once every chunk has run (the first
+  // one caught; later chunks still run), so the job's accounting and the pool stay intact.
   template <class F>
   void run(size_t chunks, int threads, F& fn) {
     std::lock_guard<std::mutex> lock(run_mutex_);
@@ -134,6 +137,15 @@ class ThreadPool {
     tl_in_pool_job = false;
     caller_done_ += uint32_t(mine);
     wait_done(t1, mine ? (t1 - t0) / int64_t(mine) : 0);
+    if (failed_.load(std::memory_order_relaxed)) {  // set before the chunk's report, seen through it
+      std::exception_ptr e;
+      {
+        std::lock_guard<std::mutex> error_lock(error_mutex_);
+        e.swap(error_);
+        failed_.store(false, std::memory_order_relaxed);
+      }
+      std::rethrow_exception(e);
+    }
   }
 
  private:
@@ -215,13 +227,23 @@ class ThreadPool {
       while (claim(owner, s, k == 0, chunk)) {
         // The chunk is ours and the job cannot end before we report it: job_.call/ctx are this
         // job's.
-        job_.call(job_.ctx, chunk, slot);
+        try {
+          job_.call(job_.ctx, chunk, slot);
+        } catch (...) {
+          keep_error(std::current_exception());
+        }
         ++ran, ++unreported;
         if (k > 0) report(unreported, slot);
       }
       if (k == 0) report(unreported, slot);
     }
     return ran;
+  }
+
+  void keep_error(std::exception_ptr e) {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    if (!error_) error_ = std::move(e);
+    failed_.store(true, std::memory_order_relaxed);
   }
 
   // Adds a worker's `n` finished chunks to its slot's count (n = 0 afterwards); wakes a sleeping
@@ -362,6 +384,9 @@ class ThreadPool {
   alignas(64) std::atomic<uint32_t> epoch_{0};   // bumped for sleeping workers: what they wait on
   std::atomic<int> sleepers_{0};
   std::atomic<int64_t> solo_until_us_{0}, solo_span_us_{10000};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;            // the job's first exception (under error_mutex_)
+  std::atomic<bool> failed_{false};     // error_ is set
 };
 
 // FATHOM_THREADING=openmp runs the kernels' jobs as OpenMP parallel regions instead of on the
