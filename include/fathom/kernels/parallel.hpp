@@ -200,16 +200,18 @@ class ThreadPool {
   void renumber_for_testing(uint32_t gen) {
     std::lock_guard<std::mutex> lock(run_mutex_);
     gen_ = gen;
-    for (int t = 0; t <= workers_; ++t) slots_[t].range.store(pack_range(gen, 0, 0), std::memory_order_relaxed);
+    spend_ranges(gen);
   }
 
  private:
   // A range word 2^31 or more jobs old would read as newer than the current job (32-bit
   // numbers wrap): the caller renews the words of slots the recent jobs did not use.
   void refresh_idle_ranges(uint32_t gen) {
-    if ((gen & ((uint32_t(1) << 28) - 1)) != 0) return;
-    for (int t = 0; t <= workers_; ++t)
-      slots_[t].range.store(pack_range(gen - 1, 0, 0), std::memory_order_relaxed);  // spent, one job old
+    if ((gen & ((uint32_t(1) << 28) - 1)) == 0) spend_ranges(gen - 1);
+  }
+  // Every slot's range spent as of job `gen` (the claims of any later job start afresh).
+  void spend_ranges(uint32_t gen) {
+    for (int t = 0; t <= workers_; ++t) slots_[t].range.store(pack_range(gen, 0, 0), std::memory_order_relaxed);
   }
 
   // Claims and runs chunks of the current job until none is left -- its own range from the front,
