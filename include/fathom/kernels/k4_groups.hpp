@@ -140,12 +140,11 @@ inline __m512i k4_six_bits(int j, bool min, __m512i w0, __m512i w1, __m512i w2) 
 template <int RX>
 inline void k4_group_vnni(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
   const uint8_t* t = L.base + g * L.nsb * kK4Tile;
-  const bool l2 = gguf_prefetch_l2();
   const __m512i lo4 = _mm512_set1_epi8(15), hi4 = _mm512_set1_epi8(char(0xf0));
   __m512 acc[RX];
   for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();
   for (size_t s = 0; s < L.nsb; ++s, t += kK4Tile) {
-    for (size_t at = 0; at < kK4Tile; at += 64) prefetch_line_to(uintptr_t(t + kGgufPrefetchAhead + at), l2);
+    for (size_t at = 0; at < kK4Tile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Min)));
     const __m512i w0 = _mm512_load_si512(t + kK4Scales), w1 = _mm512_load_si512(t + kK4Scales + 64),

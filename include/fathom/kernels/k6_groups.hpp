@@ -104,6 +104,18 @@ inline float k6_row_dot_portable(const K6Layout& L, size_t r, const int8_t* xq, 
   return acc;
 }
 
+// Whether the AVX512-VNNI kernel's prefetches go into L2 only: on a Zen 4 (AMD family 19h with
+// AVX-512), where Q6_K streamed 0.47-0.51x as fast from DRAM into L1 (one thread, 2048 x 8192 and
+// 8192 x 2048; two 0.51-0.73x) while the other 16-row group formats gained from L1 (q4_groups.hpp;
+// docs/benchmarks.md, "Zen 4: GGUF prefetches into L1 again"); into L1 elsewhere.
+inline bool k6_prefetch_l2() {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  return amd_family_19h();
+#else
+  return false;
+#endif
+}
+
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // out[16 m + i] = row 16 g + i . activation row m. Per half super-block h and half of its
 // sub-blocks' elements (16 x 4 chunks of 4 bytes: ql chunks A, B and qh chunk H give the four
@@ -112,7 +124,7 @@ inline float k6_row_dot_portable(const K6Layout& L, size_t r, const int8_t* xq, 
 template <int RX>
 inline void k6_group_vnni(const K6Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
   const uint8_t* t = L.base + g * L.nsb * kK6Tile;
-  const bool l2 = gguf_prefetch_l2();
+  const bool l2 = k6_prefetch_l2();
   const __m512i lo4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
   __m512 acc[RX];
   for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();

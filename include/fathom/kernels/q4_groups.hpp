@@ -217,18 +217,11 @@ constexpr size_t kGgufPrefetchAhead = 8192;
 #else
 constexpr size_t kGgufPrefetchAhead = kPrefetchAhead;
 #endif
-// Where the AVX512-VNNI kernels' prefetches put those lines: into L1 (prefetcht0) as measured on
-// the Zen 5, into L2 only (prefetcht1) on a Zen 4 (AMD family 19h with AVX-512), where one thread
-// streamed Q4_0 / Q4_1 / Q5_0 / Q4_K / Q6_K rows at 7-20 GB/s of its 30 with them into L1 and at
-// 14-22 into L2 (1.03-2.15x; two threads 1.04-1.71x; docs/benchmarks.md, "Zen 4: quantised decode
-// prefetches"). The AVX2 kernels keep L1.
-inline bool gguf_prefetch_l2() {
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  return amd_family_19h();
-#else
-  return false;
-#endif
-}
+// Where the AVX512-VNNI kernels' prefetches put those lines: into L1 (prefetcht0), on the Zen 5 and
+// on a Zen 4 alike for these 16-row groups (a Zen 4 took L2 for the earlier row-by-row layout; with
+// the groups, one thread streamed Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K 1.10-1.26x as fast into L1,
+// two 1.03-1.18x: docs/benchmarks.md, "Zen 4: GGUF prefetches into L1 again"), except Q6_K's
+// (k6_groups.hpp).
 
 // The activation rows a group kernel takes: RX rows of Q8Acts (pointers to row m's blocks).
 template <int RX>
@@ -254,12 +247,11 @@ inline void q4_group_vnni(const Q4Layout& L, size_t g, const Q4Acts<RX>& a, floa
   constexpr size_t kTile = q4_tile_bytes(F), kD = q4_scales_at(F);
   const size_t nb = L.nb;
   const uint8_t* t = L.base + g * nb * kTile;
-  const bool l2 = gguf_prefetch_l2();
   const __m512i lo4 = _mm512_set1_epi8(15), hi4 = _mm512_set1_epi8(char(0xf0)), sixteen = _mm512_set1_epi8(16);
   __m512 acc[RX];
   for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();
   for (size_t b = 0; b < nb; ++b, t += kTile) {
-    for (size_t at = 0; at < kTile; at += 64) prefetch_line_to(uintptr_t(t + kGgufPrefetchAhead + at), l2);
+    for (size_t at = 0; at < kTile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
     __m512i lo[4], hi[4];
     for (int j = 0; j < 4; ++j) {
       const __m512i raw = _mm512_loadu_si512(t + 64 * j);

@@ -480,10 +480,11 @@ inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r
   TilePrefetch pf, pfd;
   const Q8DecodePrefetch how = q8_decode_prefetch(stride);
   if (how == Q8DecodePrefetch::tile_l2) {
-    // On a Zen 5 into L1, one line short of a whole number of rows (prefetch.hpp): 1.04-1.12x
-    // on 2048- to 14336-wide rows at one thread (docs/benchmarks.md, "Dense decode rows a whole
-    // number of rows ahead").
-    const bool rows = amd_family_1ah_on();
+    // On AMD's Zen 4 and Zen 5 into L1, one line short of a whole number of rows (prefetch.hpp):
+    // on a Zen 5 1.04-1.12x on 2048- to 14336-wide rows at one thread (docs/benchmarks.md, "Dense
+    // decode rows a whole number of rows ahead"), on a Zen 4 1.18-1.25x at one thread and 1.12x
+    // at two on 2048 x 8192 and 8192 x 2048 ("Zen 4: GGUF prefetches into L1 again").
+    const bool rows = amd_family_1ah_on() || amd_family_19h();
     pf = TilePrefetch(rows ? whole_rows_ahead(stride, kQ8PrefetchAhead) : kQ8PrefetchAhead, stride, 1, /*l2=*/!rows);
     pfd = TilePrefetch(kQ8PrefetchAhead / 16, nb * sizeof(uint16_t), 1, /*l2=*/true);
     pf.prime(L.qs + r0 * stride);
