@@ -136,7 +136,10 @@ inline __m512i k4_six_bits(int j, bool min, __m512i w0, __m512i w1, __m512i w2) 
 // out[16 m + i] = row 16 g + i . activation row m. Per pair of sub-blocks (32 nibble bytes of each
 // of 16 rows: eight vectors) and activation row: sixteen vpdpbusd against broadcast activation
 // words (the high nibbles in place, 16 q: the int32 sum shifted back by 4, exactly), two
-// conversions, four FMAs.
+// conversions, four FMAs. Each pair asks for its quarter of the tile kGgufPrefetchAhead on (9
+// lines), as k6_group_vnni does: the whole tile's 36 lines at once before the first pair streamed
+// 0.85-0.94x as fast from DRAM on a Zen 4 (one thread 1.07-1.18x with quarters, two 1.07-1.23x;
+// docs/benchmarks.md, "Zen 4: GGUF prefetches into L1 again").
 template <int RX>
 inline void k4_group_vnni(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
   const uint8_t* t = L.base + g * L.nsb * kK4Tile;
@@ -144,13 +147,14 @@ inline void k4_group_vnni(const K4Layout& L, size_t g, const Q4Acts<RX>& a, floa
   __m512 acc[RX];
   for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();
   for (size_t s = 0; s < L.nsb; ++s, t += kK4Tile) {
-    for (size_t at = 0; at < kK4Tile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Min)));
     const __m512i w0 = _mm512_load_si512(t + kK4Scales), w1 = _mm512_load_si512(t + kK4Scales + 64),
                   w2 = _mm512_load_si512(t + kK4Scales + 128);
     auto pair = [&](auto C) {  // sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles)
       constexpr int c = decltype(C)::value;
+      for (size_t at = c * (kK4Tile / 4); at < (c + 1) * (kK4Tile / 4); at += 64)
+        prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
       const uint8_t* run = t + kK4Qs + 512 * c;
       __m512i lo[8], hi[8];
       for (int j = 0; j < 8; ++j) {
