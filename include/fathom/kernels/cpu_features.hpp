@@ -77,7 +77,7 @@ inline bool amd_family_19h() { return amd_family() == 0x19; }
 
 // An AMD family 0x1a CPU or later (Zen 5): where dense decode rows stream one at a time, and they
 // and long Q8 rows are prefetched one line short of a whole number of rows ahead (linear.hpp,
-// prefetch.hpp, quant.hpp).
+// prefetch.hpp, quant.hpp; the long Q8 rows on a Zen 4 too).
 inline bool amd_family_1ah_on() { return amd_family() >= 0x1a; }
 
 }  // namespace fathom::kernels

@@ -137,9 +137,9 @@ inline __m512i k4_six_bits(int j, bool min, __m512i w0, __m512i w1, __m512i w2) 
 // of 16 rows: eight vectors) and activation row: sixteen vpdpbusd against broadcast activation
 // words (the high nibbles in place, 16 q: the int32 sum shifted back by 4, exactly), two
 // conversions, four FMAs. Each pair asks for its quarter of the tile kGgufPrefetchAhead on (9
-// lines), as k6_group_vnni does: the whole tile's 36 lines at once before the first pair streamed
-// 0.85-0.94x as fast from DRAM on a Zen 4 (one thread 1.07-1.18x with quarters, two 1.07-1.23x;
-// docs/benchmarks.md, "Zen 4: GGUF prefetches into L1 again").
+// lines), as k6_group_vnni does: from DRAM on a Zen 4 1.07-1.18x (one thread) and 1.07-1.23x (two)
+// as fast as the whole tile's 36 lines at once before the first pair (docs/benchmarks.md, "Zen 4:
+// GGUF prefetches into L1 again").
 template <int RX>
 inline void k4_group_vnni(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
   const uint8_t* t = L.base + g * L.nsb * kK4Tile;

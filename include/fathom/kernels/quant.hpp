@@ -446,7 +446,8 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // 19h) 22-24 GB/s at one thread against 12-21 (1.13-1.88x; two threads 1.08-1.54x;
 // docs/benchmarks.md, "Zen 4: quantised decode prefetches"), and on a Zen 5 (family 1Ah) 1.11-1.34x
 // at one thread (Llama-8B's 14336-wide FFN rows 27 -> 35 GB/s) and 1.05-1.76x at two ("Zen 5: Q8
-// decode rows of 2048 values or more"). Rows of up to 1536 values keep the stream (the tile's were
+// decode rows of 2048 values or more"); on both AMD CPUs those lines now go into L1 a whole number
+// of rows ahead (q8_rows_gemv). Rows of up to 1536 values keep the stream (the tile's were
 // 0.86-0.95x on the Zen 4, 0.85-1.08x on the Zen 5). On an Intel Xeon (family 6 model 207) the
 // same choice holds for the long rows: the tile's into L2 1.19-1.28x the stream at one thread,
 // 1.13-1.33x at two (85-92 % and 92-105 % of the read bandwidth); 896-value rows were 0.93x at one
