@@ -92,10 +92,10 @@ static void BM_attend_model_cache(benchmark::State& state) {
   const bool head_major = state.range(1) != 0;
   const auto q = kbench::bench_vector(H * hd);
   // On huge pages, as KvCache holds it (kernels::WeightBuffer): on 4 KiB pages the Zen 4 read the
-  // cache 1.5-1.9x slower at T = 4096 (each 4 KiB a TLB miss and a restart of the prefetchers).
+  // cache 1.5-1.8x slower at T = 4096 (each 4 KiB a TLB miss and a restart of the prefetchers).
   const size_t n = L * KvH * T * hd;
-  kernels::WeightBuffer kv(2 * n * sizeof(float));  // [keys, values][L * KvH * T * hd]
-  float* K = kv.as<float>();
+  kernels::WeightBuffer cache(2 * n * sizeof(float));  // [keys, values][L * KvH * T * hd]
+  float* K = cache.as<float>();
   float* V = K + n;
   const auto src = kbench::bench_vector(2 * n);
   std::copy(src.begin(), src.end(), K);
