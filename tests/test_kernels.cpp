@@ -582,12 +582,13 @@ TEST_CASE("Q8 decode rows of 1536-5152 values: streamed or prefetched into L2, t
       check_close(W, xq.data(), 1, y1.data(), ref.data(), 1e-5);
       CHECK(std::memcmp(y1.data(), y2.data(), rows * 4) == 0);
     }
-  // the choice: with AVX512-VNNI rows stream 8 KiB ahead, except rows of 2048 values or more (the
-  // tile's prefetches into L2); other builds take the tile's prefetches
+  // the choice: with AVX512-VNNI rows stream 8 KiB ahead, except rows of 2048 values or more (1536
+  // on a Zen 4: the tile's prefetches); other builds take the tile's prefetches
   using kernels::detail::Q8DecodePrefetch;
   using kernels::detail::q8_decode_prefetch;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  CHECK(q8_decode_prefetch(1536) == Q8DecodePrefetch::stream);
+  CHECK(q8_decode_prefetch(1024) == Q8DecodePrefetch::stream);
+  CHECK(q8_decode_prefetch(1536) == (kernels::amd_family_19h() ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream));
   CHECK(q8_decode_prefetch(2048) == Q8DecodePrefetch::tile_l2);
 #else
   CHECK(q8_decode_prefetch(1536) == Q8DecodePrefetch::tile);

@@ -447,8 +447,12 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // docs/benchmarks.md, "Zen 4: quantised decode prefetches"), and on a Zen 5 (family 1Ah) 1.11-1.34x
 // at one thread (Llama-8B's 14336-wide FFN rows 27 -> 35 GB/s) and 1.05-1.76x at two ("Zen 5: Q8
 // decode rows of 2048 values or more"); on both AMD CPUs those lines now go into L1 a whole number
-// of rows ahead (q8_rows_gemv). Rows of up to 1536 values keep the stream (the tile's were
-// 0.86-0.95x on the Zen 4, 0.85-1.08x on the Zen 5). On an Intel Xeon (family 6 model 207) the
+// of rows ahead (q8_rows_gemv). Shorter rows keep the stream (the tile's into L2 were 0.86-0.95x
+// on the Zen 4, 0.85-1.08x on the Zen 5), except 1536-value rows on the Zen 4, which streamed
+// 1.07-1.11x as fast a whole number of rows ahead into L1 at one thread (576 x 1536 to 1536 x 1536;
+// 1.00-1.03x at two) and SmolLM2's 576 x 1536 FFN-down 1.16-1.22x among a decode's products, while
+// 1024-wide rows were 0.93x and 576-wide ones 0.85x that way (docs/benchmarks.md, "Zen 4, one
+// thread: where decode's time goes"). On an Intel Xeon (family 6 model 207) the
 // same choice holds for the long rows: the tile's into L2 1.19-1.28x the stream at one thread,
 // 1.13-1.33x at two (85-92 % and 92-105 % of the read bandwidth); 896-value rows were 0.93x at one
 // thread and 1.15x at two there (docs/benchmarks.md, "AMX-INT8 for the GGUF 4/5-bit formats"). The
@@ -466,7 +470,7 @@ inline std::atomic<int>& q8_decode_prefetch_forced() {
 inline Q8DecodePrefetch q8_decode_prefetch(size_t cols) {
   if (const int f = q8_decode_prefetch_forced().load(std::memory_order_relaxed); f >= 0) return Q8DecodePrefetch(f);
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  return cols >= 2048 ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream;
+  return cols >= (amd_family_19h() ? 1536 : 2048) ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream;
 #else
   (void)cols;
   return Q8DecodePrefetch::tile;
