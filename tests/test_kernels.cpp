@@ -608,6 +608,28 @@ TEST_CASE("Q8 activation quantisation (vector path) equals the reference roundin
   }
 }
 
+TEST_CASE("Q8 activation block sums equal the sums of the quantised values") {
+  // The GGUF offsets (sumq, sx) and Q6_K's (sumh) read them; the vector path sums in f32.
+  std::mt19937 rng(15);
+  for (size_t n : {size_t(20), size_t(96), size_t(100), size_t(1536)}) {
+    auto x = random_vec(2 * n, rng, 3.f);
+    if (n >= 64) x[40] = NAN;  // a non-finite block (row 0, block 1): values 0, sums 0
+    kernels::detail::Q8Acts a;
+    a.assign(x.data(), 2, n);
+    for (size_t i = 0; i < 2 * a.nb; ++i) {
+      int32_t h[2] = {0, 0};
+      for (size_t k = 0; k < 32; ++k) h[k / 16] += a.qs[i * 32 + k];
+      CAPTURE(n);
+      CAPTURE(i);
+      CHECK(a.sumh[2 * i] == h[0]);
+      CHECK(a.sumh[2 * i + 1] == h[1]);
+      CHECK(a.sumq[i] == h[0] + h[1]);
+      const float sx = a.d[i] * float(h[0] + h[1]);
+      CHECK(std::bit_cast<uint32_t>(a.sx[i]) == std::bit_cast<uint32_t>(sx));
+    }
+  }
+}
+
 TEST_CASE("Q8 products of non-finite activations are NaN (no undefined conversion)") {
   std::mt19937 rng(13);
   TestMatrix m(DType::F32, 9, 70, rng);
