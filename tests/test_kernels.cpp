@@ -609,7 +609,7 @@ TEST_CASE("Q8 activation quantisation (vector path) equals the reference roundin
 }
 
 TEST_CASE("Q8 activation block sums equal the sums of the quantised values") {
-  // The GGUF offsets (sumq, sx) and Q6_K's (sumh) read them; the vector path sums in f32.
+  // The GGUF kernels' offsets (sumq, sx) and Q6_K's (sumh) are made of them.
   std::mt19937 rng(15);
   for (size_t n : {size_t(20), size_t(96), size_t(100), size_t(1536)}) {
     auto x = random_vec(2 * n, rng, 3.f);

@@ -193,11 +193,11 @@ namespace detail {
 //
 // On a Zen 5 (AMD family 1Ah) one row at a time (f32 or bf16) asks for the line one line short of
 // a whole number of rows ahead, at least 6 KiB (whole_rows_ahead; Q8 rows of 2048 values or more
-// too, at least 8 KiB, and on a Zen 4 from 1536 values: quant.hpp): one thread then streamed 576- to 4864-wide rows 1.10-1.22x as
-// fast as four rows at a time with 2 KiB per row, near a plain read's rate, two threads 1.09-1.27x
-// as fast as one row with 2 KiB; the same distance rounded up to whole rows, or one line past
-// them, ran 15-20 % slower than one line short (docs/benchmarks.md, "Dense decode rows a whole
-// number of rows ahead"). Not yet measured on the Intel Xeons.
+// too, at least 8 KiB, on a Zen 4 from 1536 values: quant.hpp): one thread then streamed 576- to
+// 4864-wide rows 1.10-1.22x as fast as four rows at a time with 2 KiB per row, near a plain read's
+// rate, two threads 1.09-1.27x as fast as one row with 2 KiB; the same distance rounded up to
+// whole rows, or one line past them, ran 15-20 % slower than one line short (docs/benchmarks.md,
+// "Dense decode rows a whole number of rows ahead"). Not yet measured on the Intel Xeons.
 inline size_t whole_rows_ahead(size_t stride, size_t at_least = size_t(6) << 10) {
   return (at_least + stride - 1) / stride * stride - 64;
 }
