@@ -63,14 +63,16 @@ BENCHMARK_CAPTURE(BM_gemv, small_q4_1, DType::Q4_1)->Args({1536, 576})->Unit(ben
 
 // Q8 decode rows with each prefetch plan (kernels/quant.hpp, q8_decode_prefetch; BM_gemv runs the
 // CPU's default): third argument 0 = the stream 8 KiB ahead, 1 = the tile's prefetches 8 KiB ahead
-// into L2, 2 = the tile's 2 KiB ahead into L1.
+// into L2 (on AMD CPUs one line short of whole rows into L1), 2 = the tile's 2 KiB ahead into L1,
+// 3 = the stream on two levels (16 KiB into L2, 2 KiB into L1).
 static void BM_gemv_q8_prefetch(benchmark::State& state) {
   kernels::detail::q8_decode_prefetch_forced().store(int(state.range(2)));
   BM_gemv(state, DType::Q8);
   kernels::detail::q8_decode_prefetch_forced().store(-1);
 }
 BENCHMARK(BM_gemv_q8_prefetch)->ArgsProduct({{4096}, {14336}, {0, 1, 2}})->ArgsProduct({{896}, {4864}, {0, 1, 2}})
-    ->ArgsProduct({{1536}, {4096}, {0, 1, 2}})->ArgsProduct({{4864}, {896}, {0, 1}})
+    ->ArgsProduct({{1536}, {4096}, {0, 1, 2}})->ArgsProduct({{4864}, {896}, {0, 1, 3}})
+    ->ArgsProduct({{1536}, {576}, {0, 3}})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // The dense rows with and without their software prefetch (kernels::set_dense_prefetch): the third

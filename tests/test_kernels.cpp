@@ -582,18 +582,41 @@ TEST_CASE("Q8 decode rows of 1536-5152 values: streamed or prefetched into L2, t
       check_close(W, xq.data(), 1, y1.data(), ref.data(), 1e-5);
       CHECK(std::memcmp(y1.data(), y2.data(), rows * 4) == 0);
     }
-  // the choice: with AVX512-VNNI rows stream 8 KiB ahead, except rows of 2048 values or more (1536
-  // on a Zen 4: the tile's prefetches); other builds take the tile's prefetches
+  // the choice: with AVX512-VNNI rows stream 8 KiB ahead (on a Zen 4 on two levels), except rows of
+  // 2048 values or more (1536 on a Zen 4: the tile's prefetches); other builds take the tile's
   using kernels::detail::Q8DecodePrefetch;
   using kernels::detail::q8_decode_prefetch;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  CHECK(q8_decode_prefetch(1024) == Q8DecodePrefetch::stream);
+  CHECK(q8_decode_prefetch(1024) ==
+        (kernels::amd_family_19h() ? Q8DecodePrefetch::stream_two_level : Q8DecodePrefetch::stream));
   CHECK(q8_decode_prefetch(1536) == (kernels::amd_family_19h() ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream));
   CHECK(q8_decode_prefetch(2048) == Q8DecodePrefetch::tile_l2);
 #else
   CHECK(q8_decode_prefetch(1536) == Q8DecodePrefetch::tile);
   CHECK(q8_decode_prefetch(2048) == Q8DecodePrefetch::tile);
 #endif
+}
+
+TEST_CASE("Q8 decode rows give the same bits under every prefetch plan") {
+  // Each plan has its own loop (q8_rows_plan); prefetches must never change a result.
+  std::mt19937 rng(16);
+  for (size_t cols : {size_t(70), size_t(576), size_t(1536), size_t(2080)}) {
+    TestMatrix m(DType::F32, 37, cols, rng);
+    const auto q = kernels::quantize_q8(m.view);
+    const auto x = random_vec(cols, rng);
+    std::vector<float> ref(37), y(37);
+    kernels::gemv(q.view(), x.data(), ref.data());
+    using Plan = kernels::detail::Q8DecodePrefetch;
+    for (Plan plan : {Plan::stream, Plan::tile_l2, Plan::tile, Plan::stream_two_level}) {
+      CAPTURE(cols);
+      CAPTURE(int(plan));
+      kernels::detail::q8_decode_prefetch_forced().store(int(plan));
+      std::fill(y.begin(), y.end(), -1.f);
+      kernels::gemv(q.view(), x.data(), y.data());
+      kernels::detail::q8_decode_prefetch_forced().store(-1);
+      CHECK(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)) == 0);
+    }
+  }
 }
 
 TEST_CASE("Q8 activation quantisation (vector path) equals the reference rounding exactly") {

@@ -458,9 +458,20 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // thread and 1.15x at two there (docs/benchmarks.md, "AMX-INT8 for the GGUF 4/5-bit formats"). The
 // AVX2 and portable builds keep the tile's prefetches kPrefetchAhead (2 KiB) ahead (not measured
 // with the stream).
+//
+// On a Zen 4 the rows shorter than 1536 values stream on two levels instead (stream_two_level):
+// 16 KiB ahead into L2 (prefetcht1) and 2 KiB ahead into L1. With that and each plan's loop
+// compiled on its own with the row kernel inlined (q8_rows_plan), one thread read matrices of 576
+// values a row (192 to 49,152 rows) at 81-103 % of the read bandwidth instead of 68-87 %
+// (1.13-1.25x), 896- and 1024-wide rows 1.11-1.15x, and SmolLM2's decode as Q8 went from 79 % to
+// 89-90 % of its bound; two threads 1.00-1.06x while the VM read 35 GB/s, 1.20-1.53x while it read
+// 58-64. The two levels alone (both loops inlined): 1.06x among a token's products in decode's
+// order; 1536-wide rows 0.8x that way, so those keep the tile's (docs/benchmarks.md, "Zen 4: Q8
+// rows on two prefetch levels").
 constexpr size_t kQ8PrefetchAhead = 8192;
+constexpr size_t kQ8PrefetchFar = size_t(16) << 10, kQ8PrefetchNear = size_t(2) << 10;  // stream_two_level
 // How q8_rows_gemv prefetches rows of `cols` values on this build and CPU (above).
-enum class Q8DecodePrefetch { stream, tile_l2, tile };
+enum class Q8DecodePrefetch { stream, tile_l2, tile, stream_two_level };
 // A plan forced for every row length (bench_gemv's BM_gemv_q8_prefetch compares them on one CPU);
 // -1: the choice below. Results do not depend on it.
 inline std::atomic<int>& q8_decode_prefetch_forced() {
@@ -470,45 +481,62 @@ inline std::atomic<int>& q8_decode_prefetch_forced() {
 inline Q8DecodePrefetch q8_decode_prefetch(size_t cols) {
   if (const int f = q8_decode_prefetch_forced().load(std::memory_order_relaxed); f >= 0) return Q8DecodePrefetch(f);
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  return cols >= (amd_family_19h() ? 1536 : 2048) ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream;
+  if (amd_family_19h()) return cols >= 1536 ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream_two_level;
+  return cols >= 2048 ? Q8DecodePrefetch::tile_l2 : Q8DecodePrefetch::stream;
 #else
   (void)cols;
   return Q8DecodePrefetch::tile;
 #endif
 }
-inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r1, float* y) {
-  if (r0 >= r1) return;
+// q8_rows_gemv's loop for one plan. Flattened: the row kernel inlined with the plan's prefetches
+// known to the compiler. Called out of line, as GCC 12 compiled it from one loop for every plan,
+// the same rows streamed ~10 % slower from DRAM at one Zen 4 thread, though no slower from cache.
+template <Q8DecodePrefetch How>
+[[gnu::flatten]] inline void q8_rows_plan(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   const size_t nb = L.nb, stride = nb * kQ8Block;
   const int8_t* xq[1] = {A.qs.data()};
   const float* xd[1] = {A.d.data()};
-  StreamPrefetch pq, pd;
+  StreamPrefetch pq, pd, nq, nd;  // the streams' far and near (stream_two_level) prefetches
   TilePrefetch pf, pfd;
-  const Q8DecodePrefetch how = q8_decode_prefetch(stride);
-  if (how == Q8DecodePrefetch::tile_l2) {
+  if constexpr (How == Q8DecodePrefetch::stream) {
+    pq = StreamPrefetch(L.qs + r0 * stride, kQ8PrefetchAhead);
+    pd = StreamPrefetch(L.d + r0 * nb, kQ8PrefetchAhead / 16);  // 2 scale bytes per 32 values
+  } else if constexpr (How == Q8DecodePrefetch::stream_two_level) {
+    pq = StreamPrefetch(L.qs + r0 * stride, kQ8PrefetchFar, /*l2=*/true);
+    pd = StreamPrefetch(L.d + r0 * nb, kQ8PrefetchFar / 16, /*l2=*/true);
+    nq = StreamPrefetch(L.qs + r0 * stride, kQ8PrefetchNear);
+    nd = StreamPrefetch(L.d + r0 * nb, kQ8PrefetchNear / 16);
+  } else if constexpr (How == Q8DecodePrefetch::tile_l2) {
     // On AMD's Zen 4 and Zen 5 into L1, one line short of a whole number of rows (prefetch.hpp):
     // on a Zen 5 1.04-1.12x on 2048- to 14336-wide rows at one thread (docs/benchmarks.md, "Dense
     // decode rows a whole number of rows ahead"), on a Zen 4 1.18-1.25x at one thread and 1.12x
     // at two on 2048 x 8192 and 8192 x 2048 ("Zen 4: GGUF prefetches into L1 again").
-    const bool rows = amd_family_1ah_on() || amd_family_19h();
-    pf = TilePrefetch(rows ? whole_rows_ahead(stride, kQ8PrefetchAhead) : kQ8PrefetchAhead, stride, 1, /*l2=*/!rows);
+    const bool whole = amd_family_1ah_on() || amd_family_19h();
+    pf = TilePrefetch(whole ? whole_rows_ahead(stride, kQ8PrefetchAhead) : kQ8PrefetchAhead, stride, 1, /*l2=*/!whole);
     pfd = TilePrefetch(kQ8PrefetchAhead / 16, nb * sizeof(uint16_t), 1, /*l2=*/true);
-    pf.prime(L.qs + r0 * stride);
-    pfd.prime(L.d + r0 * nb);
-  } else if (how == Q8DecodePrefetch::stream) {
-    pq = StreamPrefetch(L.qs + r0 * stride, kQ8PrefetchAhead);
-    pd = StreamPrefetch(L.d + r0 * nb, kQ8PrefetchAhead / 16);  // 2 scale bytes per 32 values
   } else {
     pf = TilePrefetch(kPrefetchAhead, stride, 1);
     pfd = TilePrefetch(kPrefetchAhead / 16, nb * sizeof(uint16_t), 1);
-    pf.prime(L.qs + r0 * stride);
-    pfd.prime(L.d + r0 * nb);
   }
+  pf.prime(L.qs + r0 * stride);
+  pfd.prime(L.d + r0 * nb);
   for (size_t r = r0; r < r1; ++r) {
     pq.to(L.qs + (r + 1) * stride);
     pd.to(L.d + (r + 1) * nb);
+    nq.to(L.qs + (r + 1) * stride);
+    nd.to(L.d + (r + 1) * nb);
     const uint8_t* wq[1] = {L.qs + r * stride};
     const uint16_t* wd[1] = {L.d + r * nb};
     q8_tile<1, 1>(wq, wd, xq, xd, nb, y + r, pf, pfd);
+  }
+}
+inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r1, float* y) {
+  if (r0 >= r1) return;
+  switch (q8_decode_prefetch(L.nb * kQ8Block)) {
+    case Q8DecodePrefetch::stream: return q8_rows_plan<Q8DecodePrefetch::stream>(L, A, r0, r1, y);
+    case Q8DecodePrefetch::stream_two_level: return q8_rows_plan<Q8DecodePrefetch::stream_two_level>(L, A, r0, r1, y);
+    case Q8DecodePrefetch::tile_l2: return q8_rows_plan<Q8DecodePrefetch::tile_l2>(L, A, r0, r1, y);
+    case Q8DecodePrefetch::tile: return q8_rows_plan<Q8DecodePrefetch::tile>(L, A, r0, r1, y);
   }
 }
 
