@@ -533,10 +533,11 @@ template <Q8DecodePrefetch How>
 inline void q8_rows_gemv(const Q8Layout& L, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   if (r0 >= r1) return;
   switch (q8_decode_prefetch(L.nb * kQ8Block)) {
-    case Q8DecodePrefetch::stream: return q8_rows_plan<Q8DecodePrefetch::stream>(L, A, r0, r1, y);
     case Q8DecodePrefetch::stream_two_level: return q8_rows_plan<Q8DecodePrefetch::stream_two_level>(L, A, r0, r1, y);
     case Q8DecodePrefetch::tile_l2: return q8_rows_plan<Q8DecodePrefetch::tile_l2>(L, A, r0, r1, y);
     case Q8DecodePrefetch::tile: return q8_rows_plan<Q8DecodePrefetch::tile>(L, A, r0, r1, y);
+    case Q8DecodePrefetch::stream:
+    default: return q8_rows_plan<Q8DecodePrefetch::stream>(L, A, r0, r1, y);  // (a forced plan out of range)
   }
 }
 
