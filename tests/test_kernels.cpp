@@ -607,7 +607,7 @@ TEST_CASE("Q8 decode rows give the same bits under every prefetch plan") {
     std::vector<float> ref(37), y(37);
     kernels::gemv(q.view(), x.data(), ref.data());
     using Plan = kernels::detail::Q8DecodePrefetch;
-    for (Plan plan : {Plan::stream, Plan::tile_l2, Plan::tile, Plan::stream_two_level, Plan(7)}) {  // 7: none
+    for (Plan plan : {Plan::stream, Plan::tile_l2, Plan::tile, Plan::stream_two_level, Plan(7)}) {  // 7: out of range
       CAPTURE(cols);
       CAPTURE(int(plan));
       kernels::detail::q8_decode_prefetch_forced().store(int(plan));
