@@ -128,9 +128,22 @@ inline void group_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0
     }
 }
 
-// y[r] for r in [r0, r1), one activation row (decode).
-inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
-  group_rows(W, A, 1, r0, r1, y, 0);
+// y[r] for r in [r0, r1), one activation row (decode): group_rows' steps for one activation row,
+// flattened (the group kernel inlined, as q8_rows_plan in quant.hpp). Through group_rows, GCC 12
+// called Q4_K's kernel out of line and kept every activation-row count's path; one Zen 4 thread
+// then decoded SmolLM2's Q4_1 at 85.4 % of the bound against 87.8 % this way, the same bits
+// (docs/benchmarks.md, "Zen 4: Q8 rows on two prefetch levels").
+[[gnu::flatten]] inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
+  if (r0 >= r1) return;
+  const Q4Acts<1> a = q4_acts<1>(A, 0);
+  for (size_t g = r0 / kQ4GroupRows; g * kQ4GroupRows < r1; ++g) {
+    float out[kQ4GroupRows];
+    if (W.dtype == DType::Q4_K) k4_group<1>(k4_layout(W), g, a, out);
+    else if (W.dtype == DType::Q6_K) k6_group<1>(k6_layout(W), g, a, out);
+    else q4_group<1>(q4_layout(W), g, a, out);
+    for (size_t r = std::max(r0, g * kQ4GroupRows); r < std::min(r1, (g + 1) * kQ4GroupRows); ++r)
+      y[r] = out[r % kQ4GroupRows];
+  }
 }
 
 // Prompts through the int8 kernels: the threads split whole groups of 16 rows.
