@@ -467,7 +467,7 @@ inline void q8_tile(const uint8_t* const* wq, const uint16_t* const* wd, const i
 // 89-90 % of its bound; two threads 1.00-1.06x while the VM read 35 GB/s, 1.20-1.53x while it read
 // 58-64. The two levels alone (both loops inlined): 1.06x among a token's products in decode's
 // order; 1536-wide rows 0.8x that way, so those keep the tile's (docs/benchmarks.md, "Zen 4: Q8
-// rows on two prefetch levels").
+// rows on two prefetch levels; the decode loops flattened").
 constexpr size_t kQ8PrefetchAhead = 8192;
 constexpr size_t kQ8PrefetchFar = size_t(16) << 10, kQ8PrefetchNear = size_t(2) << 10;  // stream_two_level
 // How q8_rows_gemv prefetches rows of `cols` values on this build and CPU (above).

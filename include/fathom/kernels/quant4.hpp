@@ -131,8 +131,8 @@ inline void group_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0
 // y[r] for r in [r0, r1), one activation row (decode): group_rows' steps for one activation row,
 // flattened (the group kernel inlined, as q8_rows_plan in quant.hpp). Through group_rows, GCC 12
 // called Q4_K's kernel out of line and kept every activation-row count's path; one Zen 4 thread
-// then decoded SmolLM2's Q4_1 at 85.4 % of the bound against 87.8 % this way, the same bits
-// (docs/benchmarks.md, "Zen 4: Q8 rows on two prefetch levels").
+// then decoded SmolLM2's Q4_1 at 85.6 % of the bound against 87.2 % this way, the same bits
+// (docs/benchmarks.md, "Zen 4: Q8 rows on two prefetch levels; the decode loops flattened").
 [[gnu::flatten]] inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   if (r0 >= r1) return;
   const Q4Acts<1> a = q4_acts<1>(A, 0);
