@@ -85,11 +85,14 @@ BENCHMARK(BM_attend_group_bf16)->Name("BM_attend_group/bf16")->Arg(2048)->Unit(b
 // sharing 3 kv heads, head_dim 64) at T positions: 20 MB of keys and values at T = 448, more than
 // L2 and most of a shared L3, so it streams as decode does. Arg 1: KvCache's layout, each kv
 // head's rows one after another (stride 64); arg 0: position-major rows of all three kv heads
-// (stride 192), the layout fathom used before: each head's pass reads a slice of every row.
+// (stride 192), the layout fathom used before: each head's pass reads a slice of every row. Arg
+// 2: the cache rows asked for ahead (1), not (0), or as this CPU does by default (-1;
+// kernels/attention.hpp's attend_prefetch).
 static void BM_attend_model_cache(benchmark::State& state) {
   constexpr size_t L = 30, H = 9, KvH = 3, hd = 64, G = H / KvH;
   const size_t T = size_t(state.range(0));
   const bool head_major = state.range(1) != 0;
+  kernels::detail::attend_prefetch_forced() = int(state.range(2));
   const auto q = kbench::bench_vector(H * hd);
   // On huge pages, as KvCache holds it (kernels::WeightBuffer): on 4 KiB pages the Zen 4 read the
   // cache 1.5-1.8x slower at T = 4096 (each 4 KiB a TLB miss and a restart of the prefetchers).
@@ -111,8 +114,17 @@ static void BM_attend_model_cache(benchmark::State& state) {
       }
     benchmark::DoNotOptimize(out.data());
   }
+  kernels::detail::attend_prefetch_forced() = -1;
   const double elems = double(L) * double(KvH) * double(T) * double(hd) * 2.0;  // keys and values, once
   kbench::report(state, elems * 4.0, 2.0 * elems * G);
 }
-BENCHMARK(BM_attend_model_cache)->ArgNames({"T", "head_major"})->Args({448, 0})->Args({448, 1})->Args({4096, 1})
+BENCHMARK(BM_attend_model_cache)
+    ->ArgNames({"T", "head_major", "ahead"})
+    ->Args({448, 0, -1})
+    ->Args({448, 1, -1})
+    ->Args({448, 1, 0})
+    ->Args({448, 1, 1})
+    ->Args({4096, 1, -1})
+    ->Args({4096, 1, 0})
+    ->Args({4096, 1, 1})
     ->Unit(benchmark::kMillisecond);

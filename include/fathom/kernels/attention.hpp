@@ -2,12 +2,14 @@
 // Decode attention of one query head against the cached keys/values of T positions, with the
 // cache in f32 (attend) or bf16 (attend_bf16).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "fathom/core/dtype.hpp"
+#include "fathom/kernels/cpu_features.hpp"
 #include "fathom/kernels/elementwise.hpp"
 #include "fathom/kernels/prefetch.hpp"
 #include "fathom/kernels/simd.hpp"
@@ -19,7 +21,29 @@ namespace detail {
 // (attend_group, attend_group_bf16): decode reads each layer's keys and then its values once, as
 // two streams of T rows, from DRAM (the weights' stream evicts them between tokens), and the
 // hardware prefetchers started each stream late. 32 rows: 8 KiB of a 64-wide f32 head.
+//
+// Not on a Zen 4 (AMD family 19h with AVX-512): there every software prefetch in these kernels
+// made decode slower. SmolLM2-135M's decode at 256 positions, one thread, timed per part: the
+// keys' pass (scores_heads) took 350 us a token with the prefetches and 245-260 without, the
+// values' 230-245 and 200-215; the keys read ahead into L2 as well (64 rows), the prefetches
+// issued one line at a time, or only the values' first rows asked for during the keys' pass did
+// no better (docs/benchmarks.md, "Zen 4: decode attention without software prefetch").
 constexpr size_t kAttendAheadRows = 32;
+// -1: the choice above; 0 / 1: prefetches off / on everywhere (bench_attention compares them).
+// Results do not depend on it.
+inline std::atomic<int>& attend_prefetch_forced() {
+  static std::atomic<int> v{-1};
+  return v;
+}
+inline bool attend_prefetch() {
+  if (const int f = attend_prefetch_forced().load(std::memory_order_relaxed); f >= 0) return f != 0;
+#if defined(__AVX512F__)
+  static const bool on = !amd_family_19h();
+  return on;
+#else
+  return true;
+#endif
+}
 // The lines of elements [c0, c0 + n) of row t (element size E bytes).
 template <class E>
 inline void prefetch_row(const E* base, size_t t, size_t stride, size_t c0, size_t n) {
@@ -87,24 +111,65 @@ inline void scores_blocked(RowDot row_dot, size_t T, float scale, const uint8_t*
   }
 }
 
-// Scores of one head over positions [t0, t0 + tb) (scores_blocked) with hd = NV * W known at
-// compile time: the query stays in NV registers and each position's dot product is NV FMAs without
-// a branch between them (the same FMAs in the same order as attend()'s loop, so the same bits):
-// 1.15-1.20x for attend_group over SmolLM2's cache from DRAM on a Zen 5 core.
-template <size_t NV>
-inline void scores_head(const float* q, const float* K, size_t t0, size_t tb, size_t stride, float scale,
-                        const uint8_t* mask, float* scores) {
+// Scores of H heads over positions [t0, t0 + tb) (tb <= W), hd = NV * W known at compile time:
+// head g's query is q + g*q_stride, its scores go to scores + g*T + t0. Each key row is loaded
+// once for the H heads, whose queries stay in registers; per head and position the NV FMAs run in
+// attend()'s order and the W positions' sums are one hsum_rows, as scores_blocked's, so the bits
+// are attend()'s. One pass over the rows for all heads, where each head had its own: the keys'
+// pass of SmolLM2's decode from DRAM 1.5-1.6x as fast on a Zen 4 (3 heads; docs/benchmarks.md,
+// "Zen 4: decode attention without software prefetch"). `ahead`: with each row read, ask for the
+// row kAttendAheadRows on (the keys, then the values, as one stream).
+template <size_t NV, size_t H>
+inline void scores_heads(const float* q, size_t q_stride, const float* K, const float* V, size_t t0, size_t tb,
+                         size_t T, size_t stride, float scale, const uint8_t* mask, float* scores, bool ahead) {
   constexpr size_t W = simd::W;
-  simd::fvec qv[NV];
-  for (size_t i = 0; i < NV; ++i) qv[i] = simd::loadu(q + i * W);
-  scores_blocked(
-      [&](size_t t) {
-        const float* k = K + (t0 + t) * stride;
-        simd::fvec a(0.f);
-        for (size_t i = 0; i < NV; ++i) a = xsimd::fma(qv[i], simd::loadu(k + i * W), a);
-        return a;
-      },
-      tb, scale, mask, scores);
+  simd::fvec qv[H][NV];
+  for (size_t g = 0; g < H; ++g)
+    for (size_t i = 0; i < NV; ++i) qv[g][i] = simd::loadu(q + g * q_stride + i * W);
+  simd::fvec part[H][W];  // [head][position] per-lane partial sums of the block's dot products
+  for (size_t j = 0; j < tb; ++j) {
+    if (ahead) prefetch_kv_row(K, V, t0 + j + kAttendAheadRows, T, stride, NV * W);
+    const float* k = K + (t0 + j) * stride;
+    simd::fvec kr[NV];
+    for (size_t i = 0; i < NV; ++i) kr[i] = simd::loadu(k + i * W);
+    for (size_t g = 0; g < H; ++g) {
+      simd::fvec a(0.f);
+      for (size_t i = 0; i < NV; ++i) a = xsimd::fma(qv[g][i], kr[i], a);
+      part[g][j] = a;
+    }
+  }
+  for (size_t g = 0; g < H; ++g) {
+    for (size_t j = tb; j < W; ++j) part[g][j] = simd::fvec(0.f);
+    alignas(64) float tmp[W];
+    (simd::hsum_rows(part[g]) * simd::fvec(scale)).store_aligned(tmp);
+    float* sg = scores + g * T + t0;
+    for (size_t j = 0; j < tb; ++j) sg[j] = (mask && !mask[t0 + j]) ? -INFINITY : tmp[j];
+  }
+}
+
+// The most heads scores_heads takes at once for NV vectors a row: their queries, one key row
+// and the heads' sums fit the vector registers (32 with AVX-512, 16 below).
+template <size_t NV>
+constexpr size_t kScoreHeads = simd::W == 16 ? (NV <= 4 ? 4 : 2) : (NV <= 2 ? 4 : NV <= 4 ? 2 : 1);
+
+// Every head's scores over one block of positions, kScoreHeads<NV> heads at a time; the first
+// heads' pass asks for the rows ahead.
+template <size_t NV>
+inline void scores_block(const float* q, size_t q_stride, size_t G, const float* K, const float* V, size_t t0,
+                         size_t tb, size_t T, size_t stride, float scale, const uint8_t* mask, float* scores,
+                         bool ahead) {
+  constexpr size_t HM = kScoreHeads<NV>;
+  for (size_t g0 = 0; g0 < G; g0 += HM) {
+    const float* qg = q + g0 * q_stride;
+    float* sg = scores + g0 * T;
+    const bool pf = ahead && g0 == 0;
+    switch (std::min(HM, G - g0)) {
+      case 1: scores_heads<NV, 1>(qg, q_stride, K, V, t0, tb, T, stride, scale, mask, sg, pf); break;
+      case 2: scores_heads<NV, std::min<size_t>(HM, 2)>(qg, q_stride, K, V, t0, tb, T, stride, scale, mask, sg, pf); break;
+      case 3: scores_heads<NV, std::min<size_t>(HM, 3)>(qg, q_stride, K, V, t0, tb, T, stride, scale, mask, sg, pf); break;
+      default: scores_heads<NV, HM>(qg, q_stride, K, V, t0, tb, T, stride, scale, mask, sg, pf); break;
+    }
+  }
 }
 
 // out[c*W .. c*W + NV*W) = sum_t p[t] * V[t][same range], V rows given by v_at(t) (f32).
@@ -257,13 +322,13 @@ namespace detail {
 // in registers.
 template <size_t H, size_t NV>
 inline void weighted_sum_heads(const float* const* p, float* const* out, size_t T, const float* V,
-                               size_t stride, size_t c0) {
+                               size_t stride, size_t c0, bool ahead) {
   constexpr size_t W = simd::W;
   simd::fvec acc[H][NV];
   for (size_t g = 0; g < H; ++g)
     for (size_t k = 0; k < NV; ++k) acc[g][k] = simd::fvec(0.f);
   for (size_t t = 0; t < T; ++t) {
-    if (t + kAttendAheadRows < T) prefetch_row(V, t + kAttendAheadRows, stride, c0, NV * W);
+    if (ahead && t + kAttendAheadRows < T) prefetch_row(V, t + kAttendAheadRows, stride, c0, NV * W);
     const float* row = V + t * stride + c0;
     for (size_t g = 0; g < H; ++g) {
       const float pg = p[g][t];
@@ -278,25 +343,25 @@ inline void weighted_sum_heads(const float* const* p, float* const* out, size_t 
 
 template <size_t H>
 inline void weighted_sum_heads_nv(size_t nv, const float* const* p, float* const* out, size_t T,
-                                  const float* V, size_t stride, size_t c0) {
+                                  const float* V, size_t stride, size_t c0, bool ahead) {
   switch (nv) {
-    case 1: return weighted_sum_heads<H, 1>(p, out, T, V, stride, c0);
-    case 2: return weighted_sum_heads<H, 2>(p, out, T, V, stride, c0);
-    case 3: return weighted_sum_heads<H, 3>(p, out, T, V, stride, c0);
-    default: return weighted_sum_heads<H, 4>(p, out, T, V, stride, c0);
+    case 1: return weighted_sum_heads<H, 1>(p, out, T, V, stride, c0, ahead);
+    case 2: return weighted_sum_heads<H, 2>(p, out, T, V, stride, c0, ahead);
+    case 3: return weighted_sum_heads<H, 3>(p, out, T, V, stride, c0, ahead);
+    default: return weighted_sum_heads<H, 4>(p, out, T, V, stride, c0, ahead);
   }
 }
 
 // bf16 V: H heads x NP vector pairs from element c0, as weighted_sum_bf16 per head.
 template <size_t H, size_t NP>
 inline void weighted_sum_heads_bf16(const float* const* p, float* const* out, size_t T,
-                                    const uint16_t* V, size_t stride, size_t c0) {
+                                    const uint16_t* V, size_t stride, size_t c0, bool ahead) {
   constexpr size_t W = simd::W;
   simd::fvec ae[H][NP], ao[H][NP];
   for (size_t g = 0; g < H; ++g)
     for (size_t k = 0; k < NP; ++k) ae[g][k] = ao[g][k] = simd::fvec(0.f);
   for (size_t t = 0; t < T; ++t) {
-    if (t + kAttendAheadRows < T) prefetch_row(V, t + kAttendAheadRows, stride, c0, 2 * NP * W);
+    if (ahead && t + kAttendAheadRows < T) prefetch_row(V, t + kAttendAheadRows, stride, c0, 2 * NP * W);
     const uint16_t* row = V + t * stride + c0;
     for (size_t g = 0; g < H; ++g) {
       const float pg = p[g][t];
@@ -324,9 +389,9 @@ inline void weighted_sum_heads_bf16(const float* const* p, float* const* out, si
 
 template <size_t H>
 inline void weighted_sum_heads_bf16_np(size_t np, const float* const* p, float* const* out,
-                                       size_t T, const uint16_t* V, size_t stride, size_t c0) {
-  if (np == 1) return weighted_sum_heads_bf16<H, 1>(p, out, T, V, stride, c0);
-  return weighted_sum_heads_bf16<H, 2>(p, out, T, V, stride, c0);
+                                       size_t T, const uint16_t* V, size_t stride, size_t c0, bool ahead) {
+  if (np == 1) return weighted_sum_heads_bf16<H, 1>(p, out, T, V, stride, c0, ahead);
+  return weighted_sum_heads_bf16<H, 2>(p, out, T, V, stride, c0, ahead);
 }
 }  // namespace detail
 
@@ -344,20 +409,20 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
     return;
   }
   const size_t nv = hd / W;
-  for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
+  const bool ahead = detail::attend_prefetch();
+  if (ahead)
+    for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
   for (size_t t0 = 0; t0 < T; t0 += W) {  // scores, one block of W positions for all heads
     const size_t tb = std::min(W, T - t0);
+    switch (nv) {
+      case 2: detail::scores_block<2>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      case 4: detail::scores_block<4>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      case 8: detail::scores_block<8>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      default: break;
+    }
     for (size_t g = 0; g < G; ++g) {
-      detail::prefetch_block_share(K, V, t0, g, G, T, stride, hd);
+      if (ahead) detail::prefetch_block_share(K, V, t0, g, G, T, stride, hd);
       const float* qg = q + g * q_stride;
-      const uint8_t* m = mask ? mask + t0 : nullptr;
-      float* sg = scores + g * T + t0;
-      switch (nv) {
-        case 2: detail::scores_head<2>(qg, K, t0, tb, stride, scale, m, sg); continue;
-        case 4: detail::scores_head<4>(qg, K, t0, tb, stride, scale, m, sg); continue;
-        case 8: detail::scores_head<8>(qg, K, t0, tb, stride, scale, m, sg); continue;
-        default: break;
-      }
       detail::scores_blocked(
           [&](size_t t) {
             const float* k = K + (t0 + t) * stride;
@@ -365,7 +430,7 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
             for (size_t i = 0; i < nv; ++i) a = xsimd::fma(simd::loadu(qg + i * W), simd::loadu(k + i * W), a);
             return a;
           },
-          tb, scale, m, sg);
+          tb, scale, mask ? mask + t0 : nullptr, scores + g * T + t0);
     }
   }
   thread_local std::vector<uint8_t> visible;  // [G] does head g see any position?
@@ -387,10 +452,10 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
     for (size_t c = 0; c < nv; c += 4) {
       const size_t cn = std::min<size_t>(4, nv - c);
       switch (heads) {
-        case 1: detail::weighted_sum_heads_nv<1>(cn, p, o, T, V, stride, c * W); break;
-        case 2: detail::weighted_sum_heads_nv<2>(cn, p, o, T, V, stride, c * W); break;
-        case 3: detail::weighted_sum_heads_nv<3>(cn, p, o, T, V, stride, c * W); break;
-        default: detail::weighted_sum_heads_nv<4>(cn, p, o, T, V, stride, c * W); break;
+        case 1: detail::weighted_sum_heads_nv<1>(cn, p, o, T, V, stride, c * W, ahead); break;
+        case 2: detail::weighted_sum_heads_nv<2>(cn, p, o, T, V, stride, c * W, ahead); break;
+        case 3: detail::weighted_sum_heads_nv<3>(cn, p, o, T, V, stride, c * W, ahead); break;
+        default: detail::weighted_sum_heads_nv<4>(cn, p, o, T, V, stride, c * W, ahead); break;
       }
     }
   }
@@ -411,11 +476,13 @@ inline void attend_group_bf16(const float* q, size_t q_stride, size_t G, const u
   thread_local std::vector<detail::SplitVector> qs;  // [G] even/odd elements of each query
   if (qs.size() < G) qs.resize(G);
   for (size_t g = 0; g < G; ++g) qs[g].assign(q + g * q_stride, hd);
-  for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
+  const bool ahead = detail::attend_prefetch();
+  if (ahead)
+    for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
   for (size_t t0 = 0; t0 < T; t0 += W) {
     const size_t tb = std::min(W, T - t0);
     for (size_t g = 0; g < G; ++g) {
-      detail::prefetch_block_share(K, V, t0, g, G, T, stride, hd);
+      if (ahead) detail::prefetch_block_share(K, V, t0, g, G, T, stride, hd);
       const float* qe = qs[g].even.data();
       const float* qo = qs[g].odd.data();
       detail::scores_blocked(
@@ -452,10 +519,10 @@ inline void attend_group_bf16(const float* q, size_t q_stride, size_t G, const u
     for (size_t c = 0; c < np; c += 2) {
       const size_t cn = std::min<size_t>(2, np - c);
       switch (heads) {
-        case 1: detail::weighted_sum_heads_bf16_np<1>(cn, p, o, T, V, stride, 2 * c * W); break;
-        case 2: detail::weighted_sum_heads_bf16_np<2>(cn, p, o, T, V, stride, 2 * c * W); break;
-        case 3: detail::weighted_sum_heads_bf16_np<3>(cn, p, o, T, V, stride, 2 * c * W); break;
-        default: detail::weighted_sum_heads_bf16_np<4>(cn, p, o, T, V, stride, 2 * c * W); break;
+        case 1: detail::weighted_sum_heads_bf16_np<1>(cn, p, o, T, V, stride, 2 * c * W, ahead); break;
+        case 2: detail::weighted_sum_heads_bf16_np<2>(cn, p, o, T, V, stride, 2 * c * W, ahead); break;
+        case 3: detail::weighted_sum_heads_bf16_np<3>(cn, p, o, T, V, stride, 2 * c * W, ahead); break;
+        default: detail::weighted_sum_heads_bf16_np<4>(cn, p, o, T, V, stride, 2 * c * W, ahead); break;
       }
     }
   }
