@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "fathom/core/dtype.hpp"
@@ -111,32 +112,23 @@ inline void scores_blocked(RowDot row_dot, size_t T, float scale, const uint8_t*
   }
 }
 
-// Scores of H heads over positions [t0, t0 + tb) (tb <= W), hd = NV * W known at compile time:
-// head g's query is q + g*q_stride, its scores go to scores + g*T + t0. Each key row is loaded
-// once for the H heads, whose queries stay in registers; per head and position the NV FMAs run in
-// attend()'s order and the W positions' sums are one hsum_rows, as scores_blocked's, so the bits
-// are attend()'s. One pass over the rows for all heads, where each head had its own: the keys'
-// pass of SmolLM2's decode from DRAM 1.5-1.6x as fast on a Zen 4 (3 heads; docs/benchmarks.md,
-// "Zen 4: decode attention without software prefetch"). `ahead`: with each row read, ask for the
-// row kAttendAheadRows on (the keys, then the values, as one stream).
-template <size_t NV, size_t H>
-inline void scores_heads(const float* q, size_t q_stride, const float* K, const float* V, size_t t0, size_t tb,
-                         size_t T, size_t stride, float scale, const uint8_t* mask, float* scores, bool ahead) {
+// Scores of H heads over positions [t0, t0 + tb) (tb <= W), head g's into scores + g*T + t0, from
+// rows(k, part, j) putting every head's per-lane partial sums for the key row at k in part[g][j]. Each
+// key row is thus loaded once for the H heads, whose queries the caller keeps in registers;
+// per head and position the FMAs run in attend()'s (attend_bf16()'s) order and the W positions'
+// sums are one hsum_rows, as scores_blocked's, so the bits are theirs. One pass over the rows
+// for all heads, where each head had its own: the keys' pass of SmolLM2's decode from DRAM
+// 1.5-1.6x as fast on a Zen 4 (3 heads; docs/benchmarks.md, "Zen 4: decode attention in one
+// pass over the keys, without software prefetch"). `ahead`: with each row read, ask for the row
+// kAttendAheadRows on (the keys, then the values, as one stream).
+template <size_t H, class E, class Rows>
+inline void scores_heads(const E* K, const E* V, size_t t0, size_t tb, size_t T, size_t stride, size_t hd,
+                         float scale, const uint8_t* mask, float* scores, bool ahead, Rows rows) {
   constexpr size_t W = simd::W;
-  simd::fvec qv[H][NV];
-  for (size_t g = 0; g < H; ++g)
-    for (size_t i = 0; i < NV; ++i) qv[g][i] = simd::loadu(q + g * q_stride + i * W);
   simd::fvec part[H][W];  // [head][position] per-lane partial sums of the block's dot products
   for (size_t j = 0; j < tb; ++j) {
-    if (ahead) prefetch_kv_row(K, V, t0 + j + kAttendAheadRows, T, stride, NV * W);
-    const float* k = K + (t0 + j) * stride;
-    simd::fvec kr[NV];
-    for (size_t i = 0; i < NV; ++i) kr[i] = simd::loadu(k + i * W);
-    for (size_t g = 0; g < H; ++g) {
-      simd::fvec a(0.f);
-      for (size_t i = 0; i < NV; ++i) a = xsimd::fma(qv[g][i], kr[i], a);
-      part[g][j] = a;
-    }
+    if (ahead) prefetch_kv_row(K, V, t0 + j + kAttendAheadRows, T, stride, hd);
+    rows(K + (t0 + j) * stride, part, j);
   }
   for (size_t g = 0; g < H; ++g) {
     for (size_t j = tb; j < W; ++j) part[g][j] = simd::fvec(0.f);
@@ -147,29 +139,83 @@ inline void scores_heads(const float* q, size_t q_stride, const float* K, const 
   }
 }
 
-// The most heads scores_heads takes at once for NV vectors a row: their queries, one key row
-// and the heads' sums fit the vector registers (32 with AVX-512, 16 below).
-template <size_t NV>
-constexpr size_t kScoreHeads = simd::W == 16 ? (NV <= 4 ? 4 : 2) : (NV <= 2 ? 4 : NV <= 4 ? 2 : 1);
+// f32 keys of NV vectors: H heads' queries (q + g*q_stride) in registers.
+template <size_t NV, size_t H>
+inline void scores_heads_f32(const float* q, size_t q_stride, const float* K, const float* V, size_t t0, size_t tb,
+                             size_t T, size_t stride, float scale, const uint8_t* mask, float* scores, bool ahead) {
+  constexpr size_t W = simd::W;
+  simd::fvec qv[H][NV];
+  for (size_t g = 0; g < H; ++g)
+    for (size_t i = 0; i < NV; ++i) qv[g][i] = simd::loadu(q + g * q_stride + i * W);
+  scores_heads<H>(K, V, t0, tb, T, stride, NV * W, scale, mask, scores, ahead,
+                  [&](const float* k, simd::fvec(&part)[H][W], size_t j) {
+                    simd::fvec kr[NV];
+                    for (size_t i = 0; i < NV; ++i) kr[i] = simd::loadu(k + i * W);
+                    for (size_t g = 0; g < H; ++g) {
+                      simd::fvec a(0.f);
+                      for (size_t i = 0; i < NV; ++i) a = xsimd::fma(qv[g][i], kr[i], a);
+                      part[g][j] = a;
+                    }
+                  });
+}
 
-// Every head's scores over one block of positions, kScoreHeads<NV> heads at a time; the first
-// heads' pass asks for the rows ahead.
-template <size_t NV>
-inline void scores_block(const float* q, size_t q_stride, size_t G, const float* K, const float* V, size_t t0,
-                         size_t tb, size_t T, size_t stride, float scale, const uint8_t* mask, float* scores,
-                         bool ahead) {
-  constexpr size_t HM = kScoreHeads<NV>;
-  for (size_t g0 = 0; g0 < G; g0 += HM) {
-    const float* qg = q + g0 * q_stride;
-    float* sg = scores + g0 * T;
-    const bool pf = ahead && g0 == 0;
-    switch (std::min(HM, G - g0)) {
-      case 1: scores_heads<NV, 1>(qg, q_stride, K, V, t0, tb, T, stride, scale, mask, sg, pf); break;
-      case 2: scores_heads<NV, std::min<size_t>(HM, 2)>(qg, q_stride, K, V, t0, tb, T, stride, scale, mask, sg, pf); break;
-      case 3: scores_heads<NV, std::min<size_t>(HM, 3)>(qg, q_stride, K, V, t0, tb, T, stride, scale, mask, sg, pf); break;
-      default: scores_heads<NV, HM>(qg, q_stride, K, V, t0, tb, T, stride, scale, mask, sg, pf); break;
+// bf16 keys of NP pairs of vectors: H heads' queries split into even and odd elements
+// (qs[g], as attend_bf16 splits them) in registers.
+template <size_t NP, size_t H>
+inline void scores_heads_bf16(const SplitVector* qs, const uint16_t* K, const uint16_t* V, size_t t0, size_t tb,
+                              size_t T, size_t stride, float scale, const uint8_t* mask, float* scores, bool ahead) {
+  constexpr size_t W = simd::W;
+  simd::fvec qe[H][NP], qo[H][NP];
+  for (size_t g = 0; g < H; ++g)
+    for (size_t i = 0; i < NP; ++i) qe[g][i] = simd::loadu(qs[g].even.data() + i * W), qo[g][i] = simd::loadu(qs[g].odd.data() + i * W);
+  scores_heads<H>(K, V, t0, tb, T, stride, 2 * NP * W, scale, mask, scores, ahead,
+                  [&](const uint16_t* k, simd::fvec(&part)[H][W], size_t j) {
+                    simd::fvec ke[NP], ko[NP];
+                    for (size_t i = 0; i < NP; ++i) simd::bf16_split(k + 2 * i * W, ke[i], ko[i]);
+                    for (size_t g = 0; g < H; ++g) {
+                      simd::fvec a(0.f), b(0.f);
+                      for (size_t i = 0; i < NP; ++i) {
+                        a = xsimd::fma(qe[g][i], ke[i], a);
+                        b = xsimd::fma(qo[g][i], ko[i], b);
+                      }
+                      part[g][j] = a + b;
+                    }
+                  });
+}
+
+// The most heads one pass takes for N query vectors a head: their queries, one key row (N
+// vectors) and the heads' sums fit the vector registers (32 with AVX-512, 16 below).
+template <size_t N>
+constexpr size_t kScoreHeads = simd::W == 16 ? (N <= 4 ? 4 : 2) : (N <= 2 ? 4 : N <= 4 ? 2 : 1);
+
+// Every head's scores over one block of positions, in passes of up to HM heads: pass(h, g0)
+// runs heads g0 .. g0 + h (h <= HM, a compile-time constant); only the first pass asks for rows
+// ahead.
+template <size_t HM, class Pass>
+inline void scores_passes(size_t G, Pass pass) {
+  for (size_t g0 = 0; g0 < G; g0 += HM) switch (std::min(HM, G - g0)) {
+      case 1: pass(std::integral_constant<size_t, 1>{}, g0); break;
+      case 2: pass(std::integral_constant<size_t, std::min<size_t>(HM, 2)>{}, g0); break;
+      case 3: pass(std::integral_constant<size_t, std::min<size_t>(HM, 3)>{}, g0); break;
+      default: pass(std::integral_constant<size_t, HM>{}, g0); break;
     }
-  }
+}
+template <size_t NV>
+inline void scores_block_f32(const float* q, size_t q_stride, size_t G, const float* K, const float* V, size_t t0,
+                             size_t tb, size_t T, size_t stride, float scale, const uint8_t* mask, float* scores,
+                             bool ahead) {
+  scores_passes<kScoreHeads<NV>>(G, [&](auto h, size_t g0) {
+    scores_heads_f32<NV, h>(q + g0 * q_stride, q_stride, K, V, t0, tb, T, stride, scale, mask, scores + g0 * T,
+                            ahead && g0 == 0);
+  });
+}
+template <size_t NP>
+inline void scores_block_bf16(const SplitVector* qs, size_t G, const uint16_t* K, const uint16_t* V, size_t t0,
+                              size_t tb, size_t T, size_t stride, float scale, const uint8_t* mask, float* scores,
+                              bool ahead) {
+  scores_passes<kScoreHeads<2 * NP>>(G, [&](auto h, size_t g0) {
+    scores_heads_bf16<NP, h>(qs + g0, K, V, t0, tb, T, stride, scale, mask, scores + g0 * T, ahead && g0 == 0);
+  });
 }
 
 // out[c*W .. c*W + NV*W) = sum_t p[t] * V[t][same range], V rows given by v_at(t) (f32).
@@ -415,9 +461,9 @@ inline void attend_group(const float* q, size_t q_stride, size_t G, const float*
   for (size_t t0 = 0; t0 < T; t0 += W) {  // scores, one block of W positions for all heads
     const size_t tb = std::min(W, T - t0);
     switch (nv) {
-      case 2: detail::scores_block<2>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
-      case 4: detail::scores_block<4>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
-      case 8: detail::scores_block<8>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      case 2: detail::scores_block_f32<2>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      case 4: detail::scores_block_f32<4>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      case 8: detail::scores_block_f32<8>(q, q_stride, G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
       default: break;
     }
     for (size_t g = 0; g < G; ++g) {
@@ -481,6 +527,12 @@ inline void attend_group_bf16(const float* q, size_t q_stride, size_t G, const u
     for (size_t i = 0; i < detail::kAttendAheadRows; ++i) detail::prefetch_kv_row(K, V, i, T, stride, hd);
   for (size_t t0 = 0; t0 < T; t0 += W) {
     const size_t tb = std::min(W, T - t0);
+    switch (np) {
+      case 1: detail::scores_block_bf16<1>(qs.data(), G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      case 2: detail::scores_block_bf16<2>(qs.data(), G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      case 4: detail::scores_block_bf16<4>(qs.data(), G, K, V, t0, tb, T, stride, scale, mask, scores, ahead); continue;
+      default: break;
+    }
     for (size_t g = 0; g < G; ++g) {
       if (ahead) detail::prefetch_block_share(K, V, t0, g, G, T, stride, hd);
       const float* qe = qs[g].even.data();
