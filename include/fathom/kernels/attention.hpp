@@ -24,11 +24,11 @@ namespace detail {
 // hardware prefetchers started each stream late. 32 rows: 8 KiB of a 64-wide f32 head.
 //
 // Not on a Zen 4 (AMD family 19h with AVX-512): there every software prefetch in these kernels
-// made decode slower. SmolLM2-135M's decode at 256 positions, one thread, timed per part: the
-// keys' pass (scores_heads) took 350 us a token with the prefetches and 245-260 without, the
-// values' 230-245 and 200-215; the keys read ahead into L2 as well (64 rows), the prefetches
-// issued one line at a time, or only the values' first rows asked for during the keys' pass did
-// no better (docs/benchmarks.md, "Zen 4: decode attention without software prefetch").
+// made decode slower. SmolLM2-135M's decode at 256 positions, one thread: attention took 680-686
+// us a token with these prefetches and 541-545 without (the keys' pass 347-355 and 243-262); the
+// keys also read ahead into L2 (64 rows), the prefetches one line at a time, or only the values'
+// first rows asked for during the keys' pass did no better (docs/benchmarks.md, "Zen 4: decode
+// attention in one pass over the keys, without software prefetch").
 constexpr size_t kAttendAheadRows = 32;
 // -1: the choice above; 0 / 1: prefetches off / on everywhere (bench_attention compares them).
 // Results do not depend on it.
@@ -112,9 +112,9 @@ inline void scores_blocked(RowDot row_dot, size_t T, float scale, const uint8_t*
   }
 }
 
-// Scores of H heads over positions [t0, t0 + tb) (tb <= W), head g's into scores + g*T + t0, from
-// rows(k, part, j) putting every head's per-lane partial sums for the key row at k in part[g][j]. Each
-// key row is thus loaded once for the H heads, whose queries the caller keeps in registers;
+// Scores of H heads over positions [t0, t0 + tb) (tb <= W), head g's into scores + g*T + t0;
+// rows(k, part, j) puts every head's per-lane partial sums for the key row at k in part[g][j].
+// Each key row is thus loaded once for the H heads, whose queries the caller keeps in registers;
 // per head and position the FMAs run in attend()'s (attend_bf16()'s) order and the W positions'
 // sums are one hsum_rows, as scores_blocked's, so the bits are theirs. One pass over the rows
 // for all heads, where each head had its own: the keys' pass of SmolLM2's decode from DRAM
@@ -167,7 +167,10 @@ inline void scores_heads_bf16(const SplitVector* qs, const uint16_t* K, const ui
   constexpr size_t W = simd::W;
   simd::fvec qe[H][NP], qo[H][NP];
   for (size_t g = 0; g < H; ++g)
-    for (size_t i = 0; i < NP; ++i) qe[g][i] = simd::loadu(qs[g].even.data() + i * W), qo[g][i] = simd::loadu(qs[g].odd.data() + i * W);
+    for (size_t i = 0; i < NP; ++i) {
+      qe[g][i] = simd::loadu(qs[g].even.data() + i * W);
+      qo[g][i] = simd::loadu(qs[g].odd.data() + i * W);
+    }
   scores_heads<H>(K, V, t0, tb, T, stride, 2 * NP * W, scale, mask, scores, ahead,
                   [&](const uint16_t* k, simd::fvec(&part)[H][W], size_t j) {
                     simd::fvec ke[NP], ko[NP];
