@@ -192,8 +192,8 @@ template <size_t N>
 constexpr size_t kScoreHeads = simd::W == 16 ? (N <= 4 ? 4 : 2) : (N <= 2 ? 4 : N <= 4 ? 2 : 1);
 
 // Every head's scores over one block of positions, in passes of up to HM heads: pass(h, g0)
-// runs heads g0 .. g0 + h (h <= HM, a compile-time constant); only the first pass asks for rows
-// ahead.
+// runs heads g0 .. g0 + h (h <= HM, a compile-time constant). The callers let only the first
+// pass ask for rows ahead (the later ones read the block from L1).
 template <size_t HM, class Pass>
 inline void scores_passes(size_t G, Pass pass) {
   for (size_t g0 = 0; g0 < G; g0 += HM) switch (std::min(HM, G - g0)) {
