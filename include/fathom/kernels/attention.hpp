@@ -63,7 +63,8 @@ inline void prefetch_kv_row(const E* K, const E* V, size_t i, size_t T, size_t s
 // G heads' score passes of the block: head g asks for rows [W g / G, W (g + 1) / G). All W rows at
 // once before the first head (64 lines of a 64-wide f32 head) ran the keys' pass at 20-23 GB/s
 // from DRAM on a Zen 5, shared out 29-30 (1.33-1.45x at 4000 positions, 1.05-1.19x at 449-1000;
-// docs/benchmarks.md, "Decode at two threads").
+// docs/benchmarks.md, "Decode at two threads"). For the head sizes without a one-pass kernel;
+// scores_heads spreads them the same way, one row asked for with each row it reads.
 template <class E>
 inline void prefetch_block_share(const E* K, const E* V, size_t t0, size_t g, size_t G, size_t T, size_t stride,
                                  size_t hd) {
