@@ -6,11 +6,13 @@
 #include <doctest/doctest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fathom/io/gguf_quants.hpp"
@@ -45,29 +47,74 @@ const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DTyp
 
 TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit") {
   std::mt19937 rng(3);
-  for (DType t : kTypes) {
-    CAPTURE(dtype_name(t));
-    const Case c = make_case(t, 5, 512, rng);
-    const kk::MatrixView W = c.M.view();
-    // the file's bytes in whole groups of 16 rows (the 11 padding rows zero)
-    CHECK(c.M.bytes() == c.raw.size() / 5 * 16);
-    size_t bad = 0;
-    for (size_t r = 0; r < c.rows; ++r)
-      for (size_t k = 0; k < c.cols; ++k)
-        bad += std::bit_cast<uint32_t>(W.at(r, k)) != std::bit_cast<uint32_t>(c.dq[r * c.cols + k]);
-    CHECK(bad == 0);
+  for (DType t : kTypes)
+    for (size_t cols : {size_t(512), size_t(2304)}) {  // 2304: Q4_K's rows in two column slices
+      CAPTURE(dtype_name(t));
+      CAPTURE(cols);
+      const Case c = make_case(t, 5, cols, rng);
+      const kk::MatrixView W = c.M.view();
+      // the file's bytes in whole groups of 16 rows (the 11 padding rows zero)
+      CHECK(c.M.bytes() == c.raw.size() / 5 * 16);
+      size_t bad = 0;
+      for (size_t r = 0; r < c.rows; ++r)
+        for (size_t k = 0; k < c.cols; ++k)
+          bad += std::bit_cast<uint32_t>(W.at(r, k)) != std::bit_cast<uint32_t>(c.dq[r * c.cols + k]);
+      CHECK(bad == 0);
+    }
+}
+
+TEST_CASE("Q4_K column slices: their widths, every tile once, the padding rows zero") {
+  // at most 8 super-blocks (2048 columns) a slice, as even as whole super-blocks allow
+  const std::pair<size_t, size_t> widths[] = {{1, 1}, {8, 8}, {9, 5}, {12, 6}, {16, 8}, {19, 7}, {32, 8}, {56, 8}};
+  for (auto [nsb, ws] : widths) {
+    CAPTURE(nsb);
+    CHECK(kd::k4_slice_width(nsb) == ws);
   }
+  // tile_index maps (group, super-block) onto every tile of the matrix exactly once, each slice a
+  // run of its groups' parts in group order
+  for (size_t nsb : {size_t(3), size_t(9), size_t(19), size_t(32)})
+    for (size_t rows : {size_t(16), size_t(67)}) {
+      CAPTURE(nsb);
+      CAPTURE(rows);
+      const kd::K4Layout L = kd::k4_layout(nullptr, rows, nsb * kk::kSuperBlock);
+      std::vector<int> seen(L.groups * nsb, 0);
+      for (size_t g = 0; g < L.groups; ++g)
+        for (size_t s = 0; s < nsb; ++s) {
+          const size_t i = L.tile_index(g, s);
+          REQUIRE(i < seen.size());
+          ++seen[i];
+          if (s + 1 < L.slice_end(s)) CHECK(L.tile_index(g, s + 1) == i + 1);
+          else if (g + 1 < L.groups) CHECK(L.tile_index(g + 1, s / L.ws * L.ws) == i + 1);
+        }
+      CHECK(std::count(seen.begin(), seen.end(), 1) == long(seen.size()));
+    }
+  // the 13 padding rows of a matrix of 2304 columns (two slices) are zero in every tile
+  std::mt19937 rng(4);
+  const Case c = make_case(DType::Q4_K, 3, 2304, rng);
+  const kd::K4Layout L = kd::k4_layout(c.M.view());
+  size_t nonzero = 0;
+  for (size_t r = 3; r < 16; ++r)
+    for (size_t s = 0; s < L.nsb; ++s) {
+      uint8_t q[32];
+      float scale, min;
+      for (int j = 0; j < 8; ++j) {
+        kd::k4_subblock(L, r, s, j, q, scale, min);
+        nonzero += scale != 0.f || min != 0.f || std::count(q, q + 32, uint8_t(0)) != 32;
+      }
+    }
+  CHECK(nonzero == 0);
 }
 
 TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel's bits, any thread count") {
   DecodeBitsPrompts int8_prompts;  // gemm's int8 kernels with decode's bits (the default prompt path is gemm_exact)
   std::mt19937 rng(5);
   for (DType t : kTypes)
-    for (size_t cols :
-         {size_t(96), size_t(256), size_t(576), size_t(768), size_t(800), size_t(1056), size_t(1792), size_t(5152)})
+    for (size_t cols : {size_t(96), size_t(256), size_t(576), size_t(768), size_t(800), size_t(1056), size_t(1792),
+                        size_t(2304), size_t(4864), size_t(5152)})
       for (size_t rows : {size_t(1), size_t(7), size_t(67)}) {
-        // 96, 576 (SmolLM2's width), 800, 1056, 5152: 3, 18, 25, 33, 161 blocks of 32; rows 1, 7
-        // and 67: part of a group of 16, and 4 groups and 3 rows
+        // 96, 576 (SmolLM2's width), 800, 1056, 5152: 3, 18, 25, 33, 161 blocks of 32; 2304 and 4864
+        // (Qwen2.5-0.5B's intermediate): Q4_K's rows in 2 and 3 column slices; rows 1, 7 and 67: part
+        // of a group of 16, and 4 groups and 3 rows
         if (cols % kk::gguf_block_elems(t) != 0) continue;
         CAPTURE(dtype_name(t));
         CAPTURE(cols);

@@ -12,9 +12,16 @@
 //   uint8  qs[4][8][16][4]  run c, chunk j, row i: nibble bytes 32c + 4j .. 32c + 4j + 3:  2048 B
 //                           their low nibbles are elements 4j .. of sub-block 2c, their high
 //                           nibbles elements 4j .. of sub-block 2c + 1
-// = 16 x the file's 144 bytes. Element l of sub-block j = (d sc_j) q - (dmin mn_j), q in 0..15,
-// sc_j and mn_j the six-bit integers of GGUF's get_scale_min_k4 (k4_scale_min); d sc_j and
-// dmin mn_j are exact in f32 (an f16 times a six-bit integer).
+// = 16 x the file's 144 bytes. Rows longer than kK4SliceSb super-blocks (2048 columns) are held
+// in column slices of at most that many (k4_slice_width): slice k holds super-blocks [k ws,
+// (k + 1) ws) of every group, group after group, and the products go slice by slice (each
+// group's sums carried from one slice to the next: the same operations in the same order), so
+// that one slice's activations serve every group while its tiles stream by (quant4.hpp). A row
+// of at most 2048 columns is one slice: the layout above.
+//
+// Element l of sub-block j = (d sc_j) q - (dmin mn_j), q in 0..15, sc_j and mn_j the six-bit
+// integers of GGUF's get_scale_min_k4 (k4_scale_min); d sc_j and dmin mn_j are exact in f32 (an
+// f16 times a six-bit integer).
 //
 // Products, with activation blocks x = dx * qx (Q8Acts; sx = dx sum qx), for each row, sub-block
 // after sub-block b = 8 s + j:
@@ -25,6 +32,7 @@
 // weights (the file's layout, a row's super-blocks in a run, ran at 35 GB/s from L3 on a Zen 5
 // core, below its DRAM's read rate; docs/benchmarks.md). Every kernel below does exactly these
 // operations: the same bits on every CPU, for any thread count and any number of activation rows.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -58,20 +66,51 @@ inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
   }
 }
 
+// Most super-blocks in a column slice. From DRAM one Zen 4 thread streamed Q4_K rows of 4096 to
+// 16,384 columns at 80-85 % of the read and rows of 2048 at 93-99 %, the same kernel, as fast as
+// each other from L3; with the activations' int8 values confined to 2 KiB (a test, wrong sums)
+// the long rows ran at 93-97 %. A group's pass over a row of 8192 columns reads its 8 KiB of
+// activations once per 72 KiB of weights streaming through L1. In slices of 2048 columns: 1.06-
+// 1.14x (docs/benchmarks.md, "Zen 4: long Q4_K rows in column slices").
+constexpr size_t kK4SliceSb = 8;
+
+// Super-blocks per column slice of a row of nsb: the fewest slices of at most kK4SliceSb, as even
+// as whole super-blocks allow (the last may be narrower).
+inline size_t k4_slice_width(size_t nsb) {
+  const size_t slices = (nsb + kK4SliceSb - 1) / kK4SliceSb;
+  return slices <= 1 ? nsb : (nsb + slices - 1) / slices;
+}
+
 // A matrix's tiles (layout above).
 struct K4Layout {
   const uint8_t* base;
-  size_t nsb;  // super-blocks per row
-  const uint8_t* tile_at(size_t r, size_t s) const { return base + ((r / kQ4GroupRows) * nsb + s) * kK4Tile; }
+  size_t nsb;     // super-blocks per row
+  size_t groups;  // groups of 16 rows
+  size_t ws;      // super-blocks per column slice (k4_slice_width)
+  // Tile of group g's super-block s, counted from base: its slice's start (every earlier slice is
+  // ws wide), then g's part of the slice.
+  size_t tile_index(size_t g, size_t s) const {
+    const size_t first = s / ws * ws;
+    return groups * first + g * std::min(ws, nsb - first) + (s - first);
+  }
+  const uint8_t* tile_at(size_t r, size_t s) const { return base + tile_index(r / kQ4GroupRows, s) * kK4Tile; }
+  // First super-block past s's slice.
+  size_t slice_end(size_t s) const { return std::min(nsb, (s / ws + 1) * ws); }
+  bool sliced() const { return ws < nsb; }
 };
-inline K4Layout k4_layout(const MatrixView& W) { return {static_cast<const uint8_t*>(W.data), W.cols / kSuperBlock}; }
+inline K4Layout k4_layout(const void* data, size_t rows, size_t cols) {
+  const size_t nsb = cols / kSuperBlock;
+  return {static_cast<const uint8_t*>(data), nsb, q4_groups(rows), k4_slice_width(nsb)};
+}
+inline K4Layout k4_layout(const MatrixView& W) { return k4_layout(W.data, W.rows, W.cols); }
 
 // Bytes of a rows x cols matrix (cols a multiple of 256), the padding rows included.
 inline size_t k4_matrix_bytes(size_t rows, size_t cols) { return q4_groups(rows) * (cols / kSuperBlock) * kK4Tile; }
 
-// The file's super-block `blk` (d, dmin, 12 scale bytes, 128 nibble bytes) -> super-block s of row r.
-inline void k4_put_superblock(uint8_t* base, size_t nsb, size_t r, size_t s, const uint8_t* blk) {
-  uint8_t* t = base + ((r / kQ4GroupRows) * nsb + s) * kK4Tile;
+// The file's super-block `blk` (d, dmin, 12 scale bytes, 128 nibble bytes) -> super-block s of row r
+// of the matrix at L.base.
+inline void k4_put_superblock(const K4Layout& L, size_t r, size_t s, const uint8_t* blk) {
+  uint8_t* t = const_cast<uint8_t*>(L.tile_at(r, s));
   const size_t i = r % kQ4GroupRows;
   std::memcpy(t + 2 * i, blk, 2);
   std::memcpy(t + kK4Min + 2 * i, blk + 2, 2);
@@ -102,10 +141,11 @@ inline void k4_subblock(const K4Layout& L, size_t r, size_t s, int j, uint8_t* q
 
 // One weight row . one activation row (xq: [nsb * 256], xd, sx: [nsb * 8]): the header's
 // arithmetic, operation for operation (the reference the vector kernels equal bit for bit).
-inline float k4_row_dot_portable(const K4Layout& L, size_t r, const int8_t* xq, const float* xd, const float* sx) {
-  float acc = 0.f;
+// Super-blocks [first, last) only, continuing from acc: a GroupPart (q4_groups.hpp).
+inline float k4_row_dot_portable(const K4Layout& L, size_t r, const int8_t* xq, const float* xd, const float* sx,
+                                 size_t first = 0, size_t last = SIZE_MAX, float acc = 0.f) {
   uint8_t q[32];
-  for (size_t s = 0; s < L.nsb; ++s)
+  for (size_t s = first; s < std::min(last, L.nsb); ++s)
     for (int j = 0; j < 8; ++j) {
       float scale, min;
       k4_subblock(L, r, s, j, q, scale, min);
@@ -141,53 +181,61 @@ inline __m512i k4_six_bits(int j, bool min, __m512i w0, __m512i w1, __m512i w2) 
 // as fast as the whole tile's 36 lines at once before the first pair (docs/benchmarks.md, "Zen 4:
 // GGUF prefetches into L1 again").
 template <int RX>
-inline void k4_group_vnni(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
-  const uint8_t* t = L.base + g * L.nsb * kK4Tile;
+inline void k4_group_vnni(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out, GroupPart part = {}) {
   const __m512i lo4 = _mm512_set1_epi8(15), hi4 = _mm512_set1_epi8(char(0xf0));
   __m512 acc[RX];
-  for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();
-  for (size_t s = 0; s < L.nsb; ++s, t += kK4Tile) {
-    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
-    const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Min)));
-    const __m512i w0 = _mm512_load_si512(t + kK4Scales), w1 = _mm512_load_si512(t + kK4Scales + 64),
-                  w2 = _mm512_load_si512(t + kK4Scales + 128);
-    auto pair = [&](auto C) {  // sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles)
-      constexpr int c = decltype(C)::value;
-      for (size_t at = c * (kK4Tile / 4); at < (c + 1) * (kK4Tile / 4); at += 64)
-        prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
-      const uint8_t* run = t + kK4Qs + 512 * c;
-      __m512i lo[8], hi[8];
-      for (int j = 0; j < 8; ++j) {
-        const __m512i raw = _mm512_load_si512(run + 64 * j);
-        lo[j] = _mm512_and_si512(raw, lo4);
-        hi[j] = _mm512_and_si512(raw, hi4);
-      }
-      const __m512 sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(2 * c, false, w0, w1, w2)));
-      const __m512 mn0 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(2 * c, true, w0, w1, w2)));
-      const __m512 sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(2 * c + 1, false, w0, w1, w2)));
-      const __m512 mn1 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(2 * c + 1, true, w0, w1, w2)));
-      const size_t b = 8 * s + 2 * c;
-      for (int m = 0; m < RX; ++m) {
-        const int8_t* x = a.xq[m] + 32 * b;
-        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+  for (int m = 0; m < RX; ++m) acc[m] = part.carry ? _mm512_loadu_ps(out + 16 * m) : _mm512_setzero_ps();
+  const size_t last = std::min(part.last, L.nsb);
+  for (size_t s = part.first; s < last;) {  // slice by slice: each a run of tiles
+    const size_t end = std::min(last, L.slice_end(s));
+    const uint8_t* t = L.base + L.tile_index(g, s) * kK4Tile;
+    for (; s < end; ++s, t += kK4Tile) {
+      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
+      const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Min)));
+      const __m512i w0 = _mm512_load_si512(t + kK4Scales), w1 = _mm512_load_si512(t + kK4Scales + 64),
+                    w2 = _mm512_load_si512(t + kK4Scales + 128);
+      auto pair = [&](auto C) {  // sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles)
+        constexpr int c = decltype(C)::value;
+        for (size_t at = c * (kK4Tile / 4); at < (c + 1) * (kK4Tile / 4); at += 64)
+          prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
+        const uint8_t* run = t + kK4Qs + 512 * c;
+        __m512i lo[8], hi[8];
         for (int j = 0; j < 8; ++j) {
-          int32_t xl, xh;
-          std::memcpy(&xl, x + 4 * j, 4);
-          std::memcpy(&xh, x + 32 + 4 * j, 4);
-          s0 = _mm512_dpbusd_epi32(s0, lo[j], _mm512_set1_epi32(xl));
-          s1 = _mm512_dpbusd_epi32(s1, hi[j], _mm512_set1_epi32(xh));
+          const __m512i raw = _mm512_load_si512(run + 64 * j);
+          lo[j] = _mm512_and_si512(raw, lo4);
+          hi[j] = _mm512_and_si512(raw, hi4);
         }
-        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc0, _mm512_set1_ps(a.xd[m][b])), acc[m]);
-        acc[m] = _mm512_fnmadd_ps(mn0, _mm512_set1_ps(a.sx[m][b]), acc[m]);
-        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(s1, 4)),
-                                 _mm512_mul_ps(sc1, _mm512_set1_ps(a.xd[m][b + 1])), acc[m]);
-        acc[m] = _mm512_fnmadd_ps(mn1, _mm512_set1_ps(a.sx[m][b + 1]), acc[m]);
-      }
-    };
-    pair(std::integral_constant<int, 0>{});
-    pair(std::integral_constant<int, 1>{});
-    pair(std::integral_constant<int, 2>{});
-    pair(std::integral_constant<int, 3>{});
+        const __m512 sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(2 * c, false, w0, w1, w2)));
+        const __m512 mn0 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(2 * c, true, w0, w1, w2)));
+        const __m512 sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(2 * c + 1, false, w0, w1, w2)));
+        const __m512 mn1 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(2 * c + 1, true, w0, w1, w2)));
+        const size_t b = 8 * s + 2 * c;
+        if constexpr (RX == 1) {  // decode: the next super-block's activations (past the row's end: harmless)
+          prefetch_line(uintptr_t(a.xq[0] + 32 * (b + 8)));
+          if (c == 0) prefetch_line(uintptr_t(a.xd[0] + b + 8)), prefetch_line(uintptr_t(a.sx[0] + b + 8));
+        }
+        for (int m = 0; m < RX; ++m) {
+          const int8_t* x = a.xq[m] + 32 * b;
+          __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+          for (int j = 0; j < 8; ++j) {
+            int32_t xl, xh;
+            std::memcpy(&xl, x + 4 * j, 4);
+            std::memcpy(&xh, x + 32 + 4 * j, 4);
+            s0 = _mm512_dpbusd_epi32(s0, lo[j], _mm512_set1_epi32(xl));
+            s1 = _mm512_dpbusd_epi32(s1, hi[j], _mm512_set1_epi32(xh));
+          }
+          acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc0, _mm512_set1_ps(a.xd[m][b])), acc[m]);
+          acc[m] = _mm512_fnmadd_ps(mn0, _mm512_set1_ps(a.sx[m][b]), acc[m]);
+          acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(s1, 4)),
+                                   _mm512_mul_ps(sc1, _mm512_set1_ps(a.xd[m][b + 1])), acc[m]);
+          acc[m] = _mm512_fnmadd_ps(mn1, _mm512_set1_ps(a.sx[m][b + 1]), acc[m]);
+        }
+      };
+      pair(std::integral_constant<int, 0>{});
+      pair(std::integral_constant<int, 1>{});
+      pair(std::integral_constant<int, 2>{});
+      pair(std::integral_constant<int, 3>{});
+    }
   }
   for (int m = 0; m < RX; ++m) _mm512_storeu_ps(out + 16 * m, acc[m]);
 }
@@ -206,57 +254,65 @@ inline __m256i k4_six_bits(int j, bool min, __m256i w0, __m256i w1, __m256i w2) 
 // vpmaddwd (values 0..15 the unsigned operand: no saturation), the same integers and float
 // operations as the header. At most 2 activation rows per call (16 registers).
 template <int RX>
-inline void k4_group_avx2(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
+inline void k4_group_avx2(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out, GroupPart part = {}) {
   static_assert(RX <= 2);
-  const uint8_t* t = L.base + g * L.nsb * kK4Tile;
   const __m256i lo4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
   __m256 acc[RX][2];
-  for (int m = 0; m < RX; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-  for (size_t s = 0; s < L.nsb; ++s, t += kK4Tile) {
-    for (size_t at = 0; at < kK4Tile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
-    for (int h = 0; h < 2; ++h) {
-      const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t + 16 * h)));
-      const __m256 dmin = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t + kK4Min + 16 * h)));
-      const auto word = [&](int k) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Scales + 64 * k + 32 * h)); };
-      const __m256i w0 = word(0), w1 = word(1), w2 = word(2);
-      auto pair = [&](auto C) {
-        constexpr int c = decltype(C)::value;
-        const size_t b = 8 * s + 2 * c;
-        // int16 pair sums of the 8 chunks: each at most 2 x 15 x 127, all 8 at most 30480 (no
-        // overflow), widened to int32 once
-        __m256i s0[RX], s1[RX];
-        for (int m = 0; m < RX; ++m) s0[m] = s1[m] = _mm256_setzero_si256();
-        for (int j = 0; j < 8; ++j) {
-          const __m256i raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Qs + 512 * c + 64 * j + 32 * h));
-          const __m256i lo = _mm256_and_si256(raw, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
-          for (int m = 0; m < RX; ++m) {
-            int32_t xl, xh;
-            std::memcpy(&xl, a.xq[m] + 32 * b + 4 * j, 4);
-            std::memcpy(&xh, a.xq[m] + 32 * b + 32 + 4 * j, 4);
-            s0[m] = _mm256_add_epi16(s0[m], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
-            s1[m] = _mm256_add_epi16(s1[m], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
+  for (int m = 0; m < RX; ++m)
+    for (int h = 0; h < 2; ++h) acc[m][h] = part.carry ? _mm256_loadu_ps(out + 16 * m + 8 * h) : _mm256_setzero_ps();
+  const size_t last = std::min(part.last, L.nsb);
+  for (size_t s = part.first; s < last;) {  // slice by slice: each a run of tiles
+    const size_t end = std::min(last, L.slice_end(s));
+    const uint8_t* t = L.base + L.tile_index(g, s) * kK4Tile;
+    for (; s < end; ++s, t += kK4Tile) {
+      for (size_t at = 0; at < kK4Tile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
+      for (int h = 0; h < 2; ++h) {
+        const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t + 16 * h)));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t + kK4Min + 16 * h)));
+        const auto word = [&](int k) {
+          return _mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Scales + 64 * k + 32 * h));
+        };
+        const __m256i w0 = word(0), w1 = word(1), w2 = word(2);
+        auto pair = [&](auto C) {
+          constexpr int c = decltype(C)::value;
+          const size_t b = 8 * s + 2 * c;
+          // int16 pair sums of the 8 chunks: each at most 2 x 15 x 127, all 8 at most 30480 (no
+          // overflow), widened to int32 once
+          __m256i s0[RX], s1[RX];
+          for (int m = 0; m < RX; ++m) s0[m] = s1[m] = _mm256_setzero_si256();
+          for (int j = 0; j < 8; ++j) {
+            const __m256i raw =
+                _mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Qs + 512 * c + 64 * j + 32 * h));
+            const __m256i lo = _mm256_and_si256(raw, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+            for (int m = 0; m < RX; ++m) {
+              int32_t xl, xh;
+              std::memcpy(&xl, a.xq[m] + 32 * b + 4 * j, 4);
+              std::memcpy(&xh, a.xq[m] + 32 * b + 32 + 4 * j, 4);
+              s0[m] = _mm256_add_epi16(s0[m], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
+              s1[m] = _mm256_add_epi16(s1[m], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
+            }
           }
-        }
-        for (int m = 0; m < RX; ++m) {
-          s0[m] = _mm256_madd_epi16(s0[m], ones);
-          s1[m] = _mm256_madd_epi16(s1[m], ones);
-        }
-        const __m256 sc0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(k4_six_bits(2 * c, false, w0, w1, w2)));
-        const __m256 mn0 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(k4_six_bits(2 * c, true, w0, w1, w2)));
-        const __m256 sc1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(k4_six_bits(2 * c + 1, false, w0, w1, w2)));
-        const __m256 mn1 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(k4_six_bits(2 * c + 1, true, w0, w1, w2)));
-        for (int m = 0; m < RX; ++m) {
-          __m256& y = acc[m][h];
-          y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[m]), _mm256_mul_ps(sc0, _mm256_set1_ps(a.xd[m][b])), y);
-          y = _mm256_fnmadd_ps(mn0, _mm256_set1_ps(a.sx[m][b]), y);
-          y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[m]), _mm256_mul_ps(sc1, _mm256_set1_ps(a.xd[m][b + 1])), y);
-          y = _mm256_fnmadd_ps(mn1, _mm256_set1_ps(a.sx[m][b + 1]), y);
-        }
-      };
-      pair(std::integral_constant<int, 0>{});
-      pair(std::integral_constant<int, 1>{});
-      pair(std::integral_constant<int, 2>{});
-      pair(std::integral_constant<int, 3>{});
+          for (int m = 0; m < RX; ++m) {
+            s0[m] = _mm256_madd_epi16(s0[m], ones);
+            s1[m] = _mm256_madd_epi16(s1[m], ones);
+          }
+          const __m256 sc0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(k4_six_bits(2 * c, false, w0, w1, w2)));
+          const __m256 mn0 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(k4_six_bits(2 * c, true, w0, w1, w2)));
+          const __m256 sc1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(k4_six_bits(2 * c + 1, false, w0, w1, w2)));
+          const __m256 mn1 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(k4_six_bits(2 * c + 1, true, w0, w1, w2)));
+          for (int m = 0; m < RX; ++m) {
+            __m256& y = acc[m][h];
+            y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[m]), _mm256_mul_ps(sc0, _mm256_set1_ps(a.xd[m][b])), y);
+            y = _mm256_fnmadd_ps(mn0, _mm256_set1_ps(a.sx[m][b]), y);
+            y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[m]), _mm256_mul_ps(sc1, _mm256_set1_ps(a.xd[m][b + 1])), y);
+            y = _mm256_fnmadd_ps(mn1, _mm256_set1_ps(a.sx[m][b + 1]), y);
+          }
+        };
+        pair(std::integral_constant<int, 0>{});
+        pair(std::integral_constant<int, 1>{});
+        pair(std::integral_constant<int, 2>{});
+        pair(std::integral_constant<int, 3>{});
+      }
     }
   }
   for (int m = 0; m < RX; ++m) {
@@ -269,17 +325,24 @@ inline void k4_group_avx2(const K4Layout& L, size_t g, const Q4Acts<RX>& a, floa
 // out[16 m + i] = row 16 g + i . activation row m (m < RX), the padding rows included: the vector
 // kernel compiled in, else the portable one.
 template <int RX>
-inline void k4_group(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
+inline void k4_group(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* out, GroupPart part = {}) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  k4_group_vnni<RX>(L, g, a, out);
+  k4_group_vnni<RX>(L, g, a, out, part);
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-  in_pairs_of_rows<RX>(a, out, [&](const Q4Acts<2>& two, float* part) { k4_group_avx2<2>(L, g, two, part); },
-                       [&](const Q4Acts<1>& one, float* part) { k4_group_avx2<1>(L, g, one, part); });
+  in_pairs_of_rows<RX>(a, out, [&](const Q4Acts<2>& two, float* o) { k4_group_avx2<2>(L, g, two, o, part); },
+                       [&](const Q4Acts<1>& one, float* o) { k4_group_avx2<1>(L, g, one, o, part); });
 #else
   for (int m = 0; m < RX; ++m)
     for (size_t i = 0; i < kQ4GroupRows; ++i)
-      out[16 * m + i] = k4_row_dot_portable(L, g * kQ4GroupRows + i, a.xq[m], a.xd[m], a.sx[m]);
+      out[16 * m + i] = k4_row_dot_portable(L, g * kQ4GroupRows + i, a.xq[m], a.xd[m], a.sx[m], part.first, part.last,
+                                            part.carry ? out[16 * m + i] : 0.f);
 #endif
+}
+
+// Calls f(first, last) for the column slices of L in order.
+template <class F>
+inline void k4_for_slices(const K4Layout& L, F&& f) {
+  for (size_t first = 0; first < L.nsb; first = L.slice_end(first)) f(first, L.slice_end(first));
 }
 
 }  // namespace detail

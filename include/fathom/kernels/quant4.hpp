@@ -113,6 +113,28 @@ inline void in_activation_steps(size_t t0, size_t t1, Run&& run) {
 inline void group_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y, size_t ldy) {
   if (r0 >= r1) return;
   const size_t tb = n == 1 ? 1 : std::max<size_t>(8, (size_t(24) << 10) / (A.nb * kQ8Block) / 8 * 8);
+  if (W.dtype == DType::Q4_K && k4_layout(W).sliced()) {  // slice by slice, as gguf_rows_gemv
+    const K4Layout L = k4_layout(W);
+    const size_t g0 = r0 / kQ4GroupRows, g1 = (r1 + kQ4GroupRows - 1) / kQ4GroupRows;
+    thread_local std::vector<float> sums;  // [g1 - g0][tb][16] the groups' sums so far
+    sums.resize((g1 - g0) * tb * kQ4GroupRows);
+    for (size_t t0 = 0; t0 < n; t0 += tb) {
+      const size_t t1 = std::min(n, t0 + tb);
+      k4_for_slices(L, [&](size_t first, size_t last) {
+        for (size_t g = g0; g < g1; ++g)
+          in_activation_steps(t0, t1, [&](auto rx, size_t t) {
+            k4_group<decltype(rx)::value>(L, g, q4_acts<decltype(rx)::value>(A, t),
+                                          sums.data() + ((g - g0) * tb + (t - t0)) * kQ4GroupRows,
+                                          GroupPart{first, last, first > 0});
+          });
+      });
+      for (size_t g = g0; g < g1; ++g)
+        for (size_t t = t0; t < t1; ++t)
+          for (size_t r = std::max(r0, g * kQ4GroupRows); r < std::min(r1, (g + 1) * kQ4GroupRows); ++r)
+            Y[t * ldy + r] = sums[((g - g0) * tb + (t - t0)) * kQ4GroupRows + r % kQ4GroupRows];
+    }
+    return;
+  }
   for (size_t t0 = 0; t0 < n; t0 += tb)
     for (size_t g = r0 / kQ4GroupRows; g * kQ4GroupRows < r1; ++g) {
       const size_t lo = std::max(r0, g * kQ4GroupRows), hi = std::min(r1, (g + 1) * kQ4GroupRows);
@@ -133,16 +155,39 @@ inline void group_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0
 // called Q4_K's kernel out of line and kept every activation-row count's path; one Zen 4 thread
 // then decoded SmolLM2's Q4_1 at 85.6 % of the bound against 87.2 % this way, the same bits
 // (docs/benchmarks.md, "Zen 4: Q8 rows on two prefetch levels; the decode loops flattened").
+//
+// Q4_K rows held in column slices (k4_groups.hpp) go slice by slice: every group of the range
+// over one slice's tiles (one run in memory), then over the next slice's, each group's sums
+// carried from one slice to the next (the same operations in the same order per row: the same
+// bits).
 [[gnu::flatten]] inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
   if (r0 >= r1) return;
   const Q4Acts<1> a = q4_acts<1>(A, 0);
-  for (size_t g = r0 / kQ4GroupRows; g * kQ4GroupRows < r1; ++g) {
+  const size_t g0 = r0 / kQ4GroupRows, g1 = (r1 + kQ4GroupRows - 1) / kQ4GroupRows;
+  const auto store = [&](size_t g, const float* out) {
+    for (size_t r = std::max(r0, g * kQ4GroupRows); r < std::min(r1, (g + 1) * kQ4GroupRows); ++r)
+      y[r] = out[r % kQ4GroupRows];
+  };
+  if (W.dtype == DType::Q4_K && k4_layout(W).sliced()) {
+    const K4Layout L = k4_layout(W);
+    // A group's sums between slices: in y itself where it holds all 16 rows (in cache: decode
+    // writes the same y every layer), else in edge (the range's first and last groups).
+    float edge[2][kQ4GroupRows];
+    const auto whole = [&](size_t g) { return g * kQ4GroupRows >= r0 && (g + 1) * kQ4GroupRows <= r1; };
+    const auto sums = [&](size_t g) { return whole(g) ? y + g * kQ4GroupRows : edge[g == g0 ? 0 : 1]; };
+    k4_for_slices(L, [&](size_t first, size_t last) {
+      for (size_t g = g0; g < g1; ++g) k4_group<1>(L, g, a, sums(g), GroupPart{first, last, first > 0});
+    });
+    if (!whole(g0)) store(g0, sums(g0));
+    if (g1 - 1 != g0 && !whole(g1 - 1)) store(g1 - 1, sums(g1 - 1));
+    return;
+  }
+  for (size_t g = g0; g < g1; ++g) {
     float out[kQ4GroupRows];
     if (W.dtype == DType::Q4_K) k4_group<1>(k4_layout(W), g, a, out);
     else if (W.dtype == DType::Q6_K) k6_group<1>(k6_layout(W), g, a, out);
     else q4_group<1>(q4_layout(W), g, a, out);
-    for (size_t r = std::max(r0, g * kQ4GroupRows); r < std::min(r1, (g + 1) * kQ4GroupRows); ++r)
-      y[r] = out[r % kQ4GroupRows];
+    store(g, out);
   }
 }
 
@@ -199,9 +244,14 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
   auto* base = reinterpret_cast<uint8_t*>(M.data());
   if (t == DType::Q4_K || t == DType::Q6_K) {
     const bool k4 = t == DType::Q4_K;
-    const size_t tile = k4 ? detail::kK4Tile : detail::kK6Tile;
-    if (rows % kQ4GroupRows != 0)  // the padding rows: zero
-      std::memset(base + (rows / kQ4GroupRows) * nb * tile, 0, nb * tile);
+    const detail::K4Layout L4 = detail::k4_layout(base, rows, cols);
+    if (rows % kQ4GroupRows != 0) {  // the padding rows: zero (the last group's tiles)
+      const size_t g = rows / kQ4GroupRows;
+      if (k4)
+        for (size_t b = 0; b < nb; ++b) std::memset(base + L4.tile_index(g, b) * detail::kK4Tile, 0, detail::kK4Tile);
+      else
+        std::memset(base + g * nb * detail::kK6Tile, 0, nb * detail::kK6Tile);
+    }
     for (size_t r = 0; r < rows; ++r) {
       const auto* row = reinterpret_cast<const uint8_t*>(src(r));
       for (size_t b = 0; b < nb; ++b) {
@@ -209,7 +259,7 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
         if (k4 ? !(std::isfinite(detail::h2f(blk)) && std::isfinite(detail::h2f(blk + 2)))
                : !std::isfinite(detail::h2f(blk + 208)))
           bad(r, b);
-        if (k4) detail::k4_put_superblock(base, nb, r, b, blk);
+        if (k4) detail::k4_put_superblock(L4, r, b, blk);
         else detail::k6_put_superblock(base, nb, r, b, blk);
       }
     }
