@@ -171,8 +171,8 @@ TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit f
   for (DType t : kTypes) {
     CAPTURE(dtype_name(t));
     // 1120 columns (Q4/Q5; K blocks of 280 where k_block cuts 4 x 280: every segment starts mid-block),
-    // 512 (Q4_K, Q6_K: whole super-blocks)
-    const size_t cols = kk::gguf_block_elems(t) == 32 ? 1120 : 512;
+    // 512 (Q6_K: whole super-blocks), 2304 (Q4_K: two column slices)
+    const size_t cols = kk::gguf_block_elems(t) == 32 ? 1120 : t == DType::Q4_K ? 2304 : 512;
     const Case c = make_case(t, 19, cols, rng);
     // widen_segment on ragged runs: every element as W.at (io::dequantize) gives it
     std::uniform_int_distribution<size_t> pick(0, cols - 1);
