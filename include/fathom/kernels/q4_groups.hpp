@@ -217,20 +217,20 @@ constexpr size_t kGgufPrefetchAhead = 8192;
 #else
 constexpr size_t kGgufPrefetchAhead = kPrefetchAhead;
 #endif
-// The part of a 16-row group's row that a group kernel computes: its tiles [first, last) (last
-// clamped to the row's end), continuing the sums already in `out` when `carry` (sums carried
-// through memory are exact: the same bits as one pass). Decode takes Q4_K's long rows in column
-// slices (k4_groups.hpp, quant4.hpp gguf_rows_gemv).
-struct GroupPart {
-  size_t first = 0, last = SIZE_MAX;
-  bool carry = false;
-};
-
 // Where the AVX512-VNNI kernels' prefetches put those lines: into L1 (prefetcht0), on the Zen 5 and
 // on a Zen 4 alike for these 16-row groups (a Zen 4 took L2 for the earlier row-by-row layout; with
 // the groups, one thread streamed Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K 1.10-1.26x as fast into L1,
 // two 1.03-1.18x: docs/benchmarks.md, "Zen 4: GGUF prefetches into L1 again"), except Q6_K's
 // (k6_groups.hpp).
+
+// The part of a 16-row group's row that a group kernel computes: its tiles [first, last) (last
+// clamped to the row's end), continuing the sums already in `out` when `carry` (sums carried
+// through memory are exact: the same bits as one pass). Q4_K's long rows are held and multiplied in
+// column slices (k4_groups.hpp, quant4.hpp).
+struct GroupPart {
+  size_t first = 0, last = SIZE_MAX;
+  bool carry = false;
+};
 
 // The activation rows a group kernel takes: RX rows of Q8Acts (pointers to row m's blocks).
 template <int RX>
