@@ -104,17 +104,23 @@ inline float k6_row_dot_portable(const K6Layout& L, size_t r, const int8_t* xq, 
   return acc;
 }
 
-// Whether the AVX512-VNNI kernel's prefetches go into L2 only: on a Zen 4 (AMD family 19h with
-// AVX-512), where Q6_K streamed 0.47-0.51x as fast from DRAM into L1 (one thread, 2048 x 8192 and
-// 8192 x 2048; two 0.51-0.73x) while the other 16-row group formats gained from L1 (q4_groups.hpp;
-// docs/benchmarks.md, "Zen 4: GGUF prefetches into L1 again"); into L1 elsewhere.
-inline bool k6_prefetch_l2() {
+// Whether the AVX512-VNNI kernel prefetches on two levels: on a Zen 4 (AMD family 19h with
+// AVX-512) each line twice, kK6PrefetchFar ahead into L2 (prefetcht1) and kK6PrefetchNear ahead
+// into L1; elsewhere once, kGgufPrefetchAhead ahead into L1. On the Zen 4 Q6_K streamed 0.47-0.51x
+// as fast from DRAM into L1 alone (one thread, 2048 x 8192 and 8192 x 2048; two 0.51-0.73x) while
+// the other 16-row group formats gained from L1 (q4_groups.hpp; docs/benchmarks.md, "Zen 4: GGUF
+// prefetches into L1 again"); 24 KiB into L2 and 2 KiB into L1 then streamed 1.04-1.08x as fast
+// as 8 KiB into L2 alone (one thread, 512 x 2048 to 32,768 x 2048: 93-101 % of the read; two
+// threads 1.02-1.05x), while the Q4 formats ran 0.74-0.84x with the same second level ("Zen 4:
+// Q6_K on two prefetch levels").
+inline bool k6_prefetch_two_levels() {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
   return amd_family_19h();
 #else
   return false;
 #endif
 }
+constexpr size_t kK6PrefetchFar = size_t(24) << 10, kK6PrefetchNear = size_t(2) << 10;
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // out[16 m + i] = row 16 g + i . activation row m. Per half super-block h and half of its
@@ -124,7 +130,7 @@ inline bool k6_prefetch_l2() {
 template <int RX>
 inline void k6_group_vnni(const K6Layout& L, size_t g, const Q4Acts<RX>& a, float* out) {
   const uint8_t* t = L.base + g * L.nsb * kK6Tile;
-  const bool l2 = k6_prefetch_l2();
+  const bool two_levels = k6_prefetch_two_levels();
   const __m512i lo4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
   __m512 acc[RX];
   for (int m = 0; m < RX; ++m) acc[m] = _mm512_setzero_ps();
@@ -132,10 +138,17 @@ inline void k6_group_vnni(const K6Layout& L, size_t g, const Q4Acts<RX>& a, floa
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + kK6D)));
     for (int h = 0; h < 2; ++h)
       for (int half = 0; half < 2; ++half) {
-        // a quarter of the tile kGgufPrefetchAhead on per step (53 lines at once overran the
-        // outstanding misses a core keeps: 0.93x from DRAM, Zen 5)
+        // a quarter of the tile per step (53 lines at once overran the outstanding misses a core
+        // keeps: 0.93x from DRAM, Zen 5)
         const size_t q0 = size_t(2 * h + half) * (kK6Tile / 4);
-        for (size_t at = q0; at < q0 + kK6Tile / 4 + 64; at += 64) prefetch_line_to(uintptr_t(t + kGgufPrefetchAhead + at), l2);
+        for (size_t at = q0; at < q0 + kK6Tile / 4 + 64; at += 64) {
+          if (two_levels) {
+            prefetch_line_l2(uintptr_t(t + kK6PrefetchFar + at));
+            prefetch_line(uintptr_t(t + kK6PrefetchNear + at));
+          } else {
+            prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
+          }
+        }
         __m512i w[4][4];  // [jj][chunk]
         for (int c = 0; c < 4; ++c) {
           const int cc = 4 * half + c;  // chunk within the 32 bytes of l
