@@ -123,8 +123,9 @@ TEST_CASE("gemv matches the reference for every dense dtype, odd sizes, 1 and 2 
 }
 
 TEST_CASE("gemv on wide dense rows: one-row and four-row tiles, L2 prefetch, the same bits") {
-  // 4099 and 6001 columns: one-row tiles at one thread on a Zen 4 (x up to 24 KiB), the bf16 ones
-  // prefetched into L2 there (more than 16 KiB of x); 9001: four-row tiles. Elsewhere other tiles.
+  // 4099 and 6001 columns: one-row tiles on a Zen 4 (x up to 24 KiB; at two threads bf16 only), the
+  // bf16 ones prefetched into L2 there (more than 16 KiB of x); 9001: four-row tiles. Elsewhere
+  // other tiles.
   std::mt19937 rng(11);
   for (DType dt : kDense)
     for (size_t cols : {size_t(4099), size_t(6001), size_t(9001)}) {
@@ -155,6 +156,18 @@ TEST_CASE("gemv on wide dense rows: one-row and four-row tiles, L2 prefetch, the
   CHECK_FALSE(dense_tile_prefetch(/*f32=*/false, 4099, 4).to_l2());
   CHECK_FALSE(dense_tile_prefetch(/*f32=*/false, 1000, 1).to_l2());
   CHECK_FALSE(dense_tile_prefetch(/*f32=*/true, 4099, 1).to_l2());
+  // two threads on a Zen 4: one bf16 row up to 24 KiB of x (the rows above), f32 four from 16 KiB
+  // (a Zen 5 takes one row of bf16 up to 20 KiB, of f32 up to 12 KiB)
+  using kernels::detail::gemv_row_tile;
+#if defined(__AVX512F__)
+  const bool zen5 = kernels::amd_family_1ah_on();
+#else
+  const bool zen5 = false;
+#endif
+  CHECK(gemv_row_tile(4864, 2, /*f32=*/false) == (l2 || zen5 ? 1 : 4));
+  CHECK(gemv_row_tile(4864, 2, /*f32=*/true) == 4);
+  CHECK(gemv_row_tile(8192, 2, /*f32=*/false) == 4);
+  CHECK(gemv_row_tile(896, 2, /*f32=*/false) == 1);
 }
 
 // One dense row at a time on a Zen 5 asks for the line one line short of a whole number of rows

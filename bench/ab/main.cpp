@@ -4,7 +4,8 @@
 // Q5_1 14). cold: gemv over >= 256 MiB of copies (DRAM); hot: one copy; gemm:N: N activation rows
 // (FATHOM_PREFILL picks the prompt path for quantised weights). Threads: OMP_NUM_THREADS.
 // Cold rounds also read bench/bandwidth.hpp's 512 MiB once and report each side against that
-// round's read rate (a VM's DRAM bandwidth jumps between phases within seconds).
+// round's read rate (a VM's DRAM bandwidth jumps between phases within seconds); AB_ROUNDS=1 in
+// the environment prints every round.
 #include <omp.h>
 
 #include <algorithm>
@@ -46,7 +47,9 @@ int main(int argc, char** argv) {
     maxdiff = std::max(maxdiff, double(std::fabs(Y[0][i] - Y[1][i])));
     maxabs = std::max(maxabs, double(std::fabs(Y[0][i])));
   }
+  const bool verbose = std::getenv("AB_ROUNDS") != nullptr;  // print each round (a VM's phases)
   std::vector<double> ratio, times[2], of_read[2], reads;
+  if (!hot) benchmark::DoNotOptimize(bench::read_pass(false));  // its first pass faults the pages in
   for (int r = 0; r < rounds; ++r) {
     double t[2];
     for (int s = 0; s < 2; ++s) {
@@ -70,6 +73,9 @@ int main(int argc, char** argv) {
       const double read = double(bench::kReadBytes) / secs;
       reads.push_back(read * 1e-9);
       for (int k = 0; k < 2; ++k) of_read[k].push_back(100.0 * api[k].bytes(set[k]) / t[k] / read);
+      if (verbose)
+        std::printf("  round %d: read %.1f GB/s, old %.1f %%, new %.1f %%, new/old %.2fx\n", r, read * 1e-9,
+                    of_read[0].back(), of_read[1].back(), ratio.back());
     }
   }
   auto quantile = [](std::vector<double> v, double q) {

@@ -94,17 +94,23 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
 // 16 vector registers (AVX2) four rows' 16 accumulators and x spill to the stack: on an AMD Zen 3,
 // 1 thread, one row streamed 20-35 % faster on 288-wide rows (llama2.c's 15M shape), as fast on
 // 768- to 896-wide ones, and four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c
-// run.c"). Results do not depend on the choice.
+// run.c"). On a Zen 4 two threads take one bf16 row up to 24 KiB of x as well (one row is then
+// prefetched 8 KiB ahead into L2, prefetch.hpp): 896 x 4864 (Qwen2.5-0.5B's down projection)
+// streamed 1.47x as fast while the VM read 57-62 GB/s (60 % -> 89 % of the read), 1.06x while it
+// read 33-35; f32 rows there were 0.87-0.91x / 0.97x, so keep four rows (docs/benchmarks.md,
+// "Zen 4: bf16 rows at two threads"). Results do not depend on the choice.
 inline int gemv_row_tile(size_t cols, int threads, bool f32) {
   const size_t x_bytes = cols * sizeof(float);
 #if defined(__AVX512F__)
   if (amd_family_1ah_on()) return x_bytes <= (size_t(f32 ? 12 : 20) << 10) ? 1 : 4;
-  const size_t kOneRowMax1 = amd_family_19h() ? size_t(24) << 10 : 0;  // else 1 thread: always four rows
+  const bool zen4 = amd_family_19h();
+  const size_t kOneRowMax1 = zen4 ? size_t(24) << 10 : 0;  // else 1 thread: always four rows
+  const size_t kOneRowMax2 = zen4 && !f32 ? size_t(24) << 10 : size_t(16) << 10;
 #else
   (void)f32;
-  constexpr size_t kOneRowMax1 = size_t(4) << 10;
+  constexpr size_t kOneRowMax1 = size_t(4) << 10, kOneRowMax2 = size_t(16) << 10;
 #endif
-  return x_bytes <= (threads >= 2 ? size_t(16) << 10 : kOneRowMax1) ? 1 : 4;
+  return x_bytes <= (threads >= 2 ? kOneRowMax2 : kOneRowMax1) ? 1 : 4;
 }
 
 template <int R>
