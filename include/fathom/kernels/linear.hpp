@@ -96,9 +96,9 @@ inline PreparedInput prepare_input(DType dt, const float* x, size_t cols) {
 // 768- to 896-wide ones, and four rows were faster from 2048 wide (docs/benchmarks.md, "llama2.c
 // run.c"). On a Zen 4 two threads take one bf16 row up to 24 KiB of x as well (one row is then
 // prefetched 8 KiB ahead into L2, prefetch.hpp): 896 x 4864 (Qwen2.5-0.5B's down projection)
-// streamed 1.47x as fast while the VM read 57-62 GB/s (60 % -> 89 % of the read), 1.06x while it
-// read 33-35; f32 rows there were 0.87-0.91x / 0.97x, so keep four rows (docs/benchmarks.md,
-// "Zen 4: bf16 rows at two threads"). Results do not depend on the choice.
+// streamed 1.40-1.48x as fast while the VM read 55-63 GB/s (60 % -> 86-89 % of the read),
+// 1.03-1.16x while it read 33-37; f32 rows there were 0.87-0.91x / 0.97x, so keep four rows
+// (docs/benchmarks.md, "Zen 4: bf16 rows at two threads"). Results do not depend on the choice.
 inline int gemv_row_tile(size_t cols, int threads, bool f32) {
   const size_t x_bytes = cols * sizeof(float);
 #if defined(__AVX512F__)
