@@ -644,6 +644,49 @@ TEST_CASE("Q8 activation quantisation (vector path) equals the reference roundin
   }
 }
 
+TEST_CASE("Q8 activation quantisation: 16-block vector groups give the scalar rule's values and scales") {
+  // d = max|x| / 127, q = clamp(nearbyint(x * (1 / d))) per block of 32; the vector path takes up to
+  // 16 whole blocks at once, so the sizes straddle 16-block groups and end in part blocks.
+  std::mt19937 rng(16);
+  for (size_t n : {size_t(31), size_t(512), size_t(544), size_t(576), size_t(1000), size_t(1536)}) {
+    auto x = random_vec(n, rng, 2.f);
+    if (n >= 256) {  // block 7: d = 1 exactly, so ties x / d = k + 0.5 round to even
+      const float ties[] = {127.f, 2.5f, -3.5f, 0.5f, -0.5f, 126.5f, -125.5f};
+      std::copy(std::begin(ties), std::end(ties), x.begin() + 224);
+      for (size_t i = 231; i < 256; ++i) x[i] = std::clamp(x[i], -126.f, 126.f);
+    }
+    if (n >= 100) std::fill(x.begin() + 64, x.begin() + 96, 0.f);                           // an all-zero block
+    if (n >= 200) x[130] = 3e38f, x[131] = -2e38f;                                         // near the largest floats
+    if (n >= 300) for (size_t i = 160; i < 192; ++i) x[i] *= 1e-30f;                       // tiny, still normal
+    for (int nonfinite = 0; nonfinite < 3; ++nonfinite) {
+      CAPTURE(n);
+      CAPTURE(nonfinite);
+      if (nonfinite == 1 && n >= 544) x[520] = NAN;       // block 16: the second group falls back
+      if (nonfinite == 2 && n >= 544) x[300] = -INFINITY;  // block 9: the first group falls back
+      kernels::detail::Q8Acts a;
+      a.assign(x.data(), 1, n);
+      for (size_t b = 0; b < a.nb; ++b) {
+        const size_t e = std::min(n, 32 * b + 32);
+        float amax = 0.f;
+        bool finite = true;
+        for (size_t i = 32 * b; i < e; ++i) amax = std::max(amax, std::fabs(x[i])), finite = finite && std::isfinite(x[i]);
+        CAPTURE(b);
+        if (!finite) {
+          CHECK(std::isnan(a.d[b]));
+          for (size_t i = 32 * b; i < 32 * b + 32; ++i) CHECK(a.qs[i] == 0);
+          continue;
+        }
+        const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+        REQUIRE(std::bit_cast<uint32_t>(a.d[b]) == std::bit_cast<uint32_t>(d));
+        for (size_t i = 32 * b; i < 32 * b + 32; ++i) {
+          const float want = i < e ? std::clamp(std::nearbyint(x[i] * id), -127.f, 127.f) : 0.f;
+          REQUIRE(float(a.qs[i]) == want);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("Q8 activation block sums equal the sums of the quantised values") {
   // The GGUF kernels' offsets (sumq, sx) and Q6_K's (sumh) are made of them.
   std::mt19937 rng(15);
