@@ -212,6 +212,28 @@ TEST_CASE("gguf model: SmolLM2's layer matrices lie side by side in huge-page ch
   CHECK(chunks <= total / (kChunk - kHuge) + 1);
 }
 
+// GGUF files list a layer's tensors by name (ffn_down first, attn_v last); load_gguf converts them in
+// the order decode reads them, so that each product's stream runs on into the next product's matrix.
+TEST_CASE("gguf model: SmolLM2's matrices lie in forward order, each where the one before ends") {
+  constexpr size_t kHuge = kernels::WeightBuffer::kHugePage;
+  for (WeightFormat w : {WeightFormat::AsStored, WeightFormat::Q8}) {
+    LoadOptions opts;
+    opts.weights = w;
+    auto model = load_model(shared_file(kSmolLM2), opts);
+    const auto all = model->matrices();  // per layer q, k, v, o, gate, up, down; the unembedding
+    size_t next_chunk = 0;
+    for (size_t i = 1; i + 1 < all.size(); ++i) {
+      const uintptr_t prev = reinterpret_cast<uintptr_t>(all[i - 1]->data), at = reinterpret_cast<uintptr_t>(all[i]->data);
+      CAPTURE(int(w));
+      CAPTURE(i);
+      if (at == prev + (Model::matrix_bytes(*all[i - 1]) + 63) / 64 * 64) continue;
+      CHECK(at % kHuge == 0);  // only a new chunk of the arena may break the run
+      ++next_chunk;
+    }
+    CHECK(next_chunk <= 4);
+  }
+}
+
 TEST_CASE("gguf model: SmolLM2 native with exact prefill (the default): the dequantised f32 model's prompt logits, bit for bit") {
   // Exact prefill multiplies the native Q4_1 / Q8_0 weights' exact values with f32 activations
   // in the f32 gemm's order: the same products as the f32 model, at the native model's memory.

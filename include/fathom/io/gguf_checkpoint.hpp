@@ -18,10 +18,14 @@
 //
 // A tensor outside this table is an UnsupportedError naming it: a part of the model fathom would
 // silently leave out.
+#include <algorithm>
 #include <filesystem>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "fathom/core/error.hpp"
 #include "fathom/core/weight_format.hpp"
@@ -77,6 +81,22 @@ inline std::optional<GgufHfTensor> gguf_hf_tensor(std::string_view n, int64_t n_
   return std::nullopt;
 }
 
+// A tensor's place in a forward pass: the embedding, then layer by layer q, k, v, o, gate, up,
+// down (norms and biases beside their matrices), then the final norm and the LM head.
+inline std::pair<int64_t, int> forward_order(const GgufHfTensor& t, int64_t n_layers) {
+  switch (t.kind) {
+    case HfTensor::Embed: return {-1, 0};
+    case HfTensor::FinalNorm: return {n_layers, 0};
+    case HfTensor::LmHead: return {n_layers, 1};
+    default: break;
+  }
+  static constexpr HfTensor kLayer[] = {HfTensor::AttnNorm, HfTensor::Wq, HfTensor::Bq, HfTensor::QNorm,
+                                        HfTensor::Wk, HfTensor::Bk, HfTensor::KNorm, HfTensor::Wv,
+                                        HfTensor::Bv, HfTensor::Wo, HfTensor::MlpNorm, HfTensor::Gate,
+                                        HfTensor::Up, HfTensor::Down};
+  return {t.layer, int(std::find(std::begin(kLayer), std::end(kLayer), t.kind) - std::begin(kLayer))};
+}
+
 }  // namespace detail
 
 // Loads a .gguf file; quantised matrices are converted to the form `want` asks for (the table
@@ -92,17 +112,30 @@ inline Checkpoint load_gguf(const std::filesystem::path& path, WeightFormat want
   const bool llama_file = f.get_string("general.architecture") == "llama";
   const size_t hd = size_t(c.head_dim);
 
-  bool viewed = false;
+  // Tensors are converted (and re-laid) in the order a forward pass reads them, not the file's:
+  // files list a layer's tensors by name (ffn_down, ffn_gate, ffn_up, ..., attn_k, attn_output,
+  // attn_q, attn_v), and the weights made at load lie one after another on huge pages
+  // (kernels/weight_buffer.hpp), where each product's stream then runs on into the next product's
+  // matrix instead of into an unrelated one (docs/benchmarks.md, "Zen 4: GGUF weights in forward order").
+  std::vector<std::pair<const GgufTensor*, detail::GgufHfTensor>> order;
   for (const GgufTensor& t : f.tensors()) {
     if (t.name == "rope_freqs.weight") continue;  // in the config (gguf_config.hpp: RopeScaling::Factors)
     const auto hf = detail::gguf_hf_tensor(t.name, c.num_hidden_layers);
     if (!hf) throw UnsupportedError(f.path(), t.name, "tensor not part of a llama / qwen2 / qwen3 model as fathom runs it");
+    order.emplace_back(&t, *hf);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+    return detail::forward_order(a.second, c.num_hidden_layers) < detail::forward_order(b.second, c.num_hidden_layers);
+  });
+  bool viewed = false;
+  for (const auto& [tp, hf] : order) {
+    const GgufTensor& t = *tp;
     std::vector<int64_t> shape = t.shape();
     if (shape.size() != 1 && shape.size() != 2)
       throw FormatError(f.path(), t.name, "expected 1 or 2 dimensions, got " + std::to_string(shape.size()));
     detail::RowMap src = [](size_t r) { return r; };
-    const bool q = hf->kind == HfTensor::Wq || hf->kind == HfTensor::Bq;
-    if (llama_file && (q || hf->kind == HfTensor::Wk || hf->kind == HfTensor::Bk)) {
+    const bool q = hf.kind == HfTensor::Wq || hf.kind == HfTensor::Bq;
+    if (llama_file && (q || hf.kind == HfTensor::Wk || hf.kind == HfTensor::Bk)) {
       const int64_t heads = q ? c.num_attention_heads : c.num_key_value_heads;
       if (shape[0] != heads * c.head_dim)  // the permutation needs whole heads
         throw FormatError(f.path(), t.name, std::to_string(shape[0]) + " rows, expected " +
@@ -110,7 +143,7 @@ inline Checkpoint load_gguf(const std::filesystem::path& path, WeightFormat want
       src = [hd](size_t r) { return llama_qk_file_row(r, hd); };
     }
     const GgufHeld held = gguf_held_as(t.type, want, shape.size() == 2);
-    const std::string name = hf_name(hf->kind, hf->layer);
+    const std::string name = hf_name(hf.kind, hf.layer);
     viewed = add_gguf_tensor(store, f, t, name, std::move(shape), held, src) || viewed;
   }
   if (viewed) store.keep_alive(f.keep_alive());
