@@ -221,16 +221,16 @@ TEST_CASE("gguf model: SmolLM2's matrices lie in forward order, each where the o
     opts.weights = w;
     auto model = load_model(shared_file(kSmolLM2), opts);
     const auto all = model->matrices();  // per layer q, k, v, o, gate, up, down; the unembedding
-    size_t next_chunk = 0;
+    size_t breaks = 0;
     for (size_t i = 1; i + 1 < all.size(); ++i) {
       const uintptr_t prev = reinterpret_cast<uintptr_t>(all[i - 1]->data), at = reinterpret_cast<uintptr_t>(all[i]->data);
       CAPTURE(int(w));
       CAPTURE(i);
       if (at == prev + (Model::matrix_bytes(*all[i - 1]) + 63) / 64 * 64) continue;
       CHECK(at % kHuge == 0);  // only a new chunk of the arena may break the run
-      ++next_chunk;
+      ++breaks;
     }
-    CHECK(next_chunk <= 4);
+    CHECK(breaks <= 4);
   }
 }
 
