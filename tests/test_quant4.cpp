@@ -48,7 +48,7 @@ const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DTyp
 TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit") {
   std::mt19937 rng(3);
   for (DType t : kTypes)
-    for (size_t cols : {size_t(512), size_t(2304)}) {  // 2304: Q4_K's rows in two column slices
+    for (size_t cols : {size_t(512), size_t(2304)}) {  // 2304: Q4_K's and Q6_K's rows in two column slices
       CAPTURE(dtype_name(t));
       CAPTURE(cols);
       const Case c = make_case(t, 5, cols, rng);
@@ -63,7 +63,7 @@ TEST_CASE("GGUF block matrices: every element equals io::dequantize bit for bit"
     }
 }
 
-TEST_CASE("Q4_K column slices: their widths, every tile once, the padding rows zero") {
+TEST_CASE("Q4_K and Q6_K column slices: their widths, every tile once, the padding rows zero") {
   // at most 8 super-blocks (2048 columns) a slice, as even as whole super-blocks allow
   const std::pair<size_t, size_t> widths[] = {{1, 1}, {8, 8}, {9, 5}, {12, 6}, {16, 8}, {19, 7}, {32, 8}, {56, 8}};
   for (auto [nsb, ws] : widths) {
@@ -92,6 +92,9 @@ TEST_CASE("Q4_K column slices: their widths, every tile once, the padding rows z
   std::mt19937 rng(4);
   const Case c = make_case(DType::Q4_K, 3, 2304, rng);
   const kd::K4Layout L = kd::k4_layout(c.M.view());
+  const Case c6 = make_case(DType::Q6_K, 3, 2304, rng);
+  const kd::K6Layout L6 = kd::k6_layout(c6.M.view());
+  CHECK(L6.ws == L.ws);
   size_t nonzero = 0;
   for (size_t r = 3; r < 16; ++r)
     for (size_t s = 0; s < L.nsb; ++s) {
@@ -99,6 +102,8 @@ TEST_CASE("Q4_K column slices: their widths, every tile once, the padding rows z
       float scale, min;
       for (int j = 0; j < 8; ++j) {
         kd::k4_subblock(L, r, s, j, q, scale, min);
+        nonzero += scale != 0.f || min != 0.f || std::count(q, q + 32, uint8_t(0)) != 32;
+        kd::k6_subblock(L6, r, s, j, q, scale, min);  // (Q6_K: the two groups' scales)
         nonzero += scale != 0.f || min != 0.f || std::count(q, q + 32, uint8_t(0)) != 32;
       }
     }
@@ -113,7 +118,7 @@ TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel'
                         size_t(2304), size_t(4864), size_t(5152)})
       for (size_t rows : {size_t(1), size_t(7), size_t(67)}) {
         // 96, 576 (SmolLM2's width), 800, 1056, 5152: 3, 18, 25, 33, 161 blocks of 32; 2304 and 4864
-        // (Qwen2.5-0.5B's intermediate): Q4_K's rows in 2 and 3 column slices; rows 1, 7 and 67: part
+        // (Qwen2.5-0.5B's intermediate): Q4_K's and Q6_K's rows in 2 and 3 column slices; rows 1, 7 and 67: part
         // of a group of 16, and 4 groups and 3 rows
         if (cols % kk::gguf_block_elems(t) != 0) continue;
         CAPTURE(dtype_name(t));
@@ -161,9 +166,9 @@ TEST_CASE("GGUF block gemv/gemm: the dequantised reference, the portable kernel'
         }
       }
   MESSAGE("GGUF block fast path: " << std::string(kd::gguf_kernel_name()));
-  // Q6_K prefetches on two levels (L2 far, L1 near) with AVX512-VNNI on a Zen 4 (k6_groups.hpp),
-  // every other format into L1 only
-  CHECK(kd::k6_prefetch_two_levels() == (kd::kQ4Vnni && kk::amd_family_19h()));
+  // Q6_K's quarters ask for their own lines with AVX512-VNNI on a Zen 4 (k6_groups.hpp), every
+  // other format (and Q6_K elsewhere) for lines ahead
+  CHECK(kd::k6_prefetch_own_lines() == (kd::kQ4Vnni && kk::amd_family_19h()));
 }
 
 TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit for bit; exact prefill") {
@@ -171,8 +176,8 @@ TEST_CASE("GGUF block gemm_exact: the f32 gemm of io::dequantize's values, bit f
   for (DType t : kTypes) {
     CAPTURE(dtype_name(t));
     // 1120 columns (Q4/Q5; K blocks of 280 where k_block cuts 4 x 280: every segment starts mid-block),
-    // 512 (Q6_K: whole super-blocks), 2304 (Q4_K: two column slices)
-    const size_t cols = kk::gguf_block_elems(t) == 32 ? 1120 : t == DType::Q4_K ? 2304 : 512;
+    // 2304 (Q4_K and Q6_K: two column slices)
+    const size_t cols = kk::gguf_block_elems(t) == 32 ? 1120 : 2304;
     const Case c = make_case(t, 19, cols, rng);
     // widen_segment on ragged runs: every element as W.at (io::dequantize) gives it
     std::uniform_int_distribution<size_t> pick(0, cols - 1);

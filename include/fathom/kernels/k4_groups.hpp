@@ -81,8 +81,10 @@ inline size_t k4_slice_width(size_t nsb) {
   return slices <= 1 ? nsb : (nsb + slices - 1) / slices;
 }
 
-// A matrix's tiles (layout above).
-struct K4Layout {
+// A matrix of super-block tiles of TileBytes each, in column slices (layout above; Q6_K's tiles in
+// k6_groups.hpp are sliced alike).
+template <size_t TileBytes>
+struct SuperBlockTiles {
   const uint8_t* base;
   size_t nsb;     // super-blocks per row
   size_t groups;  // groups of 16 rows
@@ -93,15 +95,19 @@ struct K4Layout {
     const size_t first = s / ws * ws;
     return groups * first + g * std::min(ws, nsb - first) + (s - first);
   }
-  const uint8_t* tile_at(size_t r, size_t s) const { return base + tile_index(r / kQ4GroupRows, s) * kK4Tile; }
+  const uint8_t* tile_at(size_t r, size_t s) const { return base + tile_index(r / kQ4GroupRows, s) * TileBytes; }
   // First super-block past s's slice.
   size_t slice_end(size_t s) const { return std::min(nsb, (s / ws + 1) * ws); }
   bool sliced() const { return ws < nsb; }
 };
-inline K4Layout k4_layout(const void* data, size_t rows, size_t cols) {
+template <size_t TileBytes>
+inline SuperBlockTiles<TileBytes> super_block_tiles(const void* data, size_t rows, size_t cols) {
   const size_t nsb = cols / kSuperBlock;
   return {static_cast<const uint8_t*>(data), nsb, q4_groups(rows), k4_slice_width(nsb)};
 }
+
+using K4Layout = SuperBlockTiles<kK4Tile>;
+inline K4Layout k4_layout(const void* data, size_t rows, size_t cols) { return super_block_tiles<kK4Tile>(data, rows, cols); }
 inline K4Layout k4_layout(const MatrixView& W) { return k4_layout(W.data, W.rows, W.cols); }
 
 // Bytes of a rows x cols matrix (cols a multiple of 256), the padding rows included.
@@ -340,8 +346,8 @@ inline void k4_group(const K4Layout& L, size_t g, const Q4Acts<RX>& a, float* ou
 }
 
 // Calls f(first, last) for the column slices of L in order.
-template <class F>
-inline void k4_for_slices(const K4Layout& L, F&& f) {
+template <size_t TileBytes, class F>
+inline void for_column_slices(const SuperBlockTiles<TileBytes>& L, F&& f) {
   for (size_t first = 0; first < L.nsb; first = L.slice_end(first)) f(first, L.slice_end(first));
 }
 

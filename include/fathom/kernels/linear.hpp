@@ -197,10 +197,10 @@ inline void gemv_fused(std::span<const Product> products, const float* x) {
   }
   const detail::PreparedInput in = detail::prepare_input(W0.dtype, x, W0.cols);
   const int threads = detail::worker_count(work);
-  // Q4_K rows in column slices: a chunk is a run in each slice (quant4.hpp gguf_rows_gemv), each
-  // starting cold, so a thread's range goes in two chunks, not eight (two threads, 2048 x 8192 and
-  // 896 x 4864: 1.04x as fast; docs/benchmarks.md, "Zen 4: long Q4_K rows in column slices")
-  const bool sliced = W0.dtype == DType::Q4_K && detail::k4_layout(W0).sliced();
+  // Q4_K / Q6_K rows in column slices: a chunk is a run in each slice (quant4.hpp gguf_rows_gemv),
+  // each starting cold, so a thread's range goes in two chunks, not eight (two threads, Q4_K 2048 x
+  // 8192 and 896 x 4864: 1.04x as fast; docs/benchmarks.md, "Zen 4: long Q4_K rows in column slices")
+  const bool sliced = detail::in_column_slices(W0);
   detail::parallel_chunks(tiles, threads, [&](size_t b, size_t e) {
     size_t first = 0;  // tile index of products[i]'s first tile
     for (const Product& p : products) {

@@ -106,6 +106,26 @@ inline void in_activation_steps(size_t t0, size_t t1, Run&& run) {
   for (; t < t1; ++t) run(std::integral_constant<int, 1>{}, t);
 }
 
+// Whether W's rows are held in column slices (Q4_K and Q6_K rows of more than 2048 columns,
+// k4_groups.hpp): their products go slice by slice. Both formats slice alike (the same widths), so
+// k4_layout(W) gives either's slices.
+inline bool in_column_slices(const MatrixView& W) {
+  return (W.dtype == DType::Q4_K || W.dtype == DType::Q6_K) && k4_layout(W).sliced();
+}
+// A Q4_K or Q6_K matrix's tiles, for super_block_group.
+struct SuperBlockMatrix {
+  DType dtype;
+  K4Layout k4;  // (Q4_K)
+  K6Layout k6;  // (Q6_K)
+};
+inline SuperBlockMatrix super_block_matrix(const MatrixView& W) { return {W.dtype, k4_layout(W), k6_layout(W)}; }
+// The group kernel of a Q4_K or Q6_K matrix over part of its super-blocks.
+template <int RX>
+inline void super_block_group(const SuperBlockMatrix& M, size_t g, const Q4Acts<RX>& a, float* out, GroupPart part) {
+  if (M.dtype == DType::Q4_K) k4_group<RX>(M.k4, g, a, out, part);
+  else k6_group<RX>(M.k6, g, a, out, part);
+}
+
 // Y[t * ldy + r] for rows r in [r0, r1) and activation rows t in [0, n): each group of 16 rows
 // overlapping the range against RX activation rows at a time (its tiles unpacked once for all of
 // them), in token blocks of ~24 KB of activations (L1-resident while the group's tiles pass). Only
@@ -113,19 +133,19 @@ inline void in_activation_steps(size_t t0, size_t t1, Run&& run) {
 inline void group_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0, size_t r1, float* Y, size_t ldy) {
   if (r0 >= r1) return;
   const size_t tb = n == 1 ? 1 : std::max<size_t>(8, (size_t(24) << 10) / (A.nb * kQ8Block) / 8 * 8);
-  if (W.dtype == DType::Q4_K && k4_layout(W).sliced()) {  // slice by slice, as gguf_rows_gemv
-    const K4Layout L = k4_layout(W);
+  if (in_column_slices(W)) {  // slice by slice, as gguf_rows_gemv
+    const SuperBlockMatrix M = super_block_matrix(W);
     const size_t g0 = r0 / kQ4GroupRows, g1 = (r1 + kQ4GroupRows - 1) / kQ4GroupRows;
     thread_local std::vector<float> sums;  // [g1 - g0][tb][16] the groups' sums so far
     sums.resize((g1 - g0) * tb * kQ4GroupRows);
     for (size_t t0 = 0; t0 < n; t0 += tb) {
       const size_t t1 = std::min(n, t0 + tb);
-      k4_for_slices(L, [&](size_t first, size_t last) {
+      for_column_slices(M.k4, [&](size_t first, size_t last) {
         for (size_t g = g0; g < g1; ++g)
           in_activation_steps(t0, t1, [&](auto rx, size_t t) {
-            k4_group<decltype(rx)::value>(L, g, q4_acts<decltype(rx)::value>(A, t),
-                                          sums.data() + ((g - g0) * tb + (t - t0)) * kQ4GroupRows,
-                                          GroupPart{first, last, first > 0});
+            super_block_group<decltype(rx)::value>(M, g, q4_acts<decltype(rx)::value>(A, t),
+                                                   sums.data() + ((g - g0) * tb + (t - t0)) * kQ4GroupRows,
+                                                   GroupPart{first, last, first > 0});
           });
       });
       for (size_t g = g0; g < g1; ++g)
@@ -156,8 +176,8 @@ inline void group_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0
 // then decoded SmolLM2's Q4_1 at 85.6 % of the bound against 87.2 % this way, the same bits
 // (docs/benchmarks.md, "Zen 4: Q8 rows on two prefetch levels; the decode loops flattened").
 //
-// Q4_K rows held in column slices (k4_groups.hpp) go slice by slice: every group of the range
-// over one slice's tiles (one run in memory), then over the next slice's, each group's sums
+// Q4_K and Q6_K rows held in column slices (k4_groups.hpp) go slice by slice: every group of the
+// range over one slice's tiles (one run in memory), then over the next slice's, each group's sums
 // carried from one slice to the next (the same operations in the same order per row: the same
 // bits).
 [[gnu::flatten]] inline void gguf_rows_gemv(const MatrixView& W, const Q8Acts& A, size_t r0, size_t r1, float* y) {
@@ -168,15 +188,15 @@ inline void group_rows(const MatrixView& W, const Q8Acts& A, size_t n, size_t r0
     for (size_t r = std::max(r0, g * kQ4GroupRows); r < std::min(r1, (g + 1) * kQ4GroupRows); ++r)
       y[r] = out[r % kQ4GroupRows];
   };
-  if (W.dtype == DType::Q4_K && k4_layout(W).sliced()) {
-    const K4Layout L = k4_layout(W);
+  if (in_column_slices(W)) {
+    const SuperBlockMatrix M = super_block_matrix(W);
     // A group's sums between slices: in y itself where it holds all 16 rows (in cache: decode
     // writes the same y every layer), else in edge (the range's first and last groups).
     float edge[2][kQ4GroupRows];
     const auto whole = [&](size_t g) { return g * kQ4GroupRows >= r0 && (g + 1) * kQ4GroupRows <= r1; };
     const auto sums = [&](size_t g) { return whole(g) ? y + g * kQ4GroupRows : edge[g == g0 ? 0 : 1]; };
-    k4_for_slices(L, [&](size_t first, size_t last) {
-      for (size_t g = g0; g < g1; ++g) k4_group<1>(L, g, a, sums(g), GroupPart{first, last, first > 0});
+    for_column_slices(M.k4, [&](size_t first, size_t last) {  // (Q6_K's slices are the same)
+      for (size_t g = g0; g < g1; ++g) super_block_group<1>(M, g, a, sums(g), GroupPart{first, last, first > 0});
     });
     if (!whole(g0)) store(g0, sums(g0));
     if (g1 - 1 != g0 && !whole(g1 - 1)) store(g1 - 1, sums(g1 - 1));
@@ -245,12 +265,10 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
   if (t == DType::Q4_K || t == DType::Q6_K) {
     const bool k4 = t == DType::Q4_K;
     const detail::K4Layout L4 = detail::k4_layout(base, rows, cols);
+    const detail::K6Layout L6 = detail::k6_layout(base, rows, cols);
     if (rows % kQ4GroupRows != 0) {  // the padding rows: zero (the last group's tiles)
-      const size_t g = rows / kQ4GroupRows;
-      if (k4)
-        for (size_t b = 0; b < nb; ++b) std::memset(base + L4.tile_index(g, b) * detail::kK4Tile, 0, detail::kK4Tile);
-      else
-        std::memset(base + g * nb * detail::kK6Tile, 0, nb * detail::kK6Tile);
+      const size_t g = rows / kQ4GroupRows, tile = k4 ? detail::kK4Tile : detail::kK6Tile;
+      for (size_t b = 0; b < nb; ++b) std::memset(base + (k4 ? L4.tile_index(g, b) : L6.tile_index(g, b)) * tile, 0, tile);
     }
     for (size_t r = 0; r < rows; ++r) {
       const auto* row = reinterpret_cast<const uint8_t*>(src(r));
@@ -260,7 +278,7 @@ inline BlockMatrix block_matrix_from_gguf(DType t, size_t rows, size_t cols,
                : !std::isfinite(detail::h2f(blk + 208)))
           bad(r, b);
         if (k4) detail::k4_put_superblock(L4, r, b, blk);
-        else detail::k6_put_superblock(base, nb, r, b, blk);
+        else detail::k6_put_superblock(L6, r, b, blk);
       }
     }
     return M;

@@ -174,13 +174,17 @@ inline void k6_widen_panel(const MatrixView& W, size_t n0, size_t nr, size_t k0,
       }
       const size_t e0 = std::max(k0, sb * 32) - sb * 32, e1 = std::min(k0 + kc, (sb + 1) * 32) - sb * 32;
       for (size_t e = e0; e < e1; ++e) {  // element e: byte e % 4 of chunk e / 4
-        const __m512i A = _mm512_loadu_si512(t + 64 * (16 * h4 + 8 * (jj % 2) + e / 4));
-        const __m512i H = _mm512_loadu_si512(t + kK6Qh + 64 * (8 * h4 + e / 4));
-        const __m512i lo = _mm512_and_si512(_mm512_srl_epi32(A, _mm_cvtsi32_si128(int(8 * (e % 4) + 4 * (jj / 2)))),
-                                            _mm512_set1_epi32(15));
-        const __m512i hi = _mm512_and_si512(_mm512_srl_epi32(H, _mm_cvtsi32_si128(int(8 * (e % 4) + 2 * jj))),
-                                            _mm512_set1_epi32(3));
-        const __m512i q = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+        // byte e % 4 of plane k's chunk: q(jj) in its low 6 bits (jj < 3), or q(3)'s bits 2k, 2k + 1 on top
+        const auto byte = [&](size_t k, int shift) {
+          const __m512i P = _mm512_loadu_si512(t + k6_plane_at(h4, e, k));
+          return _mm512_srl_epi32(P, _mm_cvtsi32_si128(int(8 * (e % 4)) + shift));
+        };
+        const __m512i m3 = _mm512_set1_epi32(3);
+        const __m512i u = jj < 3 ? _mm512_and_si512(byte(jj, 0), _mm512_set1_epi32(63))
+                                 : _mm512_or_si512(_mm512_or_si512(_mm512_and_si512(byte(0, 6), m3),
+                                                                   _mm512_slli_epi32(_mm512_and_si512(byte(1, 6), m3), 2)),
+                                                   _mm512_slli_epi32(_mm512_and_si512(byte(2, 6), m3), 4));
+        const __m512i q = _mm512_sub_epi32(u, _mm512_set1_epi32(32));
         const __m512 v = _mm512_mul_ps(sc[e / 16], _mm512_cvtepi32_ps(q));
         _mm512_storeu_ps(out + (sb * 32 + e - k0) * 32, _mm512_maskz_mov_ps(rows, v));
       }
