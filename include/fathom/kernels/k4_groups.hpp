@@ -99,6 +99,17 @@ struct SuperBlockTiles {
   // First super-block past s's slice.
   size_t slice_end(size_t s) const { return std::min(nsb, (s / ws + 1) * ws); }
   bool sliced() const { return ws < nsb; }
+  // f(s, tile) for group g's super-blocks s in [part.first, part.last), slice by slice (each
+  // slice's tiles one run in memory).
+  template <class F>
+  void for_tiles(size_t g, GroupPart part, F&& f) const {
+    const size_t last = std::min(part.last, nsb);
+    for (size_t s = part.first; s < last;) {
+      const size_t end = std::min(last, slice_end(s));
+      const uint8_t* t = base + tile_index(g, s) * TileBytes;
+      for (; s < end; ++s, t += TileBytes) f(s, t);
+    }
+  }
 };
 template <size_t TileBytes>
 inline SuperBlockTiles<TileBytes> super_block_tiles(const void* data, size_t rows, size_t cols) {
@@ -191,58 +202,53 @@ inline void k4_group_vnni(const K4Layout& L, size_t g, const Q4Acts<RX>& a, floa
   const __m512i lo4 = _mm512_set1_epi8(15), hi4 = _mm512_set1_epi8(char(0xf0));
   __m512 acc[RX];
   for (int m = 0; m < RX; ++m) acc[m] = part.carry ? _mm512_loadu_ps(out + 16 * m) : _mm512_setzero_ps();
-  const size_t last = std::min(part.last, L.nsb);
-  for (size_t s = part.first; s < last;) {  // slice by slice: each a run of tiles
-    const size_t end = std::min(last, L.slice_end(s));
-    const uint8_t* t = L.base + L.tile_index(g, s) * kK4Tile;
-    for (; s < end; ++s, t += kK4Tile) {
-      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
-      const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Min)));
-      const __m512i w0 = _mm512_load_si512(t + kK4Scales), w1 = _mm512_load_si512(t + kK4Scales + 64),
-                    w2 = _mm512_load_si512(t + kK4Scales + 128);
-      auto pair = [&](auto C) {  // sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles)
-        constexpr int c = decltype(C)::value;
-        for (size_t at = c * (kK4Tile / 4); at < (c + 1) * (kK4Tile / 4); at += 64)
-          prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
-        const uint8_t* run = t + kK4Qs + 512 * c;
-        __m512i lo[8], hi[8];
+  L.for_tiles(g, part, [&](size_t s, const uint8_t* t) {  // slice by slice: each a run of tiles
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Min)));
+    const __m512i w0 = _mm512_load_si512(t + kK4Scales), w1 = _mm512_load_si512(t + kK4Scales + 64),
+                  w2 = _mm512_load_si512(t + kK4Scales + 128);
+    auto pair = [&](auto C) {  // sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles)
+      constexpr int c = decltype(C)::value;
+      for (size_t at = c * (kK4Tile / 4); at < (c + 1) * (kK4Tile / 4); at += 64)
+        prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
+      const uint8_t* run = t + kK4Qs + 512 * c;
+      __m512i lo[8], hi[8];
+      for (int j = 0; j < 8; ++j) {
+        const __m512i raw = _mm512_load_si512(run + 64 * j);
+        lo[j] = _mm512_and_si512(raw, lo4);
+        hi[j] = _mm512_and_si512(raw, hi4);
+      }
+      const __m512 sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(2 * c, false, w0, w1, w2)));
+      const __m512 mn0 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(2 * c, true, w0, w1, w2)));
+      const __m512 sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(2 * c + 1, false, w0, w1, w2)));
+      const __m512 mn1 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(2 * c + 1, true, w0, w1, w2)));
+      const size_t b = 8 * s + 2 * c;
+      if constexpr (RX == 1) {  // decode: the next super-block's activations (past the row's end: harmless)
+        prefetch_line(uintptr_t(a.xq[0] + 32 * (b + 8)));
+        if (c == 0) prefetch_line(uintptr_t(a.xd[0] + b + 8)), prefetch_line(uintptr_t(a.sx[0] + b + 8));
+      }
+      for (int m = 0; m < RX; ++m) {
+        const int8_t* x = a.xq[m] + 32 * b;
+        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
         for (int j = 0; j < 8; ++j) {
-          const __m512i raw = _mm512_load_si512(run + 64 * j);
-          lo[j] = _mm512_and_si512(raw, lo4);
-          hi[j] = _mm512_and_si512(raw, hi4);
+          int32_t xl, xh;
+          std::memcpy(&xl, x + 4 * j, 4);
+          std::memcpy(&xh, x + 32 + 4 * j, 4);
+          s0 = _mm512_dpbusd_epi32(s0, lo[j], _mm512_set1_epi32(xl));
+          s1 = _mm512_dpbusd_epi32(s1, hi[j], _mm512_set1_epi32(xh));
         }
-        const __m512 sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(2 * c, false, w0, w1, w2)));
-        const __m512 mn0 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(2 * c, true, w0, w1, w2)));
-        const __m512 sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(k4_six_bits(2 * c + 1, false, w0, w1, w2)));
-        const __m512 mn1 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(k4_six_bits(2 * c + 1, true, w0, w1, w2)));
-        const size_t b = 8 * s + 2 * c;
-        if constexpr (RX == 1) {  // decode: the next super-block's activations (past the row's end: harmless)
-          prefetch_line(uintptr_t(a.xq[0] + 32 * (b + 8)));
-          if (c == 0) prefetch_line(uintptr_t(a.xd[0] + b + 8)), prefetch_line(uintptr_t(a.sx[0] + b + 8));
-        }
-        for (int m = 0; m < RX; ++m) {
-          const int8_t* x = a.xq[m] + 32 * b;
-          __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-          for (int j = 0; j < 8; ++j) {
-            int32_t xl, xh;
-            std::memcpy(&xl, x + 4 * j, 4);
-            std::memcpy(&xh, x + 32 + 4 * j, 4);
-            s0 = _mm512_dpbusd_epi32(s0, lo[j], _mm512_set1_epi32(xl));
-            s1 = _mm512_dpbusd_epi32(s1, hi[j], _mm512_set1_epi32(xh));
-          }
-          acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc0, _mm512_set1_ps(a.xd[m][b])), acc[m]);
-          acc[m] = _mm512_fnmadd_ps(mn0, _mm512_set1_ps(a.sx[m][b]), acc[m]);
-          acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(s1, 4)),
-                                   _mm512_mul_ps(sc1, _mm512_set1_ps(a.xd[m][b + 1])), acc[m]);
-          acc[m] = _mm512_fnmadd_ps(mn1, _mm512_set1_ps(a.sx[m][b + 1]), acc[m]);
-        }
-      };
-      pair(std::integral_constant<int, 0>{});
-      pair(std::integral_constant<int, 1>{});
-      pair(std::integral_constant<int, 2>{});
-      pair(std::integral_constant<int, 3>{});
-    }
-  }
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc0, _mm512_set1_ps(a.xd[m][b])), acc[m]);
+        acc[m] = _mm512_fnmadd_ps(mn0, _mm512_set1_ps(a.sx[m][b]), acc[m]);
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(s1, 4)),
+                                 _mm512_mul_ps(sc1, _mm512_set1_ps(a.xd[m][b + 1])), acc[m]);
+        acc[m] = _mm512_fnmadd_ps(mn1, _mm512_set1_ps(a.sx[m][b + 1]), acc[m]);
+      }
+    };
+    pair(std::integral_constant<int, 0>{});
+    pair(std::integral_constant<int, 1>{});
+    pair(std::integral_constant<int, 2>{});
+    pair(std::integral_constant<int, 3>{});
+  });
   for (int m = 0; m < RX; ++m) _mm512_storeu_ps(out + 16 * m, acc[m]);
 }
 #endif
@@ -266,61 +272,56 @@ inline void k4_group_avx2(const K4Layout& L, size_t g, const Q4Acts<RX>& a, floa
   __m256 acc[RX][2];
   for (int m = 0; m < RX; ++m)
     for (int h = 0; h < 2; ++h) acc[m][h] = part.carry ? _mm256_loadu_ps(out + 16 * m + 8 * h) : _mm256_setzero_ps();
-  const size_t last = std::min(part.last, L.nsb);
-  for (size_t s = part.first; s < last;) {  // slice by slice: each a run of tiles
-    const size_t end = std::min(last, L.slice_end(s));
-    const uint8_t* t = L.base + L.tile_index(g, s) * kK4Tile;
-    for (; s < end; ++s, t += kK4Tile) {
-      for (size_t at = 0; at < kK4Tile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
-      for (int h = 0; h < 2; ++h) {
-        const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t + 16 * h)));
-        const __m256 dmin = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t + kK4Min + 16 * h)));
-        const auto word = [&](int k) {
-          return _mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Scales + 64 * k + 32 * h));
-        };
-        const __m256i w0 = word(0), w1 = word(1), w2 = word(2);
-        auto pair = [&](auto C) {
-          constexpr int c = decltype(C)::value;
-          const size_t b = 8 * s + 2 * c;
-          // int16 pair sums of the 8 chunks: each at most 2 x 15 x 127, all 8 at most 30480 (no
-          // overflow), widened to int32 once
-          __m256i s0[RX], s1[RX];
-          for (int m = 0; m < RX; ++m) s0[m] = s1[m] = _mm256_setzero_si256();
-          for (int j = 0; j < 8; ++j) {
-            const __m256i raw =
-                _mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Qs + 512 * c + 64 * j + 32 * h));
-            const __m256i lo = _mm256_and_si256(raw, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
-            for (int m = 0; m < RX; ++m) {
-              int32_t xl, xh;
-              std::memcpy(&xl, a.xq[m] + 32 * b + 4 * j, 4);
-              std::memcpy(&xh, a.xq[m] + 32 * b + 32 + 4 * j, 4);
-              s0[m] = _mm256_add_epi16(s0[m], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
-              s1[m] = _mm256_add_epi16(s1[m], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
-            }
-          }
+  L.for_tiles(g, part, [&](size_t s, const uint8_t* t) {  // slice by slice: each a run of tiles
+    for (size_t at = 0; at < kK4Tile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
+    for (int h = 0; h < 2; ++h) {
+      const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t + 16 * h)));
+      const __m256 dmin = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(t + kK4Min + 16 * h)));
+      const auto word = [&](int k) {
+        return _mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Scales + 64 * k + 32 * h));
+      };
+      const __m256i w0 = word(0), w1 = word(1), w2 = word(2);
+      auto pair = [&](auto C) {
+        constexpr int c = decltype(C)::value;
+        const size_t b = 8 * s + 2 * c;
+        // int16 pair sums of the 8 chunks: each at most 2 x 15 x 127, all 8 at most 30480 (no
+        // overflow), widened to int32 once
+        __m256i s0[RX], s1[RX];
+        for (int m = 0; m < RX; ++m) s0[m] = s1[m] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; ++j) {
+          const __m256i raw =
+              _mm256_load_si256(reinterpret_cast<const __m256i*>(t + kK4Qs + 512 * c + 64 * j + 32 * h));
+          const __m256i lo = _mm256_and_si256(raw, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
           for (int m = 0; m < RX; ++m) {
-            s0[m] = _mm256_madd_epi16(s0[m], ones);
-            s1[m] = _mm256_madd_epi16(s1[m], ones);
+            int32_t xl, xh;
+            std::memcpy(&xl, a.xq[m] + 32 * b + 4 * j, 4);
+            std::memcpy(&xh, a.xq[m] + 32 * b + 32 + 4 * j, 4);
+            s0[m] = _mm256_add_epi16(s0[m], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
+            s1[m] = _mm256_add_epi16(s1[m], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
           }
-          const __m256 sc0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(k4_six_bits(2 * c, false, w0, w1, w2)));
-          const __m256 mn0 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(k4_six_bits(2 * c, true, w0, w1, w2)));
-          const __m256 sc1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(k4_six_bits(2 * c + 1, false, w0, w1, w2)));
-          const __m256 mn1 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(k4_six_bits(2 * c + 1, true, w0, w1, w2)));
-          for (int m = 0; m < RX; ++m) {
-            __m256& y = acc[m][h];
-            y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[m]), _mm256_mul_ps(sc0, _mm256_set1_ps(a.xd[m][b])), y);
-            y = _mm256_fnmadd_ps(mn0, _mm256_set1_ps(a.sx[m][b]), y);
-            y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[m]), _mm256_mul_ps(sc1, _mm256_set1_ps(a.xd[m][b + 1])), y);
-            y = _mm256_fnmadd_ps(mn1, _mm256_set1_ps(a.sx[m][b + 1]), y);
-          }
-        };
-        pair(std::integral_constant<int, 0>{});
-        pair(std::integral_constant<int, 1>{});
-        pair(std::integral_constant<int, 2>{});
-        pair(std::integral_constant<int, 3>{});
-      }
+        }
+        for (int m = 0; m < RX; ++m) {
+          s0[m] = _mm256_madd_epi16(s0[m], ones);
+          s1[m] = _mm256_madd_epi16(s1[m], ones);
+        }
+        const __m256 sc0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(k4_six_bits(2 * c, false, w0, w1, w2)));
+        const __m256 mn0 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(k4_six_bits(2 * c, true, w0, w1, w2)));
+        const __m256 sc1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(k4_six_bits(2 * c + 1, false, w0, w1, w2)));
+        const __m256 mn1 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(k4_six_bits(2 * c + 1, true, w0, w1, w2)));
+        for (int m = 0; m < RX; ++m) {
+          __m256& y = acc[m][h];
+          y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0[m]), _mm256_mul_ps(sc0, _mm256_set1_ps(a.xd[m][b])), y);
+          y = _mm256_fnmadd_ps(mn0, _mm256_set1_ps(a.sx[m][b]), y);
+          y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1[m]), _mm256_mul_ps(sc1, _mm256_set1_ps(a.xd[m][b + 1])), y);
+          y = _mm256_fnmadd_ps(mn1, _mm256_set1_ps(a.sx[m][b + 1]), y);
+        }
+      };
+      pair(std::integral_constant<int, 0>{});
+      pair(std::integral_constant<int, 1>{});
+      pair(std::integral_constant<int, 2>{});
+      pair(std::integral_constant<int, 3>{});
     }
-  }
+  });
   for (int m = 0; m < RX; ++m) {
     _mm256_storeu_ps(out + 16 * m, acc[m][0]);
     _mm256_storeu_ps(out + 16 * m + 8, acc[m][1]);

@@ -149,58 +149,53 @@ inline void k6_group_vnni(const K6Layout& L, size_t g, const Q4Acts<RX>& a, floa
   const __m512i m3f = _mm512_set1_epi8(63), m03 = _mm512_set1_epi8(3), m0f = _mm512_set1_epi8(15);
   __m512 acc[RX];
   for (int m = 0; m < RX; ++m) acc[m] = part.carry ? _mm512_loadu_ps(out + 16 * m) : _mm512_setzero_ps();
-  const size_t last = std::min(part.last, L.nsb);
-  for (size_t s = part.first; s < last;) {  // slice by slice: each a run of tiles
-    const size_t end = std::min(last, L.slice_end(s));
-    const uint8_t* t = L.base + L.tile_index(g, s) * kK6Tile;
-    for (; s < end; ++s, t += kK6Tile) {
-      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + kK6D)));
-      for (int h = 0; h < 2; ++h)
-        for (int half = 0; half < 2; ++half) {
-          const uint8_t* quarter = t + k6_plane_at(size_t(h), size_t(16 * half), 0);
-          if (own_lines) {
-            const uintptr_t from = uintptr_t(h + half == 0 ? t : quarter) & ~uintptr_t(63);
-            for (uintptr_t at = from; at < uintptr_t(quarter + kK6Quarter); at += 64) prefetch_line(at);
-          } else {
-            // a quarter of the tile per step (53 lines at once overran the outstanding misses a
-            // core keeps: 0.93x from DRAM, Zen 5)
-            const size_t q0 = size_t(2 * h + half) * (kK6Tile / 4);
-            for (size_t at = q0; at < q0 + kK6Tile / 4 + 64; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
-          }
-          __m512i w[4][4];  // [jj][chunk]
-          for (int c = 0; c < 4; ++c) {
-            const __m512i P0 = _mm512_loadu_si512(quarter + 64 * c), P1 = _mm512_loadu_si512(quarter + kK6Plane + 64 * c),
-                          P2 = _mm512_loadu_si512(quarter + 2 * kK6Plane + 64 * c);
-            w[0][c] = _mm512_and_si512(P0, m3f);
-            w[1][c] = _mm512_and_si512(P1, m3f);
-            w[2][c] = _mm512_and_si512(P2, m3f);
-            // each plane's top two bits moved to bits 2k, 2k + 1 (16-bit shifts: the bits kept come
-            // from the same byte); vpternlogd 0xE4 = c ? a : b, bit by bit
-            const __m512i lo = _mm512_ternarylogic_epi32(_mm512_srli_epi16(P0, 6), _mm512_srli_epi16(P1, 4), m03, 0xE4);
-            w[3][c] = _mm512_and_si512(_mm512_ternarylogic_epi32(lo, _mm512_srli_epi16(P2, 2), m0f, 0xE4), m3f);
-          }
-          __m512 sc[4];  // d sc_g of group 8h + 2jj + half, for the 16 rows
-          for (int jj = 0; jj < 4; ++jj) {
-            const int grp = 8 * h + 2 * jj + half;
-            const __m512i word = _mm512_loadu_si512(t + kK6Scales + 64 * (grp / 4));
-            const __m512i v = _mm512_srai_epi32(_mm512_slli_epi32(word, unsigned(24 - 8 * (grp % 4))), 24);
-            sc[jj] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(v));
-          }
-          for (int m = 0; m < RX; ++m)
-            for (int jj = 0; jj < 4; ++jj) {
-              const size_t b = 8 * s + size_t(4 * h + jj);
-              const int8_t* x = a.xq[m] + 32 * b + 16 * half;
-              __m512i dot = _mm512_set1_epi32(-32 * a.sumh[m][2 * b + size_t(half)]);
-              for (int c = 0; c < 4; ++c) {
-                int32_t xw;
-                std::memcpy(&xw, x + 4 * c, 4);
-                dot = _mm512_dpbusd_epi32(dot, w[jj][c], _mm512_set1_epi32(xw));
-              }
-              acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sc[jj], _mm512_set1_ps(a.xd[m][b])), acc[m]);
-            }
+  L.for_tiles(g, part, [&](size_t s, const uint8_t* t) {  // slice by slice: each a run of tiles
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + kK6D)));
+    for (int h = 0; h < 2; ++h)
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t* quarter = t + k6_plane_at(size_t(h), size_t(16 * half), 0);
+        if (own_lines) {
+          const uintptr_t from = uintptr_t(h + half == 0 ? t : quarter) & ~uintptr_t(63);
+          for (uintptr_t at = from; at < uintptr_t(quarter + kK6Quarter); at += 64) prefetch_line(at);
+        } else {
+          // a quarter of the tile per step (53 lines at once overran the outstanding misses a
+          // core keeps: 0.93x from DRAM, Zen 5)
+          const size_t q0 = size_t(2 * h + half) * (kK6Tile / 4);
+          for (size_t at = q0; at < q0 + kK6Tile / 4 + 64; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
         }
-    }
-  }
+        __m512i w[4][4];  // [jj][chunk]
+        for (int c = 0; c < 4; ++c) {
+          const __m512i P0 = _mm512_loadu_si512(quarter + 64 * c), P1 = _mm512_loadu_si512(quarter + kK6Plane + 64 * c),
+                        P2 = _mm512_loadu_si512(quarter + 2 * kK6Plane + 64 * c);
+          w[0][c] = _mm512_and_si512(P0, m3f);
+          w[1][c] = _mm512_and_si512(P1, m3f);
+          w[2][c] = _mm512_and_si512(P2, m3f);
+          // each plane's top two bits moved to bits 2k, 2k + 1 (16-bit shifts: the bits kept come
+          // from the same byte); vpternlogd 0xE4 = c ? a : b, bit by bit
+          const __m512i lo = _mm512_ternarylogic_epi32(_mm512_srli_epi16(P0, 6), _mm512_srli_epi16(P1, 4), m03, 0xE4);
+          w[3][c] = _mm512_and_si512(_mm512_ternarylogic_epi32(lo, _mm512_srli_epi16(P2, 2), m0f, 0xE4), m3f);
+        }
+        __m512 sc[4];  // d sc_g of group 8h + 2jj + half, for the 16 rows
+        for (int jj = 0; jj < 4; ++jj) {
+          const int grp = 8 * h + 2 * jj + half;
+          const __m512i word = _mm512_loadu_si512(t + kK6Scales + 64 * (grp / 4));
+          const __m512i v = _mm512_srai_epi32(_mm512_slli_epi32(word, unsigned(24 - 8 * (grp % 4))), 24);
+          sc[jj] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(v));
+        }
+        for (int m = 0; m < RX; ++m)
+          for (int jj = 0; jj < 4; ++jj) {
+            const size_t b = 8 * s + size_t(4 * h + jj);
+            const int8_t* x = a.xq[m] + 32 * b + 16 * half;
+            __m512i dot = _mm512_set1_epi32(-32 * a.sumh[m][2 * b + size_t(half)]);
+            for (int c = 0; c < 4; ++c) {
+              int32_t xw;
+              std::memcpy(&xw, x + 4 * c, 4);
+              dot = _mm512_dpbusd_epi32(dot, w[jj][c], _mm512_set1_epi32(xw));
+            }
+            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sc[jj], _mm512_set1_ps(a.xd[m][b])), acc[m]);
+          }
+      }
+  });
   for (int m = 0; m < RX; ++m) _mm512_storeu_ps(out + 16 * m, acc[m]);
 }
 #endif
@@ -218,51 +213,46 @@ inline void k6_group_avx2(const K6Layout& L, size_t g, const Q4Acts<RX>& a, floa
   for (int m = 0; m < RX; ++m)
     for (int h = 0; h < 2; ++h) acc[m][h] = part.carry ? _mm256_loadu_ps(out + 16 * m + 8 * h) : _mm256_setzero_ps();
   const auto ld = [](const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
-  const size_t last = std::min(part.last, L.nsb);
-  for (size_t s = part.first; s < last;) {  // slice by slice: each a run of tiles
-    const size_t end = std::min(last, L.slice_end(s));
-    const uint8_t* t = L.base + L.tile_index(g, s) * kK6Tile;
-    for (; s < end; ++s, t += kK6Tile) {
-      for (size_t at = 0; at < kK6Tile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
-      for (int r8 = 0; r8 < 2; ++r8) {  // rows 8 r8 ..
-        const uint8_t* tr = t + 32 * r8;
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + kK6D + 16 * r8)));
-        for (int h = 0; h < 2; ++h)
-          for (int half = 0; half < 2; ++half)
-            for (int jj = 0; jj < 4; ++jj) {
-              const int grp = 8 * h + 2 * jj + half;
-              const __m256i word = ld(tr + kK6Scales + 64 * (grp / 4));
-              const __m256 sc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(word, 24 - 8 * (grp % 4)), 24)));
-              __m256i w[4];
-              const uint8_t* quarter = tr + k6_plane_at(size_t(h), size_t(16 * half), 0);
-              for (int c = 0; c < 4; ++c) {
-                const auto plane = [&](int k) { return ld(quarter + kK6Plane * size_t(k) + 64 * size_t(c)); };
-                if (jj < 3) {
-                  w[c] = _mm256_and_si256(plane(jj), m3f);
-                } else {  // the planes' top two bits at bits 0-1, 2-3, 4-5 (16-bit shifts: from the same byte)
-                  const __m256i b01 = _mm256_and_si256(_mm256_srli_epi16(plane(0), 6), _mm256_set1_epi8(3));
-                  const __m256i b23 = _mm256_and_si256(_mm256_srli_epi16(plane(1), 4), _mm256_set1_epi8(12));
-                  const __m256i b45 = _mm256_and_si256(_mm256_srli_epi16(plane(2), 2), _mm256_set1_epi8(48));
-                  w[c] = _mm256_or_si256(_mm256_or_si256(b01, b23), b45);
-                }
-              }
-              const size_t b = 8 * s + size_t(4 * h + jj);
-              for (int m = 0; m < RX; ++m) {
-                const int8_t* x = a.xq[m] + 32 * b + 16 * half;
-                int32_t xw[4];
-                std::memcpy(xw, x, 16);
-                const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(w[0], _mm256_set1_epi32(xw[0])),
-                                                     _mm256_maddubs_epi16(w[1], _mm256_set1_epi32(xw[1])));
-                const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(w[2], _mm256_set1_epi32(xw[2])),
-                                                     _mm256_maddubs_epi16(w[3], _mm256_set1_epi32(xw[3])));
-                const __m256i dot = _mm256_add_epi32(_mm256_set1_epi32(-32 * a.sumh[m][2 * b + size_t(half)]),
-                                                     _mm256_add_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones)));
-                acc[m][r8] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sc, _mm256_set1_ps(a.xd[m][b])), acc[m][r8]);
+  L.for_tiles(g, part, [&](size_t s, const uint8_t* t) {  // slice by slice: each a run of tiles
+    for (size_t at = 0; at < kK6Tile; at += 64) prefetch_line(uintptr_t(t + kGgufPrefetchAhead + at));
+    for (int r8 = 0; r8 < 2; ++r8) {  // rows 8 r8 ..
+      const uint8_t* tr = t + 32 * r8;
+      const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + kK6D + 16 * r8)));
+      for (int h = 0; h < 2; ++h)
+        for (int half = 0; half < 2; ++half)
+          for (int jj = 0; jj < 4; ++jj) {
+            const int grp = 8 * h + 2 * jj + half;
+            const __m256i word = ld(tr + kK6Scales + 64 * (grp / 4));
+            const __m256 sc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(word, 24 - 8 * (grp % 4)), 24)));
+            __m256i w[4];
+            const uint8_t* quarter = tr + k6_plane_at(size_t(h), size_t(16 * half), 0);
+            for (int c = 0; c < 4; ++c) {
+              const auto plane = [&](int k) { return ld(quarter + kK6Plane * size_t(k) + 64 * size_t(c)); };
+              if (jj < 3) {
+                w[c] = _mm256_and_si256(plane(jj), m3f);
+              } else {  // the planes' top two bits at bits 0-1, 2-3, 4-5 (16-bit shifts: from the same byte)
+                const __m256i b01 = _mm256_and_si256(_mm256_srli_epi16(plane(0), 6), _mm256_set1_epi8(3));
+                const __m256i b23 = _mm256_and_si256(_mm256_srli_epi16(plane(1), 4), _mm256_set1_epi8(12));
+                const __m256i b45 = _mm256_and_si256(_mm256_srli_epi16(plane(2), 2), _mm256_set1_epi8(48));
+                w[c] = _mm256_or_si256(_mm256_or_si256(b01, b23), b45);
               }
             }
-      }
+            const size_t b = 8 * s + size_t(4 * h + jj);
+            for (int m = 0; m < RX; ++m) {
+              const int8_t* x = a.xq[m] + 32 * b + 16 * half;
+              int32_t xw[4];
+              std::memcpy(xw, x, 16);
+              const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(w[0], _mm256_set1_epi32(xw[0])),
+                                                   _mm256_maddubs_epi16(w[1], _mm256_set1_epi32(xw[1])));
+              const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(w[2], _mm256_set1_epi32(xw[2])),
+                                                   _mm256_maddubs_epi16(w[3], _mm256_set1_epi32(xw[3])));
+              const __m256i dot = _mm256_add_epi32(_mm256_set1_epi32(-32 * a.sumh[m][2 * b + size_t(half)]),
+                                                   _mm256_add_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones)));
+              acc[m][r8] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sc, _mm256_set1_ps(a.xd[m][b])), acc[m][r8]);
+            }
+          }
     }
-  }
+  });
   for (int m = 0; m < RX; ++m) {
     _mm256_storeu_ps(out + 16 * m, acc[m][0]);
     _mm256_storeu_ps(out + 16 * m + 8, acc[m][1]);
