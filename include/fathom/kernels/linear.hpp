@@ -113,16 +113,26 @@ inline int gemv_row_tile(size_t cols, int threads, bool f32) {
   return x_bytes <= (threads >= 2 ? kOneRowMax2 : kOneRowMax1) ? 1 : 4;
 }
 
+// f32 rows [r0, r1), flattened (the row kernel inlined; GCC 12 called it out of line once a row),
+// as the quantised decode loops are: on a Zen 4 one thread streamed 1.06-1.29x as fast from DRAM
+// while the VM read 27-29 GB/s (768 x 2048 1.29x, 2048 x 2048 1.14x, 2048 x 768 1.10x), 0.99-1.03x
+// while it read 31-32 (both at 97-105 % of the read); two threads 1.02-1.08x; the same bits. bf16
+// rows flattened were 0.93-1.00x, so they keep the call (docs/benchmarks.md, "Zen 4: the peers on
+// every suite again, llama2.c `run.c`").
+template <int R>
+[[gnu::flatten]] inline void f32_rows(const float* w, size_t cols, const float* x, size_t r0, size_t r1, float* y) {
+  const TilePrefetch pf = dense_tile_prefetch(/*f32=*/true, cols, R);
+  pf.prime(w + r0 * cols);
+  size_t r = r0;
+  for (; r + R <= r1; r += R) dot_f32_rows<R>(w + r * cols, cols, x, cols, y + r, pf);
+  for (; r < r1; ++r) y[r] = dot_f32(w + r * cols, x, cols);
+}
+
 template <int R>
 inline void dense_rows(const MatrixView& W, const PreparedInput& in, size_t r0, size_t r1, float* y) {
   const size_t cols = W.cols;
   if (W.dtype == DType::F32) {
-    const float* w = static_cast<const float*>(W.data);
-    const TilePrefetch pf = dense_tile_prefetch(/*f32=*/true, cols, R);
-    pf.prime(w + r0 * cols);
-    size_t r = r0;
-    for (; r + R <= r1; r += R) dot_f32_rows<R>(w + r * cols, cols, in.x, cols, y + r, pf);
-    for (; r < r1; ++r) y[r] = dot_f32(w + r * cols, in.x, cols);
+    f32_rows<R>(static_cast<const float*>(W.data), cols, in.x, r0, r1, y);
   } else {
     const uint16_t* w = static_cast<const uint16_t*>(W.data);
     const TilePrefetch pf = dense_tile_prefetch(/*f32=*/false, cols, R);
