@@ -73,6 +73,11 @@ The GGUF suites measure prefill-256 and decode-128 at 256-384 tokens of context:
     kernels (-DGGML_AMX_TILE=ON -DGGML_AMX_INT8=ON -DGGML_AMX_BF16=ON) died of SIGILL at its first
     graph computation; build llama-bench there without them (docs/benchmarks.md, "AMX-INT8").
 
+Every run of a GGUF file (fathom's and llama.cpp's, in every suite) reads a copy of it written
+just before the run (`fresh_copy`): a model file mapped from the page cache decodes faster when its
+pages lie contiguous in physical memory (mapped as huge pages), as a newly written file's do, and a
+file cached hours earlier had come apart on these VMs (`fresh_copy` has the figures).
+
 Every suite also measures the machine's DRAM read bandwidth in the same round robin (fathom's
 `bench_gemv --benchmark_filter=BM_read_bandwidth/plain`: 512 MiB of random bytes streamed by 1 or
 2 threads) when the build has bench_gemv, so every figure comes with the same minutes' limit.
@@ -305,6 +310,30 @@ def cpu_description() -> str:
             f"{os.cpu_count()} logical CPUs; {' '.join(isa) or 'no AVX2'})")
 
 
+def fresh_copy(src: Path, work: Path) -> Path:
+    """`src` copied to <work>/fresh-<name> just now (any earlier copy deleted first) and synced:
+    the file one measured run reads.
+
+    Programs that map a model file (llama.cpp, run.c; fathom's llama2.c checkpoints as stored) read
+    it through the page cache, and how those pages lie in physical memory changes their speed.
+    Written in 16 MiB pieces, the file is cached in 2 MiB folios that the kernel maps as huge pages
+    (/proc/self/smaps: FilePmdMapped the whole file; /proc/self/pagemap: runs of 512-1024
+    contiguous 4 KiB pages), while a file cached an hour or two earlier on these VMs had come apart
+    (runs of 1.9-4.5 pages, next to no huge mappings). On a Zen 4 (2026-12-06) run.c decoded
+    llama2.c's 110M checkpoint at 54-64 tok/s from a fresh copy and 44-46 from the old one; a `cp`
+    (smaller folios, no huge mappings) gave 49-56; llama-bench decoded the q8_0 file 1.06-1.16x as
+    fast from a `cp` copy. A fresh copy per run gives every engine the same, best, layout (fathom
+    holds GGUF weights in its own huge-page buffers either way). The sync keeps the copy's
+    writeback out of the measured minutes."""
+    dst = work / f"fresh-{src.name}"
+    dst.unlink(missing_ok=True)
+    with src.open("rb") as i, dst.open("wb") as o:
+        shutil.copyfileobj(i, o, 16 << 20)
+        o.flush()
+        os.fsync(o.fileno())
+    return dst
+
+
 def read_bandwidth(build: Path, threads: int) -> dict:
     """DRAM read bandwidth now, GB/s: bench_gemv's BM_read_bandwidth/plain (512 MiB of random bytes)."""
     exe = build / "bench" / "bench_gemv"
@@ -494,17 +523,18 @@ def gguf_suite(a, build: Path, work: Path, shared: Path | None, engines: list[st
                                   ("--activations", "bf16")))
     ids = gguf_prompt_ids(vocab)
     configs = bandwidth_configs(build, threads)
+    fresh = lambda: fresh_copy(gguf, work)  # every run reads a file cached just before it
     for th in threads:
         if "fathom" in engines:
             for w, name, extra in fathom_weights:
                 name = name or as_stored
                 configs.append((("fathom", name, th),
-                                lambda w=w, th=th, extra=extra: run_fathom_gguf(generate, gguf, w, th, ids, extra)))
+                                lambda w=w, th=th, extra=extra: run_fathom_gguf(generate, fresh(), w, th, ids, extra)))
         if "llama.cpp" in engines:
             if not a.llama_bench:
                 raise SystemExit("llama.cpp in a GGUF suite needs --llama-bench")
             configs.append((("llama.cpp", file_type, th),
-                            lambda th=th: run_llama_bench(Path(a.llama_bench), gguf, th)))
+                            lambda th=th: run_llama_bench(Path(a.llama_bench), fresh(), th)))
     results = round_robin(configs, a.reps, a.until, work / f"results-{a.suite}.jsonl")
     return header_lines(f"{title}: {gguf.name}") + "\n" + gguf_table(results, file_type)
 
@@ -640,8 +670,8 @@ def main() -> int:
                                 lambda w=w, th=th, x=extra: run_fathom(generate, model_dir, w, th, ids, x)))
         if "llama.cpp" in engines:
             for prec, path in ggufs.items():
-                configs.append((("llama.cpp", prec, th),
-                                lambda p=path, pr=prec, th=th: run_worker(["llama", str(p), pr, str(th)], th)))
+                configs.append((("llama.cpp", prec, th), lambda p=path, pr=prec, th=th: run_worker(
+                    ["llama", str(fresh_copy(p, work)), pr, str(th)], th)))
         if "transformers" in engines:
             for prec in ("bf16", "f32"):
                 configs.append((("transformers", prec, th),

@@ -31,7 +31,10 @@ here). What the comparison does, in order:
                rate covers the same 255 forwards after the first token, sampling and printing
                included;
      at 1 and 2 threads (runfast at 1 only), plus fathom's bench_gemv read bandwidth at each
-     thread count. Every run is a fresh process; configurations are interleaved round-robin, each
+     thread count. Every run reads a copy of the checkpoint written just before it (compare.py's
+     `fresh_copy`): both programs map the file, and run.c decoded the 110M checkpoint at 54-64
+     tok/s from a newly written copy (mapped as huge pages) and at 44-46 from one cached hours
+     earlier, whose pages had come apart in physical memory (Zen 4, 2026-12-06). Every run is a fresh process; configurations are interleaved round-robin, each
      --reps times, and medians are reported with fathom ÷ run.c ratios (the `runomp` build is the
      peer of record: at one thread it is the faster of the two builds).
 Both programs decode the same greedy sequence until their f32 sums (different summation orders:
@@ -53,7 +56,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import (REPO, bandwidth_configs, header_lines, log, median,  # noqa: E402
+from compare import (REPO, bandwidth_configs, fresh_copy, header_lines, log, median,  # noqa: E402
                      parse_round_robin_args, round_robin, run_generate, table_notes)
 
 SHAPES = {  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
@@ -227,19 +230,20 @@ def main() -> int:
     exes = build_run_c(Path(a.run_c).resolve(), work)
 
     configs = bandwidth_configs(build, threads)
+    fresh = lambda s: fresh_copy(ckpts[s], work)  # every run maps a checkpoint cached just before it
     for s in shapes:
         for th in threads:
             for name, exe in exes.items():
                 if name == "runomp" or th == 1:
                     configs.append((("run.c", name, s, th),
-                                    lambda e=exe, s=s, th=th: run_runc(e, ckpts[s], tok, th)))
+                                    lambda e=exe, s=s, th=th: run_runc(e, fresh(s), tok, th)))
             for w in ("as-stored", "f32"):
                 configs.append((("fathom", w, s, th),
-                                lambda w=w, s=s, th=th: run_fathom(generate, ckpts[s], tok, w, th)))
+                                lambda w=w, s=s, th=th: run_fathom(generate, fresh(s), tok, w, th)))
             for extra in a.fathom:
                 label, path = extra.split("=", 1)
                 configs.append((("fathom", f"f32, {label}", s, th),
-                                lambda p=Path(path), s=s, th=th: run_fathom(p, ckpts[s], tok, "f32", th)))
+                                lambda p=Path(path), s=s, th=th: run_fathom(p, fresh(s), tok, "f32", th)))
 
     results = round_robin(configs, a.reps, a.until, work / "results-llama2c.jsonl")
     text = header_lines("llama2.c run.c (fp32) vs fathom, random checkpoints") + "\n" + table(results)
