@@ -83,7 +83,9 @@ Every suite also measures the machine's DRAM read bandwidth in the same round ro
 2 threads) when the build has bench_gemv, so every figure comes with the same minutes' limit.
 Configurations are interleaved round-robin (the start rotated each repetition) and each is
 repeated --reps times; medians (min–max) are reported, with fathom ÷ peer ratios at equal weights
-and thread count. The table starts with the CPU model (/proc/cpuinfo) and the date.
+and thread count: the ratio of the medians, and in brackets the median of the ratios within each
+round (`ratio_cell`), which compares the engines in the same minutes. The table starts with the
+CPU model (/proc/cpuinfo) and the date.
 
 --passive sets OMP_WAIT_POLICY=passive for every measured process (all engines alike). On a
 machine shared with other work, OpenMP threads that spin at barriers while their partner is
@@ -391,9 +393,22 @@ def bandwidth_line(results: dict) -> str:
     return "Same-run DRAM read bandwidth (bench_gemv BM_read_bandwidth/plain, medians): " + "; ".join(parts) + "."
 
 
+def ratio_cell(results: dict, mine: tuple, peer: tuple, what: str) -> str:
+    """mine ÷ peer for `what`: the ratio of the medians, then in brackets the median of the ratios
+    within each round. A round runs every configuration once, within a minute or two, so its
+    ratio compares the engines at the same state of the host (on these VMs the read bandwidth moves
+    by 1.5-2x between minutes); where both engines decode at the read bound, the two can differ."""
+    a, b = results.get(mine, []), results.get(peer, [])
+    if not a or not b:
+        return "—"
+    per_round = [x[what] / y[what] for x, y in zip(a, b)]  # results[key][i] ran in round i
+    return f"{median([x[what] for x in a]) / median([y[what] for y in b]):.2f}× ({median(per_round):.2f}×)"
+
+
 def table_notes(results: dict, ratios: str = "") -> list[str]:
     """The lines under a results table: how to read it, then the same-run read bandwidth."""
-    notes = [f"\nMedians over the runs (min–max in brackets); ratios compare medians{ratios}."]
+    notes = [f"\nMedians over the runs (min–max in brackets); ratios compare medians{ratios}, and in "
+             "brackets give the median of the ratios within each round (both engines in the same minutes)."]
     bw = bandwidth_line(results)
     return notes + [bw] if bw else notes
 
@@ -457,7 +472,7 @@ def gguf_table(results: dict, file_type: str) -> str:
         span = lambda what: f"{min(r[what] for r in runs):.1f}–{max(r[what] for r in runs):.1f}"
         lk = ("llama.cpp", file_type, th)
         if eng == "fathom" and lk in results:
-            rp, rd = f"{p / med(lk, 'prefill'):.2f}×", f"{d / med(lk, 'decode'):.2f}×"
+            rp, rd = ratio_cell(results, key, lk, "prefill"), ratio_cell(results, key, lk, "decode")
         else:
             rp = rd = "—"
         lines.append(f"| {eng} | {w} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "
@@ -569,8 +584,8 @@ def table(results: dict) -> str:
                 fk = ("fathom", f, th)
                 if i and fk not in results:
                     continue
-                rp = f"{med(fk, 'prefill') / p:.2f}×" if fk in results else "n/a"
-                rd = f"{med(fk, 'decode') / d:.2f}×" if fk in results else "n/a"
+                rp = ratio_cell(results, fk, key, "prefill") if fk in results else "n/a"
+                rd = ratio_cell(results, fk, key, "decode") if fk in results else "n/a"
                 cells.append((prec if not i else f"{prec} (÷ fathom {f})", rp, rd))
         for name, rp, rd in cells:
             lines.append(f"| {eng} | {name} | {th} | {len(runs)} | {p:.1f} ({span('prefill')}) | {d:.1f} ({span('decode')}) "

@@ -57,7 +57,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import (REPO, bandwidth_configs, fresh_copy, header_lines, log, median,  # noqa: E402
-                     parse_round_robin_args, round_robin, run_generate, table_notes)
+                     parse_round_robin_args, ratio_cell, round_robin, run_generate, table_notes)
 
 SHAPES = {  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
     "15M": (288, 768, 6, 6, 6, 32000, 256),
@@ -173,7 +173,7 @@ def table(results: dict) -> str:
         eng, var, shape, th = k
         xs = [r["decode"] for r in results[k]]
         ro, rf = ("run.c", "runomp", shape, th), ("run.c", "runfast", shape, th)
-        ratio = lambda peer: f"{med(k) / med(peer):.2f}×" if eng == "fathom" and peer in results else "—"
+        ratio = lambda peer: ratio_cell(results, k, peer, "decode") if eng == "fathom" else "—"
         lines.append(f"| {shape} | {th} | {eng} | {var} | {len(xs)} | {med(k):.1f} ({min(xs):.1f}–{max(xs):.1f}) "
                      f"| {ratio(ro)} | {ratio(rf)} |")
     lines += table_notes(results, " at the same shape and threads")
