@@ -321,12 +321,12 @@ def fresh_copy(src: Path, work: Path) -> Path:
     Written in 16 MiB pieces, the file is cached in 2 MiB folios that the kernel maps as huge pages
     (/proc/self/smaps: FilePmdMapped the whole file; /proc/self/pagemap: runs of 512-1024
     contiguous 4 KiB pages), while a file cached an hour or two earlier on these VMs had come apart
-    (runs of 1.9-4.5 pages, next to no huge mappings; bench/compare/page_layout.py shows a file's). On a Zen 4 (2026-12-06) run.c decoded
-    llama2.c's 110M checkpoint at 54-64 tok/s from a fresh copy and 44-46 from the old one; a `cp`
-    (smaller folios, no huge mappings) gave 49-56; llama-bench decoded the q8_0 file 1.06-1.16x as
-    fast from a `cp` copy. A fresh copy per run gives every engine the same, best, layout (fathom
-    holds GGUF weights in its own huge-page buffers either way). The sync keeps the copy's
-    writeback out of the measured minutes."""
+    (runs of 1.9-4.5 pages, next to no huge mappings; bench/compare/page_layout.py shows a file's).
+    On a Zen 4 (2026-12-06) run.c decoded llama2.c's 110M checkpoint at 54-64 tok/s from a fresh
+    copy and 44-46 from the old one; a `cp` (smaller folios, no huge mappings) gave 49-56;
+    llama-bench decoded the q8_0 file 1.06-1.15x as fast from a `cp` copy. A fresh copy per run
+    gives every engine the same, best, layout (fathom holds GGUF weights in its own huge-page
+    buffers either way). The sync keeps the copy's writeback out of the measured minutes."""
     dst = work / f"fresh-{src.name}"
     dst.unlink(missing_ok=True)
     with src.open("rb") as i, dst.open("wb") as o:

@@ -34,9 +34,11 @@ here). What the comparison does, in order:
      thread count. Every run reads a copy of the checkpoint written just before it (compare.py's
      `fresh_copy`): both programs map the file, and run.c decoded the 110M checkpoint at 54-64
      tok/s from a newly written copy (mapped as huge pages) and at 44-46 from one cached hours
-     earlier, whose pages had come apart in physical memory (Zen 4, 2026-12-06). Every run is a fresh process; configurations are interleaved round-robin, each
-     --reps times, and medians are reported with fathom ÷ run.c ratios (the `runomp` build is the
-     peer of record: at one thread it is the faster of the two builds).
+     earlier, whose pages had come apart in physical memory (Zen 4, 2026-12-06). Every run is a
+     fresh process; configurations are interleaved round-robin, each --reps times, and medians
+     are reported with fathom ÷ run.c ratios, of the medians and (in brackets) the median of the
+     rounds' ratios (the `runomp` build is the peer of record: at one thread it is the faster of
+     the two builds).
 Both programs decode the same greedy sequence until their f32 sums (different summation orders:
 -Ofast reassociates, fathom's kernels use their own) pick a different argmax at a near tie; the
 script reports how many of the first generated tokens agree, as a check that both ran the model.

@@ -39,7 +39,8 @@ def layout(path: str) -> str:
         raw = pm.read(n * 8)
     pfns = [v & ((1 << 55) - 1) for v in struct.unpack(f"<{n}Q", raw)]
     smaps = open("/proc/self/smaps").read()
-    block = next((b for b in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", smaps) if b.split("\n")[0].endswith(name)), "")
+    blocks = re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", smaps)  # one per mapping
+    block = next((b for b in blocks if b.split("\n")[0].endswith(name)), "")
     pmd = re.search(r"FilePmdMapped:\s+(\d+) kB", block)
     huge = f"{int(pmd.group(1)) / 1024:.0f} of {len(m) / 2**20:.0f} MiB mapped as 2 MiB pages" if pmd else "FilePmdMapped: n/a"
     m.close()
@@ -54,7 +55,8 @@ def layout(path: str) -> str:
             r = 1
     runs.append(r)
     groups = n // 4
-    whole = sum(1 for g in range(groups) if pfns[4 * g] % 4 == 0 and all(pfns[4 * g + j] == pfns[4 * g] + j for j in range(4)))
+    whole = sum(1 for g in range(groups)
+                if pfns[4 * g] % 4 == 0 and all(pfns[4 * g + j] == pfns[4 * g] + j for j in range(4)))
     return (f"{path}: {n} pages in {len(runs)} runs (mean {n / len(runs):.1f}, median {statistics.median(runs):.0f} "
             f"pages); aligned 16 KiB groups contiguous {100 * whole / max(groups, 1):.1f} %; {huge}")
 
