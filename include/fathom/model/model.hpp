@@ -39,7 +39,9 @@ struct LoadOptions {
   // kept native) is copied out of the mapped checkpoint onto huge pages (kernels::WeightBuffer):
   // on the file's 4 KiB pages exact bf16 decode ran 4-9 % slower (docs/benchmarks.md, "Dense decode
   // rows a whole number of rows ahead"). true: compute on the mapping (no copy: half the resident
-  // memory).
+  // memory), whose speed then also depends on how the page cache holds the file (a file cached
+  // hours earlier can lie scattered in physical memory: docs/benchmarks.md, "Zen 4: the peers
+  // reading freshly written files").
   bool map_weights = false;
 };
 
