@@ -7,6 +7,7 @@
 // summation order differs). Greedy tokens must be identical.
 #include "fixture_util.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -43,6 +44,65 @@ void check_model(const std::string& name) {
     }
     CHECK(rel_err(rec.taps["final_norm"], ex.f32("final_norm")) <= kTol);
     CHECK(rel_err(logits, ex.f32("logits")) <= kTol);
+  }
+
+  // attn_ctx and mlp_act against what they stand for, computed here from the neighbouring taps
+  // (whose chain to resid_post is checked against transformers above): attention by hand in
+  // double from q, k, v; then Wo · attn_ctx = attn_out, silu(gate · n) ⊙ (up · n) = mlp_act for
+  // n = mlp_norm, down · mlp_act = mlp_out.
+  SUBCASE("attn_ctx and mlp_act: the inputs of the output and down projections") {
+    Session s(*model);
+    fixtures::Recorder rec;
+    rec.n = T;
+    FullDepth full;
+    s.forward(ids, Phase::PP, full, rec, Logits::All);
+    for (size_t l = 0; l < model->n_layers(); ++l) {
+      CAPTURE(l);
+      const auto& A = model->layer(l).attn;
+      const auto& M = model->layer(l).mlp;
+      const std::string at = "." + std::to_string(l);
+      const auto &q = rec.taps.at("q" + at), &k = rec.taps.at("k" + at), &v = rec.taps.at("v" + at);
+      const auto& ctx = rec.taps.at("attn_ctx" + at);
+      REQUIRE(ctx.size() == T * A.q_dim());
+      std::vector<float> want(T * A.q_dim());
+      for (size_t t = 0; t < T; ++t)
+        for (size_t h = 0; h < A.n_heads; ++h) {
+          const size_t kv = A.kv_head(h), hd = A.head_dim;
+          const size_t lo = size_t(A.window_start(int64_t(t)));
+          std::vector<double> w(t + 1 - lo);
+          double top = -INFINITY, sum = 0;
+          for (size_t u = lo; u <= t; ++u) {
+            double d = 0;
+            for (size_t i = 0; i < hd; ++i) d += double(q[(t * A.n_heads + h) * hd + i]) * k[(u * A.n_kv_heads + kv) * hd + i];
+            w[u - lo] = d * A.scale();
+            top = std::max(top, w[u - lo]);
+          }
+          for (double& x : w) sum += (x = std::exp(x - top));
+          for (size_t i = 0; i < hd; ++i) {
+            double o = 0;
+            for (size_t u = lo; u <= t; ++u) o += w[u - lo] / sum * v[(u * A.n_kv_heads + kv) * hd + i];
+            want[(t * A.n_heads + h) * hd + i] = float(o);
+          }
+        }
+      CHECK(rel_err(ctx, want) <= kTol);
+
+      std::vector<float> out(T * model->hidden());
+      A.output(ctx.data(), T, out.data());
+      CHECK(rel_err(rec.taps.at("attn_out" + at), out) <= kTol);
+
+      const auto& n = rec.taps.at("mlp_norm" + at);
+      const auto& act = rec.taps.at("mlp_act" + at);
+      const size_t I = M.intermediate();
+      REQUIRE(act.size() == T * I);
+      std::vector<float> g(T * I), u(T * I), act_want(T * I);
+      kernels::gemm(M.gate, n.data(), T, g.data());
+      kernels::gemm(M.up, n.data(), T, u.data());
+      for (size_t i = 0; i < T * I; ++i)
+        act_want[i] = float(double(g[i]) / (1.0 + std::exp(-double(g[i]))) * double(u[i]));
+      CHECK(rel_err(act, act_want) <= kTol);
+      kernels::gemm(M.down, act.data(), T, out.data());
+      CHECK(rel_err(rec.taps.at("mlp_out" + at), out) <= kTol);
+    }
   }
 
   SUBCASE("decode token by token equals the prefill logits") {

@@ -18,6 +18,12 @@ struct SwiGLU {
   // Attention::project.
   void operator()(const float* x, size_t n, float* out, float* g, float* u,
                   kernels::Rows how = kernels::Rows::Gemm) const {
+    activations(x, n, g, u, how);
+    project_down(g, n, out, how);
+  }
+
+  // g = silu(gate · x) ⊙ (up · x): [n, intermediate], the hidden activations; u: scratch of g's size.
+  void activations(const float* x, size_t n, float* g, float* u, kernels::Rows how = kernels::Rows::Gemm) const {
     kernels::fused_products(how, {{&gate, g}, {&up, u}}, x, n);
     if (how == kernels::Rows::AsGemv) {  // row by row: where the vector body ends (and the
       const size_t I = intermediate();   // scalar exp of the tail begins) as for one row
@@ -25,7 +31,11 @@ struct SwiGLU {
     } else {
       kernels::swiglu(g, u, g, n * intermediate());
     }
-    kernels::product(how, down, g, n, out);
+  }
+
+  // out = down · act: [n, intermediate] -> [n, hidden].
+  void project_down(const float* act, size_t n, float* out, kernels::Rows how = kernels::Rows::Gemm) const {
+    kernels::product(how, down, act, n, out);
   }
 };
 

@@ -210,6 +210,7 @@ void LayerPass::run_layer(const Model& model, size_t l, size_t n, KvStrategy kv,
   for (size_t r = 0; r < m; ++r)
     rows.cache(run_[r]).store(l, info_[run_[r]].position, k_.data() + r * A.kv_dim(), v_.data() + r * A.kv_dim());
   rows.attend(l, m);
+  tap(obs, Tap::attn_ctx, int(l), ctx_.data(), m, A.q_dim(), slots, seqs);
   A.output(ctx_.data(), m, tmp_.data(), how);
   tap(obs, Tap::attn_out, int(l), tmp_.data(), m, H, slots, seqs);
   kernels::add_inplace(x, tmp_.data(), m * H);
@@ -220,7 +221,9 @@ void LayerPass::run_layer(const Model& model, size_t l, size_t n, KvStrategy kv,
   u_.resize(m * I);
   L.mlp_norm(x, xn_.data(), m);
   tap(obs, Tap::mlp_norm, int(l), xn_.data(), m, H, slots, seqs);
-  L.mlp(xn_.data(), m, tmp_.data(), g_.data(), u_.data(), how);
+  L.mlp.activations(xn_.data(), m, g_.data(), u_.data(), how);
+  tap(obs, Tap::mlp_act, int(l), g_.data(), m, I, slots, seqs);
+  L.mlp.project_down(g_.data(), m, tmp_.data(), how);
   tap(obs, Tap::mlp_out, int(l), tmp_.data(), m, H, slots, seqs);
   kernels::add_inplace(x, tmp_.data(), m * H);
 

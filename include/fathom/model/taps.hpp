@@ -8,18 +8,21 @@
 namespace fathom {
 
 enum class Tap : uint8_t {
-  embed, resid_pre, attn_norm, q, k, v, attn_out, resid_mid, mlp_norm, mlp_out, resid_post,
-  final_norm, logits
+  embed, resid_pre, attn_norm, q, k, v, attn_ctx, attn_out, resid_mid, mlp_norm, mlp_act, mlp_out,
+  resid_post, final_norm, logits
 };
 inline constexpr const char* tap_name(Tap t) {
-  constexpr const char* names[] = {"embed", "resid_pre", "attn_norm", "q", "k", "v", "attn_out",
-                                   "resid_mid", "mlp_norm", "mlp_out", "resid_post",
-                                   "final_norm", "logits"};
+  constexpr const char* names[] = {"embed", "resid_pre", "attn_norm", "q", "k", "v", "attn_ctx",
+                                   "attn_out", "resid_mid", "mlp_norm", "mlp_act", "mlp_out",
+                                   "resid_post", "final_norm", "logits"};
   return names[size_t(t)];
 }
 
 // rows x cols values, row r belonging to the token in slot slots[r] of the forward pass.
-// q/k are seen after bias, q/k-norm and RoPE, as attention uses them.
+// q/k are seen after bias, q/k-norm and RoPE, as attention uses them. attn_ctx is every head's
+// attention output side by side, [q_dim] (the input of the output projection: attn_out = Wo ·
+// attn_ctx); mlp_act the MLP's hidden activations silu(gate) ⊙ up, [intermediate] (the input of
+// the down projection: mlp_out = down · mlp_act) -- per-head and per-neuron analyses start there.
 // Session::forward: the rows are tokens of the session's one sequence, slots[r] their index in
 // the pass, and `sequences` is empty. BatchSession::step: each row is another sequence's token,
 // slots[r] its row in the step (the index into step()'s arguments) and sequences[r] the batch
