@@ -3,8 +3,11 @@
 // keep the context length in a fixed window, and the counters every benchmark reports.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -70,6 +73,36 @@ void decode_loop(benchmark::State& state, const fathom::Model& m, Policy& policy
   state.counters["tok/s"] = benchmark::Counter(double(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["GB/s"] = benchmark::Counter(double(state.iterations()) * double(m.weight_bytes_per_token()) / 1e9,
                                               benchmark::Counter::kIsRate);
+}
+
+// The value at quantile q (0..1) of v.
+inline double quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[size_t(q * double(v.size() - 1) + 0.5)];
+}
+
+// Registers `fn` as "<prefix>/<label>/<context>" for the decode-against-the-read benchmarks
+// (bench_decode_bound, bench_decode_steps): SmolLM2-135M-Instruct's GGUF as stored and as Q8 (the
+// main job's format), and every GGUF file in FATHOM_BENCH_GGUF (comma-separated paths), as
+// stored; at each context in FATHOM_BENCH_CONTEXTS (comma-separated positions, default 256).
+// 24 rounds each, timed by the benchmark (manual time).
+inline void register_decode_models(const std::string& prefix,
+                                   void (*fn)(benchmark::State&, const std::string&)) {
+  auto add = [&](const std::string& label, const std::string& name) {
+    auto* b = benchmark::RegisterBenchmark((prefix + "/" + label).c_str(), fn, name);
+    const char* env = std::getenv("FATHOM_BENCH_CONTEXTS");
+    std::stringstream contexts(env ? env : "256");
+    for (std::string c; std::getline(contexts, c, ',');)
+      if (!c.empty()) b->Arg(std::stoll(c));
+    b->Iterations(24)->UseManualTime()->Unit(benchmark::kMillisecond);
+  };
+  add("smollm2_native", "smollm2-native");
+  add("smollm2_q8", "smollm2-q8");
+  if (const char* files = std::getenv("FATHOM_BENCH_GGUF")) {
+    std::stringstream list(files);
+    for (std::string path; std::getline(list, path, ',');)
+      if (!path.empty()) add(path.substr(path.find_last_of('/') + 1), path);
+  }
 }
 
 }  // namespace bench

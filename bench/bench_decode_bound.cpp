@@ -11,12 +11,9 @@
 //
 // Models: SmolLM2-135M-Instruct's GGUF from the shared directory as stored (Q8_0 embedding, Q4_1
 // matrices) and converted to Q8 at load (the main job's format), and any GGUF files named in
-// FATHOM_BENCH_GGUF (comma-separated paths), as stored.
-// Threads: OMP_NUM_THREADS.
-#include <algorithm>
+// FATHOM_BENCH_GGUF (comma-separated paths), as stored. Contexts: FATHOM_BENCH_CONTEXTS
+// (comma-separated positions, default 256). Threads: OMP_NUM_THREADS.
 #include <chrono>
-#include <cstdlib>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,11 +23,6 @@
 #include "fathom/model/full_depth.hpp"
 
 namespace {
-
-double quantile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[size_t(q * double(v.size() - 1) + 0.5)];
-}
 
 void BM_DecodeBound(benchmark::State& state, const std::string& name) {
   constexpr size_t kTokens = 16;  // per round
@@ -65,31 +57,14 @@ void BM_DecodeBound(benchmark::State& state, const std::string& name) {
     bound_w.push_back(100.0 * w_bytes * tok_s.back() / read);
     bound_kv.push_back(100.0 * (w_bytes + kv_bytes) * tok_s.back() / read);
   }
-  state.counters["tok/s"] = quantile(tok_s, 0.5);
-  state.counters["read GB/s"] = quantile(read_gbs, 0.5);
-  state.counters["weights bound %"] = quantile(bound_w, 0.5);
-  state.counters["bound %"] = quantile(bound_kv, 0.5);
-  state.counters["bound % q1"] = quantile(bound_kv, 0.25);
-  state.counters["bound % q3"] = quantile(bound_kv, 0.75);
+  state.counters["tok/s"] = bench::quantile(tok_s, 0.5);
+  state.counters["read GB/s"] = bench::quantile(read_gbs, 0.5);
+  state.counters["weights bound %"] = bench::quantile(bound_w, 0.5);
+  state.counters["bound %"] = bench::quantile(bound_kv, 0.5);
+  state.counters["bound % q1"] = bench::quantile(bound_kv, 0.25);
+  state.counters["bound % q3"] = bench::quantile(bound_kv, 0.75);
 }
 
-void register_model(const std::string& label, const std::string& name) {
-  benchmark::RegisterBenchmark(("BM_DecodeBound/" + label).c_str(), BM_DecodeBound, name)
-      ->Arg(256)
-      ->Iterations(24)
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond);
-}
-
-const bool registered = [] {
-  register_model("smollm2_native", "smollm2-native");
-  register_model("smollm2_q8", "smollm2-q8");
-  if (const char* files = std::getenv("FATHOM_BENCH_GGUF")) {
-    std::stringstream list(files);
-    for (std::string path; std::getline(list, path, ',');)
-      if (!path.empty()) register_model(path.substr(path.find_last_of('/') + 1), path);
-  }
-  return true;
-}();
+const bool registered = (bench::register_decode_models("BM_DecodeBound", BM_DecodeBound), true);
 
 }  // namespace

@@ -22,11 +22,8 @@
 // job's format), and any GGUF files named in FATHOM_BENCH_GGUF (comma-separated paths), as stored.
 // Contexts: FATHOM_BENCH_CONTEXTS (comma-separated positions, default 256). Threads:
 // OMP_NUM_THREADS.
-#include <algorithm>
 #include <array>
 #include <chrono>
-#include <cstdlib>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -68,11 +65,6 @@ struct StepClock {
     last = now;
   }
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 void BM_DecodeSteps(benchmark::State& state, const std::string& name) {
   constexpr size_t kTokens = 16;  // per round
@@ -119,11 +111,11 @@ void BM_DecodeSteps(benchmark::State& state, const std::string& name) {
     read_gbs.push_back(double(bench::kReadBytes) / std::chrono::duration<double>(t2 - t1).count() / 1e9);
     for (size_t k = 0; k < kSteps; ++k) us[k].push_back(1e6 * steps.seconds[k] / double(kTokens));
   }
-  const double read = median(read_gbs);
-  state.counters["tok/s"] = median(tok_s);
+  const double read = bench::quantile(read_gbs, 0.5);
+  state.counters["tok/s"] = bench::quantile(tok_s, 0.5);
   state.counters["read GB/s"] = read;
   for (size_t k = 0; k < kSteps; ++k) {
-    const double t = median(us[k]);
+    const double t = bench::quantile(us[k], 0.5);
     state.counters[std::string(kStepNames[k]) + " us"] = t;
     if (bytes[k] > 0 && t > 0) {
       state.counters[std::string(kStepNames[k]) + " GB/s"] = bytes[k] / t / 1e3;
@@ -132,24 +124,6 @@ void BM_DecodeSteps(benchmark::State& state, const std::string& name) {
   }
 }
 
-void register_model(const std::string& label, const std::string& name) {
-  const char* env = std::getenv("FATHOM_BENCH_CONTEXTS");
-  std::stringstream list(env ? env : "256");
-  auto* b = benchmark::RegisterBenchmark(("BM_DecodeSteps/" + label).c_str(), BM_DecodeSteps, name);
-  for (std::string c; std::getline(list, c, ',');)
-    if (!c.empty()) b->Arg(std::stoll(c));
-  b->Iterations(24)->UseManualTime()->Unit(benchmark::kMillisecond);
-}
-
-const bool registered = [] {
-  register_model("smollm2_native", "smollm2-native");
-  register_model("smollm2_q8", "smollm2-q8");
-  if (const char* files = std::getenv("FATHOM_BENCH_GGUF")) {
-    std::stringstream list(files);
-    for (std::string path; std::getline(list, path, ',');)
-      if (!path.empty()) register_model(path.substr(path.find_last_of('/') + 1), path);
-  }
-  return true;
-}();
+const bool registered = (bench::register_decode_models("BM_DecodeSteps", BM_DecodeSteps), true);
 
 }  // namespace
