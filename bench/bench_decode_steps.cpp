@@ -11,11 +11,10 @@
 //   adds      attn_out -> resid_mid, mlp_out -> resid_post: the residual adds
 //   between   resid_post -> the next resid_pre, embed -> resid_pre: the policy's decisions
 //   head      resid_post of the last layer -> final_norm -> logits: final norm and unembedding
-// Each round decodes 16 tokens and then reads bandwidth.hpp's 512 MiB once (as
-// bench_decode_bound.cpp); per step the counters give µs per token ("<step> us") and, for the
-// steps that stream weights or the cache, the rate ("<step> GB/s": the matrices' bytes as held,
-// the f32 keys and values attention reads) and its share of the round's read ("<step> %"),
-// medians over the rounds. With no observer (the library's default) the taps cost nothing; here
+// Each round decodes 16 tokens and then reads bandwidth.hpp's 512 MiB once (decode_rounds.hpp);
+// per step the counters give µs per token ("<step> us") and, for the steps that stream weights or
+// the cache, the rate ("<step> GB/s": the matrices' bytes as held, the f32 keys and values
+// attention reads) and its share of the round's read ("<step> %"), medians over the rounds. With no observer (the library's default) the taps cost nothing; here
 // they cost a clock read each (15 a layer).
 //
 // Models: SmolLM2-135M-Instruct's GGUF from the shared directory as stored and as Q8 (the main
@@ -27,10 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "bandwidth.hpp"
-#include "bench_common.hpp"
-
-#include "fathom/model/full_depth.hpp"
+#include "decode_rounds.hpp"
 
 namespace {
 
@@ -67,16 +63,10 @@ struct StepClock {
 };
 
 void BM_DecodeSteps(benchmark::State& state, const std::string& name) {
-  constexpr size_t kTokens = 16;  // per round
   const auto& m = bench::model(name);
-  const size_t context = size_t(state.range(0));
-  fathom::Session s(m, {int64_t(context + kTokens + 1)});
-  fathom::FullDepth full;
-  s.forward(bench::prompt(m, context), fathom::Phase::PP, full);
-  bench::read_buffer();
+  bench::DecodeRounds rounds(m, size_t(state.range(0)));
 
-  // Bytes each step streams per token: the matrices as held; attention the f32 keys and values of
-  // (p + 1) positions per layer at position p, averaged over the round.
+  // Bytes each step streams per token: the matrices as held; attention the f32 keys and values.
   std::array<double, kSteps> bytes{};
   for (size_t l = 0; l < m.n_layers(); ++l) {
     const auto& A = m.layer(l).attn;
@@ -86,30 +76,19 @@ void BM_DecodeSteps(benchmark::State& state, const std::string& name) {
     bytes[kO] += double(fathom::Model::matrix_bytes(A.wo));
     bytes[kGateUp] += double(fathom::Model::matrix_bytes(M.gate) + fathom::Model::matrix_bytes(M.up));
     bytes[kDown] += double(fathom::Model::matrix_bytes(M.down));
-    bytes[kAttention] += 2.0 * 4.0 * double(A.kv_dim()) * (double(context) + double(kTokens + 1) / 2.0);
+    bytes[kAttention] += rounds.kv_bytes(A.kv_dim());
   }
   bytes[kHead] = double(fathom::Model::matrix_bytes(m.readout().unembed));
 
-  using clock = std::chrono::steady_clock;
   std::array<std::vector<double>, kSteps> us;  // [step][round] µs per token
   std::vector<double> tok_s, read_gbs;
-  const int32_t next = 1;
   for (auto _ : state) {
-    s.rewind(int64_t(context));
     StepClock steps;
-    const auto t0 = clock::now();
-    for (size_t k = 0; k < kTokens; ++k) {
-      auto logits = s.forward(std::span<const int32_t>(&next, 1), fathom::Phase::RG, full, steps);
-      benchmark::DoNotOptimize(logits.data());
-    }
-    const auto t1 = clock::now();
-    benchmark::DoNotOptimize(bench::read_pass(false));
-    const auto t2 = clock::now();
-    const double decode = std::chrono::duration<double>(t1 - t0).count();
-    state.SetIterationTime(decode);
-    tok_s.push_back(double(kTokens) / decode);
-    read_gbs.push_back(double(bench::kReadBytes) / std::chrono::duration<double>(t2 - t1).count() / 1e9);
-    for (size_t k = 0; k < kSteps; ++k) us[k].push_back(1e6 * steps.seconds[k] / double(kTokens));
+    const auto r = rounds.run(steps);
+    state.SetIterationTime(r.decode_s);
+    tok_s.push_back(double(rounds.kTokens) / r.decode_s);
+    read_gbs.push_back(r.read_gbs);
+    for (size_t k = 0; k < kSteps; ++k) us[k].push_back(1e6 * steps.seconds[k] / double(rounds.kTokens));
   }
   const double read = bench::quantile(read_gbs, 0.5);
   state.counters["tok/s"] = bench::quantile(tok_s, 0.5);
