@@ -12,10 +12,11 @@
 //   between   resid_post -> the next resid_pre, embed -> resid_pre: the policy's decisions
 //   head      resid_post of the last layer -> final_norm -> logits: final norm and unembedding
 // Each round decodes 16 tokens and then reads bandwidth.hpp's 512 MiB once (decode_rounds.hpp);
-// per step the counters give µs per token ("<step> us") and, for the steps that stream weights or
-// the cache, the rate ("<step> GB/s": the matrices' bytes as held, the f32 keys and values
-// attention reads) and its share of the round's read ("<step> %"), medians over the rounds. With no observer (the library's default) the taps cost nothing; here
-// they cost a clock read each (15 a layer).
+// per step the counters give µs per token ("<step> us", the median over the rounds) and, for the
+// steps that stream weights or the cache, the rate ("<step> GB/s": the matrices' bytes as held,
+// the f32 keys and values attention reads) and its share of the rounds' median read ("<step> %").
+// With no observer (the library's default) the taps cost nothing; here they cost a clock read
+// each (15 a layer).
 //
 // Models: SmolLM2-135M-Instruct's GGUF from the shared directory as stored and as Q8 (the main
 // job's format), and any GGUF files named in FATHOM_BENCH_GGUF (comma-separated paths), as stored.
