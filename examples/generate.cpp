@@ -1,10 +1,12 @@
 // generate — the everyday tool: run a model on a prompt (text or ids), greedy or sampled, and
-// optionally dump the prompt's logits and every layer's residual stream for comparison with
-// another implementation.
+// optionally dump the prompt's logits and any named taps of every layer (residual stream by
+// default; attention heads' outputs, MLP activations, ...) for analysis or comparison with another
+// implementation.
 //
 //   generate --prompt "Once upon a time" -n 64
 //   generate -m qwen2.5-0.5b/ --prompt "Hello" --chat --temperature 0.7 --seed 1
 //   generate --ids 1,403,407 --dump out.safetensors
+//   generate -m smollm2.gguf --prompt "Paris is" --dump out.safetensors --dump-taps attn_ctx,mlp_act
 //   generate -m smollm2.gguf --prompt "Hello" --chat --policy lac:0.8   # any registered policy
 //   generate -m smollm2.gguf --prompts questions.txt --chat --batch 8   # several prompts, batched
 //
@@ -13,6 +15,8 @@
 // (continuous batching, model/batch_session.hpp); each reply is identical for every B.
 #include "common.hpp"
 
+#include <set>
+
 #include "fathom/depth/policies.hpp"
 #include "fathom/io/safetensors.hpp"
 #include "fathom/model/batch_generate.hpp"
@@ -20,19 +24,39 @@
 
 namespace {
 
-// Keeps the prompt's embed / resid_post.{i} rows (every token of the prefill).
+// Keeps the prompt's rows of the taps in `which` (every token of the prefill), by "name.layer"
+// ("name" for embed, final_norm, logits).
 struct DumpObserver {
   static constexpr bool enabled = true;
   size_t tokens = 0;
-  std::map<std::string, std::vector<float>> rows;  // name -> [tokens, hidden]
+  std::set<fathom::Tap> which;
+  std::map<std::string, std::pair<std::vector<float>, size_t>> rows;  // name -> ([tokens, cols], cols)
   void on_tap(fathom::Tap t, int layer, const fathom::TapView& v) {
-    if (t != fathom::Tap::resid_post && t != fathom::Tap::embed) return;
-    auto& dst = rows[t == fathom::Tap::embed ? "embed" : "resid_post." + std::to_string(layer)];
+    if (!which.count(t)) return;
+    auto& [dst, cols] = rows[std::string(fathom::tap_name(t)) + (layer >= 0 ? "." + std::to_string(layer) : "")];
+    cols = v.cols;
     dst.resize(tokens * v.cols);
     for (size_t r = 0; r < v.rows; ++r)
       std::copy_n(v.row(r), v.cols, dst.data() + v.slots[r] * v.cols);
   }
 };
+
+// --dump-taps: comma-separated tap names.
+std::set<fathom::Tap> parse_taps(const std::string& list) {
+  std::set<fathom::Tap> taps;
+  std::stringstream in(list);
+  for (std::string name; std::getline(in, name, ',');) {
+    if (name.empty()) continue;
+    const auto t = fathom::tap_from_name(name);
+    if (!t) {
+      std::string known;
+      for (size_t i = 0; i < fathom::kTapCount; ++i) known += std::string(i ? ", " : "") + fathom::tap_name(fathom::Tap(i));
+      throw fathom::UsageError("", "--dump-taps", "no tap named '" + name + "' (taps: " + known + ")");
+    }
+    taps.insert(*t);
+  }
+  return taps;
+}
 
 fathom::io::TensorView f32_view(const std::string& name, const std::vector<float>& v,
                                 std::vector<int64_t> shape) {
@@ -92,7 +116,7 @@ int main(int argc, char** argv) {
   CLI::App app{"fathom generate: text generation from a Llama/Mistral/Qwen or llama2.c model"};
   examples::ModelArgs margs;
   margs.add(app);
-  std::string prompt = "", ids_arg, dump, policy_name = "full", prompts_file;
+  std::string prompt = "", ids_arg, dump, dump_taps = "embed,resid_post", policy_name = "full", prompts_file;
   size_t batch = 1;
   bool chat = false, no_bos = false, quiet = false;
   fathom::GenerateOptions gen;
@@ -110,7 +134,10 @@ int main(int argc, char** argv) {
   app.add_option("--top-p", gen.sampling.top_p, "nucleus sampling mass");
   app.add_option("--seed", gen.sampling.seed, "sampling seed");
   app.add_flag("--ignore-eos", [&](int64_t) { gen.stop_on_eos = false; }, "do not stop at eos");
-  app.add_option("--dump", dump, "write the prompt's logits, embed and resid_post.{i} (safetensors)");
+  app.add_option("--dump", dump, "write the prompt's logits and the --dump-taps rows (safetensors)");
+  app.add_option("--dump-taps", dump_taps,
+                 "--dump: the named taps to write, comma-separated (docs/architecture.md), as "
+                 "\"name.layer\" [tokens, cols]; default embed,resid_post");
   app.add_option("--policy", policy_name,
                  "depth policy by name (docs/policies.md): full (default), lac:α, lac-instream:α, "
                  "static:..., early-exit:[MEASURE:]λ, logit-lens:i, cos-skip:c, ...");
@@ -150,18 +177,20 @@ int main(int argc, char** argv) {
     if (!dump.empty()) {
       DumpObserver obs;
       obs.tokens = ids.size();
+      obs.which = parse_taps(dump_taps);
       fathom::FullDepth full;
       auto logits = session.forward(ids, fathom::Phase::PP, full, obs, fathom::Logits::All);
       std::vector<float> l(logits.begin(), logits.end());
       std::vector<int64_t> id64(ids.begin(), ids.end());
-      const int64_t T = int64_t(ids.size()), H = int64_t(model->hidden());
+      const int64_t T = int64_t(ids.size());
       std::vector<fathom::io::TensorView> out = {
           f32_view("logits", l, {T, int64_t(model->vocab())}),
           {"input_ids", fathom::DType::I64, {T}, reinterpret_cast<const std::byte*>(id64.data()),
            id64.size() * 8, ""}};
-      for (auto& [name, rows] : obs.rows) out.push_back(f32_view(name, rows, {T, H}));
+      for (auto& [name, rows] : obs.rows)
+        if (name != "logits") out.push_back(f32_view(name, rows.first, {T, int64_t(rows.second)}));
       fathom::io::save_safetensors(dump, out, {{"model", margs.model}});
-      if (!quiet) std::cerr << "wrote " << dump << " (logits, embed, resid_post.0.." << model->n_layers() - 1 << ")\n";
+      if (!quiet) std::cerr << "wrote " << dump << " (" << out.size() << " tensors: logits, input_ids, the taps)\n";
       session.reset();
     }
 

@@ -440,6 +440,18 @@ TEST_CASE("KV strategies on a 2-token example") {
   }
 }
 
+TEST_CASE("tap names: tap_from_name inverts tap_name, and knows no other name") {
+  for (size_t i = 0; i < kTapCount; ++i) {
+    CAPTURE(tap_name(Tap(i)));
+    CHECK(tap_from_name(tap_name(Tap(i))) == Tap(i));
+  }
+  CHECK(tap_from_name("attn_ctx") == Tap::attn_ctx);
+  CHECK(tap_from_name("mlp_act") == Tap::mlp_act);
+  CHECK_FALSE(tap_from_name("attn").has_value());
+  CHECK_FALSE(tap_from_name("").has_value());
+  CHECK_FALSE(tap_from_name("resid_post.3").has_value());
+}
+
 // Taps under in-stream LAC show the stream as it continues: resid_post of layer l is what layer
 // l+1 receives (h_{l-1} again after a void), and the last one is what the readout reads.
 TEST_CASE("observer under lac-instream: resid_post is the continued stream, not the discarded update") {

@@ -3,7 +3,9 @@
 // default NoObserver every tap compiles away (`if constexpr (O::enabled)`).
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string_view>
 
 namespace fathom {
 
@@ -16,6 +18,13 @@ inline constexpr const char* tap_name(Tap t) {
                                    "attn_out", "resid_mid", "mlp_norm", "mlp_act", "mlp_out",
                                    "resid_post", "final_norm", "logits"};
   return names[size_t(t)];
+}
+inline constexpr size_t kTapCount = size_t(Tap::logits) + 1;
+// The tap named `name` (tap_name's spelling); nullopt for any other string.
+inline constexpr std::optional<Tap> tap_from_name(std::string_view name) {
+  for (size_t i = 0; i < kTapCount; ++i)
+    if (name == tap_name(Tap(i))) return Tap(i);
+  return std::nullopt;
 }
 
 // rows x cols values, row r belonging to the token in slot slots[r] of the forward pass.
