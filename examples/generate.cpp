@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   return examples::guarded([&] {
+    const std::set<fathom::Tap> dump_which = parse_taps(dump_taps);  // a bad name fails before loading
     auto model = margs.load();
     if (!prompts_file.empty())
       return generate_many(margs, *model, margs.load_tokenizer(), examples::read_prompts(prompts_file), chat,
@@ -177,7 +178,7 @@ int main(int argc, char** argv) {
     if (!dump.empty()) {
       DumpObserver obs;
       obs.tokens = ids.size();
-      obs.which = parse_taps(dump_taps);
+      obs.which = dump_which;
       fathom::FullDepth full;
       auto logits = session.forward(ids, fathom::Phase::PP, full, obs, fathom::Logits::All);
       std::vector<float> l(logits.begin(), logits.end());
